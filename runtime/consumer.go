@@ -1,0 +1,389 @@
+package kombu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+// Handler handles messages for a consumer. What it returns decides what
+// happens to the message, unless it settled the message itself:
+//
+//   - nil acks it;
+//   - an error rejects it without requeue: it is dead-lettered where the
+//     queue has a dead-letter exchange, dropped otherwise;
+//   - Requeue(err) rejects it with requeue: the broker delivers it again;
+//   - a panic is recovered, logged with its stack, and treated as an error.
+//
+// A handler that called msg.Ack, msg.Reject or msg.Requeue keeps its choice.
+type Handler interface {
+	HandleMessage(ctx context.Context, msg *Message) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, msg *Message) error
+
+// HandleMessage calls f.
+func (f HandlerFunc) HandleMessage(ctx context.Context, msg *Message) error { return f(ctx, msg) }
+
+// Typed returns a Handler that decodes each message into a new T and passes
+// it to fn. A message that does not decode goes to the consumer's
+// decode-error handler and is rejected, without reaching fn.
+func Typed[T any, PT interface{ *T }](fn func(ctx context.Context, m PT, msg *Message) error) Handler {
+	return HandlerFunc(func(ctx context.Context, msg *Message) error {
+		v := PT(new(T))
+		if err := msg.Decode(v); err != nil {
+			return err
+		}
+		return fn(ctx, v, msg)
+	})
+}
+
+// MatchTopic reports whether an AMQP topic binding key ("orders.*",
+// "audit.#") matches a routing key.
+func MatchTopic(pattern, routingKey string) bool { return transport.MatchTopic(pattern, routingKey) }
+
+// Subscription pairs a queue with the handler for its messages.
+type Subscription struct {
+	Queue   Queue
+	Handler Handler
+}
+
+// ConsumerOption configures NewConsumer.
+type ConsumerOption func(*consumerConfig)
+
+type consumerConfig struct {
+	topology        Topology
+	accept          []string
+	prefetch        int
+	concurrency     int
+	autoAck         bool
+	tag             string
+	onDecodeError   func(*Message, error)
+	shutdownTimeout time.Duration
+}
+
+// WithTopology declares t (exchanges, named queues, bindings) before the
+// consumer's own queues.
+func WithTopology(t Topology) ConsumerOption {
+	return func(c *consumerConfig) { c.topology = c.topology.Merge(t) }
+}
+
+// WithAccept limits the content types the consumer decodes to the given
+// serializer names or MIME types. Others are refused with
+// ErrContentDisallowed, passed to the decode-error handler and rejected.
+// application/data and application/text are always accepted, as in Kombu.
+func WithAccept(names ...string) ConsumerOption {
+	return func(c *consumerConfig) { c.accept = append(c.accept, names...) }
+}
+
+// WithPrefetch sets how many unsettled messages the broker may hand the
+// consumer at once (AMQP basic.qos). The default is four per handler
+// goroutine, as Celery's worker_prefetch_multiplier.
+func WithPrefetch(n int) ConsumerOption { return func(c *consumerConfig) { c.prefetch = n } }
+
+// WithConcurrency sets how many messages are handled at once (1 by default:
+// in order, one at a time).
+func WithConcurrency(n int) ConsumerOption { return func(c *consumerConfig) { c.concurrency = n } }
+
+// WithAutoAck has the broker consider each message settled as soon as it is
+// sent. Faster, and a message is lost if its handler fails or the process
+// dies. Handler results are then only logged.
+func WithAutoAck() ConsumerOption { return func(c *consumerConfig) { c.autoAck = true } }
+
+// WithConsumerTag sets the prefix of the consumer's tags.
+func WithConsumerTag(prefix string) ConsumerOption { return func(c *consumerConfig) { c.tag = prefix } }
+
+// WithDecodeErrorHandler is called with a message that cannot be decoded
+// (refused content type, bad compression, malformed body) and the error.
+// The message is rejected afterwards unless the function settled it. The
+// default logs the error.
+func WithDecodeErrorHandler(fn func(msg *Message, err error)) ConsumerOption {
+	return func(c *consumerConfig) { c.onDecodeError = fn }
+}
+
+// WithShutdownTimeout bounds how long Run waits for running handlers when
+// it stops (30 seconds by default). Messages whose handlers are still
+// running then stay unsettled and go back to their queue when the
+// connection closes.
+func WithShutdownTimeout(d time.Duration) ConsumerOption {
+	return func(c *consumerConfig) { c.shutdownTimeout = d }
+}
+
+// Consumer consumes from one or more queues and hands each message to the
+// handler of its queue. Create it with NewConsumer, then call Run.
+type Consumer struct {
+	conn     *Connection
+	cfg      consumerConfig
+	accept   *acceptList
+	queues   []string           // declared names, in subscription order
+	handlers map[string]Handler // by declared queue name
+
+	running  atomic.Bool
+	stopOnce sync.Once
+	stop     chan struct{} // closed by Close
+	started  chan struct{} // closed when Run starts
+	done     chan struct{} // closed when Run returns
+}
+
+// NewConsumer declares the topology given with WithTopology, then each
+// subscription's queue and bindings, and returns a consumer ready to Run.
+// Once it returns, messages published to the subscribed queues are kept for
+// the consumer.
+func NewConsumer(conn *Connection, subs []Subscription, opts ...ConsumerOption) (*Consumer, error) {
+	cfg := consumerConfig{concurrency: 1, shutdownTimeout: 30 * time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if len(subs) == 0 {
+		return nil, errors.New("kombu: NewConsumer needs at least one subscription")
+	}
+	if cfg.concurrency < 1 {
+		return nil, fmt.Errorf("kombu: concurrency must be at least 1, got %d", cfg.concurrency)
+	}
+	if cfg.prefetch == 0 && !cfg.autoAck {
+		cfg.prefetch = 4 * cfg.concurrency
+	}
+	accept, err := conn.codecs.accept(cfg.accept)
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{
+		conn:     conn,
+		cfg:      cfg,
+		accept:   accept,
+		handlers: make(map[string]Handler, len(subs)),
+		stop:     make(chan struct{}),
+		started:  make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	ctx, cancel := conn.declareContext()
+	defer cancel()
+	if err := cfg.topology.Declare(ctx, conn); err != nil {
+		return nil, err
+	}
+	for _, s := range subs {
+		if s.Handler == nil {
+			return nil, fmt.Errorf("kombu: subscription to queue %s has no handler", s.Queue.describe())
+		}
+		info, err := s.Queue.Declare(ctx, conn)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := c.handlers[info.Name]; dup {
+			return nil, fmt.Errorf("kombu: queue %s is subscribed twice", info.Name)
+		}
+		c.handlers[info.Name] = s.Handler
+		c.queues = append(c.queues, info.Name)
+	}
+	return c, nil
+}
+
+// Queues returns the names of the queues the consumer reads, including the
+// names the broker chose for server-named queues.
+func (c *Consumer) Queues() []string { return append([]string(nil), c.queues...) }
+
+// Run consumes until ctx ends or Close is called, then shuts down
+// gracefully: it stops taking deliveries, lets running handlers finish
+// (bounded by WithShutdownTimeout), and returns every message it took but
+// did not handle to its queue. It returns nil after such a shutdown, and an
+// error when the broker ended the consumer (the queue was deleted, the
+// connection was lost). Run may be called once.
+func (c *Consumer) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("kombu: Consumer.Run called twice")
+	}
+	close(c.started)
+	defer close(c.done)
+	select {
+	case <-c.stop:
+		return nil
+	default:
+	}
+
+	sub, err := c.conn.tc.Consume(ctx, transport.ConsumeSpec{
+		Queues:   c.queues,
+		Tag:      c.cfg.tag,
+		AutoAck:  c.cfg.autoAck,
+		Prefetch: c.cfg.prefetch,
+	})
+	if err != nil {
+		return c.conn.op("consume", err)
+	}
+
+	// Handlers get a context that outlives ctx by the shutdown timeout, so
+	// that stopping the consumer does not cut short the work in flight.
+	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	work := make(chan *transport.Delivery)
+	var wg sync.WaitGroup
+	for range c.cfg.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range work {
+				c.handle(handlerCtx, d)
+			}
+		}()
+	}
+
+	runErr := c.dispatch(ctx, sub, work)
+	close(work)
+
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.shutdownTimeout)
+	defer cancel()
+	c.cancel(shutdownCtx, sub)
+	if !waitGroup(shutdownCtx, &wg) {
+		c.conn.logger.Warn("kombu: handlers still running after the shutdown timeout; their messages return to the queue when the connection closes",
+			"timeout", c.cfg.shutdownTimeout)
+		cancelHandlers()
+	}
+	return runErr
+}
+
+// dispatch feeds deliveries to the handler goroutines until ctx ends, Close
+// is called or the subscription ends.
+func (c *Consumer) dispatch(ctx context.Context, sub transport.Subscription, work chan<- *transport.Delivery) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.stop:
+			return nil
+		case d, ok := <-sub.Deliveries():
+			if !ok {
+				if err := sub.Err(); err != nil {
+					return c.conn.op("consume", err)
+				}
+				return nil
+			}
+			select {
+			case work <- d:
+			case <-ctx.Done():
+				c.giveBack(d)
+				return nil
+			case <-c.stop:
+				c.giveBack(d)
+				return nil
+			}
+		}
+	}
+}
+
+// cancel stops the subscription and returns the deliveries it had already
+// taken, which no handler will see, to their queues.
+func (c *Consumer) cancel(ctx context.Context, sub transport.Subscription) {
+	if err := sub.Cancel(ctx); err != nil && !errors.Is(err, ErrClosed) {
+		c.conn.logger.Warn("kombu: cancel consumer", "error", err)
+	}
+	for {
+		select {
+		case d, ok := <-sub.Deliveries():
+			if !ok {
+				return
+			}
+			c.giveBack(d)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// giveBack requeues a delivery no handler saw. It is not a failure of the
+// message, so nothing is dead-lettered.
+func (c *Consumer) giveBack(d *transport.Delivery) {
+	if d.Acknowledger == nil {
+		c.conn.logger.Warn("kombu: auto-acked message dropped at shutdown", "queue", d.Queue)
+		return
+	}
+	if err := d.Acknowledger.Reject(d.Tag, true); err != nil {
+		c.conn.logger.Warn("kombu: requeue at shutdown", "queue", d.Queue, "error", err)
+	}
+}
+
+// handle runs the handler for one delivery and settles the message by what
+// it returned.
+func (c *Consumer) handle(ctx context.Context, d *transport.Delivery) {
+	msg, err := c.conn.newMessage(d, c.accept)
+	if err == nil {
+		err = c.call(ctx, c.handlers[d.Queue], msg)
+	}
+	if err != nil && (errors.Is(err, ErrDecode) || errors.Is(err, ErrContentDisallowed)) {
+		c.decodeFailed(msg, err)
+	}
+	if msg.State() != StateUnsettled {
+		if err != nil && c.cfg.autoAck {
+			c.conn.logger.Error("kombu: handler failed on an auto-acked message", "queue", d.Queue, "error", err)
+		}
+		return // auto-acked, or the handler settled it itself
+	}
+	var settleErr error
+	switch {
+	case err == nil:
+		settleErr = msg.Ack()
+	case isRequeue(err):
+		settleErr = msg.Reject(true)
+	default:
+		c.conn.logger.Error("kombu: handler failed; message rejected", "queue", d.Queue, "error", err)
+		settleErr = msg.Reject(false)
+	}
+	if settleErr != nil {
+		c.conn.logger.Error("kombu: settle message", "queue", d.Queue, "error", settleErr)
+	}
+}
+
+// call runs h, turning a panic into an error.
+func (c *Consumer) call(ctx context.Context, h Handler, msg *Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.conn.logger.Error("kombu: handler panicked", "queue", msg.DeliveryInfo.Queue,
+				"panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("kombu: handler panicked: %v", r)
+		}
+	}()
+	return h.HandleMessage(ctx, msg)
+}
+
+func (c *Consumer) decodeFailed(msg *Message, err error) {
+	if c.cfg.onDecodeError == nil {
+		c.conn.logger.Error("kombu: cannot decode message; rejected", "queue", msg.DeliveryInfo.Queue,
+			"content_type", msg.Properties.ContentType, "error", err)
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.conn.logger.Error("kombu: decode-error handler panicked", "panic", r)
+		}
+	}()
+	c.cfg.onDecodeError(msg, err)
+}
+
+// Close stops the consumer as Run does when its context ends, and waits for
+// Run to return. It is safe to call more than once, and before Run.
+func (c *Consumer) Close() error {
+	c.stopOnce.Do(func() { close(c.stop) })
+	select {
+	case <-c.started:
+		<-c.done
+	default:
+	}
+	return nil
+}
+
+// waitGroup waits for wg or ctx, and reports whether wg finished.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) bool {
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

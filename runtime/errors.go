@@ -1,0 +1,108 @@
+package kombu
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+// Sentinel errors. Test for them with errors.Is: the errors kombu-go returns
+// wrap them with the details of what failed.
+var (
+	// ErrClosed: the connection, producer or consumer is closed.
+	ErrClosed = transport.ErrClosed
+	// ErrNotSupported: the transport cannot do what was asked (an exchange
+	// type, priorities, TTLs, ...). kombu-go never ignores such a request.
+	ErrNotSupported = transport.ErrNotSupported
+	// ErrUnroutable: a mandatory message matched no queue.
+	ErrUnroutable = transport.ErrUnroutable
+	// ErrNacked: the broker refused to take responsibility for a message.
+	ErrNacked = transport.ErrNacked
+	// ErrEmpty: Queue.Get found no message.
+	ErrEmpty = transport.ErrEmpty
+	// ErrNotFound: an exchange or queue does not exist.
+	ErrNotFound = transport.ErrNotFound
+	// ErrPrecondition: a declaration conflicts with what the broker has
+	// (AMQP PRECONDITION_FAILED). The error names the entity and the
+	// differing property.
+	ErrPrecondition = transport.ErrPrecondition
+	// ErrResourceLocked: an exclusive queue belongs to another connection.
+	ErrResourceLocked = transport.ErrResourceLocked
+	// ErrInUse: a conditional delete found the entity in use.
+	ErrInUse = transport.ErrInUse
+	// ErrInvalidURL: a broker URL could not be parsed. The *URLError says why.
+	ErrInvalidURL = transport.ErrInvalidURL
+	// ErrUnknownScheme: no transport is registered for the URL's scheme. The
+	// error names the package to import.
+	ErrUnknownScheme = transport.ErrUnknownScheme
+
+	// ErrContentDisallowed: a message's content type is not in the accept list.
+	ErrContentDisallowed = errors.New("kombu: content type not accepted")
+	// ErrDecode: a message body could not be decompressed or deserialized.
+	ErrDecode = errors.New("kombu: cannot decode message")
+	// ErrEncode: a body could not be serialized or compressed.
+	ErrEncode = errors.New("kombu: cannot encode message")
+	// ErrUnknownSerializer: no serializer is registered under that name.
+	ErrUnknownSerializer = errors.New("kombu: unknown serializer")
+	// ErrUnknownCompression: no compression is registered under that name
+	// or content type.
+	ErrUnknownCompression = errors.New("kombu: unknown compression")
+	// ErrMessageState: a message was settled (acked, rejected, requeued)
+	// twice.
+	ErrMessageState = errors.New("kombu: message already settled")
+	// ErrLimitExceeded: a size or pool limit was reached.
+	ErrLimitExceeded = errors.New("kombu: limit exceeded")
+	// ErrNoRoute: a message on a queue shared by several generated routes
+	// matched none of them.
+	ErrNoRoute = errors.New("kombu: no route for message")
+)
+
+// URLError says what is wrong with a broker URL; its URL has the password
+// masked. errors.Is(err, ErrInvalidURL) reports true for it.
+type URLError = transport.URLError
+
+// OperationalError wraps a broker or network failure with the operation that
+// failed and the broker's masked URL, like Kombu's OperationalError. Unwrap
+// gives the transport's error, so errors.Is(err, ErrNotFound) and the like
+// still work.
+type OperationalError struct {
+	Op  string // what was being done: "declare queue orders", "publish", ...
+	URL string // the broker URL, password masked
+	Err error
+}
+
+func (e *OperationalError) Error() string {
+	return fmt.Sprintf("kombu: %s on %s: %v", e.Op, e.URL, e.Err)
+}
+
+func (e *OperationalError) Unwrap() error { return e.Err }
+
+// RemoteError is a request/reply handler's error, returned to the caller
+// that made the request.
+type RemoteError struct {
+	Message string
+}
+
+func (e *RemoteError) Error() string { return "kombu: remote handler failed: " + e.Message }
+
+// Requeue wraps a handler error so that the consumer rejects the message
+// with requeue instead of dead-lettering it: the broker will deliver it again.
+// Requeue(nil) still requeues.
+func Requeue(err error) error { return &requeueError{err: err} }
+
+type requeueError struct{ err error }
+
+func (e *requeueError) Error() string {
+	if e.err == nil {
+		return "kombu: requeue"
+	}
+	return "kombu: requeue: " + e.err.Error()
+}
+
+func (e *requeueError) Unwrap() error { return e.err }
+
+func isRequeue(err error) bool {
+	var r *requeueError
+	return errors.As(err, &r)
+}

@@ -1,0 +1,190 @@
+package kombu
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+// Properties are a message's AMQP basic properties: content type and
+// encoding, delivery mode, priority, correlation id, reply-to, expiration,
+// message id, timestamp, type, user id and app id.
+type Properties = transport.Properties
+
+// DeliveryInfo says where a message came from.
+type DeliveryInfo struct {
+	Exchange    string
+	RoutingKey  string
+	Queue       string
+	ConsumerTag string
+	DeliveryTag uint64
+	Redelivered bool // delivered before and not settled
+}
+
+// MessageState is where a message is in its life: unsettled until it is
+// acked, rejected or requeued, exactly once.
+type MessageState uint32
+
+const (
+	StateUnsettled MessageState = iota
+	StateAcked
+	StateRejected
+	StateRequeued
+)
+
+func (s MessageState) String() string {
+	switch s {
+	case StateAcked:
+		return "acked"
+	case StateRejected:
+		return "rejected"
+	case StateRequeued:
+		return "requeued"
+	}
+	return "unsettled"
+}
+
+// Message is a message delivered to a consumer or fetched with Queue.Get.
+// Body is already decompressed; Decode deserializes it according to its
+// content type.
+//
+// A message that was not auto-acked must be settled exactly once, with Ack,
+// Reject or Requeue. A consumer's handler usually leaves that to the
+// consumer, which settles according to what the handler returns.
+type Message struct {
+	Body         []byte
+	Headers      map[string]any
+	Properties   Properties
+	DeliveryInfo DeliveryInfo
+
+	codecs *codecs
+	accept *acceptList
+	acker  transport.Acknowledger // nil when auto-acked
+	state  atomic.Uint32
+}
+
+// newMessage turns a delivery into a Message, decompressing its body. On a
+// decompression failure it still returns the message, so that the caller
+// can reject it rather than lose it.
+func (c *Connection) newMessage(d *transport.Delivery, accept *acceptList) (*Message, error) {
+	m := &Message{
+		Body:       d.Body,
+		Headers:    d.Headers,
+		Properties: d.Properties,
+		DeliveryInfo: DeliveryInfo{
+			Exchange:    d.Exchange,
+			RoutingKey:  d.RoutingKey,
+			Queue:       d.Queue,
+			ConsumerTag: d.ConsumerTag,
+			DeliveryTag: d.Tag,
+			Redelivered: d.Redelivered,
+		},
+		codecs: c.codecs,
+		accept: accept,
+		acker:  d.Acknowledger,
+	}
+	if m.acker == nil {
+		m.state.Store(uint32(StateAcked))
+	}
+	if ct := m.contentType(); !accept.allows(ct) {
+		return m, m.disallowed(ct)
+	}
+	if name, ok := m.Headers["compression"].(string); ok && name != "" {
+		z, err := c.codecs.compressor(name)
+		if err != nil {
+			return m, fmt.Errorf("%w: %w", ErrDecode, err)
+		}
+		body, err := z.Decompress(m.Body, c.codecs.maxBodySize)
+		if err != nil {
+			return m, fmt.Errorf("%w: %s body: %w", ErrDecode, name, err)
+		}
+		m.Body = body
+	}
+	return m, nil
+}
+
+// Redelivered reports whether the broker delivered this message before.
+func (m *Message) Redelivered() bool { return m.DeliveryInfo.Redelivered }
+
+// State returns whether the message is settled, and how.
+func (m *Message) State() MessageState { return MessageState(m.state.Load()) }
+
+// Decode deserializes the body into v with the serializer its content type
+// names. A content type outside the consumer's accept list fails with
+// ErrContentDisallowed; a body that does not decode fails with ErrDecode.
+func (m *Message) Decode(v any) error {
+	ct := m.contentType()
+	if !m.accept.allows(ct) {
+		return m.disallowed(ct)
+	}
+	codecs := m.codecs
+	if codecs == nil {
+		codecs = defaultCodecs
+	}
+	s, ok := codecs.byContentType[ct]
+	if !ok {
+		return fmt.Errorf("%w: no serializer for content type %q", ErrDecode, ct)
+	}
+	if err := s.Unmarshal(m.Body, v); err != nil {
+		return fmt.Errorf("%w: %s body into %T: %v", ErrDecode, ct, v, err)
+	}
+	return nil
+}
+
+// contentType is the message's content type; none means raw bytes, as in
+// Kombu.
+func (m *Message) contentType() string {
+	if m.Properties.ContentType == "" {
+		return ContentTypeData
+	}
+	return m.Properties.ContentType
+}
+
+func (m *Message) disallowed(ct string) error {
+	return fmt.Errorf("%w: %q (accepted: %s)", ErrContentDisallowed, ct, strings.Join(m.accept.names, ", "))
+}
+
+// Ack acknowledges the message: the broker forgets it. On an auto-acked
+// message it does nothing, as in Kombu.
+func (m *Message) Ack() error {
+	if m.acker == nil {
+		return nil
+	}
+	if err := m.settle(StateAcked); err != nil {
+		return err
+	}
+	return m.acker.Ack(m.DeliveryInfo.DeliveryTag, false)
+}
+
+// Reject refuses the message. With requeue the broker delivers it again;
+// without, it is dead-lettered where its queue has a dead-letter exchange,
+// and dropped otherwise.
+func (m *Message) Reject(requeue bool) error {
+	state := StateRejected
+	if requeue {
+		state = StateRequeued
+	}
+	if err := m.settle(state); err != nil {
+		return err
+	}
+	return m.acker.Reject(m.DeliveryInfo.DeliveryTag, requeue)
+}
+
+// Requeue rejects the message with requeue: the broker delivers it again.
+func (m *Message) Requeue() error { return m.Reject(true) }
+
+// settle moves the message from unsettled to s, once.
+func (m *Message) settle(s MessageState) error {
+	if m.state.CompareAndSwap(uint32(StateUnsettled), uint32(s)) {
+		return nil
+	}
+	if m.acker == nil {
+		return fmt.Errorf("%w: the message was auto-acknowledged", ErrMessageState)
+	}
+	return fmt.Errorf("%w: already %s", ErrMessageState, m.State())
+}
+
+// defaultCodecs serves messages built outside a connection, in tests.
+var defaultCodecs, _ = newCodecs(nil, nil, DefaultMaxBodySize)

@@ -1,0 +1,288 @@
+package kombu
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+// Producer publishes messages. It is cheap, safe for concurrent use, and
+// holds defaults (exchange, routing key, serializer, ...) that each Publish
+// can override.
+type Producer struct {
+	conn     *Connection
+	defaults publishConfig
+	confirms bool
+}
+
+// PublishOption sets how one message is published. Passed to NewProducer, a
+// PublishOption sets the producer's default instead.
+type PublishOption func(*publishConfig)
+
+// ProducerOption configures NewProducer. Every PublishOption is one.
+type ProducerOption interface{ applyProducer(*Producer) }
+
+func (o PublishOption) applyProducer(p *Producer) { o(&p.defaults) }
+
+type producerOption func(*Producer)
+
+func (o producerOption) applyProducer(p *Producer) { o(p) }
+
+// WithConfirms turns publisher confirms on or off. They are on by default:
+// Publish returns nil only once the broker has taken responsibility for the
+// message. Off, Publish returns once the message is written to the network,
+// which is faster and can lose messages when the broker fails.
+func WithConfirms(on bool) ProducerOption {
+	return producerOption(func(p *Producer) { p.confirms = on })
+}
+
+type publishConfig struct {
+	exchange     *Exchange // nil: the default exchange ""
+	routingKey   string
+	serializer   string // "": json, or raw/text for []byte/string bodies
+	contentType  string // set: the body is sent as it is, with this type
+	encoding     string
+	compression  string
+	mandatory    bool
+	headers      map[string]any
+	sharedHeader bool // headers belongs to the producer's defaults: copy before writing
+	props        transport.Properties
+}
+
+// WithExchange publishes to ex, declaring it first unless it is the default
+// exchange, an amq.* exchange, or marked NoDeclare. The declaration is made
+// once per connection.
+func WithExchange(ex Exchange) PublishOption {
+	return func(c *publishConfig) { c.exchange = &ex }
+}
+
+// WithRoutingKey sets the routing key.
+func WithRoutingKey(key string) PublishOption {
+	return func(c *publishConfig) { c.routingKey = key }
+}
+
+// WithSerializer sets the serializer by name: "json" (the default for
+// values), "protobuf", "raw", "text", or one added with WithSerializers.
+func WithSerializer(name string) PublishOption {
+	return func(c *publishConfig) { c.serializer = name }
+}
+
+// WithContentType sends a []byte or string body as it is, labelled with the
+// given content type and encoding, as Kombu's publish(content_type=...)
+// does.
+func WithContentType(contentType, encoding string) PublishOption {
+	return func(c *publishConfig) { c.contentType, c.encoding = contentType, encoding }
+}
+
+// WithCompression compresses the body: "zlib" (alias "gzip"), or a
+// compressor added with WithCompressors.
+func WithCompression(name string) PublishOption {
+	return func(c *publishConfig) { c.compression = name }
+}
+
+// WithHeaders adds application headers. Several WithHeaders merge; a later
+// value for the same key wins.
+func WithHeaders(h map[string]any) PublishOption {
+	return func(c *publishConfig) {
+		if c.headers == nil || c.sharedHeader {
+			c.headers = maps.Clone(c.headers)
+			if c.headers == nil {
+				c.headers = make(map[string]any, len(h))
+			}
+			c.sharedHeader = false
+		}
+		maps.Copy(c.headers, h)
+	}
+}
+
+// WithPriority sets the message priority (0 to 255; the queue needs
+// MaxPriority, and the broker caps the priority at it).
+func WithPriority(p uint8) PublishOption { return func(c *publishConfig) { c.props.Priority = p } }
+
+// WithExpiration makes the broker drop (or dead-letter) the message if it is
+// not consumed within d. It travels as integer milliseconds, as Kombu sends it.
+func WithExpiration(d time.Duration) PublishOption {
+	return func(c *publishConfig) { c.props.Expiration = d }
+}
+
+// WithDeliveryMode sets Persistent (the default) or Transient delivery.
+func WithDeliveryMode(m DeliveryMode) PublishOption {
+	return func(c *publishConfig) { c.props.DeliveryMode = uint8(m) }
+}
+
+// WithMandatory makes Publish fail with ErrUnroutable when no queue is bound
+// to receive the message, instead of the broker dropping it.
+func WithMandatory() PublishOption { return func(c *publishConfig) { c.mandatory = true } }
+
+// WithReplyTo sets the reply_to property: where a reply should be sent.
+func WithReplyTo(queue string) PublishOption {
+	return func(c *publishConfig) { c.props.ReplyTo = queue }
+}
+
+// WithCorrelationID sets the correlation_id property.
+func WithCorrelationID(id string) PublishOption {
+	return func(c *publishConfig) { c.props.CorrelationID = id }
+}
+
+// WithMessageID sets the message_id property.
+func WithMessageID(id string) PublishOption {
+	return func(c *publishConfig) { c.props.MessageID = id }
+}
+
+// WithTimestamp sets the timestamp property.
+func WithTimestamp(t time.Time) PublishOption {
+	return func(c *publishConfig) { c.props.Timestamp = t }
+}
+
+// WithType sets the type property. Generated producers set it to the rpc
+// method's full name.
+func WithType(t string) PublishOption { return func(c *publishConfig) { c.props.Type = t } }
+
+// WithAppID sets the app_id property.
+func WithAppID(id string) PublishOption { return func(c *publishConfig) { c.props.AppID = id } }
+
+// WithUserID sets the user_id property. RabbitMQ checks it against the
+// connection's user.
+func WithUserID(id string) PublishOption { return func(c *publishConfig) { c.props.UserID = id } }
+
+// NewProducer returns a producer on conn. Options set its defaults.
+func NewProducer(conn *Connection, opts ...ProducerOption) *Producer {
+	p := &Producer{conn: conn, confirms: true}
+	for _, o := range opts {
+		o.applyProducer(p)
+	}
+	p.defaults.sharedHeader = p.defaults.headers != nil
+	return p
+}
+
+// Publish serializes body, compresses it if asked, and publishes it. With
+// confirms on (the default) it returns nil only once the broker has the
+// message.
+//
+// A body is serialized with the serializer the options name; without one,
+// []byte is sent raw (application/data), a string as text/plain, and any
+// other value as JSON.
+func (p *Producer) Publish(ctx context.Context, body any, opts ...PublishOption) error {
+	cfg := p.defaults
+	for _, o := range opts {
+		o(&cfg)
+	}
+	pub, err := p.prepare(&cfg, body)
+	if err != nil {
+		return err
+	}
+	if cfg.exchange != nil {
+		if err := p.conn.declareExchange(ctx, *cfg.exchange); err != nil {
+			return err
+		}
+	}
+	if err := p.conn.tc.Publish(ctx, pub); err != nil {
+		return p.conn.op(describePublish(pub), err)
+	}
+	return nil
+}
+
+// prepare encodes the body and fills in the properties Kombu always sets.
+func (p *Producer) prepare(cfg *publishConfig, body any) (*transport.Publishing, error) {
+	if cfg.mandatory {
+		if err := p.conn.require(transport.FeatureMandatory, "mandatory publishing"); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.props.Priority > 0 {
+		if err := p.conn.require(transport.FeaturePriority, "message priority"); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.props.Expiration < 0 {
+		return nil, fmt.Errorf("%w: negative expiration %v", ErrEncode, cfg.props.Expiration)
+	}
+	if cfg.props.Expiration > 0 {
+		if err := p.conn.require(transport.FeatureTTL, "message expiration"); err != nil {
+			return nil, err
+		}
+	}
+	data, ct, enc, err := p.conn.codecs.encode(cfg, body)
+	if err != nil {
+		return nil, err
+	}
+	headers := cfg.headers
+	if cfg.compression != "" {
+		z, err := p.conn.codecs.compressor(cfg.compression)
+		if err != nil {
+			return nil, err
+		}
+		if data, err = z.Compress(data); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrEncode, z.Name(), err)
+		}
+		headers = maps.Clone(headers)
+		if headers == nil {
+			headers = make(map[string]any, 1)
+		}
+		headers["compression"] = z.ContentType()
+	}
+	pub := &transport.Publishing{
+		RoutingKey: cfg.routingKey,
+		Mandatory:  cfg.mandatory,
+		Confirm:    p.confirms,
+		Body:       data,
+		Headers:    headers,
+		Properties: cfg.props,
+	}
+	pub.ContentType, pub.ContentEncoding = ct, enc
+	if cfg.exchange != nil {
+		pub.Exchange = cfg.exchange.Name
+		if pub.DeliveryMode == 0 {
+			pub.DeliveryMode = uint8(cfg.exchange.DeliveryMode)
+		}
+	}
+	if pub.DeliveryMode == 0 {
+		pub.DeliveryMode = transport.Persistent
+	}
+	return pub, nil
+}
+
+// encode serializes a body as cfg says and returns it with its content type
+// and encoding.
+func (c *codecs) encode(cfg *publishConfig, body any) (data []byte, contentType, encoding string, err error) {
+	if cfg.contentType != "" {
+		if data, err = bytesOf(body); err != nil {
+			return nil, "", "", fmt.Errorf("%w: %v", ErrEncode, err)
+		}
+		encoding = cfg.encoding
+		if encoding == "" {
+			encoding = "binary"
+		}
+		return data, cfg.contentType, encoding, nil
+	}
+	name := cfg.serializer
+	if name == "" {
+		switch body.(type) {
+		case []byte:
+			name = "raw"
+		case string:
+			name = "text"
+		default:
+			name = "json"
+		}
+	}
+	s, err := c.serializer(name)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if data, err = s.Marshal(body); err != nil {
+		return nil, "", "", fmt.Errorf("%w: %s: %v", ErrEncode, name, err)
+	}
+	return data, s.ContentType(), s.ContentEncoding(), nil
+}
+
+func describePublish(p *transport.Publishing) string {
+	ex := p.Exchange
+	if ex == "" {
+		ex = "(default)"
+	}
+	return fmt.Sprintf("publish to exchange %s with key %q", ex, p.RoutingKey)
+}

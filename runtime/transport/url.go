@@ -1,0 +1,266 @@
+package transport
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// URL is a broker URL parsed the way Kombu parses it:
+//
+//	transport://userid:password@hostname:port/virtual_host?option=value
+//
+// The path after the first slash is the virtual host (AMQP) or database
+// number (Redis), unescaped: "amqp://h//" names the vhost "/", "amqp://h/foo"
+// names "foo" and "amqp://h//foo" names "/foo". A "transport+rest" scheme
+// keeps the text after the plus for the driver, as Kombu's
+// "redis+socket:///tmp/redis.sock" does.
+type URL struct {
+	Scheme   string // the transport: "amqp", "redis", "memory", ...
+	SubURL   string // what followed "transport+" in a "transport+rest" URL, else ""
+	Host     string // without port or brackets; "" when absent
+	Port     int    // 0 when absent: the driver's default applies
+	User     string
+	Password string
+	// Path is the unescaped text after the first slash of the path, and
+	// HasPath says whether there was a path at all ("amqp://h" has none,
+	// "amqp://h/" has an empty one).
+	Path    string
+	HasPath bool
+	Query   url.Values // never nil
+}
+
+// URLError says what is wrong with a broker URL. The URL it carries has its
+// password masked. It matches ErrInvalidURL with errors.Is.
+type URLError struct {
+	URL    string // masked
+	Reason string
+}
+
+func (e *URLError) Error() string {
+	return fmt.Sprintf("kombu: invalid broker URL %q: %s", e.URL, e.Reason)
+}
+
+func (e *URLError) Is(target error) bool { return target == ErrInvalidURL }
+
+// Parse parses a single broker URL. For a ";"-separated failover list use
+// ParseList.
+func Parse(raw string) (*URL, error) {
+	raw = strings.TrimSpace(raw)
+	bad := func(reason string, args ...any) (*URL, error) {
+		return nil, &URLError{URL: maskRaw(raw), Reason: fmt.Sprintf(reason, args...)}
+	}
+	if raw == "" {
+		return bad("empty URL")
+	}
+	if strings.Contains(raw, ";") {
+		return bad("contains ';': use ParseList for a failover list")
+	}
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return bad("missing scheme: want transport://host, such as amqp://localhost// or memory://")
+	}
+	u := &URL{Query: url.Values{}}
+	if name, sub, plus := strings.Cut(scheme, "+"); plus {
+		u.Scheme, u.SubURL = name, sub+"://"+rest
+	} else {
+		u.Scheme = scheme
+	}
+	if !validScheme(u.Scheme) {
+		return bad("scheme %q is not a valid transport name", u.Scheme)
+	}
+	if u.SubURL != "" {
+		return u, nil // the driver parses the rest itself
+	}
+
+	// Split off the query first so that a "?" in it cannot confuse url.Parse
+	// about where the authority ends.
+	if i := strings.IndexByte(rest, '?'); i >= 0 {
+		q, err := url.ParseQuery(rest[i+1:])
+		if err != nil {
+			return bad("query: %v", err)
+		}
+		u.Query = q
+		rest = rest[:i]
+	}
+	authority, path, hasPath := strings.Cut(rest, "/")
+	u.HasPath = hasPath
+	if hasPath {
+		p, err := url.PathUnescape(path)
+		if err != nil {
+			return bad("path %q: %v", path, err)
+		}
+		u.Path = p
+	}
+	if at := strings.LastIndexByte(authority, '@'); at >= 0 {
+		userinfo := authority[:at]
+		authority = authority[at+1:]
+		user, pass, _ := strings.Cut(userinfo, ":")
+		var err error
+		if u.User, err = url.PathUnescape(user); err != nil {
+			return bad("user name is not valid percent-encoding")
+		}
+		if u.Password, err = url.PathUnescape(pass); err != nil {
+			return bad("password is not valid percent-encoding")
+		}
+	}
+	if authority != "" {
+		host, port := authority, ""
+		if strings.HasPrefix(authority, "[") || strings.Count(authority, ":") == 1 {
+			h, p, err := net.SplitHostPort(authority)
+			if err != nil {
+				if !strings.Contains(err.Error(), "missing port") {
+					return bad("host %q: %v", authority, err)
+				}
+				h = strings.Trim(authority, "[]")
+			}
+			host, port = h, p
+		}
+		if port != "" {
+			n, err := strconv.Atoi(port)
+			if err != nil || n <= 0 || n > 65535 {
+				return bad("port %q is not a number from 1 to 65535", port)
+			}
+			u.Port = n
+		}
+		if strings.ContainsAny(host, " /\\") {
+			return bad("host %q is not a host name", host)
+		}
+		u.Host = host
+	}
+	return u, nil
+}
+
+// ParseList parses a ";"-separated failover list of broker URLs, as Kombu's
+// Connection("amqp://a;amqp://b") does. Empty entries are an error.
+func ParseList(raw string) ([]*URL, error) {
+	parts := strings.Split(raw, ";")
+	out := make([]*URL, 0, len(parts))
+	for _, p := range parts {
+		if strings.TrimSpace(p) == "" {
+			return nil, &URLError{URL: maskRaw(raw), Reason: "empty entry in ';'-separated failover list"}
+		}
+		u, err := Parse(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// HostPort returns "host:port", filling in the given defaults where the URL
+// has none.
+func (u *URL) HostPort(defaultHost string, defaultPort int) string {
+	h, p := u.Host, u.Port
+	if h == "" {
+		h = defaultHost
+	}
+	if p == 0 {
+		p = defaultPort
+	}
+	return net.JoinHostPort(h, strconv.Itoa(p))
+}
+
+// String returns the URL with its password masked as "**", as Kombu's
+// as_uri() does. It never contains the password.
+func (u *URL) String() string {
+	if u.SubURL != "" {
+		return u.Scheme + "+" + maskRaw(u.SubURL)
+	}
+	var b strings.Builder
+	b.WriteString(u.Scheme)
+	b.WriteString("://")
+	if u.User != "" || u.Password != "" {
+		b.WriteString(url.PathEscape(u.User))
+		if u.Password != "" {
+			b.WriteString(":**")
+		}
+		b.WriteByte('@')
+	}
+	if strings.Contains(u.Host, ":") {
+		b.WriteString("[" + u.Host + "]")
+	} else {
+		b.WriteString(u.Host)
+	}
+	if u.Port != 0 {
+		b.WriteByte(':')
+		b.WriteString(strconv.Itoa(u.Port))
+	}
+	if u.HasPath {
+		b.WriteByte('/')
+		b.WriteString(escapePath(u.Path))
+	}
+	if len(u.Query) > 0 {
+		b.WriteByte('?')
+		b.WriteString(maskQuery(u.Query).Encode())
+	}
+	return b.String()
+}
+
+// escapePath escapes a vhost for display while keeping "/" readable, so the
+// vhost "/" prints as Kombu prints it: "amqp://host//".
+func escapePath(p string) string {
+	return strings.ReplaceAll(url.PathEscape(p), "%2F", "/")
+}
+
+func maskQuery(q url.Values) url.Values {
+	out := make(url.Values, len(q))
+	for k, v := range q {
+		if isSecretKey(k) {
+			v = []string{"**"}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func isSecretKey(k string) bool {
+	k = strings.ToLower(k)
+	return strings.Contains(k, "password") || strings.Contains(k, "secret") || strings.Contains(k, "token")
+}
+
+// maskRaw masks the password of a URL that may not parse, for error
+// messages. It errs on the side of hiding too much.
+func maskRaw(raw string) string {
+	var out []string
+	for _, part := range strings.Split(raw, ";") {
+		scheme, rest, ok := strings.Cut(part, "://")
+		if !ok {
+			out = append(out, part)
+			continue
+		}
+		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+			userinfo := rest[:at]
+			if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
+				rest = user + ":**" + rest[at:]
+			}
+		}
+		if i := strings.IndexByte(rest, '?'); i >= 0 {
+			if q, err := url.ParseQuery(rest[i+1:]); err == nil {
+				rest = rest[:i+1] + maskQuery(q).Encode()
+			} else {
+				rest = rest[:i+1] + "**"
+			}
+		}
+		out = append(out, scheme+"://"+rest)
+	}
+	return strings.Join(out, ";")
+}
+
+func validScheme(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_'):
+		default:
+			return false
+		}
+	}
+	return true
+}
