@@ -1,0 +1,56 @@
+# kombu-go developer commands. Nothing here needs a global install: buf is
+# built from the pinned tools module into .tmp/bin, and the protoc plugins
+# run with `go run` from this module.
+
+SHELL := /bin/bash
+BIN   := $(CURDIR)/.tmp/bin
+BUF   := $(BIN)/buf
+GO    ?= go
+
+.PHONY: all generate check-generate build test demo bench lint clean
+
+all: build test
+
+# buf is pinned by tools/go.mod; rebuilt only when the pin changes.
+$(BUF): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(BIN)/ github.com/bufbuild/buf/cmd/buf
+
+## generate: regenerate everything under gen/ (and the plugin's test descriptor set)
+generate: $(BUF)
+	$(BUF) generate
+	$(BUF) build cmd/protoc-gen-kombu/testdata/proto -o cmd/protoc-gen-kombu/testdata/kombutest.binpb
+
+## check-generate: fail if gen/ differs from what `make generate` writes
+check-generate: generate
+	@changes=$$(git status --porcelain -- gen cmd/protoc-gen-kombu/testdata); \
+	if [ -n "$$changes" ]; then \
+		echo "generated files are stale; run 'make generate' and commit:"; echo "$$changes"; \
+		git --no-pager diff --stat -- gen cmd/protoc-gen-kombu/testdata; exit 1; \
+	fi; echo "gen/ is up to date"
+
+## build: compile every package and the plugin
+build:
+	$(GO) build ./...
+
+## test: vet, then every test with the race detector
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+## demo: run the quickstart on the in-process broker (or on $KOMBU_URL)
+demo:
+	$(GO) run ./examples/quickstart
+
+## bench: benchmarks with allocations
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./runtime/... ./transports/...
+
+## lint: formatting, vet and buf lint
+lint: $(BUF)
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(BUF) lint
+
+clean:
+	rm -rf .tmp

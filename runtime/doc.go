@@ -1,0 +1,113 @@
+// Package kombu is the runtime of kombu-go: Kombu's messaging model for Go,
+// over RabbitMQ, Redis and an in-process broker, speaking Kombu's wire
+// formats so that Go and Python services can share a broker.
+//
+// Import it as
+//
+//	import kombu "github.com/kombu-go/kombu/runtime"
+//
+// # The model
+//
+// Kombu, like AMQP 0-9-1, separates where messages are sent from where they
+// are read, and lets the broker connect the two:
+//
+//   - A Connection is one connection to a broker, made with Dial from a URL
+//     such as "amqp://guest:guest@localhost//", "redis://localhost:6379/0" or
+//     "memory://". Everything else is made from a connection.
+//
+//   - An Exchange is where producers publish. It never stores messages; it
+//     routes each one, by its routing key, to the queues bound to it. Its type
+//     says how: a direct exchange matches the routing key exactly, a topic
+//     exchange matches dot-separated words with "*" (one word) and "#" (zero
+//     or more), a fanout exchange sends to every bound queue, and a headers
+//     exchange matches message headers.
+//
+//   - A Queue is where messages wait until a consumer takes them. Several
+//     consumers on one queue share its messages (a work queue); each message
+//     goes to one of them.
+//
+//   - A Binding connects a queue to an exchange with a binding key: "send me
+//     the messages whose routing key matches this".
+//
+//   - A Producer publishes messages to an exchange with a routing key. It
+//     serializes the body (JSON by default, or protobuf, raw bytes, text, or
+//     a serializer of your own), compresses it if asked, and, on brokers with
+//     publisher confirms, returns only once the broker has the message.
+//
+//   - A Consumer reads from one or more queues and hands each Message to a
+//     Handler. The handler's result settles the message: nil acknowledges it
+//     (the broker forgets it), an error rejects it (it goes to the queue's
+//     dead-letter exchange, if any), and Requeue(err) puts it back for another
+//     try. Until a message is settled, the broker keeps it: if the consumer
+//     dies, the message is delivered again, marked redelivered.
+//
+//   - A Message carries a Body, Headers, Properties (content type, priority,
+//     correlation id, ...) and DeliveryInfo (exchange, routing key, queue,
+//     redelivered). Decode deserializes the body by its content type.
+//
+// A Topology groups exchanges and queues so that they can be declared
+// together. Declaring is idempotent: it creates what is missing and checks
+// that what exists has the same settings. Zero values are Kombu's defaults:
+// durable exchanges and queues, direct exchanges, persistent messages.
+//
+// # A first program
+//
+//	conn, err := kombu.Dial(ctx, "memory://")
+//	if err != nil { ... }
+//	defer conn.Close()
+//
+//	shop := kombu.Exchange{Name: "shop", Type: kombu.ExchangeTopic}
+//	orders := kombu.Queue{Name: "orders", Bindings: []kombu.Binding{{Exchange: "shop", RoutingKey: "order.*"}}}
+//
+//	consumer, err := kombu.NewConsumer(conn,
+//		[]kombu.Subscription{{Queue: orders, Handler: kombu.HandlerFunc(
+//			func(ctx context.Context, msg *kombu.Message) error {
+//				var order map[string]any
+//				if err := msg.Decode(&order); err != nil {
+//					return err
+//				}
+//				fmt.Println("order", order["id"])
+//				return nil // ack
+//			})}},
+//		kombu.WithTopology(kombu.Topology{Exchanges: []kombu.Exchange{shop}}))
+//	if err != nil { ... }
+//	go consumer.Run(ctx)
+//
+//	producer := kombu.NewProducer(conn, kombu.WithExchange(shop))
+//	err = producer.Publish(ctx, map[string]any{"id": 42}, kombu.WithRoutingKey("order.placed"))
+//
+// Most programs do not write this by hand: protoc-gen-kombu generates typed
+// producers, handlers and consumers from exchanges and routes declared in
+// .proto files (see the repository's README).
+//
+// # Transports
+//
+// A transport is a driver registered under URL schemes, as database/sql
+// drivers are. The in-process broker (memory://) is always available; the
+// others are imported for their side effect:
+//
+//	import _ "github.com/kombu-go/kombu/transports/amqp"  // amqp://, amqps://
+//	import _ "github.com/kombu-go/kombu/transports/redis" // redis://, rediss://, sentinel://
+//
+// Dialing a scheme whose transport is not imported fails with
+// ErrUnknownScheme and names the package to import. A transport that cannot
+// do something asked of it (priorities on a broker without them, say) fails
+// with ErrNotSupported; nothing is silently ignored.
+//
+// # Errors
+//
+// Every error can be tested with errors.Is against the sentinels of this
+// package (ErrClosed, ErrNotFound, ErrPrecondition, ErrUnroutable,
+// ErrNacked, ErrContentDisallowed, ErrDecode, ErrMessageState, ...), and
+// broker failures are *OperationalError values that say what was being done,
+// on which broker (password masked). A message that cannot be decoded never
+// stops a consumer: it goes to the decode-error handler and is rejected,
+// never acknowledged and lost.
+//
+// # Contexts and shutdown
+//
+// Every call that may block takes a context first. Consumer.Run consumes
+// until its context ends or Close is called, then stops taking messages,
+// lets running handlers finish within a bound, and returns every message it
+// held but did not handle to its queue.
+package kombu

@@ -1,0 +1,184 @@
+package transport
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseKombuForms(t *testing.T) {
+	tests := []struct {
+		raw                    string
+		scheme, host, user, pw string
+		port                   int
+		path                   string
+		hasPath                bool
+		masked                 string
+	}{
+		// Kombu: the path after the first "/" is the vhost, unescaped.
+		{raw: "amqp://guest:guest@localhost:5672//", scheme: "amqp", host: "localhost", port: 5672,
+			user: "guest", pw: "guest", path: "/", hasPath: true, masked: "amqp://guest:**@localhost:5672//"},
+		{raw: "amqp://h/foo", scheme: "amqp", host: "h", path: "foo", hasPath: true, masked: "amqp://h/foo"},
+		{raw: "amqp://h//foo", scheme: "amqp", host: "h", path: "/foo", hasPath: true, masked: "amqp://h//foo"},
+		{raw: "amqp://h/%2Fprod", scheme: "amqp", host: "h", path: "/prod", hasPath: true, masked: "amqp://h//prod"},
+		{raw: "amqp://h", scheme: "amqp", host: "h", masked: "amqp://h"},
+		{raw: "redis://:s3cret@127.0.0.1:6379/15", scheme: "redis", host: "127.0.0.1", port: 6379,
+			pw: "s3cret", path: "15", hasPath: true, masked: "redis://:**@127.0.0.1:6379/15"},
+		{raw: "memory://", scheme: "memory", masked: "memory://"},
+		{raw: "memory:///tests", scheme: "memory", path: "tests", hasPath: true, masked: "memory:///tests"},
+		{raw: "amqps://u:p%40ss@[::1]:5671/v?heartbeat=30", scheme: "amqps", host: "::1", port: 5671,
+			user: "u", pw: "p@ss", path: "v", hasPath: true, masked: "amqps://u:**@[::1]:5671/v?heartbeat=30"},
+		{raw: "redis://h?password=hunter2&ssl_cert_reqs=none", scheme: "redis", host: "h",
+			masked: "redis://h?password=%2A%2A&ssl_cert_reqs=none"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.raw, func(t *testing.T) {
+			u, err := Parse(tt.raw)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			got := [...]any{u.Scheme, u.Host, u.Port, u.User, u.Password, u.Path, u.HasPath}
+			want := [...]any{tt.scheme, tt.host, tt.port, tt.user, tt.pw, tt.path, tt.hasPath}
+			if got != want {
+				t.Errorf("parsed %v, want %v", got, want)
+			}
+			if s := u.String(); s != tt.masked {
+				t.Errorf("String() = %q, want %q", s, tt.masked)
+			}
+			if tt.pw != "" && strings.Contains(u.String(), ":"+tt.pw+"@") {
+				t.Errorf("String() %q leaks the password", u.String())
+			}
+		})
+	}
+}
+
+func TestParseSubURL(t *testing.T) {
+	u, err := Parse("redis+socket:///tmp/redis.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Scheme != "redis" || u.SubURL != "socket:///tmp/redis.sock" {
+		t.Fatalf("got scheme %q sub %q", u.Scheme, u.SubURL)
+	}
+}
+
+func TestParseRejectsBadURLs(t *testing.T) {
+	tests := []struct{ raw, reason string }{
+		{"", "empty URL"},
+		{"localhost:5672", "missing scheme"},
+		{"amqp://h:99999//", "port"},
+		{"amqp://h:abc//", "port"},
+		{"amqp://user:pa%zzss@h//", "password is not valid percent-encoding"},
+		{"1amqp://h", "not a valid transport name"},
+		{"amqp://h/%zz", "path"},
+		{"amqp://a;amqp://b", "use ParseList"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.raw, func(t *testing.T) {
+			_, err := Parse(tt.raw)
+			if err == nil {
+				t.Fatal("Parse succeeded, want an error")
+			}
+			if !errors.Is(err, ErrInvalidURL) {
+				t.Errorf("error %v does not match ErrInvalidURL", err)
+			}
+			var ue *URLError
+			if !errors.As(err, &ue) || !strings.Contains(ue.Reason, tt.reason) {
+				t.Errorf("error %v, want reason containing %q", err, tt.reason)
+			}
+		})
+	}
+}
+
+func TestURLErrorsNeverShowThePassword(t *testing.T) {
+	for _, raw := range []string{
+		"amqp://user:hunter2@h:99999//",
+		"amqp://user:hunter2@h/%zz",
+		"redis://h:1/0?password=hunter2&x=%zz",
+		"amqp://user:hunter2@h;;amqp://b",
+	} {
+		var err error
+		if strings.Contains(raw, ";") {
+			_, err = ParseList(raw)
+		} else {
+			_, err = Parse(raw)
+		}
+		if err == nil {
+			t.Fatalf("%s: no error", raw)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("error leaks the password: %v", err)
+		}
+	}
+}
+
+func TestParseList(t *testing.T) {
+	us, err := ParseList("amqp://a//;amqp://b:5673//")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(us) != 2 || us[0].Host != "a" || us[1].Host != "b" || us[1].Port != 5673 {
+		t.Fatalf("got %+v %+v", us[0], us[1])
+	}
+	if _, err := ParseList("amqp://a//;"); !errors.Is(err, ErrInvalidURL) {
+		t.Fatalf("trailing ';': got %v, want ErrInvalidURL", err)
+	}
+}
+
+func TestHostPortDefaults(t *testing.T) {
+	u, _ := Parse("amqp://")
+	if got := u.HostPort("localhost", 5672); got != "localhost:5672" {
+		t.Errorf("HostPort = %q", got)
+	}
+	u, _ = Parse("amqp://[::1]:1234")
+	if got := u.HostPort("localhost", 5672); got != "[::1]:1234" {
+		t.Errorf("HostPort = %q", got)
+	}
+}
+
+func TestMatchTopic(t *testing.T) {
+	tests := []struct {
+		pattern, key string
+		want         bool
+	}{
+		{"#", "", true},
+		{"#", "a.b.c", true},
+		{"*", "", true}, // "" is one empty word, as RabbitMQ splits it
+		{"*", "a", true},
+		{"*", "a.b", false},
+		{"a.#", "a", true},
+		{"a.#", "a.b.c", true},
+		{"a.#", "b.a", false},
+		{"a.*", "a", false},
+		{"a.*", "a.b", true},
+		{"a.*", "a.b.c", false},
+		{"*.b", ".b", true},
+		{"a.*.b", "a..b", true},
+		{"#.a.#", "x.a.y", true},
+		{"#.a.#", "a", true},
+		{"#.a.#", "x.y", false},
+		{"a.#.#.b", "a.b", true},
+		{"order.placed", "order.placed", true},
+		{"order.placed", "order.shipped", false},
+	}
+	for _, tt := range tests {
+		if got := MatchTopic(tt.pattern, tt.key); got != tt.want {
+			t.Errorf("MatchTopic(%q, %q) = %v, want %v", tt.pattern, tt.key, got, tt.want)
+		}
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	Register("test-scheme-registry", fakeDriver{})
+	if _, ok := Lookup("test-scheme-registry"); !ok {
+		t.Fatal("registered driver not found")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("registering a scheme twice did not panic")
+		}
+	}()
+	Register("test-scheme-registry", fakeDriver{})
+}
+
+type fakeDriver struct{ Driver }
