@@ -15,17 +15,21 @@ all: build test
 $(BUF): tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(BIN)/ github.com/bufbuild/buf/cmd/buf
 
-## generate: regenerate everything under gen/ (and the plugin's test descriptor set)
+GENERATED := gen cmd/protoc-gen-kombu/internal/testgen cmd/protoc-gen-kombu/testdata
+
+## generate: regenerate gen/, the plugin's test packages and its golden descriptor set
 generate: $(BUF)
 	$(BUF) generate
-	$(BUF) build cmd/protoc-gen-kombu/testdata/proto -o cmd/protoc-gen-kombu/testdata/kombutest.binpb
+	$(BUF) generate --template cmd/protoc-gen-kombu/testdata/buf.gen.yaml
+	$(BUF) build cmd/protoc-gen-kombu/testdata/proto --as-file-descriptor-set \
+		-o cmd/protoc-gen-kombu/testdata/kombutest.binpb
 
 ## check-generate: fail if gen/ differs from what `make generate` writes
 check-generate: generate
-	@changes=$$(git status --porcelain -- gen cmd/protoc-gen-kombu/testdata); \
+	@changes=$$(git status --porcelain -- $(GENERATED)); \
 	if [ -n "$$changes" ]; then \
 		echo "generated files are stale; run 'make generate' and commit:"; echo "$$changes"; \
-		git --no-pager diff --stat -- gen cmd/protoc-gen-kombu/testdata; exit 1; \
+		git --no-pager diff --stat -- $(GENERATED); exit 1; \
 	fi; echo "gen/ is up to date"
 
 ## build: compile every package and the plugin
@@ -45,12 +49,13 @@ demo:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./runtime/... ./transports/...
 
-## lint: formatting, vet and buf lint
+## lint: formatting, vet, buf lint and buf format
 lint: $(BUF)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(BUF) lint
+	$(BUF) format -d --exit-code .
 
 clean:
 	rm -rf .tmp

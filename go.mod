@@ -2,4 +2,4 @@ module github.com/kombu-go/kombu
 
 go 1.24
 
-require google.golang.org/protobuf v1.36.12 // indirect
+require google.golang.org/protobuf v1.36.12

@@ -152,8 +152,11 @@ func TestMessageDecompression(t *testing.T) {
 		t.Fatalf("unknown compression: got %v", err)
 	}
 
-	bomb, _ := z.Compress(make([]byte, DefaultMaxBodySize+1))
-	m, err = testMessage(t, &transport.Delivery{Body: bomb, Headers: map[string]any{"compression": "zlib"}}, nil)
+	// A connection's body limit (WithMaxBodySize) bounds decompression.
+	limited, _ := newCodecs(nil, nil, 1<<20)
+	conn := &Connection{codecs: limited, url: "test://"}
+	bomb, _ := z.Compress(make([]byte, 4<<20))
+	m, err = conn.newMessage(&transport.Delivery{Body: bomb, Headers: map[string]any{"compression": "zlib"}}, nil)
 	if !errors.Is(err, ErrLimitExceeded) || m == nil {
 		t.Fatalf("bomb: got %v, want ErrLimitExceeded and the message back to reject", err)
 	}

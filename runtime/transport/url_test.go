@@ -2,7 +2,9 @@ package transport
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -169,8 +171,9 @@ func TestMatchTopic(t *testing.T) {
 }
 
 func TestRegistry(t *testing.T) {
-	Register("test-scheme-registry", fakeDriver{})
-	if _, ok := Lookup("test-scheme-registry"); !ok {
+	scheme := fmt.Sprintf("test-scheme-%d", registrySeq.Add(1)) // unique under -count=N
+	Register(scheme, fakeDriver{})
+	if _, ok := Lookup(scheme); !ok {
 		t.Fatal("registered driver not found")
 	}
 	defer func() {
@@ -178,7 +181,9 @@ func TestRegistry(t *testing.T) {
 			t.Fatal("registering a scheme twice did not panic")
 		}
 	}()
-	Register("test-scheme-registry", fakeDriver{})
+	Register(scheme, fakeDriver{})
 }
 
 type fakeDriver struct{ Driver }
+
+var registrySeq atomic.Int64

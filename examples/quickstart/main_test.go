@@ -1,0 +1,30 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestQuickstartOnMemory(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), "memory:///quickstart-test", &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{
+		"handled order A-1001: ada ordered [tea mug] for $12.50 (routing key order.placed, application/x-protobuf)",
+		"handled order A-1002: grace ordered [kettle] for $49.99 (routing key order.placed, application/x-protobuf)",
+		"handled order A-1003: linus ordered [biscuits] for $3.00 (routing key order.placed, application/x-protobuf)",
+		"handled parcel A-1001: dhl tracking JD0001 (routing key parcel.shipped, application/json)",
+		"handled parcel A-1002: ups tracking 1Z0002 (routing key parcel.shipped, application/json)",
+		"all messages handled",
+	} {
+		if !strings.Contains(out.String(), want+"\n") {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if n := strings.Count(out.String(), "handled order"); n != 3 {
+		t.Errorf("%d orders handled, want 3", n)
+	}
+}

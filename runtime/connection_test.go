@@ -1,0 +1,160 @@
+package kombu_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	kombu "github.com/kombu-go/kombu/runtime"
+)
+
+func TestDialUnknownSchemeNamesThePackage(t *testing.T) {
+	_, err := kombu.Dial(context.Background(), "amqp://guest:secret@localhost//")
+	if !errors.Is(err, kombu.ErrUnknownScheme) {
+		t.Fatalf("got %v, want ErrUnknownScheme", err)
+	}
+	if !strings.Contains(err.Error(), `import _ "github.com/kombu-go/kombu/transports/amqp"`) {
+		t.Errorf("error %q does not say what to import", err)
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Errorf("error %q leaks the password", err)
+	}
+	_, err = kombu.Dial(context.Background(), "carrier-pigeon://coop")
+	if !errors.Is(err, kombu.ErrUnknownScheme) || !strings.Contains(err.Error(), "memory") {
+		t.Errorf("got %v, want ErrUnknownScheme listing the registered schemes", err)
+	}
+}
+
+func TestDialBadURL(t *testing.T) {
+	_, err := kombu.Dial(context.Background(), "amqp://user:secret@host:notaport//")
+	var ue *kombu.URLError
+	if !errors.Is(err, kombu.ErrInvalidURL) || !errors.As(err, &ue) {
+		t.Fatalf("got %v, want a *URLError", err)
+	}
+	if strings.Contains(err.Error(), "secret") || !strings.Contains(ue.Reason, "port") {
+		t.Errorf("error %q: want the reason, and no password", err)
+	}
+}
+
+func TestURLIsMasked(t *testing.T) {
+	conn, err := kombu.Dial(context.Background(), "memory://user:secret@/masked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := conn.URL(); got != "memory://user:**@/masked" {
+		t.Fatalf("URL() = %q", got)
+	}
+}
+
+func TestCloseIsIdempotentAndFinal(t *testing.T) {
+	conn := dial(t)
+	if err := conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	select {
+	case <-conn.Done():
+	default:
+		t.Fatal("Done not closed after Close")
+	}
+	err := kombu.NewProducer(conn).Publish(context.Background(), "x", kombu.WithRoutingKey("q"))
+	if !errors.Is(err, kombu.ErrClosed) {
+		t.Fatalf("publish after Close: got %v, want ErrClosed", err)
+	}
+}
+
+func TestMandatoryPublishToNowhere(t *testing.T) {
+	conn := dial(t)
+	err := kombu.NewProducer(conn).Publish(ctxT(t), "x", kombu.WithRoutingKey("no-such-queue"), kombu.WithMandatory())
+	if !errors.Is(err, kombu.ErrUnroutable) {
+		t.Fatalf("got %v, want ErrUnroutable", err)
+	}
+	var oe *kombu.OperationalError
+	if !errors.As(err, &oe) || !strings.Contains(oe.Op, `"no-such-queue"`) {
+		t.Fatalf("got %v, want an OperationalError naming the routing key", err)
+	}
+}
+
+func TestPublishPropertiesAndGet(t *testing.T) {
+	conn := dial(t)
+	ctx := ctxT(t)
+	q := kombu.Queue{Name: "props", MaxPriority: 9}
+	if _, err := q.Declare(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Get(ctx, conn); !errors.Is(err, kombu.ErrEmpty) {
+		t.Fatalf("Get on an empty queue: got %v, want ErrEmpty", err)
+	}
+	ts := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	p := kombu.NewProducer(conn, kombu.WithHeaders(map[string]any{"origin": "test"}))
+	err := p.Publish(ctx, map[string]string{"a": "b"},
+		kombu.WithRoutingKey("props"), kombu.WithPriority(5), kombu.WithHeaders(map[string]any{"x": 1}),
+		kombu.WithCorrelationID("c1"), kombu.WithReplyTo("replies"), kombu.WithMessageID("m1"),
+		kombu.WithTimestamp(ts), kombu.WithType("t"), kombu.WithAppID("app"), kombu.WithCompression("zlib"),
+		kombu.WithExpiration(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := q.Get(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := msg.Properties
+	if pr.ContentType != "application/json" || pr.ContentEncoding != "utf-8" || pr.DeliveryMode != 2 ||
+		pr.Priority != 5 || pr.CorrelationID != "c1" || pr.ReplyTo != "replies" || pr.MessageID != "m1" ||
+		!pr.Timestamp.Equal(ts) || pr.Type != "t" || pr.AppID != "app" || pr.Expiration != time.Minute {
+		t.Errorf("properties %+v", pr)
+	}
+	if msg.Headers["origin"] != "test" || msg.Headers["x"] != 1 || msg.Headers["compression"] != "application/x-gzip" {
+		t.Errorf("headers %v", msg.Headers)
+	}
+	var body map[string]string
+	if err := msg.Decode(&body); err != nil || body["a"] != "b" {
+		t.Fatalf("decoded %v, %v", body, err)
+	}
+	if err := msg.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	// The producer's default headers were not changed by the per-call ones.
+	mustPublish(t, p.Publish(ctx, "y", kombu.WithRoutingKey("props")))
+	msg, err = q.Get(ctx, conn, kombu.GetAutoAck())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, leaked := msg.Headers["x"]; leaked || msg.Headers["origin"] != "test" {
+		t.Fatalf("second message headers %v", msg.Headers)
+	}
+}
+
+func TestUnsupportedQueueOptionsAreRefused(t *testing.T) {
+	conn := dial(t)
+	_, err := kombu.Queue{Name: "qq", Type: kombu.QueueQuorum}.Declare(ctxT(t), conn)
+	if !errors.Is(err, kombu.ErrNotSupported) || !strings.Contains(err.Error(), "quorum") {
+		t.Fatalf("quorum queue on memory://: got %v, want ErrNotSupported naming it", err)
+	}
+	_, err = kombu.Queue{Name: "bad", Type: kombu.QueueQuorum, Exclusive: true}.Declare(ctxT(t), conn)
+	if err == nil || !strings.Contains(err.Error(), "not exclusive") {
+		t.Fatalf("exclusive quorum queue: got %v", err)
+	}
+}
+
+func TestRedeclareWithOtherSettingsFails(t *testing.T) {
+	url := brokerURL(t)
+	conn := dialURL(t, url)
+	ctx := ctxT(t)
+	if err := (kombu.Exchange{Name: "ex", Type: kombu.ExchangeTopic}).Declare(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	// A second connection to the same broker has its own declared-entity
+	// cache, so it really asks the broker.
+	conn2 := dialURL(t, url)
+	err := kombu.Exchange{Name: "ex", Type: kombu.ExchangeFanout}.Declare(ctx, conn2)
+	if !errors.Is(err, kombu.ErrPrecondition) || !strings.Contains(err.Error(), "ex") {
+		t.Fatalf("got %v, want ErrPrecondition naming the exchange", err)
+	}
+}
