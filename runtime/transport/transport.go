@@ -29,7 +29,6 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
-	"strings"
 	"time"
 )
 
@@ -257,43 +256,4 @@ type Subscription interface {
 	// Cancel stops deliveries. Messages already delivered stay unsettled
 	// until acked or rejected, or until the connection closes.
 	Cancel(ctx context.Context) error
-}
-
-// MatchTopic reports whether an AMQP topic binding key matches a routing key.
-// Both are split into words on "."; in the binding key "*" matches exactly
-// one word and "#" zero or more. An empty routing key is one empty word, as
-// RabbitMQ treats it, so "*" and "#" both match it.
-func MatchTopic(bindingKey, routingKey string) bool {
-	return matchWords(strings.Split(bindingKey, "."), strings.Split(routingKey, "."))
-}
-
-func matchWords(pattern, words []string) bool {
-	for len(pattern) > 0 {
-		switch pattern[0] {
-		case "#":
-			// Collapse runs of "#", then try every split point.
-			for len(pattern) > 1 && pattern[1] == "#" {
-				pattern = pattern[1:]
-			}
-			if len(pattern) == 1 {
-				return true
-			}
-			for i := 0; i <= len(words); i++ {
-				if matchWords(pattern[1:], words[i:]) {
-					return true
-				}
-			}
-			return false
-		case "*":
-			if len(words) == 0 {
-				return false
-			}
-		default:
-			if len(words) == 0 || words[0] != pattern[0] {
-				return false
-			}
-		}
-		pattern, words = pattern[1:], words[1:]
-	}
-	return len(words) == 0
 }

@@ -138,38 +138,6 @@ func TestHostPortDefaults(t *testing.T) {
 	}
 }
 
-func TestMatchTopic(t *testing.T) {
-	tests := []struct {
-		pattern, key string
-		want         bool
-	}{
-		{"#", "", true},
-		{"#", "a.b.c", true},
-		{"*", "", true}, // "" is one empty word, as RabbitMQ splits it
-		{"*", "a", true},
-		{"*", "a.b", false},
-		{"a.#", "a", true},
-		{"a.#", "a.b.c", true},
-		{"a.#", "b.a", false},
-		{"a.*", "a", false},
-		{"a.*", "a.b", true},
-		{"a.*", "a.b.c", false},
-		{"*.b", ".b", true},
-		{"a.*.b", "a..b", true},
-		{"#.a.#", "x.a.y", true},
-		{"#.a.#", "a", true},
-		{"#.a.#", "x.y", false},
-		{"a.#.#.b", "a.b", true},
-		{"order.placed", "order.placed", true},
-		{"order.placed", "order.shipped", false},
-	}
-	for _, tt := range tests {
-		if got := MatchTopic(tt.pattern, tt.key); got != tt.want {
-			t.Errorf("MatchTopic(%q, %q) = %v, want %v", tt.pattern, tt.key, got, tt.want)
-		}
-	}
-}
-
 func TestRegistry(t *testing.T) {
 	scheme := fmt.Sprintf("test-scheme-%d", registrySeq.Add(1)) // unique under -count=N
 	Register(scheme, fakeDriver{})

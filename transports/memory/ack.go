@@ -1,0 +1,125 @@
+package memory
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+// ackScope numbers deliveries and settles them, like an AMQP channel: each
+// subscription has one, and each connection has one for Get. It is the
+// deliveries' Acknowledger.
+type ackScope struct {
+	conn    *conn
+	sub     *subscription // nil for the connection's Get scope
+	lastTag uint64
+	unacked []unacked // ascending by tag
+}
+
+// unacked is a delivered message not yet settled.
+type unacked struct {
+	tag uint64
+	q   *queue
+	e   *entry
+}
+
+func (a *ackScope) nextTag() uint64 {
+	a.lastTag++
+	return a.lastTag
+}
+
+func (a *ackScope) track(tag uint64, q *queue, e *entry) {
+	a.unacked = append(a.unacked, unacked{tag, q, e})
+}
+
+// find returns the index of tag among the unsettled deliveries.
+func (a *ackScope) find(tag uint64) (int, error) {
+	i, ok := slices.BinarySearchFunc(a.unacked, tag, func(u unacked, tag uint64) int { return cmp.Compare(u.tag, tag) })
+	if !ok {
+		// RabbitMQ closes the channel with PRECONDITION_FAILED here; a
+		// memory connection has no channel to lose, so it only reports it.
+		return 0, fmt.Errorf("memory: unknown delivery tag %d: never delivered here, or already settled", tag)
+	}
+	return i, nil
+}
+
+// Ack settles the delivery with the given tag, and with multiple every
+// earlier one too; multiple with tag 0 settles all, as in AMQP.
+func (a *ackScope) Ack(tag uint64, multiple bool) error {
+	b := a.conn.b
+	b.mu.Lock()
+	defer b.unlock()
+	if a.conn.closed {
+		return transport.ErrClosed
+	}
+	n := len(a.unacked)
+	if !multiple || tag != 0 {
+		i, err := a.find(tag)
+		if err != nil {
+			return err
+		}
+		n = i + 1
+		if !multiple {
+			a.unacked = slices.Delete(a.unacked, i, n)
+			a.settled()
+			return nil
+		}
+	}
+	clear(a.unacked[:n])
+	a.unacked = a.unacked[n:]
+	a.settled()
+	return nil
+}
+
+// Reject settles the delivery with the given tag by returning it to its
+// queue, marked redelivered, or by dead-lettering it.
+func (a *ackScope) Reject(tag uint64, requeue bool) error {
+	b := a.conn.b
+	b.mu.Lock()
+	defer b.unlock()
+	if a.conn.closed {
+		return transport.ErrClosed
+	}
+	i, err := a.find(tag)
+	if err != nil {
+		return err
+	}
+	u := a.unacked[i]
+	a.unacked = slices.Delete(a.unacked, i, i+1)
+	if requeue {
+		u.e.redelivered = true
+		u.q.requeue(u.e)
+	} else {
+		b.deadLetterLater(u.q, u.e, reasonRejected)
+	}
+	a.settled()
+	return nil
+}
+
+// forget drops the record of a delivery that was never handed over.
+func (a *ackScope) forget(tag uint64) {
+	if i, err := a.find(tag); err == nil {
+		a.unacked = slices.Delete(a.unacked, i, i+1)
+	}
+}
+
+// requeueAll returns every unsettled delivery to its queue, marked
+// redelivered, as RabbitMQ does when a channel closes.
+func (a *ackScope) requeueAll() {
+	for _, u := range a.unacked {
+		u.e.redelivered = true
+		u.q.requeue(u.e)
+	}
+	a.unacked = nil
+}
+
+// settled follows a settlement: a subscription below its prefetch limit may
+// take more, and an ended one with nothing left to settle can be forgotten.
+func (a *ackScope) settled() {
+	if s := a.sub; s != nil {
+		s.refill()
+		s.conn.forgetIfDone(s)
+	}
+}

@@ -1,0 +1,484 @@
+package memory_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+func TestConsumeDeliveryFields(t *testing.T) {
+	c := dial(t)
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	bind(t, c, transport.Binding{Source: "amq.topic", Destination: "q", RoutingKey: "a.*"})
+	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Tag: "worker-"})
+	props := transport.Properties{ContentType: "application/json", CorrelationID: "c1", MessageID: "m1", Priority: 3}
+	publish(t, c, &transport.Publishing{Exchange: "amq.topic", RoutingKey: "a.b", Body: []byte("{}"), Headers: map[string]any{"h": 1}, Properties: props})
+	publish(t, c, &transport.Publishing{Exchange: "amq.topic", RoutingKey: "a.c", Body: []byte("2")})
+	d1, d2 := recv(t, s), recv(t, s)
+	props.DeliveryMode = transport.Persistent // 0 travels as persistent
+	if d1.Properties != props || d1.Exchange != "amq.topic" || d1.RoutingKey != "a.b" || d1.Queue != "q" ||
+		d1.Headers["h"] != 1 || d1.Redelivered || d1.Tag != 1 || d2.Tag != 2 || d1.Acknowledger == nil {
+		t.Fatalf("delivery %+v", d1)
+	}
+	if !strings.HasPrefix(d1.ConsumerTag, "worker-") || d1.ConsumerTag != d2.ConsumerTag {
+		t.Errorf("consumer tags %q, %q", d1.ConsumerTag, d2.ConsumerTag)
+	}
+	other := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}})
+	send(t, c, "q", "x", "y") // round-robin: one each
+	d3 := recv(t, other)
+	if !strings.HasPrefix(d3.ConsumerTag, "ctag-") || d3.ConsumerTag == d1.ConsumerTag {
+		t.Errorf("default consumer tag %q", d3.ConsumerTag)
+	}
+}
+
+func TestPrefetch(t *testing.T) {
+	c := dial(t)
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 2})
+	send(t, c, "q", "1", "2", "3", "4", "5")
+	bodies, ds := recvBodies(t, s, 2)
+	if !slices.Equal(bodies, []string{"1", "2"}) {
+		t.Fatalf("got %q", bodies)
+	}
+	// Two unsettled: the rest wait in the queue.
+	if got := ready(t, c, "q"); got != 3 {
+		t.Fatalf("ready = %d, want 3", got)
+	}
+	if err := ds[0].Acknowledger.Ack(ds[0].Tag, false); err != nil {
+		t.Fatal(err)
+	}
+	if d := recv(t, s); string(d.Body) != "3" {
+		t.Fatalf("got %q, want 3", d.Body)
+	} else if err := d.Acknowledger.Ack(d.Tag, true); err != nil { // settles 2 and 3
+		t.Fatal(err)
+	}
+	if bodies, _ := recvBodies(t, s, 2); !slices.Equal(bodies, []string{"4", "5"}) {
+		t.Fatalf("got %q", bodies)
+	}
+}
+
+func TestRoundRobinRespectsPrefetch(t *testing.T) {
+	c := dial(t)
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	a := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 1})
+	b := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 1})
+	send(t, c, "q", "1", "2", "3", "4")
+	da, db := recv(t, a), recv(t, b)
+	if string(da.Body) != "1" || string(db.Body) != "2" {
+		t.Fatalf("a got %q, b got %q", da.Body, db.Body)
+	}
+	if err := db.Acknowledger.Ack(db.Tag, false); err != nil {
+		t.Fatal(err)
+	}
+	if d := recv(t, b); string(d.Body) != "3" {
+		t.Fatalf("b got %q, want 3 while a is at its limit", d.Body)
+	}
+	if got := ready(t, c, "q"); got != 1 {
+		t.Fatalf("ready = %d, want 1", got)
+	}
+}
+
+func TestAckRejectErrors(t *testing.T) {
+	c := dial(t)
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}})
+	send(t, c, "q", "1", "2", "3")
+	_, ds := recvBodies(t, s, 3)
+	ack := ds[0].Acknowledger
+	if err := ack.Ack(99, false); err == nil || !strings.Contains(err.Error(), "unknown delivery tag 99") {
+		t.Errorf("ack of an unknown tag: %v", err)
+	}
+	if err := ack.Ack(ds[1].Tag, true); err != nil { // settles 1 and 2
+		t.Fatal(err)
+	}
+	for _, d := range ds[:2] {
+		if err := ack.Ack(d.Tag, false); err == nil {
+			t.Errorf("second ack of tag %d succeeded", d.Tag)
+		}
+		if err := ack.Reject(d.Tag, true); err == nil {
+			t.Errorf("reject of settled tag %d succeeded", d.Tag)
+		}
+	}
+	if err := ack.Ack(0, true); err != nil { // everything outstanding
+		t.Fatal(err)
+	}
+	if err := ack.Ack(ds[2].Tag, false); err == nil {
+		t.Error("tag 3 still unsettled after ack(0, multiple)")
+	}
+}
+
+func TestRejectRequeueRedelivers(t *testing.T) {
+	c := dial(t)
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 1})
+	send(t, c, "q", "1", "2")
+	d := recv(t, s)
+	if d.Redelivered {
+		t.Fatal("first delivery marked redelivered")
+	}
+	d.Body[0] = 'X' // a consumer's copy is its own
+	if err := d.Acknowledger.Reject(d.Tag, true); err != nil {
+		t.Fatal(err)
+	}
+	again := recv(t, s)
+	if string(again.Body) != "1" || !again.Redelivered || again.Tag != 2 {
+		t.Fatalf("after requeue: body %q redelivered %v tag %d; want 1, true, 2", again.Body, again.Redelivered, again.Tag)
+	}
+	again.Acknowledger.Ack(again.Tag, false)
+	if d := recv(t, s); string(d.Body) != "2" || d.Redelivered {
+		t.Fatalf("next: %q redelivered %v", d.Body, d.Redelivered)
+	}
+}
+
+func TestPublishCopiesBody(t *testing.T) {
+	c := dial(t)
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	body := []byte("original")
+	headers := map[string]any{"k": "v"}
+	publish(t, c, &transport.Publishing{RoutingKey: "q", Body: body, Headers: headers})
+	copy(body, "CHANGED!")
+	headers["k"] = "changed"
+	d := get(t, c, "q", true)
+	if string(d.Body) != "original" || d.Headers["k"] != "v" {
+		t.Fatalf("got %q %v", d.Body, d.Headers)
+	}
+}
+
+func TestAutoAck(t *testing.T) {
+	c := dial(t)
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, AutoAck: true, Prefetch: 1})
+	send(t, c, "q", "1", "2", "3")
+	bodies, ds := recvBodies(t, s, 3) // prefetch does not limit auto-ack
+	if !slices.Equal(bodies, []string{"1", "2", "3"}) || ds[0].Acknowledger != nil || ds[2].Tag != 3 {
+		t.Fatalf("got %q, acknowledger %v", bodies, ds[0].Acknowledger)
+	}
+	c.Close()
+	if got := ready(t, dial(t), "q"); got != 0 {
+		t.Fatalf("auto-acked messages came back: ready = %d", got)
+	}
+}
+
+func TestCancelReturnsUndeliveredMessages(t *testing.T) {
+	c := dial(t)
+	ctx := context.Background()
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}})
+	send(t, c, "q", "1", "2", "3", "4", "5")
+	_, ds := recvBodies(t, s, 2)
+	// The subscription goes on to hold "3", being handed over to a reader
+	// that is not reading, and "4" in its buffer; Cancel must put both back,
+	// unmarked.
+	eventually(t, "the subscription to take 3 and 4", func() bool { return ready(t, c, "q") == 1 })
+	if err := s.Cancel(ctx); err != nil {
+		t.Fatal(err)
+	}
+	closed(t, s)
+	if s.Err() != nil {
+		t.Errorf("Err after Cancel = %v", s.Err())
+	}
+	var got []string
+	for range 3 {
+		d := get(t, c, "q", true)
+		if d.Redelivered {
+			t.Errorf("%q marked redelivered", d.Body)
+		}
+		got = append(got, string(d.Body))
+	}
+	if !slices.Equal(got, []string{"3", "4", "5"}) {
+		t.Fatalf("queue holds %q", got)
+	}
+	// Delivered messages stay unsettled and can still be settled.
+	if err := ds[0].Acknowledger.Ack(ds[0].Tag, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := ds[1].Acknowledger.Reject(ds[1].Tag, true); err != nil {
+		t.Fatal(err)
+	}
+	if d := get(t, c, "q", true); string(d.Body) != "2" || !d.Redelivered {
+		t.Fatalf("rejected after cancel: %q redelivered %v", d.Body, d.Redelivered)
+	}
+	if err := s.Cancel(ctx); err != nil {
+		t.Errorf("second Cancel: %v", err)
+	}
+}
+
+func TestCloseRequeuesUnsettledInOrder(t *testing.T) {
+	a, b := dial(t), dial(t)
+	declareQueue(t, a, transport.Queue{Name: "q"})
+	send(t, a, "q", "1", "2", "3", "4", "5")
+	sa := consume(t, a, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 3})
+	_, ds := recvBodies(t, sa, 3)
+	got := get(t, a, "q", false) // "4", unsettled through Get
+	if string(got.Body) != "4" {
+		t.Fatalf("get: %q", got.Body)
+	}
+	if err := ds[1].Acknowledger.Ack(ds[1].Tag, false); err != nil { // "2" is done
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed(t, sa)
+	if err := ds[0].Acknowledger.Ack(ds[0].Tag, false); !errors.Is(err, transport.ErrClosed) {
+		t.Errorf("ack after close: %v, want ErrClosed", err)
+	}
+	sb := consume(t, b, transport.ConsumeSpec{Queues: []string{"q"}})
+	bodies, rds := recvBodies(t, sb, 4)
+	if !slices.Equal(bodies, []string{"1", "3", "4", "5"}) {
+		t.Fatalf("redelivered %q, want the unsettled ones back at their places", bodies)
+	}
+	for i, d := range rds {
+		if want := i < 3; d.Redelivered != want {
+			t.Errorf("%q: redelivered %v, want %v", d.Body, d.Redelivered, want)
+		}
+	}
+}
+
+func TestQueueDeletedWhileConsuming(t *testing.T) {
+	c, admin := dial(t), dial(t)
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	declareQueue(t, c, transport.Queue{Name: "other"})
+	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q", "other"}})
+	send(t, c, "other", "kept")
+	d := recv(t, s)
+	if _, err := admin.DeleteQueue(context.Background(), "q", false, false); err != nil {
+		t.Fatal(err)
+	}
+	closed(t, s)
+	wantErr(t, s.Err(), transport.ErrNotFound, `queue "q" was deleted`)
+	// The subscription's consumer on the other queue is gone too, and its
+	// delivery can still be settled.
+	if info, _ := c.DeclareQueue(context.Background(), transport.Queue{Name: "other", Passive: true}); info.Consumers != 0 {
+		t.Errorf("other has %d consumers", info.Consumers)
+	}
+	if err := d.Acknowledger.Reject(d.Tag, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := drain(t, c, "other"); !slices.Equal(got, []string{"kept"}) {
+		t.Fatalf("other holds %q", got)
+	}
+}
+
+func TestConsumeErrors(t *testing.T) {
+	c := dial(t)
+	ctx := context.Background()
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	_, err := c.Consume(ctx, transport.ConsumeSpec{Queues: []string{"q", "missing"}})
+	wantErr(t, err, transport.ErrNotFound, `queue "missing"`)
+	if info, _ := c.DeclareQueue(ctx, transport.Queue{Name: "q", Passive: true}); info.Consumers != 0 {
+		t.Fatalf("failed consume left %d consumers", info.Consumers)
+	}
+	_, err = c.Consume(ctx, transport.ConsumeSpec{Queues: []string{"q"}, Arguments: map[string]any{"x-priority": 10}})
+	wantErr(t, err, transport.ErrNotSupported, "x-priority")
+
+	ex := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Exclusive: true})
+	_, err = c.Consume(ctx, transport.ConsumeSpec{Queues: []string{"q"}})
+	wantErr(t, err, transport.ErrResourceLocked, `queue "q" has an exclusive consumer`)
+	ex.Cancel(ctx)
+	consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}})
+	_, err = c.Consume(ctx, transport.ConsumeSpec{Queues: []string{"q"}, Exclusive: true})
+	wantErr(t, err, transport.ErrResourceLocked, "cannot be consumed exclusively")
+}
+
+func TestGet(t *testing.T) {
+	c := dial(t)
+	ctx := context.Background()
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	_, err := c.Get(ctx, "q", false)
+	wantErr(t, err, transport.ErrEmpty, "")
+	_, err = c.Get(ctx, "missing", false)
+	wantErr(t, err, transport.ErrNotFound, `queue "missing"`)
+
+	send(t, c, "q", "1", "2")
+	d1, d2 := get(t, c, "q", false), get(t, c, "q", true)
+	if string(d1.Body) != "1" || d1.Tag != 1 || d1.Acknowledger == nil || d1.ConsumerTag != "" || d1.Queue != "q" {
+		t.Fatalf("get: %+v", d1)
+	}
+	if string(d2.Body) != "2" || d2.Acknowledger != nil {
+		t.Fatalf("auto-ack get: %+v", d2)
+	}
+	// Unsettled Get deliveries come back, redelivered, when the connection closes.
+	c.Close()
+	other := dial(t)
+	d := get(t, other, "q", true)
+	if string(d.Body) != "1" || !d.Redelivered {
+		t.Fatalf("after close: %q redelivered %v", d.Body, d.Redelivered)
+	}
+	_, err = other.Get(ctx, "q", true)
+	wantErr(t, err, transport.ErrEmpty, "")
+}
+
+func TestPublishBatch(t *testing.T) {
+	c := dial(t)
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	bp := c.(transport.BatchPublisher)
+	err := bp.PublishBatch(context.Background(), []*transport.Publishing{
+		{RoutingKey: "q", Body: []byte("1")},
+		{RoutingKey: "q", Body: []byte("2")},
+		{Exchange: "missing", Body: []byte("3")},
+		{RoutingKey: "q", Body: []byte("4")},
+	})
+	wantErr(t, err, transport.ErrNotFound, "batch message 3 of 4")
+	if got := drain(t, c, "q"); !slices.Equal(got, []string{"1", "2"}) {
+		t.Fatalf("queue holds %q", got)
+	}
+}
+
+// TestConcurrentExactlyOnce runs publishers, consumers and a connection that
+// closes with messages unsettled, and checks every message is acked exactly
+// once.
+func TestConcurrentExactlyOnce(t *testing.T) {
+	const publishers, perPublisher, consumers = 4, 500, 3
+	setup := dial(t)
+	declareQueue(t, setup, transport.Queue{Name: "q"})
+	ctx := context.Background()
+
+	var mu sync.Mutex
+	acked := map[string]int{}
+	total := publishers * perPublisher
+	allAcked := make(chan struct{})
+	var once sync.Once
+	record := func(d *transport.Delivery) {
+		if err := d.Acknowledger.Ack(d.Tag, false); err != nil {
+			if !errors.Is(err, transport.ErrClosed) {
+				t.Errorf("ack: %v", err)
+			}
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		acked[string(d.Body)]++
+		if len(acked) == total {
+			once.Do(func() { close(allAcked) })
+		}
+	}
+
+	var wg sync.WaitGroup
+	var conns []transport.Conn
+	for i := range consumers {
+		c := dial(t)
+		conns = append(conns, c)
+		s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 5 * i})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range s.Deliveries() {
+				record(d)
+			}
+		}()
+	}
+	// A consumer that takes messages, settles none and disconnects: after ten
+	// messages, or once publishing is over if it got fewer.
+	published := make(chan struct{})
+	quitter := dial(t)
+	qs := consume(t, quitter, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 20})
+	go func() {
+		defer quitter.Close()
+		for range 10 {
+			select {
+			case <-qs.Deliveries():
+			case <-published:
+				return
+			}
+		}
+	}()
+	// And one polling with Get.
+	getter := dial(t)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-allAcked:
+				return
+			default:
+			}
+			d, err := getter.Get(ctx, "q", false)
+			switch {
+			case err == nil:
+				record(d)
+			case errors.Is(err, transport.ErrEmpty):
+				time.Sleep(100 * time.Microsecond)
+			default:
+				t.Errorf("get: %v", err)
+				return
+			}
+		}
+	}()
+
+	var pubs sync.WaitGroup
+	for p := range publishers {
+		c := dial(t)
+		pubs.Add(1)
+		go func() {
+			defer pubs.Done()
+			for i := range perPublisher {
+				body := []byte(fmt.Sprintf("%d-%d", p, i))
+				if err := c.Publish(ctx, &transport.Publishing{RoutingKey: "q", Body: body}); err != nil {
+					t.Errorf("publish: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	pubs.Wait()
+	close(published)
+	select {
+	case <-allAcked:
+	case <-time.After(10 * time.Second):
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		t.Fatalf("only %d of %d messages acked", n, total)
+	}
+	mu.Lock()
+	for body, n := range acked {
+		if n != 1 {
+			t.Errorf("%s acked %d times", body, n)
+		}
+	}
+	mu.Unlock()
+	for _, c := range conns {
+		c.Close() // ends the subscriptions, so the consumer goroutines finish
+	}
+	wg.Wait()
+}
+
+func TestThroughput(t *testing.T) {
+	const n = 20_000
+	c := dial(t)
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 100})
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		for i := range n {
+			d := <-s.Deliveries()
+			if want := strconv.Itoa(i); string(d.Body) != want {
+				done <- fmt.Errorf("message %d is %q", i, d.Body)
+				return
+			}
+			if err := d.Acknowledger.Ack(d.Tag, false); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for i := range n {
+		publish(t, c, &transport.Publishing{RoutingKey: "q", Body: []byte(strconv.Itoa(i))})
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d messages published and consumed in %v", n, time.Since(start))
+}

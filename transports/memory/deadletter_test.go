@@ -1,0 +1,203 @@
+package memory_test
+
+import (
+	"context"
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+// deaths returns a delivery's x-death entries.
+func deaths(t *testing.T, d *transport.Delivery) []map[string]any {
+	t.Helper()
+	list, ok := d.Headers["x-death"].([]any)
+	if !ok {
+		t.Fatalf("x-death = %#v, want []any", d.Headers["x-death"])
+	}
+	out := make([]map[string]any, len(list))
+	for i, e := range list {
+		if out[i], ok = e.(map[string]any); !ok {
+			t.Fatalf("x-death[%d] = %#v, want map[string]any", i, e)
+		}
+	}
+	return out
+}
+
+// checkDeath compares an x-death entry with the expected fields, and checks
+// its time is recent.
+func checkDeath(t *testing.T, got map[string]any, count int64, reason, queue, exchange, key string) {
+	t.Helper()
+	if got["count"] != count || got["reason"] != reason || got["queue"] != queue || got["exchange"] != exchange {
+		t.Errorf("x-death entry %v, want count %d reason %q queue %q exchange %q", got, count, reason, queue, exchange)
+	}
+	if keys, _ := got["routing-keys"].([]any); !slices.Equal(keys, []any{key}) {
+		t.Errorf("routing-keys = %#v, want [%q]", got["routing-keys"], key)
+	}
+	if at, ok := got["time"].(time.Time); !ok || time.Since(at) > time.Minute {
+		t.Errorf("time = %#v", got["time"])
+	}
+}
+
+// eventuallyGet polls a queue until it holds a message, for deaths caused by
+// timers.
+func eventuallyGet(t *testing.T, c transport.Conn, queue string) *transport.Delivery {
+	t.Helper()
+	var d *transport.Delivery
+	eventually(t, "a message in "+queue, func() bool {
+		var err error
+		d, err = c.Get(context.Background(), queue, true)
+		return err == nil
+	})
+	return d
+}
+
+func TestQueueTTLDeadLetters(t *testing.T) {
+	c := dial(t)
+	declareExchange(t, c, transport.Exchange{Name: "dlx", Type: transport.ExchangeDirect})
+	declareQueue(t, c, transport.Queue{Name: "dead"})
+	bind(t, c, transport.Binding{Source: "dlx", Destination: "dead", RoutingKey: "expired-work"})
+	declareQueue(t, c, transport.Queue{Name: "work", Arguments: map[string]any{
+		"x-message-ttl": 20, "x-dead-letter-exchange": "dlx", "x-dead-letter-routing-key": "expired-work",
+	}})
+	publish(t, c, &transport.Publishing{RoutingKey: "work", Body: []byte("late"), Headers: map[string]any{"app": "test"}})
+
+	d := eventuallyGet(t, c, "dead")
+	if string(d.Body) != "late" || d.Exchange != "dlx" || d.RoutingKey != "expired-work" || d.Headers["app"] != "test" {
+		t.Fatalf("dead-lettered delivery %+v", d)
+	}
+	ds := deaths(t, d)
+	if len(ds) != 1 {
+		t.Fatalf("%d x-death entries, want 1", len(ds))
+	}
+	checkDeath(t, ds[0], 1, "expired", "work", "", "work")
+	if d.Headers["x-first-death-reason"] != "expired" || d.Headers["x-first-death-queue"] != "work" {
+		t.Errorf("x-first-death headers: %v", d.Headers)
+	}
+	if got := ready(t, c, "work"); got != 0 {
+		t.Errorf("work still holds %d", got)
+	}
+}
+
+func TestMessageExpirationDeadLetters(t *testing.T) {
+	c := dial(t)
+	declareQueue(t, c, transport.Queue{Name: "dead"})
+	// The lower of queue TTL and message expiration applies.
+	declareQueue(t, c, transport.Queue{Name: "work", Arguments: map[string]any{
+		"x-message-ttl": 60_000, "x-dead-letter-exchange": "",
+		"x-dead-letter-routing-key": "dead",
+	}})
+	publish(t, c, &transport.Publishing{RoutingKey: "work", Body: []byte("short"), Properties: transport.Properties{Expiration: 20 * time.Millisecond}})
+	d := eventuallyGet(t, c, "dead")
+	if d.Properties.Expiration != 0 {
+		t.Errorf("dead-lettered copy keeps expiration %v", d.Properties.Expiration)
+	}
+	ds := deaths(t, d)
+	checkDeath(t, ds[0], 1, "expired", "work", "", "work")
+	if ds[0]["original-expiration"] != "20" {
+		t.Errorf("original-expiration = %#v, want \"20\"", ds[0]["original-expiration"])
+	}
+}
+
+func TestExpiredMessageIsNotDelivered(t *testing.T) {
+	c := dial(t)
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	publish(t, c, &transport.Publishing{RoutingKey: "q", Body: []byte("gone"), Properties: transport.Properties{Expiration: time.Millisecond}})
+	send(t, c, "q", "kept")
+	eventually(t, "expiry", func() bool { return ready(t, c, "q") == 1 })
+	if got := drain(t, c, "q"); !slices.Equal(got, []string{"kept"}) {
+		t.Fatalf("got %q", got)
+	}
+	// A TTL too long to add to the clock does not wrap around.
+	declareQueue(t, c, transport.Queue{Name: "forever", Arguments: map[string]any{"x-message-ttl": int64(math.MaxInt64)}})
+	publish(t, c, &transport.Publishing{RoutingKey: "forever", Body: []byte("x"), Properties: transport.Properties{Expiration: math.MaxInt64}})
+	if got := drain(t, c, "forever"); !slices.Equal(got, []string{"x"}) {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestRejectDeadLettersAndCountsRepeats(t *testing.T) {
+	c := dial(t)
+	// a and b dead-letter into each other; rejections are never a cycle.
+	declareQueue(t, c, transport.Queue{Name: "a", Arguments: map[string]any{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "b"}})
+	declareQueue(t, c, transport.Queue{Name: "b", Arguments: map[string]any{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "a"}})
+	send(t, c, "a", "bounce")
+	reject := func(queue string) {
+		d := get(t, c, queue, false)
+		if err := d.Acknowledger.Reject(d.Tag, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reject("a")
+	reject("b")
+	reject("a")
+	d := get(t, c, "b", true)
+	ds := deaths(t, d)
+	if len(ds) != 2 {
+		t.Fatalf("x-death = %v, want 2 entries", ds)
+	}
+	// The repeated death moved to the front with its count incremented.
+	checkDeath(t, ds[0], 2, "rejected", "a", "", "a")
+	checkDeath(t, ds[1], 1, "rejected", "b", "", "b")
+	if d.RoutingKey != "b" || d.Headers["x-first-death-queue"] != "a" {
+		t.Errorf("routing key %q, x-first-death-queue %v", d.RoutingKey, d.Headers["x-first-death-queue"])
+	}
+}
+
+func TestRejectWithoutDeadLetterExchangeDrops(t *testing.T) {
+	c := dial(t)
+	declareQueue(t, c, transport.Queue{Name: "q"})
+	send(t, c, "q", "x")
+	d := get(t, c, "q", false)
+	if err := d.Acknowledger.Reject(d.Tag, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := ready(t, c, "q"); got != 0 {
+		t.Fatalf("ready = %d", got)
+	}
+}
+
+func TestExpiryCycleIsDropped(t *testing.T) {
+	c := dial(t)
+	// q dead-letters through a fanout that leads back to q and on to r: the
+	// copy for q would loop on expiry forever, so RabbitMQ drops it.
+	declareExchange(t, c, transport.Exchange{Name: "loop", Type: transport.ExchangeFanout})
+	declareQueue(t, c, transport.Queue{Name: "q", Arguments: map[string]any{"x-message-ttl": 10, "x-dead-letter-exchange": "loop"}})
+	declareQueue(t, c, transport.Queue{Name: "r"})
+	bind(t, c, transport.Binding{Source: "loop", Destination: "q"})
+	bind(t, c, transport.Binding{Source: "loop", Destination: "r"})
+	send(t, c, "q", "x")
+	d := eventuallyGet(t, c, "r")
+	checkDeath(t, deaths(t, d)[0], 1, "expired", "q", "", "q")
+	if got := ready(t, c, "q"); got != 0 {
+		t.Fatalf("q holds %d, want the cycling copy dropped", got)
+	}
+}
+
+func TestMaxLengthDropsHead(t *testing.T) {
+	c := dial(t)
+	declareQueue(t, c, transport.Queue{Name: "dead"})
+	declareQueue(t, c, transport.Queue{Name: "q", Arguments: map[string]any{
+		"x-max-length": 2, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead",
+	}})
+	send(t, c, "q", "1", "2", "3", "4")
+	if got := drain(t, c, "q"); !slices.Equal(got, []string{"3", "4"}) {
+		t.Fatalf("q holds %q", got)
+	}
+	var reasons []string
+	for range 2 {
+		d := get(t, c, "dead", true)
+		reasons = append(reasons, string(d.Body)+":"+deaths(t, d)[0]["reason"].(string))
+	}
+	if !slices.Equal(reasons, []string{"1:maxlen", "2:maxlen"}) {
+		t.Fatalf("dead-lettered %q", reasons)
+	}
+
+	declareQueue(t, c, transport.Queue{Name: "bytes", Arguments: map[string]any{"x-max-length-bytes": 10}})
+	send(t, c, "bytes", "aaaa", "bbbb", "cccc")
+	if got := drain(t, c, "bytes"); !slices.Equal(got, []string{"bbbb", "cccc"}) {
+		t.Fatalf("bytes holds %q", got)
+	}
+}

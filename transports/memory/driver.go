@@ -1,0 +1,58 @@
+// Package memory is kombu-go's in-process broker, registered as the "memory"
+// transport. It follows RabbitMQ's AMQP 0-9-1 semantics closely enough that
+// code tested against it behaves the same on a real node: direct, topic,
+// fanout and headers exchanges, exchange-to-exchange bindings, alternate
+// exchanges, priority queues, message and queue TTLs, max length,
+// dead-lettering with x-death headers, exclusive and auto-delete queues,
+// prefetch, and requeueing of unsettled messages when a connection closes.
+// Nothing is persisted; "durable" only matters when comparing declarations.
+//
+// Import it for its side effect:
+//
+//	import _ "github.com/kombu-go/kombu/transports/memory"
+//
+// memory:// and memory:/// name the process's default broker, and
+// memory:///name a separate broker called name, which lets tests stay
+// isolated from each other.
+package memory
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+func init() { transport.Register("memory", Driver{}) }
+
+// Driver opens connections to in-process brokers. Every connection in the
+// process with the same URL path shares one broker, which lives as long as
+// the process.
+type Driver struct{}
+
+// brokers maps a URL path to its broker.
+var (
+	brokersMu sync.Mutex
+	brokers   = map[string]*broker{}
+)
+
+// Open returns a connection to the broker named by u.Path. Host, port,
+// credentials and query options are accepted and ignored, as Kombu's memory
+// transport ignores them.
+func (Driver) Open(ctx context.Context, u *transport.URL, _ transport.Config) (transport.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if u.SubURL != "" {
+		return nil, fmt.Errorf("memory: %s: the memory transport takes no \"+\" suffix: %w", u, transport.ErrInvalidURL)
+	}
+	brokersMu.Lock()
+	b := brokers[u.Path]
+	if b == nil {
+		b = newBroker()
+		brokers[u.Path] = b
+	}
+	brokersMu.Unlock()
+	return newConn(b), nil
+}

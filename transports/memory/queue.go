@@ -1,0 +1,405 @@
+package memory
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+// message is a published message. It never changes once created, so every
+// queue it was routed to shares it; each delivery gets its own copy.
+type message struct {
+	exchange   string
+	routingKey string
+	body       []byte
+	headers    map[string]any
+	props      transport.Properties
+}
+
+// newMessage copies what the publisher may reuse once Publish returns.
+func newMessage(p *transport.Publishing) *message {
+	m := &message{
+		exchange: p.Exchange, routingKey: p.RoutingKey,
+		body: bytes.Clone(p.Body), headers: maps.Clone(p.Headers), props: p.Properties,
+	}
+	if m.props.DeliveryMode == 0 {
+		m.props.DeliveryMode = transport.Persistent // what an AMQP client sends for 0
+	}
+	return m
+}
+
+// entry is a message's place in one queue.
+type entry struct {
+	msg         *message
+	seq         uint64 // order of arrival in the queue, kept across requeues
+	expires     int64  // monotime deadline; 0: never
+	priority    uint8
+	redelivered bool
+}
+
+// delivery copies e for a consumer, who may then modify body and headers
+// without affecting other queues or a later redelivery.
+func (e *entry) delivery(q *queue, consumerTag string, tag uint64) *transport.Delivery {
+	m := e.msg
+	return &transport.Delivery{
+		Body: bytes.Clone(m.body), Headers: maps.Clone(m.headers), Properties: m.props,
+		Exchange: m.exchange, RoutingKey: m.routingKey, Queue: q.name,
+		ConsumerTag: consumerTag, Redelivered: e.redelivered, Tag: tag,
+	}
+}
+
+var epoch = time.Now()
+
+// monotime returns monotonic nanoseconds since the package loaded. It is
+// never 0, which stands for "no deadline".
+func monotime() int64 { return int64(time.Since(epoch)) + 1 }
+
+// deadline returns the monotime d from now, saturating rather than
+// overflowing for TTLs of centuries.
+func deadline(d time.Duration) int64 {
+	now := monotime()
+	if int64(d) > math.MaxInt64-now {
+		return math.MaxInt64
+	}
+	return now + int64(d)
+}
+
+type queue struct {
+	b          *broker
+	name       string
+	durable    bool
+	exclusive  bool
+	autoDelete bool
+	owner      *conn // the declaring connection of an exclusive queue
+	args       map[string]any
+	queueArgs
+
+	ready             readyList
+	lastSeq           uint64
+	consumers         []*consumer
+	rr                int // where the round-robin over consumers resumes
+	exclusiveConsumer bool
+	hadConsumer       bool // auto-delete only applies once there was one
+	deleted           bool
+	dirty             bool   // in b.dirty
+	seen              uint64 // the last route pass that reached this queue
+
+	ttlTimer  *time.Timer // expires messages; armed for ttlAt
+	ttlAt     int64
+	idleTimer *time.Timer // x-expires
+	lastUsed  int64
+}
+
+func (b *broker) declareQueue(c *conn, d transport.Queue) (transport.QueueInfo, error) {
+	if d.Passive {
+		q, err := b.queueFor(c, d.Name)
+		if err != nil {
+			return transport.QueueInfo{}, err
+		}
+		q.touch()
+		return q.info(), nil
+	}
+	name := d.Name
+	if name == "" {
+		name = freshQueueName()
+	} else if strings.HasPrefix(name, "amq.") {
+		// RabbitMQ refuses this even for a server-named queue that exists:
+		// redeclare those passively.
+		return transport.QueueInfo{}, fmt.Errorf("memory: queue %q: the name prefix \"amq.\" is reserved for the broker", name)
+	}
+	qa, err := parseQueueArgs(name, d.Arguments)
+	if err != nil {
+		return transport.QueueInfo{}, err
+	}
+	if q := b.queues[name]; q != nil {
+		if q.lockedTo(c) {
+			return transport.QueueInfo{}, lockedError(name)
+		}
+		if err := q.equivalent(d); err != nil {
+			return transport.QueueInfo{}, err
+		}
+		q.touch()
+		return q.info(), nil
+	}
+	q := &queue{
+		b: b, name: name, durable: d.Durable, exclusive: d.Exclusive, autoDelete: d.AutoDelete,
+		args: maps.Clone(d.Arguments), queueArgs: qa, ready: newReadyList(qa.maxPriority),
+	}
+	if d.Exclusive {
+		q.owner = c
+		c.exclusive[q] = struct{}{}
+	}
+	if qa.hasExpires {
+		q.lastUsed = monotime()
+		q.idleTimer = time.AfterFunc(qa.expires, q.expireIfUnused)
+	}
+	b.queues[name] = q
+	return q.info(), nil
+}
+
+// freshQueueName names a queue as RabbitMQ names server-named queues.
+func freshQueueName() string {
+	var id [16]byte
+	rand.Read(id[:]) // never fails: the runtime aborts instead
+	return "amq.gen-" + base64.RawURLEncoding.EncodeToString(id[:])
+}
+
+// queueFor returns the named queue if it exists and c may use it.
+func (b *broker) queueFor(c *conn, name string) (*queue, error) {
+	q := b.queues[name]
+	if q == nil {
+		return nil, fmt.Errorf("memory: queue %q: %w", name, transport.ErrNotFound)
+	}
+	if q.lockedTo(c) {
+		return nil, lockedError(name)
+	}
+	return q, nil
+}
+
+func (q *queue) lockedTo(c *conn) bool { return q.owner != nil && q.owner != c }
+
+func lockedError(name string) error {
+	return fmt.Errorf("memory: queue %q is exclusive to another connection: %w", name, transport.ErrResourceLocked)
+}
+
+// equivalent checks a redeclaration against q, as RabbitMQ does before
+// answering PRECONDITION_FAILED.
+func (q *queue) equivalent(d transport.Queue) error {
+	mismatch := func(what string, have, want bool) error {
+		return fmt.Errorf("memory: queue %q: %s is %v, declared as %v: %w", q.name, what, have, want, transport.ErrPrecondition)
+	}
+	switch {
+	case q.durable != d.Durable:
+		return mismatch("durable", q.durable, d.Durable)
+	case q.exclusive != d.Exclusive:
+		return mismatch("exclusive", q.exclusive, d.Exclusive)
+	case q.autoDelete != d.AutoDelete:
+		return mismatch("auto-delete", q.autoDelete, d.AutoDelete)
+	}
+	if diff := diffArgs(q.args, d.Arguments); diff != "" {
+		return fmt.Errorf("memory: queue %q: %s: %w", q.name, diff, transport.ErrPrecondition)
+	}
+	return nil
+}
+
+func (q *queue) info() transport.QueueInfo {
+	return transport.QueueInfo{Name: q.name, Messages: q.ready.count, Consumers: len(q.consumers)}
+}
+
+// touch records a use that postpones x-expires.
+func (q *queue) touch() {
+	if q.hasExpires {
+		q.lastUsed = monotime()
+	}
+}
+
+// publish adds a newly routed message. As on RabbitMQ, a message that finds
+// the queue empty and a consumer able to take it skips the queue: it is not
+// counted against x-max-length and cannot expire on the way.
+func (q *queue) publish(m *message) {
+	q.lastSeq++
+	e := &entry{msg: m, seq: q.lastSeq}
+	if q.maxPriority > 0 {
+		e.priority = min(m.props.Priority, q.maxPriority)
+	}
+	if ttl, ok := q.ttlOf(m); ok {
+		e.expires = deadline(ttl)
+	}
+	if q.ready.count == 0 {
+		if c := q.pickConsumer(); c != nil {
+			c.sub.push(c, e)
+			return
+		}
+	}
+	q.ready.push(e)
+	for (q.hasMaxLen && q.ready.count > q.maxLen) || (q.hasMaxBytes && q.ready.bytes > q.maxBytes) {
+		q.b.deadLetterLater(q, q.ready.pop(), reasonMaxLen) // overflow drop-head
+	}
+	q.armTTL(e.expires)
+	q.b.markDirty(q)
+}
+
+// ttlOf returns how long m may stay in q: the lower of x-message-ttl and the
+// message's own expiration.
+func (q *queue) ttlOf(m *message) (time.Duration, bool) {
+	ttl, ok := q.ttl, q.hasTTL
+	if exp := m.props.Expiration; exp > 0 && (!ok || exp < ttl) {
+		ttl, ok = exp, true
+	}
+	return ttl, ok
+}
+
+// take removes the next ready message, dead-lettering the expired ones it
+// finds at the head on the way.
+func (q *queue) take() *entry {
+	var now int64
+	for {
+		e := q.ready.pop()
+		if e == nil {
+			return nil
+		}
+		if e.expires != 0 {
+			if now == 0 {
+				now = monotime()
+			}
+			if e.expires <= now {
+				q.b.deadLetterLater(q, e, reasonExpired)
+				continue
+			}
+		}
+		if q.ttlAt == 0 {
+			// The new head may expire and needs the timer to do so.
+			if h := q.ready.peek(); h != nil {
+				q.armTTL(h.expires)
+			}
+		}
+		return e
+	}
+}
+
+// requeue returns a message that was taken, at its original position.
+func (q *queue) requeue(e *entry) {
+	if q.deleted {
+		return
+	}
+	q.ready.insert(e)
+	q.armTTL(e.expires)
+	q.b.markDirty(q)
+}
+
+// dispatch hands ready messages to consumers that can take them.
+func (q *queue) dispatch() {
+	for q.ready.count > 0 {
+		c := q.pickConsumer()
+		if c == nil {
+			return
+		}
+		e := q.take()
+		if e == nil {
+			return
+		}
+		c.sub.push(c, e)
+	}
+}
+
+// pickConsumer returns the next consumer in round-robin order that can take
+// a message, skipping those at their prefetch limit or still busy.
+func (q *queue) pickConsumer() *consumer {
+	n := len(q.consumers)
+	for i := range n {
+		k := (q.rr + i) % n
+		if c := q.consumers[k]; c.sub.canTake() {
+			q.rr = (k + 1) % n
+			return c
+		}
+	}
+	return nil
+}
+
+func (q *queue) addConsumer(c *consumer) {
+	q.consumers = append(q.consumers, c)
+	q.hadConsumer = true
+	q.exclusiveConsumer = q.exclusiveConsumer || c.exclusive
+	q.b.markDirty(q)
+}
+
+func (q *queue) removeConsumer(c *consumer) {
+	i := slices.Index(q.consumers, c)
+	if i < 0 {
+		return
+	}
+	q.consumers = slices.Delete(q.consumers, i, i+1)
+	if i < q.rr {
+		q.rr--
+	}
+	if c.exclusive {
+		q.exclusiveConsumer = false
+	}
+	switch {
+	case len(q.consumers) > 0:
+	case q.autoDelete:
+		q.b.deleteQueue(q)
+	case q.hasExpires:
+		q.touch()
+		q.idleTimer.Reset(q.expires)
+	}
+}
+
+// armTTL makes sure the expiry timer fires by deadline at.
+func (q *queue) armTTL(at int64) {
+	if at == 0 || (q.ttlAt != 0 && q.ttlAt <= at) {
+		return
+	}
+	q.ttlAt = at
+	d := time.Duration(at - monotime())
+	if q.ttlTimer == nil {
+		q.ttlTimer = time.AfterFunc(d, q.expireMessages)
+	} else {
+		q.ttlTimer.Reset(d)
+	}
+}
+
+// expireMessages runs on the expiry timer: RabbitMQ expires messages once
+// they reach the head of the queue even when nobody consumes.
+func (q *queue) expireMessages() {
+	b := q.b
+	b.mu.Lock()
+	defer b.unlock()
+	q.ttlAt = 0
+	if q.deleted {
+		return
+	}
+	next := q.ready.dropExpired(monotime(), func(e *entry) { b.deadLetterLater(q, e, reasonExpired) })
+	q.armTTL(next)
+}
+
+// expireIfUnused runs on the x-expires timer and deletes the queue if it
+// has had no consumer, Get or redeclaration for that long.
+func (q *queue) expireIfUnused() {
+	b := q.b
+	b.mu.Lock()
+	defer b.unlock()
+	if q.deleted || len(q.consumers) > 0 {
+		return
+	}
+	if left := q.expires - time.Duration(monotime()-q.lastUsed); left > 0 {
+		q.idleTimer.Reset(left)
+		return
+	}
+	b.deleteQueue(q)
+}
+
+// deleteQueue removes q with its ready messages and bindings, and cancels
+// its consumers as RabbitMQ does with basic.cancel. Its unsettled messages
+// can still be acked; requeued or rejected, they are dropped.
+func (b *broker) deleteQueue(q *queue) {
+	q.deleted = true
+	delete(b.queues, q.name)
+	if q.owner != nil {
+		delete(q.owner.exclusive, q)
+	}
+	if q.ttlTimer != nil {
+		q.ttlTimer.Stop()
+	}
+	if q.idleTimer != nil {
+		q.idleTimer.Stop()
+	}
+	q.ready.clear()
+	consumers := q.consumers
+	q.consumers = nil
+	if len(consumers) > 0 {
+		err := fmt.Errorf("memory: queue %q was deleted: %w", q.name, transport.ErrNotFound)
+		for _, c := range consumers {
+			c.sub.end(err)
+		}
+	}
+	b.dropBindingsTo(func(bd *binding) bool { return bd.queue == q })
+}
