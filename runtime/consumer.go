@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -165,7 +166,7 @@ func NewConsumer(conn *Connection, subs []Subscription, opts ...ConsumerOption) 
 	}
 	ctx, cancel := conn.declareContext()
 	defer cancel()
-	if err := cfg.topology.Declare(ctx, conn); err != nil {
+	if err := cfg.topology.without(subs).Declare(ctx, conn); err != nil {
 		return nil, err
 	}
 	for _, s := range subs {
@@ -183,6 +184,18 @@ func NewConsumer(conn *Connection, subs []Subscription, opts ...ConsumerOption) 
 		c.queues = append(c.queues, info.Name)
 	}
 	return c, nil
+}
+
+// without returns t less the queues that subs declare themselves, so that
+// each queue is declared once.
+func (t Topology) without(subs []Subscription) Topology {
+	out := Topology{Exchanges: t.Exchanges}
+	for _, q := range t.Queues {
+		if !slices.ContainsFunc(subs, func(s Subscription) bool { return s.Queue.Name == q.Name && q.Name != "" }) {
+			out.Queues = append(out.Queues, q)
+		}
+	}
+	return out
 }
 
 // Queues returns the names of the queues the consumer reads, including the
