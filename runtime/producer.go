@@ -50,6 +50,7 @@ type publishConfig struct {
 	headers      map[string]any
 	sharedHeader bool // headers belongs to the producer's defaults: copy before writing
 	props        transport.Properties
+	batch        *Batch // set: queue the message there instead of sending it
 }
 
 // WithExchange publishes to ex, declaring it first unless it is the default
@@ -178,6 +179,9 @@ func (p *Producer) Publish(ctx context.Context, body any, opts ...PublishOption)
 		if err := p.conn.declareExchange(ctx, *cfg.exchange); err != nil {
 			return err
 		}
+	}
+	if cfg.batch != nil {
+		return cfg.batch.add(p.conn, pub)
 	}
 	if err := p.conn.tc.Publish(ctx, pub); err != nil {
 		return p.conn.op(describePublish(pub), err)
