@@ -61,3 +61,26 @@ func TestBatchIsForOneConnection(t *testing.T) {
 		t.Fatal("a second connection's message joined the batch")
 	}
 }
+
+func TestBatchCopiesRawBodies(t *testing.T) {
+	conn := dial(t)
+	ctx := ctxT(t)
+	if _, err := (kombu.Queue{Name: "raw"}).Declare(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	var batch kombu.Batch
+	p := kombu.NewProducer(conn, kombu.WithRoutingKey("raw"))
+	buf := make([]byte, 0, 16)
+	for _, s := range []string{"first", "second", "third"} {
+		buf = append(buf[:0], s...) // the caller reuses its buffer
+		mustPublish(t, p.Publish(ctx, buf, kombu.InBatch(&batch)))
+	}
+	if err := batch.Send(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"first", "second", "third"} {
+		if got, _ := getBody(t, conn, "raw"); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"compress/zlib"
 	"fmt"
 	"io"
+	"math"
 )
 
 // A Compressor compresses message bodies. Its content type travels in the
@@ -61,8 +62,17 @@ func (zlibCompressor) Decompress(src []byte, limit int64) ([]byte, error) {
 // ErrLimitExceeded as soon as it has read more than limit bytes. Custom
 // Compressors use it to honour their limit.
 func ReadLimited(r io.Reader, limit int64) ([]byte, error) {
+	if limit < 0 {
+		return nil, fmt.Errorf("%w: negative body size limit %d", ErrLimitExceeded, limit)
+	}
+	// Read one byte past the limit to tell "exactly at" from "over".
+	// MaxInt64 means no limit; adding one would overflow.
+	lr := io.LimitReader(r, limit)
+	if limit < math.MaxInt64 {
+		lr = io.LimitReader(r, limit+1)
+	}
 	var buf bytes.Buffer
-	n, err := io.Copy(&buf, io.LimitReader(r, limit+1))
+	n, err := io.Copy(&buf, lr)
 	if err != nil {
 		return nil, err
 	}

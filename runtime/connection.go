@@ -82,7 +82,8 @@ func WithCompressors(z ...Compressor) DialOption {
 }
 
 // WithMaxBodySize bounds the size of a decompressed message body
-// (DefaultMaxBodySize by default). A larger body fails with ErrLimitExceeded.
+// (DefaultMaxBodySize by default); math.MaxInt64 means no bound. A larger
+// body fails with ErrLimitExceeded.
 func WithMaxBodySize(n int64) DialOption { return func(c *dialConfig) { c.maxBodySize = n } }
 
 // WithDeclareTimeout bounds declarations made by calls that take no
@@ -95,7 +96,6 @@ func WithDeclareTimeout(d time.Duration) DialOption {
 //
 //	memory://                          the in-process broker (always available)
 //	amqp://user:pass@host:5672//vhost  RabbitMQ (import transports/amqp)
-//	redis://host:6379/0                Redis (import transports/redis)
 //
 // A ";"-separated list names alternates, tried in order until one connects.
 func Dial(ctx context.Context, url string, opts ...DialOption) (*Connection, error) {
@@ -105,6 +105,9 @@ func Dial(ctx context.Context, url string, opts ...DialOption) (*Connection, err
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.maxBodySize <= 0 {
+		return nil, fmt.Errorf("kombu: WithMaxBodySize(%d): the limit must be positive (math.MaxInt64 for none)", cfg.maxBodySize)
 	}
 	urls, err := transport.ParseList(url)
 	if err != nil {
@@ -154,7 +157,7 @@ func lookupDriver(scheme string) (transport.Driver, error) {
 	}
 	registered := strings.Join(transport.Schemes(), ", ")
 	if pkg, ok := transport.DriverPackage(scheme); ok {
-		return nil, fmt.Errorf("%w %q: add  import _ %q  to register it (registered: %s)",
+		return nil, fmt.Errorf("%w %q: import _ %q to register it (registered: %s)",
 			ErrUnknownScheme, scheme, pkg, registered)
 	}
 	return nil, fmt.Errorf("%w %q (registered: %s)", ErrUnknownScheme, scheme, registered)

@@ -68,6 +68,8 @@ type consumerConfig struct {
 	tag             string
 	onDecodeError   func(*Message, error)
 	shutdownTimeout time.Duration
+	exclusive       bool
+	arguments       map[string]any
 }
 
 // WithTopology declares t (exchanges, named queues, bindings) before the
@@ -97,6 +99,18 @@ func WithConcurrency(n int) ConsumerOption { return func(c *consumerConfig) { c.
 // sent. Faster, and a message is lost if its handler fails or the process
 // dies. Handler results are then only logged.
 func WithAutoAck() ConsumerOption { return func(c *consumerConfig) { c.autoAck = true } }
+
+// WithConsumerArguments passes arguments to the broker's basic.consume for
+// every queue of the consumer (RabbitMQ: "x-priority", or "x-stream-offset"
+// on streams). A transport that cannot honour one fails with
+// ErrNotSupported.
+func WithConsumerArguments(args map[string]any) ConsumerOption {
+	return func(c *consumerConfig) { c.arguments = args }
+}
+
+// WithExclusiveConsumer asks the broker to make this the only consumer of
+// its queues; a second one is refused with ErrResourceLocked.
+func WithExclusiveConsumer() ConsumerOption { return func(c *consumerConfig) { c.exclusive = true } }
 
 // WithConsumerTag sets the prefix of the consumer's tags.
 func WithConsumerTag(prefix string) ConsumerOption { return func(c *consumerConfig) { c.tag = prefix } }
@@ -206,8 +220,11 @@ func (c *Consumer) Queues() []string { return append([]string(nil), c.queues...)
 // gracefully: it stops taking deliveries, lets running handlers finish
 // (bounded by WithShutdownTimeout), and returns every message it took but
 // did not handle to its queue. It returns nil after such a shutdown, and an
-// error when the broker ended the consumer (the queue was deleted, the
-// connection was lost). Run may be called once.
+// error when the broker ended the consumer: one of its queues was deleted,
+// or the connection was lost. Run may be called once.
+//
+// To stop the consumer from inside a handler, cancel Run's context rather
+// than calling Close, which waits for the handlers, the caller included.
 func (c *Consumer) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("kombu: Consumer.Run called twice")
@@ -219,12 +236,16 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return nil
 	default:
 	}
-
+	if ctx.Err() != nil {
+		return nil // stopped before it started: a clean shutdown all the same
+	}
 	sub, err := c.conn.tc.Consume(ctx, transport.ConsumeSpec{
-		Queues:   c.queues,
-		Tag:      c.cfg.tag,
-		AutoAck:  c.cfg.autoAck,
-		Prefetch: c.cfg.prefetch,
+		Queues:    c.queues,
+		Tag:       c.cfg.tag,
+		AutoAck:   c.cfg.autoAck,
+		Prefetch:  c.cfg.prefetch,
+		Exclusive: c.cfg.exclusive,
+		Arguments: c.cfg.arguments,
 	})
 	if err != nil {
 		return c.conn.op("consume", err)
@@ -246,12 +267,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}()
 	}
 
-	runErr := c.dispatch(ctx, sub, work)
-	close(work)
+	held, runErr := c.dispatch(ctx, sub, work)
 
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.shutdownTimeout)
 	defer cancel()
-	c.cancel(shutdownCtx, sub)
+	c.drain(shutdownCtx, sub, held, work)
+	close(work)
 	if !waitGroup(shutdownCtx, &wg) {
 		c.conn.logger.Warn("kombu: handlers still running after the shutdown timeout; their messages return to the queue when the connection closes",
 			"timeout", c.cfg.shutdownTimeout)
@@ -261,37 +282,54 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 // dispatch feeds deliveries to the handler goroutines until ctx ends, Close
-// is called or the subscription ends.
-func (c *Consumer) dispatch(ctx context.Context, sub transport.Subscription, work chan<- *transport.Delivery) error {
+// is called or the subscription ends. It returns the delivery it held when
+// told to stop, if any.
+func (c *Consumer) dispatch(ctx context.Context, sub transport.Subscription, work chan<- *transport.Delivery) (held *transport.Delivery, err error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil, nil
 		case <-c.stop:
-			return nil
+			return nil, nil
 		case d, ok := <-sub.Deliveries():
 			if !ok {
 				if err := sub.Err(); err != nil {
-					return c.conn.op("consume", err)
+					return nil, c.conn.op("consume", err)
 				}
-				return nil
+				return nil, nil
 			}
 			select {
 			case work <- d:
 			case <-ctx.Done():
-				c.giveBack(d)
-				return nil
+				return d, nil
 			case <-c.stop:
-				c.giveBack(d)
-				return nil
+				return d, nil
 			}
 		}
 	}
 }
 
-// cancel stops the subscription and returns the deliveries it had already
-// taken, which no handler will see, to their queues.
-func (c *Consumer) cancel(ctx context.Context, sub transport.Subscription) {
+// drain cancels the subscription and deals with the deliveries no handler
+// has seen: held (the one dispatch had in hand) and those still buffered.
+// They go back to their queues; auto-acked ones, which the broker has
+// already forgotten, are handled instead, so that none is lost.
+func (c *Consumer) drain(ctx context.Context, sub transport.Subscription, held *transport.Delivery, work chan<- *transport.Delivery) {
+	unseen := func(d *transport.Delivery) {
+		if d.Acknowledger == nil {
+			select {
+			case work <- d:
+			case <-ctx.Done():
+				c.conn.logger.Error("kombu: auto-acked message dropped: shutdown timeout", "queue", d.Queue)
+			}
+			return
+		}
+		if err := d.Acknowledger.Reject(d.Tag, true); err != nil {
+			c.conn.logger.Warn("kombu: requeue at shutdown", "queue", d.Queue, "error", err)
+		}
+	}
+	if held != nil {
+		unseen(held)
+	}
 	if err := sub.Cancel(ctx); err != nil && !errors.Is(err, ErrClosed) {
 		c.conn.logger.Warn("kombu: cancel consumer", "error", err)
 	}
@@ -301,22 +339,10 @@ func (c *Consumer) cancel(ctx context.Context, sub transport.Subscription) {
 			if !ok {
 				return
 			}
-			c.giveBack(d)
+			unseen(d)
 		case <-ctx.Done():
 			return
 		}
-	}
-}
-
-// giveBack requeues a delivery no handler saw. It is not a failure of the
-// message, so nothing is dead-lettered.
-func (c *Consumer) giveBack(d *transport.Delivery) {
-	if d.Acknowledger == nil {
-		c.conn.logger.Warn("kombu: auto-acked message dropped at shutdown", "queue", d.Queue)
-		return
-	}
-	if err := d.Acknowledger.Reject(d.Tag, true); err != nil {
-		c.conn.logger.Warn("kombu: requeue at shutdown", "queue", d.Queue, "error", err)
 	}
 }
 
@@ -327,13 +353,13 @@ func (c *Consumer) handle(ctx context.Context, d *transport.Delivery) {
 	if err == nil {
 		err = c.call(ctx, c.handlers[d.Queue], msg)
 	}
-	if err != nil && (errors.Is(err, ErrDecode) || errors.Is(err, ErrContentDisallowed)) {
+	decodeErr := errors.Is(err, ErrDecode) || errors.Is(err, ErrContentDisallowed)
+	if decodeErr {
 		c.decodeFailed(msg, err)
+	} else if err != nil {
+		c.conn.logger.Error("kombu: handler failed", "queue", d.Queue, "error", err)
 	}
 	if msg.State() != StateUnsettled {
-		if err != nil && c.cfg.autoAck {
-			c.conn.logger.Error("kombu: handler failed on an auto-acked message", "queue", d.Queue, "error", err)
-		}
 		return // auto-acked, or the handler settled it itself
 	}
 	var settleErr error
@@ -343,7 +369,6 @@ func (c *Consumer) handle(ctx context.Context, d *transport.Delivery) {
 	case isRequeue(err):
 		settleErr = msg.Reject(true)
 	default:
-		c.conn.logger.Error("kombu: handler failed; message rejected", "queue", d.Queue, "error", err)
 		settleErr = msg.Reject(false)
 	}
 	if settleErr != nil {
@@ -363,6 +388,9 @@ func (c *Consumer) call(ctx context.Context, h Handler, msg *Message) (err error
 	return h.HandleMessage(ctx, msg)
 }
 
+// decodeFailed passes a message that cannot be decoded to the decode-error
+// handler, or logs it; the caller then rejects it unless the handler
+// settled it.
 func (c *Consumer) decodeFailed(msg *Message, err error) {
 	if c.cfg.onDecodeError == nil {
 		c.conn.logger.Error("kombu: cannot decode message; rejected", "queue", msg.DeliveryInfo.Queue,
@@ -378,7 +406,9 @@ func (c *Consumer) decodeFailed(msg *Message, err error) {
 }
 
 // Close stops the consumer as Run does when its context ends, and waits for
-// Run to return. It is safe to call more than once, and before Run.
+// Run to return. It is safe to call more than once, and before Run. Called
+// from a handler, it waits for the shutdown timeout; cancel Run's context
+// there instead.
 func (c *Consumer) Close() error {
 	c.stopOnce.Do(func() { close(c.stop) })
 	select {

@@ -455,3 +455,45 @@ func mustPublish(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestRunReportsConnectionClosedUnderIt(t *testing.T) {
+	conn := dial(t)
+	c, err := kombu.NewConsumer(conn, []kombu.Subscription{{
+		Queue:   kombu.Queue{Name: "q"},
+		Handler: kombu.HandlerFunc(func(context.Context, *kombu.Message) error { return nil }),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(context.Background()) }()
+	waitFor(t, func() bool {
+		info, err := kombu.Queue{Name: "q"}.Inspect(ctxT(t), conn)
+		return err == nil && info.Consumers == 1
+	})
+	conn.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, kombu.ErrClosed) {
+			t.Fatalf("Run returned %v, want ErrClosed: a supervisor must tell this from a clean stop", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its connection closed")
+	}
+}
+
+func TestRunWithCancelledContextIsACleanStop(t *testing.T) {
+	conn := dial(t)
+	c, err := kombu.NewConsumer(conn, []kombu.Subscription{{
+		Queue:   kombu.Queue{Name: "q"},
+		Handler: kombu.HandlerFunc(func(context.Context, *kombu.Message) error { return nil }),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := c.Run(ctx); err != nil {
+		t.Fatalf("Run with a cancelled context: %v, want nil", err)
+	}
+}

@@ -86,8 +86,7 @@
 // drivers are. The in-process broker (memory://) is always available; the
 // others are imported for their side effect:
 //
-//	import _ "github.com/kombu-go/kombu/transports/amqp"  // amqp://, amqps://
-//	import _ "github.com/kombu-go/kombu/transports/redis" // redis://, rediss://, sentinel://
+//	import _ "github.com/kombu-go/kombu/transports/amqp" // amqp://, amqps://
 //
 // Dialing a scheme whose transport is not imported fails with
 // ErrUnknownScheme and names the package to import. A transport that cannot

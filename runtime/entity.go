@@ -106,9 +106,6 @@ type Queue struct {
 	// Arguments are passed to the broker as given, under the typed fields
 	// above (which win where both are set).
 	Arguments map[string]any
-	// ConsumerArguments are passed to basic.consume (for example
-	// "x-priority" or, on streams, "x-stream-offset").
-	ConsumerArguments map[string]any
 }
 
 // QueueInfo is what the broker reports about a declared queue.

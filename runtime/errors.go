@@ -31,6 +31,10 @@ var (
 	ErrResourceLocked = transport.ErrResourceLocked
 	// ErrInUse: a conditional delete found the entity in use.
 	ErrInUse = transport.ErrInUse
+	// ErrAccessRefused: the broker refused the operation (AMQP
+	// ACCESS_REFUSED): a reserved "amq." name, an internal exchange, the
+	// default exchange, or missing permissions.
+	ErrAccessRefused = transport.ErrAccessRefused
 	// ErrInvalidURL: a broker URL could not be parsed. The *URLError says why.
 	ErrInvalidURL = transport.ErrInvalidURL
 	// ErrUnknownScheme: no transport is registered for the URL's scheme. The

@@ -1,6 +1,7 @@
 package kombu
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -181,6 +182,11 @@ func (p *Producer) Publish(ctx context.Context, body any, opts ...PublishOption)
 		}
 	}
 	if cfg.batch != nil {
+		// A raw body is the caller's slice, which the caller may reuse as soon
+		// as Publish returns; the batch holds it until Send, so it keeps a copy.
+		if b, ok := body.([]byte); ok && len(b) > 0 && len(pub.Body) > 0 && &b[0] == &pub.Body[0] {
+			pub.Body = bytes.Clone(pub.Body)
+		}
 		return cfg.batch.add(p.conn, pub)
 	}
 	if err := p.conn.tc.Publish(ctx, pub); err != nil {

@@ -17,4 +17,5 @@ var (
 	ErrInvalidURL     = errors.New("kombu: invalid broker URL")
 	ErrUnknownScheme  = errors.New("kombu: unknown transport scheme")
 	ErrInUse          = errors.New("kombu: entity in use")
+	ErrAccessRefused  = errors.New("kombu: access refused")
 )

@@ -75,22 +75,34 @@ func Parse(raw string) (*URL, error) {
 		return u, nil // the driver parses the rest itself
 	}
 
-	// Split off the query first so that a "?" in it cannot confuse url.Parse
-	// about where the authority ends.
-	if i := strings.IndexByte(rest, '?'); i >= 0 {
-		q, err := url.ParseQuery(rest[i+1:])
+	// The authority ends at the first '/', '?' or '#' (RFC 3986). A user
+	// name or password holding one of those must be percent-encoded; if it
+	// is not, an '@' shows up after the authority, and the URL is refused
+	// without quoting any of it, since that text is likely a password.
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	if strings.Contains(tail, "@") {
+		return bad("'@' after the host: percent-encode '/', '?', '#' and '@' in user names, passwords and virtual hosts (%%2F, %%3F, %%23, %%40)")
+	}
+	if strings.HasPrefix(tail, "#") {
+		return bad("fragments ('#') are not part of broker URLs")
+	}
+	path, query, hasQuery := strings.Cut(tail, "?")
+	if hasQuery {
+		q, err := url.ParseQuery(query)
 		if err != nil {
 			return bad("query: %v", err)
 		}
 		u.Query = q
-		rest = rest[:i]
 	}
-	authority, path, hasPath := strings.Cut(rest, "/")
-	u.HasPath = hasPath
-	if hasPath {
-		p, err := url.PathUnescape(path)
+	if strings.HasPrefix(path, "/") {
+		u.HasPath = true
+		p, err := url.PathUnescape(path[1:])
 		if err != nil {
-			return bad("path %q: %v", path, err)
+			return bad("path %q: %v", path[1:], err)
 		}
 		u.Path = p
 	}

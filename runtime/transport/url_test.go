@@ -32,6 +32,10 @@ func TestParseKombuForms(t *testing.T) {
 			user: "u", pw: "p@ss", path: "v", hasPath: true, masked: "amqps://u:**@[::1]:5671/v?heartbeat=30"},
 		{raw: "redis://h?password=hunter2&ssl_cert_reqs=none", scheme: "redis", host: "h",
 			masked: "redis://h?password=%2A%2A&ssl_cert_reqs=none"},
+		{raw: "amqp://u:p%2Fw%3Fd%40x@h//", scheme: "amqp", host: "h", user: "u", pw: "p/w?d@x",
+			path: "/", hasPath: true, masked: "amqp://u:**@h//"},
+		{raw: "redis://h/0?ssl_certfile=/etc/a%40b.pem", scheme: "redis", host: "h", path: "0", hasPath: true,
+			masked: "redis://h/0?ssl_certfile=%2Fetc%2Fa%40b.pem"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {
@@ -74,6 +78,10 @@ func TestParseRejectsBadURLs(t *testing.T) {
 		{"1amqp://h", "not a valid transport name"},
 		{"amqp://h/%zz", "path"},
 		{"amqp://a;amqp://b", "use ParseList"},
+		{"amqp://guest:4711/s3cret@localhost/leak", "percent-encode"},
+		{"amqp://guest:hunter/2@localhost//", "percent-encode"},
+		{"amqp://guest:pa?ss@localhost//", "percent-encode"},
+		{"redis://h/0?ssl_certfile=/etc/a@b.pem", "percent-encode"}, // '@' is never allowed after the host
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {
@@ -98,6 +106,9 @@ func TestURLErrorsNeverShowThePassword(t *testing.T) {
 		"amqp://user:hunter2@h/%zz",
 		"redis://h:1/0?password=hunter2&x=%zz",
 		"amqp://user:hunter2@h;;amqp://b",
+		"amqp://user:hunter2/x@h//",      // unescaped '/' in the password
+		"amqp://user:hunter2?x@h//",      // unescaped '?' in the password
+		"memory://user:hunter2/x@h/leak", // would otherwise parse as host and vhost
 	} {
 		var err error
 		if strings.Contains(raw, ";") {
@@ -108,7 +119,7 @@ func TestURLErrorsNeverShowThePassword(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%s: no error", raw)
 		}
-		if strings.Contains(err.Error(), "hunter2") {
+		if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "hunter") {
 			t.Errorf("error leaks the password: %v", err)
 		}
 	}

@@ -40,7 +40,7 @@ func (a *ackScope) find(tag uint64) (int, error) {
 	if !ok {
 		// RabbitMQ closes the channel with PRECONDITION_FAILED here; a
 		// memory connection has no channel to lose, so it only reports it.
-		return 0, fmt.Errorf("memory: unknown delivery tag %d: never delivered here, or already settled", tag)
+		return 0, fmt.Errorf("memory: unknown delivery tag %d: never delivered here, or already settled: %w", tag, transport.ErrPrecondition)
 	}
 	return i, nil
 }

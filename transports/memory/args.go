@@ -33,7 +33,7 @@ type queueArgs struct {
 func parseQueueArgs(queue string, args map[string]any) (queueArgs, error) {
 	var qa queueArgs
 	invalid := func(name string, v any, want string) error {
-		return fmt.Errorf("memory: queue %q: argument %s must be %s, got %T %#v", queue, name, want, v, v)
+		return fmt.Errorf("memory: queue %q: argument %s must be %s, got %T %#v: %w", queue, name, want, v, v, transport.ErrPrecondition)
 	}
 	unsupported := func(name string, v any) error {
 		return fmt.Errorf("memory: queue %q: argument %s=%#v: %w", queue, name, v, transport.ErrNotSupported)
@@ -114,7 +114,7 @@ func parseQueueArgs(queue string, args map[string]any) (queueArgs, error) {
 		}
 	}
 	if qa.hasDLRK && !qa.hasDLX {
-		return qa, fmt.Errorf("memory: queue %q: argument x-dead-letter-routing-key needs x-dead-letter-exchange", queue)
+		return qa, fmt.Errorf("memory: queue %q: argument x-dead-letter-routing-key needs x-dead-letter-exchange: %w", queue, transport.ErrPrecondition)
 	}
 	return qa, nil
 }
@@ -128,7 +128,7 @@ func parseExchangeArgs(exchange string, args map[string]any) (alternate string, 
 		case name == "alternate-exchange":
 			s, ok := v.(string)
 			if !ok {
-				return "", fmt.Errorf("memory: exchange %q: argument alternate-exchange must be a string, got %T %#v", exchange, v, v)
+				return "", fmt.Errorf("memory: exchange %q: argument alternate-exchange must be a string, got %T %#v: %w", exchange, v, v, transport.ErrPrecondition)
 			}
 			alternate = s
 		case strings.HasPrefix(name, "x-"):

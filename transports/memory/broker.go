@@ -141,7 +141,7 @@ func (b *broker) publish(p *transport.Publishing) error {
 		return fmt.Errorf("memory: exchange %q: %w", p.Exchange, transport.ErrNotFound)
 	}
 	if x.internal {
-		return fmt.Errorf("memory: exchange %q is internal: only other exchanges can route to it", p.Exchange)
+		return fmt.Errorf("memory: exchange %q is internal: only other exchanges can route to it: %w", p.Exchange, transport.ErrAccessRefused)
 	}
 	queues := b.route(x, p.RoutingKey, p.Headers)
 	if len(queues) == 0 {

@@ -228,7 +228,7 @@ func (c *conn) Close() error {
 	subs := make([]*subscription, 0, len(c.subs))
 	for s := range c.subs {
 		subs = append(subs, s)
-		s.end(nil)
+		s.end(fmt.Errorf("memory: connection closed while consuming: %w", transport.ErrClosed))
 	}
 	b.unlock()
 	// Wait for each run goroutine, which settles the message it was handing

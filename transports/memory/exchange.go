@@ -71,7 +71,7 @@ func (b *broker) declareExchange(d transport.Exchange) error {
 		return nil
 	}
 	if d.Name == "" {
-		return fmt.Errorf("memory: the default exchange cannot be declared")
+		return fmt.Errorf("memory: the default exchange cannot be declared: %w", transport.ErrAccessRefused)
 	}
 	switch d.Type {
 	case transport.ExchangeDirect, transport.ExchangeTopic, transport.ExchangeFanout, transport.ExchangeHeaders:
@@ -86,7 +86,7 @@ func (b *broker) declareExchange(d transport.Exchange) error {
 		return x.equivalent(d)
 	}
 	if strings.HasPrefix(d.Name, "amq.") {
-		return fmt.Errorf("memory: exchange %q: the name prefix \"amq.\" is reserved for the broker", d.Name)
+		return fmt.Errorf("memory: exchange %q: the name prefix \"amq.\" is reserved for the broker: %w", d.Name, transport.ErrAccessRefused)
 	}
 	b.exchanges[d.Name] = &exchange{
 		name: d.Name, kind: d.Type, durable: d.Durable, autoDelete: d.AutoDelete,
@@ -119,7 +119,7 @@ func (x *exchange) equivalent(d transport.Exchange) error {
 
 func (b *broker) deleteExchangeNamed(name string, ifUnused bool) error {
 	if name == "" || strings.HasPrefix(name, "amq.") {
-		return fmt.Errorf("memory: exchange %q belongs to the broker and cannot be deleted", name)
+		return fmt.Errorf("memory: exchange %q belongs to the broker and cannot be deleted: %w", name, transport.ErrAccessRefused)
 	}
 	x := b.exchanges[name]
 	if x == nil {
@@ -160,7 +160,7 @@ func (b *broker) dropBindingsTo(isDest func(*binding) bool) {
 // endpoints looks up a binding's source and destination for Bind and Unbind.
 func (b *broker) endpoints(c *conn, d transport.Binding) (src *exchange, q *queue, dx *exchange, err error) {
 	if d.Source == "" || (d.DestinationIsExchange && d.Destination == "") {
-		return nil, nil, nil, fmt.Errorf("memory: binding %q to %q: the default exchange cannot be bound", d.Source, d.Destination)
+		return nil, nil, nil, fmt.Errorf("memory: binding %q to %q: the default exchange cannot be bound: %w", d.Source, d.Destination, transport.ErrAccessRefused)
 	}
 	if src = b.exchanges[d.Source]; src == nil {
 		return nil, nil, nil, fmt.Errorf("memory: exchange %q: %w", d.Source, transport.ErrNotFound)

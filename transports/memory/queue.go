@@ -87,7 +87,6 @@ type queue struct {
 	consumers         []*consumer
 	rr                int // where the round-robin over consumers resumes
 	exclusiveConsumer bool
-	hadConsumer       bool // auto-delete only applies once there was one
 	deleted           bool
 	dirty             bool   // in b.dirty
 	seen              uint64 // the last route pass that reached this queue
@@ -113,7 +112,7 @@ func (b *broker) declareQueue(c *conn, d transport.Queue) (transport.QueueInfo, 
 	} else if strings.HasPrefix(name, "amq.") {
 		// RabbitMQ refuses this even for a server-named queue that exists:
 		// redeclare those passively.
-		return transport.QueueInfo{}, fmt.Errorf("memory: queue %q: the name prefix \"amq.\" is reserved for the broker", name)
+		return transport.QueueInfo{}, fmt.Errorf("memory: queue %q: the name prefix \"amq.\" is reserved for the broker: %w", name, transport.ErrAccessRefused)
 	}
 	qa, err := parseQueueArgs(name, d.Arguments)
 	if err != nil {
@@ -306,7 +305,6 @@ func (q *queue) pickConsumer() *consumer {
 
 func (q *queue) addConsumer(c *consumer) {
 	q.consumers = append(q.consumers, c)
-	q.hadConsumer = true
 	q.exclusiveConsumer = q.exclusiveConsumer || c.exclusive
 	q.b.markDirty(q)
 }

@@ -582,7 +582,8 @@ type Route struct {
 	// The serializer: "protobuf" (default), "json", or one registered with the
 	// runtime. "json" uses the proto field names, as Python Kombu expects.
 	Serializer string `protobuf:"bytes,3,opt,name=serializer,proto3" json:"serializer,omitempty"`
-	// Compression: "zlib", "bzip2", "lzma", "brotli", "zstd"; empty for none.
+	// Compression, by Kombu's name: "zlib" (alias "gzip"); empty for none.
+	// protoc-gen-kombu accepts the compressions the runtime has built in.
 	Compression string `protobuf:"bytes,4,opt,name=compression,proto3" json:"compression,omitempty"`
 	// Default message priority (needs a queue with max_priority).
 	Priority uint32 `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`

@@ -88,11 +88,12 @@ func (r *route) serializer() string {
 const defaultSerializer = "protobuf"
 
 // The names routes may use. The runtime has more serializers, but only these
-// encode a proto message faithfully. The compression names are Kombu's,
-// aliases included.
+// encode a proto message faithfully. The compressions are those every
+// connection of the runtime has (Kombu's names, aliases included): a route
+// naming another would generate code that fails at its first publish.
 var (
 	serializers  = []string{"json", "protobuf"}
-	compressions = []string{"brotli", "bzip", "bzip2", "gzip", "lzma", "xz", "zlib", "zstandard", "zstd"}
+	compressions = []string{"gzip", "zlib"}
 )
 
 // fileModel holds what every service of one proto file shares: the file
