@@ -158,3 +158,25 @@ func TestRedeclareWithOtherSettingsFails(t *testing.T) {
 		t.Fatalf("got %v, want ErrPrecondition naming the exchange", err)
 	}
 }
+
+func TestProducerWithLayersDefaults(t *testing.T) {
+	conn := dial(t)
+	ctx := ctxT(t)
+	for _, q := range []string{"a", "b"} {
+		if _, err := (kombu.Queue{Name: q}).Declare(ctx, conn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := kombu.NewProducer(conn, kombu.WithRoutingKey("a"), kombu.WithHeaders(map[string]any{"from": "base"}))
+	derived := base.With(kombu.WithRoutingKey("b"), kombu.WithHeaders(map[string]any{"route": "b"}), kombu.WithPriority(3))
+	mustPublish(t, derived.Publish(ctx, "1"))
+	mustPublish(t, base.Publish(ctx, "2"))
+	_, mb := getBody(t, conn, "b")
+	if mb.Headers["from"] != "base" || mb.Headers["route"] != "b" || mb.Properties.Priority != 3 {
+		t.Fatalf("derived producer's message: headers %v, priority %d", mb.Headers, mb.Properties.Priority)
+	}
+	_, ma := getBody(t, conn, "a")
+	if _, leaked := ma.Headers["route"]; leaked || ma.Properties.Priority != 0 {
+		t.Fatalf("With changed the base producer: headers %v, priority %d", ma.Headers, ma.Properties.Priority)
+	}
+}

@@ -152,12 +152,22 @@ func WithUserID(id string) PublishOption { return func(c *publishConfig) { c.pro
 
 // NewProducer returns a producer on conn. Options set its defaults.
 func NewProducer(conn *Connection, opts ...ProducerOption) *Producer {
-	p := &Producer{conn: conn, confirms: true}
+	return (&Producer{conn: conn, confirms: true}).With(opts...)
+}
+
+// With returns a producer with p's defaults and connection, and opts
+// applied on top. p is unchanged. Generated producers keep one per route,
+// with the route's options, so that publishing through them does no option
+// processing at all.
+func (p *Producer) With(opts ...ProducerOption) *Producer {
+	q := *p
 	for _, o := range opts {
-		o.applyProducer(p)
+		o.applyProducer(&q)
 	}
-	p.defaults.sharedHeader = p.defaults.headers != nil
-	return p
+	// Publish copies the defaults per call; the headers map stays shared and
+	// is copied before any write.
+	q.defaults.sharedHeader = q.defaults.headers != nil
+	return &q
 }
 
 // Publish serializes body, compresses it if asked, and publishes it. With
@@ -168,11 +178,13 @@ func NewProducer(conn *Connection, opts ...ProducerOption) *Producer {
 // []byte is sent raw (application/data), a string as text/plain, and any
 // other value as JSON.
 func (p *Producer) Publish(ctx context.Context, body any, opts ...PublishOption) error {
-	cfg := p.defaults
-	for _, o := range opts {
-		o(&cfg)
+	// Without options the defaults are used in place: nothing writes to
+	// them, and copying them would cost an allocation on every publish.
+	cfg := &p.defaults
+	if len(opts) > 0 {
+		cfg = p.withOptions(opts)
 	}
-	pub, err := p.prepare(&cfg, body)
+	pub, err := p.prepare(cfg, body)
 	if err != nil {
 		return err
 	}
@@ -193,6 +205,15 @@ func (p *Producer) Publish(ctx context.Context, body any, opts ...PublishOption)
 		return p.conn.op(describePublish(pub), err)
 	}
 	return nil
+}
+
+func (p *Producer) withOptions(opts []PublishOption) *publishConfig {
+	cfg := new(publishConfig)
+	*cfg = p.defaults
+	for _, o := range opts {
+		o(cfg)
+	}
+	return cfg
 }
 
 // prepare encodes the body and fills in the properties Kombu always sets.

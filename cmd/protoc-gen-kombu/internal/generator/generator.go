@@ -33,7 +33,6 @@ const (
 	contextPackage = protogen.GoImportPath("context")
 	errorsPackage  = protogen.GoImportPath("errors")
 	fmtPackage     = protogen.GoImportPath("fmt")
-	slicesPackage  = protogen.GoImportPath("slices")
 	timePackage    = protogen.GoImportPath("time")
 )
 
@@ -146,8 +145,9 @@ type serviceNames struct {
 	topology, exchange                  string
 	producer, newProducer               string
 	handler, unimplemented, newConsumer string
-	// routeOptions is indexed like service.routes.
-	routeOptions []string
+	// routeFields name XProducer's per-route producers, indexed like
+	// service.routes.
+	routeFields []string
 	// dispatch names the handler function of each queue several routes
 	// share.
 	dispatch map[*queue]string
@@ -168,7 +168,7 @@ func newServiceNames(n *namer, s *service) serviceNames {
 		dispatch:      make(map[*queue]string),
 	}
 	for _, r := range s.routes {
-		names.routeOptions = append(names.routeOptions, n.name(unexport(svc)+r.method.GoName+"Options"))
+		names.routeFields = append(names.routeFields, fieldName(r.method.GoName))
 	}
 	for _, q := range s.queues {
 		if len(q.routes) > 1 {
@@ -229,8 +229,10 @@ func (g *fileGenerator) topology(s *service, names serviceNames) {
 	g.P()
 }
 
-// producer prints XProducer, its constructor, the routes' publish options
-// and one publishing method per route.
+// producer prints XProducer, its constructor and one publishing method per
+// route. The producer keeps a kombu.Producer per route, derived with the
+// route's options, so that a publish passes no options of its own and the
+// runtime processes none.
 func (g *fileGenerator) producer(s *service, names serviceNames) {
 	deprecated := serviceDeprecated(s.proto)
 	exchange := strconv.Quote(s.exchange.GetName())
@@ -238,36 +240,26 @@ func (g *fileGenerator) producer(s *service, names serviceNames) {
 	new(doc).text(fmt.Sprintf("%s publishes the messages of the %s service's routes to exchange %s.",
 		names.producer, fullName(s), exchange)).source(s.proto.Comments).deprecated(deprecated).print(g.GeneratedFile)
 	g.P("type ", names.producer, " struct {")
-	g.P("producer *", kombuPackage.Ident("Producer"))
+	for i := range s.routes {
+		g.P(names.routeFields[i], " *", kombuPackage.Ident("Producer"))
+	}
 	g.P("}")
 	g.P()
 
-	new(doc).text(fmt.Sprintf("%s returns a producer for the routes of the %s service. By default it publishes to exchange %s, which it declares on first use, with the %s serializer unless a route names another; opts override these defaults.",
+	new(doc).text(fmt.Sprintf("%s returns a producer for the routes of the %s service. By default it publishes to exchange %s, which it declares on first use, with the %s serializer unless a route names another; opts override these defaults, and what a route's options set overrides opts.",
 		names.newProducer, fullName(s), exchange, defaultSerializer)).deprecated(deprecated).print(g.GeneratedFile)
 	g.P("func ", names.newProducer, "(conn *", kombuPackage.Ident("Connection"), ", opts ...", kombuPackage.Ident("ProducerOption"), ") *", names.producer, " {")
 	g.P("defaults := []", kombuPackage.Ident("ProducerOption"), "{")
 	g.P(kombuPackage.Ident("WithExchange"), "(", names.exchange, "()),")
 	g.P(kombuPackage.Ident("WithSerializer"), "(", strconv.Quote(defaultSerializer), "),")
 	g.P("}")
-	g.P("return &", names.producer, "{producer: ", kombuPackage.Ident("NewProducer"), "(conn, append(defaults, opts...)...)}")
-	g.P("}")
-	g.P()
-
-	// The route options are package variables, built once, so that a
-	// publish without options of its own allocates nothing for them.
-	if len(s.routes) == 1 {
-		new(doc).text(fmt.Sprintf("%s are the publish options of route %s, built once so that publishing allocates nothing for them.",
-			names.routeOptions[0], s.routes[0].fullName())).print(g.GeneratedFile)
-		g.P("var ", names.routeOptions[0], " = ", g.publishOptions(s.routes[0]))
-	} else {
-		new(doc).text(fmt.Sprintf("The publish options of each route of the %s service, built once so that publishing allocates nothing for them.",
-			fullName(s))).print(g.GeneratedFile)
-		g.P("var (")
-		for i, r := range s.routes {
-			g.P(names.routeOptions[i], " = ", g.publishOptions(r))
-		}
-		g.P(")")
+	g.P("p := ", kombuPackage.Ident("NewProducer"), "(conn, append(defaults, opts...)...)")
+	g.P("return &", names.producer, "{")
+	for i, r := range s.routes {
+		g.P(names.routeFields[i], ": p.With(", g.publishOptions(r), "),")
 	}
+	g.P("}")
+	g.P("}")
 	g.P()
 
 	for i, r := range s.routes {
@@ -278,14 +270,14 @@ func (g *fileGenerator) producer(s *service, names serviceNames) {
 		new(doc).text(summary).source(r.method.Comments).deprecated(methodDeprecated(r.method)).print(g.GeneratedFile)
 		g.P("func (p *", names.producer, ") ", r.method.GoName, "(ctx ", contextPackage.Ident("Context"), ", m *", r.method.Input.GoIdent,
 			", opts ...", kombuPackage.Ident("PublishOption"), ") error {")
-		g.P("return p.producer.Publish(ctx, m, append(", slicesPackage.Ident("Clip"), "(", names.routeOptions[i], "), opts...)...)")
+		g.P("return p.", names.routeFields[i], ".Publish(ctx, m, opts...)")
 		g.P("}")
 		g.P()
 	}
 }
 
-// publishOptions returns the slice literal of a route's publish options:
-// its routing key and message type always, then what the route sets.
+// publishOptions returns a route's publish options, as call arguments: its
+// routing key and message type always, then what the route sets.
 func (g *fileGenerator) publishOptions(r *route) string {
 	call := func(name string, args ...string) string {
 		return kombuIdent(g.GeneratedFile, name) + "(" + strings.Join(args, ", ") + ")"
@@ -313,7 +305,7 @@ func (g *fileGenerator) publishOptions(r *route) string {
 	if o.GetMandatory() {
 		opts = append(opts, call("WithMandatory"))
 	}
-	return sliceLit(kombuIdent(g.GeneratedFile, "PublishOption"), opts)
+	return strings.Join(opts, ", ")
 }
 
 // handler prints the XHandler interface and UnimplementedXHandler.

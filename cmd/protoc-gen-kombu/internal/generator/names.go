@@ -1,6 +1,7 @@
 package generator
 
 import (
+	"go/token"
 	"strings"
 	"unicode"
 
@@ -79,6 +80,17 @@ func (n *namer) name(want string) string {
 // unexport lower-cases the leading capital of a Go name, or its leading
 // acronym ("HTTPRequest" becomes "httpRequest", "URL" becomes "url"). The
 // result is only ever used as a prefix, so it cannot be a Go keyword.
+// fieldName is the unexported struct field for an exported method name; the
+// names are unique because the methods' names are, and a keyword ("type",
+// "func") gets a trailing underscore.
+func fieldName(method string) string {
+	f := unexport(method)
+	if token.IsKeyword(f) {
+		f += "_"
+	}
+	return f
+}
+
 func unexport(s string) string {
 	r := []rune(s)
 	n := 0

@@ -17,7 +17,6 @@ import (
 	context "context"
 	errors "errors"
 	kombu "github.com/kombu-go/kombu/runtime"
-	slices "slices"
 )
 
 // This is a compile-time assertion that this generated file and the kombu
@@ -68,34 +67,26 @@ func shopExchange() kombu.Exchange {
 // consumer hands it to the handler method of the same name. Routes that return
 // google.protobuf.Empty are fire-and-forget.
 type ShopProducer struct {
-	producer *kombu.Producer
+	placeOrder *kombu.Producer
+	shipParcel *kombu.Producer
 }
 
 // NewShopProducer returns a producer for the routes of the
 // quickstart.v1.Shop service. By default it publishes to exchange "shop",
 // which it declares on first use, with the protobuf serializer unless a
-// route names another; opts override these defaults.
+// route names another; opts override these defaults, and what a route's
+// options set overrides opts.
 func NewShopProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *ShopProducer {
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(shopExchange()),
 		kombu.WithSerializer("protobuf"),
 	}
-	return &ShopProducer{producer: kombu.NewProducer(conn, append(defaults, opts...)...)}
+	p := kombu.NewProducer(conn, append(defaults, opts...)...)
+	return &ShopProducer{
+		placeOrder: p.With(kombu.WithRoutingKey("order.placed"), kombu.WithType("quickstart.v1.Shop.PlaceOrder")),
+		shipParcel: p.With(kombu.WithRoutingKey("parcel.shipped"), kombu.WithType("quickstart.v1.Shop.ShipParcel"), kombu.WithSerializer("json")),
+	}
 }
-
-// The publish options of each route of the quickstart.v1.Shop service, built
-// once so that publishing allocates nothing for them.
-var (
-	shopPlaceOrderOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("order.placed"),
-		kombu.WithType("quickstart.v1.Shop.PlaceOrder"),
-	}
-	shopShipParcelOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("parcel.shipped"),
-		kombu.WithType("quickstart.v1.Shop.ShipParcel"),
-		kombu.WithSerializer("json"),
-	}
-)
 
 // PlaceOrder publishes m with routing key "order.placed".
 //
@@ -104,7 +95,7 @@ var (
 // from the durable queue "quickstart.orders", which is bound with "order.*",
 // so it would also receive, say, "order.cancelled".
 func (p *ShopProducer) PlaceOrder(ctx context.Context, m *OrderPlaced, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(shopPlaceOrderOptions), opts...)...)
+	return p.placeOrder.Publish(ctx, m, opts...)
 }
 
 // ShipParcel publishes m with routing key "parcel.shipped".
@@ -114,7 +105,7 @@ func (p *ShopProducer) PlaceOrder(ctx context.Context, m *OrderPlaced, opts ...k
 // as a dict. They are consumed from the durable queue "quickstart.parcels",
 // bound with "parcel.#".
 func (p *ShopProducer) ShipParcel(ctx context.Context, m *ParcelShipped, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(shopShipParcelOptions), opts...)...)
+	return p.shipParcel.Publish(ctx, m, opts...)
 }
 
 // ShopHandler handles the messages of the quickstart.v1.Shop service's

@@ -15,7 +15,6 @@ import (
 	errors "errors"
 	kombu "github.com/kombu-go/kombu/runtime"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
-	slices "slices"
 )
 
 // This is a compile-time assertion that this generated file and the kombu
@@ -77,33 +76,26 @@ func notificationsExchange() kombu.Exchange {
 //
 // Notifications routes on message headers.
 type NotificationsProducer struct {
-	producer *kombu.Producer
+	email *kombu.Producer
+	page  *kombu.Producer
 }
 
 // NewNotificationsProducer returns a producer for the routes of the
 // kombutest.v1.Notifications service. By default it publishes to exchange
 // "notifications", which it declares on first use, with the protobuf
-// serializer unless a route names another; opts override these defaults.
+// serializer unless a route names another; opts override these defaults, and
+// what a route's options set overrides opts.
 func NewNotificationsProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *NotificationsProducer {
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(notificationsExchange()),
 		kombu.WithSerializer("protobuf"),
 	}
-	return &NotificationsProducer{producer: kombu.NewProducer(conn, append(defaults, opts...)...)}
+	p := kombu.NewProducer(conn, append(defaults, opts...)...)
+	return &NotificationsProducer{
+		email: p.With(kombu.WithRoutingKey("kombutest.v1.Notifications.Email"), kombu.WithType("kombutest.v1.Notifications.Email")),
+		page:  p.With(kombu.WithRoutingKey("kombutest.v1.Notifications.Page"), kombu.WithType("kombutest.v1.Notifications.Page")),
+	}
 }
-
-// The publish options of each route of the kombutest.v1.Notifications
-// service, built once so that publishing allocates nothing for them.
-var (
-	notificationsEmailOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.v1.Notifications.Email"),
-		kombu.WithType("kombutest.v1.Notifications.Email"),
-	}
-	notificationsPageOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.v1.Notifications.Page"),
-		kombu.WithType("kombutest.v1.Notifications.Page"),
-	}
-)
 
 // Email publishes m with routing key "kombutest.v1.Notifications.Email".
 // Exchange "notifications" routes on headers: pass them with
@@ -111,7 +103,7 @@ var (
 //
 // Email is consumed from a queue that matches all of its binding's headers.
 func (p *NotificationsProducer) Email(ctx context.Context, m *Notification, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(notificationsEmailOptions), opts...)...)
+	return p.email.Publish(ctx, m, opts...)
 }
 
 // Page publishes m with routing key "kombutest.v1.Notifications.Page".
@@ -120,7 +112,7 @@ func (p *NotificationsProducer) Email(ctx context.Context, m *Notification, opts
 //
 // Page is consumed from a queue that matches any of its binding's headers.
 func (p *NotificationsProducer) Page(ctx context.Context, m *Notification, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(notificationsPageOptions), opts...)...)
+	return p.page.Publish(ctx, m, opts...)
 }
 
 // NotificationsHandler handles the messages of the
@@ -218,13 +210,14 @@ func heartbeatsExchange() kombu.Exchange {
 //
 // Deprecated: Do not use.
 type HeartbeatsProducer struct {
-	producer *kombu.Producer
+	beat *kombu.Producer
 }
 
 // NewHeartbeatsProducer returns a producer for the routes of the
 // kombutest.v1.Heartbeats service. By default it publishes to exchange
 // "heartbeats", which it declares on first use, with the protobuf serializer
-// unless a route names another; opts override these defaults.
+// unless a route names another; opts override these defaults, and what a
+// route's options set overrides opts.
 //
 // Deprecated: Do not use.
 func NewHeartbeatsProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *HeartbeatsProducer {
@@ -232,22 +225,17 @@ func NewHeartbeatsProducer(conn *kombu.Connection, opts ...kombu.ProducerOption)
 		kombu.WithExchange(heartbeatsExchange()),
 		kombu.WithSerializer("protobuf"),
 	}
-	return &HeartbeatsProducer{producer: kombu.NewProducer(conn, append(defaults, opts...)...)}
-}
-
-// heartbeatsBeatOptions are the publish options of route
-// kombutest.v1.Heartbeats.Beat, built once so that publishing allocates
-// nothing for them.
-var heartbeatsBeatOptions = []kombu.PublishOption{
-	kombu.WithRoutingKey("kombutest.v1.Heartbeats.Beat"),
-	kombu.WithType("kombutest.v1.Heartbeats.Beat"),
+	p := kombu.NewProducer(conn, append(defaults, opts...)...)
+	return &HeartbeatsProducer{
+		beat: p.With(kombu.WithRoutingKey("kombutest.v1.Heartbeats.Beat"), kombu.WithType("kombutest.v1.Heartbeats.Beat")),
+	}
 }
 
 // Beat publishes m with routing key "kombutest.v1.Heartbeats.Beat".
 //
 // Beat is broadcast.
 func (p *HeartbeatsProducer) Beat(ctx context.Context, m *Heartbeat, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(heartbeatsBeatOptions), opts...)...)
+	return p.beat.Publish(ctx, m, opts...)
 }
 
 // HeartbeatsHandler handles the messages of the kombutest.v1.Heartbeats
@@ -330,32 +318,28 @@ func defaultsExchange() kombu.Exchange {
 // Defaults declares nothing: a direct exchange named kombutest.v1.Defaults,
 // routing keys and queues named after the methods.
 type DefaultsProducer struct {
-	producer *kombu.Producer
+	ping *kombu.Producer
 }
 
 // NewDefaultsProducer returns a producer for the routes of the
 // kombutest.v1.Defaults service. By default it publishes to exchange
 // "kombutest.v1.Defaults", which it declares on first use, with the protobuf
-// serializer unless a route names another; opts override these defaults.
+// serializer unless a route names another; opts override these defaults, and
+// what a route's options set overrides opts.
 func NewDefaultsProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *DefaultsProducer {
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(defaultsExchange()),
 		kombu.WithSerializer("protobuf"),
 	}
-	return &DefaultsProducer{producer: kombu.NewProducer(conn, append(defaults, opts...)...)}
-}
-
-// defaultsPingOptions are the publish options of route
-// kombutest.v1.Defaults.Ping, built once so that publishing allocates
-// nothing for them.
-var defaultsPingOptions = []kombu.PublishOption{
-	kombu.WithRoutingKey("kombutest.v1.Defaults.Ping"),
-	kombu.WithType("kombutest.v1.Defaults.Ping"),
+	p := kombu.NewProducer(conn, append(defaults, opts...)...)
+	return &DefaultsProducer{
+		ping: p.With(kombu.WithRoutingKey("kombutest.v1.Defaults.Ping"), kombu.WithType("kombutest.v1.Defaults.Ping")),
+	}
 }
 
 // Ping publishes m with routing key "kombutest.v1.Defaults.Ping".
 func (p *DefaultsProducer) Ping(ctx context.Context, m *emptypb.Empty, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(defaultsPingOptions), opts...)...)
+	return p.ping.Publish(ctx, m, opts...)
 }
 
 // DefaultsHandler handles the messages of the kombutest.v1.Defaults
@@ -430,34 +414,30 @@ func reportsExchange() kombu.Exchange {
 //
 // Reports declares an exchange without a name, so it gets the service's.
 type ReportsProducer struct {
-	producer *kombu.Producer
+	publish *kombu.Producer
 }
 
 // NewReportsProducer returns a producer for the routes of the
 // kombutest.v1.Reports service. By default it publishes to exchange
 // "kombutest.v1.Reports", which it declares on first use, with the protobuf
-// serializer unless a route names another; opts override these defaults.
+// serializer unless a route names another; opts override these defaults, and
+// what a route's options set overrides opts.
 func NewReportsProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *ReportsProducer {
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(reportsExchange()),
 		kombu.WithSerializer("protobuf"),
 	}
-	return &ReportsProducer{producer: kombu.NewProducer(conn, append(defaults, opts...)...)}
-}
-
-// reportsPublishOptions are the publish options of route
-// kombutest.v1.Reports.Publish, built once so that publishing allocates
-// nothing for them.
-var reportsPublishOptions = []kombu.PublishOption{
-	kombu.WithRoutingKey("kombutest.v1.Reports.Publish"),
-	kombu.WithType("kombutest.v1.Reports.Publish"),
+	p := kombu.NewProducer(conn, append(defaults, opts...)...)
+	return &ReportsProducer{
+		publish: p.With(kombu.WithRoutingKey("kombutest.v1.Reports.Publish"), kombu.WithType("kombutest.v1.Reports.Publish")),
+	}
 }
 
 // Publish publishes m with routing key "kombutest.v1.Reports.Publish".
 //
 // Publish has only a trailing comment.
 func (p *ReportsProducer) Publish(ctx context.Context, m *Report, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(reportsPublishOptions), opts...)...)
+	return p.publish.Publish(ctx, m, opts...)
 }
 
 // ReportsHandler handles the messages of the kombutest.v1.Reports service's

@@ -20,7 +20,6 @@ import (
 	errors "errors"
 	fmt "fmt"
 	kombu "github.com/kombu-go/kombu/runtime"
-	slices "slices"
 	time "time"
 )
 
@@ -132,62 +131,40 @@ func ordersExchange() kombu.Exchange {
 //
 // Its routes exercise every option protoc-gen-kombu reads.
 type OrdersProducer struct {
-	producer *kombu.Producer
+	placeOrder      *kombu.Producer
+	amendOrder      *kombu.Producer
+	retryOrder      *kombu.Producer
+	invalidateCache *kombu.Producer
+	archiveOrder    *kombu.Producer
+	legacyOrder     *kombu.Producer
 }
 
 // NewOrdersProducer returns a producer for the routes of the
 // kombutest.v1.Orders service. By default it publishes to exchange "orders",
 // which it declares on first use, with the protobuf serializer unless a
-// route names another; opts override these defaults.
+// route names another; opts override these defaults, and what a route's
+// options set overrides opts.
 func NewOrdersProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *OrdersProducer {
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(ordersExchange()),
 		kombu.WithSerializer("protobuf"),
 	}
-	return &OrdersProducer{producer: kombu.NewProducer(conn, append(defaults, opts...)...)}
+	p := kombu.NewProducer(conn, append(defaults, opts...)...)
+	return &OrdersProducer{
+		placeOrder:      p.With(kombu.WithRoutingKey("order.placed"), kombu.WithType("kombutest.v1.Orders.PlaceOrder"), kombu.WithSerializer("json"), kombu.WithCompression("zlib"), kombu.WithPriority(5), kombu.WithExpiration(90*time.Second), kombu.WithDeliveryMode(kombu.Transient), kombu.WithMandatory()),
+		amendOrder:      p.With(kombu.WithRoutingKey("order.amended"), kombu.WithType("kombutest.v1.Orders.AmendOrder"), kombu.WithCompression("gzip")),
+		retryOrder:      p.With(kombu.WithRoutingKey("order.retry.*"), kombu.WithType("kombutest.v1.Orders.RetryOrder")),
+		invalidateCache: p.With(kombu.WithRoutingKey("kombutest.v1.Orders.InvalidateCache"), kombu.WithType("kombutest.v1.Orders.InvalidateCache")),
+		archiveOrder:    p.With(kombu.WithRoutingKey("kombutest.v1.Orders.ArchiveOrder"), kombu.WithType("kombutest.v1.Orders.ArchiveOrder")),
+		legacyOrder:     p.With(kombu.WithRoutingKey("kombutest.v1.Orders.LegacyOrder"), kombu.WithType("kombutest.v1.Orders.LegacyOrder")),
+	}
 }
-
-// The publish options of each route of the kombutest.v1.Orders service,
-// built once so that publishing allocates nothing for them.
-var (
-	ordersPlaceOrderOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("order.placed"),
-		kombu.WithType("kombutest.v1.Orders.PlaceOrder"),
-		kombu.WithSerializer("json"),
-		kombu.WithCompression("zlib"),
-		kombu.WithPriority(5),
-		kombu.WithExpiration(90 * time.Second),
-		kombu.WithDeliveryMode(kombu.Transient),
-		kombu.WithMandatory(),
-	}
-	ordersAmendOrderOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("order.amended"),
-		kombu.WithType("kombutest.v1.Orders.AmendOrder"),
-		kombu.WithCompression("gzip"),
-	}
-	ordersRetryOrderOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("order.retry.*"),
-		kombu.WithType("kombutest.v1.Orders.RetryOrder"),
-	}
-	ordersInvalidateCacheOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.v1.Orders.InvalidateCache"),
-		kombu.WithType("kombutest.v1.Orders.InvalidateCache"),
-	}
-	ordersArchiveOrderOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.v1.Orders.ArchiveOrder"),
-		kombu.WithType("kombutest.v1.Orders.ArchiveOrder"),
-	}
-	ordersLegacyOrderOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.v1.Orders.LegacyOrder"),
-		kombu.WithType("kombutest.v1.Orders.LegacyOrder"),
-	}
-)
 
 // PlaceOrder publishes m with routing key "order.placed".
 //
 // PlaceOrder sets every route field and every classic-queue field.
 func (p *OrdersProducer) PlaceOrder(ctx context.Context, m *OrderPlaced, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(ordersPlaceOrderOptions), opts...)...)
+	return p.placeOrder.Publish(ctx, m, opts...)
 }
 
 // AmendOrder publishes m with routing key "order.amended".
@@ -195,7 +172,7 @@ func (p *OrdersProducer) PlaceOrder(ctx context.Context, m *OrderPlaced, opts ..
 // AmendOrder shares queue orders.work with PlaceOrder; the queue gets a
 // second binding, with this route's routing key.
 func (p *OrdersProducer) AmendOrder(ctx context.Context, m *OrderPlaced, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(ordersAmendOrderOptions), opts...)...)
+	return p.amendOrder.Publish(ctx, m, opts...)
 }
 
 // RetryOrder publishes m with routing key "order.retry.*".
@@ -203,7 +180,7 @@ func (p *OrdersProducer) AmendOrder(ctx context.Context, m *OrderPlaced, opts ..
 // RetryOrder also shares orders.work. Its routing key is a pattern, so a
 // message published elsewhere as "order.retry.3" reaches this handler.
 func (p *OrdersProducer) RetryOrder(ctx context.Context, m *OrderPlaced, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(ordersRetryOrderOptions), opts...)...)
+	return p.retryOrder.Publish(ctx, m, opts...)
 }
 
 // InvalidateCache publishes m with routing key
@@ -211,7 +188,7 @@ func (p *OrdersProducer) RetryOrder(ctx context.Context, m *OrderPlaced, opts ..
 //
 // InvalidateCache is broadcast: every consumer gets its own queue.
 func (p *OrdersProducer) InvalidateCache(ctx context.Context, m *CacheInvalidated, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(ordersInvalidateCacheOptions), opts...)...)
+	return p.invalidateCache.Publish(ctx, m, opts...)
 }
 
 // ArchiveOrder publishes m with routing key
@@ -220,7 +197,7 @@ func (p *OrdersProducer) InvalidateCache(ctx context.Context, m *CacheInvalidate
 // ArchiveOrder has no options: routing key and work queue are named after
 // the method.
 func (p *OrdersProducer) ArchiveOrder(ctx context.Context, m *OrderArchived, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(ordersArchiveOrderOptions), opts...)...)
+	return p.archiveOrder.Publish(ctx, m, opts...)
 }
 
 // LegacyOrder publishes m with routing key
@@ -230,7 +207,7 @@ func (p *OrdersProducer) ArchiveOrder(ctx context.Context, m *OrderArchived, opt
 //
 // Deprecated: Do not use.
 func (p *OrdersProducer) LegacyOrder(ctx context.Context, m *OrderPlaced, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(ordersLegacyOrderOptions), opts...)...)
+	return p.legacyOrder.Publish(ctx, m, opts...)
 }
 
 // OrdersHandler handles the messages of the kombutest.v1.Orders service's
@@ -444,48 +421,40 @@ func fulfilmentExchange() kombu.Exchange {
 // Fulfilment publishes to the exchange Orders declares; naming it is enough.
 // Its queues are RabbitMQ-only: a quorum queue and a stream.
 type FulfilmentProducer struct {
-	producer *kombu.Producer
+	shipOrder  *kombu.Producer
+	trackOrder *kombu.Producer
 }
 
 // NewFulfilmentProducer returns a producer for the routes of the
 // kombutest.v1.Fulfilment service. By default it publishes to exchange
 // "orders", which it declares on first use, with the protobuf serializer
-// unless a route names another; opts override these defaults.
+// unless a route names another; opts override these defaults, and what a
+// route's options set overrides opts.
 func NewFulfilmentProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *FulfilmentProducer {
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(fulfilmentExchange()),
 		kombu.WithSerializer("protobuf"),
 	}
-	return &FulfilmentProducer{producer: kombu.NewProducer(conn, append(defaults, opts...)...)}
+	p := kombu.NewProducer(conn, append(defaults, opts...)...)
+	return &FulfilmentProducer{
+		shipOrder:  p.With(kombu.WithRoutingKey("order.shipped"), kombu.WithType("kombutest.v1.Fulfilment.ShipOrder")),
+		trackOrder: p.With(kombu.WithRoutingKey("order.tracked"), kombu.WithType("kombutest.v1.Fulfilment.TrackOrder"), kombu.WithSerializer("protobuf")),
+	}
 }
-
-// The publish options of each route of the kombutest.v1.Fulfilment service,
-// built once so that publishing allocates nothing for them.
-var (
-	fulfilmentShipOrderOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("order.shipped"),
-		kombu.WithType("kombutest.v1.Fulfilment.ShipOrder"),
-	}
-	fulfilmentTrackOrderOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("order.tracked"),
-		kombu.WithType("kombutest.v1.Fulfilment.TrackOrder"),
-		kombu.WithSerializer("protobuf"),
-	}
-)
 
 // ShipOrder publishes m with routing key "order.shipped".
 //
 // ShipOrder is consumed from a quorum queue bound with the queue's own
 // routing key.
 func (p *FulfilmentProducer) ShipOrder(ctx context.Context, m *OrderShipped, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(fulfilmentShipOrderOptions), opts...)...)
+	return p.shipOrder.Publish(ctx, m, opts...)
 }
 
 // TrackOrder publishes m with routing key "order.tracked".
 //
 // TrackOrder is consumed from a stream.
 func (p *FulfilmentProducer) TrackOrder(ctx context.Context, m *OrderTracked, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(fulfilmentTrackOrderOptions), opts...)...)
+	return p.trackOrder.Publish(ctx, m, opts...)
 }
 
 // FulfilmentHandler handles the messages of the kombutest.v1.Fulfilment

@@ -13,7 +13,6 @@ import (
 	context "context"
 	errors "errors"
 	kombu "github.com/kombu-go/kombu/runtime"
-	slices "slices"
 )
 
 // This is a compile-time assertion that this generated file and the kombu
@@ -54,34 +53,30 @@ func ledgerExchange() kombu.Exchange {
 //
 // Ledger records postings.
 type LedgerProducer struct {
-	producer *kombu.Producer
+	post *kombu.Producer
 }
 
 // NewLedgerProducer returns a producer for the routes of the
 // kombutest.editions.v1.Ledger service. By default it publishes to exchange
 // "ledger", which it declares on first use, with the protobuf serializer
-// unless a route names another; opts override these defaults.
+// unless a route names another; opts override these defaults, and what a
+// route's options set overrides opts.
 func NewLedgerProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *LedgerProducer {
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(ledgerExchange()),
 		kombu.WithSerializer("protobuf"),
 	}
-	return &LedgerProducer{producer: kombu.NewProducer(conn, append(defaults, opts...)...)}
-}
-
-// ledgerPostOptions are the publish options of route
-// kombutest.editions.v1.Ledger.Post, built once so that publishing allocates
-// nothing for them.
-var ledgerPostOptions = []kombu.PublishOption{
-	kombu.WithRoutingKey("posting"),
-	kombu.WithType("kombutest.editions.v1.Ledger.Post"),
+	p := kombu.NewProducer(conn, append(defaults, opts...)...)
+	return &LedgerProducer{
+		post: p.With(kombu.WithRoutingKey("posting"), kombu.WithType("kombutest.editions.v1.Ledger.Post")),
+	}
 }
 
 // Post publishes m with routing key "posting".
 //
 // Post records a posting.
 func (p *LedgerProducer) Post(ctx context.Context, m *Posting, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(ledgerPostOptions), opts...)...)
+	return p.post.Publish(ctx, m, opts...)
 }
 
 // LedgerHandler handles the messages of the kombutest.editions.v1.Ledger

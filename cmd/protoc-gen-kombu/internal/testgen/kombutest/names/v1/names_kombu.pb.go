@@ -18,7 +18,6 @@ import (
 	v1 "github.com/kombu-go/kombu/cmd/protoc-gen-kombu/internal/testgen/kombutest/v1"
 	kombu "github.com/kombu-go/kombu/runtime"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
-	slices "slices"
 )
 
 // This is a compile-time assertion that this generated file and the kombu
@@ -128,118 +127,94 @@ func namesExchange() kombu.Exchange {
 //
 // Names' routes have awkward names.
 type NamesProducer_ struct {
-	producer *kombu.Producer
+	type_       *kombu.Producer
+	func_       *kombu.Producer
+	context     *kombu.Producer
+	kombu       *kombu.Producer
+	httpRequest *kombu.Producer
+	getUrl      *kombu.Producer
+	imported    *kombu.Producer
+	nested      *kombu.Producer
+	empty       *kombu.Producer
+	producer    *kombu.Producer
 }
 
 // NewNamesProducer returns a producer for the routes of the
 // kombutest.names.v1.Names service. By default it publishes to exchange
 // "kombutest.names.v1.Names", which it declares on first use, with the
 // protobuf serializer unless a route names another; opts override these
-// defaults.
+// defaults, and what a route's options set overrides opts.
 func NewNamesProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *NamesProducer_ {
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(namesExchange()),
 		kombu.WithSerializer("protobuf"),
 	}
-	return &NamesProducer_{producer: kombu.NewProducer(conn, append(defaults, opts...)...)}
+	p := kombu.NewProducer(conn, append(defaults, opts...)...)
+	return &NamesProducer_{
+		type_:       p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Type"), kombu.WithType("kombutest.names.v1.Names.Type")),
+		func_:       p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Func"), kombu.WithType("kombutest.names.v1.Names.Func")),
+		context:     p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Context"), kombu.WithType("kombutest.names.v1.Names.Context")),
+		kombu:       p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Kombu"), kombu.WithType("kombutest.names.v1.Names.Kombu")),
+		httpRequest: p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.HTTPRequest"), kombu.WithType("kombutest.names.v1.Names.HTTPRequest")),
+		getUrl:      p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.get_url"), kombu.WithType("kombutest.names.v1.Names.get_url")),
+		imported:    p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Imported"), kombu.WithType("kombutest.names.v1.Names.Imported")),
+		nested:      p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Nested"), kombu.WithType("kombutest.names.v1.Names.Nested")),
+		empty:       p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Empty"), kombu.WithType("kombutest.names.v1.Names.Empty")),
+		producer:    p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Producer"), kombu.WithType("kombutest.names.v1.Names.Producer")),
+	}
 }
-
-// The publish options of each route of the kombutest.names.v1.Names service,
-// built once so that publishing allocates nothing for them.
-var (
-	namesTypeOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.names.v1.Names.Type"),
-		kombu.WithType("kombutest.names.v1.Names.Type"),
-	}
-	namesFuncOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.names.v1.Names.Func"),
-		kombu.WithType("kombutest.names.v1.Names.Func"),
-	}
-	namesContextOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.names.v1.Names.Context"),
-		kombu.WithType("kombutest.names.v1.Names.Context"),
-	}
-	namesKombuOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.names.v1.Names.Kombu"),
-		kombu.WithType("kombutest.names.v1.Names.Kombu"),
-	}
-	namesHTTPRequestOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.names.v1.Names.HTTPRequest"),
-		kombu.WithType("kombutest.names.v1.Names.HTTPRequest"),
-	}
-	namesGetUrlOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.names.v1.Names.get_url"),
-		kombu.WithType("kombutest.names.v1.Names.get_url"),
-	}
-	namesImportedOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.names.v1.Names.Imported"),
-		kombu.WithType("kombutest.names.v1.Names.Imported"),
-	}
-	namesNestedOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.names.v1.Names.Nested"),
-		kombu.WithType("kombutest.names.v1.Names.Nested"),
-	}
-	namesEmptyOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.names.v1.Names.Empty"),
-		kombu.WithType("kombutest.names.v1.Names.Empty"),
-	}
-	namesProducerOptions = []kombu.PublishOption{
-		kombu.WithRoutingKey("kombutest.names.v1.Names.Producer"),
-		kombu.WithType("kombutest.names.v1.Names.Producer"),
-	}
-)
 
 // Type publishes m with routing key "kombutest.names.v1.Names.Type".
 //
 // Type, Func, Context and Kombu share one queue.
 func (p *NamesProducer_) Type(ctx context.Context, m *Generic, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(namesTypeOptions), opts...)...)
+	return p.type_.Publish(ctx, m, opts...)
 }
 
 // Func publishes m with routing key "kombutest.names.v1.Names.Func".
 func (p *NamesProducer_) Func(ctx context.Context, m *Generic, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(namesFuncOptions), opts...)...)
+	return p.func_.Publish(ctx, m, opts...)
 }
 
 // Context publishes m with routing key "kombutest.names.v1.Names.Context".
 func (p *NamesProducer_) Context(ctx context.Context, m *Generic, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(namesContextOptions), opts...)...)
+	return p.context.Publish(ctx, m, opts...)
 }
 
 // Kombu publishes m with routing key "kombutest.names.v1.Names.Kombu".
 func (p *NamesProducer_) Kombu(ctx context.Context, m *Generic, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(namesKombuOptions), opts...)...)
+	return p.kombu.Publish(ctx, m, opts...)
 }
 
 // HTTPRequest publishes m with routing key
 // "kombutest.names.v1.Names.HTTPRequest".
 func (p *NamesProducer_) HTTPRequest(ctx context.Context, m *HTTPRequest, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(namesHTTPRequestOptions), opts...)...)
+	return p.httpRequest.Publish(ctx, m, opts...)
 }
 
 // GetUrl publishes m with routing key "kombutest.names.v1.Names.get_url".
 func (p *NamesProducer_) GetUrl(ctx context.Context, m *URLRequest, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(namesGetUrlOptions), opts...)...)
+	return p.getUrl.Publish(ctx, m, opts...)
 }
 
 // Imported publishes m with routing key "kombutest.names.v1.Names.Imported".
 func (p *NamesProducer_) Imported(ctx context.Context, m *v1.OrderPlaced, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(namesImportedOptions), opts...)...)
+	return p.imported.Publish(ctx, m, opts...)
 }
 
 // Nested publishes m with routing key "kombutest.names.v1.Names.Nested".
 func (p *NamesProducer_) Nested(ctx context.Context, m *Outer_Inner, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(namesNestedOptions), opts...)...)
+	return p.nested.Publish(ctx, m, opts...)
 }
 
 // Empty publishes m with routing key "kombutest.names.v1.Names.Empty".
 func (p *NamesProducer_) Empty(ctx context.Context, m *emptypb.Empty, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(namesEmptyOptions), opts...)...)
+	return p.empty.Publish(ctx, m, opts...)
 }
 
 // Producer publishes m with routing key "kombutest.names.v1.Names.Producer".
 func (p *NamesProducer_) Producer(ctx context.Context, m *NamesProducer, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(namesProducerOptions), opts...)...)
+	return p.producer.Publish(ctx, m, opts...)
 }
 
 // NamesHandler handles the messages of the kombutest.names.v1.Names
@@ -430,33 +405,28 @@ func http_APIExchange() kombu.Exchange {
 //
 // HTTP_API has an underscore in its name.
 type HTTP_APIProducer struct {
-	producer *kombu.Producer
+	do *kombu.Producer
 }
 
 // NewHTTP_APIProducer returns a producer for the routes of the
 // kombutest.names.v1.HTTP_API service. By default it publishes to exchange
 // "kombutest.names.v1.HTTP_API", which it declares on first use, with the
 // protobuf serializer unless a route names another; opts override these
-// defaults.
+// defaults, and what a route's options set overrides opts.
 func NewHTTP_APIProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *HTTP_APIProducer {
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(http_APIExchange()),
 		kombu.WithSerializer("protobuf"),
 	}
-	return &HTTP_APIProducer{producer: kombu.NewProducer(conn, append(defaults, opts...)...)}
-}
-
-// http_APIDoOptions are the publish options of route
-// kombutest.names.v1.HTTP_API.Do, built once so that publishing allocates
-// nothing for them.
-var http_APIDoOptions = []kombu.PublishOption{
-	kombu.WithRoutingKey("kombutest.names.v1.HTTP_API.Do"),
-	kombu.WithType("kombutest.names.v1.HTTP_API.Do"),
+	p := kombu.NewProducer(conn, append(defaults, opts...)...)
+	return &HTTP_APIProducer{
+		do: p.With(kombu.WithRoutingKey("kombutest.names.v1.HTTP_API.Do"), kombu.WithType("kombutest.names.v1.HTTP_API.Do")),
+	}
 }
 
 // Do publishes m with routing key "kombutest.names.v1.HTTP_API.Do".
 func (p *HTTP_APIProducer) Do(ctx context.Context, m *HTTPRequest, opts ...kombu.PublishOption) error {
-	return p.producer.Publish(ctx, m, append(slices.Clip(http_APIDoOptions), opts...)...)
+	return p.do.Publish(ctx, m, opts...)
 }
 
 // HTTP_APIHandler handles the messages of the kombutest.names.v1.HTTP_API
