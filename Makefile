@@ -45,9 +45,11 @@ test:
 demo:
 	$(GO) run ./examples/quickstart
 
-## bench: benchmarks with allocations
+BENCH_TRANSPORTS ?= amqp
+
+## bench: the SDK beside the bare clients and Python Kombu on the real brokers, as ratios
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./runtime/... ./transports/...
+	$(GO) run ./internal/bench -transports $(BENCH_TRANSPORTS)
 
 ## lint: formatting, vet, buf lint and buf format
 lint: $(BUF)

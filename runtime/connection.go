@@ -33,6 +33,10 @@ type Connection struct {
 	// Kombu's declared_entities does, so producers do not redeclare on every
 	// publish.
 	declared sync.Map // exchange name → struct{}
+
+	replies *Producer    // publishes Message.Reply answers
+	replyMu sync.Mutex   // guards router
+	router  *replyRouter // set up by the first Call
 }
 
 // DialOption configures Dial.
@@ -139,14 +143,16 @@ func Dial(ctx context.Context, url string, opts ...DialOption) (*Connection, err
 			continue
 		}
 		cfg.logger.Debug("kombu: connected", "url", u.String())
-		return &Connection{
+		c := &Connection{
 			tc:             tc,
 			url:            u.String(),
 			features:       tc.Features(),
 			logger:         cfg.logger,
 			codecs:         codecs,
 			declareTimeout: cfg.declareTimeout,
-		}, nil
+		}
+		c.replies = NewProducer(c)
+		return c, nil
 	}
 	return nil, errors.Join(errs...)
 }

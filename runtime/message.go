@@ -59,6 +59,7 @@ type Message struct {
 	Properties   Properties
 	DeliveryInfo DeliveryInfo
 
+	conn   *Connection // nil for a message built outside a connection
 	codecs *codecs
 	accept *acceptList
 	acker  transport.Acknowledger // nil when auto-acked
@@ -81,6 +82,7 @@ func (c *Connection) newMessage(d *transport.Delivery, accept *acceptList) (*Mes
 			DeliveryTag: d.Tag,
 			Redelivered: d.Redelivered,
 		},
+		conn:   c,
 		codecs: c.codecs,
 		accept: accept,
 		acker:  d.Acknowledger,
