@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,10 +57,13 @@ func (r recorder) expect(t *testing.T, method string, want proto.Message) delive
 	}
 }
 
-// broker names a fresh in-process broker for the test.
+// broker names a fresh in-process broker for the test. The broker lives
+// as long as the process, so the name is unique per run too (-count=N).
 func broker(t *testing.T) string {
-	return "memory:///" + strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	return fmt.Sprintf("memory:///%s-%d", strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()), brokerSeq.Add(1))
 }
+
+var brokerSeq atomic.Int64
 
 func dial(t *testing.T, url string) *kombu.Connection {
 	t.Helper()
@@ -439,5 +445,69 @@ func TestNames(t *testing.T) {
 			t.Fatalf("%s: %v", c.method, err)
 		}
 		h.expect(t, c.method, c.m)
+	}
+}
+
+type pricingHandler struct {
+	kombutestv1.UnimplementedPricingHandler
+}
+
+func (pricingHandler) Quote(_ context.Context, m *kombutestv1.QuoteRequest, _ *kombu.Message) (*kombutestv1.QuoteReply, error) {
+	if len(m.Skus) == 0 {
+		return nil, errors.New("empty basket")
+	}
+	return &kombutestv1.QuoteReply{TotalCents: int64(100 * len(m.Skus))}, nil
+}
+
+func (pricingHandler) Convert(_ context.Context, m *kombutestv1.ConvertRequest, msg *kombu.Message) (*kombutestv1.ConvertReply, error) {
+	if msg.Properties.ContentType != "application/json" || msg.Properties.Expiration != 5*time.Second {
+		return nil, fmt.Errorf("request arrived as %s with expiration %v", msg.Properties.ContentType, msg.Properties.Expiration)
+	}
+	return &kombutestv1.ConvertReply{Cents: m.Cents * 2, Currency: "EUR"}, nil
+}
+
+func TestRequestReply(t *testing.T) {
+	conn := dial(t, broker(t))
+	c, err := kombutestv1.NewPricingConsumer(conn, pricingHandler{}, kombu.WithConcurrency(4))
+	start(t, c, err)
+	p := kombutestv1.NewPricingProducer(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	q, err := p.Quote(ctx, &kombutestv1.QuoteRequest{Skus: []string{"a", "b", "c"}})
+	if err != nil || q.TotalCents != 300 {
+		t.Fatalf("Quote: %v, %v", q, err)
+	}
+	cv, err := p.Convert(ctx, &kombutestv1.ConvertRequest{Cents: 21, Currency: "USD"})
+	if err != nil || cv.Cents != 42 || cv.Currency != "EUR" {
+		t.Fatalf("Convert: %v, %v", cv, err)
+	}
+	_, err = p.Quote(ctx, &kombutestv1.QuoteRequest{})
+	var remote *kombu.RemoteError
+	if !errors.As(err, &remote) || remote.Message != "empty basket" {
+		t.Fatalf("Quote of an empty basket: %v, want a RemoteError", err)
+	}
+
+	// Many calls in flight on one producer, each answered to its caller.
+	var wg sync.WaitGroup
+	for i := 1; i <= 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reply, err := p.Convert(ctx, &kombutestv1.ConvertRequest{Cents: int64(i)})
+			if err != nil || reply.Cents != int64(2*i) {
+				t.Errorf("call %d: %v, %v", i, reply, err)
+			}
+		}()
+	}
+	wg.Wait()
+
+	// The handler that is not implemented answers with an error too.
+	conn2 := dial(t, broker(t))
+	c2, err := kombutestv1.NewPricingConsumer(conn2, kombutestv1.UnimplementedPricingHandler{})
+	start(t, c2, err)
+	_, err = kombutestv1.NewPricingProducer(conn2).Quote(ctx, &kombutestv1.QuoteRequest{Skus: []string{"a"}})
+	if !errors.As(err, &remote) || !strings.Contains(remote.Message, "not implemented") {
+		t.Fatalf("unimplemented Quote: %v", err)
 	}
 }

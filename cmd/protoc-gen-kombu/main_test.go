@@ -130,7 +130,7 @@ func TestProtoc(t *testing.T) {
 	}
 	kombuPlugin, goPlugin := binaries(t)
 	out := t.TempDir()
-	protos := []string{"kombutest/v1/orders.proto", "kombutest/v1/events.proto", "kombutest/names/v1/names.proto"}
+	protos := []string{"kombutest/v1/orders.proto", "kombutest/v1/events.proto", "kombutest/v1/pricing.proto", "kombutest/names/v1/names.proto"}
 	cmd := exec.Command(protoc, append([]string{
 		"-I", "testdata/proto", "-I", "../../proto",
 		"--plugin=protoc-gen-kombu=" + kombuPlugin, "--plugin=protoc-gen-go=" + goPlugin,

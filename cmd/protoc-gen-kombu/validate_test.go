@@ -123,11 +123,12 @@ func TestValidation(t *testing.T) {
 			want:   `kombutest/v1/orders.proto: service Orders, method PlaceOrder: unknown delivery mode 7`,
 		},
 		{
-			name: "request/reply",
+			name: "request/reply on a broadcast queue",
 			mutate: func(f *descriptorpb.FileDescriptorProto) {
 				method(f, "Orders", "PlaceOrder").OutputType = proto.String(".kombutest.v1.OrderShipped")
+				editRoute("Orders", "PlaceOrder", func(r *kombuv1.Route) { r.Queue = &kombuv1.Queue{} })(f)
 			},
-			want: `kombutest/v1/orders.proto: service Orders, method PlaceOrder: request/reply routes (returning kombutest.v1.OrderShipped) are not supported yet; return google.protobuf.Empty`,
+			want: `kombutest/v1/orders.proto: service Orders, method PlaceOrder: a request/reply route cannot use a broadcast queue (queue: {}): every consumer would answer`,
 		},
 		{
 			name: "streaming",

@@ -264,13 +264,26 @@ func (g *fileGenerator) producer(s *service, names serviceNames) {
 
 	for i, r := range s.routes {
 		summary := fmt.Sprintf("%s publishes m with routing key %s.", r.method.GoName, strconv.Quote(r.key))
+		if r.replies() {
+			summary = fmt.Sprintf("%s publishes m with routing key %s and waits for the reply, or for ctx to end. A handler's error comes back as a *kombu.RemoteError.", r.method.GoName, strconv.Quote(r.key))
+		}
 		if s.exchange.GetType() == kombuv1.ExchangeType_EXCHANGE_TYPE_HEADERS {
 			summary += fmt.Sprintf(" Exchange %s routes on headers: pass them with kombu.WithHeaders.", exchange)
 		}
 		new(doc).text(summary).source(r.method.Comments).deprecated(methodDeprecated(r.method)).print(g.GeneratedFile)
-		g.P("func (p *", names.producer, ") ", r.method.GoName, "(ctx ", contextPackage.Ident("Context"), ", m *", r.method.Input.GoIdent,
-			", opts ...", kombuPackage.Ident("PublishOption"), ") error {")
-		g.P("return p.", names.routeFields[i], ".Publish(ctx, m, opts...)")
+		if r.replies() {
+			g.P("func (p *", names.producer, ") ", r.method.GoName, "(ctx ", contextPackage.Ident("Context"), ", m *", r.method.Input.GoIdent,
+				", opts ...", kombuPackage.Ident("PublishOption"), ") (*", r.method.Output.GoIdent, ", error) {")
+			g.P("reply := new(", r.method.Output.GoIdent, ")")
+			g.P("if err := p.", names.routeFields[i], ".Call(ctx, m, reply, opts...); err != nil {")
+			g.P("return nil, err")
+			g.P("}")
+			g.P("return reply, nil")
+		} else {
+			g.P("func (p *", names.producer, ") ", r.method.GoName, "(ctx ", contextPackage.Ident("Context"), ", m *", r.method.Input.GoIdent,
+				", opts ...", kombuPackage.Ident("PublishOption"), ") error {")
+			g.P("return p.", names.routeFields[i], ".Publish(ctx, m, opts...)")
+		}
 		g.P("}")
 		g.P()
 	}
@@ -312,7 +325,7 @@ func (g *fileGenerator) publishOptions(r *route) string {
 func (g *fileGenerator) handler(s *service, names serviceNames) {
 	deprecated := serviceDeprecated(s.proto)
 
-	new(doc).text(fmt.Sprintf("%s handles the messages of the %s service's routes, one method per route. Returning nil acknowledges the message; an error rejects it. Embed %s in implementations for forward compatibility.",
+	new(doc).text(fmt.Sprintf("%s handles the messages of the %s service's routes, one method per route. Returning a nil error acknowledges the message; an error rejects it, and a request/reply route's error reaches its caller as a *kombu.RemoteError. Embed %s in implementations for forward compatibility.",
 		names.handler, fullName(s), names.unimplemented)).source(s.proto.Comments).deprecated(deprecated).print(g.GeneratedFile)
 	g.P("type ", names.handler, " interface {")
 	for _, r := range s.routes {
@@ -322,7 +335,7 @@ func (g *fileGenerator) handler(s *service, names serviceNames) {
 		}
 		new(doc).text(fmt.Sprintf("%s handles the messages of route %s, %s.", r.method.GoName, r.fullName(), from)).
 			source(r.method.Comments).deprecated(methodDeprecated(r.method)).print(g.GeneratedFile)
-		g.P(r.method.GoName, "(ctx ", contextPackage.Ident("Context"), ", m *", r.method.Input.GoIdent, ", msg *", kombuPackage.Ident("Message"), ") error")
+		g.P(r.method.GoName, "(ctx ", contextPackage.Ident("Context"), ", m *", r.method.Input.GoIdent, ", msg *", kombuPackage.Ident("Message"), ") ", g.handlerResults(r))
 	}
 	g.P("}")
 	g.P()
@@ -333,8 +346,13 @@ func (g *fileGenerator) handler(s *service, names serviceNames) {
 	g.P()
 	for _, r := range s.routes {
 		new(doc).text(fmt.Sprintf("%s returns an error: the method is not implemented.", r.method.GoName)).print(g.GeneratedFile)
-		g.P("func (", names.unimplemented, ") ", r.method.GoName, "(", contextPackage.Ident("Context"), ", *", r.method.Input.GoIdent, ", *", kombuPackage.Ident("Message"), ") error {")
-		g.P("return ", errorsPackage.Ident("New"), "(", strconv.Quote(r.fullName()+" is not implemented"), ")")
+		g.P("func (", names.unimplemented, ") ", r.method.GoName, "(", contextPackage.Ident("Context"), ", *", r.method.Input.GoIdent, ", *", kombuPackage.Ident("Message"), ") ", g.handlerResults(r), " {")
+		notImplemented := g.QualifiedGoIdent(errorsPackage.Ident("New")) + "(" + strconv.Quote(r.fullName()+" is not implemented") + ")"
+		if r.replies() {
+			g.P("return nil, ", notImplemented)
+		} else {
+			g.P("return ", notImplemented)
+		}
 		g.P("}")
 		g.P()
 	}
@@ -357,7 +375,7 @@ func (g *fileGenerator) consumer(s *service, names serviceNames) {
 		}
 		handler := names.dispatch[q] + "(h)"
 		if len(q.routes) == 1 {
-			handler = kombuIdent(g.GeneratedFile, "Typed") + "(h." + q.routes[0].method.GoName + ")"
+			handler = g.routeHandler(q.routes[0])
 		}
 		subs = append(subs, fmt.Sprintf("{Queue: t.Queues[%d], Handler: %s}, // %s", i, handler, queueComment(q)))
 	}
@@ -383,6 +401,25 @@ func (g *fileGenerator) consumer(s *service, names serviceNames) {
 			g.dispatcher(q, name, names.handler)
 		}
 	}
+}
+
+// routeHandler returns the expression adapting h's method for route r to a
+// kombu.Handler: kombu.Replying for request/reply routes, kombu.Typed for
+// the others.
+func (g *fileGenerator) routeHandler(r *route) string {
+	adapter := "Typed"
+	if r.replies() {
+		adapter = "Replying"
+	}
+	return kombuIdent(g.GeneratedFile, adapter) + "(h." + r.method.GoName + ")"
+}
+
+// handlerResults is what a route's handler method returns.
+func (g *fileGenerator) handlerResults(r *route) string {
+	if r.replies() {
+		return "(*" + g.QualifiedGoIdent(r.method.Output.GoIdent) + ", error)"
+	}
+	return "error"
 }
 
 // queueComment names a subscription's queue beside its index, quoted so that
@@ -419,7 +456,7 @@ func (g *fileGenerator) dispatcher(q *queue, name, handler string) {
 		name, strconv.Quote(q.decl.GetName()))).print(g.GeneratedFile)
 	g.P("func ", name, "(h ", handler, ") ", kombuPackage.Ident("Handler"), " {")
 	for _, r := range q.routes {
-		g.P("handle", r.method.GoName, " := ", kombuPackage.Ident("Typed"), "(h.", r.method.GoName, ")")
+		g.P("handle", r.method.GoName, " := ", g.routeHandler(r))
 	}
 	g.P("return ", kombuPackage.Ident("HandlerFunc"), "(func(ctx ", contextPackage.Ident("Context"), ", msg *", kombuPackage.Ident("Message"), ") error {")
 	g.P("switch msg.Properties.Type {")

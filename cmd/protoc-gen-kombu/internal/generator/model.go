@@ -75,6 +75,10 @@ type route struct {
 // the default routing key.
 func (r *route) fullName() string { return string(r.method.Desc.FullName()) }
 
+// replies reports whether the route is request/reply: its method returns a
+// message other than google.protobuf.Empty.
+func (r *route) replies() bool { return r.method.Output.Desc.FullName() != "google.protobuf.Empty" }
+
 // serializer is the route's serializer: its own, or the producer's default.
 func (r *route) serializer() string {
 	if s := r.opts.GetSerializer(); s != "" {
@@ -280,12 +284,12 @@ func newRoute(m *protogen.Method) (*route, error) {
 	if m.Desc.IsStreamingClient() || m.Desc.IsStreamingServer() {
 		return nil, methodError(m, "streaming methods are not supported; a route publishes one message")
 	}
-	if out := m.Output.Desc.FullName(); out != "google.protobuf.Empty" {
-		return nil, methodError(m, "request/reply routes (returning %s) are not supported yet; return google.protobuf.Empty", out)
-	}
 	r := &route{method: m, opts: extension[*kombuv1.Route](m.Desc.Options(), kombuv1.E_Route)}
 	if r.opts == nil {
 		r.opts = &kombuv1.Route{}
+	}
+	if r.replies() && r.opts.Queue != nil && r.opts.Queue.GetName() == "" {
+		return nil, methodError(m, "a request/reply route cannot use a broadcast queue (queue: {}): every consumer would answer")
 	}
 	r.key = r.opts.GetRoutingKey()
 	if r.key == "" {

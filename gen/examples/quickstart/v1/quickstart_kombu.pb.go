@@ -109,9 +109,10 @@ func (p *ShopProducer) ShipParcel(ctx context.Context, m *ParcelShipped, opts ..
 }
 
 // ShopHandler handles the messages of the quickstart.v1.Shop service's
-// routes, one method per route. Returning nil acknowledges the message; an
-// error rejects it. Embed UnimplementedShopHandler in implementations for
-// forward compatibility.
+// routes, one method per route. Returning a nil error acknowledges the
+// message; an error rejects it, and a request/reply route's error reaches
+// its caller as a *kombu.RemoteError. Embed UnimplementedShopHandler in
+// implementations for forward compatibility.
 //
 // Shop publishes what happens to orders and parcels.
 //

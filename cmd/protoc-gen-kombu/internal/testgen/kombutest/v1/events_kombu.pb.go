@@ -117,8 +117,9 @@ func (p *NotificationsProducer) Page(ctx context.Context, m *Notification, opts 
 
 // NotificationsHandler handles the messages of the
 // kombutest.v1.Notifications service's routes, one method per route.
-// Returning nil acknowledges the message; an error rejects it. Embed
-// UnimplementedNotificationsHandler in implementations for forward
+// Returning a nil error acknowledges the message; an error rejects it, and a
+// request/reply route's error reaches its caller as a *kombu.RemoteError.
+// Embed UnimplementedNotificationsHandler in implementations for forward
 // compatibility.
 //
 // Notifications routes on message headers.
@@ -239,9 +240,11 @@ func (p *HeartbeatsProducer) Beat(ctx context.Context, m *Heartbeat, opts ...kom
 }
 
 // HeartbeatsHandler handles the messages of the kombutest.v1.Heartbeats
-// service's routes, one method per route. Returning nil acknowledges the
-// message; an error rejects it. Embed UnimplementedHeartbeatsHandler in
-// implementations for forward compatibility.
+// service's routes, one method per route. Returning a nil error acknowledges
+// the message; an error rejects it, and a request/reply route's error
+// reaches its caller as a *kombu.RemoteError. Embed
+// UnimplementedHeartbeatsHandler in implementations for forward
+// compatibility.
 //
 // Heartbeats is deprecated; every consumer gets every beat.
 //
@@ -343,9 +346,10 @@ func (p *DefaultsProducer) Ping(ctx context.Context, m *emptypb.Empty, opts ...k
 }
 
 // DefaultsHandler handles the messages of the kombutest.v1.Defaults
-// service's routes, one method per route. Returning nil acknowledges the
-// message; an error rejects it. Embed UnimplementedDefaultsHandler in
-// implementations for forward compatibility.
+// service's routes, one method per route. Returning a nil error acknowledges
+// the message; an error rejects it, and a request/reply route's error
+// reaches its caller as a *kombu.RemoteError. Embed
+// UnimplementedDefaultsHandler in implementations for forward compatibility.
 //
 // Defaults declares nothing: a direct exchange named kombutest.v1.Defaults,
 // routing keys and queues named after the methods.
@@ -441,9 +445,10 @@ func (p *ReportsProducer) Publish(ctx context.Context, m *Report, opts ...kombu.
 }
 
 // ReportsHandler handles the messages of the kombutest.v1.Reports service's
-// routes, one method per route. Returning nil acknowledges the message; an
-// error rejects it. Embed UnimplementedReportsHandler in implementations for
-// forward compatibility.
+// routes, one method per route. Returning a nil error acknowledges the
+// message; an error rejects it, and a request/reply route's error reaches
+// its caller as a *kombu.RemoteError. Embed UnimplementedReportsHandler in
+// implementations for forward compatibility.
 //
 // Reports declares an exchange without a name, so it gets the service's.
 type ReportsHandler interface {

@@ -211,9 +211,10 @@ func (p *OrdersProducer) LegacyOrder(ctx context.Context, m *OrderPlaced, opts .
 }
 
 // OrdersHandler handles the messages of the kombutest.v1.Orders service's
-// routes, one method per route. Returning nil acknowledges the message; an
-// error rejects it. Embed UnimplementedOrdersHandler in implementations for
-// forward compatibility.
+// routes, one method per route. Returning a nil error acknowledges the
+// message; an error rejects it, and a request/reply route's error reaches
+// its caller as a *kombu.RemoteError. Embed UnimplementedOrdersHandler in
+// implementations for forward compatibility.
 //
 // Orders publishes the life cycle of an order.
 //
@@ -458,9 +459,11 @@ func (p *FulfilmentProducer) TrackOrder(ctx context.Context, m *OrderTracked, op
 }
 
 // FulfilmentHandler handles the messages of the kombutest.v1.Fulfilment
-// service's routes, one method per route. Returning nil acknowledges the
-// message; an error rejects it. Embed UnimplementedFulfilmentHandler in
-// implementations for forward compatibility.
+// service's routes, one method per route. Returning a nil error acknowledges
+// the message; an error rejects it, and a request/reply route's error
+// reaches its caller as a *kombu.RemoteError. Embed
+// UnimplementedFulfilmentHandler in implementations for forward
+// compatibility.
 //
 // Fulfilment publishes to the exchange Orders declares; naming it is enough.
 // Its queues are RabbitMQ-only: a quorum queue and a stream.

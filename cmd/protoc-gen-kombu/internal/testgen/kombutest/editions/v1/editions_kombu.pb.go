@@ -80,9 +80,10 @@ func (p *LedgerProducer) Post(ctx context.Context, m *Posting, opts ...kombu.Pub
 }
 
 // LedgerHandler handles the messages of the kombutest.editions.v1.Ledger
-// service's routes, one method per route. Returning nil acknowledges the
-// message; an error rejects it. Embed UnimplementedLedgerHandler in
-// implementations for forward compatibility.
+// service's routes, one method per route. Returning a nil error acknowledges
+// the message; an error rejects it, and a request/reply route's error
+// reaches its caller as a *kombu.RemoteError. Embed
+// UnimplementedLedgerHandler in implementations for forward compatibility.
 //
 // Ledger records postings.
 type LedgerHandler interface {

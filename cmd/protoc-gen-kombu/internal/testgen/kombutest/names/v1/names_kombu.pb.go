@@ -218,9 +218,10 @@ func (p *NamesProducer_) Producer(ctx context.Context, m *NamesProducer, opts ..
 }
 
 // NamesHandler handles the messages of the kombutest.names.v1.Names
-// service's routes, one method per route. Returning nil acknowledges the
-// message; an error rejects it. Embed UnimplementedNamesHandler in
-// implementations for forward compatibility.
+// service's routes, one method per route. Returning a nil error acknowledges
+// the message; an error rejects it, and a request/reply route's error
+// reaches its caller as a *kombu.RemoteError. Embed
+// UnimplementedNamesHandler in implementations for forward compatibility.
 //
 // Names' routes have awkward names.
 type NamesHandler interface {
@@ -430,9 +431,10 @@ func (p *HTTP_APIProducer) Do(ctx context.Context, m *HTTPRequest, opts ...kombu
 }
 
 // HTTP_APIHandler handles the messages of the kombutest.names.v1.HTTP_API
-// service's routes, one method per route. Returning nil acknowledges the
-// message; an error rejects it. Embed UnimplementedHTTP_APIHandler in
-// implementations for forward compatibility.
+// service's routes, one method per route. Returning a nil error acknowledges
+// the message; an error rejects it, and a request/reply route's error
+// reaches its caller as a *kombu.RemoteError. Embed
+// UnimplementedHTTP_APIHandler in implementations for forward compatibility.
 //
 // HTTP_API has an underscore in its name.
 type HTTP_APIHandler interface {
