@@ -142,23 +142,34 @@ type replyRouter struct {
 	done    chan struct{} // closed when replies stop arriving
 }
 
+// DirectReplyTo is RabbitMQ's pseudo-queue for replies: consuming it
+// needs no queue at all, and the broker routes each reply straight to the
+// channel that made the request.
+const DirectReplyTo = "amq.rabbitmq.reply-to"
+
 // replyRouter returns the connection's reply router, setting it up on first
-// use: a server-named, exclusive, auto-delete queue consumed without acks.
+// use: RabbitMQ's direct reply-to where the transport has it, and elsewhere
+// a server-named, exclusive, auto-delete queue. Replies are consumed
+// without acks: one that is lost is a call that times out.
 func (c *Connection) replyRouter(ctx context.Context) (*replyRouter, error) {
 	c.replyMu.Lock()
 	defer c.replyMu.Unlock()
 	if c.router != nil {
 		return c.router, nil
 	}
-	info, err := Queue{Exclusive: true, AutoDelete: true}.Declare(ctx, c)
-	if err != nil {
-		return nil, fmt.Errorf("kombu: declare the reply queue: %w", err)
+	address := DirectReplyTo
+	if !c.features.Has(transport.FeatureDirectReplyTo) {
+		info, err := Queue{Exclusive: true, AutoDelete: true}.Declare(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("kombu: declare the reply queue: %w", err)
+		}
+		address = info.Name
 	}
-	sub, err := c.tc.Consume(ctx, transport.ConsumeSpec{Queues: []string{info.Name}, Tag: "kombu-go.replies", AutoAck: true})
+	sub, err := c.tc.Consume(ctx, transport.ConsumeSpec{Queues: []string{address}, Tag: "kombu-go.replies", AutoAck: true})
 	if err != nil {
 		return nil, c.op("consume replies", err)
 	}
-	r := &replyRouter{address: info.Name, sub: sub, conn: c, waiting: map[string]chan *Message{}, done: make(chan struct{})}
+	r := &replyRouter{address: address, sub: sub, conn: c, waiting: map[string]chan *Message{}, done: make(chan struct{})}
 	go r.route()
 	c.router = r
 	return r, nil

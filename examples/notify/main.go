@@ -19,6 +19,7 @@ import (
 
 	notifyv1 "github.com/kombu-go/kombu/gen/examples/notify/v1"
 	kombu "github.com/kombu-go/kombu/runtime"
+	_ "github.com/kombu-go/kombu/transports/amqp" // KOMBU_URL=amqp://...
 )
 
 func main() {

@@ -4,11 +4,24 @@ import (
 	"bytes"
 	"context"
 	"testing"
+
+	notifyv1 "github.com/kombu-go/kombu/gen/examples/notify/v1"
+	"github.com/kombu-go/kombu/internal/brokertest"
+	"github.com/kombu-go/kombu/internal/exampletest"
 )
 
-func TestNotifyOnMemory(t *testing.T) {
+func TestNotifyOnMemory(t *testing.T) { check(t, "memory:///notify-example-test") }
+
+func TestNotifyOnAMQP(t *testing.T) {
+	url := brokertest.AMQPURL(t)
+	exampletest.Purge(t, url, notifyv1.ConfigTopology())
+	check(t, url)
+}
+
+func check(t *testing.T, url string) {
+	t.Helper()
 	var out bytes.Buffer
-	if err := run(context.Background(), "memory:///notify-example-test", &out); err != nil {
+	if err := run(context.Background(), url, &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	want := `instance 1: cache.ttl = 90s

@@ -21,6 +21,7 @@ import (
 
 	ordersv1 "github.com/kombu-go/kombu/gen/examples/orders/v1"
 	kombu "github.com/kombu-go/kombu/runtime"
+	_ "github.com/kombu-go/kombu/transports/amqp" // KOMBU_URL=amqp://...
 )
 
 func main() {

@@ -5,11 +5,24 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	ordersv1 "github.com/kombu-go/kombu/gen/examples/orders/v1"
+	"github.com/kombu-go/kombu/internal/brokertest"
+	"github.com/kombu-go/kombu/internal/exampletest"
 )
 
-func TestOrdersOnMemory(t *testing.T) {
+func TestOrdersOnMemory(t *testing.T) { check(t, "memory:///orders-example-test") }
+
+func TestOrdersOnAMQP(t *testing.T) {
+	url := brokertest.AMQPURL(t)
+	exampletest.Purge(t, url, ordersv1.OrdersTopology(), ordersv1.DeadOrdersTopology())
+	check(t, url)
+}
+
+func check(t *testing.T, url string) {
+	t.Helper()
 	var out bytes.Buffer
-	if err := run(context.Background(), "memory:///orders-example-test", &out); err != nil {
+	if err := run(context.Background(), url, &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	want := `A-4: payment service busy, requeued

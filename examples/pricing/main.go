@@ -18,6 +18,7 @@ import (
 
 	pricingv1 "github.com/kombu-go/kombu/gen/examples/pricing/v1"
 	kombu "github.com/kombu-go/kombu/runtime"
+	_ "github.com/kombu-go/kombu/transports/amqp" // KOMBU_URL=amqp://...
 )
 
 func main() {

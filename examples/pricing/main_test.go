@@ -4,11 +4,24 @@ import (
 	"bytes"
 	"context"
 	"testing"
+
+	pricingv1 "github.com/kombu-go/kombu/gen/examples/pricing/v1"
+	"github.com/kombu-go/kombu/internal/brokertest"
+	"github.com/kombu-go/kombu/internal/exampletest"
 )
 
-func TestPricingOnMemory(t *testing.T) {
+func TestPricingOnMemory(t *testing.T) { check(t, "memory:///pricing-example-test") }
+
+func TestPricingOnAMQP(t *testing.T) {
+	url := brokertest.AMQPURL(t)
+	exampletest.Purge(t, url, pricingv1.PricingTopology())
+	check(t, url)
+}
+
+func check(t *testing.T, url string) {
+	t.Helper()
 	var out bytes.Buffer
-	if err := run(context.Background(), "memory:///pricing-example-test", &out); err != nil {
+	if err := run(context.Background(), url, &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	want := `[tea mug]: $12.50

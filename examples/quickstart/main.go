@@ -22,6 +22,7 @@ import (
 
 	quickstartv1 "github.com/kombu-go/kombu/gen/examples/quickstart/v1"
 	kombu "github.com/kombu-go/kombu/runtime"
+	_ "github.com/kombu-go/kombu/transports/amqp" // KOMBU_URL=amqp://...
 )
 
 func main() {

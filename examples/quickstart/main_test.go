@@ -5,11 +5,24 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	quickstartv1 "github.com/kombu-go/kombu/gen/examples/quickstart/v1"
+	"github.com/kombu-go/kombu/internal/brokertest"
+	"github.com/kombu-go/kombu/internal/exampletest"
 )
 
-func TestQuickstartOnMemory(t *testing.T) {
+func TestQuickstartOnMemory(t *testing.T) { check(t, "memory:///quickstart-test") }
+
+func TestQuickstartOnAMQP(t *testing.T) {
+	url := brokertest.AMQPURL(t)
+	exampletest.Purge(t, url, quickstartv1.ShopTopology())
+	check(t, url)
+}
+
+func check(t *testing.T, url string) {
+	t.Helper()
 	var out bytes.Buffer
-	if err := run(context.Background(), "memory:///quickstart-test", &out); err != nil {
+	if err := run(context.Background(), url, &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{
