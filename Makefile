@@ -5,15 +5,18 @@
 SHELL := /bin/bash
 BIN   := $(CURDIR)/.tmp/bin
 BUF   := $(BIN)/buf
+STATICCHECK := $(BIN)/staticcheck
 GO    ?= go
 
 .PHONY: all generate check-generate build test demo bench lint clean
 
 all: build test
 
-# buf is pinned by tools/go.mod; rebuilt only when the pin changes.
+# Tools are pinned by tools/go.mod; rebuilt only when the pins change.
 $(BUF): tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(BIN)/ github.com/bufbuild/buf/cmd/buf
+$(STATICCHECK): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(BIN)/ honnef.co/go/tools/cmd/staticcheck
 
 GENERATED := gen cmd/protoc-gen-kombu/internal/testgen cmd/protoc-gen-kombu/testdata
 
@@ -51,11 +54,12 @@ BENCH_TRANSPORTS ?= amqp
 bench:
 	$(GO) run ./internal/bench -transports $(BENCH_TRANSPORTS)
 
-## lint: formatting, vet, buf lint and buf format
-lint: $(BUF)
+## lint: gofmt, vet, staticcheck (generated code included), buf lint and buf format
+lint: $(BUF) $(STATICCHECK)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 	$(BUF) lint
 	$(BUF) format -d --exit-code .
 

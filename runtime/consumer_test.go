@@ -366,7 +366,6 @@ func TestBroadcastQueuesAreServerNamed(t *testing.T) {
 	ctx := ctxT(t)
 	news := kombu.Exchange{Name: "news", Type: kombu.ExchangeFanout}
 	got := make(chan string, 4)
-	var consumers []*kombu.Consumer
 	for i := range 2 {
 		c, err := kombu.NewConsumer(conn, []kombu.Subscription{{
 			Queue: kombu.Queue{Bindings: []kombu.Binding{{Exchange: "news"}}},
@@ -381,7 +380,6 @@ func TestBroadcastQueuesAreServerNamed(t *testing.T) {
 		if q := c.Queues()[0]; !strings.HasPrefix(q, "amq.gen-") {
 			t.Fatalf("broadcast queue named %q, want a server-generated name", q)
 		}
-		consumers = append(consumers, c)
 		run(t, c)
 	}
 	mustPublish(t, kombu.NewProducer(conn, kombu.WithExchange(news)).Publish(ctx, []byte("hi")))
