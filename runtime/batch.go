@@ -66,12 +66,29 @@ func (b *Batch) Send(ctx context.Context) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	if bp, ok := conn.tc.(transport.BatchPublisher); ok {
+	// As Publish does, a batch that meets a lost connection waits for the
+	// next one (bounded by ctx) and is sent again, whole: some messages may
+	// then arrive twice, none is lost.
+	for {
+		s := conn.session()
+		err := sendOn(ctx, conn, s, msgs)
+		if err == nil || !conn.lostConnection(s, err) {
+			return err
+		}
+		conn.logger.Warn("kombu: batch met a lost connection; waiting to send it again", "messages", len(msgs), "error", err)
+		if _, werr := conn.nextSession(ctx, s); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
+}
+
+func sendOn(ctx context.Context, conn *Connection, s *session, msgs []*transport.Publishing) error {
+	if bp, ok := s.tc.(transport.BatchPublisher); ok {
 		return conn.op(fmt.Sprintf("publish a batch of %d", len(msgs)), bp.PublishBatch(ctx, msgs))
 	}
 	var errs []error
 	for i, p := range msgs {
-		if err := conn.tc.Publish(ctx, p); err != nil {
+		if err := s.tc.Publish(ctx, p); err != nil {
 			errs = append(errs, fmt.Errorf("message %d: %w", i, conn.op(describePublish(p), err)))
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -19,11 +20,22 @@ import (
 // Connection is a connection to a broker, made with Dial. It is safe for
 // concurrent use by many producers and consumers.
 type Connection struct {
-	tc       transport.Conn
-	url      string // masked
+	// state is the current session. Recovery swaps in a new one after the
+	// broker connection is lost; everything else reads it per operation.
+	state    atomic.Pointer[session]
+	urls     []*transport.URL
+	cfg      dialConfig
 	features transport.Features
 	logger   *slog.Logger
 	codecs   *codecs
+
+	closeOnce sync.Once
+	closing   chan struct{} // closed by Close
+	done      chan struct{} // closed when the connection is closed for good
+	finalErr  error         // why, when it was not Close; set before done closes
+
+	reviveMu sync.Mutex
+	revived  chan struct{} // closed, and replaced, at each new session
 
 	// declareTimeout bounds declarations made by calls that take no
 	// context, such as NewConsumer.
@@ -52,6 +64,17 @@ type dialConfig struct {
 	compressors    []Compressor
 	maxBodySize    int64
 	declareTimeout time.Duration
+	retry          *RetryPolicy // nil: one round over the URLs at Dial
+	failover       FailoverStrategy
+	noRecovery     bool
+}
+
+// session is one transport connection. gen numbers sessions from 1, so that
+// what came from an earlier one (a delivery tag, above all) is known stale.
+type session struct {
+	tc  transport.Conn
+	gen uint64
+	url string // masked
 }
 
 // WithLogger sets where the connection and everything made from it log.
@@ -96,6 +119,25 @@ func WithDeclareTimeout(d time.Duration) DialOption {
 	return func(c *dialConfig) { c.declareTimeout = d }
 }
 
+// WithRetryPolicy makes Dial, and reconnection after a lost connection,
+// retry as policy says (see RetryPolicy; its zero value is Kombu's default,
+// retrying until the context ends). Without it Dial tries each URL once, and
+// reconnection retries with the zero policy until the connection is closed.
+func WithRetryPolicy(policy RetryPolicy) DialOption {
+	return func(c *dialConfig) { c.retry = &policy }
+}
+
+// WithFailoverStrategy sets the order in which a ";"-separated URL list is
+// tried: RoundRobin (the default) or Shuffle.
+func WithFailoverStrategy(s FailoverStrategy) DialOption {
+	return func(c *dialConfig) { c.failover = s }
+}
+
+// WithoutRecovery turns automatic recovery off: when the broker connection
+// is lost, the Connection is done (Done closes, Err says why) and every
+// operation fails with ErrClosed.
+func WithoutRecovery() DialOption { return func(c *dialConfig) { c.noRecovery = true } }
+
 // Dial connects to the broker at url. The URL takes Kombu's forms:
 //
 //	memory://                          the in-process broker (always available)
@@ -121,40 +163,165 @@ func Dial(ctx context.Context, url string, opts ...DialOption) (*Connection, err
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
-	for _, u := range urls {
+	c := &Connection{
+		urls:           urls,
+		cfg:            cfg,
+		logger:         cfg.logger,
+		codecs:         codecs,
+		declareTimeout: cfg.declareTimeout,
+		closing:        make(chan struct{}),
+		done:           make(chan struct{}),
+		revived:        make(chan struct{}),
+	}
+	policy := RetryPolicy{MaxRetries: len(urls) - 1} // one round
+	if cfg.retry != nil {
+		policy = *cfg.retry
+	}
+	s, err := c.connect(ctx, policy, 1)
+	if err != nil {
+		return nil, err
+	}
+	c.state.Store(s)
+	c.features = s.tc.Features()
+	c.replies = NewProducer(c)
+	go c.supervise()
+	return c, nil
+}
+
+// connect opens a session on one of the URLs, retrying with policy.
+func (c *Connection) connect(ctx context.Context, policy RetryPolicy, gen uint64) (*session, error) {
+	var s *session
+	err := retry(ctx, policy, len(c.urls), c.cfg.failover, func(ctx context.Context, i int) error {
+		u := c.urls[i]
 		drv, err := lookupDriver(u.Scheme)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		tc, err := drv.Open(ctx, u, transport.Config{
-			Logger:         cfg.logger,
-			Heartbeat:      cfg.heartbeat,
-			ConnectTimeout: cfg.connectTimeout,
-			TLS:            cfg.tls,
-			ConnectionName: cfg.name,
+			Logger:         c.cfg.logger,
+			Heartbeat:      c.cfg.heartbeat,
+			ConnectTimeout: c.cfg.connectTimeout,
+			TLS:            c.cfg.tls,
+			ConnectionName: c.cfg.name,
 		})
 		if err != nil {
-			cfg.logger.Warn("kombu: connect failed", "url", u.String(), "error", err)
-			errs = append(errs, &OperationalError{Op: "connect", URL: u.String(), Err: err})
-			if ctx.Err() != nil {
-				break
+			return &OperationalError{Op: "connect", URL: u.String(), Err: err}
+		}
+		s = &session{tc: tc, gen: gen, url: u.String()}
+		c.logger.Info("kombu: connected", "url", s.url)
+		return nil
+	}, func(err error, next int, wait time.Duration) {
+		c.logger.Warn("kombu: connect failed; retrying", "error", err, "next_url", c.urls[next].String(), "wait", wait)
+	})
+	return s, err
+}
+
+// supervise replaces a lost session with a new one, until the connection
+// is closed or reconnecting fails for good.
+func (c *Connection) supervise() {
+	for {
+		s := c.state.Load()
+		select {
+		case <-c.closing:
+			return
+		case <-s.tc.Done():
+		}
+		select {
+		case <-c.closing:
+			return // the session ended because Close closed it
+		default:
+		}
+		lost := s.tc.Err()
+		if lost == nil {
+			lost = ErrClosed
+		}
+		if c.cfg.noRecovery {
+			c.finish(fmt.Errorf("kombu: connection to %s lost: %w", s.url, lost))
+			return
+		}
+		c.logger.Warn("kombu: connection lost; reconnecting", "url", s.url, "error", lost)
+		// Everything declared on the old session may be gone (auto-delete,
+		// exclusive, a restarted broker): declare again on first use.
+		c.declared.Clear()
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-c.closing:
+				cancel()
+			case <-ctx.Done():
 			}
-			continue
+		}()
+		policy := RetryPolicy{}
+		if c.cfg.retry != nil {
+			policy = *c.cfg.retry
 		}
-		cfg.logger.Debug("kombu: connected", "url", u.String())
-		c := &Connection{
-			tc:             tc,
-			url:            u.String(),
-			features:       tc.Features(),
-			logger:         cfg.logger,
-			codecs:         codecs,
-			declareTimeout: cfg.declareTimeout,
+		next, err := c.connect(ctx, policy, s.gen+1)
+		cancel()
+		if err != nil {
+			c.finish(fmt.Errorf("kombu: reconnecting after %v: %w", lost, err))
+			return
 		}
-		c.replies = NewProducer(c)
-		return c, nil
+		c.state.Store(next)
+		c.reviveMu.Lock()
+		close(c.revived)
+		c.revived = make(chan struct{})
+		c.reviveMu.Unlock()
+		c.logger.Info("kombu: connection revived", "url", next.url, "session", next.gen)
 	}
-	return nil, errors.Join(errs...)
+}
+
+// finish marks the connection done for good.
+func (c *Connection) finish(err error) {
+	c.closeOnce.Do(func() {
+		c.finalErr = err
+		if err != nil {
+			c.logger.Error("kombu: connection closed", "error", err)
+		}
+		close(c.closing)
+		close(c.done)
+	})
+}
+
+// session returns the current session.
+func (c *Connection) session() *session { return c.state.Load() }
+
+// transport returns the current transport connection.
+func (c *Connection) transport() transport.Conn { return c.state.Load().tc }
+
+// nextSession waits until the connection has a session newer than old, ctx
+// ends or the connection is closed for good.
+func (c *Connection) nextSession(ctx context.Context, old *session) (*session, error) {
+	for {
+		c.reviveMu.Lock()
+		revived := c.revived
+		c.reviveMu.Unlock()
+		if s := c.state.Load(); s != old {
+			return s, nil
+		}
+		select {
+		case <-revived:
+		case <-c.done:
+			return nil, c.Err()
+		case <-ctx.Done():
+			return nil, fmt.Errorf("kombu: waiting for the connection to come back: %w", ctx.Err())
+		}
+	}
+}
+
+// lostConnection reports whether err means the session's connection is gone,
+// so that the operation may be made again on the next session.
+func (c *Connection) lostConnection(s *session, err error) bool {
+	if c.cfg.noRecovery || !errors.Is(err, ErrClosed) {
+		return false
+	}
+	select {
+	case <-c.closing:
+		return false // closed by the application: nothing to wait for
+	case <-s.tc.Done():
+		return true
+	default:
+		return false // a channel closed, not the connection
+	}
 }
 
 func lookupDriver(scheme string) (transport.Driver, error) {
@@ -171,20 +338,35 @@ func lookupDriver(scheme string) (transport.Driver, error) {
 
 // URL returns the broker URL this connection uses, with the password masked
 // as "**", as Kombu's as_uri() does.
-func (c *Connection) URL() string { return c.url }
+func (c *Connection) URL() string { return c.session().url }
 
 // Close closes the connection. Messages its consumers hold unsettled go back
 // to their queues. Closing twice is not an error.
 func (c *Connection) Close() error {
-	err := c.tc.Close()
+	c.finish(nil)
+	err := c.transport().Close()
 	if errors.Is(err, ErrClosed) {
 		return nil
 	}
 	return c.op("close", err)
 }
 
-// Done is closed when the connection is closed or lost.
-func (c *Connection) Done() <-chan struct{} { return c.tc.Done() }
+// Done is closed when the connection is closed for good: by Close, or, when
+// recovery is off or gives up, by the loss of the broker connection.
+func (c *Connection) Done() <-chan struct{} { return c.done }
+
+// Err says why the connection is done: nil after Close, the loss otherwise.
+func (c *Connection) Err() error {
+	select {
+	case <-c.done:
+		if c.finalErr == nil {
+			return ErrClosed
+		}
+		return c.finalErr
+	default:
+		return nil
+	}
+}
 
 // op wraps a transport error with the operation and the masked URL.
 func (c *Connection) op(what string, err error) error {
@@ -194,7 +376,7 @@ func (c *Connection) op(what string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("kombu: %s: %w", what, err)
 	}
-	return &OperationalError{Op: what, URL: c.url, Err: err}
+	return &OperationalError{Op: what, URL: c.URL(), Err: err}
 }
 
 // declareExchange declares ex unless the broker owns it, it is marked
@@ -209,7 +391,7 @@ func (c *Connection) declareExchange(ctx context.Context, ex Exchange) error {
 	if err := c.require(exchangeFeature(ex.kind()), "exchange type "+string(ex.kind())); err != nil {
 		return err
 	}
-	if err := c.tc.DeclareExchange(ctx, ex.toTransport()); err != nil {
+	if err := c.transport().DeclareExchange(ctx, ex.toTransport()); err != nil {
 		return c.op("declare exchange "+ex.Name, err)
 	}
 	// An auto-delete exchange can vanish behind our back, so only durable
@@ -229,7 +411,7 @@ func (c *Connection) bind(ctx context.Context, dest string, destIsExchange bool,
 			return err
 		}
 	}
-	err := c.tc.Bind(ctx, transport.Binding{
+	err := c.transport().Bind(ctx, transport.Binding{
 		Source: b.Exchange, Destination: dest, DestinationIsExchange: destIsExchange,
 		RoutingKey: b.RoutingKey, Arguments: b.Arguments,
 	})
@@ -237,7 +419,7 @@ func (c *Connection) bind(ctx context.Context, dest string, destIsExchange bool,
 }
 
 func (c *Connection) unbind(ctx context.Context, dest string, destIsExchange bool, b Binding) error {
-	err := c.tc.Unbind(ctx, transport.Binding{
+	err := c.transport().Unbind(ctx, transport.Binding{
 		Source: b.Exchange, Destination: dest, DestinationIsExchange: destIsExchange,
 		RoutingKey: b.RoutingKey, Arguments: b.Arguments,
 	})
@@ -249,7 +431,7 @@ func (c *Connection) require(f transport.Features, what string) error {
 	if c.features.Has(f) {
 		return nil
 	}
-	return fmt.Errorf("%w: %s on %s", ErrNotSupported, what, c.url)
+	return fmt.Errorf("%w: %s on %s", ErrNotSupported, what, c.URL())
 }
 
 func exchangeFeature(t ExchangeType) transport.Features {

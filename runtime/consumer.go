@@ -134,17 +134,26 @@ func WithShutdownTimeout(d time.Duration) ConsumerOption {
 // Consumer consumes from one or more queues and hands each message to the
 // handler of its queue. Create it with NewConsumer, then call Run.
 type Consumer struct {
-	conn     *Connection
-	cfg      consumerConfig
-	accept   *acceptList
-	queues   []string           // declared names, in subscription order
-	handlers map[string]Handler // by declared queue name
+	conn   *Connection
+	cfg    consumerConfig
+	accept *acceptList
+	subs   []Subscription
+	routes atomic.Pointer[routes] // what the current session's declarations named
 
 	running  atomic.Bool
 	stopOnce sync.Once
 	stop     chan struct{} // closed by Close
 	started  chan struct{} // closed when Run starts
 	done     chan struct{} // closed when Run returns
+}
+
+// routes are the declared names of a consumer's queues, in subscription
+// order, and the handler of each. A server-named queue gets a new name each
+// time it is declared, after a reconnect too.
+type routes struct {
+	gen      uint64 // the session they were declared on
+	queues   []string
+	handlers map[string]Handler
 }
 
 // NewConsumer declares the topology given with WithTopology, then each
@@ -165,39 +174,52 @@ func NewConsumer(conn *Connection, subs []Subscription, opts ...ConsumerOption) 
 	if cfg.prefetch == 0 && !cfg.autoAck {
 		cfg.prefetch = 4 * cfg.concurrency
 	}
+	for _, s := range subs {
+		if s.Handler == nil {
+			return nil, fmt.Errorf("kombu: subscription to queue %s has no handler", s.Queue.describe())
+		}
+	}
 	accept, err := conn.codecs.accept(cfg.accept)
 	if err != nil {
 		return nil, err
 	}
 	c := &Consumer{
-		conn:     conn,
-		cfg:      cfg,
-		accept:   accept,
-		handlers: make(map[string]Handler, len(subs)),
-		stop:     make(chan struct{}),
-		started:  make(chan struct{}),
-		done:     make(chan struct{}),
+		conn:    conn,
+		cfg:     cfg,
+		accept:  accept,
+		subs:    subs,
+		stop:    make(chan struct{}),
+		started: make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	ctx, cancel := conn.declareContext()
 	defer cancel()
-	if err := cfg.topology.without(subs).Declare(ctx, conn); err != nil {
+	if err := c.declare(ctx, conn.session()); err != nil {
 		return nil, err
 	}
-	for _, s := range subs {
-		if s.Handler == nil {
-			return nil, fmt.Errorf("kombu: subscription to queue %s has no handler", s.Queue.describe())
-		}
-		info, err := s.Queue.Declare(ctx, conn)
-		if err != nil {
-			return nil, err
-		}
-		if _, dup := c.handlers[info.Name]; dup {
-			return nil, fmt.Errorf("kombu: queue %s is subscribed twice", info.Name)
-		}
-		c.handlers[info.Name] = s.Handler
-		c.queues = append(c.queues, info.Name)
-	}
 	return c, nil
+}
+
+// declare declares the consumer's topology and queues on session s and
+// records the names the broker gave them.
+func (c *Consumer) declare(ctx context.Context, s *session) error {
+	if err := c.cfg.topology.without(c.subs).Declare(ctx, c.conn); err != nil {
+		return err
+	}
+	r := &routes{gen: s.gen, handlers: make(map[string]Handler, len(c.subs))}
+	for _, sub := range c.subs {
+		info, err := sub.Queue.Declare(ctx, c.conn)
+		if err != nil {
+			return err
+		}
+		if _, dup := r.handlers[info.Name]; dup {
+			return fmt.Errorf("kombu: queue %s is subscribed twice", info.Name)
+		}
+		r.handlers[info.Name] = sub.Handler
+		r.queues = append(r.queues, info.Name)
+	}
+	c.routes.Store(r)
+	return nil
 }
 
 // without returns t less the queues that subs declare themselves, so that
@@ -214,7 +236,7 @@ func (t Topology) without(subs []Subscription) Topology {
 
 // Queues returns the names of the queues the consumer reads, including the
 // names the broker chose for server-named queues.
-func (c *Consumer) Queues() []string { return append([]string(nil), c.queues...) }
+func (c *Consumer) Queues() []string { return append([]string(nil), c.routes.Load().queues...) }
 
 // Run consumes until ctx ends or Close is called, then shuts down
 // gracefully: it stops taking deliveries, lets running handlers finish
@@ -239,39 +261,26 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return nil // stopped before it started: a clean shutdown all the same
 	}
-	sub, err := c.conn.tc.Consume(ctx, transport.ConsumeSpec{
-		Queues:    c.queues,
-		Tag:       c.cfg.tag,
-		AutoAck:   c.cfg.autoAck,
-		Prefetch:  c.cfg.prefetch,
-		Exclusive: c.cfg.exclusive,
-		Arguments: c.cfg.arguments,
-	})
-	if err != nil {
-		return c.conn.op("consume", err)
-	}
 
 	// Handlers get a context that outlives ctx by the shutdown timeout, so
 	// that stopping the consumer does not cut short the work in flight.
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
-	work := make(chan *transport.Delivery)
+	work := make(chan inbound)
 	var wg sync.WaitGroup
 	for range c.cfg.concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for d := range work {
-				c.handle(handlerCtx, d)
+			for in := range work {
+				c.handle(handlerCtx, in)
 			}
 		}()
 	}
 
-	held, runErr := c.dispatch(ctx, sub, work)
-
+	runErr := c.consume(ctx, work)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.shutdownTimeout)
 	defer cancel()
-	c.drain(shutdownCtx, sub, held, work)
 	close(work)
 	if !waitGroup(shutdownCtx, &wg) {
 		c.conn.logger.Warn("kombu: handlers still running after the shutdown timeout; their messages return to the queue when the connection closes",
@@ -281,15 +290,88 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return runErr
 }
 
-// dispatch feeds deliveries to the handler goroutines until ctx ends, Close
-// is called or the subscription ends. It returns the delivery it held when
-// told to stop, if any.
-func (c *Consumer) dispatch(ctx context.Context, sub transport.Subscription, work chan<- *transport.Delivery) (held *transport.Delivery, err error) {
+// inbound is a delivery and the session it came on.
+type inbound struct {
+	d   *transport.Delivery
+	gen uint64
+}
+
+// consume subscribes on the current session and dispatches until the
+// consumer stops or the subscription ends. When the connection is lost and
+// comes back, it declares the queues again and resumes on the new session.
+func (c *Consumer) consume(ctx context.Context, work chan<- inbound) error {
+	// stopCtx ends when ctx does or Close is called: waiting for a new
+	// session must end with the consumer.
+	stopCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-stopCtx.Done():
+		}
+	}()
+	for {
+		s := c.conn.session()
+		sub, err := c.subscribe(stopCtx, s)
+		if err == nil {
+			var held *transport.Delivery
+			held, err = c.dispatch(stopCtx, s, sub, work)
+			if err == nil {
+				c.drain(ctx, s, sub, held, work)
+				return nil
+			}
+		}
+		if stopCtx.Err() != nil {
+			return nil // stopped while subscribing or waiting
+		}
+		if !c.conn.lostConnection(s, err) {
+			return err
+		}
+		// The old session's deliveries are gone with it: the broker puts
+		// them back, and their tags mean nothing on the next session.
+		c.conn.logger.Warn("kombu: consumer lost its connection; resuming when it is back", "error", err)
+		if _, err := c.conn.nextSession(stopCtx, s); err != nil {
+			if stopCtx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// subscribe declares the consumer's queues on s if they were declared on
+// an earlier session, and starts consuming them.
+func (c *Consumer) subscribe(ctx context.Context, s *session) (transport.Subscription, error) {
+	if c.routes.Load().gen != s.gen {
+		dctx, cancel := context.WithTimeout(ctx, c.conn.declareTimeout)
+		err := c.declare(dctx, s)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
+	sub, err := s.tc.Consume(ctx, transport.ConsumeSpec{
+		Queues:    c.routes.Load().queues,
+		Tag:       c.cfg.tag,
+		AutoAck:   c.cfg.autoAck,
+		Prefetch:  c.cfg.prefetch,
+		Exclusive: c.cfg.exclusive,
+		Arguments: c.cfg.arguments,
+	})
+	if err != nil {
+		return nil, c.conn.op("consume", err)
+	}
+	return sub, nil
+}
+
+// dispatch feeds deliveries to the handler goroutines until ctx ends (ctx
+// also ends with Close) or the subscription ends. It returns the delivery
+// it held when told to stop, if any, and why the subscription ended.
+func (c *Consumer) dispatch(ctx context.Context, s *session, sub transport.Subscription, work chan<- inbound) (held *transport.Delivery, err error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, nil
-		case <-c.stop:
 			return nil, nil
 		case d, ok := <-sub.Deliveries():
 			if !ok {
@@ -299,10 +381,8 @@ func (c *Consumer) dispatch(ctx context.Context, sub transport.Subscription, wor
 				return nil, nil
 			}
 			select {
-			case work <- d:
+			case work <- inbound{d, s.gen}:
 			case <-ctx.Done():
-				return d, nil
-			case <-c.stop:
 				return d, nil
 			}
 		}
@@ -313,11 +393,13 @@ func (c *Consumer) dispatch(ctx context.Context, sub transport.Subscription, wor
 // has seen: held (the one dispatch had in hand) and those still buffered.
 // They go back to their queues; auto-acked ones, which the broker has
 // already forgotten, are handled instead, so that none is lost.
-func (c *Consumer) drain(ctx context.Context, sub transport.Subscription, held *transport.Delivery, work chan<- *transport.Delivery) {
+func (c *Consumer) drain(ctx context.Context, s *session, sub transport.Subscription, held *transport.Delivery, work chan<- inbound) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.shutdownTimeout)
+	defer cancel()
 	unseen := func(d *transport.Delivery) {
 		if d.Acknowledger == nil {
 			select {
-			case work <- d:
+			case work <- inbound{d, s.gen}:
 			case <-ctx.Done():
 				c.conn.logger.Error("kombu: auto-acked message dropped: shutdown timeout", "queue", d.Queue)
 			}
@@ -348,10 +430,11 @@ func (c *Consumer) drain(ctx context.Context, sub transport.Subscription, held *
 
 // handle runs the handler for one delivery and settles the message by what
 // it returned.
-func (c *Consumer) handle(ctx context.Context, d *transport.Delivery) {
-	msg, err := c.conn.newMessage(d, c.accept)
+func (c *Consumer) handle(ctx context.Context, in inbound) {
+	d := in.d
+	msg, err := c.conn.newMessage(d, c.accept, in.gen)
 	if err == nil {
-		err = c.call(ctx, c.handlers[d.Queue], msg)
+		err = c.call(ctx, c.handlerFor(d.Queue), msg)
 	}
 	decodeErr := errors.Is(err, ErrDecode) || errors.Is(err, ErrContentDisallowed)
 	if decodeErr {
@@ -374,6 +457,18 @@ func (c *Consumer) handle(ctx context.Context, d *transport.Delivery) {
 	if settleErr != nil {
 		c.conn.logger.Error("kombu: settle message", "queue", d.Queue, "error", settleErr)
 	}
+}
+
+// handlerFor returns the handler of a queue. A queue the current routes do
+// not name (a server-named queue of an earlier session) has none, and its
+// message fails as it would with an unknown route.
+func (c *Consumer) handlerFor(queue string) Handler {
+	if h, ok := c.routes.Load().handlers[queue]; ok {
+		return h
+	}
+	return HandlerFunc(func(context.Context, *Message) error {
+		return fmt.Errorf("%w: no subscription reads queue %q", ErrNoRoute, queue)
+	})
 }
 
 // call runs h, turning a panic into an error.

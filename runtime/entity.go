@@ -206,14 +206,14 @@ func (ex Exchange) declareBindings(ctx context.Context, conn *Connection) error 
 func (ex Exchange) Inspect(ctx context.Context, conn *Connection) error {
 	te := ex.toTransport()
 	te.Passive = true
-	return conn.op("inspect exchange "+ex.Name, conn.tc.DeclareExchange(ctx, te))
+	return conn.op("inspect exchange "+ex.Name, conn.transport().DeclareExchange(ctx, te))
 }
 
 // Delete deletes the exchange. With ifUnused it fails with ErrInUse while
 // the exchange has bindings.
 func (ex Exchange) Delete(ctx context.Context, conn *Connection, ifUnused bool) error {
 	conn.forget(ex.Name)
-	return conn.op("delete exchange "+ex.Name, conn.tc.DeleteExchange(ctx, ex.Name, ifUnused))
+	return conn.op("delete exchange "+ex.Name, conn.transport().DeleteExchange(ctx, ex.Name, ifUnused))
 }
 
 // Bind binds the exchange, as destination, to the source exchange in b.
@@ -258,7 +258,7 @@ func (q Queue) Declare(ctx context.Context, conn *Connection) (QueueInfo, error)
 	if err := conn.checkQueueFeatures(q); err != nil {
 		return QueueInfo{}, err
 	}
-	info, err := conn.tc.DeclareQueue(ctx, tq)
+	info, err := conn.transport().DeclareQueue(ctx, tq)
 	if err != nil {
 		return QueueInfo{}, conn.op("declare queue "+q.describe(), err)
 	}
@@ -273,7 +273,7 @@ func (q Queue) Declare(ctx context.Context, conn *Connection) (QueueInfo, error)
 // Inspect checks that the queue exists (a passive declare) and returns its
 // message and consumer counts, or an error wrapping ErrNotFound.
 func (q Queue) Inspect(ctx context.Context, conn *Connection) (QueueInfo, error) {
-	info, err := conn.tc.DeclareQueue(ctx, transport.Queue{Name: q.Name, Passive: true})
+	info, err := conn.transport().DeclareQueue(ctx, transport.Queue{Name: q.Name, Passive: true})
 	return info, conn.op("inspect queue "+q.Name, err)
 }
 
@@ -289,7 +289,7 @@ func (q Queue) Unbind(ctx context.Context, conn *Connection, b Binding) error {
 
 // Purge removes every ready message from the queue and returns how many.
 func (q Queue) Purge(ctx context.Context, conn *Connection) (int, error) {
-	n, err := conn.tc.PurgeQueue(ctx, q.Name)
+	n, err := conn.transport().PurgeQueue(ctx, q.Name)
 	return n, conn.op("purge queue "+q.Name, err)
 }
 
@@ -310,7 +310,7 @@ func (q Queue) Delete(ctx context.Context, conn *Connection, opts ...DeleteOptio
 	for _, o := range opts {
 		o(&c)
 	}
-	n, err := conn.tc.DeleteQueue(ctx, q.Name, c.ifUnused, c.ifEmpty)
+	n, err := conn.transport().DeleteQueue(ctx, q.Name, c.ifUnused, c.ifEmpty)
 	return n, conn.op("delete queue "+q.Name, err)
 }
 
@@ -327,11 +327,12 @@ func (q Queue) Get(ctx context.Context, conn *Connection, opts ...GetOption) (*M
 	if err != nil {
 		return nil, err
 	}
-	d, err := conn.tc.Get(ctx, q.Name, c.autoAck)
+	s := conn.session()
+	d, err := s.tc.Get(ctx, q.Name, c.autoAck)
 	if err != nil {
 		return nil, conn.op("get from queue "+q.Name, err)
 	}
-	msg, err := conn.newMessage(d, accept)
+	msg, err := conn.newMessage(d, accept, s.gen)
 	if err != nil && msg.State() == StateUnsettled {
 		// Nobody else will see this message: reject it (dead-lettering it
 		// where the queue has a dead-letter exchange) rather than leave it

@@ -57,6 +57,10 @@ var (
 	ErrMessageState = errors.New("kombu: message already settled")
 	// ErrLimitExceeded: a size or pool limit was reached.
 	ErrLimitExceeded = errors.New("kombu: limit exceeded")
+	// ErrStaleDelivery: a message delivered before the connection was lost
+	// and recovered cannot be settled: the broker has put it back in its
+	// queue, and its delivery tag could name another message now.
+	ErrStaleDelivery = errors.New("kombu: stale delivery from an earlier connection")
 	// ErrNoRoute: a message on a queue shared by several generated routes
 	// matched none of them.
 	ErrNoRoute = errors.New("kombu: no route for message")

@@ -63,13 +63,14 @@ type Message struct {
 	codecs *codecs
 	accept *acceptList
 	acker  transport.Acknowledger // nil when auto-acked
+	gen    uint64                 // the session it was delivered on
 	state  atomic.Uint32
 }
 
 // newMessage turns a delivery into a Message, decompressing its body. On a
 // decompression failure it still returns the message, so that the caller
 // can reject it rather than lose it.
-func (c *Connection) newMessage(d *transport.Delivery, accept *acceptList) (*Message, error) {
+func (c *Connection) newMessage(d *transport.Delivery, accept *acceptList, gen uint64) (*Message, error) {
 	m := &Message{
 		Body:       d.Body,
 		Headers:    d.Headers,
@@ -86,6 +87,7 @@ func (c *Connection) newMessage(d *transport.Delivery, accept *acceptList) (*Mes
 		codecs: c.codecs,
 		accept: accept,
 		acker:  d.Acknowledger,
+		gen:    gen,
 	}
 	if m.acker == nil {
 		m.state.Store(uint32(StateAcked))
@@ -177,8 +179,16 @@ func (m *Message) Reject(requeue bool) error {
 // Requeue rejects the message with requeue: the broker delivers it again.
 func (m *Message) Requeue() error { return m.Reject(true) }
 
-// settle moves the message from unsettled to s, once.
+// settle moves the message from unsettled to s, once. A message delivered
+// on an earlier session than the connection's current one is not settled:
+// its delivery tag could name another message on the new session, and the
+// broker has already put it back in its queue.
 func (m *Message) settle(s MessageState) error {
+	if m.conn != nil && m.acker != nil {
+		if cur := m.conn.session(); cur != nil && cur.gen != m.gen {
+			return fmt.Errorf("%w: delivered on connection session %d, now %d", ErrStaleDelivery, m.gen, cur.gen)
+		}
+	}
 	if m.state.CompareAndSwap(uint32(StateUnsettled), uint32(s)) {
 		return nil
 	}

@@ -31,14 +31,22 @@ func (a *recordingAcker) Reject(tag uint64, requeue bool) error {
 	return nil
 }
 
+// testConnection is a Connection with codecs and no broker, for tests of
+// message decoding.
+func testConnection(c *codecs) *Connection {
+	conn := &Connection{codecs: c}
+	conn.state.Store(&session{url: "test://"})
+	return conn
+}
+
 func testMessage(t *testing.T, d *transport.Delivery, accept []string) (*Message, error) {
 	t.Helper()
-	conn := &Connection{codecs: defaultCodecs, url: "test://"}
+	conn := testConnection(defaultCodecs)
 	a, err := defaultCodecs.accept(accept)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return conn.newMessage(d, a)
+	return conn.newMessage(d, a, 0)
 }
 
 func TestMessageSettlesOnce(t *testing.T) {
@@ -154,9 +162,9 @@ func TestMessageDecompression(t *testing.T) {
 
 	// A connection's body limit (WithMaxBodySize) bounds decompression.
 	limited, _ := newCodecs(nil, nil, 1<<20)
-	conn := &Connection{codecs: limited, url: "test://"}
+	conn := testConnection(limited)
 	bomb, _ := z.Compress(make([]byte, 4<<20))
-	m, err = conn.newMessage(&transport.Delivery{Body: bomb, Headers: map[string]any{"compression": "zlib"}}, nil)
+	m, err = conn.newMessage(&transport.Delivery{Body: bomb, Headers: map[string]any{"compression": "zlib"}}, nil, 0)
 	if !errors.Is(err, ErrLimitExceeded) || m == nil {
 		t.Fatalf("bomb: got %v, want ErrLimitExceeded and the message back to reject", err)
 	}

@@ -3,6 +3,7 @@ package kombu
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"time"
@@ -188,12 +189,12 @@ func (p *Producer) Publish(ctx context.Context, body any, opts ...PublishOption)
 	if err != nil {
 		return err
 	}
-	if cfg.exchange != nil {
-		if err := p.conn.declareExchange(ctx, *cfg.exchange); err != nil {
-			return err
-		}
-	}
 	if cfg.batch != nil {
+		if cfg.exchange != nil {
+			if err := p.conn.declareExchange(ctx, *cfg.exchange); err != nil {
+				return err
+			}
+		}
 		// A raw body is the caller's slice, which the caller may reuse as soon
 		// as Publish returns; the batch holds it until Send, so it keeps a copy.
 		if b, ok := body.([]byte); ok && len(b) > 0 && len(pub.Body) > 0 && &b[0] == &pub.Body[0] {
@@ -201,7 +202,30 @@ func (p *Producer) Publish(ctx context.Context, body any, opts ...PublishOption)
 		}
 		return cfg.batch.add(p.conn, pub)
 	}
-	if err := p.conn.tc.Publish(ctx, pub); err != nil {
+	// A publish that meets a lost connection waits for the next one
+	// (bounded by ctx) and is made again: at least once, never silently
+	// dropped. Without confirms the broker may hold a first copy already.
+	for {
+		s := p.conn.session()
+		err := p.publishOn(ctx, s, cfg.exchange, pub)
+		if err == nil || !p.conn.lostConnection(s, err) {
+			return err
+		}
+		p.conn.logger.Warn("kombu: publish met a lost connection; waiting to publish again", "error", err)
+		if _, werr := p.conn.nextSession(ctx, s); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
+}
+
+// publishOn declares ex (once per session) and publishes pub on session s.
+func (p *Producer) publishOn(ctx context.Context, s *session, ex *Exchange, pub *transport.Publishing) error {
+	if ex != nil {
+		if err := p.conn.declareExchange(ctx, *ex); err != nil {
+			return err
+		}
+	}
+	if err := s.tc.Publish(ctx, pub); err != nil {
 		return p.conn.op(describePublish(pub), err)
 	}
 	return nil

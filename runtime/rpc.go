@@ -165,7 +165,7 @@ func (c *Connection) replyRouter(ctx context.Context) (*replyRouter, error) {
 		}
 		address = info.Name
 	}
-	sub, err := c.tc.Consume(ctx, transport.ConsumeSpec{Queues: []string{address}, Tag: "kombu-go.replies", AutoAck: true})
+	sub, err := c.transport().Consume(ctx, transport.ConsumeSpec{Queues: []string{address}, Tag: "kombu-go.replies", AutoAck: true})
 	if err != nil {
 		return nil, c.op("consume replies", err)
 	}
@@ -178,7 +178,7 @@ func (c *Connection) replyRouter(ctx context.Context) (*replyRouter, error) {
 func (r *replyRouter) route() {
 	defer close(r.done)
 	for d := range r.sub.Deliveries() {
-		msg, err := r.conn.newMessage(d, nil)
+		msg, err := r.conn.newMessage(d, nil, 0)
 		if err != nil {
 			r.conn.logger.Error("kombu: undecodable reply dropped", "error", err)
 			continue

@@ -1,0 +1,86 @@
+package kombu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+func TestRetryIntervalsFollowKombu(t *testing.T) {
+	// Kombu: fxrange(2, 30+2, 2, repeatlast=True) → 2, 4, … 30, 32, 32, …
+	var p RetryPolicy
+	var got []time.Duration
+	for n := range 18 {
+		got = append(got, p.Interval(n))
+	}
+	want := []time.Duration{2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 32, 32}
+	for i := range want {
+		if got[i] != want[i]*time.Second {
+			t.Fatalf("intervals %v, want %v seconds", got, want)
+		}
+	}
+	// ensure()'s defaults (1, 1, 1): 1, 2, 2, …
+	p = RetryPolicy{IntervalStart: time.Second, IntervalStep: time.Second, IntervalMax: time.Second}
+	if a, b, c := p.Interval(0), p.Interval(1), p.Interval(9); a != time.Second || b != 2*time.Second || c != 2*time.Second {
+		t.Fatalf("ensure defaults: %v %v %v", a, b, c)
+	}
+	if d := p.Interval(1 << 62); d != 2*time.Second {
+		t.Fatalf("huge n: %v", d)
+	}
+}
+
+func TestRetryCyclesURLsAndWaitsOnlyAfterARound(t *testing.T) {
+	lost := &OperationalError{Op: "connect", Err: transport.ErrClosed}
+	var tried []int
+	var waits []time.Duration
+	policy := RetryPolicy{MaxRetries: 6, IntervalStart: time.Millisecond, IntervalStep: time.Millisecond, IntervalMax: time.Millisecond}
+	err := retry(context.Background(), policy, 3, RoundRobin,
+		func(_ context.Context, i int) error { tried = append(tried, i); return lost },
+		func(_ error, _ int, wait time.Duration) { waits = append(waits, wait) })
+	if !errors.Is(err, transport.ErrClosed) {
+		t.Fatalf("got %v", err)
+	}
+	if fmt.Sprint(tried) != "[0 1 2 0 1 2 0]" {
+		t.Fatalf("tried %v, want three rounds over three URLs, then the first again", tried)
+	}
+	// No wait between URLs of a round; Kombu's interval after each full round.
+	if fmt.Sprint(waits) != "[0s 0s 1ms 0s 0s 2ms]" {
+		t.Fatalf("waits %v", waits)
+	}
+}
+
+func TestRetryStopsOnWhatRetryingCannotFix(t *testing.T) {
+	calls := 0
+	err := retry(context.Background(), RetryPolicy{}, 2, RoundRobin, func(context.Context, int) error {
+		calls++
+		return fmt.Errorf("declare: %w", transport.ErrPrecondition)
+	}, nil)
+	if calls != 1 || !errors.Is(err, transport.ErrPrecondition) {
+		t.Fatalf("%d calls, %v", calls, err)
+	}
+}
+
+func TestRetryHonoursContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	err := retry(ctx, RetryPolicy{IntervalStart: time.Hour}, 1, RoundRobin, func(context.Context, int) error {
+		return &OperationalError{Err: transport.ErrClosed}
+	}, nil)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(begin) > time.Second {
+		t.Fatalf("%v after %v", err, time.Since(begin))
+	}
+}
+
+func TestShuffleTriesEveryURLEachRound(t *testing.T) {
+	seen := map[int]int{}
+	_ = retry(context.Background(), RetryPolicy{MaxRetries: 8, IntervalStart: time.Microsecond}, 3, Shuffle,
+		func(_ context.Context, i int) error { seen[i]++; return &OperationalError{Err: transport.ErrClosed} }, nil)
+	if seen[0] != 3 || seen[1] != 3 || seen[2] != 3 {
+		t.Fatalf("tries per URL %v, want 3 each over 3 rounds", seen)
+	}
+}

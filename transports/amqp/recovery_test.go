@@ -1,0 +1,140 @@
+package amqp_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kombu-go/kombu/internal/brokertest"
+	kombu "github.com/kombu-go/kombu/runtime"
+)
+
+// A connection the broker closes comes back: the consumer resumes on the
+// new session with its queue redeclared, publishing goes on, and every
+// confirmed message is consumed.
+func TestRecoveryAfterTheBrokerClosesTheConnection(t *testing.T) {
+	connName := name(t, "conn")
+	queueName := name(t, "q")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := kombu.Dial(ctx, brokertest.AMQPURL(t), kombu.WithConnectionName(connName),
+		kombu.WithRetryPolicy(kombu.RetryPolicy{IntervalStart: 50 * time.Millisecond, IntervalStep: 50 * time.Millisecond, IntervalMax: 200 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	q := kombu.Queue{Name: queueName, Expires: time.Minute}
+
+	var mu sync.Mutex
+	seen := map[string]int{}
+	c, err := kombu.NewConsumer(conn, []kombu.Subscription{{Queue: q, Handler: kombu.HandlerFunc(
+		func(_ context.Context, m *kombu.Message) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[string(m.Body)]++
+			return nil
+		})}}, kombu.WithPrefetch(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(ctx) }()
+
+	p := kombu.NewProducer(conn, kombu.WithRoutingKey(queueName))
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			if err := p.Publish(ctx, []byte(fmt.Sprint(i))); err != nil {
+				t.Errorf("publish %d: %v", i, err)
+			}
+		}
+	}
+	publish(0, 50)
+
+	// Kill the connection broker-side while messages are flowing.
+	rabbitmqctl(t, "close_connection", connectionPID(t, connName), "test kills it")
+	publish(50, 100) // waits for the new session where needed, never drops
+
+	// Messages keep flowing after recovery.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		n := len(seen)
+		mu.Unlock()
+		if n == 100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumed %d distinct messages of 100 after recovery", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	for i := range 100 {
+		if seen[fmt.Sprint(i)] == 0 {
+			t.Errorf("message %d lost", i)
+		}
+	}
+	mu.Unlock()
+	if err := conn.Err(); err != nil {
+		t.Fatalf("connection done after recovery: %v", err)
+	}
+	select {
+	case err := <-runErr:
+		t.Fatalf("Run returned during recovery: %v", err)
+	default:
+	}
+	c.Close()
+	if err := <-runErr; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// A message taken on one session and settled after the connection came
+// back is refused with ErrStaleDelivery, never acked with its old tag.
+func TestStaleDeliveryAfterRecovery(t *testing.T) {
+	connName := name(t, "conn")
+	queueName := name(t, "q")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := kombu.Dial(ctx, brokertest.AMQPURL(t), kombu.WithConnectionName(connName),
+		kombu.WithRetryPolicy(kombu.RetryPolicy{IntervalStart: 50 * time.Millisecond, IntervalStep: 50 * time.Millisecond, IntervalMax: 200 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	q := kombu.Queue{Name: queueName, Expires: time.Minute}
+	if _, err := q.Declare(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if err := kombu.NewProducer(conn, kombu.WithRoutingKey(queueName)).Publish(ctx, "once"); err != nil {
+		t.Fatal(err)
+	}
+	var msg *kombu.Message
+	for msg == nil {
+		if msg, err = q.Get(ctx, conn); err != nil && !errors.Is(err, kombu.ErrEmpty) {
+			t.Fatal(err)
+		}
+	}
+	rabbitmqctl(t, "close_connection", connectionPID(t, connName), "test kills it")
+	// Wait for the new session, then settle the old message.
+	for {
+		if _, err := q.Inspect(ctx, conn); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := msg.Ack(); !errors.Is(err, kombu.ErrStaleDelivery) {
+		t.Fatalf("Ack after recovery: %v, want ErrStaleDelivery", err)
+	}
+	// The broker gave the message back; it is there for the new session.
+	again, err := q.Get(ctx, conn)
+	if err != nil || string(again.Body) != "once" || !again.Redelivered() {
+		t.Fatalf("after recovery: %v %v", again, err)
+	}
+	if err := again.Ack(); err != nil {
+		t.Fatal(err)
+	}
+}
