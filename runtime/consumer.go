@@ -70,6 +70,7 @@ type consumerConfig struct {
 	shutdownTimeout time.Duration
 	exclusive       bool
 	arguments       map[string]any
+	retry           *RetryPolicy
 }
 
 // WithTopology declares t (exchanges, named queues, bindings) before the
@@ -134,11 +135,12 @@ func WithShutdownTimeout(d time.Duration) ConsumerOption {
 // Consumer consumes from one or more queues and hands each message to the
 // handler of its queue. Create it with NewConsumer, then call Run.
 type Consumer struct {
-	conn   *Connection
-	cfg    consumerConfig
-	accept *acceptList
-	subs   []Subscription
-	routes atomic.Pointer[routes] // what the current session's declarations named
+	conn    *Connection
+	cfg     consumerConfig
+	accept  *acceptList
+	retrier *retrier // nil without WithRetry
+	subs    []Subscription
+	routes  atomic.Pointer[routes] // what the current session's declarations named
 
 	running  atomic.Bool
 	stopOnce sync.Once
@@ -183,7 +185,14 @@ func NewConsumer(conn *Connection, subs []Subscription, opts ...ConsumerOption) 
 	if err != nil {
 		return nil, err
 	}
+	var r *retrier
+	if cfg.retry != nil {
+		if r, err = newRetrier(conn, *cfg.retry); err != nil {
+			return nil, err
+		}
+	}
 	c := &Consumer{
+		retrier: r,
 		conn:    conn,
 		cfg:     cfg,
 		accept:  accept,
@@ -451,6 +460,16 @@ func (c *Consumer) handle(ctx context.Context, in inbound) {
 		settleErr = msg.Ack()
 	case isRequeue(err):
 		settleErr = msg.Reject(true)
+	case c.retrier != nil && !decodeErr:
+		retried, rerr := c.retrier.retry(ctx, msg)
+		if rerr != nil {
+			c.conn.logger.Error("kombu: retry failed; message rejected", "queue", d.Queue, "error", rerr)
+		}
+		if retried {
+			settleErr = msg.Ack() // the retry copy is confirmed
+		} else {
+			settleErr = msg.Reject(false)
+		}
 	default:
 		settleErr = msg.Reject(false)
 	}
