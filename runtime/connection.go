@@ -355,6 +355,18 @@ func (c *Connection) Close() error {
 // recovery is off or gives up, by the loss of the broker connection.
 func (c *Connection) Done() <-chan struct{} { return c.done }
 
+// Lost returns a channel closed when the current broker connection is lost
+// (or closed). With recovery on, Revived says when a new one replaces it.
+func (c *Connection) Lost() <-chan struct{} { return c.session().tc.Done() }
+
+// Revived returns a channel closed when a new broker connection replaces
+// the current one after a loss.
+func (c *Connection) Revived() <-chan struct{} {
+	c.reviveMu.Lock()
+	defer c.reviveMu.Unlock()
+	return c.revived
+}
+
 // Err says why the connection is done: nil after Close, the loss otherwise.
 func (c *Connection) Err() error {
 	select {

@@ -3,6 +3,7 @@ package kombu
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,8 @@ func (a *recordingAcker) Reject(tag uint64, requeue bool) error {
 	a.calls = append(a.calls, fmt.Sprintf("reject %d requeue=%v", tag, requeue))
 	return nil
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // testConnection is a Connection with codecs and no broker, for tests of
 // message decoding.

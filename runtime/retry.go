@@ -153,3 +153,27 @@ func Recoverable(err error) bool {
 	var oe *OperationalError
 	return errors.As(err, &oe)
 }
+
+// Ensure runs fn, and runs it again while it fails for a reason retrying
+// may get past (see Recoverable), waiting as policy says between tries;
+// when the broker connection was lost meanwhile, it first waits for the
+// next one. It is Kombu's Connection.ensure: wrap any operation in it.
+//
+//	err := conn.Ensure(ctx, kombu.RetryPolicy{MaxRetries: 5}, func(ctx context.Context) error {
+//		_, err := queue.Declare(ctx, conn)
+//		return err
+//	})
+func (c *Connection) Ensure(ctx context.Context, policy RetryPolicy, fn func(ctx context.Context) error) error {
+	return retry(ctx, policy, 1, RoundRobin, func(ctx context.Context, _ int) error {
+		s := c.session()
+		err := fn(ctx)
+		if err != nil && c.lostConnection(s, err) {
+			if _, werr := c.nextSession(ctx, s); werr != nil {
+				return errors.Join(err, werr)
+			}
+		}
+		return err
+	}, func(err error, _ int, wait time.Duration) {
+		c.logger.Warn("kombu: operation failed; retrying", "error", err, "wait", wait)
+	})
+}

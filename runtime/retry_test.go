@@ -84,3 +84,27 @@ func TestShuffleTriesEveryURLEachRound(t *testing.T) {
 		t.Fatalf("tries per URL %v, want 3 each over 3 rounds", seen)
 	}
 }
+
+func TestEnsureRetriesRecoverableFailures(t *testing.T) {
+	conn := testConnection(defaultCodecs)
+	conn.logger = discardLogger()
+	calls := 0
+	err := conn.Ensure(context.Background(), RetryPolicy{MaxRetries: 5, IntervalStart: time.Millisecond}, func(context.Context) error {
+		calls++
+		if calls < 3 {
+			return &OperationalError{Op: "declare", Err: fmt.Errorf("connection reset")}
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("%v after %d calls, want success on the third", err, calls)
+	}
+	calls = 0
+	err = conn.Ensure(context.Background(), RetryPolicy{MaxRetries: 5}, func(context.Context) error {
+		calls++
+		return fmt.Errorf("declare: %w", transport.ErrPrecondition)
+	})
+	if calls != 1 || !errors.Is(err, transport.ErrPrecondition) {
+		t.Fatalf("a declaration conflict was retried: %d calls, %v", calls, err)
+	}
+}

@@ -138,3 +138,60 @@ func TestStaleDeliveryAfterRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A worker reports the loss and the revival of its connection, and its
+// consumer keeps consuming across them.
+func TestWorkerHooksOnRabbitMQ(t *testing.T) {
+	connName := name(t, "conn")
+	queueName := name(t, "q")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := kombu.Dial(ctx, brokertest.AMQPURL(t), kombu.WithConnectionName(connName),
+		kombu.WithRetryPolicy(kombu.RetryPolicy{IntervalStart: 50 * time.Millisecond, IntervalStep: 50 * time.Millisecond, IntervalMax: 200 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	events := make(chan string, 8)
+	got := make(chan string, 8)
+	w := kombu.NewWorker(conn, kombu.WithWorkerHooks(kombu.WorkerHooks{
+		ConnectionLost:    func() { events <- "lost" },
+		ConnectionRevived: func() { events <- "revived" },
+		ConsumeReady:      func(*kombu.Consumer) { events <- "ready" },
+	}))
+	w.Consume(func(c *kombu.Connection) (*kombu.Consumer, error) {
+		return kombu.NewConsumer(c, []kombu.Subscription{{Queue: kombu.Queue{Name: queueName, Expires: time.Minute},
+			Handler: kombu.HandlerFunc(func(_ context.Context, m *kombu.Message) error { got <- string(m.Body); return nil })}})
+	})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	expect := func(ch chan string, want string) {
+		t.Helper()
+		select {
+		case e := <-ch:
+			if e != want {
+				t.Fatalf("got %q, want %q", e, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %q", want)
+		}
+	}
+	expect(events, "ready")
+	p := kombu.NewProducer(w.ProducerConnection(), kombu.WithRoutingKey(queueName))
+	if err := p.Publish(ctx, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	expect(got, "before")
+	rabbitmqctl(t, "close_connection", connectionPID(t, connName), "test kills it")
+	expect(events, "lost")
+	expect(events, "revived")
+	if err := p.Publish(ctx, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	expect(got, "after")
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
