@@ -17,28 +17,192 @@ exact values.
       here) and prints them as a JSON list of objects: body (decoded), raw
       (base64 of the raw body), content_type, content_encoding, headers,
       properties, delivery_info. Acks each unless --requeue.
+
+  kombu_peer.py declare URL < topology.json
+      Declares {"exchanges": [{"name", "type"}], "queues": [{"name",
+      "bindings": [{"exchange", "type", "routing_key"}]}]} with Kombu.
+      Prints {"declared": N}.
+
+  Options added for the Redis interop tests (all optional):
+    --transport-options JSON      (publish, consume, declare) Kombu transport
+                                  options, such as {"global_keyprefix": "x:",
+                                  "visibility_timeout": 1}; Kombu reads them
+                                  from here, not from the URL's query.
+    --exchange NAME:TYPE          (publish, repeatable) declare the exchange
+                                  first, so Kombu routes by its type (a
+                                  virtual transport only knows the types of
+                                  exchanges declared in its own process).
+    --bind EXCHANGE:TYPE:KEY      (consume, repeatable) declare the exchange
+                                  and bind QUEUE to it before consuming (a
+                                  fanout binding makes Kombu consume through
+                                  PUB/SUB).
+    --hold S                      (consume) keep the messages unacknowledged
+                                  for S seconds after taking them, then ack.
+
+  Options added for the codec interop tests (all optional):
+    --kombu53-json                (publish, consume) replace the json
+                                  serializer with Kombu 5.3's, which wraps
+                                  datetime, date, time, Decimal, UUID and
+                                  bytes in {"__type__", "__value__"}
+                                  envelopes. Debian's Kombu 5.2.4 predates
+                                  them; this is kombu/utils/json.py of 5.3+
+                                  in a few lines.
+    --typed                       (publish) bodies may hold {"__py__": T,
+                                  "v": V} markers for Python values: T is
+                                  datetime, date, time, Decimal, UUID,
+                                  bytes (V in base64) or tuple. (consume)
+                                  each message also gets "pytypes", the
+                                  decoded body with every value as
+                                  [python type name, text], and
+                                  "reencoded", the body written again by the
+                                  message's serializer (json: compact
+                                  separators, no ASCII escaping) in base64.
 """
 import argparse
 import base64
+import datetime
+import decimal
 import json
 import socket
 import sys
 import time
+import uuid
 
-from kombu import Connection, Consumer, Producer, Queue
+from kombu import Connection, Consumer, Exchange, Producer, Queue, binding
 
 PUBLISH_KEYS = ("serializer", "compression", "priority", "headers", "expiration",
                 "correlation_id", "reply_to", "message_id", "type", "app_id",
                 "content_type", "content_encoding")
 
 
+def _as(t, v):
+    return {"__type__": t, "__value__": v}
+
+
+class Kombu53Encoder(json.JSONEncoder):
+    """kombu.utils.json.JSONEncoder as of Kombu 5.3 (envelopes)."""
+
+    def default(self, o):
+        if isinstance(o, datetime.datetime):
+            return _as("datetime", o.isoformat())
+        if isinstance(o, datetime.date):
+            return _as("date", o.isoformat())
+        if isinstance(o, datetime.time):
+            return _as("time", o.isoformat())
+        if isinstance(o, decimal.Decimal):
+            return _as("decimal", str(o))
+        if isinstance(o, uuid.UUID):
+            return _as("uuid", {"hex": o.hex})
+        if isinstance(o, bytes):
+            try:
+                return _as("bytes", o.decode("utf-8"))
+            except UnicodeDecodeError:
+                return _as("base64", base64.b64encode(o).decode("utf-8"))
+        return super().default(o)
+
+
+KOMBU53_DECODERS = {
+    "datetime": datetime.datetime.fromisoformat,
+    "date": lambda o: datetime.datetime.fromisoformat(o).date(),
+    "time": datetime.time.fromisoformat,
+    "decimal": decimal.Decimal,
+    "uuid": lambda o: uuid.UUID(**o),
+    "bytes": lambda o: o.encode("utf-8"),
+    "base64": lambda o: base64.b64decode(o.encode("utf-8")),
+}
+
+
+def kombu53_object_hook(o):
+    if o.keys() == {"__type__", "__value__"}:
+        decoder = KOMBU53_DECODERS.get(o["__type__"])
+        if decoder is None:
+            raise ValueError("Unsupported type", o)
+        return decoder(o["__value__"])
+    return o
+
+
+def kombu53_dumps(obj, **kwargs):
+    return json.dumps(obj, cls=Kombu53Encoder, **kwargs)
+
+
+def kombu53_loads(s):
+    if isinstance(s, (bytes, bytearray, memoryview)):
+        s = bytes(s).decode("utf-8")
+    return json.loads(s, object_hook=kombu53_object_hook)
+
+
+def install_kombu53_json():
+    from kombu.serialization import registry
+    registry.register("json", kombu53_dumps, kombu53_loads,
+                      content_type="application/json", content_encoding="utf-8")
+    registry._set_default_serializer("json")
+
+
+def from_typed(value):
+    """Turns {"__py__": T, "v": V} markers into Python values."""
+    if isinstance(value, dict):
+        if set(value) == {"__py__", "v"}:
+            t, v = value["__py__"], value["v"]
+            return {
+                "datetime": datetime.datetime.fromisoformat,
+                "date": datetime.date.fromisoformat,
+                "time": datetime.time.fromisoformat,
+                "Decimal": decimal.Decimal,
+                "UUID": uuid.UUID,
+                "bytes": base64.b64decode,
+                "tuple": lambda v: tuple(from_typed(x) for x in v),
+            }[t](v)
+        return {k: from_typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_typed(v) for v in value]
+    return value
+
+
+def pytypes(value):
+    """The decoded body with each value as [python type name, text]."""
+    if isinstance(value, dict):
+        return {str(k): pytypes(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [pytypes(v) for v in value]
+    name = type(value).__name__
+    if isinstance(value, (bytes, bytearray)):
+        return [name, base64.b64encode(bytes(value)).decode()]
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return [name, value.isoformat()]
+    if isinstance(value, float):
+        return [name, repr(value)]
+    return [name, str(value)]
+
+
+def reencode(body, content_type):
+    from kombu.serialization import registry
+    if content_type == "application/json":
+        return kombu53_dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    if content_type in ("application/data", "text/plain") or content_type is None:
+        return body if isinstance(body, bytes) else body.encode()
+    name = registry.type_to_name[content_type]
+    payload = registry.dumps(body, serializer=name)[2]
+    return payload.encode() if isinstance(payload, str) else payload
+
+
+def connect(args):
+    options = getattr(args, "transport_options", None)
+    if options:
+        return Connection(args.url, transport_options=json.loads(options))
+    return Connection(args.url)
+
+
 def publish(args):
     messages = json.load(sys.stdin)
-    with Connection(args.url) as conn:
+    with connect(args) as conn:
+        for spec in args.exchange or []:
+            name, type_ = spec.rsplit(":", 1)
+            Exchange(name, type=type_)(conn.default_channel).declare()
         producer = Producer(conn)
         for m in messages:
             kwargs = {k: m[k] for k in PUBLISH_KEYS if k in m}
-            producer.publish(m["body"], exchange=m.get("exchange", ""),
+            body = from_typed(m["body"]) if getattr(args, "typed", False) else m["body"]
+            producer.publish(body, exchange=m.get("exchange", ""),
                              routing_key=m["routing_key"], **kwargs)
     print(json.dumps({"published": len(messages)}))
 
@@ -57,6 +221,7 @@ def jsonable(value):
 
 def consume(args):
     out = []
+    held = []
 
     def on_message(body, message):
         out.append({
@@ -71,13 +236,25 @@ def consume(args):
             "delivery_info": jsonable({k: message.delivery_info.get(k)
                                        for k in ("exchange", "routing_key", "redelivered")}),
         })
-        if args.requeue:
+        if args.typed:
+            out[-1]["pytypes"] = pytypes(body)
+            out[-1]["reencoded"] = base64.b64encode(reencode(body, message.content_type)).decode()
+        if args.hold:
+            held.append(message)
+        elif args.requeue:
             message.requeue()
         else:
             message.ack()
 
-    with Connection(args.url) as conn:
-        queue = Queue(args.queue, no_declare=True)
+    with connect(args) as conn:
+        if args.bind:
+            bindings = []
+            for spec in args.bind:
+                name, type_, key = spec.split(":", 2)
+                bindings.append(binding(Exchange(name, type=type_), routing_key=key))
+            queue = Queue(args.queue, bindings=bindings)
+        else:
+            queue = Queue(args.queue, no_declare=True)
         with Consumer(conn, queues=[queue], callbacks=[on_message],
                       accept=args.accept.split(","), prefetch_count=args.count):
             deadline = time.monotonic() + args.timeout
@@ -89,9 +266,30 @@ def consume(args):
                     conn.drain_events(timeout=min(left, 1.0))
                 except socket.timeout:
                     pass
+            if held:
+                time.sleep(args.hold)
+                for message in held:
+                    message.ack()
     print(json.dumps(out))
     if len(out) < args.count:
         sys.exit(f"got {len(out)} of {args.count} messages from {args.queue} before the timeout")
+
+
+def declare(args):
+    topology = json.load(sys.stdin)
+    n = 0
+    with connect(args) as conn:
+        channel = conn.default_channel
+        for ex in topology.get("exchanges", []):
+            Exchange(ex["name"], type=ex.get("type", "direct"))(channel).declare()
+            n += 1
+        for q in topology.get("queues", []):
+            bindings = [binding(Exchange(b["exchange"], type=b.get("type", "direct")),
+                                routing_key=b.get("routing_key", ""))
+                        for b in q.get("bindings", [])]
+            Queue(q["name"], bindings=bindings)(channel).declare()
+            n += 1
+    print(json.dumps({"declared": n}))
 
 
 def main():
@@ -99,6 +297,10 @@ def main():
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("publish")
     p.add_argument("url")
+    p.add_argument("--transport-options")
+    p.add_argument("--exchange", action="append")
+    p.add_argument("--kombu53-json", action="store_true")
+    p.add_argument("--typed", action="store_true")
     p.set_defaults(fn=publish)
     c = sub.add_parser("consume")
     c.add_argument("url")
@@ -107,8 +309,19 @@ def main():
     c.add_argument("--accept", default="json")
     c.add_argument("--timeout", type=float, default=10.0)
     c.add_argument("--requeue", action="store_true")
+    c.add_argument("--transport-options")
+    c.add_argument("--bind", action="append")
+    c.add_argument("--hold", type=float, default=0)
+    c.add_argument("--kombu53-json", action="store_true")
+    c.add_argument("--typed", action="store_true")
     c.set_defaults(fn=consume)
+    d = sub.add_parser("declare")
+    d.add_argument("url")
+    d.add_argument("--transport-options")
+    d.set_defaults(fn=declare)
     args = parser.parse_args()
+    if getattr(args, "kombu53_json", False):
+        install_kombu53_json()
     args.fn(args)
 
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -142,6 +143,7 @@ func WithoutRecovery() DialOption { return func(c *dialConfig) { c.noRecovery = 
 //
 //	memory://                          the in-process broker (always available)
 //	amqp://user:pass@host:5672//vhost  RabbitMQ (import transports/amqp)
+//	redis://host:6379/0                Redis (import transports/redis)
 //
 // A ";"-separated list names alternates, tried in order until one connects.
 func Dial(ctx context.Context, url string, opts ...DialOption) (*Connection, error) {
@@ -159,6 +161,7 @@ func Dial(ctx context.Context, url string, opts ...DialOption) (*Connection, err
 	if err != nil {
 		return nil, err
 	}
+	urls = mergeSentinels(urls)
 	codecs, err := newCodecs(cfg.serializers, cfg.compressors, cfg.maxBodySize)
 	if err != nil {
 		return nil, err
@@ -173,7 +176,10 @@ func Dial(ctx context.Context, url string, opts ...DialOption) (*Connection, err
 		done:           make(chan struct{}),
 		revived:        make(chan struct{}),
 	}
-	policy := RetryPolicy{MaxRetries: len(urls) - 1} // one round
+	policy := NoRetry
+	if len(urls) > 1 {
+		policy = RetryPolicy{MaxRetries: len(urls) - 1} // one round over the URLs
+	}
 	if cfg.retry != nil {
 		policy = *cfg.retry
 	}
@@ -186,6 +192,32 @@ func Dial(ctx context.Context, url string, opts ...DialOption) (*Connection, err
 	c.replies = NewProducer(c)
 	go c.supervise()
 	return c, nil
+}
+
+// mergeSentinels turns Kombu's "sentinel://h1:26379;sentinel://h2:26379"
+// into one URL: the list names the Sentinels of one Redis deployment, which
+// the driver's failover client asks in turn, not alternate brokers. The
+// other hosts go to the "sentinel" query option; query options merge.
+func mergeSentinels(urls []*transport.URL) []*transport.URL {
+	if len(urls) < 2 {
+		return urls
+	}
+	for _, u := range urls {
+		if u.Scheme != "sentinel" {
+			return urls
+		}
+	}
+	first := *urls[0]
+	first.Query = maps.Clone(first.Query)
+	for _, u := range urls[1:] {
+		first.Query.Add("sentinel", u.HostPort("localhost", 26379))
+		for k, vs := range u.Query {
+			if _, set := first.Query[k]; !set {
+				first.Query[k] = vs
+			}
+		}
+	}
+	return []*transport.URL{&first}
 }
 
 // connect opens a session on one of the URLs, retrying with policy.
@@ -314,12 +346,16 @@ func (c *Connection) lostConnection(s *session, err error) bool {
 	if c.cfg.noRecovery || !errors.Is(err, ErrClosed) {
 		return false
 	}
+	// The driver may report the failure a moment before it marks the
+	// connection dead: give it that moment.
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
 	select {
 	case <-c.closing:
 		return false // closed by the application: nothing to wait for
 	case <-s.tc.Done():
 		return true
-	default:
+	case <-t.C:
 		return false // a channel closed, not the connection
 	}
 }

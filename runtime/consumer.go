@@ -299,6 +299,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return runErr
 }
 
+// errSubscriptionEnded is why a subscription that ended without a reason
+// ended: with its connection, as far as the consumer can tell.
+var errSubscriptionEnded = fmt.Errorf("kombu: the subscription ended unasked: %w", ErrClosed)
+
 // inbound is a delivery and the session it came on.
 type inbound struct {
 	d   *transport.Delivery
@@ -387,7 +391,9 @@ func (c *Consumer) dispatch(ctx context.Context, s *session, sub transport.Subsc
 				if err := sub.Err(); err != nil {
 					return nil, c.conn.op("consume", err)
 				}
-				return nil, nil
+				// Nobody asked it to stop: the broker or the connection
+				// ended it, whatever the driver says.
+				return nil, c.conn.op("consume", errSubscriptionEnded)
 			}
 			select {
 			case work <- inbound{d, s.gen}:

@@ -86,7 +86,8 @@
 // drivers are. The in-process broker (memory://) is always available; the
 // others are imported for their side effect:
 //
-//	import _ "github.com/kombu-go/kombu/transports/amqp" // amqp://, amqps://
+//	import _ "github.com/kombu-go/kombu/transports/amqp"  // amqp://, amqps://
+//	import _ "github.com/kombu-go/kombu/transports/redis" // redis://, rediss://, sentinel://
 //
 // Dialing a scheme whose transport is not imported fails with
 // ErrUnknownScheme and names the package to import. A transport that cannot

@@ -102,7 +102,9 @@ func WithHeaders(h map[string]any) PublishOption {
 }
 
 // WithPriority sets the message priority (0 to 255; the queue needs
-// MaxPriority, and the broker caps the priority at it).
+// MaxPriority, and the broker caps the priority at it). On AMQP a higher
+// number is served first. On Redis, as in Kombu, priorities fall in buckets
+// 0, 3, 6 and 9 and a LOWER number is served first: the opposite order.
 func WithPriority(p uint8) PublishOption { return func(c *publishConfig) { c.props.Priority = p } }
 
 // WithExpiration makes the broker drop (or dead-letter) the message if it is

@@ -108,3 +108,34 @@ func TestEnsureRetriesRecoverableFailures(t *testing.T) {
 		t.Fatalf("a declaration conflict was retried: %d calls, %v", calls, err)
 	}
 }
+
+func TestSentinelListIsOneURL(t *testing.T) {
+	urls, err := transport.ParseList("sentinel://h1:26379;sentinel://h2:26380?master_name=m;sentinel://h3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged := mergeSentinels(urls)
+	if len(merged) != 1 || merged[0].Host != "h1" ||
+		fmt.Sprint(merged[0].Query["sentinel"]) != "[h2:26380 h3:26379]" || merged[0].Query.Get("master_name") != "m" {
+		t.Fatalf("merged to %d URLs: %+v", len(merged), merged[0])
+	}
+	mixed, _ := transport.ParseList("amqp://a//;amqp://b//")
+	if len(mergeSentinels(mixed)) != 2 {
+		t.Fatal("a failover list of brokers was merged")
+	}
+}
+
+func TestDialMakesOneAttemptPerURLByDefault(t *testing.T) {
+	// A single URL: one attempt, even for a failure retrying could fix.
+	conn := testConnection(defaultCodecs)
+	conn.logger = discardLogger()
+	calls := 0
+	policy := NoRetry
+	_ = retry(context.Background(), policy, 1, RoundRobin, func(context.Context, int) error {
+		calls++
+		return &OperationalError{Err: transport.ErrClosed}
+	}, nil)
+	if calls != 1 {
+		t.Fatalf("%d attempts with NoRetry", calls)
+	}
+}

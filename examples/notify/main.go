@@ -19,7 +19,8 @@ import (
 
 	notifyv1 "github.com/kombu-go/kombu/gen/examples/notify/v1"
 	kombu "github.com/kombu-go/kombu/runtime"
-	_ "github.com/kombu-go/kombu/transports/amqp" // KOMBU_URL=amqp://...
+	_ "github.com/kombu-go/kombu/transports/amqp"  // KOMBU_URL=amqp://...
+	_ "github.com/kombu-go/kombu/transports/redis" // KOMBU_URL=redis://...
 )
 
 func main() {

@@ -21,7 +21,8 @@ import (
 
 	ordersv1 "github.com/kombu-go/kombu/gen/examples/orders/v1"
 	kombu "github.com/kombu-go/kombu/runtime"
-	_ "github.com/kombu-go/kombu/transports/amqp" // KOMBU_URL=amqp://...
+	_ "github.com/kombu-go/kombu/transports/amqp"  // KOMBU_URL=amqp://...
+	_ "github.com/kombu-go/kombu/transports/redis" // KOMBU_URL=redis://...
 )
 
 func main() {

@@ -18,7 +18,8 @@ import (
 
 	pricingv1 "github.com/kombu-go/kombu/gen/examples/pricing/v1"
 	kombu "github.com/kombu-go/kombu/runtime"
-	_ "github.com/kombu-go/kombu/transports/amqp" // KOMBU_URL=amqp://...
+	_ "github.com/kombu-go/kombu/transports/amqp"  // KOMBU_URL=amqp://...
+	_ "github.com/kombu-go/kombu/transports/redis" // KOMBU_URL=redis://...
 )
 
 func main() {

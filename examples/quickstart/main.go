@@ -22,7 +22,8 @@ import (
 
 	quickstartv1 "github.com/kombu-go/kombu/gen/examples/quickstart/v1"
 	kombu "github.com/kombu-go/kombu/runtime"
-	_ "github.com/kombu-go/kombu/transports/amqp" // KOMBU_URL=amqp://...
+	_ "github.com/kombu-go/kombu/transports/amqp"  // KOMBU_URL=amqp://...
+	_ "github.com/kombu-go/kombu/transports/redis" // KOMBU_URL=redis://...
 )
 
 func main() {

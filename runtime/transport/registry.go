@@ -55,6 +55,8 @@ func DriverPackage(scheme string) (string, bool) {
 	switch scheme {
 	case "amqp", "amqps", "pyamqp", "librabbitmq":
 		return base + "amqp", true
+	case "redis", "rediss", "sentinel":
+		return base + "redis", true
 	case "memory":
 		return base + "memory", true
 	}

@@ -428,8 +428,10 @@ func describeDialError(op string, err error) error {
 		switch {
 		case ae == amqp.ErrCredentials || ae.Code == amqp.AccessRefused:
 			e.hint = "check the user name and password"
+			e.kind = transport.ErrAccessRefused // retrying will not help
 		case ae == amqp.ErrVhost || ae.Code == amqp.NotAllowed:
 			e.hint = "check the virtual host and the user's permissions on it"
+			e.kind = transport.ErrAccessRefused
 		}
 		return e
 	}

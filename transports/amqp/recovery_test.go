@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -193,5 +194,25 @@ func TestWorkerHooksOnRabbitMQ(t *testing.T) {
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// A refused login is final: Dial returns it at once (after the broker's own
+// delay), never retrying it until the context ends, even with no deadline.
+func TestDialWithAWrongPasswordFailsPromptly(t *testing.T) {
+	brokertest.AMQPURL(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := kombu.Dial(context.Background(), "amqp://guest:wrong-password@127.0.0.1:5672//",
+			kombu.WithRetryPolicy(kombu.RetryPolicy{IntervalStart: 10 * time.Millisecond}))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, kombu.ErrAccessRefused) || strings.Contains(err.Error(), "wrong-password") {
+			t.Fatalf("got %v, want ErrAccessRefused without the password", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Dial with a wrong password still running after 15s")
 	}
 }

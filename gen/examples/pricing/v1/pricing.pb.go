@@ -123,11 +123,11 @@ const file_pricing_pricing_proto_rawDesc = "" +
 	"\n" +
 	"QuoteReply\x12\x1f\n" +
 	"\vtotal_cents\x18\x01 \x01(\x03R\n" +
-	"totalCents2\x80\x01\n" +
-	"\aPricing\x12d\n" +
-	"\x05Quote\x12\x18.pricing.v1.QuoteRequest\x1a\x16.pricing.v1.QuoteReply\")\xf2\x81\x19%\n" +
+	"totalCents2|\n" +
+	"\aPricing\x12`\n" +
+	"\x05Quote\x12\x18.pricing.v1.QuoteRequest\x1a\x16.pricing.v1.QuoteReply\"%\xf2\x81\x19!\n" +
 	"\rpricing.quote\x12\x10\n" +
-	"\x0epricing.quotes2\x022s\x1a\x0f\xf2\x81\x19\v\n" +
+	"\x0epricing.quotes\x1a\x0f\xf2\x81\x19\v\n" +
 	"\apricing\x10\x01B=Z;github.com/kombu-go/kombu/gen/examples/pricing/v1;pricingv1b\x06proto3"
 
 var (

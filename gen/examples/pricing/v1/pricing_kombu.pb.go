@@ -12,7 +12,6 @@ import (
 	context "context"
 	errors "errors"
 	kombu "github.com/kombu-go/kombu/runtime"
-	time "time"
 )
 
 // This is a compile-time assertion that this generated file and the kombu
@@ -68,7 +67,7 @@ func NewPricingProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *P
 	}
 	p := kombu.NewProducer(conn, append(defaults, opts...)...)
 	return &PricingProducer{
-		quote: p.With(kombu.WithRoutingKey("pricing.quote"), kombu.WithType("pricing.v1.Pricing.Quote"), kombu.WithExpiration(2*time.Second)),
+		quote: p.With(kombu.WithRoutingKey("pricing.quote"), kombu.WithType("pricing.v1.Pricing.Quote")),
 	}
 }
 
@@ -76,9 +75,8 @@ func NewPricingProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *P
 // reply, or for ctx to end. A handler's error comes back as a
 // *kombu.RemoteError.
 //
-// Quote prices a basket. The caller waits for the reply or its deadline;
-// the request expires in the queue after as long, so no worker spends time
-// on a question nobody waits for any more.
+// Quote prices a basket. The caller waits for the reply or its deadline,
+// whichever comes first; a reply that comes later is dropped.
 func (p *PricingProducer) Quote(ctx context.Context, m *QuoteRequest, opts ...kombu.PublishOption) (*QuoteReply, error) {
 	reply := new(QuoteReply)
 	if err := p.quote.Call(ctx, m, reply, opts...); err != nil {
@@ -98,9 +96,8 @@ type PricingHandler interface {
 	// Quote handles the messages of route pricing.v1.Pricing.Quote, from queue
 	// "pricing.quotes".
 	//
-	// Quote prices a basket. The caller waits for the reply or its deadline;
-	// the request expires in the queue after as long, so no worker spends time
-	// on a question nobody waits for any more.
+	// Quote prices a basket. The caller waits for the reply or its deadline,
+	// whichever comes first; a reply that comes later is dropped.
 	Quote(ctx context.Context, m *QuoteRequest, msg *kombu.Message) (*QuoteReply, error)
 }
 

@@ -1,0 +1,342 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+// entry is a message this connection took from a queue.
+type entry struct {
+	hkey      string // its key in the unacked hash; "" when it was not recorded
+	raw       string // the envelope as it was stored
+	queue     string
+	step      int  // the priority bucket it came from
+	delivered bool // handed to a consumer (or returned by Get)
+}
+
+// invalidEnvelope labels a stored message that is not a Kombu envelope. It
+// is delivered with this content type and as the "compression" header, which
+// no decompressor has, so that the runtime sends it to the consumer's
+// decode-error handler and rejects it, rather than handing garbage to a
+// handler or dropping it unseen.
+const invalidEnvelope = "application/x-kombu-invalid-envelope"
+
+func (e *entry) delivery(consumerTag string) *transport.Delivery {
+	d, err := decodeEnvelope(e.raw)
+	if err != nil {
+		d = &transport.Delivery{
+			Body:       []byte(e.raw),
+			Headers:    map[string]any{"compression": invalidEnvelope, "x-kombu-error": err.Error()},
+			Properties: transport.Properties{ContentType: invalidEnvelope},
+		}
+	}
+	d.Queue = e.queue
+	d.ConsumerTag = consumerTag
+	return d
+}
+
+// ackScope numbers the deliveries of a subscription (or of a connection's
+// Gets) and settles them. Kombu's delivery tags are UUID strings; the
+// contract's are integers, so each scope maps its integers to entries.
+type ackScope struct {
+	c      *conn
+	sub    *subscription // nil for Get
+	mu     sync.Mutex
+	closed bool
+	last   uint64
+	tags   []uint64 // ascending
+	ents   []*entry
+}
+
+var _ transport.Acknowledger = (*ackScope)(nil)
+
+// track numbers a delivery and records its entry. It reports false once the
+// scope is closed.
+func (a *ackScope) track(e *entry, d *transport.Delivery) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return false
+	}
+	a.last++
+	d.Tag = a.last
+	e.delivered = true
+	a.tags = append(a.tags, a.last)
+	a.ents = append(a.ents, e)
+	return true
+}
+
+func (a *ackScope) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.tags)
+}
+
+func (a *ackScope) find(tag uint64) (int, error) {
+	i, ok := slices.BinarySearch(a.tags, tag)
+	if !ok {
+		return 0, fmt.Errorf("redis: unknown delivery tag %d: never delivered here, or already settled: %w", tag, transport.ErrPrecondition)
+	}
+	return i, nil
+}
+
+// Ack acknowledges the delivery, and with multiple every earlier one of the
+// scope (all of them for tag 0). The acknowledgement is Kombu's ZREM from
+// unacked_index and HDEL from unacked, sent in the background together with
+// others (see ackFlusher), as an AMQP basic.ack is sent without waiting for
+// a reply.
+func (a *ackScope) Ack(tag uint64, multiple bool) error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return transport.ErrClosed
+	}
+	n := len(a.tags)
+	lo := 0
+	if !multiple || tag != 0 {
+		i, err := a.find(tag)
+		if err != nil {
+			a.mu.Unlock()
+			return err
+		}
+		n = i + 1
+		if !multiple {
+			lo = i
+		}
+	}
+	done := slices.Clone(a.ents[lo:n])
+	a.tags = slices.Delete(a.tags, lo, n)
+	a.ents = slices.Delete(a.ents, lo, n)
+	a.c.settle(done)
+	a.mu.Unlock()
+	a.settled()
+	return nil
+}
+
+// Reject settles the delivery. With requeue the message goes to the back
+// of its queue marked redelivered, at once (Kombu's reject(requeue=True));
+// without, it is dropped, as Redis has no dead-lettering.
+func (a *ackScope) Reject(tag uint64, requeue bool) error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return transport.ErrClosed
+	}
+	i, err := a.find(tag)
+	if err != nil {
+		a.mu.Unlock()
+		return err
+	}
+	e := a.ents[i]
+	a.tags = slices.Delete(a.tags, i, i+1)
+	a.ents = slices.Delete(a.ents, i, i+1)
+	if !requeue {
+		a.c.settle([]*entry{e})
+	}
+	a.mu.Unlock()
+	defer a.settled()
+	if requeue {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		return a.c.wrap("requeue", a.c.pushBack(ctx, []*entry{e}, 'L'))
+	}
+	return nil
+}
+
+// forget drops a delivery that was never handed over.
+func (a *ackScope) forget(tag uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if i, err := a.find(tag); err == nil {
+		a.tags = slices.Delete(a.tags, i, i+1)
+		a.ents = slices.Delete(a.ents, i, i+1)
+	}
+}
+
+// takeAll closes the scope and returns its unsettled entries.
+func (a *ackScope) takeAll() []*entry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+	out := a.ents
+	a.tags, a.ents = nil, nil
+	return out
+}
+
+func (a *ackScope) settled() {
+	if a.sub != nil {
+		a.sub.poke(a.sub.settledCh)
+	}
+}
+
+// settle stops renewing the entries' leases and queues their
+// acknowledgements.
+func (c *conn) settle(es []*entry) {
+	keys := make([]string, 0, len(es))
+	for _, e := range es {
+		if e.hkey != "" {
+			keys = append(keys, e.hkey)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	c.unlease(keys)
+	c.acks.add(keys)
+}
+
+func (c *conn) lease(es []*entry) {
+	c.leaseMu.Lock()
+	defer c.leaseMu.Unlock()
+	for _, e := range es {
+		if e.hkey != "" {
+			c.leased[e.hkey] = struct{}{}
+		}
+	}
+}
+
+func (c *conn) unlease(keys []string) {
+	c.leaseMu.Lock()
+	defer c.leaseMu.Unlock()
+	for _, k := range keys {
+		delete(c.leased, k)
+	}
+}
+
+// ackFlusher sends acknowledgements in batches: whatever accumulated while
+// the previous batch was on the wire goes in the next one, as ZREM and HDEL
+// of many tags in one pipeline. Under load that is one round trip for many
+// acknowledgements; when idle, an acknowledgement leaves at once.
+type ackFlusher struct {
+	c       *conn
+	mu      sync.Mutex
+	pending []string
+	kick    chan struct{}
+}
+
+func newAckFlusher(c *conn) *ackFlusher {
+	return &ackFlusher{c: c, kick: make(chan struct{}, 1)}
+}
+
+func (f *ackFlusher) add(keys []string) {
+	f.mu.Lock()
+	f.pending = append(f.pending, keys...)
+	f.mu.Unlock()
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (f *ackFlusher) run() {
+	defer f.c.bgWG.Done()
+	for {
+		select {
+		case <-f.kick:
+			f.flush()
+		case <-f.c.bgStop:
+			f.flush()
+			return
+		}
+	}
+}
+
+const ackChunk = 1000
+
+func (f *ackFlusher) flush() {
+	for {
+		f.mu.Lock()
+		keys := f.pending
+		f.pending = nil
+		f.mu.Unlock()
+		if len(keys) == 0 {
+			return
+		}
+		c := f.c
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for start := 0; start < len(keys); start += ackChunk {
+				chunk := keys[start:min(start+ackChunk, len(keys))]
+				members := make([]any, len(chunk))
+				for i, k := range chunk {
+					members[i] = k
+				}
+				p.ZRem(ctx, c.ks.unackedIndex, members...)
+				p.HDel(ctx, c.ks.unacked, chunk...)
+			}
+			return nil
+		})
+		cancel()
+		if err != nil {
+			c.log.Warn("redis: acknowledgements not recorded; those messages will be redelivered after the visibility timeout",
+				"count", len(keys), "error", err)
+		}
+	}
+}
+
+// leasePeriod is how often the scores of unsettled messages are renewed:
+// four times per visibility timeout, and at least every 30 seconds, so that
+// a Python consumer with a shorter visibility_timeout does not restore them
+// either (down to 30 s).
+func leasePeriod(vt time.Duration) time.Duration {
+	return min(max(vt/4, 50*time.Millisecond), 30*time.Second)
+}
+
+// leaseLoop renews the unacked_index score of every message this
+// connection holds unsettled, so that no restore_visible, ours or Kombu's,
+// takes it for abandoned while its handler still runs. A message is
+// restored only once its connection has stopped renewing it for a
+// visibility timeout: the process died, or lost Redis for that long.
+func (c *conn) leaseLoop() {
+	defer c.bgWG.Done()
+	t := time.NewTicker(leasePeriod(c.opts.visibilityTimeout))
+	defer t.Stop()
+	for {
+		select {
+		case <-c.bgStop:
+			return
+		case <-t.C:
+			c.renewLeases()
+		}
+	}
+}
+
+func (c *conn) renewLeases() {
+	c.leaseMu.Lock()
+	keys := slices.Collect(maps.Keys(c.leased))
+	c.leaseMu.Unlock()
+	if len(keys) == 0 {
+		return
+	}
+	score := nowScore()
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for start := 0; start < len(keys); start += ackChunk {
+			chunk := keys[start:min(start+ackChunk, len(keys))]
+			members := make([]goredis.Z, len(chunk))
+			for i, k := range chunk {
+				members[i] = goredis.Z{Score: score, Member: k}
+			}
+			// XX: never re-add a record someone removed; GT: never move
+			// a score back.
+			p.ZAddArgs(ctx, c.ks.unackedIndex, goredis.ZAddArgs{XX: true, GT: true, Members: members})
+		}
+		return nil
+	})
+	if err != nil {
+		c.log.Warn("redis: renewing the leases of unsettled messages failed", "count", len(keys), "error", err)
+	}
+}
+
+// nowScore is the time as Kombu scores unacked_index entries: Unix seconds
+// as a float.
+func nowScore() float64 { return float64(time.Now().UnixMicro()) / 1e6 }

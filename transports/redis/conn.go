@@ -1,0 +1,629 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+const features = transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout |
+	transport.FeaturePriority | transport.FeatureConfirms | transport.FeatureMandatory
+
+// opTimeout bounds the commands a connection sends on its own behalf
+// (taking, acknowledging, restoring), which have no caller's context.
+const opTimeout = 30 * time.Second
+
+// exchangeDecl is an exchange as declared on this connection. Kombu keeps
+// exchanges in client memory only; so does this driver.
+type exchangeDecl struct {
+	typ        string
+	durable    bool
+	autoDelete bool
+}
+
+// queueDecl is a queue declared on this connection.
+type queueDecl struct {
+	exclusive, autoDelete bool
+}
+
+// fanoutBinding is a queue's binding to a fanout exchange: its consumers
+// subscribe to the exchange's channel with the binding's key ('#' turned
+// to '*'), as Kombu's _fanout_queues records it.
+type fanoutBinding struct {
+	exchange, key string
+}
+
+type conn struct {
+	rdb  *goredis.Client
+	opts *options
+	ks   keyspace
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	closed    bool
+	exchanges map[string]exchangeDecl
+	queues    map[string]queueDecl
+	fanout    map[string][]fanoutBinding // queue → its fanout bindings
+	subs      map[*subscription]struct{}
+	lastCtag  uint64
+	bgStarted bool // restorer and wake hub
+
+	unroutable map[string]struct{} // unacked tags the restorer could not route, warned about
+
+	routes routeCache
+	gets   *ackScope
+
+	leaseMu sync.Mutex
+	leased  map[string]struct{} // unacked hash keys of messages this connection holds unsettled
+
+	acks   *ackFlusher
+	hub    *wakeHub
+	bgStop chan struct{}
+	bgWG   sync.WaitGroup
+	done   chan struct{}
+}
+
+var (
+	_ transport.Conn           = (*conn)(nil)
+	_ transport.BatchPublisher = (*conn)(nil)
+)
+
+func newConn(rdb *goredis.Client, o *options, log *slog.Logger) *conn {
+	c := &conn{
+		rdb:  rdb,
+		opts: o,
+		ks: keyspace{
+			prefix:         o.keyprefix,
+			fanoutPrefix:   o.fanoutPrefix,
+			fanoutPatterns: o.fanoutPatterns,
+			unacked:        o.keyprefix + o.unackedKey,
+			unackedIndex:   o.keyprefix + o.unackedIndexKey,
+			unackedMutex:   o.keyprefix + o.unackedMutexKey,
+		},
+		log: log,
+		// The broker's predefined exchanges, which nobody declares.
+		exchanges: map[string]exchangeDecl{
+			"amq.direct": {typ: transport.ExchangeDirect, durable: true},
+			"amq.topic":  {typ: transport.ExchangeTopic, durable: true},
+			"amq.fanout": {typ: transport.ExchangeFanout, durable: true},
+		},
+		queues:     map[string]queueDecl{},
+		fanout:     map[string][]fanoutBinding{},
+		unroutable: map[string]struct{}{},
+		subs:       map[*subscription]struct{}{},
+		leased:     map[string]struct{}{},
+		bgStop:     make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	c.routes.tables = map[string]*routeTable{}
+	c.gets = &ackScope{c: c}
+	c.acks = newAckFlusher(c)
+	c.bgWG.Add(2)
+	go c.acks.run()
+	go c.leaseLoop()
+	return c
+}
+
+func (c *conn) Features() transport.Features { return features }
+
+// check fails once the connection is closed or ctx is done.
+func (c *conn) check(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return transport.ErrClosed
+	}
+	return nil
+}
+
+// wrap adds the operation to a Redis error and maps it to the transport's
+// sentinels where one fits.
+func (c *conn) wrap(op string, err error) error { return wrapErr(op, err) }
+
+func wrapErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if errors.Is(err, goredis.ErrClosed) {
+		return fmt.Errorf("redis: %s: %w", op, transport.ErrClosed)
+	}
+	msg := err.Error()
+	for _, p := range []string{"WRONGPASS", "NOAUTH", "NOPERM", "ERR invalid password", "ERR AUTH"} {
+		if strings.HasPrefix(msg, p) {
+			return fmt.Errorf("redis: %s: %w: %v", op, transport.ErrAccessRefused, err)
+		}
+	}
+	return fmt.Errorf("redis: %s: %w", op, err)
+}
+
+// exchangeType returns the type this connection knows an exchange by.
+// Like Kombu, an exchange it never declared is taken to be direct.
+func (c *conn) exchangeType(name string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ex, ok := c.exchanges[name]; ok {
+		return ex.typ
+	}
+	return transport.ExchangeDirect
+}
+
+// DeclareExchange records the exchange in this connection's memory, as
+// Kombu's virtual transport does: nothing is written to Redis. A passive
+// declaration succeeds if this connection declared the exchange or the
+// exchange has bindings in Redis.
+func (c *conn) DeclareExchange(ctx context.Context, ex transport.Exchange) error {
+	if err := c.check(ctx); err != nil {
+		return err
+	}
+	if ex.Passive {
+		c.mu.Lock()
+		_, known := c.exchanges[ex.Name]
+		c.mu.Unlock()
+		if known || ex.Name == "" {
+			return nil
+		}
+		n, err := c.rdb.Exists(ctx, c.ks.binding(ex.Name)).Result()
+		if err != nil {
+			return c.wrap("declare exchange "+ex.Name, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("redis: exchange %q: not declared on this connection and has no bindings: %w", ex.Name, transport.ErrNotFound)
+		}
+		return nil
+	}
+	switch ex.Type {
+	case transport.ExchangeDirect, transport.ExchangeTopic, transport.ExchangeFanout:
+	case "":
+		ex.Type = transport.ExchangeDirect
+	default:
+		return fmt.Errorf("redis: exchange %q: type %q (Kombu's Redis transport has direct, topic and fanout): %w", ex.Name, ex.Type, transport.ErrNotSupported)
+	}
+	if ex.Name == "" {
+		return fmt.Errorf("redis: the default exchange cannot be declared: %w", transport.ErrAccessRefused)
+	}
+	if ex.Internal {
+		return fmt.Errorf("redis: exchange %q: internal exchanges: %w", ex.Name, transport.ErrNotSupported)
+	}
+	if len(ex.Arguments) > 0 {
+		return fmt.Errorf("redis: exchange %q: arguments %v: %w", ex.Name, slices.Sorted(maps.Keys(ex.Arguments)), transport.ErrNotSupported)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	decl := exchangeDecl{typ: ex.Type, durable: ex.Durable, autoDelete: ex.AutoDelete}
+	if prev, ok := c.exchanges[ex.Name]; ok {
+		if prev.typ != decl.typ || prev.durable != decl.durable || prev.autoDelete != decl.autoDelete {
+			return fmt.Errorf("redis: exchange %q was declared as %s (durable=%t, auto_delete=%t) on this connection: %w",
+				ex.Name, prev.typ, prev.durable, prev.autoDelete, transport.ErrPrecondition)
+		}
+		return nil
+	}
+	c.exchanges[ex.Name] = decl
+	return nil
+}
+
+// DeleteExchange forgets the exchange and deletes its binding set.
+func (c *conn) DeleteExchange(ctx context.Context, name string, ifUnused bool) error {
+	if err := c.check(ctx); err != nil {
+		return err
+	}
+	key := c.ks.binding(name)
+	if ifUnused {
+		n, err := c.rdb.SCard(ctx, key).Result()
+		if err != nil {
+			return c.wrap("delete exchange "+name, err)
+		}
+		if n > 0 {
+			return fmt.Errorf("redis: exchange %q has %d bindings: %w", name, n, transport.ErrInUse)
+		}
+	}
+	if err := c.rdb.Del(ctx, key).Err(); err != nil {
+		return c.wrap("delete exchange "+name, err)
+	}
+	c.mu.Lock()
+	if !strings.HasPrefix(name, "amq.") {
+		delete(c.exchanges, name)
+	}
+	for q, bs := range c.fanout {
+		bs = slices.DeleteFunc(bs, func(b fanoutBinding) bool { return b.exchange == name })
+		if len(bs) == 0 {
+			delete(c.fanout, q)
+		} else {
+			c.fanout[q] = bs
+		}
+	}
+	c.mu.Unlock()
+	c.routes.forget(name)
+	return nil
+}
+
+// DeclareQueue writes nothing, as in Kombu: a Redis queue exists while one
+// of its lists holds messages. A passive declaration succeeds if one does,
+// or if this connection declared the queue.
+func (c *conn) DeclareQueue(ctx context.Context, q transport.Queue) (transport.QueueInfo, error) {
+	if err := c.check(ctx); err != nil {
+		return transport.QueueInfo{}, err
+	}
+	if q.Passive {
+		if q.Name == "" {
+			return transport.QueueInfo{}, fmt.Errorf("redis: passive declaration of a queue without a name: %w", transport.ErrNotFound)
+		}
+		n, exists, err := c.size(ctx, q.Name)
+		if err != nil {
+			return transport.QueueInfo{}, c.wrap("declare queue "+q.Name, err)
+		}
+		c.mu.Lock()
+		_, declared := c.queues[q.Name]
+		c.mu.Unlock()
+		if !exists && !declared {
+			return transport.QueueInfo{}, fmt.Errorf("redis: queue %q: no messages and not declared on this connection: %w", q.Name, transport.ErrNotFound)
+		}
+		return transport.QueueInfo{Name: q.Name, Messages: n}, nil
+	}
+	if err := checkQueueArgs(q); err != nil {
+		return transport.QueueInfo{}, err
+	}
+	if q.Name == "" {
+		q.Name = "amq.gen-" + newTag()
+	}
+	n, _, err := c.size(ctx, q.Name)
+	if err != nil {
+		return transport.QueueInfo{}, c.wrap("declare queue "+q.Name, err)
+	}
+	c.mu.Lock()
+	c.queues[q.Name] = queueDecl{exclusive: q.Exclusive, autoDelete: q.AutoDelete}
+	c.mu.Unlock()
+	return transport.QueueInfo{Name: q.Name, Messages: n}, nil
+}
+
+// checkQueueArgs accepts the arguments a Redis queue honours:
+// x-max-priority (every Kombu queue on Redis has priority buckets 0, 3, 6
+// and 9, whatever the maximum) and x-queue-type=classic.
+func checkQueueArgs(q transport.Queue) error {
+	for _, name := range slices.Sorted(maps.Keys(q.Arguments)) {
+		v := q.Arguments[name]
+		switch {
+		case name == "x-max-priority":
+		case name == "x-queue-type" && v == "classic":
+		default:
+			return fmt.Errorf("redis: queue %q: argument %s=%v: %w", q.Name, name, v, transport.ErrNotSupported)
+		}
+	}
+	return nil
+}
+
+// size returns the number of messages in a queue's lists (Kombu's _size)
+// and whether any of them exists (Kombu's _has_queue).
+func (c *conn) size(ctx context.Context, queue string) (int, bool, error) {
+	keys := c.ks.buckets(queue)
+	cmds := make([]*goredis.IntCmd, len(keys))
+	_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.LLen(ctx, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	n := 0
+	for _, cmd := range cmds {
+		n += int(cmd.Val())
+	}
+	return n, n > 0, nil
+}
+
+// DeleteQueue deletes the queue's lists and its bindings. Redis does not
+// know a queue's consumers, so ifUnused cannot be honoured and is refused.
+func (c *conn) DeleteQueue(ctx context.Context, name string, ifUnused, ifEmpty bool) (int, error) {
+	if err := c.check(ctx); err != nil {
+		return 0, err
+	}
+	if ifUnused {
+		return 0, fmt.Errorf("redis: delete queue %q if unused: Redis does not know a queue's consumers: %w", name, transport.ErrNotSupported)
+	}
+	if ifEmpty {
+		n, _, err := c.size(ctx, name)
+		if err != nil {
+			return 0, c.wrap("delete queue "+name, err)
+		}
+		if n > 0 {
+			return 0, fmt.Errorf("redis: queue %q has %d messages: %w", name, n, transport.ErrInUse)
+		}
+	}
+	n, err := c.deleteQueue(ctx, name)
+	return n, c.wrap("delete queue "+name, err)
+}
+
+// deleteQueue deletes a queue's lists and removes it from every binding set.
+func (c *conn) deleteQueue(ctx context.Context, name string) (int, error) {
+	n, err := c.purge(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	if err := c.unbindEverywhere(ctx, name); err != nil {
+		return n, err
+	}
+	c.mu.Lock()
+	delete(c.queues, name)
+	delete(c.fanout, name)
+	c.mu.Unlock()
+	return n, nil
+}
+
+// unbindEverywhere removes the queue from every binding set. Kombu only
+// removes the bindings the deleting channel made itself; bindings made by
+// others would keep routing messages to a deleted queue, recreating it.
+func (c *conn) unbindEverywhere(ctx context.Context, queue string) error {
+	match := escapeGlob(c.ks.binding("")) + "*"
+	suffix := sep + queue
+	var cursor uint64
+	for {
+		keys, next, err := c.rdb.Scan(ctx, cursor, match, 1000).Result()
+		if err != nil {
+			return err
+		}
+		for _, key := range keys {
+			members, err := c.rdb.SMembers(ctx, key).Result()
+			if err != nil {
+				return err
+			}
+			var gone []any
+			for _, m := range members {
+				if strings.HasSuffix(m, suffix) {
+					if _, _, q, ok := parseBindingMember(m); ok && q == queue {
+						gone = append(gone, m)
+					}
+				}
+			}
+			if len(gone) > 0 {
+				if err := c.rdb.SRem(ctx, key, gone...).Err(); err != nil {
+					return err
+				}
+				c.routes.forget(strings.TrimPrefix(key, c.ks.binding("")))
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// escapeGlob escapes the characters SCAN MATCH and PSUBSCRIBE treat as
+// wildcards.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// PurgeQueue empties the queue's lists: Kombu's _purge, LLEN and DEL of
+// each bucket in one transaction. Unsettled messages stay unsettled.
+func (c *conn) PurgeQueue(ctx context.Context, name string) (int, error) {
+	if err := c.check(ctx); err != nil {
+		return 0, err
+	}
+	n, err := c.purge(ctx, name)
+	return n, c.wrap("purge queue "+name, err)
+}
+
+func (c *conn) purge(ctx context.Context, name string) (int, error) {
+	keys := c.ks.buckets(name)
+	cmds := make([]*goredis.IntCmd, len(keys))
+	_, err := c.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.LLen(ctx, k)
+			p.Del(ctx, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, cmd := range cmds {
+		n += int(cmd.Val())
+	}
+	return n, nil
+}
+
+// Bind adds Kombu's binding member to the exchange's set: the routing key,
+// the Python regular expression Kombu matches topic keys with (empty for
+// other types) and the queue. The exchange's type is the one this
+// connection declared it with (direct if it did not, as in Kombu).
+func (c *conn) Bind(ctx context.Context, b transport.Binding) error {
+	if err := c.check(ctx); err != nil {
+		return err
+	}
+	if b.DestinationIsExchange {
+		return fmt.Errorf("redis: exchange-to-exchange bindings: %w", transport.ErrNotSupported)
+	}
+	if len(b.Arguments) > 0 {
+		return fmt.Errorf("redis: binding arguments %v: %w", slices.Sorted(maps.Keys(b.Arguments)), transport.ErrNotSupported)
+	}
+	if b.Destination == "" {
+		return fmt.Errorf("redis: bind: no queue given")
+	}
+	source := b.Source
+	if source == "" {
+		source = "amq.direct" // as Kombu's queue_bind
+	}
+	typ := c.exchangeType(source)
+	pattern := ""
+	if typ == transport.ExchangeTopic {
+		pattern = keyToPattern(b.RoutingKey)
+	}
+	if err := c.rdb.SAdd(ctx, c.ks.binding(source), bindingMember(b.RoutingKey, pattern, b.Destination)).Err(); err != nil {
+		return c.wrap("bind "+b.Destination, err)
+	}
+	c.routes.forget(source)
+	if typ == transport.ExchangeFanout {
+		fb := fanoutBinding{exchange: source, key: strings.ReplaceAll(b.RoutingKey, "#", "*")}
+		c.mu.Lock()
+		if !slices.Contains(c.fanout[b.Destination], fb) {
+			c.fanout[b.Destination] = append(c.fanout[b.Destination], fb)
+		}
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// Unbind removes the binding member. Both forms a binding can have been
+// written in (with and without a topic pattern) are removed, since the
+// connection that bound may have known the exchange's type differently.
+// (Kombu 5.2's unbind removes nothing from Redis.)
+func (c *conn) Unbind(ctx context.Context, b transport.Binding) error {
+	if err := c.check(ctx); err != nil {
+		return err
+	}
+	if b.DestinationIsExchange {
+		return fmt.Errorf("redis: exchange-to-exchange bindings: %w", transport.ErrNotSupported)
+	}
+	source := b.Source
+	if source == "" {
+		source = "amq.direct"
+	}
+	err := c.rdb.SRem(ctx, c.ks.binding(source),
+		bindingMember(b.RoutingKey, "", b.Destination),
+		bindingMember(b.RoutingKey, keyToPattern(b.RoutingKey), b.Destination)).Err()
+	if err != nil {
+		return c.wrap("unbind "+b.Destination, err)
+	}
+	c.routes.forget(source)
+	fb := fanoutBinding{exchange: source, key: strings.ReplaceAll(b.RoutingKey, "#", "*")}
+	c.mu.Lock()
+	if bs := slices.DeleteFunc(c.fanout[b.Destination], func(x fanoutBinding) bool { return x == fb }); len(bs) > 0 {
+		c.fanout[b.Destination] = bs
+	} else {
+		delete(c.fanout, b.Destination)
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// Get takes one message (Kombu's basic_get: RPOP over the priority
+// buckets), recording it as unacked in the same step unless autoAck.
+func (c *conn) Get(ctx context.Context, queue string, autoAck bool) (*transport.Delivery, error) {
+	if err := c.check(ctx); err != nil {
+		return nil, err
+	}
+	entries, err := c.take(ctx, []string{queue}, []string{pyQuote(queue)}, 1, !autoAck)
+	if err != nil {
+		return nil, c.wrap("get from "+queue, err)
+	}
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("redis: queue %q: %w", queue, transport.ErrEmpty)
+	}
+	e := entries[0]
+	d := e.delivery("")
+	if !autoAck {
+		if c.gets.track(e, d) {
+			d.Acknowledger = c.gets
+		} else {
+			// Closed while taking: put it back.
+			c.returnEntries([]*entry{e})
+			return nil, transport.ErrClosed
+		}
+	}
+	return d, nil
+}
+
+func pyQuote(s string) string { return string(appendPyString(nil, s)) }
+
+func (c *conn) Done() <-chan struct{} { return c.done }
+
+// Err is nil: go-redis reconnects by itself, so a connection is only ever
+// closed, not lost. A subscription whose commands fail ends with the error.
+func (c *conn) Err() error { return nil }
+
+// Close ends the subscriptions, sends the acknowledgements not yet sent,
+// returns every unsettled message to the front of its queue marked
+// redelivered (Kombu's restore at channel close), deletes the exclusive
+// queues this connection declared and the auto-delete ones it bound to a
+// fanout exchange (as Kombu does at channel close), and closes the client.
+func (c *conn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		<-c.done
+		return nil
+	}
+	c.closed = true
+	subs := slices.Collect(maps.Keys(c.subs))
+	var doomed []string
+	for name, q := range c.queues {
+		if q.exclusive || q.autoDelete && len(c.fanout[name]) > 0 {
+			doomed = append(doomed, name)
+		}
+	}
+	c.mu.Unlock()
+
+	for _, s := range subs {
+		s.end(fmt.Errorf("redis: connection closed while consuming: %w", transport.ErrClosed))
+	}
+	for _, s := range subs {
+		<-s.done
+	}
+	// Close the acknowledgers first: an Ack either made it into the
+	// flusher's queue before, and is flushed below, or fails with
+	// ErrClosed and its message is restored.
+	var unsettled []*entry
+	for _, s := range subs {
+		unsettled = append(unsettled, s.acks.takeAll()...)
+	}
+	unsettled = append(unsettled, c.gets.takeAll()...)
+	close(c.bgStop)
+	c.bgWG.Wait() // restorer, leaser, ack flusher (which flushes on the way out)
+	if c.hub != nil {
+		c.hub.close()
+	}
+	c.returnEntries(unsettled)
+
+	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	for _, name := range doomed {
+		if _, err := c.deleteQueue(ctx, name); err != nil {
+			errs = append(errs, c.wrap("delete exclusive queue "+name, err))
+		}
+	}
+	if err := c.rdb.Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
+		errs = append(errs, err)
+	}
+	close(c.done)
+	return errors.Join(errs...)
+}
+
+// startBackground starts what consumers need: the visibility-timeout
+// restorer and the wake-up hub.
+func (c *conn) startBackground() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.bgStarted || c.closed {
+		return
+	}
+	c.bgStarted = true
+	c.hub = newWakeHub(c)
+	c.bgWG.Add(1)
+	go c.restoreLoop()
+}

@@ -1,0 +1,448 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+const (
+	// unlimitedBatch is how many messages a subscription without a
+	// prefetch limit takes per round trip.
+	unlimitedBatch = 64
+	// autoAckBatch is how many auto-acked messages a subscription takes
+	// per round trip. They are out of Redis once taken, so it keeps few.
+	autoAckBatch = 16
+)
+
+// subscription consumes from its queues in a goroutine of its own: it takes
+// up to its free prefetch in one takeScript call, hands the messages over
+// one at a time, and when the queues are empty waits for a wake-up (a
+// write to one of its lists, announced by Redis client tracking, see
+// wakeHub) or its polling interval.
+type subscription struct {
+	c        *conn
+	acks     ackScope
+	queues   []string // in rotation order (round robin, as Kombu)
+	quoted   map[string]string
+	tags     map[string]string // consumer tag per queue
+	keys     []string          // every bucket key, for wake-ups
+	autoAck  bool
+	prefetch int
+
+	ch        chan *transport.Delivery
+	wakeCh    chan struct{}
+	settledCh chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	stopOnce  sync.Once
+
+	fanout    *goredis.PubSub
+	fanoutQ   map[string][]string // subscribed pattern → queues
+	fanoutWG  sync.WaitGroup
+	fanoutCtx context.Context
+	cancelFan context.CancelFunc
+
+	errMu sync.Mutex
+	err   error
+}
+
+// Consume starts a subscription. Queues bound (on this connection) to a
+// fanout exchange also get its broadcasts: the subscription subscribes to
+// the exchange's channel as Kombu does, and copies each broadcast into the
+// queue's own list as it arrives, where it is taken, acknowledged and
+// restored like any message. Consume returns once those subscriptions are
+// active, so a broadcast published after it returns is received.
+func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transport.Subscription, error) {
+	if len(spec.Queues) == 0 {
+		return nil, errors.New("redis: consume: no queue given")
+	}
+	if spec.Prefetch < 0 {
+		return nil, fmt.Errorf("redis: consume: negative prefetch %d", spec.Prefetch)
+	}
+	if spec.Exclusive {
+		return nil, fmt.Errorf("redis: exclusive consumers (Redis cannot refuse other consumers): %w", transport.ErrNotSupported)
+	}
+	for name, v := range spec.Arguments {
+		if name != "x-cancel-on-ha-failover" { // advisory
+			return nil, fmt.Errorf("redis: consume: argument %s=%#v: %w", name, v, transport.ErrNotSupported)
+		}
+	}
+	for i, q := range spec.Queues {
+		if q == "" {
+			return nil, errors.New("redis: consume: empty queue name")
+		}
+		if slices.Contains(spec.Queues[:i], q) {
+			return nil, fmt.Errorf("redis: consume: queue %q given twice", q)
+		}
+	}
+	if err := c.check(ctx); err != nil {
+		return nil, err
+	}
+	c.startBackground()
+
+	s := &subscription{
+		c:         c,
+		queues:    slices.Clone(spec.Queues),
+		quoted:    make(map[string]string, len(spec.Queues)),
+		tags:      make(map[string]string, len(spec.Queues)),
+		autoAck:   spec.AutoAck,
+		prefetch:  spec.Prefetch,
+		ch:        make(chan *transport.Delivery),
+		wakeCh:    make(chan struct{}, 1),
+		settledCh: make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	s.acks = ackScope{c: c, sub: s}
+	prefix := spec.Tag
+	if prefix == "" {
+		prefix = "ctag-"
+	}
+	patterns := map[string][]string{}
+	c.mu.Lock()
+	for _, q := range s.queues {
+		c.lastCtag++
+		s.tags[q] = prefix + strconv.FormatUint(c.lastCtag, 10)
+		s.quoted[q] = pyQuote(q)
+		for step := range numSteps {
+			s.keys = append(s.keys, c.ks.bucket(q, step))
+		}
+		for _, fb := range c.fanout[q] {
+			p := c.ks.fanoutChannel(fb.exchange, fb.key)
+			if !slices.Contains(patterns[p], q) {
+				patterns[p] = append(patterns[p], q)
+			}
+		}
+	}
+	c.mu.Unlock()
+
+	if len(patterns) > 0 {
+		if err := s.subscribeFanout(ctx, patterns); err != nil {
+			return nil, c.wrap("subscribe to fanout exchanges", err)
+		}
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		s.closeFanout()
+		return nil, transport.ErrClosed
+	}
+	c.subs[s] = struct{}{}
+	c.mu.Unlock()
+	c.hub.register(s)
+	go s.run()
+	return s, nil
+}
+
+func (s *subscription) subscribeFanout(ctx context.Context, patterns map[string][]string) error {
+	s.fanoutQ = patterns
+	list := make([]string, 0, len(patterns))
+	for p := range patterns {
+		list = append(list, p)
+	}
+	slices.Sort(list)
+	s.fanoutCtx, s.cancelFan = context.WithCancel(context.Background())
+	s.fanout = s.c.rdb.PSubscribe(ctx, list...)
+	// Wait for the confirmations, so that broadcasts sent from now on reach
+	// this subscription.
+	for confirmed := 0; confirmed < len(list); {
+		msg, err := s.fanout.Receive(ctx)
+		if err != nil {
+			s.closeFanout()
+			return err
+		}
+		if _, ok := msg.(*goredis.Subscription); ok {
+			confirmed++
+		}
+	}
+	s.fanoutWG.Add(1)
+	go s.receiveFanout()
+	return nil
+}
+
+func (s *subscription) closeFanout() {
+	if s.fanout == nil {
+		return
+	}
+	s.cancelFan()
+	s.fanout.Close()
+	s.fanoutWG.Wait()
+}
+
+// receiveFanout copies each broadcast into the lists of the queues bound
+// with the pattern it matched, in the bucket of its priority. Broadcasts
+// are at-most-once on Redis (PUB/SUB): one sent while this subscription is
+// not connected is missed, as with Kombu.
+func (s *subscription) receiveFanout() {
+	defer s.fanoutWG.Done()
+	ctx := s.fanoutCtx
+	for {
+		msg, err := s.fanout.Receive(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			s.c.log.Warn("redis: fanout subscription interrupted; broadcasts sent meanwhile are missed", "error", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		m, ok := msg.(*goredis.Message)
+		if !ok || m.Payload == "" {
+			continue
+		}
+		queues := s.fanoutQ[m.Pattern]
+		if len(queues) == 0 {
+			continue
+		}
+		step := stepFor(priorityOf(m.Payload))
+		pctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		_, err = s.c.rdb.Pipelined(pctx, func(p goredis.Pipeliner) error {
+			for _, q := range queues {
+				p.LPush(pctx, s.c.ks.bucket(q, step), m.Payload)
+			}
+			return nil
+		})
+		cancel()
+		if err != nil {
+			s.c.log.Error("redis: a broadcast received could not be queued; it is lost", "exchange_channel", m.Channel, "error", err)
+			continue
+		}
+		s.poke(s.wakeCh)
+	}
+}
+
+// poke signals a channel of capacity one without blocking.
+func (s *subscription) poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (s *subscription) stopped() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// capacity is how many messages the subscription may take now.
+func (s *subscription) capacity() int {
+	switch {
+	case s.autoAck:
+		return autoAckBatch
+	case s.prefetch == 0:
+		return unlimitedBatch
+	}
+	return s.prefetch - s.acks.count()
+}
+
+func (s *subscription) run() {
+	defer func() {
+		s.closeFanout()
+		s.c.hub.unregister(s)
+		close(s.ch)
+		close(s.done)
+	}()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for !s.stopped() {
+		n := s.capacity()
+		if n <= 0 {
+			select {
+			case <-s.settledCh:
+			case <-s.stop:
+			}
+			continue
+		}
+		// A wake-up from before this take is answered by the take.
+		select {
+		case <-s.wakeCh:
+		default:
+		}
+		entries, err := s.take(n)
+		if err != nil {
+			if !s.stopped() {
+				s.fail(s.c.wrap("take", err))
+			}
+			return
+		}
+		for _, e := range entries {
+			s.rotate(e.queue)
+		}
+		if !s.deliver(entries) {
+			return
+		}
+		if len(entries) == n {
+			continue // there may be more
+		}
+		timer.Reset(s.c.hub.pollInterval())
+		select {
+		case <-s.wakeCh:
+		case <-timer.C:
+		case <-s.stop:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// takeRetryFor is how long a subscription keeps retrying takes that fail
+// for want of Redis (connection refused or lost, a master that is loading
+// or has just become a replica) before it ends with the error. go-redis
+// reconnects by itself; a restart or a Sentinel failover should not end
+// every consumer.
+const takeRetryFor = 30 * time.Second
+
+// take takes up to n messages, retrying while Redis is unreachable.
+func (s *subscription) take(n int) ([]*entry, error) {
+	quoted := make([]string, len(s.queues))
+	for i, q := range s.queues {
+		quoted[i] = s.quoted[q]
+	}
+	var since time.Time
+	backoff := 100 * time.Millisecond
+	for {
+		entries, err := s.c.take(context.Background(), s.queues, quoted, n, !s.autoAck)
+		if err == nil || !transient(err) {
+			return entries, err
+		}
+		if since.IsZero() {
+			since = time.Now()
+			s.c.log.Warn("redis: taking messages failed; retrying", "queues", s.queues, "error", err)
+		} else if time.Since(since) > takeRetryFor {
+			return nil, err
+		}
+		select {
+		case <-s.stop:
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// transient reports whether an error is Redis being unreachable or not
+// ready, rather than a command failing.
+func transient(err error) bool {
+	if errors.Is(err, goredis.ErrClosed) {
+		return false
+	}
+	var rerr goredis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "BUSY "} {
+			if strings.HasPrefix(msg, p) {
+				return true
+			}
+		}
+		return false
+	}
+	return true // network errors, timeouts
+}
+
+// rotate moves a queue that yielded a message to the end of the order.
+func (s *subscription) rotate(q string) {
+	if i := slices.Index(s.queues, q); i >= 0 && i < len(s.queues)-1 {
+		s.queues = append(append(s.queues[:i:i], s.queues[i+1:]...), q)
+	}
+}
+
+// deliver hands the entries over one at a time. Each is numbered and
+// recorded as unsettled before it is sent, so it can be acked the moment it
+// arrives. If the subscription ends first, the rest go back to the front of
+// their queues as they were, and deliver reports false.
+func (s *subscription) deliver(entries []*entry) bool {
+	for i, e := range entries {
+		d := e.delivery(s.tags[e.queue])
+		if !s.autoAck {
+			if !s.acks.track(e, d) {
+				s.c.returnEntries(entries[i:])
+				return false
+			}
+			d.Acknowledger = &s.acks
+		}
+		select {
+		case s.ch <- d:
+		case <-s.stop:
+			if !s.autoAck {
+				s.acks.forget(d.Tag)
+			}
+			e.delivered = false
+			s.c.returnEntries(entries[i:])
+			return false
+		}
+	}
+	return true
+}
+
+func (s *subscription) fail(err error) {
+	s.errMu.Lock()
+	s.err = err
+	s.errMu.Unlock()
+	s.c.log.Warn("redis: subscription ended", "queues", s.queues, "error", err)
+	s.end(nil)
+}
+
+// end stops the subscription; its goroutine returns the messages it holds
+// and closes the channel.
+func (s *subscription) end(err error) {
+	s.stopOnce.Do(func() {
+		if err != nil {
+			s.errMu.Lock()
+			if s.err == nil {
+				s.err = err
+			}
+			s.errMu.Unlock()
+		}
+		close(s.stop)
+	})
+}
+
+func (s *subscription) Deliveries() <-chan *transport.Delivery { return s.ch }
+
+func (s *subscription) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+// Cancel stops deliveries and waits until the channel is closed and the
+// messages taken but not handed over are back in their queues. Delivered
+// messages stay unsettled (their leases renewed) until settled or until
+// the connection closes.
+func (s *subscription) Cancel(ctx context.Context) error {
+	s.end(nil)
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	c := s.c
+	c.mu.Lock()
+	if s.acks.count() == 0 {
+		delete(c.subs, s)
+	}
+	c.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,277 @@
+// Package redis is kombu-go's Redis transport, built on
+// github.com/redis/go-redis/v9. It registers the "redis", "rediss" and
+// "sentinel" schemes, as Kombu does, and keeps Kombu's Redis layout byte for
+// byte, so that Python Kombu and Celery read what it writes and the other
+// way round, and redis-cli shows the same keys whichever side wrote them.
+//
+// Import it for its side effect:
+//
+//	import _ "github.com/kombu-go/kombu/transports/redis"
+//
+// # URLs
+//
+//	redis://[user:password@]host[:6379][/db]
+//	rediss://[user:password@]host[:6379][/db]           TLS, verified
+//	redis+socket:///run/redis.sock[?virtual_host=db]
+//	sentinel://[user:password@]host[:26379][/db]?master_name=mymaster&sentinel=host2:26379&sentinel=host3
+//
+// The path is the database number (0 when absent, "/" or empty), as Kombu's
+// virtual host. User and password authenticate to Redis (the user through
+// Redis 6 ACLs). Query options, with Kombu's transport option names:
+//
+//	visibility_timeout=3600       seconds before an unacknowledged message is restored (Kombu's default)
+//	global_keyprefix=app:         prefixed to every key and channel name
+//	polling_interval=1            seconds a consumer waits for a wake-up before looking anyway (also brpop_timeout)
+//	unacked_restore_interval=10   seconds between restores (default: 10, or half the visibility timeout if shorter)
+//	unacked_restore_limit=0       entries restored per pass (0: all)
+//	unacked_mutex_expire=300      seconds the restore lock lives
+//	unacked_key, unacked_index_key, unacked_mutex_key   the key names (defaults unacked, unacked_index, unacked_mutex)
+//	fanout_prefix=true            false: no "/<db>." prefix on fanout channels (Kombu 3); or the prefix itself
+//	fanout_patterns=true          false: publish fanout messages on the exchange's channel only
+//	max_connections=20            size of the command connection pool (default: go-redis's, 10 per CPU)
+//	socket_timeout=3              seconds for a command's reply
+//	socket_connect_timeout=5      seconds to connect
+//	client_name=orders            CLIENT SETNAME of every connection
+//	ssl=true                      TLS on a redis:// or sentinel:// URL
+//	ssl_cert_reqs=required        required (default), optional or none; also CERT_REQUIRED, ...
+//	ssl_ca_certs=/ca.pem          CA bundle to verify the server with
+//	ssl_certfile=/c.pem           client certificate (ssl_keyfile: its key)
+//	ssl_check_hostname=false      verify the chain but not the host name
+//	insecure=true                 skip certificate verification altogether
+//	master_name=mymaster          sentinel:// only, required: the master Sentinel monitors
+//	sentinel=h2:26379             sentinel:// only, repeatable or comma-separated: more Sentinels
+//	sentinel_username, sentinel_password   credentials for the Sentinels themselves
+//
+// Any other key is an error wrapping transport.ErrInvalidURL. Options from
+// transport.Config (connect timeout, TLS configuration, connection name)
+// win over the URL's. Kombu does not verify a rediss:// server's certificate
+// unless told to; this transport verifies it (against the system roots, or
+// ssl_ca_certs) unless told not to, with insecure=true or ssl_cert_reqs=none.
+//
+// Kombu lists Sentinels as separate URLs, "sentinel://h1:26379;sentinel://h2:26379",
+// but a ";" list reaches a driver one URL at a time, as failover
+// alternatives. Give the other Sentinels with sentinel= instead:
+// "sentinel://h1:26379?master_name=m&sentinel=h2:26379". Connections go
+// through go-redis's failover client, which asks the Sentinels for the
+// current master and follows failovers.
+//
+// # Layout
+//
+// A message is a JSON envelope (see envelope.go) written as Python's
+// json.dumps writes it, LPUSHed to the queue's list; consumers take from
+// the right, so queues are FIFO. A queue has four lists, one per priority
+// step: "<queue>" for priorities 0 to 2 and "<queue>\x06\x163",
+// "<queue>\x06\x166", "<queue>\x06\x169" for 3-5, 6-8 and 9 and above. Lower
+// numbers are served first, as Kombu does on Redis, which is the opposite of
+// AMQP. Every queue has them: x-max-priority is accepted and changes
+// nothing.
+//
+// Exchanges exist only in the memory of the connection that declared them,
+// as in Kombu: an exchange this connection did not declare is taken to be
+// direct (amq.direct, amq.topic and amq.fanout are known). Bindings are
+// Redis sets, "_kombu.binding.<exchange>", of "<key>\x06\x16<pattern>\x06\x16<queue>",
+// where the pattern is the Python regular expression Kombu matches topic
+// keys with. On Redis a topic "*" matches one or more words, not exactly
+// one, and "a.#" does not match "a" (see topic.go); kombu-go matches as
+// Kombu does, so both sides route alike. Publishing to a direct or topic
+// exchange routes with the binding set as it is at that moment (read once,
+// cached, and checked by the publish script, see publishScript), so a
+// binding added by any client takes effect at once. A fanout exchange
+// PUBLISHes on the channel "/<db>.<exchange>", or "/<db>.<exchange>/<key>"
+// with a routing key; consumers of a queue bound to it (on their own
+// connection, as Kombu's consumers) subscribe with their binding's key.
+//
+// Unacknowledged messages are recorded as Kombu records them: the "unacked"
+// hash maps a delivery tag to [message, exchange, routing key] and the
+// "unacked_index" sorted set scores it with the time it was taken. Ack
+// removes both. Reject with requeue pushes the message to the back of its
+// queue (LPUSH) marked redelivered, as Kombu does; reject without requeue
+// drops it (Redis has no dead-lettering). A message unacknowledged for
+// visibility_timeout goes back to the front of its queue (RPUSH), marked
+// redelivered, by the first consumer (Go or Python) whose periodic restore
+// gets the "unacked_mutex" lock. Closing a connection returns its unsettled
+// messages at once.
+//
+// # Differences from Kombu
+//
+//   - Taking is atomic: a script pops the message and records it in
+//     unacked and unacked_index in one step, so a consumer that dies at any
+//     moment loses nothing (Kombu pops with BRPOP and records afterwards).
+//     Consumers take up to their free prefetch per round trip.
+//   - Leases: while a message is unsettled, its connection renews its
+//     unacked_index score (four times per visibility timeout, at least
+//     every 30 s), so a handler that runs longer than the visibility timeout
+//     is not handed to a second consumer while it runs. A message is
+//     restored only after its connection stopped renewing it for a
+//     visibility timeout: the process died or lost Redis.
+//   - The unacked record names the queue the message was taken from: its
+//     exchange is "" and its routing key the queue, which Kombu's restore
+//     reads as "push to that queue". Kombu records the message's exchange
+//     and routing key, and its restore routes them again through the
+//     bindings with the exchange's type as the restoring process knows it:
+//     a topic message restored by a process that never declared the
+//     exchange is dropped, and a message taken from one of two queues bound
+//     with the same key is restored to both.
+//   - Each queue's copy of a routed message gets its own delivery tag;
+//     Kombu gives every copy the same tag, so their unacked records collide.
+//     When Go takes a message whose tag is already recorded (a copy Kombu
+//     published), it records it under "<tag>.2".
+//   - Restored and requeued messages go back to the bucket of their
+//     priority; Kombu puts them in the priority-0 list.
+//   - A stale unacked record (written by Kombu) that routes to no queue from
+//     this connection is left where it is, for a restorer that knows its
+//     exchange, and logged; Kombu drops it.
+//   - Consumers wait for work using Redis client tracking instead of
+//     BRPOP (see wake.go).
+//   - Acknowledgements are sent in the background, batched (see ackFlusher):
+//     Ack returns at once, as an AMQP basic.ack does.
+//   - A broadcast received by a consumer is copied into its queue's list
+//     and taken from there, so prefetch, acknowledgement and restore apply
+//     to it; Kombu hands it to the consumer straight from PUB/SUB. It is
+//     still at-most-once on the wire: a broadcast published while no
+//     consumer is subscribed is lost, as with Kombu.
+//   - Unbind removes the binding from Redis (Kombu 5.2's unbind does not),
+//     and deleting a queue removes it from every binding set, not only
+//     from those its connection made.
+//   - Mandatory publishing is supported: ErrUnroutable when no binding
+//     matches, or when a fanout exchange has no subscriber.
+//   - Per-message expiration is refused (Kombu stores it and never enforces
+//     it), as are exclusive consumers, binding and exchange arguments,
+//     ifUnused on queue deletion (Redis does not know consumers), and every
+//     queue argument except x-max-priority and x-queue-type=classic.
+//   - Exclusive queues, and auto-delete queues bound to a fanout exchange,
+//     are deleted when the connection that declared them closes.
+//
+// # Connections and costs
+//
+// A connection is a go-redis client with a pool of command connections.
+// Consumers never hold a pooled connection while they wait (they wait for a
+// wake-up, not in BRPOP), so the pool does not have to grow with the number
+// of consumers: go-redis's default (10 per CPU) serves many; max_connections
+// sets it. Besides the pool, a connection that consumes opens two
+// connections for wake-ups, and each subscription with fanout queues one
+// PUB/SUB connection.
+//
+// A publish is one round trip (LPUSH, or publishScript for an exchange with
+// bindings); PublishBatch pipelines up to 512 messages per round trip. A
+// consumer takes up to its free prefetch in one round trip and acknowledges
+// in batches, against Kombu's three round trips per message (BRPOP, the
+// unacked record, the acknowledgement). An idle consumer is woken by every
+// write to its queues' keys, including other consumers' takes, so N idle
+// consumers of one queue make about 2N cheap, empty take calls per message
+// at low rates.
+//
+// Publish returns once Redis has applied the write (FeatureConfirms), which
+// is not once it is on disk: with Debian's default configuration (RDB
+// snapshots, no AOF) a Redis crash loses recent writes, acknowledged or not.
+// A process killed while it holds the unacked_mutex lock (for the few
+// milliseconds a restore pass takes) delays every restore until the lock
+// expires: unacked_mutex_expire, 300 s as in Kombu.
+package redis
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+func init() {
+	transport.Register("redis", Driver{})
+	transport.Register("rediss", Driver{})
+	transport.Register("sentinel", Driver{})
+}
+
+// Driver opens connections to Redis.
+type Driver struct{}
+
+// Open connects and checks the connection with a PING.
+func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) (transport.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	o, err := parseOptions(u, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rdb := o.newClient(clientTweaks{})
+	pctx := ctx
+	if cfg.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithTimeout(ctx, cfg.ConnectTimeout)
+		defer cancel()
+	}
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		rdb.Close()
+		return nil, wrapErr("connect to "+u.String(), err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = discardLogger
+	}
+	return newConn(rdb, o, log), nil
+}
+
+// clientTweaks adjust a client for one use.
+type clientTweaks struct {
+	poolSize  int
+	onConnect func(context.Context, *goredis.Conn) error
+}
+
+// newClient makes a go-redis client for the options: a failover client
+// for sentinel://, a plain one otherwise. It speaks RESP2, as redis-py
+// does, which keeps pub/sub messages (and tracking invalidations) in the
+// form Kombu and this driver read.
+func (o *options) newClient(t clientTweaks) *goredis.Client {
+	poolSize := o.poolSize
+	if t.poolSize > 0 {
+		poolSize = t.poolSize
+	}
+	var tlsConf *tls.Config
+	if o.tls != nil {
+		tlsConf = o.tls.Clone()
+	}
+	if len(o.sentinels) > 0 {
+		return goredis.NewFailoverClient(&goredis.FailoverOptions{
+			MasterName:            o.masterName,
+			SentinelAddrs:         o.sentinels,
+			SentinelUsername:      o.sentinelUser,
+			SentinelPassword:      o.sentinelPass,
+			ClientName:            o.clientName,
+			Protocol:              2,
+			Username:              o.user,
+			Password:              o.pass,
+			DB:                    o.db,
+			DialTimeout:           o.dialTimeout,
+			ReadTimeout:           o.ioTimeout,
+			WriteTimeout:          o.ioTimeout,
+			ContextTimeoutEnabled: true,
+			PoolSize:              poolSize,
+			TLSConfig:             tlsConf,
+			DisableIdentity:       true,
+			OnConnect:             t.onConnect,
+		})
+	}
+	return goredis.NewClient(&goredis.Options{
+		Network:               o.network,
+		Addr:                  o.addr,
+		ClientName:            o.clientName,
+		Protocol:              2,
+		Username:              o.user,
+		Password:              o.pass,
+		DB:                    o.db,
+		DialTimeout:           o.dialTimeout,
+		ReadTimeout:           o.ioTimeout,
+		WriteTimeout:          o.ioTimeout,
+		ContextTimeoutEnabled: true,
+		PoolSize:              poolSize,
+		TLSConfig:             tlsConf,
+		DisableIdentity:       true,
+		OnConnect:             t.onConnect,
+	})
+}
+
+var discardLogger = slog.New(slog.DiscardHandler)

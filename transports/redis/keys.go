@@ -1,0 +1,100 @@
+package redis
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Kombu's Redis layout (kombu/transport/redis.py):
+//
+//	<queue>                       LIST, priority step 0 (LPUSH to publish, RPOP to take)
+//	<queue>\x06\x16<step>          LIST, priority steps 3, 6 and 9
+//	_kombu.binding.<exchange>     SET of "<routing key>\x06\x16<pattern>\x06\x16<queue>"
+//	unacked                       HASH delivery tag → JSON [message, exchange, routing key]
+//	unacked_index                 ZSET delivery tag scored by the time it was taken
+//	unacked_mutex                 STRING, the lock restore_visible takes
+//	/<db>.<exchange>[/<key>]      PUB/SUB channel of a fanout exchange
+//
+// global_keyprefix is prepended to every key and channel name.
+
+// sep separates the parts of a binding member and a queue from its
+// priority step, as Kombu's Channel.sep.
+const sep = "\x06\x16"
+
+// priorityStepValues are Kombu's default priority_steps.
+var priorityStepValues = [...]int{0, 3, 6, 9}
+
+const numSteps = len(priorityStepValues)
+
+// maxPriority is the highest priority Kombu's virtual transports tell apart.
+const maxPriority = 9
+
+// keyspace names the keys and channels of one connection's database.
+type keyspace struct {
+	prefix         string // global_keyprefix
+	fanoutPrefix   string // "/<db>." by default
+	fanoutPatterns bool
+	unacked        string // with the prefix
+	unackedIndex   string
+	unackedMutex   string
+}
+
+// bucket returns the list key of a queue's priority step (an index into
+// priorityStepValues).
+func (k *keyspace) bucket(queue string, step int) string {
+	if step == 0 {
+		return k.prefix + queue
+	}
+	return k.prefix + queue + sep + strconv.Itoa(priorityStepValues[step])
+}
+
+// buckets returns the list keys of a queue, step 0 first.
+func (k *keyspace) buckets(queue string) [numSteps]string {
+	var out [numSteps]string
+	for i := range out {
+		out[i] = k.bucket(queue, i)
+	}
+	return out
+}
+
+// stepFor maps a message priority to its step as Kombu's _put does: the
+// priority is clamped to 0..9 and the largest step not above it is taken.
+func stepFor(priority int) int {
+	priority = min(max(priority, 0), maxPriority)
+	step := 0
+	for i, v := range priorityStepValues {
+		if v <= priority {
+			step = i
+		}
+	}
+	return step
+}
+
+func (k *keyspace) binding(exchange string) string {
+	return k.prefix + "_kombu.binding." + exchange
+}
+
+// fanoutChannel is the channel Kombu publishes a fanout message on, and,
+// with a binding's key (with '#' turned to '*'), the pattern its consumers
+// subscribe to.
+func (k *keyspace) fanoutChannel(exchange, routingKey string) string {
+	if routingKey != "" && k.fanoutPatterns {
+		return k.prefix + k.fanoutPrefix + exchange + "/" + routingKey
+	}
+	return k.prefix + k.fanoutPrefix + exchange
+}
+
+// bindingMember is the set member Kombu writes for a binding.
+func bindingMember(routingKey, pattern, queue string) string {
+	return routingKey + sep + pattern + sep + queue
+}
+
+// parseBindingMember splits a binding member. Members that do not have
+// three parts are not Kombu's and are skipped, as Python would fail on them.
+func parseBindingMember(m string) (routingKey, pattern, queue string, ok bool) {
+	parts := strings.Split(m, sep)
+	if len(parts) != 3 {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}

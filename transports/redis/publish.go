@@ -1,0 +1,367 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sync"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+// Routing. Bindings live in Redis sets that any client (Go or Python) may
+// change at any time, so a route is never trusted without checking: the
+// connection caches each exchange's binding set with its fingerprint, routes
+// locally with it, and publishes through publishScript, which pushes only if
+// the set's fingerprint is still the same and otherwise returns the current
+// members for the connection to route again. A binding added by anyone is
+// therefore used by the very next publish, at the cost of one SMEMBERS on
+// the server per publish and no extra round trip.
+
+// binding is one member of a binding set.
+type binding struct {
+	key, pattern, queue string
+}
+
+// routeTable is the cached binding set of one exchange.
+type routeTable struct {
+	fp       string
+	bindings []binding
+	mu       sync.Mutex
+	memo     map[memoKey][]string
+}
+
+type memoKey struct{ typ, routingKey string }
+
+const maxMemo = 1024
+
+func newRouteTable(members []string) *routeTable {
+	t := &routeTable{fp: bindingFingerprint(members), memo: map[memoKey][]string{}}
+	for _, m := range members {
+		if k, p, q, ok := parseBindingMember(m); ok {
+			t.bindings = append(t.bindings, binding{k, p, q})
+		}
+	}
+	return t
+}
+
+// route returns the queues a message with the routing key goes to through
+// an exchange of the given type, as Kombu's exchange types look them up:
+// direct compares the binding's key, topic matches the binding's stored
+// pattern, fanout takes every queue. The result is sorted and has no
+// duplicates (Kombu collects a set).
+func (t *routeTable) route(typ, routingKey string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if qs, ok := t.memo[memoKey{typ, routingKey}]; ok {
+		return qs
+	}
+	var qs []string
+	for _, b := range t.bindings {
+		var match bool
+		switch typ {
+		case transport.ExchangeTopic:
+			match = pyMatch(b.pattern, routingKey)
+		case transport.ExchangeFanout:
+			match = true
+		default:
+			match = b.key == routingKey
+		}
+		if match && !slices.Contains(qs, b.queue) {
+			qs = append(qs, b.queue)
+		}
+	}
+	slices.Sort(qs)
+	if len(t.memo) >= maxMemo {
+		clear(t.memo)
+	}
+	t.memo[memoKey{typ, routingKey}] = qs
+	return qs
+}
+
+// Compiled patterns are shared by every connection, as Kombu's
+// TopicExchange._compiled is.
+var (
+	patternsMu sync.RWMutex
+	patterns   = map[string]*regexp.Regexp{} // nil: does not compile
+)
+
+// pyMatch is re.match(pattern, routingKey) for the patterns Kombu stores.
+func pyMatch(pattern, routingKey string) bool {
+	patternsMu.RLock()
+	re, ok := patterns[pattern]
+	patternsMu.RUnlock()
+	if !ok {
+		re, _ = compilePyPattern(pattern)
+		patternsMu.Lock()
+		if len(patterns) > 10000 {
+			clear(patterns)
+		}
+		patterns[pattern] = re
+		patternsMu.Unlock()
+	}
+	return re != nil && re.MatchString(routingKey)
+}
+
+// routeCache holds a connection's route tables.
+type routeCache struct {
+	mu     sync.Mutex
+	tables map[string]*routeTable
+}
+
+func (rc *routeCache) get(exchange string) *routeTable {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.tables[exchange]
+}
+
+func (rc *routeCache) put(exchange string, t *routeTable) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.tables) > 4096 {
+		clear(rc.tables)
+	}
+	rc.tables[exchange] = t
+}
+
+func (rc *routeCache) forget(exchange string) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	delete(rc.tables, exchange)
+}
+
+// Publish sends one message. Redis acknowledges every write before the
+// reply comes back, so a nil error means the message is in Redis (or, for
+// a fanout exchange, was handed to the subscribers connected then).
+func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
+	return c.publish(ctx, []*transport.Publishing{p})
+}
+
+// PublishBatch sends every message in pipelines of up to 512 commands: one
+// round trip per pipeline rather than one per message.
+func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
+	return c.publish(ctx, ps)
+}
+
+const pipelineChunk = 512
+
+// pubOp is one message on its way: the command that sends it, and what is
+// needed to build that command again after its route went stale.
+type pubOp struct {
+	p      *transport.Publishing
+	index  int
+	kind   byte // 'd' default exchange, 'f' fanout, 'r' routed through bindings
+	typ    string
+	head   []byte // the envelope up to its delivery tag
+	err    error
+	done   bool
+	cmd    goredis.Cmder
+	routes []string
+}
+
+func (c *conn) publish(ctx context.Context, ps []*transport.Publishing) error {
+	if err := c.check(ctx); err != nil {
+		return err
+	}
+	ops := make([]*pubOp, len(ps))
+	for i, p := range ps {
+		op := &pubOp{p: p, index: i}
+		ops[i] = op
+		if p.Expiration > 0 {
+			op.err = fmt.Errorf("redis: message expiration (Kombu stores it on Redis but nothing enforces it): %w", transport.ErrNotSupported)
+			op.done = true
+			continue
+		}
+		head, err := appendEnvelopeHead(make([]byte, 0, 256+len(p.Body)*4/3), p)
+		if err != nil {
+			op.err, op.done = err, true
+			continue
+		}
+		op.head = head
+		switch {
+		case p.Exchange == "" && p.RoutingKey == "":
+			// No queue has the empty name: the message goes nowhere.
+			op.done = true
+			if p.Mandatory {
+				op.err = fmt.Errorf("redis: the default exchange with an empty routing key names no queue: %w", transport.ErrUnroutable)
+			}
+		case p.Exchange == "":
+			op.kind = 'd'
+		default:
+			op.typ = c.exchangeType(p.Exchange)
+			if op.typ == transport.ExchangeFanout {
+				op.kind = 'f'
+			} else {
+				op.kind = 'r'
+			}
+		}
+	}
+	for start := 0; start < len(ops); start += pipelineChunk {
+		if err := c.publishChunk(ctx, ops[start:min(start+pipelineChunk, len(ops))]); err != nil {
+			for _, op := range ops[start:] {
+				if !op.done {
+					op.err, op.done = err, true
+				}
+			}
+			break
+		}
+	}
+	var failed []*pubOp
+	for _, op := range ops {
+		if op.err != nil {
+			failed = append(failed, op)
+		}
+	}
+	switch {
+	case len(failed) == 0:
+		return nil
+	case len(ops) == 1:
+		return failed[0].err
+	}
+	return fmt.Errorf("redis: %d of %d messages not published; the first, message %d: %w",
+		len(failed), len(ops), failed[0].index, failed[0].err)
+}
+
+// publishChunk sends a chunk of messages in one pipeline, then again for
+// those whose binding set changed under them, until all are settled.
+func (c *conn) publishChunk(ctx context.Context, ops []*pubOp) error {
+	for round := 0; ; round++ {
+		var pending []*pubOp
+		for _, op := range ops {
+			if !op.done {
+				pending = append(pending, op)
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		if round == 10 {
+			return errors.New("redis: publish: the bindings kept changing while routing")
+		}
+		// Read the binding sets not cached yet, in one round trip.
+		if err := c.loadTables(ctx, pending); err != nil {
+			return c.wrap("publish", err)
+		}
+		pipe := c.rdb.Pipeline()
+		for _, op := range pending {
+			c.queueOp(ctx, pipe, op)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !isCommandError(err) {
+			return c.wrap("publish", err)
+		}
+		noscript := false
+		for _, op := range pending {
+			switch cmd := op.cmd.(type) {
+			case *goredis.IntCmd: // LPUSH or PUBLISH
+				if err := cmd.Err(); err != nil {
+					op.err, op.done = c.wrap("publish", err), true
+				} else if op.kind == 'f' && op.p.Mandatory && cmd.Val() == 0 {
+					op.err, op.done = fmt.Errorf("redis: fanout exchange %q has no subscriber: %w", op.p.Exchange, transport.ErrUnroutable), true
+				} else {
+					op.done = true
+				}
+			case *goredis.Cmd: // publishScript
+				v, err := cmd.Result()
+				switch {
+				case goredis.HasErrorPrefix(err, "NOSCRIPT"):
+					noscript = true
+				case err != nil:
+					op.err, op.done = c.wrap("publish", err), true
+				default:
+					switch v := v.(type) {
+					case int64:
+						op.done = true
+						if v == 0 && op.p.Mandatory {
+							op.err = fmt.Errorf("redis: no queue bound to exchange %q with routing key %q: %w", op.p.Exchange, op.p.RoutingKey, transport.ErrUnroutable)
+						}
+					case []any:
+						members := make([]string, 0, len(v))
+						for _, m := range v {
+							if s, ok := m.(string); ok {
+								members = append(members, s)
+							}
+						}
+						c.routes.put(op.p.Exchange, newRouteTable(members))
+					default:
+						op.err, op.done = fmt.Errorf("redis: publish: unexpected reply %T", v), true
+					}
+				}
+			}
+		}
+		if noscript {
+			if err := publishScript.Load(ctx, c.rdb).Err(); err != nil {
+				return c.wrap("load publish script", err)
+			}
+		}
+	}
+}
+
+// isCommandError reports whether a pipeline error is one command's error
+// (reported on that command) rather than a failure of the connection.
+func isCommandError(err error) bool {
+	var rerr goredis.Error
+	return errors.As(err, &rerr)
+}
+
+func (c *conn) loadTables(ctx context.Context, ops []*pubOp) error {
+	var missing []string
+	for _, op := range ops {
+		if op.kind == 'r' && c.routes.get(op.p.Exchange) == nil && !slices.Contains(missing, op.p.Exchange) {
+			missing = append(missing, op.p.Exchange)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	cmds := make([]*goredis.StringSliceCmd, len(missing))
+	_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, ex := range missing {
+			cmds[i] = p.SMembers(ctx, c.ks.binding(ex))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, ex := range missing {
+		c.routes.put(ex, newRouteTable(cmds[i].Val()))
+	}
+	return nil
+}
+
+// queueOp adds the command that sends op to the pipeline.
+func (c *conn) queueOp(ctx context.Context, pipe goredis.Pipeliner, op *pubOp) {
+	p := op.p
+	step := stepFor(int(p.Priority))
+	switch op.kind {
+	case 'd':
+		// The default exchange: the routing key names the queue (Kombu's
+		// anonymous exchange), with no lookup.
+		op.cmd = pipe.LPush(ctx, c.ks.bucket(p.RoutingKey, step), appendEnvelopeTail(op.head, newTag()))
+	case 'f':
+		op.cmd = pipe.Publish(ctx, c.ks.fanoutChannel(p.Exchange, p.RoutingKey), appendEnvelopeTail(op.head, newTag()))
+	default:
+		t := c.routes.get(p.Exchange)
+		if t == nil {
+			t = newRouteTable(nil)
+		}
+		queues := t.route(op.typ, p.RoutingKey)
+		keys := make([]string, 1, 1+len(queues))
+		keys[0] = c.ks.binding(p.Exchange)
+		args := make([]any, 1, 1+len(queues))
+		args[0] = t.fp
+		for _, q := range queues {
+			keys = append(keys, c.ks.bucket(q, step))
+			// Each queue's copy gets its own delivery tag (Kombu gives them
+			// all the same one), so that the copies' unacked records, keyed
+			// by tag, cannot collide.
+			args = append(args, appendEnvelopeTail(op.head[:len(op.head):len(op.head)], newTag()))
+		}
+		op.routes = queues
+		op.cmd = publishScript.EvalSha(ctx, pipe, keys, args...)
+	}
+}

@@ -1,0 +1,290 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// take runs takeScript over the queues (in the order given, with their
+// names pre-quoted as JSON) and returns what it took, recorded as unacked
+// and leased when record is set. It uses its own context: once the script
+// has run, its reply must be read, or the messages it recorded would wait a
+// visibility timeout for a restore.
+func (c *conn) take(ctx context.Context, queues, quoted []string, n int, record bool) ([]*entry, error) {
+	keys := make([]string, 2, 2+numSteps*len(queues))
+	keys[0], keys[1] = c.ks.unacked, c.ks.unackedIndex
+	for step := range numSteps {
+		for _, q := range queues {
+			keys = append(keys, c.ks.bucket(q, step))
+		}
+	}
+	rec := "0"
+	if record {
+		rec = "1"
+	}
+	args := make([]any, 4, 4+len(queues))
+	args[0], args[1], args[2], args[3] = n, strconv.FormatFloat(nowScore(), 'f', -1, 64), rec, len(queues)
+	for _, q := range quoted {
+		args = append(args, q)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	defer cancel()
+	res, err := takeScript.Run(tctx, c.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(res)%4 != 0 {
+		return nil, fmt.Errorf("redis: take: malformed reply of %d values", len(res))
+	}
+	out := make([]*entry, 0, len(res)/4)
+	for i := 0; i < len(res); i += 4 {
+		q, _ := res[i].(int64)
+		step, _ := res[i+1].(int64)
+		raw, _ := res[i+2].(string)
+		hkey, _ := res[i+3].(string)
+		if q < 1 || int(q) > len(queues) || step < 0 || step >= int64(numSteps) {
+			return nil, fmt.Errorf("redis: take: malformed reply")
+		}
+		out = append(out, &entry{hkey: hkey, raw: raw, queue: queues[q-1], step: int(step)})
+	}
+	if record {
+		c.lease(out)
+	}
+	return out, nil
+}
+
+// scriptCall is one script invocation in a pipeline.
+type scriptCall struct {
+	keys []string
+	args []any
+	cmd  *goredis.Cmd
+}
+
+// evalPipelined runs a script once per call in one pipeline, loading the
+// script and running again the calls that found it missing from the
+// server's cache (after a restart or a failover).
+func (c *conn) evalPipelined(ctx context.Context, s *goredis.Script, calls []*scriptCall) error {
+	pending := calls
+	for attempt := 0; len(pending) > 0; attempt++ {
+		pipe := c.rdb.Pipeline()
+		for _, call := range pending {
+			call.cmd = s.EvalSha(ctx, pipe, call.keys, call.args...)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !isCommandError(err) {
+			return err
+		}
+		var missing []*scriptCall
+		for _, call := range pending {
+			if goredis.HasErrorPrefix(call.cmd.Err(), "NOSCRIPT") {
+				missing = append(missing, call)
+			}
+		}
+		if len(missing) == 0 || attempt > 0 {
+			break
+		}
+		if err := s.Load(ctx, c.rdb).Err(); err != nil {
+			return err
+		}
+		pending = missing
+	}
+	var errs []error
+	for _, call := range calls {
+		if err := call.cmd.Err(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pushBack returns taken messages to their queues with returnScript, each
+// only if its unacked record is still there: delivered ones marked
+// redelivered (as Kombu's _do_restore_message marks them), ones never
+// handed over unchanged. where is 'L' for the back of the queue (a
+// requeue) or 'R' for the front (a restore). The entries are returned in
+// reverse, so that messages restored to the front keep their order.
+func (c *conn) pushBack(ctx context.Context, es []*entry, where byte) error {
+	if len(es) == 0 {
+		return nil
+	}
+	calls := make([]*scriptCall, 0, len(es))
+	keys := make([]string, 0, len(es))
+	for i := len(es) - 1; i >= 0; i-- {
+		e := es[i]
+		payload := e.raw
+		if e.delivered {
+			if marked, err := markRedelivered(e.raw); err == nil {
+				payload = marked
+			}
+		}
+		calls = append(calls, &scriptCall{
+			keys: []string{c.ks.unacked, c.ks.unackedIndex, c.ks.bucket(e.queue, e.step)},
+			args: []any{e.hkey, payload, string(where)},
+		})
+		if e.hkey != "" {
+			keys = append(keys, e.hkey)
+		}
+	}
+	c.unlease(keys)
+	return c.evalPipelined(ctx, returnScript, calls)
+}
+
+// returnEntries puts messages back at the front of their queues, logging
+// failures: those messages come back after the visibility timeout instead.
+func (c *conn) returnEntries(es []*entry) {
+	if len(es) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := c.pushBack(ctx, es, 'R'); err != nil {
+		c.log.Warn("redis: returning unsettled messages to their queues failed; they will be restored after the visibility timeout",
+			"count", len(es), "error", err)
+	}
+}
+
+// restoreLoop runs restoreVisible once at the start and then every
+// restore interval, as Kombu's consumers do (every 10 s, or half the
+// visibility timeout when that is shorter).
+func (c *conn) restoreLoop() {
+	defer c.bgWG.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.bgStop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		if n, err := c.restoreVisible(ctx); err != nil {
+			c.log.Warn("redis: restoring messages past their visibility timeout failed", "error", err)
+		} else if n > 0 {
+			c.log.Info("redis: restored unacknowledged messages past their visibility timeout", "count", n)
+		}
+		cancel()
+		t.Reset(c.opts.restoreInterval)
+	}
+}
+
+// restoreVisible is Kombu's QoS.restore_visible: under the unacked_mutex
+// lock (SET NX PX, released with redis-py's compare-and-delete script, so
+// Kombu's restorers and ours exclude each other), every unacked entry whose
+// score is older than the visibility timeout is put back on its queues,
+// at the front, marked redelivered. It returns how many it restored.
+func (c *conn) restoreVisible(ctx context.Context) (int, error) {
+	token := newTag()
+	ok, err := c.rdb.SetNX(ctx, c.ks.unackedMutex, token, c.opts.mutexExpire).Result()
+	if err != nil || !ok {
+		return 0, err
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+		defer cancel()
+		if err := unlockScript.Run(uctx, c.rdb, []string{c.ks.unackedMutex}, token).Err(); err != nil {
+			c.log.Warn("redis: releasing the unacked_mutex lock failed", "error", err)
+		}
+	}()
+	ceil := nowScore() - c.opts.visibilityTimeout.Seconds()
+	ceilText := strconv.FormatFloat(ceil, 'f', -1, 64)
+	// Kombu's command, word for word.
+	args := []any{"ZREVRANGEBYSCORE", c.ks.unackedIndex, ceilText, 0}
+	if c.opts.restoreLimit > 0 {
+		args = append(args, "LIMIT", 0, c.opts.restoreLimit)
+	}
+	tags, err := c.rdb.Do(ctx, args...).StringSlice()
+	if err != nil {
+		return 0, err
+	}
+	restored := 0
+	for _, tag := range tags {
+		ok, err := c.restoreTag(ctx, tag, ceilText)
+		if err != nil {
+			return restored, err
+		}
+		if ok {
+			restored++
+		}
+	}
+	return restored, nil
+}
+
+// restoreTag restores one stale entry through the queues its record names:
+// the queue itself for records this driver wrote ("" and the queue's name),
+// or a lookup of the exchange and routing key Kombu recorded, with the
+// exchange's type as this connection knows it (direct if unknown), as
+// Kombu's restore does.
+func (c *conn) restoreTag(ctx context.Context, tag, ceil string) (bool, error) {
+	v, err := c.rdb.HGet(ctx, c.ks.unacked, tag).Result()
+	if errors.Is(err, goredis.Nil) {
+		return false, c.rdb.ZRem(ctx, c.ks.unackedIndex, tag).Err()
+	}
+	if err != nil {
+		return false, err
+	}
+	envelope, exchange, routingKey, perr := parseUnacked(v)
+	var queues []string
+	if perr == nil {
+		if exchange == "" {
+			if routingKey != "" {
+				queues = []string{routingKey}
+			}
+		} else {
+			t, err := c.freshTable(ctx, exchange)
+			if err != nil {
+				return false, err
+			}
+			queues = t.route(c.exchangeType(exchange), routingKey)
+		}
+	}
+	if len(queues) == 0 {
+		// Kombu would drop it. Leave it for a restorer that can route it
+		// (one that declared the exchange with its type), and say so once.
+		c.mu.Lock()
+		_, warned := c.unroutable[tag]
+		if !warned {
+			if len(c.unroutable) > 1000 {
+				clear(c.unroutable)
+			}
+			c.unroutable[tag] = struct{}{}
+		}
+		c.mu.Unlock()
+		if !warned {
+			c.log.Error("redis: an unacknowledged message past its visibility timeout routes to no queue from here; left in the unacked hash",
+				"tag", tag, "exchange", exchange, "exchange_type", c.exchangeType(exchange), "routing_key", routingKey)
+		}
+		return false, nil
+	}
+	payload := envelope
+	if marked, err := markRedelivered(envelope); err == nil {
+		payload = marked
+	}
+	step := stepFor(priorityOf(envelope))
+	keys := []string{c.ks.unacked, c.ks.unackedIndex}
+	for _, q := range queues {
+		keys = append(keys, c.ks.bucket(q, step))
+	}
+	res, err := restoreScript.Run(ctx, c.rdb, keys, tag, v, ceil, payload).Int64()
+	if err != nil {
+		return false, err
+	}
+	return res == 1, nil
+}
+
+// freshTable reads an exchange's binding set now.
+func (c *conn) freshTable(ctx context.Context, exchange string) (*routeTable, error) {
+	members, err := c.rdb.SMembers(ctx, c.ks.binding(exchange)).Result()
+	if err != nil {
+		return nil, err
+	}
+	t := newRouteTable(members)
+	c.routes.put(exchange, t)
+	return t, nil
+}

@@ -1,0 +1,105 @@
+package redis
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Kombu's virtual topic exchange does not match words the way RabbitMQ does.
+// It turns a binding key into a Python regular expression
+// (TopicExchange.key_to_pattern): words are split on ".", every
+// non-alphanumeric character is escaped, "*" becomes `.*?[^\.]` and "#"
+// becomes `.*?`, anchored with ^ and $. It stores that text in the binding
+// set and matches routing keys with re.match. So on Redis "*" can match
+// several words ("a.*" matches "a.b.c"), "#" matches within a word
+// ("a#" is not special but "a.#" needs at least "a."), and "a.#" does not
+// match "a". kombu-go writes the same text, so Python publishers route to
+// queues Go bound, and evaluates the stored text, so Go publishers route to
+// queues Python bound.
+
+// keyToPattern is TopicExchange.key_to_pattern.
+func keyToPattern(bindingKey string) string {
+	escaped := escapeRegex(bindingKey, ".#*")
+	words := strings.Split(escaped, ".")
+	for i, w := range words {
+		switch w {
+		case "*":
+			words[i] = `.*?[^\.]`
+		case "#":
+			words[i] = `.*?`
+		}
+	}
+	return "^" + strings.Join(words, `\.`) + "$"
+}
+
+// escapeRegex is kombu.utils.text.escape_regex: every character that is not
+// alphanumeric (in Unicode's sense, as str.isalnum) or in white is
+// backslash-escaped, and NUL becomes \000.
+func escapeRegex(s, white string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case isAlnum(r) || strings.ContainsRune(white, r):
+			b.WriteRune(r)
+		case r == 0:
+			b.WriteString(`\000`)
+		default:
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func isAlnum(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r) }
+
+// compilePyPattern compiles a Python regular expression of the kind Kombu
+// stores in binding sets for Go's regexp package, with re.match's meaning:
+// anchored at the start, and "$" matching at the end or before a final
+// newline. It translates the escapes Python allows and RE2 does not (a
+// backslash before any non-ASCII character, \000, \Z); a pattern that still
+// does not compile is an error, and its binding matches nothing.
+func compilePyPattern(pattern string) (*regexp.Regexp, error) {
+	var b strings.Builder
+	b.WriteString(`\A(?:`)
+	for i := 0; i < len(pattern); {
+		c := pattern[i]
+		switch {
+		case c == '\\' && i+1 < len(pattern):
+			r, size := utf8.DecodeRuneInString(pattern[i+1:])
+			switch {
+			case r >= utf8.RuneSelf:
+				b.WriteString(regexp.QuoteMeta(string(r)))
+			case r == '0':
+				// \0, \00, \000: an octal escape of up to three digits.
+				j, v := i+1, 0
+				for n := 0; n < 3 && j < len(pattern) && pattern[j] >= '0' && pattern[j] <= '7'; n++ {
+					v = v*8 + int(pattern[j]-'0')
+					j++
+				}
+				fmt.Fprintf(&b, `\x{%x}`, v)
+				i = j
+				continue
+			case r == 'Z':
+				b.WriteString(`\z`)
+			default:
+				b.WriteByte('\\')
+				b.WriteRune(r)
+			}
+			i += 1 + size
+		case c == '$':
+			// Python's $ also matches before a newline that ends the string.
+			b.WriteString(`(?:\n?\z)`)
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(pattern[i:])
+			b.WriteRune(r)
+			i += size
+		}
+	}
+	b.WriteString(`)`)
+	return regexp.Compile(b.String())
+}

@@ -1,0 +1,312 @@
+package redis
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Waking consumers. Kombu blocks in BRPOP, which pops: the message is then
+// out of the list and not yet in the unacked hash, and lost if the consumer
+// dies. Taking with a script closes that window, but scripts cannot block.
+// So a consumer that finds its queues empty waits for Redis to say that one
+// of its lists changed, using client-side caching's broadcast mode (Redis 6
+// and later): one connection subscribes to __redis__:invalidate, another
+// turns on CLIENT TRACKING ON REDIRECT <that connection> BCAST with the
+// queues' key prefixes, and Redis then announces every write to those keys,
+// by anyone. No server configuration is needed (unlike keyspace
+// notifications). The hub checks every few seconds that tracking is still
+// on and pointed at its subscriber (both connections can be replaced by
+// reconnects or a failover) and sets it up again if not; consumers also
+// poll every polling_interval (1 s) in case a wake-up is missed, or every
+// 100 ms where tracking is refused (an ACL without CLIENT, say).
+
+const verifyInterval = 2 * time.Second
+
+type wakeHub struct {
+	c *conn
+
+	mu   sync.Mutex
+	subs map[string]map[*subscription]struct{} // list key → subscriptions
+
+	active   atomic.Bool
+	clientID atomic.Int64 // the subscriber connection's CLIENT ID
+	changed  chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	recvWG   sync.WaitGroup
+	warned   bool
+
+	pub, track *goredis.Client
+	ps         *goredis.PubSub
+}
+
+func newWakeHub(c *conn) *wakeHub {
+	h := &wakeHub{
+		c:       c,
+		subs:    map[string]map[*subscription]struct{}{},
+		changed: make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go h.run()
+	return h
+}
+
+// pollInterval is how long a consumer waits for a wake-up before it looks
+// at its queues anyway.
+func (h *wakeHub) pollInterval() time.Duration {
+	o := h.c.opts
+	if o.pollIntervalSet {
+		return o.pollInterval
+	}
+	if h.active.Load() {
+		return defaultPollInterval
+	}
+	return fallbackPollInterval
+}
+
+func (h *wakeHub) register(s *subscription) {
+	h.mu.Lock()
+	for _, k := range s.keys {
+		if h.subs[k] == nil {
+			h.subs[k] = map[*subscription]struct{}{}
+		}
+		h.subs[k][s] = struct{}{}
+	}
+	h.mu.Unlock()
+	h.signal()
+}
+
+func (h *wakeHub) unregister(s *subscription) {
+	h.mu.Lock()
+	for _, k := range s.keys {
+		delete(h.subs[k], s)
+		if len(h.subs[k]) == 0 {
+			delete(h.subs, k)
+		}
+	}
+	h.mu.Unlock()
+	h.signal()
+}
+
+func (h *wakeHub) signal() {
+	select {
+	case h.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (h *wakeHub) wake(keys []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, k := range keys {
+		for s := range h.subs[k] {
+			s.poke(s.wakeCh)
+		}
+	}
+}
+
+func (h *wakeHub) wakeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, subs := range h.subs {
+		for s := range subs {
+			s.poke(s.wakeCh)
+		}
+	}
+}
+
+// prefixes returns the smallest set of key prefixes covering every watched
+// key: Redis refuses overlapping prefixes, and a queue's bucket keys all
+// start with its step-0 key.
+func (h *wakeHub) prefixes() []string {
+	h.mu.Lock()
+	keys := make([]string, 0, len(h.subs))
+	for k := range h.subs {
+		keys = append(keys, k)
+	}
+	h.mu.Unlock()
+	slices.Sort(keys)
+	var out []string
+	for _, k := range keys {
+		if len(out) > 0 && strings.HasPrefix(k, out[len(out)-1]) {
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+func (h *wakeHub) close() {
+	close(h.stop)
+	<-h.done
+}
+
+func (h *wakeHub) run() {
+	defer close(h.done)
+	o := h.c.opts
+	h.pub = o.newClient(clientTweaks{poolSize: 1, onConnect: func(ctx context.Context, cn *goredis.Conn) error {
+		id, err := cn.ClientID(ctx).Result()
+		if err == nil {
+			h.clientID.Store(id)
+		}
+		return nil
+	}})
+	h.track = o.newClient(clientTweaks{poolSize: 1})
+	defer h.pub.Close()
+	defer h.track.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	h.ps = h.pub.Subscribe(ctx, "__redis__:invalidate")
+	h.recvWG.Add(1)
+	go h.receive(ctx)
+	defer func() {
+		cancel()
+		h.ps.Close()
+		h.recvWG.Wait()
+	}()
+
+	ticker := time.NewTicker(verifyInterval)
+	defer ticker.Stop()
+	current := ""
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-h.changed:
+			current = ""
+		case <-ticker.C:
+		}
+		want := h.prefixes()
+		key := strings.Join(want, "\x00") + "\x00" + itoa64(h.clientID.Load())
+		if key != current || !h.verify(ctx, want) {
+			if h.configure(ctx, want) {
+				current = key
+			} else {
+				current = ""
+			}
+		}
+	}
+}
+
+// receive reads invalidation messages and wakes the subscriptions whose
+// keys changed. A (re)subscription means a new subscriber connection, whose
+// ID tracking must be redirected to.
+func (h *wakeHub) receive(ctx context.Context) {
+	defer h.recvWG.Done()
+	for {
+		msg, err := h.ps.Receive(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			// A FLUSHDB's invalidation carries no keys, which go-redis
+			// reports as an error; a broken connection is one too.
+			h.wakeAll()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *goredis.Subscription:
+			h.signal()
+		case *goredis.Message:
+			if len(m.PayloadSlice) > 0 {
+				h.wake(m.PayloadSlice)
+			} else {
+				h.wakeAll()
+			}
+		}
+	}
+}
+
+// configure (re)enables tracking for the prefixes, redirected to the
+// subscriber, and wakes every consumer, since writes may have been missed.
+func (h *wakeHub) configure(ctx context.Context, prefixes []string) bool {
+	defer h.wakeAll()
+	id := h.clientID.Load()
+	if id == 0 {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if err := h.track.Do(cctx, "CLIENT", "TRACKING", "OFF").Err(); err != nil {
+		h.unavailable(err)
+		return false
+	}
+	if len(prefixes) == 0 {
+		h.active.Store(false)
+		return true
+	}
+	args := []any{"CLIENT", "TRACKING", "ON", "REDIRECT", id, "BCAST"}
+	for _, p := range prefixes {
+		args = append(args, "PREFIX", p)
+	}
+	if err := h.track.Do(cctx, args...).Err(); err != nil {
+		h.unavailable(err)
+		return false
+	}
+	h.active.Store(true)
+	return true
+}
+
+func (h *wakeHub) unavailable(err error) {
+	h.active.Store(false)
+	if !h.warned {
+		h.warned = true
+		h.c.log.Warn("redis: client tracking unavailable; consumers poll their queues instead (every 100 ms unless polling_interval is set)", "error", err)
+	}
+}
+
+// verify checks with CLIENT TRACKINGINFO that tracking is on, in broadcast
+// mode, redirected to the current subscriber, with the prefixes wanted.
+func (h *wakeHub) verify(ctx context.Context, want []string) bool {
+	if len(want) == 0 {
+		return true
+	}
+	cctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	v, err := h.track.Do(cctx, "CLIENT", "TRACKINGINFO").Slice()
+	if err != nil {
+		return false
+	}
+	var flags, prefixes []string
+	var redirect int64
+	for i := 0; i+1 < len(v); i += 2 {
+		name, _ := v[i].(string)
+		switch name {
+		case "flags":
+			flags = strings_(v[i+1])
+		case "redirect":
+			redirect, _ = v[i+1].(int64)
+		case "prefixes":
+			prefixes = strings_(v[i+1])
+		}
+	}
+	slices.Sort(prefixes)
+	return slices.Contains(flags, "on") && slices.Contains(flags, "bcast") && !slices.Contains(flags, "broken_redirect") &&
+		redirect == h.clientID.Load() && slices.Equal(prefixes, want)
+}
+
+func strings_(v any) []string {
+	list, _ := v.([]any)
+	out := make([]string, 0, len(list))
+	for _, e := range list {
+		if s, ok := e.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
