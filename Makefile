@@ -48,7 +48,7 @@ test:
 demo:
 	$(GO) run ./examples/quickstart
 
-BENCH_TRANSPORTS ?= amqp
+BENCH_TRANSPORTS ?= amqp,redis
 
 ## bench: the SDK beside the bare clients and Python Kombu on the real brokers, as ratios
 bench:

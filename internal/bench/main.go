@@ -4,7 +4,7 @@
 // one run, and prints the rates side by side with their ratios and the
 // allocations per message.
 //
-//	go run ./internal/bench [-n 20000] [-rounds 3] [-transports amqp]
+//	go run ./internal/bench [-n 20000] [-rounds 3] [-transports amqp,redis]
 //
 // SDK and bare runs alternate, round after round, and each keeps its best
 // round, so that the noise of a shared 2-core machine hits both alike. The
@@ -66,6 +66,8 @@ func main() {
 		switch t {
 		case "amqp":
 			rs, err = benchAMQP(ctx, cfg)
+		case "redis":
+			rs, err = benchRedis(ctx, cfg)
 		default:
 			err = fmt.Errorf("unknown transport %q", t)
 		}
