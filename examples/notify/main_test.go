@@ -18,6 +18,12 @@ func TestNotifyOnAMQP(t *testing.T) {
 	check(t, url)
 }
 
+func TestNotifyOnRedis(t *testing.T) {
+	url := brokertest.RedisURL(t)
+	exampletest.Purge(t, url, notifyv1.ConfigTopology())
+	check(t, url)
+}
+
 func check(t *testing.T, url string) {
 	t.Helper()
 	var out bytes.Buffer

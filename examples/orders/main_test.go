@@ -19,6 +19,12 @@ func TestOrdersOnAMQP(t *testing.T) {
 	check(t, url)
 }
 
+func TestOrdersOnRedis(t *testing.T) {
+	url := brokertest.RedisURL(t)
+	exampletest.Purge(t, url, ordersv1.OrdersTopology(), ordersv1.DeadOrdersTopology())
+	check(t, url)
+}
+
 func check(t *testing.T, url string) {
 	t.Helper()
 	var out bytes.Buffer

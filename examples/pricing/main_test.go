@@ -18,6 +18,12 @@ func TestPricingOnAMQP(t *testing.T) {
 	check(t, url)
 }
 
+func TestPricingOnRedis(t *testing.T) {
+	url := brokertest.RedisURL(t)
+	exampletest.Purge(t, url, pricingv1.PricingTopology())
+	check(t, url)
+}
+
 func check(t *testing.T, url string) {
 	t.Helper()
 	var out bytes.Buffer

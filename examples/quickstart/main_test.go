@@ -19,6 +19,12 @@ func TestQuickstartOnAMQP(t *testing.T) {
 	check(t, url)
 }
 
+func TestQuickstartOnRedis(t *testing.T) {
+	url := brokertest.RedisURL(t)
+	exampletest.Purge(t, url, quickstartv1.ShopTopology())
+	check(t, url)
+}
+
 func check(t *testing.T, url string) {
 	t.Helper()
 	var out bytes.Buffer

@@ -123,7 +123,8 @@ func (a *ackScope) Ack(tag uint64, multiple bool) error {
 
 // Reject settles the delivery. With requeue the message goes to the back
 // of its queue marked redelivered, at once (Kombu's reject(requeue=True));
-// without, it is dropped, as Redis has no dead-lettering.
+// without, it goes to the dead-letter exchange this connection declared its
+// queue with (see deadletter.go), or is dropped if there is none.
 func (a *ackScope) Reject(tag uint64, requeue bool) error {
 	a.mu.Lock()
 	if a.closed {
@@ -138,15 +139,23 @@ func (a *ackScope) Reject(tag uint64, requeue bool) error {
 	e := a.ents[i]
 	a.tags = slices.Delete(a.tags, i, i+1)
 	a.ents = slices.Delete(a.ents, i, i+1)
+	var dl *deadLetterConfig
 	if !requeue {
-		a.c.settle([]*entry{e})
+		if dl = a.c.deadLetterFor(e.queue); dl == nil {
+			a.c.settle([]*entry{e})
+		}
 	}
 	a.mu.Unlock()
 	defer a.settled()
-	if requeue {
+	switch {
+	case requeue:
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		defer cancel()
 		return a.c.wrap("requeue", a.c.pushBack(ctx, []*entry{e}, 'L'))
+	case dl != nil:
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		return a.c.wrap("dead-letter", a.c.deadLetter(ctx, e, dl))
 	}
 	return nil
 }

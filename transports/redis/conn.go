@@ -17,7 +17,8 @@ import (
 )
 
 const features = transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout |
-	transport.FeaturePriority | transport.FeatureConfirms | transport.FeatureMandatory
+	transport.FeaturePriority | transport.FeatureConfirms | transport.FeatureMandatory |
+	transport.FeatureDeadLetter
 
 // opTimeout bounds the commands a connection sends on its own behalf
 // (taking, acknowledging, restoring), which have no caller's context.
@@ -60,6 +61,11 @@ type conn struct {
 
 	unroutable map[string]struct{} // unacked tags the restorer could not route, warned about
 
+	// Dead-letter configurations of the queues declared here, under a lock
+	// of their own, taken last (Reject reads them under its scope's lock).
+	dlxMu sync.Mutex
+	dlx   map[string]*deadLetterConfig
+
 	routes routeCache
 	gets   *ackScope
 
@@ -100,6 +106,7 @@ func newConn(rdb *goredis.Client, o *options, log *slog.Logger) *conn {
 		queues:     map[string]queueDecl{},
 		fanout:     map[string][]fanoutBinding{},
 		unroutable: map[string]struct{}{},
+		dlx:        map[string]*deadLetterConfig{},
 		subs:       map[*subscription]struct{}{},
 		leased:     map[string]struct{}{},
 		bgStop:     make(chan struct{}),
@@ -275,7 +282,8 @@ func (c *conn) DeclareQueue(ctx context.Context, q transport.Queue) (transport.Q
 		}
 		return transport.QueueInfo{Name: q.Name, Messages: n}, nil
 	}
-	if err := checkQueueArgs(q); err != nil {
+	dlx, err := checkQueueArgs(q)
+	if err != nil {
 		return transport.QueueInfo{}, err
 	}
 	if q.Name == "" {
@@ -288,23 +296,47 @@ func (c *conn) DeclareQueue(ctx context.Context, q transport.Queue) (transport.Q
 	c.mu.Lock()
 	c.queues[q.Name] = queueDecl{exclusive: q.Exclusive, autoDelete: q.AutoDelete}
 	c.mu.Unlock()
+	c.setDeadLetter(q.Name, dlx)
 	return transport.QueueInfo{Name: q.Name, Messages: n}, nil
 }
 
 // checkQueueArgs accepts the arguments a Redis queue honours:
 // x-max-priority (every Kombu queue on Redis has priority buckets 0, 3, 6
-// and 9, whatever the maximum) and x-queue-type=classic.
-func checkQueueArgs(q transport.Queue) error {
+// and 9, whatever the maximum), x-queue-type=classic, and
+// x-dead-letter-exchange with x-dead-letter-routing-key, which it returns
+// (nil without a dead-letter exchange).
+func checkQueueArgs(q transport.Queue) (*deadLetterConfig, error) {
+	var dlx *deadLetterConfig
+	hasRK := false
+	var rk string
 	for _, name := range slices.Sorted(maps.Keys(q.Arguments)) {
 		v := q.Arguments[name]
 		switch {
 		case name == "x-max-priority":
 		case name == "x-queue-type" && v == "classic":
+		case name == "x-dead-letter-exchange":
+			s, ok := v.(string)
+			if !ok {
+				return nil, fmt.Errorf("redis: queue %q: argument %s=%v: not a string: %w", q.Name, name, v, transport.ErrPrecondition)
+			}
+			dlx = &deadLetterConfig{exchange: s}
+		case name == "x-dead-letter-routing-key":
+			s, ok := v.(string)
+			if !ok {
+				return nil, fmt.Errorf("redis: queue %q: argument %s=%v: not a string: %w", q.Name, name, v, transport.ErrPrecondition)
+			}
+			rk, hasRK = s, true
 		default:
-			return fmt.Errorf("redis: queue %q: argument %s=%v: %w", q.Name, name, v, transport.ErrNotSupported)
+			return nil, fmt.Errorf("redis: queue %q: argument %s=%v: %w", q.Name, name, v, transport.ErrNotSupported)
 		}
 	}
-	return nil
+	if hasRK {
+		if dlx == nil {
+			return nil, fmt.Errorf("redis: queue %q: argument x-dead-letter-routing-key needs x-dead-letter-exchange: %w", q.Name, transport.ErrPrecondition)
+		}
+		dlx.routingKey, dlx.hasRoutingKey = rk, true
+	}
+	return dlx, nil
 }
 
 // size returns the number of messages in a queue's lists (Kombu's _size)
@@ -363,6 +395,7 @@ func (c *conn) deleteQueue(ctx context.Context, name string) (int, error) {
 	delete(c.queues, name)
 	delete(c.fanout, name)
 	c.mu.Unlock()
+	c.setDeadLetter(name, nil)
 	return n, nil
 }
 

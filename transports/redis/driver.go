@@ -86,7 +86,8 @@
 // "unacked_index" sorted set scores it with the time it was taken. Ack
 // removes both. Reject with requeue pushes the message to the back of its
 // queue (LPUSH) marked redelivered, as Kombu does; reject without requeue
-// drops it (Redis has no dead-lettering). A message unacknowledged for
+// drops it, unless the queue has a dead-letter exchange (see Differences).
+// A message unacknowledged for
 // visibility_timeout goes back to the front of its queue (RPUSH), marked
 // redelivered, by the first consumer (Go or Python) whose periodic restore
 // gets the "unacked_mutex" lock. Closing a connection returns its unsettled
@@ -135,10 +136,33 @@
 //     from those its connection made.
 //   - Mandatory publishing is supported: ErrUnroutable when no binding
 //     matches, or when a fanout exchange has no subscriber.
+//   - Dead-lettering (FeatureDeadLetter), which Kombu's Redis transport
+//     does not have, is emulated for kombu-go consumers (see deadletter.go).
+//     A queue declared with x-dead-letter-exchange ("" for the default
+//     exchange) and optionally x-dead-letter-routing-key keeps them in the
+//     declaring connection's memory, as exchanges are kept; a reject
+//     without requeue on that connection republishes the message to the
+//     exchange as RabbitMQ does: with the dead-letter routing key, else the
+//     message's own, an x-death header (a list of tables: count, reason
+//     "rejected", queue, exchange, routing-keys, time) whose count grows
+//     with each death in the same queue for the same reason, and
+//     x-first-death-*. Removing the unacked record and pushing to the
+//     routed queues is one script, so a crash neither loses nor duplicates
+//     the message. Routing is publishing's (the exchange's type as this
+//     connection knows it, the binding set as it is now), except that a
+//     fanout dead-letter exchange pushes to the lists of its bound queues
+//     instead of PUBLISHing, so no subscriber need be listening. Only
+//     rejections dead-letter: there is no expiry (no FeatureTTL) and no
+//     length limit on Redis. The x-death time is an ISO 8601 string, as
+//     Kombu's JSON writes a datetime, not an AMQP timestamp. Python Kombu
+//     consumers of the same queue, and Go processes that did not declare
+//     it, do not dead-letter: their rejects drop the message. A message
+//     that is not a Kombu envelope is dropped, as it cannot carry x-death.
 //   - Per-message expiration is refused (Kombu stores it and never enforces
 //     it), as are exclusive consumers, binding and exchange arguments,
 //     ifUnused on queue deletion (Redis does not know consumers), and every
-//     queue argument except x-max-priority and x-queue-type=classic.
+//     queue argument except x-max-priority, x-queue-type=classic,
+//     x-dead-letter-exchange and x-dead-letter-routing-key.
 //   - Exclusive queues, and auto-delete queues bound to a fanout exchange,
 //     are deleted when the connection that declared them closes.
 //

@@ -108,8 +108,18 @@ return out
 // One round trip per publish, and never a route computed from stale
 // bindings.
 //
-// KEYS: binding set, destination lists. ARGV: fingerprint, one message per
-// destination.
+// Dead-lettering (see deadletter.go) publishes through it too, settling the
+// rejected message in the same step: given the unacked hash and index as two
+// more keys and the message's hash key as one more argument, it removes the
+// unacked record before pushing, and pushes nothing (returning -1) if the
+// record was already gone (a restore put the message back meanwhile). So a
+// dead-lettered message is either still unacked or in its new queues, never
+// both and never neither.
+//
+// KEYS: binding set, destination lists[, unacked, unacked_index].
+// ARGV: fingerprint, one message per destination[, hash key to settle].
+// Returns the number of destinations pushed to, -1 if the record to settle
+// was gone, or the binding set's members if it changed.
 var publishScript = goredis.NewScript(`
 local m = redis.call('SMEMBERS', KEYS[1])
 local a, b = 0, 0
@@ -120,8 +130,18 @@ for i = 1, #m do
 end
 local fp = #m .. ':' .. string.format('%.0f', a) .. ':' .. string.format('%.0f', b)
 if fp ~= ARGV[1] then return m end
-for i = 2, #KEYS do redis.call('LPUSH', KEYS[i], ARGV[i]) end
-return #KEYS - 1
+local n = #ARGV - 1
+if #KEYS > #ARGV then
+  n = n - 1
+  local hkey = ARGV[#ARGV]
+  if hkey ~= '' then
+    local gone = redis.call('HDEL', KEYS[#KEYS - 1], hkey) == 0
+    redis.call('ZREM', KEYS[#KEYS], hkey)
+    if gone then return -1 end
+  end
+end
+for i = 1, n do redis.call('LPUSH', KEYS[i + 1], ARGV[i + 1]) end
+return n
 `)
 
 // bindingFingerprint computes what publishScript computes from a binding
