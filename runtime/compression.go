@@ -2,15 +2,22 @@ package kombu
 
 import (
 	"bytes"
-	"compress/zlib"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zlib"
 )
 
 // A Compressor compresses message bodies. Its content type travels in the
 // message's "compression" header, as Kombu sends it, and selects the
 // decompressor on the other side.
+//
+// A Compressor is shared by every producer and consumer of a connection, so
+// its methods must be safe for concurrent use.
 type Compressor interface {
 	Name() string        // "zlib"
 	Aliases() []string   // other names producers may ask for: "gzip"
@@ -18,7 +25,8 @@ type Compressor interface {
 	Compress(src []byte) ([]byte, error)
 	// Decompress returns at most limit bytes; a body that would be larger is
 	// an error wrapping ErrLimitExceeded, so a small compressed bomb cannot
-	// exhaust memory.
+	// exhaust memory. The memory it uses must be bounded by the limit too,
+	// whatever sizes the compressed body declares.
 	Decompress(src []byte, limit int64) ([]byte, error)
 }
 
@@ -26,42 +34,98 @@ type Compressor interface {
 // WithMaxBodySize says otherwise.
 const DefaultMaxBodySize = 64 << 20
 
-var builtinCompressors = []Compressor{zlibCompressor{}}
+// Kombu's compressions, with its names, aliases and header values:
+//
+//	zlib, gzip          application/x-gzip    a zlib stream (RFC 1950), as Kombu really sends
+//	bzip2, bzip         application/x-bz2
+//	lzma, xz            application/x-lzma    the xz container, as Python's lzma.compress
+//	brotli              application/x-brotli
+//	zstd, zstandard     application/zstd
+//
+// newBuiltinCompressors returns new instances for one connection: they keep
+// pools of encoders and decoders, which are per connection rather than
+// global.
+func newBuiltinCompressors() []Compressor {
+	return []Compressor{
+		&zlibCompressor{},
+		&bzip2Compressor{},
+		&xzCompressor{},
+		&brotliCompressor{},
+		&zstdCompressor{},
+	}
+}
 
 // zlibCompressor is Kombu's "zlib" (alias "gzip"): a zlib stream (RFC 1950),
 // sent under the header value application/x-gzip, which is what Kombu really
-// sends despite the name.
-type zlibCompressor struct{}
+// sends despite the name. A body in gzip framing (RFC 1952), which other
+// producers may send under that header, is decompressed too.
+type zlibCompressor struct {
+	writers sync.Pool // *zlib.Writer
+	readers sync.Pool // io.ReadCloser that is a zlib.Resetter
+}
 
-func (zlibCompressor) Name() string        { return "zlib" }
-func (zlibCompressor) Aliases() []string   { return []string{"gzip"} }
-func (zlibCompressor) ContentType() string { return "application/x-gzip" }
+func (*zlibCompressor) Name() string        { return "zlib" }
+func (*zlibCompressor) Aliases() []string   { return []string{"gzip"} }
+func (*zlibCompressor) ContentType() string { return "application/x-gzip" }
 
-func (zlibCompressor) Compress(src []byte) ([]byte, error) {
+func (z *zlibCompressor) Compress(src []byte) ([]byte, error) {
 	var buf bytes.Buffer
-	w := zlib.NewWriter(&buf)
+	buf.Grow(len(src)/2 + 64)
+	w, _ := z.writers.Get().(*zlib.Writer)
+	if w == nil {
+		w = zlib.NewWriter(&buf)
+	} else {
+		w.Reset(&buf)
+	}
 	if _, err := w.Write(src); err != nil {
 		return nil, err
 	}
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
+	w.Reset(nil)
+	z.writers.Put(w)
 	return buf.Bytes(), nil
 }
 
-func (zlibCompressor) Decompress(src []byte, limit int64) ([]byte, error) {
-	r, err := zlib.NewReader(bytes.NewReader(src))
-	if err != nil {
-		return nil, err
+func (z *zlibCompressor) Decompress(src []byte, limit int64) ([]byte, error) {
+	if len(src) >= 2 && src[0] == 0x1f && src[1] == 0x8b {
+		r, err := gzip.NewReader(bytes.NewReader(src))
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		return readLimited(r, limit, len(src))
 	}
-	defer r.Close()
-	return ReadLimited(r, limit)
+	var r io.ReadCloser
+	if pooled, _ := z.readers.Get().(io.ReadCloser); pooled != nil {
+		if err := pooled.(zlib.Resetter).Reset(bytes.NewReader(src), nil); err != nil {
+			return nil, err
+		}
+		r = pooled
+	} else {
+		var err error
+		if r, err = zlib.NewReader(bytes.NewReader(src)); err != nil {
+			return nil, err
+		}
+	}
+	out, err := readLimited(r, limit, len(src))
+	if err == nil {
+		z.readers.Put(r)
+	}
+	return out, err
 }
 
 // ReadLimited reads r to the end, failing with an error wrapping
 // ErrLimitExceeded as soon as it has read more than limit bytes. Custom
 // Compressors use it to honour their limit.
 func ReadLimited(r io.Reader, limit int64) ([]byte, error) {
+	return readLimited(r, limit, 0)
+}
+
+// readLimited is ReadLimited with a hint of the compressed size, from which
+// it guesses the first buffer size (never more than limit).
+func readLimited(r io.Reader, limit int64, compressedSize int) ([]byte, error) {
 	if limit < 0 {
 		return nil, fmt.Errorf("%w: negative body size limit %d", ErrLimitExceeded, limit)
 	}
@@ -71,9 +135,19 @@ func ReadLimited(r io.Reader, limit int64) ([]byte, error) {
 	if limit < math.MaxInt64 {
 		lr = io.LimitReader(r, limit+1)
 	}
-	var buf bytes.Buffer
-	n, err := io.Copy(&buf, lr)
+	guess := int64(compressedSize)*4 + 512
+	if guess > limit+1 {
+		guess = limit + 1
+	}
+	if guess > 1<<20 {
+		guess = 1 << 20
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, guess))
+	n, err := buf.ReadFrom(lr)
 	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // a stream that ends without its trailer
+		}
 		return nil, err
 	}
 	if n > limit {

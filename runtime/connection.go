@@ -98,13 +98,15 @@ func WithTLSConfig(cfg *tls.Config) DialOption { return func(c *dialConfig) { c.
 func WithConnectionName(name string) DialOption { return func(c *dialConfig) { c.name = name } }
 
 // WithSerializers adds serializers to the connection's registry, next to the
-// built-in json, protobuf, raw and text. A serializer with a built-in's name
-// or content type replaces it on this connection.
+// built-in json, protojson, protobuf, msgpack, yaml, raw and text. A
+// serializer with a built-in's name or content type replaces it on this
+// connection.
 func WithSerializers(s ...Serializer) DialOption {
 	return func(c *dialConfig) { c.serializers = append(c.serializers, s...) }
 }
 
-// WithCompressors adds compressors to the connection's registry.
+// WithCompressors adds compressors to the connection's registry, next to
+// the built-in zlib (gzip), bzip2, lzma (xz), brotli and zstd.
 func WithCompressors(z ...Compressor) DialOption {
 	return func(c *dialConfig) { c.compressors = append(c.compressors, z...) }
 }

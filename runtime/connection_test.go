@@ -182,4 +182,3 @@ func TestProducerWithLayersDefaults(t *testing.T) {
 		t.Fatalf("With changed the base producer: headers %v, priority %d", ma.Headers, ma.Properties.Priority)
 	}
 }
-

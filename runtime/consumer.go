@@ -83,6 +83,8 @@ func WithTopology(t Topology) ConsumerOption {
 // serializer names or MIME types. Others are refused with
 // ErrContentDisallowed, passed to the decode-error handler and rejected.
 // application/data and application/text are always accepted, as in Kombu.
+// Without WithAccept a consumer refuses what Kombu disables by default
+// (pickle, yaml, msgpack) and accepts the rest.
 func WithAccept(names ...string) ConsumerOption {
 	return func(c *consumerConfig) { c.accept = append(c.accept, names...) }
 }

@@ -2,7 +2,6 @@ package kombu
 
 import (
 	"fmt"
-	"strings"
 	"sync/atomic"
 
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -95,16 +94,8 @@ func (c *Connection) newMessage(d *transport.Delivery, accept *acceptList, gen u
 	if ct := m.contentType(); !accept.allows(ct) {
 		return m, m.disallowed(ct)
 	}
-	if name, ok := m.Headers["compression"].(string); ok && name != "" {
-		z, err := c.codecs.compressor(name)
-		if err != nil {
-			return m, fmt.Errorf("%w: %w", ErrDecode, err)
-		}
-		body, err := z.Decompress(m.Body, c.codecs.maxBodySize)
-		if err != nil {
-			return m, fmt.Errorf("%w: %s body: %w", ErrDecode, name, err)
-		}
-		m.Body = body
+	if err := m.decompress(c.codecs); err != nil {
+		return m, err
 	}
 	return m, nil
 }
@@ -118,6 +109,9 @@ func (m *Message) State() MessageState { return MessageState(m.state.Load()) }
 // Decode deserializes the body into v with the serializer its content type
 // names. A content type outside the consumer's accept list fails with
 // ErrContentDisallowed; a body that does not decode fails with ErrDecode.
+// A content type no serializer handles decodes, as in Kombu, into *[]byte,
+// *string or *any: as bytes when its content encoding is binary, as text
+// when it is utf-8 (other encodings fail with ErrDecode).
 func (m *Message) Decode(v any) error {
 	ct := m.contentType()
 	if !m.accept.allows(ct) {
@@ -129,11 +123,50 @@ func (m *Message) Decode(v any) error {
 	}
 	s, ok := codecs.byContentType[ct]
 	if !ok {
-		return fmt.Errorf("%w: no serializer for content type %q", ErrDecode, ct)
+		// Kombu hands over a body it has no decoder for as text in its
+		// content encoding, or as bytes.
+		if err := decodeUnregistered(m.Body, m.Properties.ContentEncoding, v); err != nil {
+			return fmt.Errorf("%w: no serializer for content type %q: %v", ErrDecode, ct, err)
+		}
+		return nil
 	}
 	if err := s.Unmarshal(m.Body, v); err != nil {
 		return fmt.Errorf("%w: %s body into %T: %v", ErrDecode, ct, v, err)
 	}
+	return nil
+}
+
+// decompress replaces the body by its decompressed form when the
+// "compression" header names a compression. An unknown compression, a
+// corrupt body or one larger than the connection's limit is an error
+// wrapping ErrDecode and, respectively, ErrUnknownCompression or
+// ErrLimitExceeded.
+func (m *Message) decompress(c *codecs) error {
+	raw, present := m.Headers["compression"]
+	if !present || raw == nil {
+		return nil
+	}
+	var name string
+	switch v := raw.(type) {
+	case string:
+		name = v
+	case []byte: // a header that came as an AMQP byte array
+		name = string(v)
+	default:
+		return fmt.Errorf("%w: %w: compression header is a %T, not a string", ErrDecode, ErrUnknownCompression, raw)
+	}
+	if name == "" {
+		return nil
+	}
+	z, err := c.compressor(name)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDecode, err)
+	}
+	body, err := z.Decompress(m.Body, c.maxBodySize)
+	if err != nil {
+		return fmt.Errorf("%w: %s body: %w", ErrDecode, z.Name(), err)
+	}
+	m.Body = body
 	return nil
 }
 
@@ -147,7 +180,7 @@ func (m *Message) contentType() string {
 }
 
 func (m *Message) disallowed(ct string) error {
-	return fmt.Errorf("%w: %q (accepted: %s)", ErrContentDisallowed, ct, strings.Join(m.accept.names, ", "))
+	return fmt.Errorf("%w: %s", ErrContentDisallowed, m.accept.refusal(ct))
 }
 
 // Ack acknowledges the message: the broker forgets it. On an auto-acked

@@ -1,12 +1,11 @@
 package kombu
 
 import (
-	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -14,6 +13,36 @@ import (
 // producers ask for (WithSerializer("json")); its content type is what
 // travels with the message and selects the decoder on the other side, as in
 // Kombu's serialization registry.
+//
+// Every connection has these, with Kombu's names, content types and
+// content encodings:
+//
+//	json       application/json        utf-8   Kombu's default, with its __type__ envelopes (see Date)
+//	protobuf   application/x-protobuf  binary  proto messages (generated stubs' default)
+//	protojson  application/json        utf-8   proto messages in the canonical proto3 JSON mapping
+//	msgpack    application/x-msgpack   binary  as Kombu: use_bin_type=True, raw=False
+//	yaml       application/x-yaml      utf-8   safe decoding only, as yaml.safe_load
+//	raw        application/data        binary  []byte or string as is
+//	text       text/plain              utf-8   UTF-8 text
+//
+// A producer that names no serializer sends []byte as raw, a string as
+// text and anything else as json, as Kombu does. msgpack and yaml encode a
+// proto message through its protojson form (proto field names).
+//
+// Add serializers per connection with WithSerializers; one with a
+// built-in's name or content type replaces it on that connection. There is
+// no global registry.
+//
+// Consumers decode by content type, within their accept list (WithAccept,
+// by serializer name or content type). application/data and
+// application/text are always accepted, as in Kombu; text/plain is not
+// unless listed. Without WithAccept a consumer refuses what Kombu refuses by
+// default (pickle, yaml and msgpack) and accepts everything else; a content
+// type no serializer handles then decodes, as in Kombu, into *[]byte,
+// *string or *any as bytes or, when its content encoding is utf-8, text.
+// A refused message fails with ErrContentDisallowed, goes to the consumer's
+// decode-error handler and is rejected (dead-lettered where its queue has a
+// dead-letter exchange).
 type Serializer interface {
 	Name() string            // "json"
 	ContentType() string     // "application/json"
@@ -22,48 +51,42 @@ type Serializer interface {
 	Unmarshal(data []byte, v any) error
 }
 
-// Content types kombu-go uses and trusts. Kombu always accepts
-// application/data and application/text, whatever the accept list says.
+// Content types kombu-go uses. Kombu always accepts application/data and
+// application/text, whatever the accept list says.
 const (
 	ContentTypeJSON     = "application/json"
 	ContentTypeProtobuf = "application/x-protobuf"
+	ContentTypeMsgpack  = "application/x-msgpack"
+	ContentTypeYAML     = "application/x-yaml"
 	ContentTypeData     = "application/data"
 	ContentTypeText     = "text/plain"
 	contentTypeAppText  = "application/text"
+	contentTypePickle   = "application/x-python-serialize"
 )
 
-// builtinSerializers are the serializers every connection has. Further ones
-// are added per connection with WithSerializers.
+// builtinSerializers are the serializers every connection has, in the order
+// error messages list them. Further ones are added per connection with
+// WithSerializers. The list is never modified.
 var builtinSerializers = []Serializer{
 	jsonSerializer{},
 	protobufSerializer{},
+	protojsonSerializer{},
+	msgpackSerializer{},
+	yamlSerializer{},
 	rawSerializer{},
 	textSerializer{},
 }
 
-// jsonSerializer is Kombu's default serializer. Proto messages are written
-// with protojson using the proto field names ("order_id", not "orderId"), so
-// a Python consumer gets the dict it expects; reading accepts either form and
-// ignores unknown fields, so a newer producer does not break an older
-// consumer.
-type jsonSerializer struct{}
-
-func (jsonSerializer) Name() string            { return "json" }
-func (jsonSerializer) ContentType() string     { return ContentTypeJSON }
-func (jsonSerializer) ContentEncoding() string { return "utf-8" }
-
-func (jsonSerializer) Marshal(v any) ([]byte, error) {
-	if m, ok := v.(proto.Message); ok {
-		return protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
-	}
-	return json.Marshal(v)
-}
-
-func (jsonSerializer) Unmarshal(data []byte, v any) error {
-	if m, ok := v.(proto.Message); ok {
-		return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, m)
-	}
-	return json.Unmarshal(data, v)
+// refusedByDefault are the content types a consumer without WithAccept
+// refuses. Kombu disables pickle, yaml and msgpack at import
+// (disable_insecure_serializers) and kombu-go does the same, so that a
+// service refuses what its Python neighbours refuse: pickle runs code (and
+// kombu-go cannot decode it anyway), and yaml and msgpack are complex
+// formats a team should opt into. List them with WithAccept to decode them.
+var refusedByDefault = map[string]string{
+	contentTypePickle:  "pickle",
+	ContentTypeYAML:    "yaml",
+	ContentTypeMsgpack: "msgpack",
 }
 
 // protobufSerializer writes the binary protobuf encoding.
@@ -90,16 +113,18 @@ func (protobufSerializer) Unmarshal(data []byte, v any) error {
 }
 
 // rawSerializer sends bytes as they are, as Kombu's "raw" does
-// (application/data). It decodes into *[]byte or *string.
+// (application/data). It decodes into *[]byte, *string or *any (a []byte).
 type rawSerializer struct{}
 
 func (rawSerializer) Name() string                       { return "raw" }
 func (rawSerializer) ContentType() string                { return ContentTypeData }
 func (rawSerializer) ContentEncoding() string            { return "binary" }
 func (rawSerializer) Marshal(v any) ([]byte, error)      { return bytesOf(v) }
-func (rawSerializer) Unmarshal(data []byte, v any) error { return setBytes(data, v) }
+func (rawSerializer) Unmarshal(data []byte, v any) error { return setBytes(data, v, false) }
 
-// textSerializer sends UTF-8 text (text/plain), as Kombu does for str bodies.
+// textSerializer sends UTF-8 text (text/plain), as Kombu does for str
+// bodies. It decodes into *string, *[]byte or *any (a string), and refuses
+// a body that is not valid UTF-8.
 type textSerializer struct{}
 
 func (textSerializer) Name() string            { return "text" }
@@ -118,7 +143,7 @@ func (textSerializer) Unmarshal(data []byte, v any) error {
 	if !utf8.Valid(data) {
 		return fmt.Errorf("text body is not valid UTF-8")
 	}
-	return setBytes(data, v)
+	return setBytes(data, v, true)
 }
 
 func bytesOf(v any) ([]byte, error) {
@@ -131,7 +156,10 @@ func bytesOf(v any) ([]byte, error) {
 	return nil, fmt.Errorf("a raw or text body must be []byte or string, got %T", v)
 }
 
-func setBytes(data []byte, v any) error {
+// setBytes stores data in *[]byte, *string or *any; text says whether an
+// any gets a string (text) or a []byte (raw bytes), as Python gets str or
+// bytes.
+func setBytes(data []byte, v any, text bool) error {
 	switch p := v.(type) {
 	case *[]byte:
 		*p = append((*p)[:0], data...)
@@ -139,8 +167,31 @@ func setBytes(data []byte, v any) error {
 	case *string:
 		*p = string(data)
 		return nil
+	case *any:
+		if text {
+			*p = string(data)
+		} else {
+			*p = append([]byte(nil), data...)
+		}
+		return nil
 	}
-	return fmt.Errorf("decode into *[]byte or *string, got %T", v)
+	return fmt.Errorf("decode into *[]byte, *string or *any, got %T", v)
+}
+
+// decodeUnregistered decodes a body whose content type no serializer
+// handles, as Kombu does: text in its content encoding, unless the encoding
+// is binary. Only UTF-8 (and its subset ASCII) text is supported.
+func decodeUnregistered(data []byte, encoding string, v any) error {
+	switch strings.ToLower(encoding) {
+	case "binary", "ascii-8bit":
+		return setBytes(data, v, false)
+	case "", "utf-8", "utf8", "us-ascii", "ascii":
+		if !utf8.Valid(data) {
+			return fmt.Errorf("body is not valid UTF-8")
+		}
+		return setBytes(data, v, true)
+	}
+	return fmt.Errorf("content encoding %q is not supported (only utf-8 and binary)", encoding)
 }
 
 // codecs is one connection's serializers and compressors, looked up by name
@@ -149,10 +200,16 @@ func setBytes(data []byte, v any) error {
 type codecs struct {
 	byName        map[string]Serializer
 	byContentType map[string]Serializer
+	names         []string              // serializer names, built-ins first
 	compressors   map[string]Compressor // by name, alias and content type
 	maxBodySize   int64
 }
 
+// newCodecs builds a registry from the built-ins and the connection's own
+// serializers and compressors. A built-in that shares its content type with
+// an earlier one (protojson with json) does not take over decoding; an
+// added serializer or compressor replaces any built-in with its name or
+// content type.
 func newCodecs(extraSer []Serializer, extraComp []Compressor, maxBodySize int64) (*codecs, error) {
 	c := &codecs{
 		byName:        map[string]Serializer{},
@@ -160,14 +217,22 @@ func newCodecs(extraSer []Serializer, extraComp []Compressor, maxBodySize int64)
 		compressors:   map[string]Compressor{},
 		maxBodySize:   maxBodySize,
 	}
-	for _, s := range append(append([]Serializer(nil), builtinSerializers...), extraSer...) {
-		if s.Name() == "" || s.ContentType() == "" {
+	for i, s := range append(append([]Serializer(nil), builtinSerializers...), extraSer...) {
+		if s == nil || s.Name() == "" || s.ContentType() == "" {
 			return nil, fmt.Errorf("kombu: serializer %T needs a name and a content type", s)
 		}
+		if _, dup := c.byName[s.Name()]; !dup {
+			c.names = append(c.names, s.Name())
+		}
 		c.byName[s.Name()] = s
-		c.byContentType[s.ContentType()] = s
+		if _, taken := c.byContentType[s.ContentType()]; !taken || i >= len(builtinSerializers) {
+			c.byContentType[s.ContentType()] = s
+		}
 	}
-	for _, z := range append(append([]Compressor(nil), builtinCompressors...), extraComp...) {
+	for _, z := range append(newBuiltinCompressors(), extraComp...) {
+		if z == nil || z.Name() == "" || z.ContentType() == "" {
+			return nil, fmt.Errorf("kombu: compressor %T needs a name and a content type", z)
+		}
 		for _, key := range append([]string{z.Name(), z.ContentType()}, z.Aliases()...) {
 			c.compressors[key] = z
 		}
@@ -182,40 +247,23 @@ func (c *codecs) serializer(name string) (Serializer, error) {
 	return nil, fmt.Errorf("%w %q (registered: %s)", ErrUnknownSerializer, name, strings.Join(c.serializerNames(), ", "))
 }
 
-func (c *codecs) serializerNames() []string {
-	names := make([]string, 0, len(c.byName))
-	for _, s := range builtinSerializers {
-		names = append(names, s.Name())
-	}
-	for n := range c.byName {
-		if !isBuiltinSerializer(n) {
-			names = append(names, n)
-		}
-	}
-	return names
-}
+func (c *codecs) serializerNames() []string { return slices.Clone(c.names) }
 
-func isBuiltinSerializer(name string) bool {
-	for _, s := range builtinSerializers {
-		if s.Name() == name {
-			return true
-		}
-	}
-	return false
-}
-
-// acceptList is the set of content types a consumer decodes; nil accepts
-// every registered one.
+// acceptList is the set of content types a consumer decodes. A nil list
+// accepts everything.
 type acceptList struct {
-	types map[string]struct{}
-	names []string // as given, for error messages
+	types   map[string]struct{} // WithAccept's list, resolved to content types
+	refused map[string]string   // without WithAccept: refusedByDefault
+	names   []string            // as given, for error messages
 }
 
 // accept resolves serializer names and MIME types to an accept list, as
-// Kombu's prepare_accept_content does.
+// Kombu's prepare_accept_content does. Without names (no WithAccept) the
+// list accepts every content type but those Kombu disables by default:
+// pickle, yaml and msgpack.
 func (c *codecs) accept(names []string) (*acceptList, error) {
 	if names == nil {
-		return nil, nil
+		return &acceptList{refused: refusedByDefault}, nil
 	}
 	a := &acceptList{types: make(map[string]struct{}, len(names)), names: names}
 	for _, n := range names {
@@ -241,6 +289,19 @@ func (a *acceptList) allows(contentType string) bool {
 	if contentType == ContentTypeData || contentType == contentTypeAppText {
 		return true
 	}
+	if a.types == nil {
+		_, refused := a.refused[contentType]
+		return !refused
+	}
 	_, ok := a.types[contentType]
 	return ok
+}
+
+// refusal explains why allows returned false.
+func (a *acceptList) refusal(contentType string) string {
+	if a.types == nil {
+		return fmt.Sprintf("%q (%s) is refused by default, as Kombu refuses pickle, yaml and msgpack; name it in WithAccept to decode it",
+			contentType, a.refused[contentType])
+	}
+	return fmt.Sprintf("%q (accepted: %s)", contentType, strings.Join(a.names, ", "))
 }

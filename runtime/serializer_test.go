@@ -3,8 +3,11 @@ package kombu
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kombu-go/kombu/runtime/transport"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/apipb"
@@ -103,7 +106,88 @@ func TestAcceptListFollowsKombu(t *testing.T) {
 	}
 	var none *acceptList
 	if !none.allows("application/anything") {
-		t.Error("no accept list should accept everything")
+		t.Error("a nil accept list (replies to this process's own requests) should accept everything")
+	}
+}
+
+func TestDefaultAcceptRefusesWhatKombuDisables(t *testing.T) {
+	a, err := defaultCodecs.accept(nil) // a consumer without WithAccept
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ct, want := range map[string]bool{
+		ContentTypeJSON:     true,
+		ContentTypeProtobuf: true,
+		ContentTypeText:     true,
+		ContentTypeData:     true,
+		contentTypeAppText:  true,
+		"application/xml":   true, // unregistered: handed over as text or bytes, as Kombu does
+		ContentTypeYAML:     false,
+		ContentTypeMsgpack:  false,
+		contentTypePickle:   false,
+	} {
+		if got := a.allows(ct); got != want {
+			t.Errorf("default accept allows(%q) = %v, want %v", ct, got, want)
+		}
+	}
+	if msg := a.refusal(ContentTypeYAML); !strings.Contains(msg, "yaml") || !strings.Contains(msg, "WithAccept") {
+		t.Errorf("refusal %q does not say how to accept yaml", msg)
+	}
+	// Listing them opts in; pickle stays undecodable even then.
+	a, _ = defaultCodecs.accept([]string{"msgpack", "yaml", "application/x-python-serialize"})
+	for _, ct := range []string{ContentTypeMsgpack, ContentTypeYAML, contentTypePickle} {
+		if !a.allows(ct) {
+			t.Errorf("explicit accept refuses %s", ct)
+		}
+	}
+	m, err := testMessage(t, &transport.Delivery{Body: []byte("cos\nsystem\n"),
+		Properties: transport.Properties{ContentType: contentTypePickle, ContentEncoding: "binary"}}, []string{"application/x-python-serialize"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := m.Decode(&v); err == nil {
+		// Unregistered types decode as bytes, as in Kombu: never as pickle.
+		if b, ok := v.([]byte); !ok || string(b) != "cos\nsystem\n" {
+			t.Fatalf("pickle body decoded as %#v", v)
+		}
+	}
+}
+
+func TestUnregisteredContentTypesAsKombu(t *testing.T) {
+	for _, tt := range []struct {
+		encoding string
+		body     []byte
+		want     any
+		ok       bool
+	}{
+		{"utf-8", []byte("<a/>"), "<a/>", true},
+		{"", []byte("<a/>"), "<a/>", true},
+		{"binary", []byte{0xff}, []byte{0xff}, true},
+		{"utf-8", []byte{0xff}, nil, false},
+		{"latin-1", []byte("x"), nil, false},
+	} {
+		m, err := testMessage(t, &transport.Delivery{Body: tt.body,
+			Properties: transport.Properties{ContentType: "application/xml", ContentEncoding: tt.encoding}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		err = m.Decode(&v)
+		if tt.ok != (err == nil) || tt.ok && !reflect.DeepEqual(v, tt.want) {
+			t.Errorf("%q %q: %#v %v", tt.encoding, tt.body, v, err)
+		}
+		if err != nil && !errors.Is(err, ErrDecode) {
+			t.Errorf("%q: %v is not ErrDecode", tt.encoding, err)
+		}
+	}
+	// Raw and text bodies into *any: bytes and str, as Python gets them.
+	for ct, want := range map[string]any{ContentTypeData: []byte("x"), ContentTypeText: "x"} {
+		m, _ := testMessage(t, &transport.Delivery{Body: []byte("x"), Properties: transport.Properties{ContentType: ct}}, nil)
+		var v any
+		if err := m.Decode(&v); err != nil || !reflect.DeepEqual(v, want) {
+			t.Errorf("%s into any: %#v %v", ct, v, err)
+		}
 	}
 }
 

@@ -28,7 +28,7 @@ func TestValidation(t *testing.T) {
 		{
 			name:   "unknown compression",
 			mutate: editRoute("Orders", "PlaceOrder", func(r *kombuv1.Route) { r.Compression = "lz4" }),
-			want:   `kombutest/v1/orders.proto: service Orders, method PlaceOrder: unknown compression "lz4" (want one of gzip, zlib)`,
+			want:   `kombutest/v1/orders.proto: service Orders, method PlaceOrder: unknown compression "lz4" (want one of zlib, gzip, bzip2, bzip, lzma, xz, brotli, zstd, zstandard)`,
 		},
 		{
 			name:   "unparsable expiration",

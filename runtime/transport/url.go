@@ -56,7 +56,9 @@ func Parse(raw string) (*URL, error) {
 		return bad("empty URL")
 	}
 	if strings.Contains(raw, ";") {
-		return bad("contains ';': use ParseList for a failover list")
+		// Which side of the ';' is a password's is unknowable: quote neither.
+		return nil, &URLError{URL: "(not shown: it may hold a password)",
+			Reason: "contains ';': use ParseList for a failover list, or percent-encode it (%3B) in a user name or password"}
 	}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
@@ -133,7 +135,8 @@ func Parse(raw string) (*URL, error) {
 		if port != "" {
 			n, err := strconv.Atoi(port)
 			if err != nil || n <= 0 || n > 65535 {
-				return bad("port %q is not a number from 1 to 65535", port)
+				// Not quoted: a password with an unescaped '/' could land here.
+				return bad("the port is not a number from 1 to 65535")
 			}
 			u.Port = n
 		}
@@ -149,6 +152,14 @@ func Parse(raw string) (*URL, error) {
 // Connection("amqp://a;amqp://b") does. Empty entries are an error.
 func ParseList(raw string) ([]*URL, error) {
 	parts := strings.Split(raw, ";")
+	for _, p := range parts {
+		if strings.TrimSpace(p) != "" && !strings.Contains(p, "://") {
+			// A ';' inside a user name or password split a URL in two: say
+			// so without quoting any part, since the halves hold the password.
+			return nil, &URLError{URL: "(not shown: it may hold a password)",
+				Reason: "';' inside a URL: percent-encode it (%3B) in user names and passwords; between URLs it separates a failover list"}
+		}
+	}
 	out := make([]*URL, 0, len(parts))
 	for _, p := range parts {
 		if strings.TrimSpace(p) == "" {
@@ -241,7 +252,9 @@ func maskRaw(raw string) string {
 	for _, part := range strings.Split(raw, ";") {
 		scheme, rest, ok := strings.Cut(part, "://")
 		if !ok {
-			out = append(out, part)
+			// Not a URL of its own: likely the tail of one a ';' in its
+			// password split. Nothing in it is safe to show.
+			out = append(out, "**")
 			continue
 		}
 		if at := strings.LastIndexByte(rest, '@'); at >= 0 {

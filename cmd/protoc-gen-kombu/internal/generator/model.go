@@ -97,7 +97,7 @@ const defaultSerializer = "protobuf"
 // naming another would generate code that fails at its first publish.
 var (
 	serializers  = []string{"json", "protobuf"}
-	compressions = []string{"gzip", "zlib"}
+	compressions = []string{"zlib", "gzip", "bzip2", "bzip", "lzma", "xz", "brotli", "zstd", "zstandard"}
 )
 
 // fileModel holds what every service of one proto file shares: the file
