@@ -50,9 +50,11 @@ demo:
 
 BENCH_TRANSPORTS ?= amqp,redis
 
-## bench: the SDK beside the bare clients and Python Kombu on the real brokers, as ratios
+## bench: the SDK beside the bare clients and Python Kombu on the real brokers, as
+## ratios; then encode+compress / decompress+decode per codec on a 1 KiB message
 bench:
 	$(GO) run ./internal/bench -transports $(BENCH_TRANSPORTS)
+	$(GO) test -run '^$$' -bench BenchmarkCodecs -benchmem ./runtime/
 
 ## lint: gofmt, vet, staticcheck (generated code included), buf lint and buf format
 lint: $(BUF) $(STATICCHECK)
