@@ -8,7 +8,7 @@ BUF   := $(BIN)/buf
 STATICCHECK := $(BIN)/staticcheck
 GO    ?= go
 
-.PHONY: all generate check-generate build test demo bench lint clean
+.PHONY: all generate check-generate build test demo bench lint chaos clean
 
 all: build test
 
@@ -55,6 +55,12 @@ BENCH_TRANSPORTS ?= amqp,redis
 bench:
 	$(GO) run ./internal/bench -transports $(BENCH_TRANSPORTS)
 	$(GO) test -run '^$$' -bench BenchmarkCodecs -benchmem ./runtime/
+
+## chaos: the fault-injection suite (chaos/, its own module): toxiproxy, rabbitmqctl and redis-cli faults
+## with a Jepsen-style checker. It stops and alarms the brokers: run it alone. KOMBU_CHAOS_FIGURES=1 rewrites
+## chaos/FIGURES.md.
+chaos:
+	cd chaos && $(GO) vet ./... && $(GO) test -count=1 -timeout 15m ./...
 
 ## lint: gofmt, vet, staticcheck (generated code included), buf lint and buf format
 lint: $(BUF) $(STATICCHECK)

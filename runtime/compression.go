@@ -142,18 +142,38 @@ func readLimited(r io.Reader, limit int64, compressedSize int) ([]byte, error) {
 	if guess > 1<<20 {
 		guess = 1 << 20
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, guess))
-	n, err := buf.ReadFrom(lr)
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF // a stream that ends without its trailer
+	// Grow by doubling, but never past limit+1: bytes.Buffer would double a
+	// buffer at the limit once more, so that refusing a bomb briefly held
+	// twice the limit.
+	buf := make([]byte, 0, guess)
+	for {
+		if len(buf) == cap(buf) {
+			next := min(2*int64(cap(buf)), limit+1)
+			if limit == math.MaxInt64 {
+				next = 2 * int64(cap(buf))
+			}
+			if next <= int64(cap(buf)) {
+				next = int64(cap(buf)) + 1
+			}
+			grown := make([]byte, len(buf), next)
+			copy(grown, buf)
+			buf = grown
 		}
-		return nil, err
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, fmt.Errorf("%w: decompressed body exceeds %d bytes", ErrLimitExceeded, limit)
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // a stream that ends without its trailer
+			}
+			return nil, err
+		}
 	}
-	if n > limit {
-		return nil, fmt.Errorf("%w: decompressed body exceeds %d bytes", ErrLimitExceeded, limit)
-	}
-	return buf.Bytes(), nil
 }
 
 func (c *codecs) compressor(nameOrType string) (Compressor, error) {

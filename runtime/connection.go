@@ -111,9 +111,10 @@ func WithCompressors(z ...Compressor) DialOption {
 	return func(c *dialConfig) { c.compressors = append(c.compressors, z...) }
 }
 
-// WithMaxBodySize bounds the size of a decompressed message body
-// (DefaultMaxBodySize by default); math.MaxInt64 means no bound. A larger
-// body fails with ErrLimitExceeded.
+// WithMaxBodySize bounds the size of a message body, as published and as
+// received (after decompression), DefaultMaxBodySize by default;
+// math.MaxInt64 means no bound. A larger body fails with ErrLimitExceeded:
+// Publish refuses it before sending, and a consumer rejects it.
 func WithMaxBodySize(n int64) DialOption { return func(c *dialConfig) { c.maxBodySize = n } }
 
 // WithDeclareTimeout bounds declarations made by calls that take no

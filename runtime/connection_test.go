@@ -182,3 +182,25 @@ func TestProducerWithLayersDefaults(t *testing.T) {
 		t.Fatalf("With changed the base producer: headers %v, priority %d", ma.Headers, ma.Properties.Priority)
 	}
 }
+
+func TestMaxBodySizeBoundsPublishAndReceive(t *testing.T) {
+	url := brokerURL(t)
+	small, err := kombu.Dial(context.Background(), url, kombu.WithMaxBodySize(1024))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	big := dialURL(t, url)
+	ctx := ctxT(t)
+	q := kombu.Queue{Name: "bodies"}
+	if _, err := q.Declare(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	if err := kombu.NewProducer(small, kombu.WithRoutingKey("bodies")).Publish(ctx, make([]byte, 2048)); !errors.Is(err, kombu.ErrLimitExceeded) {
+		t.Fatalf("publishing 2 KiB with a 1 KiB limit: %v, want ErrLimitExceeded", err)
+	}
+	mustPublish(t, kombu.NewProducer(big, kombu.WithRoutingKey("bodies")).Publish(ctx, make([]byte, 2048)))
+	if _, err := q.Get(ctx, small); !errors.Is(err, kombu.ErrLimitExceeded) || !errors.Is(err, kombu.ErrDecode) {
+		t.Fatalf("receiving 2 KiB with a 1 KiB limit: %v, want ErrDecode and ErrLimitExceeded", err)
+	}
+}

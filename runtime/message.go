@@ -94,6 +94,10 @@ func (c *Connection) newMessage(d *transport.Delivery, accept *acceptList, gen u
 	if ct := m.contentType(); !accept.allows(ct) {
 		return m, m.disallowed(ct)
 	}
+	if int64(len(m.Body)) > c.codecs.maxBodySize {
+		return m, fmt.Errorf("%w: %w: a body of %d bytes exceeds the connection's limit of %d (WithMaxBodySize)",
+			ErrDecode, ErrLimitExceeded, len(m.Body), c.codecs.maxBodySize)
+	}
 	if err := m.decompress(c.codecs); err != nil {
 		return m, err
 	}

@@ -266,6 +266,11 @@ func (p *Producer) prepare(cfg *publishConfig, body any) (*transport.Publishing,
 	if err != nil {
 		return nil, err
 	}
+	if int64(len(data)) > p.conn.codecs.maxBodySize {
+		// Refused here rather than by every consumer: they bound bodies the same way.
+		return nil, fmt.Errorf("%w: %w: a body of %d bytes exceeds the connection's limit of %d (WithMaxBodySize)",
+			ErrEncode, ErrLimitExceeded, len(data), p.conn.codecs.maxBodySize)
+	}
 	headers := cfg.headers
 	if cfg.compression != "" {
 		z, err := p.conn.codecs.compressor(cfg.compression)

@@ -108,7 +108,11 @@ func retry(ctx context.Context, policy RetryPolicy, n int, order FailoverStrateg
 		if len(errs) > n {
 			errs = errs[1:] // the last round's errors say enough
 		}
-		if !Recoverable(err) || !policy.allows(tries) || ctx.Err() != nil {
+		// A deadline inside the attempt (a connect timeout, say) is worth
+		// retrying while the caller's own context is alive: an outage longer
+		// than one attempt must not end recovery for good.
+		attemptTimedOut := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
+		if (!Recoverable(err) && !attemptTimedOut) || !policy.allows(tries) || ctx.Err() != nil {
 			return errors.Join(errs...)
 		}
 		var wait time.Duration

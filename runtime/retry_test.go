@@ -139,3 +139,18 @@ func TestDialMakesOneAttemptPerURLByDefault(t *testing.T) {
 		t.Fatalf("%d attempts with NoRetry", calls)
 	}
 }
+
+func TestRetryOutlastsAttemptTimeouts(t *testing.T) {
+	calls := 0
+	err := retry(context.Background(), RetryPolicy{MaxRetries: 5, IntervalStart: time.Millisecond}, 1, RoundRobin,
+		func(context.Context, int) error {
+			calls++
+			if calls < 3 {
+				return &OperationalError{Op: "connect", Err: fmt.Errorf("dial: %w", context.DeadlineExceeded)}
+			}
+			return nil
+		}, nil)
+	if err != nil || calls != 3 {
+		t.Fatalf("%v after %d calls: a connect timeout must be retried while the caller's context lives", err, calls)
+	}
+}

@@ -23,7 +23,9 @@ const features = transport.FeatureDirect | transport.FeatureTopic | transport.Fe
 	transport.FeatureDirectReplyTo
 
 // closeTimeout bounds the connection.close handshake in Close.
-const closeTimeout = 10 * time.Second
+// A healthy broker answers in milliseconds; a blocked one (memory alarm)
+// never does, and Close must not hang on it.
+const closeTimeout = 3 * time.Second
 
 // conn is one AMQP connection. It is the one place that owns the
 // *amqp.Connection and the channels opened on it, so that reconnecting can
@@ -77,7 +79,24 @@ func newConn(ac *amqp.Connection, url string, cfg transport.Config) *conn {
 	c.confirm.confirm = true
 	closes := ac.NotifyClose(make(chan *amqp.Error, 1))
 	go c.watch(closes)
+	// Drained for as long as the connection lives (amqp091-go closes it on
+	// shutdown), so the library's reader never waits on us.
+	blocks := ac.NotifyBlocked(make(chan amqp.Blocking, 4))
+	go c.watchBlocked(blocks)
 	return c
+}
+
+// watchBlocked reports RabbitMQ's flow control: while the broker blocks a
+// connection (a memory or disk alarm), its publishes wait, bounded by their
+// contexts.
+func (c *conn) watchBlocked(blocks chan amqp.Blocking) {
+	for b := range blocks {
+		if b.Active {
+			c.logger.Warn("amqp: connection blocked by the broker: publishes wait until it unblocks", "url", c.url, "reason", b.Reason)
+		} else {
+			c.logger.Info("amqp: connection unblocked", "url", c.url)
+		}
+	}
 }
 
 // watch waits for the connection to end and records why.

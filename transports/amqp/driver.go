@@ -143,6 +143,11 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 	if err != nil {
 		return nil, err
 	}
+	if opts.tls != nil && opts.tls.InsecureSkipVerify && opts.tls.VerifyConnection == nil && cfg.Logger != nil {
+		// The opt-out is explicit, and it must be loud: anyone on the path
+		// can now read and change every message.
+		cfg.Logger.Warn("amqp: TLS certificate verification is OFF for this connection", "url", u.String())
+	}
 	ac, err := dial(ctx, opts)
 	if err != nil {
 		return nil, describeDialError("connect to "+u.String(), err)

@@ -221,6 +221,11 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 	if err != nil {
 		return nil, err
 	}
+	if o.tls != nil && o.tls.InsecureSkipVerify && o.tls.VerifyConnection == nil && cfg.Logger != nil {
+		// The opt-out is explicit, and it must be loud: anyone on the path
+		// can now read and change every message.
+		cfg.Logger.Warn("redis: TLS certificate verification is OFF for this connection", "url", u.String())
+	}
 	rdb := o.newClient(clientTweaks{})
 	pctx := ctx
 	if cfg.ConnectTimeout > 0 {
