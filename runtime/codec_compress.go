@@ -5,6 +5,7 @@ import (
 	"compress/bzip2"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/andybalholm/brotli"
@@ -71,22 +72,9 @@ func (*brotliCompressor) ContentType() string { return "application/x-brotli" }
 const brotliQuality = 5
 
 func (z *brotliCompressor) Compress(src []byte) ([]byte, error) {
-	var buf bytes.Buffer
-	w, _ := z.writers.Get().(*brotli.Writer)
-	if w == nil {
-		w = brotli.NewWriterOptions(&buf, brotli.WriterOptions{Quality: brotliQuality})
-	} else {
-		w.Reset(&buf)
-	}
-	if _, err := w.Write(src); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	w.Reset(nil)
-	z.writers.Put(w)
-	return buf.Bytes(), nil
+	return compressPooled(&z.writers, func(w io.Writer) *brotli.Writer {
+		return brotli.NewWriterOptions(w, brotli.WriterOptions{Quality: brotliQuality})
+	}, src)
 }
 
 func (z *brotliCompressor) Decompress(src []byte, limit int64) ([]byte, error) {

@@ -69,13 +69,27 @@ func (*zlibCompressor) Aliases() []string   { return []string{"gzip"} }
 func (*zlibCompressor) ContentType() string { return "application/x-gzip" }
 
 func (z *zlibCompressor) Compress(src []byte) ([]byte, error) {
+	return compressPooled(&z.writers, zlib.NewWriter, src)
+}
+
+// resettableWriter is a compressing writer that can be pointed at a new
+// destination, so that one can be pooled: building one costs far more than
+// compressing a small message.
+type resettableWriter interface {
+	io.WriteCloser
+	Reset(io.Writer)
+}
+
+// compressPooled compresses src with a writer from pool, made with
+// newWriter when the pool has none.
+func compressPooled[W resettableWriter](pool *sync.Pool, newWriter func(io.Writer) W, src []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(len(src)/2 + 64)
-	w, _ := z.writers.Get().(*zlib.Writer)
-	if w == nil {
-		w = zlib.NewWriter(&buf)
-	} else {
+	w, ok := pool.Get().(W)
+	if ok {
 		w.Reset(&buf)
+	} else {
+		w = newWriter(&buf)
 	}
 	if _, err := w.Write(src); err != nil {
 		return nil, err
@@ -83,8 +97,8 @@ func (z *zlibCompressor) Compress(src []byte) ([]byte, error) {
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	w.Reset(nil)
-	z.writers.Put(w)
+	w.Reset(nil) // do not keep the message alive in the pool
+	pool.Put(w)
 	return buf.Bytes(), nil
 }
 

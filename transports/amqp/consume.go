@@ -200,25 +200,43 @@ func (s *subscription) pump(i int, dch <-chan amqp.Delivery) {
 	}
 }
 
+// notifications are the channel's notification channels a supervisor still
+// reads; each is set to nil once amqp091-go closes it.
+type notifications struct {
+	cancels chan string
+	closes  chan *amqp.Error
+}
+
+// onCancel handles a basic.cancel from the broker.
+func (s *subscription) onCancel(n *notifications, tag string, ok bool) {
+	if !ok {
+		n.cancels = nil
+		return
+	}
+	s.brokerCancelled(tag)
+}
+
+// onClose handles the channel's close notification.
+func (s *subscription) onClose(n *notifications, e *amqp.Error, ok bool) {
+	if !ok {
+		n.closes = nil
+		s.abort(nil)
+		return
+	}
+	s.abort(e)
+}
+
 // supervise drains the channel's notifications, ends the subscription once
 // every consumer has stopped, and then watches the channel until it closes.
 func (s *subscription) supervise(pumps int) {
-	cancels, closes, done := s.cancels, s.closes, s.c.done
+	n := notifications{cancels: s.cancels, closes: s.closes}
+	done := s.c.done
 	for pumps > 0 {
 		select {
-		case tag, ok := <-cancels:
-			if !ok {
-				cancels = nil
-				continue
-			}
-			s.brokerCancelled(tag)
-		case e, ok := <-closes:
-			if !ok {
-				closes = nil
-				s.abort(nil)
-				continue
-			}
-			s.abort(e)
+		case tag, ok := <-n.cancels:
+			s.onCancel(&n, tag, ok)
+		case e, ok := <-n.closes:
+			s.onClose(&n, e, ok)
 		case <-done:
 			done = nil
 			s.abort(nil)
@@ -230,19 +248,10 @@ func (s *subscription) supervise(pumps int) {
 	// channels it concerns, so what explains the end is queued by now.
 	for queued := true; queued; {
 		select {
-		case tag, ok := <-cancels:
-			if !ok {
-				cancels = nil
-				continue
-			}
-			s.brokerCancelled(tag)
-		case e, ok := <-closes:
-			if !ok {
-				closes = nil
-				s.abort(nil)
-				continue
-			}
-			s.abort(e)
+		case tag, ok := <-n.cancels:
+			s.onCancel(&n, tag, ok)
+		case e, ok := <-n.closes:
+			s.onClose(&n, e, ok)
 		default:
 			queued = false
 		}
@@ -251,8 +260,8 @@ func (s *subscription) supervise(pumps int) {
 	// Watch the channel until it closes (once every delivery is settled,
 	// or with the connection), so that settling after that fails cleanly.
 	// No consumer is left to be cancelled.
-	if closes != nil {
-		for e := range closes {
+	if n.closes != nil {
+		for e := range n.closes {
 			s.abort(e)
 		}
 		s.abort(nil)

@@ -263,30 +263,12 @@ func (o *options) newClient(t clientTweaks) *goredis.Client {
 	if o.tls != nil {
 		tlsConf = o.tls.Clone()
 	}
-	if len(o.sentinels) > 0 {
-		return goredis.NewFailoverClient(&goredis.FailoverOptions{
-			MasterName:            o.masterName,
-			SentinelAddrs:         o.sentinels,
-			SentinelUsername:      o.sentinelUser,
-			SentinelPassword:      o.sentinelPass,
-			ClientName:            o.clientName,
-			Protocol:              2,
-			Username:              o.user,
-			Password:              o.pass,
-			DB:                    o.db,
-			DialTimeout:           o.dialTimeout,
-			ReadTimeout:           o.ioTimeout,
-			WriteTimeout:          o.ioTimeout,
-			ContextTimeoutEnabled: true,
-			PoolSize:              poolSize,
-			TLSConfig:             tlsConf,
-			DisableIdentity:       true,
-			OnConnect:             t.onConnect,
-		})
-	}
-	return goredis.NewClient(&goredis.Options{
-		Network:               o.network,
-		Addr:                  o.addr,
+	// One set of options for both kinds of client; go-redis derives the
+	// failover or the plain client's from it.
+	u := &goredis.UniversalOptions{
+		MasterName:            o.masterName,
+		SentinelUsername:      o.sentinelUser,
+		SentinelPassword:      o.sentinelPass,
 		ClientName:            o.clientName,
 		Protocol:              2,
 		Username:              o.user,
@@ -300,7 +282,15 @@ func (o *options) newClient(t clientTweaks) *goredis.Client {
 		TLSConfig:             tlsConf,
 		DisableIdentity:       true,
 		OnConnect:             t.onConnect,
-	})
+	}
+	if len(o.sentinels) > 0 {
+		u.Addrs = o.sentinels
+		return goredis.NewFailoverClient(u.Failover())
+	}
+	u.Addrs = []string{o.addr}
+	simple := u.Simple()
+	simple.Network = o.network // unix sockets: UniversalOptions has no Network
+	return goredis.NewClient(simple)
 }
 
 var discardLogger = slog.New(slog.DiscardHandler)
