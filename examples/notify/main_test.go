@@ -18,10 +18,14 @@ func TestNotifyOnAMQP(t *testing.T) {
 	check(t, url)
 }
 
-// No TestNotifyOnRedis yet: on Redis a broadcast consumer subscribes to
-// the exchange's pub/sub channel only when Run starts, so a change published
-// between NewConfigConsumer and that moment is missed, and the run can wait
-// forever. The Redis driver must subscribe when the binding is declared.
+// On Redis the connection that binds an instance's queue subscribes to the
+// exchange's PUB/SUB channel before NewConfigConsumer returns, so a change
+// published before Run starts is waiting in the queue.
+func TestNotifyOnRedis(t *testing.T) {
+	url := brokertest.RedisURL(t)
+	exampletest.Purge(t, url, notifyv1.ConfigTopology())
+	check(t, url)
+}
 
 func check(t *testing.T, url string) {
 	t.Helper()

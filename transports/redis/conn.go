@@ -37,13 +37,6 @@ type queueDecl struct {
 	exclusive, autoDelete bool
 }
 
-// fanoutBinding is a queue's binding to a fanout exchange: its consumers
-// subscribe to the exchange's channel with the binding's key ('#' turned
-// to '*'), as Kombu's _fanout_queues records it.
-type fanoutBinding struct {
-	exchange, key string
-}
-
 type conn struct {
 	rdb  *goredis.Client
 	opts *options
@@ -54,7 +47,6 @@ type conn struct {
 	closed    bool
 	exchanges map[string]exchangeDecl
 	queues    map[string]queueDecl
-	fanout    map[string][]fanoutBinding // queue → its fanout bindings
 	subs      map[*subscription]struct{}
 	lastCtag  uint64
 	bgStarted bool // restorer and wake hub
@@ -74,6 +66,7 @@ type conn struct {
 
 	acks   *ackFlusher
 	hub    *wakeHub
+	relay  *fanoutRelay // fanout bindings and the broadcasts they receive
 	bgStop chan struct{}
 	bgWG   sync.WaitGroup
 	done   chan struct{}
@@ -104,7 +97,6 @@ func newConn(rdb *goredis.Client, o *options, log *slog.Logger) *conn {
 			"amq.fanout": {typ: transport.ExchangeFanout, durable: true},
 		},
 		queues:     map[string]queueDecl{},
-		fanout:     map[string][]fanoutBinding{},
 		unroutable: map[string]struct{}{},
 		dlx:        map[string]*deadLetterConfig{},
 		subs:       map[*subscription]struct{}{},
@@ -114,6 +106,7 @@ func newConn(rdb *goredis.Client, o *options, log *slog.Logger) *conn {
 	}
 	c.routes.tables = map[string]*routeTable{}
 	c.gets = &ackScope{c: c}
+	c.relay = newFanoutRelay(c)
 	c.acks = newAckFlusher(c)
 	c.bgWG.Add(2)
 	go c.acks.run()
@@ -246,15 +239,8 @@ func (c *conn) DeleteExchange(ctx context.Context, name string, ifUnused bool) e
 	if !strings.HasPrefix(name, "amq.") {
 		delete(c.exchanges, name)
 	}
-	for q, bs := range c.fanout {
-		bs = slices.DeleteFunc(bs, func(b fanoutBinding) bool { return b.exchange == name })
-		if len(bs) == 0 {
-			delete(c.fanout, q)
-		} else {
-			c.fanout[q] = bs
-		}
-	}
 	c.mu.Unlock()
+	c.relay.dropExchange(name)
 	c.routes.forget(name)
 	return nil
 }
@@ -384,6 +370,8 @@ func (c *conn) DeleteQueue(ctx context.Context, name string, ifUnused, ifEmpty b
 
 // deleteQueue deletes a queue's lists and removes it from every binding set.
 func (c *conn) deleteQueue(ctx context.Context, name string) (int, error) {
+	// Stop copying broadcasts first, or one could recreate the list.
+	c.relay.dropQueue(name)
 	n, err := c.purge(ctx, name)
 	if err != nil {
 		return 0, err
@@ -393,7 +381,6 @@ func (c *conn) deleteQueue(ctx context.Context, name string) (int, error) {
 	}
 	c.mu.Lock()
 	delete(c.queues, name)
-	delete(c.fanout, name)
 	c.mu.Unlock()
 	c.setDeadLetter(name, nil)
 	return n, nil
@@ -483,7 +470,11 @@ func (c *conn) purge(ctx context.Context, name string) (int, error) {
 // Bind adds Kombu's binding member to the exchange's set: the routing key,
 // the Python regular expression Kombu matches topic keys with (empty for
 // other types) and the queue. The exchange's type is the one this
-// connection declared it with (direct if it did not, as in Kombu).
+// connection declared it with (direct if it did not, as in Kombu). For a
+// fanout exchange, Bind also subscribes to the exchange's channel and
+// returns once Redis has applied the subscription, so that a broadcast
+// published after Bind returns is copied into the queue's list (see
+// fanout.go).
 func (c *conn) Bind(ctx context.Context, b transport.Binding) error {
 	if err := c.check(ctx); err != nil {
 		return err
@@ -511,14 +502,19 @@ func (c *conn) Bind(ctx context.Context, b transport.Binding) error {
 	}
 	c.routes.forget(source)
 	if typ == transport.ExchangeFanout {
-		fb := fanoutBinding{exchange: source, key: strings.ReplaceAll(b.RoutingKey, "#", "*")}
-		c.mu.Lock()
-		if !slices.Contains(c.fanout[b.Destination], fb) {
-			c.fanout[b.Destination] = append(c.fanout[b.Destination], fb)
+		// The binding member stays if subscribing fails, as it would
+		// after any bind that failed half-way; binding again is harmless.
+		if err := c.relay.bind(ctx, b.Destination, fanoutBindingFor(source, b.RoutingKey)); err != nil {
+			return c.wrap("bind "+b.Destination+": subscribe to fanout exchange "+source, err)
 		}
-		c.mu.Unlock()
 	}
 	return nil
+}
+
+// fanoutBindingFor is the fanout binding a routing key makes: Kombu
+// subscribes with '#' turned to '*' (Redis patterns have no '#').
+func fanoutBindingFor(exchange, routingKey string) fanoutBinding {
+	return fanoutBinding{exchange: exchange, key: strings.ReplaceAll(routingKey, "#", "*")}
 }
 
 // Unbind removes the binding member. Both forms a binding can have been
@@ -543,14 +539,8 @@ func (c *conn) Unbind(ctx context.Context, b transport.Binding) error {
 		return c.wrap("unbind "+b.Destination, err)
 	}
 	c.routes.forget(source)
-	fb := fanoutBinding{exchange: source, key: strings.ReplaceAll(b.RoutingKey, "#", "*")}
-	c.mu.Lock()
-	if bs := slices.DeleteFunc(c.fanout[b.Destination], func(x fanoutBinding) bool { return x == fb }); len(bs) > 0 {
-		c.fanout[b.Destination] = bs
-	} else {
-		delete(c.fanout, b.Destination)
-	}
-	c.mu.Unlock()
+	// From here on, no broadcast received is copied into the queue.
+	c.relay.unbind(b.Destination, fanoutBindingFor(source, b.RoutingKey))
 	return nil
 }
 
@@ -589,11 +579,12 @@ func (c *conn) Done() <-chan struct{} { return c.done }
 // closed, not lost. A subscription whose commands fail ends with the error.
 func (c *conn) Err() error { return nil }
 
-// Close ends the subscriptions, sends the acknowledgements not yet sent,
-// returns every unsettled message to the front of its queue marked
-// redelivered (Kombu's restore at channel close), deletes the exclusive
-// queues this connection declared and the auto-delete ones it bound to a
-// fanout exchange (as Kombu does at channel close), and closes the client.
+// Close stops copying broadcasts, ends the subscriptions, sends the
+// acknowledgements not yet sent, returns every unsettled message to the
+// front of its queue marked redelivered (Kombu's restore at channel
+// close), deletes the exclusive queues this connection declared and the
+// auto-delete ones it bound to a fanout exchange (as Kombu does at channel
+// close), and closes the client.
 func (c *conn) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -603,13 +594,17 @@ func (c *conn) Close() error {
 	}
 	c.closed = true
 	subs := slices.Collect(maps.Keys(c.subs))
+	queues := maps.Clone(c.queues)
+	c.mu.Unlock()
+
+	// First, so that no broadcast lands in a queue about to be deleted.
+	c.relay.close()
 	var doomed []string
-	for name, q := range c.queues {
-		if q.exclusive || q.autoDelete && len(c.fanout[name]) > 0 {
+	for name, q := range queues {
+		if q.exclusive || q.autoDelete && c.relay.bound(name) {
 			doomed = append(doomed, name)
 		}
 	}
-	c.mu.Unlock()
 
 	for _, s := range subs {
 		s.end(fmt.Errorf("redis: connection closed while consuming: %w", transport.ErrClosed))

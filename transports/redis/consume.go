@@ -46,22 +46,14 @@ type subscription struct {
 	done      chan struct{}
 	stopOnce  sync.Once
 
-	fanout    *goredis.PubSub
-	fanoutQ   map[string][]string // subscribed pattern → queues
-	fanoutWG  sync.WaitGroup
-	fanoutCtx context.Context
-	cancelFan context.CancelFunc
-
 	errMu sync.Mutex
 	err   error
 }
 
-// Consume starts a subscription. Queues bound (on this connection) to a
-// fanout exchange also get its broadcasts: the subscription subscribes to
-// the exchange's channel as Kombu does, and copies each broadcast into the
-// queue's own list as it arrives, where it is taken, acknowledged and
-// restored like any message. Consume returns once those subscriptions are
-// active, so a broadcast published after it returns is received.
+// Consume starts a subscription. A queue bound to a fanout exchange is
+// consumed like any other: the connection that bound it copies the
+// exchange's broadcasts into its lists from the moment Bind returns (see
+// fanout.go), so broadcasts sent before Consume are waiting there.
 func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transport.Subscription, error) {
 	if len(spec.Queues) == 0 {
 		return nil, errors.New("redis: consume: no queue given")
@@ -108,8 +100,11 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 	if prefix == "" {
 		prefix = "ctag-"
 	}
-	patterns := map[string][]string{}
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, transport.ErrClosed
+	}
 	for _, q := range s.queues {
 		c.lastCtag++
 		s.tags[q] = prefix + strconv.FormatUint(c.lastCtag, 10)
@@ -117,112 +112,12 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 		for step := range numSteps {
 			s.keys = append(s.keys, c.ks.bucket(q, step))
 		}
-		for _, fb := range c.fanout[q] {
-			p := c.ks.fanoutChannel(fb.exchange, fb.key)
-			if !slices.Contains(patterns[p], q) {
-				patterns[p] = append(patterns[p], q)
-			}
-		}
-	}
-	c.mu.Unlock()
-
-	if len(patterns) > 0 {
-		if err := s.subscribeFanout(ctx, patterns); err != nil {
-			return nil, c.wrap("subscribe to fanout exchanges", err)
-		}
-	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		s.closeFanout()
-		return nil, transport.ErrClosed
 	}
 	c.subs[s] = struct{}{}
 	c.mu.Unlock()
 	c.hub.register(s)
 	go s.run()
 	return s, nil
-}
-
-func (s *subscription) subscribeFanout(ctx context.Context, patterns map[string][]string) error {
-	s.fanoutQ = patterns
-	list := make([]string, 0, len(patterns))
-	for p := range patterns {
-		list = append(list, p)
-	}
-	slices.Sort(list)
-	s.fanoutCtx, s.cancelFan = context.WithCancel(context.Background())
-	s.fanout = s.c.rdb.PSubscribe(ctx, list...)
-	// Wait for the confirmations, so that broadcasts sent from now on reach
-	// this subscription.
-	for confirmed := 0; confirmed < len(list); {
-		msg, err := s.fanout.Receive(ctx)
-		if err != nil {
-			s.closeFanout()
-			return err
-		}
-		if _, ok := msg.(*goredis.Subscription); ok {
-			confirmed++
-		}
-	}
-	s.fanoutWG.Add(1)
-	go s.receiveFanout()
-	return nil
-}
-
-func (s *subscription) closeFanout() {
-	if s.fanout == nil {
-		return
-	}
-	s.cancelFan()
-	s.fanout.Close()
-	s.fanoutWG.Wait()
-}
-
-// receiveFanout copies each broadcast into the lists of the queues bound
-// with the pattern it matched, in the bucket of its priority. Broadcasts
-// are at-most-once on Redis (PUB/SUB): one sent while this subscription is
-// not connected is missed, as with Kombu.
-func (s *subscription) receiveFanout() {
-	defer s.fanoutWG.Done()
-	ctx := s.fanoutCtx
-	for {
-		msg, err := s.fanout.Receive(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			s.c.log.Warn("redis: fanout subscription interrupted; broadcasts sent meanwhile are missed", "error", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
-		}
-		m, ok := msg.(*goredis.Message)
-		if !ok || m.Payload == "" {
-			continue
-		}
-		queues := s.fanoutQ[m.Pattern]
-		if len(queues) == 0 {
-			continue
-		}
-		step := stepFor(priorityOf(m.Payload))
-		pctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		_, err = s.c.rdb.Pipelined(pctx, func(p goredis.Pipeliner) error {
-			for _, q := range queues {
-				p.LPush(pctx, s.c.ks.bucket(q, step), m.Payload)
-			}
-			return nil
-		})
-		cancel()
-		if err != nil {
-			s.c.log.Error("redis: a broadcast received could not be queued; it is lost", "exchange_channel", m.Channel, "error", err)
-			continue
-		}
-		s.poke(s.wakeCh)
-	}
 }
 
 // poke signals a channel of capacity one without blocking.
@@ -255,7 +150,6 @@ func (s *subscription) capacity() int {
 
 func (s *subscription) run() {
 	defer func() {
-		s.closeFanout()
 		s.c.hub.unregister(s)
 		close(s.ch)
 		close(s.done)

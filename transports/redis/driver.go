@@ -78,8 +78,11 @@
 // cached, and checked by the publish script, see publishScript), so a
 // binding added by any client takes effect at once. A fanout exchange
 // PUBLISHes on the channel "/<db>.<exchange>", or "/<db>.<exchange>/<key>"
-// with a routing key; consumers of a queue bound to it (on their own
-// connection, as Kombu's consumers) subscribe with their binding's key.
+// with a routing key; the connection that binds a queue to it subscribes
+// with the binding's key (PSUBSCRIBE, on a PUB/SUB connection of its own,
+// as Kombu's consumers do) before Bind returns, and copies each broadcast
+// into the queue's list until the binding goes: Unbind, deleting the
+// queue or the exchange, or closing the connection (see fanout.go).
 //
 // Unacknowledged messages are recorded as Kombu records them: the "unacked"
 // hash maps a delivery tag to [message, exchange, routing key] and the
@@ -126,16 +129,23 @@
 //     BRPOP (see wake.go).
 //   - Acknowledgements are sent in the background, batched (see ackFlusher):
 //     Ack returns at once, as an AMQP basic.ack does.
-//   - A broadcast received by a consumer is copied into its queue's list
-//     and taken from there, so prefetch, acknowledgement and restore apply
-//     to it; Kombu hands it to the consumer straight from PUB/SUB. It is
-//     still at-most-once on the wire: a broadcast published while no
-//     consumer is subscribed is lost, as with Kombu.
+//   - A broadcast is received by the connection that bound the queue, from
+//     the moment Bind returns, whether or not anything consumes the queue
+//     yet; it is copied into the queue's list and taken from there, so
+//     prefetch, acknowledgement and restore apply to it. Kombu subscribes
+//     only when a consumer starts and hands broadcasts to it straight from
+//     PUB/SUB, so a broadcast sent between binding and consuming is lost.
+//     It is still at-most-once on the wire: a broadcast published while no
+//     connection holding the binding is subscribed (none is open, or its
+//     PUB/SUB connection is reconnecting) is lost, as with Kombu. A queue
+//     bound on one connection with several keys whose patterns match the
+//     same broadcast gets one copy, not one per pattern.
 //   - Unbind removes the binding from Redis (Kombu 5.2's unbind does not),
 //     and deleting a queue removes it from every binding set, not only
 //     from those its connection made.
 //   - Mandatory publishing is supported: ErrUnroutable when no binding
-//     matches, or when a fanout exchange has no subscriber.
+//     matches, or when a fanout exchange has no subscriber (no open
+//     connection holds a binding whose pattern matches).
 //   - Dead-lettering (FeatureDeadLetter), which Kombu's Redis transport
 //     does not have, is emulated for kombu-go consumers (see deadletter.go).
 //     A queue declared with x-dead-letter-exchange ("" for the default
@@ -173,8 +183,8 @@
 // wake-up, not in BRPOP), so the pool does not have to grow with the number
 // of consumers: go-redis's default (10 per CPU) serves many; max_connections
 // sets it. Besides the pool, a connection that consumes opens two
-// connections for wake-ups, and each subscription with fanout queues one
-// PUB/SUB connection.
+// connections for wake-ups, and a connection that binds queues to fanout
+// exchanges one PUB/SUB connection for all of them.
 //
 // A publish is one round trip (LPUSH, or publishScript for an exchange with
 // bindings); PublishBatch pipelines up to 512 messages per round trip. A

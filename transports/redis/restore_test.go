@@ -191,12 +191,20 @@ func startChild(t *testing.T, url, queue, mode string) (*exec.Cmd, *bufio.Scanne
 	return cmd, bufio.NewScanner(stdout)
 }
 
-func kill9(t *testing.T, cmd *exec.Cmd) {
+// kill9 kills the child and returns the lines it wrote that out had not
+// read yet. They are read before Wait, which closes the pipe: lines still
+// in it would be lost, and messages the child acked would look missing.
+func kill9(t *testing.T, cmd *exec.Cmd, out *bufio.Scanner) []string {
 	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	var rest []string
+	for out.Scan() {
+		rest = append(rest, out.Text())
+	}
 	cmd.Wait()
+	return rest
 }
 
 func TestKilledConsumerLosesNothing(t *testing.T) {
@@ -217,7 +225,7 @@ func TestKilledConsumerLosesNothing(t *testing.T) {
 		if len(e.list("q")) != 0 || len(e.unacked()) != 1 {
 			t.Fatalf("while the child handles it: list %q, unacked %v", e.list("q"), e.unacked())
 		}
-		kill9(t, child)
+		kill9(t, child, out)
 		start := time.Now()
 		s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 1})
 		var d *transport.Delivery
@@ -255,9 +263,8 @@ func TestKilledConsumerLosesNothing(t *testing.T) {
 		for len(seen) < n/3 && out.Scan() {
 			seen[strings.TrimPrefix(out.Text(), "got ")] = true
 		}
-		kill9(t, child)
-		for out.Scan() {
-			seen[strings.TrimPrefix(out.Text(), "got ")] = true
+		for _, line := range kill9(t, child, out) {
+			seen[strings.TrimPrefix(line, "got ")] = true
 		}
 		s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 50})
 		got := map[string]bool{}
