@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
-	"sync/atomic"
-	"time"
+	"strings"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/protobuf/proto"
@@ -24,7 +24,12 @@ const (
 	benchRoutingKey = "order.placed"
 	benchQueue      = "quickstart.orders"
 	pipelineWindow  = 1000 // messages per batch of pipelined confirms, both sides
-	consumePrefetch = 100
+	// The sides take turns handling this many messages (see interleaved):
+	// a turn lasts some tens of milliseconds.
+	confirmedChunk   = 50
+	unconfirmedChunk = 2000
+	consumeChunk     = 2000
+	consumePrefetch  = 100
 )
 
 var order = &quickstartv1.OrderPlaced{OrderId: "A-0000001", Customer: "ada", AmountCents: 1250, Items: []string{"tea", "mug"}}
@@ -126,43 +131,62 @@ func (b *bareAMQP) publishUnconfirmed(ctx context.Context, n int) error {
 	return nil
 }
 
-func (b *bareAMQP) consume(ctx context.Context, n int) error {
+// startConsumer consumes the benchmark queue with the benchmark's
+// prefetch, unmarshalling and acking each message, held by t. stop ends it;
+// closing the channel returns what it holds unacked to the queue.
+func (b *bareAMQP) startConsumer(ctx context.Context, t *turn) (stop func() error, err error) {
 	ch, err := b.conn.Channel()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer ch.Close()
 	if err := ch.Qos(consumePrefetch, 0, false); err != nil {
-		return err
+		return nil, err
 	}
 	deliveries, err := ch.ConsumeWithContext(ctx, benchQueue, "", false, false, false, false, nil)
 	if err != nil {
+		return nil, err
+	}
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for d := range deliveries {
+			if !t.wait() {
+				return
+			}
+			var m quickstartv1.OrderPlaced
+			if err := proto.Unmarshal(d.Body, &m); err != nil {
+				t.fail(err)
+				return
+			}
+			if err := d.Ack(false); err != nil {
+				t.fail(err)
+				return
+			}
+			t.handled()
+		}
+		t.fail(errors.New("deliveries closed"))
+	}()
+	return func() error {
+		t.stop()
+		err := ch.Close()
+		<-ended
 		return err
-	}
-	for got := 0; got < n; got++ {
-		d, ok := <-deliveries
-		if !ok {
-			return fmt.Errorf("deliveries closed after %d", got)
-		}
-		var m quickstartv1.OrderPlaced
-		if err := proto.Unmarshal(d.Body, &m); err != nil {
-			return err
-		}
-		if err := d.Ack(false); err != nil {
-			return err
-		}
-	}
-	return nil
+	}, nil
 }
 
 func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 	url := amqpURL()
-	conn, err := kombu.Dial(ctx, url)
+	// The sides' goroutines carry a profiler label (see as), from their
+	// connections' own goroutines on.
+	var conn *kombu.Connection
+	var err error
+	as("sdk", func() { conn, err = kombu.Dial(ctx, url) })
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	bare, err := newBareAMQP(url)
+	var bare *bareAMQP
+	as("bare", func() { bare, err = newBareAMQP(url) })
 	if err != nil {
 		return nil, err
 	}
@@ -178,13 +202,20 @@ func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 	unconfirmed := quickstartv1.NewShopProducer(conn, kombu.WithConfirms(false))
 	n := cfg.n
 	var rows []row
+	var sdkTurn, bareTurn *turn // the consumers' turns in the round being measured
 
-	add := func(workload string, setup, sdk, bareFn func() error, py float64) error {
-		s, b, err := best(cfg.rounds, n, setup, sdk, bareFn)
+	// add measures one workload with the sides taking turns, chunk messages
+	// at a time (see interleaved).
+	add := func(workload string, chunk int, setup func() (func() error, error), sdk, bareFn run, py float64) error {
+		if !cfg.selected("amqp", workload) {
+			return nil
+		}
+		r, err := interleaved(cfg.rounds, n, chunk, setup, sdk, bareFn)
 		if err != nil {
 			return fmt.Errorf("%s: %w", workload, err)
 		}
-		rows = append(rows, row{transport: "amqp", workload: workload, sdk: s, bare: b, python: py})
+		r.transport, r.workload, r.python = "amqp", workload, py
+		rows = append(rows, r)
 		return nil
 	}
 
@@ -212,26 +243,26 @@ func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 		}
 	}
 
-	err = add("publish, confirmed one by one", purge,
-		func() error {
-			for range n {
+	err = add("publish, confirmed one by one", confirmedChunk, only(purge),
+		func(count int) error {
+			for range count {
 				if err := confirmed.PlaceOrder(ctx, order); err != nil {
 					return err
 				}
 			}
 			return nil
 		},
-		func() error { return bare.publishConfirmed(ctx, n) }, pyConfirmed)
+		func(count int) error { return bare.publishConfirmed(ctx, count) }, pyConfirmed)
 	if err != nil {
 		return nil, err
 	}
 
-	err = add(fmt.Sprintf("publish, confirms pipelined (%d)", pipelineWindow), purge,
-		func() error {
+	err = add(fmt.Sprintf("publish, confirms pipelined (%d)", pipelineWindow), pipelineWindow, only(purge),
+		func(count int) error {
 			var batch kombu.Batch
 			inBatch := kombu.InBatch(&batch)
-			for sent := 0; sent < n; {
-				for ; sent < n && batch.Len() < pipelineWindow; sent++ {
+			for sent := 0; sent < count; {
+				for ; sent < count && batch.Len() < pipelineWindow; sent++ {
 					if err := confirmed.PlaceOrder(ctx, order, inBatch); err != nil {
 						return err
 					}
@@ -242,73 +273,56 @@ func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 			}
 			return nil
 		},
-		func() error { return bare.publishPipelined(ctx, n) }, pyConfirmed)
+		func(count int) error { return bare.publishPipelined(ctx, count) }, pyConfirmed)
 	if err != nil {
 		return nil, err
 	}
-	rows[len(rows)-1].note = "the Python column is Kombu's confirmed publishing (it has no pipelined form)"
+	if last := len(rows) - 1; last >= 0 && strings.HasPrefix(rows[last].workload, "publish, confirms pipelined") {
+		rows[last].note = "the Python column is Kombu's confirmed publishing (it has no pipelined form)"
+	}
 
-	err = add("publish, unconfirmed", purge,
-		func() error {
-			for range n {
+	err = add("publish, unconfirmed", unconfirmedChunk, only(purge),
+		func(count int) error {
+			for range count {
 				if err := unconfirmed.PlaceOrder(ctx, order); err != nil {
 					return err
 				}
 			}
 			return nil
 		},
-		func() error { return bare.publishUnconfirmed(ctx, n) }, pyUnconfirmed)
+		func(count int) error { return bare.publishUnconfirmed(ctx, count) }, pyUnconfirmed)
 	if err != nil {
 		return nil, err
 	}
 
-	fill := func() error {
+	// Consume: each round fills the queue (not timed), then the SDK's
+	// generated consumer and a bare consumer, both on the queue with the
+	// same prefetch, take turns (see turn).
+	consume := func() (func() error, error) {
 		if err := purge(); err != nil {
-			return err
+			return nil, err
 		}
-		return bare.publishPipelined(ctx, n)
+		if err := bare.publishPipelined(ctx, 2*n+2*consumePrefetch); err != nil {
+			return nil, err
+		}
+		sdkTurn, bareTurn = newTurn(), newTurn()
+		var stopSDK, stopBare func() error
+		var err error
+		as("sdk", func() { stopSDK, err = startSDKConsumer(ctx, conn, sdkTurn) })
+		if err != nil {
+			return nil, err
+		}
+		as("bare", func() { stopBare, err = bare.startConsumer(ctx, bareTurn) })
+		if err != nil {
+			return nil, errors.Join(err, stopSDK())
+		}
+		return func() error { return errors.Join(stopSDK(), stopBare()) }, nil
 	}
-	err = add(fmt.Sprintf("consume, prefetch %d, ack each", consumePrefetch), fill,
-		func() error { return sdkConsume(ctx, conn, n) },
-		func() error { return bare.consume(ctx, n) }, pyConsume)
+	err = add(fmt.Sprintf("consume, prefetch %d, ack each", consumePrefetch), consumeChunk, consume,
+		func(count int) error { return sdkTurn.take(count) },
+		func(count int) error { return bareTurn.take(count) }, pyConsume)
 	if err != nil {
 		return nil, err
 	}
 	return rows, purge()
-}
-
-// countingShop acks every order and signals when n have arrived.
-type countingShop struct {
-	quickstartv1.UnimplementedShopHandler
-	n    int64
-	seen atomic.Int64
-	done chan struct{}
-}
-
-func (c *countingShop) PlaceOrder(context.Context, *quickstartv1.OrderPlaced, *kombu.Message) error {
-	if c.seen.Add(1) == c.n {
-		close(c.done)
-	}
-	return nil
-}
-
-func sdkConsume(ctx context.Context, conn *kombu.Connection, n int) error {
-	h := &countingShop{n: int64(n), done: make(chan struct{})}
-	consumer, err := quickstartv1.NewShopConsumer(conn, h, kombu.WithPrefetch(consumePrefetch))
-	if err != nil {
-		return err
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- consumer.Run(ctx) }()
-	select {
-	case <-h.done:
-	case err := <-errc:
-		return fmt.Errorf("consumer stopped after %d: %v", h.seen.Load(), err)
-	case <-time.After(2 * time.Minute):
-		return fmt.Errorf("consumer stalled after %d", h.seen.Load())
-	}
-	if err := consumer.Close(); err != nil {
-		return err
-	}
-	return <-errc
 }

@@ -6,8 +6,9 @@
 //
 //	go run ./internal/bench [-n 20000] [-rounds 3] [-transports amqp,redis]
 //
-// SDK and bare runs alternate, round after round, and each keeps its best
-// round, so that the noise of a shared 2-core machine hits both alike. The
+// SDK and bare take turns within each round, a chunk of messages at a time,
+// so that the noise of a shared 2-core machine hits both alike; the report gives medians over the rounds and the
+// range of the rounds' SDK/bare ratios, so the noise is visible too. The
 // bare client does the same work as the SDK: it serializes each message with
 // the same codec, sets the same properties, uses the same confirm mode,
 // prefetch and acks.
@@ -16,13 +17,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"runtime/pprof"
+	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 )
@@ -30,18 +36,30 @@ import (
 type config struct {
 	n, pythonN, rounds int
 	python             bool
+	workloads          *regexp.Regexp // nil: all
+}
+
+// verbose makes every round print its figures to stderr (-v).
+var verbose bool
+
+// selected reports whether the -run flag selects the workload.
+func (c config) selected(transport, workload string) bool {
+	return c.workloads == nil || c.workloads.MatchString(transport+" "+workload)
 }
 
 // result is one measured run.
 type result struct {
 	rate   float64 // messages per second
 	allocs float64 // heap allocations per message, in this process
+	cpu    float64 // CPU time per message of this process, in microseconds
 }
 
 // row is one line of the report.
 type row struct {
 	transport, workload string
 	sdk, bare           result
+	ratio               float64 // median of the rounds' SDK/bare ratios
+	ratioMin, ratioMax  float64
 	python              float64 // 0: not measured
 	note                string
 }
@@ -51,9 +69,31 @@ func main() {
 	transports := flag.String("transports", "amqp", "comma-separated transports to measure")
 	flag.IntVar(&cfg.n, "n", 20000, "messages per workload")
 	flag.IntVar(&cfg.pythonN, "python-n", 5000, "messages per Python Kombu workload (it is slow)")
-	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating rounds per workload; the best of each side counts")
+	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds per workload; the report gives medians")
 	flag.BoolVar(&cfg.python, "python", true, "measure Python Kombu too, when /usr/bin/python3 has kombu")
+	run := flag.String("run", "", "regexp: measure only the workloads whose \"transport workload\" matches")
+	flag.BoolVar(&verbose, "v", false, "print each round's figures to stderr")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *run != "" {
+		re, err := regexp.Compile(*run)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -run:", err)
+			os.Exit(2)
+		}
+		cfg.workloads = re
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -cpuprofile:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if cfg.python && exec.Command(pythonBin, "-c", "import kombu").Run() != nil {
 		fmt.Fprintln(os.Stderr, "bench: Python Kombu not installed (apt-get install python3-kombu); its column is empty")
 		cfg.python = false
@@ -73,6 +113,7 @@ func main() {
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench %s: %v\n", t, err)
+			pprof.StopCPUProfile()
 			os.Exit(1)
 		}
 		rows = append(rows, rs...)
@@ -81,17 +122,20 @@ func main() {
 }
 
 func report(w *os.File, cfg config, rows []row) {
-	fmt.Fprintf(w, "kombu-go benchmark: %d messages per workload, best of %d alternating rounds, %s %s/%s, %d CPUs\n\n",
+	fmt.Fprintf(w, "kombu-go benchmark: %d messages per side per round, %d rounds, %s %s/%s, %d CPUs\n",
 		cfg.n, cfg.rounds, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	fmt.Fprintln(w, "rates, allocations and CPU time are medians over the rounds; SDK/bare is the median of the rounds' ratios, with their range;")
+	fmt.Fprintln(w, "CPU µs/msg is this process's CPU time per message: the client's own cost, which the broker's pace moves less than the rate")
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "transport\tworkload\tSDK msg/s\tbare msg/s\tSDK/bare\tPython msg/s\tSDK/Python\tSDK allocs/msg\tbare allocs/msg\t")
+	fmt.Fprintln(tw, "transport\tworkload\tSDK msg/s\tbare msg/s\tSDK/bare\t(range)\tPython msg/s\tSDK/Python\tSDK allocs/msg\tbare allocs/msg\tSDK CPU µs/msg\tbare CPU µs/msg\t")
 	for _, r := range rows {
 		py, vsPy := "-", "-"
 		if r.python > 0 {
 			py, vsPy = fmt.Sprintf("%.0f", r.python), fmt.Sprintf("%.1fx", r.sdk.rate/r.python)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.2f\t%s\t%s\t%.1f\t%.1f\t\n",
-			r.transport, r.workload, r.sdk.rate, r.bare.rate, r.sdk.rate/r.bare.rate, py, vsPy, r.sdk.allocs, r.bare.allocs)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f-%.2f\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t\n",
+			r.transport, r.workload, r.sdk.rate, r.bare.rate, r.ratio, r.ratioMin, r.ratioMax, py, vsPy, r.sdk.allocs, r.bare.allocs, r.sdk.cpu, r.bare.cpu)
 	}
 	tw.Flush()
 	for _, r := range rows {
@@ -102,45 +146,138 @@ func report(w *os.File, cfg config, rows []row) {
 	fmt.Fprintln(w)
 }
 
-// measure runs fn, which handles n messages, and returns its rate and the
-// heap allocations it made per message.
-func measure(n int, fn func() error) (result, error) {
-	runtime.GC()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	start := time.Now()
-	if err := fn(); err != nil {
-		return result{}, err
-	}
-	elapsed := time.Since(start)
-	runtime.ReadMemStats(&after)
-	return result{
-		rate:   float64(n) / elapsed.Seconds(),
-		allocs: float64(after.Mallocs-before.Mallocs) / float64(n),
-	}, nil
+// run is one side of a workload: it handles count messages.
+type run func(count int) error
+
+// sample is the time and heap allocations some runs of one side took.
+type sample struct {
+	side         string // "sdk" or "bare"
+	elapsed, cpu time.Duration
+	allocs       uint64
+	n            int
 }
 
-// best runs sdk and bare alternately for the given rounds, with setup before
-// each run, and keeps each side's best round.
-func best(rounds, n int, setup func() error, sdk, bare func() error) (s, b result, err error) {
+func (s sample) result() result {
+	return result{
+		rate:   float64(s.n) / s.elapsed.Seconds(),
+		allocs: float64(s.allocs) / float64(s.n),
+		cpu:    float64(s.cpu.Microseconds()) / float64(s.n),
+	}
+}
+
+// cpuTime is the user and system CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// timed runs fn for count messages and adds what it took to s.
+func (s *sample) timed(count int, fn run) error {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	cpu, start := cpuTime(), time.Now()
+	var err error
+	as(s.side, func() { err = fn(count) })
+	s.elapsed += time.Since(start)
+	s.cpu += cpuTime() - cpu
+	runtime.ReadMemStats(&after)
+	s.allocs += after.Mallocs - before.Mallocs
+	s.n += count
+	return err
+}
+
+// interleaved measures a workload that can be cut into chunks (publishing).
+// In each round, after setup, the two sides take turns, chunk messages at a
+// time, until each has handled n; which side goes first alternates from one
+// pair of turns to the next. On a shared 2-core machine the broker's pace
+// drifts by tens of percent within seconds (its garbage collection, disk
+// syncs, the other side's backlog); taking turns this finely makes every
+// drift weigh on both sides alike, where whole runs one after the other
+// would credit it to whichever ran at the time.
+//
+// setup runs before each round; the teardown it returns, if any, after it.
+func interleaved(rounds, n, chunk int, setup func() (teardown func() error, err error), sdk, bare run) (row, error) {
+	var sdks, bares []sample
 	for range rounds {
-		for _, side := range []struct {
-			fn  func() error
-			out *result
-		}{{bare, &b}, {sdk, &s}} {
-			if err := setup(); err != nil {
-				return s, b, err
+		teardown, err := setup()
+		if err != nil {
+			return row{}, err
+		}
+		if teardown == nil {
+			teardown = func() error { return nil }
+		}
+		runtime.GC()
+		s, b := sample{side: "sdk"}, sample{side: "bare"}
+		for pair := 0; s.n < n; pair++ {
+			count := min(chunk, n-s.n)
+			first, second := &b, &s
+			firstFn, secondFn := bare, sdk
+			if pair%2 == 1 {
+				first, second, firstFn, secondFn = &s, &b, sdk, bare
 			}
-			r, err := measure(n, side.fn)
-			if err != nil {
-				return s, b, err
+			if err := first.timed(count, firstFn); err != nil {
+				return row{}, errors.Join(err, teardown())
 			}
-			if r.rate > side.out.rate {
-				*side.out = r
+			if err := second.timed(count, secondFn); err != nil {
+				return row{}, errors.Join(err, teardown())
 			}
 		}
+		if err := teardown(); err != nil {
+			return row{}, err
+		}
+		sdks, bares = append(sdks, s), append(bares, b)
 	}
-	return s, b, nil
+	return summarize(sdks, bares), nil
+}
+
+// as runs f with the profiler label side=name, which the goroutines it
+// starts inherit, so that `go tool pprof -tagfocus side=sdk` shows one side
+// of a -cpuprofile.
+func as(name string, f func()) {
+	pprof.Do(context.Background(), pprof.Labels("side", name), func(context.Context) { f() })
+}
+
+// only makes a setup without a teardown.
+func only(setup func() error) func() (func() error, error) {
+	return func() (func() error, error) { return nil, setup() }
+}
+
+// summarize makes a row of per-round samples: the median rate and
+// allocations of each side, and the median and range of the rounds' ratios.
+func summarize(sdks, bares []sample) row {
+	var r row
+	ratios := make([]float64, len(sdks))
+	sdkRates, bareRates := make([]float64, len(sdks)), make([]float64, len(sdks))
+	sdkAllocs, bareAllocs := make([]float64, len(sdks)), make([]float64, len(sdks))
+	sdkCPU, bareCPU := make([]float64, len(sdks)), make([]float64, len(sdks))
+	for i := range sdks {
+		s, b := sdks[i].result(), bares[i].result()
+		if verbose {
+			fmt.Fprintf(os.Stderr, "round %d: SDK %.0f msg/s %.1f µs CPU/msg, bare %.0f msg/s %.1f µs CPU/msg, ratio %.2f\n",
+				i+1, s.rate, s.cpu, b.rate, b.cpu, s.rate/b.rate)
+		}
+		ratios[i] = s.rate / b.rate
+		sdkRates[i], bareRates[i] = s.rate, b.rate
+		sdkAllocs[i], bareAllocs[i] = s.allocs, b.allocs
+		sdkCPU[i], bareCPU[i] = s.cpu, b.cpu
+	}
+	r.sdk = result{rate: median(sdkRates), allocs: median(sdkAllocs), cpu: median(sdkCPU)}
+	r.bare = result{rate: median(bareRates), allocs: median(bareAllocs), cpu: median(bareCPU)}
+	r.ratio = median(ratios)
+	r.ratioMin, r.ratioMax = slices.Min(ratios), slices.Max(ratios)
+	return r
+}
+
+func median(xs []float64) float64 {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	if len(xs)%2 == 1 {
+		return xs[len(xs)/2]
+	}
+	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
 }
 
 const pythonBin = "/usr/bin/python3"

@@ -53,16 +53,20 @@ func benchRedis(ctx context.Context, cfg config) ([]row, error) {
 	n := cfg.n
 	producer := quickstartv1.NewShopProducer(conn)
 	var rows []row
-	add := func(workload string, setup, sdk, bare func() error, py float64) error {
-		s, b, err := best(cfg.rounds, n, setup, sdk, bare)
+	add := func(workload string, chunk int, setup func() (func() error, error), sdk, bare run, py float64) error {
+		if !cfg.selected("redis", workload) {
+			return nil
+		}
+		r, err := interleaved(cfg.rounds, n, chunk, setup, sdk, bare)
 		if err != nil {
 			return fmt.Errorf("%s: %w", workload, err)
 		}
-		rows = append(rows, row{transport: "redis", workload: workload, sdk: s, bare: b, python: py})
+		r.transport, r.workload, r.python = "redis", workload, py
+		rows = append(rows, r)
 		return nil
 	}
-	barePublish := func() error {
-		for range n {
+	barePublish := func(count int) error {
+		for range count {
 			body, err := proto.Marshal(order)
 			if err != nil {
 				return err
@@ -88,9 +92,9 @@ func benchRedis(ctx context.Context, cfg config) ([]row, error) {
 		}
 	}
 
-	if err := add("publish, one by one", purge,
-		func() error {
-			for range n {
+	if err := add("publish, one by one", redisChunk, only(purge),
+		func(count int) error {
+			for range count {
 				if err := producer.PlaceOrder(ctx, order); err != nil {
 					return err
 				}
@@ -99,12 +103,12 @@ func benchRedis(ctx context.Context, cfg config) ([]row, error) {
 		}, barePublish, pyPublish); err != nil {
 		return nil, err
 	}
-	if err := add(fmt.Sprintf("publish, pipelined (%d) vs bare one by one", pipelineWindow), purge,
-		func() error {
+	if err := add(fmt.Sprintf("publish, pipelined (%d) vs bare one by one", pipelineWindow), pipelineWindow, only(purge),
+		func(count int) error {
 			var batch kombu.Batch
 			inBatch := kombu.InBatch(&batch)
-			for sent := 0; sent < n; {
-				for ; sent < n && batch.Len() < pipelineWindow; sent++ {
+			for sent := 0; sent < count; {
+				for ; sent < count && batch.Len() < pipelineWindow; sent++ {
 					if err := producer.PlaceOrder(ctx, order, inBatch); err != nil {
 						return err
 					}
@@ -118,35 +122,43 @@ func benchRedis(ctx context.Context, cfg config) ([]row, error) {
 		return nil, err
 	}
 
-	// Consume: the queue is filled first (not timed); the SDK takes Kombu
-	// envelopes with its unacked bookkeeping and acks each; the bare client
-	// BRPOPs and unmarshals.
-	fill := func() error {
+	// Consume: each round fills the queues (not timed); then the SDK's
+	// generated consumer, held between its turns (see turn), takes Kombu
+	// envelopes with its unacked bookkeeping and acks each, and the bare
+	// client BRPOPs and unmarshals, turn about.
+	var sdkTurn *turn
+	consume := func() (func() error, error) {
 		if err := purge(); err != nil {
-			return err
+			return nil, err
 		}
 		var batch kombu.Batch
 		inBatch := kombu.InBatch(&batch)
-		for i := range n {
+		for range n + 2*consumePrefetch {
 			if err := producer.PlaceOrder(ctx, order, inBatch); err != nil {
-				return err
+				return nil, err
 			}
-			if batch.Len() == pipelineWindow || i == n-1 {
+			if batch.Len() == pipelineWindow {
 				if err := batch.Send(ctx); err != nil {
-					return err
+					return nil, err
 				}
 			}
+		}
+		if err := batch.Send(ctx); err != nil {
+			return nil, err
 		}
 		body, _ := proto.Marshal(order)
 		pipe := rdb.Pipeline()
 		for range n {
 			pipe.LPush(ctx, bareKey, body)
 		}
-		_, err := pipe.Exec(ctx)
-		return err
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, err
+		}
+		sdkTurn = newTurn()
+		return startSDKConsumer(ctx, conn, sdkTurn)
 	}
-	bareConsume := func() error {
-		for got := 0; got < n; got++ {
+	bareConsume := func(count int) error {
+		for got := 0; got < count; got++ {
 			res, err := rdb.BRPop(ctx, 0, bareKey).Result()
 			if err != nil {
 				return err
@@ -158,13 +170,16 @@ func benchRedis(ctx context.Context, cfg config) ([]row, error) {
 		}
 		return nil
 	}
-	if err := add(fmt.Sprintf("consume, prefetch %d, ack each", consumePrefetch), fill,
-		func() error { return sdkConsume(ctx, conn, n) }, bareConsume, pyConsume); err != nil {
+	if err := add(fmt.Sprintf("consume, prefetch %d, ack each", consumePrefetch), consumeChunk, consume,
+		func(count int) error { return sdkTurn.take(count) }, bareConsume, pyConsume); err != nil {
 		return nil, err
 	}
 	return rows, purge()
 }
 
-const bareKey = "kombu-go-bench.bare"
+const (
+	bareKey    = "kombu-go-bench.bare"
+	redisChunk = 500 // messages per turn when publishing one by one (see interleaved)
+)
 
 func isNotFound(err error) bool { return errors.Is(err, kombu.ErrNotFound) }

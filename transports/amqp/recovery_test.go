@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,5 +215,88 @@ func TestDialWithAWrongPasswordFailsPromptly(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("Dial with a wrong password still running after 15s")
+	}
+}
+
+// WithConcurrency bounds the handlers running at once across a reconnect
+// too: the new session's deliveries wait until the handlers still at work
+// on the old session's messages have finished.
+func TestConcurrencyBoundHoldsAcrossRecovery(t *testing.T) {
+	const concurrency, messages = 2, 12
+	connName := name(t, "conn")
+	queueName := name(t, "q")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := kombu.Dial(ctx, brokertest.AMQPURL(t), kombu.WithConnectionName(connName),
+		kombu.WithRetryPolicy(kombu.RetryPolicy{IntervalStart: 20 * time.Millisecond, IntervalStep: 20 * time.Millisecond, IntervalMax: 100 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	q := kombu.Queue{Name: queueName, Expires: time.Minute}
+
+	var mu sync.Mutex
+	running, most := 0, 0
+	handled := map[string]bool{}
+	busy := make(chan struct{}, messages*2)
+	var calls atomic.Int32
+	c, err := kombu.NewConsumer(conn, []kombu.Subscription{{Queue: q, Handler: kombu.HandlerFunc(
+		func(_ context.Context, m *kombu.Message) error {
+			mu.Lock()
+			running++
+			most = max(most, running)
+			mu.Unlock()
+			first := calls.Add(1) <= concurrency
+			busy <- struct{}{}
+			if first {
+				time.Sleep(3 * time.Second) // still at work when the connection is back
+			} else {
+				time.Sleep(10 * time.Millisecond)
+			}
+			mu.Lock()
+			running--
+			handled[string(m.Body)] = true
+			mu.Unlock()
+			return nil // the old session's acks fail as stale; those come again
+		})}}, kombu.WithPrefetch(10), kombu.WithConcurrency(concurrency))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(ctx) }()
+	p := kombu.NewProducer(conn, kombu.WithRoutingKey(queueName))
+	for i := range messages {
+		if err := p.Publish(ctx, []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range concurrency {
+		<-busy
+	}
+	rabbitmqctl(t, "close_connection", connectionPID(t, connName), "test kills it")
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		n := len(handled)
+		mu.Unlock()
+		if n == messages {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("handled %d distinct messages of %d after recovery", n, messages)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most != concurrency {
+		t.Fatalf("at most %d handlers ran at once, want exactly %d (WithConcurrency)", most, concurrency)
 	}
 }

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	quickstartv1 "github.com/kombu-go/kombu/gen/examples/quickstart/v1"
+	kombu "github.com/kombu-go/kombu/runtime"
+)
+
+// turn holds a running consumer between its side's turns, so that a
+// consuming workload can be interleaved in chunks like a publishing one.
+// A held consumer keeps its prefetched messages, so both sides start every
+// turn alike: with a full prefetch window.
+type turn struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	left    int           // messages left in the current turn
+	over    chan struct{} // closed once the current turn's last message is handled
+	stopped bool
+	failed  chan error // the consumer's own failure, if it has one
+}
+
+func newTurn() *turn {
+	t := &turn{failed: make(chan error, 1)}
+	t.cond.L = &t.mu
+	return t
+}
+
+// take gives the consumer a turn of count messages and waits until it has
+// handled them.
+func (t *turn) take(count int) error {
+	over := make(chan struct{})
+	t.mu.Lock()
+	t.left, t.over = count, over
+	t.cond.Broadcast()
+	t.mu.Unlock()
+	select {
+	case <-over:
+		return nil
+	case err := <-t.failed:
+		return fmt.Errorf("consumer failed during its turn: %w", err)
+	case <-time.After(time.Minute):
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return fmt.Errorf("consumer stalled during its turn: %d of %d messages left", t.left, count)
+	}
+}
+
+// wait blocks the consumer until its turn. It reports false once the turn
+// is stopped: the consumer should then let the message go unhandled.
+func (t *turn) wait() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for t.left == 0 && !t.stopped {
+		t.cond.Wait()
+	}
+	return !t.stopped
+}
+
+// handled counts a message of the current turn.
+func (t *turn) handled() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.left--; t.left == 0 {
+		close(t.over)
+	}
+}
+
+// stop releases the consumer for good.
+func (t *turn) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped = true
+	t.cond.Broadcast()
+}
+
+// fail reports the consumer's failure to whoever waits for its turn.
+func (t *turn) fail(err error) {
+	select {
+	case t.failed <- err:
+	default:
+	}
+}
+
+// heldShop is the quickstart handler, held by a turn.
+type heldShop struct {
+	quickstartv1.UnimplementedShopHandler
+	t *turn
+}
+
+func (h heldShop) PlaceOrder(context.Context, *quickstartv1.OrderPlaced, *kombu.Message) error {
+	if h.t.wait() {
+		h.t.handled()
+	}
+	return nil
+}
+
+// startSDKConsumer runs the quickstart's generated consumer on conn, with
+// the benchmark's prefetch, held by t. stop ends it.
+func startSDKConsumer(ctx context.Context, conn *kombu.Connection, t *turn) (stop func() error, err error) {
+	consumer, err := quickstartv1.NewShopConsumer(conn, heldShop{t: t}, kombu.WithPrefetch(consumePrefetch))
+	if err != nil {
+		return nil, err
+	}
+	ended := make(chan error, 1)
+	go func() {
+		err := consumer.Run(ctx)
+		if err != nil {
+			t.fail(err)
+		}
+		ended <- err
+	}()
+	return func() error {
+		t.stop()
+		return errors.Join(consumer.Close(), <-ended)
+	}, nil
+}
