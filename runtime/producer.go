@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -187,11 +188,11 @@ func (p *Producer) Publish(ctx context.Context, body any, opts ...PublishOption)
 	if len(opts) > 0 {
 		cfg = p.withOptions(opts)
 	}
-	pub, err := p.prepare(cfg, body)
-	if err != nil {
-		return err
-	}
 	if cfg.batch != nil {
+		pub := new(transport.Publishing)
+		if err := p.prepare(pub, cfg, body); err != nil {
+			return err
+		}
 		if cfg.exchange != nil {
 			if err := p.conn.declareExchange(ctx, *cfg.exchange); err != nil {
 				return err
@@ -203,6 +204,16 @@ func (p *Producer) Publish(ctx context.Context, body any, opts ...PublishOption)
 			pub.Body = bytes.Clone(pub.Body)
 		}
 		return cfg.batch.add(p.conn, pub)
+	}
+	// Drivers do not keep a Publishing once Publish has returned, so one
+	// serves many publishes.
+	pub := publishingPool.Get().(*transport.Publishing)
+	defer func() {
+		*pub = transport.Publishing{}
+		publishingPool.Put(pub)
+	}()
+	if err := p.prepare(pub, cfg, body); err != nil {
+		return err
 	}
 	// A publish that meets a lost connection waits for the next one
 	// (bounded by ctx) and is made again: at least once, never silently
@@ -242,43 +253,46 @@ func (p *Producer) withOptions(opts []PublishOption) *publishConfig {
 	return cfg
 }
 
-// prepare encodes the body and fills in the properties Kombu always sets.
-func (p *Producer) prepare(cfg *publishConfig, body any) (*transport.Publishing, error) {
+var publishingPool = sync.Pool{New: func() any { return new(transport.Publishing) }}
+
+// prepare encodes the body into pub and fills in the properties Kombu
+// always sets.
+func (p *Producer) prepare(pub *transport.Publishing, cfg *publishConfig, body any) error {
 	if cfg.mandatory {
 		if err := p.conn.require(transport.FeatureMandatory, "mandatory publishing"); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if cfg.props.Priority > 0 {
 		if err := p.conn.require(transport.FeaturePriority, "message priority"); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if cfg.props.Expiration < 0 {
-		return nil, fmt.Errorf("%w: negative expiration %v", ErrEncode, cfg.props.Expiration)
+		return fmt.Errorf("%w: negative expiration %v", ErrEncode, cfg.props.Expiration)
 	}
 	if cfg.props.Expiration > 0 {
 		if err := p.conn.require(transport.FeatureTTL, "message expiration"); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	data, ct, enc, err := p.conn.codecs.encode(cfg, body)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if int64(len(data)) > p.conn.codecs.maxBodySize {
 		// Refused here rather than by every consumer: they bound bodies the same way.
-		return nil, fmt.Errorf("%w: %w: a body of %d bytes exceeds the connection's limit of %d (WithMaxBodySize)",
+		return fmt.Errorf("%w: %w: a body of %d bytes exceeds the connection's limit of %d (WithMaxBodySize)",
 			ErrEncode, ErrLimitExceeded, len(data), p.conn.codecs.maxBodySize)
 	}
 	headers := cfg.headers
 	if cfg.compression != "" {
 		z, err := p.conn.codecs.compressor(cfg.compression)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if data, err = z.Compress(data); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrEncode, z.Name(), err)
+			return fmt.Errorf("%w: %s: %v", ErrEncode, z.Name(), err)
 		}
 		headers = maps.Clone(headers)
 		if headers == nil {
@@ -286,7 +300,7 @@ func (p *Producer) prepare(cfg *publishConfig, body any) (*transport.Publishing,
 		}
 		headers["compression"] = z.ContentType()
 	}
-	pub := &transport.Publishing{
+	*pub = transport.Publishing{
 		RoutingKey: cfg.routingKey,
 		Mandatory:  cfg.mandatory,
 		Confirm:    p.confirms,
@@ -304,7 +318,7 @@ func (p *Producer) prepare(cfg *publishConfig, body any) (*transport.Publishing,
 	if pub.DeliveryMode == 0 {
 		pub.DeliveryMode = transport.Persistent
 	}
-	return pub, nil
+	return nil
 }
 
 // encode serializes a body as cfg says and returns it with its content type

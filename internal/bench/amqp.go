@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/protobuf/proto"
@@ -28,7 +29,7 @@ const (
 	// a turn lasts some tens of milliseconds.
 	confirmedChunk   = 50
 	unconfirmedChunk = 2000
-	consumeChunk     = 2000
+	consumeChunk     = 1000
 	consumePrefetch  = 100
 )
 
@@ -45,6 +46,86 @@ func amqpURL() string {
 type bareAMQP struct {
 	conn              *amqp.Connection
 	confirmed, direct *amqp.Channel
+}
+
+// amqpSide is what a side of the comparison does in each workload.
+type amqpSide interface {
+	publishConfirmed(ctx context.Context, n int) error
+	publishPipelined(ctx context.Context, n int) error
+	publishUnconfirmed(ctx context.Context, n int) error
+	// waitQueued returns once the benchmark queue holds n messages, as
+	// seen on the side's own connection.
+	waitQueued(ctx context.Context, n int) error
+	startConsumer(ctx context.Context, t *turn) (stop func() error, err error)
+}
+
+// sdkAMQP is the SDK's side: the quickstart's generated stubs.
+type sdkAMQP struct {
+	conn                   *kombu.Connection
+	confirmed, unconfirmed *quickstartv1.ShopProducer
+}
+
+func (s *sdkAMQP) publishConfirmed(ctx context.Context, n int) error {
+	for range n {
+		if err := s.confirmed.PlaceOrder(ctx, order); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *sdkAMQP) publishPipelined(ctx context.Context, n int) error {
+	var batch kombu.Batch
+	inBatch := kombu.InBatch(&batch)
+	for sent := 0; sent < n; {
+		for ; sent < n && batch.Len() < pipelineWindow; sent++ {
+			if err := s.confirmed.PlaceOrder(ctx, order, inBatch); err != nil {
+				return err
+			}
+		}
+		if err := batch.Send(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *sdkAMQP) publishUnconfirmed(ctx context.Context, n int) error {
+	for range n {
+		if err := s.unconfirmed.PlaceOrder(ctx, order); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *sdkAMQP) waitQueued(ctx context.Context, n int) error {
+	return poll(func() (int, error) {
+		info, err := kombu.Queue{Name: benchQueue}.Inspect(ctx, s.conn)
+		return info.Messages, err
+	}, n)
+}
+
+func (s *sdkAMQP) startConsumer(ctx context.Context, t *turn) (stop func() error, err error) {
+	return startSDKConsumer(ctx, s.conn, t)
+}
+
+// poll returns once depth reports at least n messages.
+func poll(depth func() (int, error), n int) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		d, err := depth()
+		if err != nil {
+			return err
+		}
+		if d >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the queue holds %d messages of %d published", d, n)
+		}
+		time.Sleep(200 * time.Microsecond) // not to load the broker with questions
+	}
 }
 
 func newBareAMQP(url string) (*bareAMQP, error) {
@@ -75,6 +156,13 @@ func (b *bareAMQP) publishing() (amqp.Publishing, error) {
 		Type:            "quickstart.v1.Shop.PlaceOrder",
 		Body:            body,
 	}, err
+}
+
+func (b *bareAMQP) waitQueued(_ context.Context, n int) error {
+	return poll(func() (int, error) {
+		q, err := b.confirmed.QueueDeclarePassive(benchQueue, true, false, false, false, nil)
+		return q.Messages, err
+	}, n)
 }
 
 func (b *bareAMQP) publishConfirmed(ctx context.Context, n int) error {
@@ -194,12 +282,26 @@ func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 	if err := quickstartv1.ShopTopology().Declare(ctx, conn); err != nil {
 		return nil, err
 	}
+	var sdk amqpSide = &sdkAMQP{
+		conn:        conn,
+		confirmed:   quickstartv1.NewShopProducer(conn),
+		unconfirmed: quickstartv1.NewShopProducer(conn, kombu.WithConfirms(false)),
+	}
+	if calibrate {
+		// The SDK's turns go to a second bare client, on a connection of
+		// its own as the SDK has.
+		var twin *bareAMQP
+		as("sdk", func() { twin, err = newBareAMQP(url) })
+		if err != nil {
+			return nil, err
+		}
+		defer twin.conn.Close()
+		sdk = twin
+	}
 	purge := func() error {
 		_, err := kombu.Queue{Name: benchQueue}.Purge(ctx, conn)
 		return err
 	}
-	confirmed := quickstartv1.NewShopProducer(conn)
-	unconfirmed := quickstartv1.NewShopProducer(conn, kombu.WithConfirms(false))
 	n := cfg.n
 	var rows []row
 	var sdkTurn, bareTurn *turn // the consumers' turns in the round being measured
@@ -210,7 +312,7 @@ func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 		if !cfg.selected("amqp", workload) {
 			return nil
 		}
-		r, err := interleaved(cfg.rounds, n, chunk, setup, sdk, bareFn)
+		r, err := interleaved(cfg, chunk, setup, sdk, bareFn)
 		if err != nil {
 			return fmt.Errorf("%s: %w", workload, err)
 		}
@@ -229,6 +331,9 @@ func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 		if pyConfirmed, err = pythonRate(append(args, "publish-confirmed")...); err != nil {
 			return nil, err
 		}
+		if err := purge(); err != nil { // it waits for the queue to hold what it sent
+			return nil, err
+		}
 		if pyUnconfirmed, err = pythonRate(append(args, "publish-unconfirmed")...); err != nil {
 			return nil, err
 		}
@@ -244,35 +349,14 @@ func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 	}
 
 	err = add("publish, confirmed one by one", confirmedChunk, only(purge),
-		func(count int) error {
-			for range count {
-				if err := confirmed.PlaceOrder(ctx, order); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
+		func(count int) error { return sdk.publishConfirmed(ctx, count) },
 		func(count int) error { return bare.publishConfirmed(ctx, count) }, pyConfirmed)
 	if err != nil {
 		return nil, err
 	}
 
 	err = add(fmt.Sprintf("publish, confirms pipelined (%d)", pipelineWindow), pipelineWindow, only(purge),
-		func(count int) error {
-			var batch kombu.Batch
-			inBatch := kombu.InBatch(&batch)
-			for sent := 0; sent < count; {
-				for ; sent < count && batch.Len() < pipelineWindow; sent++ {
-					if err := confirmed.PlaceOrder(ctx, order, inBatch); err != nil {
-						return err
-					}
-				}
-				if err := batch.Send(ctx); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
+		func(count int) error { return sdk.publishPipelined(ctx, count) },
 		func(count int) error { return bare.publishPipelined(ctx, count) }, pyConfirmed)
 	if err != nil {
 		return nil, err
@@ -281,16 +365,25 @@ func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 		rows[last].note = "the Python column is Kombu's confirmed publishing (it has no pipelined form)"
 	}
 
-	err = add("publish, unconfirmed", unconfirmedChunk, only(purge),
-		func(count int) error {
-			for range count {
-				if err := unconfirmed.PlaceOrder(ctx, order); err != nil {
-					return err
-				}
+	// Unconfirmed publishing returns as soon as a message is written; the
+	// broker takes it in afterwards, and throttles a connection that
+	// writes faster than that (credit flow). So a turn lasts until the
+	// broker has queued the turn's messages: otherwise a turn would leave
+	// a backlog, and a throttled connection, to the next, and the sides
+	// would be timed on each other's account.
+	queued := 0 // messages published since the queue was last purged
+	unconfirmedTurn := func(side amqpSide) run {
+		return func(count int) error {
+			if err := side.publishUnconfirmed(ctx, count); err != nil {
+				return err
 			}
-			return nil
-		},
-		func(count int) error { return bare.publishUnconfirmed(ctx, count) }, pyUnconfirmed)
+			queued += count
+			return side.waitQueued(ctx, queued)
+		}
+	}
+	err = add("publish, unconfirmed", unconfirmedChunk,
+		only(func() error { queued = 0; return purge() }),
+		unconfirmedTurn(sdk), unconfirmedTurn(bare), pyUnconfirmed)
 	if err != nil {
 		return nil, err
 	}
@@ -302,13 +395,13 @@ func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 		if err := purge(); err != nil {
 			return nil, err
 		}
-		if err := bare.publishPipelined(ctx, 2*n+2*consumePrefetch); err != nil {
+		if err := bare.publishPipelined(ctx, 2*(n+consumeChunk+consumePrefetch)); err != nil {
 			return nil, err
 		}
 		sdkTurn, bareTurn = newTurn(), newTurn()
 		var stopSDK, stopBare func() error
 		var err error
-		as("sdk", func() { stopSDK, err = startSDKConsumer(ctx, conn, sdkTurn) })
+		as("sdk", func() { stopSDK, err = sdk.startConsumer(ctx, sdkTurn) })
 		if err != nil {
 			return nil, err
 		}

@@ -4,7 +4,7 @@
 // one run, and prints the rates side by side with their ratios and the
 // allocations per message.
 //
-//	go run ./internal/bench [-n 20000] [-rounds 3] [-transports amqp,redis]
+//	go run ./internal/bench [-n 20000] [-rounds 3] [-min-time 10s] [-transports amqp,redis]
 //
 // SDK and bare take turns within each round, a chunk of messages at a time,
 // so that the noise of a shared 2-core machine hits both alike; the report gives medians over the rounds and the
@@ -35,12 +35,18 @@ import (
 
 type config struct {
 	n, pythonN, rounds int
+	minTime            time.Duration // a workload runs more rounds than -rounds until it has run this long
 	python             bool
 	workloads          *regexp.Regexp // nil: all
 }
 
 // verbose makes every round print its figures to stderr (-v).
 var verbose bool
+
+// calibrate gives the SDK's turns to a second bare client (-calibrate), so
+// that the SDK/bare column shows what the harness reads for two equal
+// sides: its noise, and any favour it shows one side.
+var calibrate bool
 
 // selected reports whether the -run flag selects the workload.
 func (c config) selected(transport, workload string) bool {
@@ -58,6 +64,7 @@ type result struct {
 type row struct {
 	transport, workload string
 	sdk, bare           result
+	rounds              int
 	ratio               float64 // median of the rounds' SDK/bare ratios
 	ratioMin, ratioMax  float64
 	python              float64 // 0: not measured
@@ -69,10 +76,12 @@ func main() {
 	transports := flag.String("transports", "amqp", "comma-separated transports to measure")
 	flag.IntVar(&cfg.n, "n", 20000, "messages per workload")
 	flag.IntVar(&cfg.pythonN, "python-n", 5000, "messages per Python Kombu workload (it is slow)")
-	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds per workload; the report gives medians")
+	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds per workload at least; the report gives medians")
+	flag.DurationVar(&cfg.minTime, "min-time", 10*time.Second, "time per workload at least: quick workloads run more rounds")
 	flag.BoolVar(&cfg.python, "python", true, "measure Python Kombu too, when /usr/bin/python3 has kombu")
 	run := flag.String("run", "", "regexp: measure only the workloads whose \"transport workload\" matches")
 	flag.BoolVar(&verbose, "v", false, "print each round's figures to stderr")
+	flag.BoolVar(&calibrate, "calibrate", false, "AMQP: measure the bare client against a second one, to show the harness's noise")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *run != "" {
@@ -122,20 +131,20 @@ func main() {
 }
 
 func report(w *os.File, cfg config, rows []row) {
-	fmt.Fprintf(w, "kombu-go benchmark: %d messages per side per round, %d rounds, %s %s/%s, %d CPUs\n",
-		cfg.n, cfg.rounds, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	fmt.Fprintf(w, "kombu-go benchmark: %d messages per side per round, at least %d rounds and %v per workload, %s %s/%s, %d CPUs\n",
+		cfg.n, cfg.rounds, cfg.minTime, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
 	fmt.Fprintln(w, "rates, allocations and CPU time are medians over the rounds; SDK/bare is the median of the rounds' ratios, with their range;")
 	fmt.Fprintln(w, "CPU µs/msg is this process's CPU time per message: the client's own cost, which the broker's pace moves less than the rate")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "transport\tworkload\tSDK msg/s\tbare msg/s\tSDK/bare\t(range)\tPython msg/s\tSDK/Python\tSDK allocs/msg\tbare allocs/msg\tSDK CPU µs/msg\tbare CPU µs/msg\t")
+	fmt.Fprintln(tw, "transport\tworkload\trounds\tSDK msg/s\tbare msg/s\tSDK/bare\t(range)\tPython msg/s\tSDK/Python\tSDK allocs/msg\tbare allocs/msg\tSDK CPU µs/msg\tbare CPU µs/msg\t")
 	for _, r := range rows {
 		py, vsPy := "-", "-"
 		if r.python > 0 {
 			py, vsPy = fmt.Sprintf("%.0f", r.python), fmt.Sprintf("%.1fx", r.sdk.rate/r.python)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f-%.2f\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t\n",
-			r.transport, r.workload, r.sdk.rate, r.bare.rate, r.ratio, r.ratioMin, r.ratioMax, py, vsPy, r.sdk.allocs, r.bare.allocs, r.sdk.cpu, r.bare.cpu)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.2f\t%.2f-%.2f\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t\n",
+			r.transport, r.workload, r.rounds, r.sdk.rate, r.bare.rate, r.ratio, r.ratioMin, r.ratioMax, py, vsPy, r.sdk.allocs, r.bare.allocs, r.sdk.cpu, r.bare.cpu)
 	}
 	tw.Flush()
 	for _, r := range rows {
@@ -190,18 +199,22 @@ func (s *sample) timed(count int, fn run) error {
 }
 
 // interleaved measures a workload that can be cut into chunks (publishing).
-// In each round, after setup, the two sides take turns, chunk messages at a
-// time, until each has handled n; which side goes first alternates from one
-// pair of turns to the next. On a shared 2-core machine the broker's pace
+// In each round, after setup and a turn each to warm up, the two sides take
+// turns, chunk messages at a time, until each has handled n; which side goes
+// first alternates from one pair of turns to the next, and from one round
+// to the next. (Setup must provide for the warm-up turns: a chunk more per
+// side.) On a shared 2-core machine the broker's pace
 // drifts by tens of percent within seconds (its garbage collection, disk
 // syncs, the other side's backlog); taking turns this finely makes every
 // drift weigh on both sides alike, where whole runs one after the other
 // would credit it to whichever ran at the time.
 //
 // setup runs before each round; the teardown it returns, if any, after it.
-func interleaved(rounds, n, chunk int, setup func() (teardown func() error, err error), sdk, bare run) (row, error) {
+func interleaved(cfg config, chunk int, setup func() (teardown func() error, err error), sdk, bare run) (row, error) {
+	n := cfg.n
 	var sdks, bares []sample
-	for range rounds {
+	began := time.Now()
+	for round := 0; round < cfg.rounds || time.Since(began) < cfg.minTime && round < maxRounds; round++ {
 		teardown, err := setup()
 		if err != nil {
 			return row{}, err
@@ -209,13 +222,23 @@ func interleaved(rounds, n, chunk int, setup func() (teardown func() error, err 
 		if teardown == nil {
 			teardown = func() error { return nil }
 		}
+		// A turn each, untimed: the first turn after setup meets a
+		// broker that is not yet in its stride (an empty queue, a fresh
+		// consumer), and whichever side took it would pay for it.
+		var warm sample
+		if err := warm.timed(chunk, bare); err != nil {
+			return row{}, errors.Join(err, teardown())
+		}
+		if err := warm.timed(chunk, sdk); err != nil {
+			return row{}, errors.Join(err, teardown())
+		}
 		runtime.GC()
 		s, b := sample{side: "sdk"}, sample{side: "bare"}
 		for pair := 0; s.n < n; pair++ {
 			count := min(chunk, n-s.n)
 			first, second := &b, &s
 			firstFn, secondFn := bare, sdk
-			if pair%2 == 1 {
+			if (pair+round)%2 == 1 {
 				first, second, firstFn, secondFn = &s, &b, sdk, bare
 			}
 			if err := first.timed(count, firstFn); err != nil {
@@ -239,6 +262,9 @@ func interleaved(rounds, n, chunk int, setup func() (teardown func() error, err 
 func as(name string, f func()) {
 	pprof.Do(context.Background(), pprof.Labels("side", name), func(context.Context) { f() })
 }
+
+// maxRounds bounds the rounds -min-time adds.
+const maxRounds = 50
 
 // only makes a setup without a teardown.
 func only(setup func() error) func() (func() error, error) {
@@ -268,6 +294,7 @@ func summarize(sdks, bares []sample) row {
 	r.bare = result{rate: median(bareRates), allocs: median(bareAllocs), cpu: median(bareCPU)}
 	r.ratio = median(ratios)
 	r.ratioMin, r.ratioMax = slices.Min(ratios), slices.Max(ratios)
+	r.rounds = len(ratios)
 	return r
 }
 

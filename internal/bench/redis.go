@@ -57,7 +57,7 @@ func benchRedis(ctx context.Context, cfg config) ([]row, error) {
 		if !cfg.selected("redis", workload) {
 			return nil
 		}
-		r, err := interleaved(cfg.rounds, n, chunk, setup, sdk, bare)
+		r, err := interleaved(cfg, chunk, setup, sdk, bare)
 		if err != nil {
 			return fmt.Errorf("%s: %w", workload, err)
 		}
@@ -133,7 +133,7 @@ func benchRedis(ctx context.Context, cfg config) ([]row, error) {
 		}
 		var batch kombu.Batch
 		inBatch := kombu.InBatch(&batch)
-		for range n + 2*consumePrefetch {
+		for range n + consumeChunk + 2*consumePrefetch {
 			if err := producer.PlaceOrder(ctx, order, inBatch); err != nil {
 				return nil, err
 			}
@@ -148,7 +148,7 @@ func benchRedis(ctx context.Context, cfg config) ([]row, error) {
 		}
 		body, _ := proto.Marshal(order)
 		pipe := rdb.Pipeline()
-		for range n {
+		for range n + consumeChunk {
 			pipe.LPush(ctx, bareKey, body)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {

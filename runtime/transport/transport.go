@@ -72,7 +72,8 @@ type Conn interface {
 	// Publish sends one message. With p.Confirm set it returns nil only once
 	// the broker has taken responsibility for the message, ErrNacked if the
 	// broker refused it and ErrUnroutable if it was mandatory and no queue
-	// was bound.
+	// was bound. The driver does not keep p, or anything it points to but
+	// the body, once Publish has returned: the runtime reuses it.
 	Publish(ctx context.Context, p *Publishing) error
 
 	// Get fetches one message (AMQP basic.get). It returns ErrEmpty when the
