@@ -108,7 +108,31 @@ fault removed → first message published after it confirmed and consumed (or wh
 	if err := WriteFigures(&b, rows, header); err != nil {
 		return err
 	}
-	return os.WriteFile("FIGURES.md", b.Bytes(), 0o644)
+	if err := os.WriteFile("FIGURES.md", b.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return spliceREADME("../README.md", FiguresTable(rows))
+}
+
+// The README's reliability section carries the table too, between these
+// markers; the suite rewrites what is between them.
+const (
+	readmeBegin = "<!-- chaos figures: written by the fault suite (KOMBU_CHAOS_FIGURES=1 make chaos) -->\n"
+	readmeEnd   = "<!-- end of chaos figures -->\n"
+)
+
+func spliceREADME(path, table string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	i, j := strings.Index(s, readmeBegin), strings.Index(s, readmeEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s: the chaos figures markers are missing", path)
+	}
+	s = s[:i+len(readmeBegin)] + table + s[j:]
+	return os.WriteFile(path, []byte(s), 0o644)
 }
 
 func must[T any](v T, _ error) T { return v }

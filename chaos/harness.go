@@ -466,12 +466,34 @@ func (r *Row) Note(format string, args ...any) {
 	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
 }
 
-// WriteFigures writes rows as a markdown table.
+// WriteFigures writes rows as a markdown table, after header and followed
+// by the rows' notes.
 func WriteFigures(w io.Writer, rows []Row, header string) error {
 	rows = slices.Clone(rows)
 	sort.SliceStable(rows, func(i, j int) bool { return testOrder(rows[i].Test) < testOrder(rows[j].Test) })
 	var b strings.Builder
 	b.WriteString(header)
+	b.WriteString(FiguresTable(rows))
+	var notes []string
+	for _, r := range rows {
+		if len(r.Notes) > 0 {
+			notes = append(notes, fmt.Sprintf("- **%s** (`%s`): %s", r.Test, r.Name, escape(strings.Join(r.Notes, "; "))))
+		}
+	}
+	if len(notes) > 0 {
+		b.WriteString("\nNotes:\n\n")
+		b.WriteString(strings.Join(notes, "\n"))
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// FiguresTable renders rows, in test order, as a markdown table.
+func FiguresTable(rows []Row) string {
+	rows = slices.Clone(rows)
+	sort.SliceStable(rows, func(i, j int) bool { return testOrder(rows[i].Test) < testOrder(rows[j].Test) })
+	var b strings.Builder
 	b.WriteString("| # | fault | transport | sent | confirmed | lost | duplicated | recovered | unexpected | time to recover | result | time |\n")
 	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|\n")
 	for _, r := range rows {
@@ -498,19 +520,7 @@ func WriteFigures(w io.Writer, rows []Row, header string) error {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.Test, escape(r.Fault), r.Transport,
 			strings.Join(cells, " | "), status, r.Elapsed.Round(100*time.Millisecond))
 	}
-	var notes []string
-	for _, r := range rows {
-		if len(r.Notes) > 0 {
-			notes = append(notes, fmt.Sprintf("- **%s** (`%s`): %s", r.Test, r.Name, escape(strings.Join(r.Notes, "; "))))
-		}
-	}
-	if len(notes) > 0 {
-		b.WriteString("\nNotes:\n\n")
-		b.WriteString(strings.Join(notes, "\n"))
-		b.WriteString("\n")
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return b.String()
 }
 
 func escape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }

@@ -384,8 +384,6 @@ func (c *Consumer) subscribe(ctx context.Context, s *session) (transport.Subscri
 // subscription itself: handing deliveries through a dispatching goroutine
 // would cost a goroutine switch per message, a tenth of what consuming costs.
 func (c *Consumer) serve(ctx context.Context, s *session, sub transport.Subscription, hs *handlers) error {
-	ended := make(chan struct{})
-	var endOnce sync.Once
 	for range c.cfg.concurrency {
 		hs.running.Add(1)
 		go func() {
@@ -395,7 +393,7 @@ func (c *Consumer) serve(ctx context.Context, s *session, sub transport.Subscrip
 				defer func() { <-hs.slots }()
 			case <-ctx.Done():
 				return
-			case <-ended:
+			case <-sub.Done():
 				return
 			}
 			for {
@@ -404,8 +402,7 @@ func (c *Consumer) serve(ctx context.Context, s *session, sub transport.Subscrip
 					return
 				case d, ok := <-sub.Deliveries():
 					if !ok {
-						endOnce.Do(func() { close(ended) })
-						return
+						return // serve learns why from sub.Done
 					}
 					if ctx.Err() != nil {
 						// Taken as the consumer stopped: the handler
@@ -425,14 +422,16 @@ func (c *Consumer) serve(ctx context.Context, s *session, sub transport.Subscrip
 		// The connection is gone, and the subscription with it: noticed
 		// here, not by a handler goroutine that may be busy for a while.
 		return c.conn.op("consume", connectionEnded(s.tc.Err()))
-	case <-ended:
-		if err := sub.Err(); err != nil {
-			return c.conn.op("consume", err)
-		}
-		// Nobody asked it to stop: the broker or the connection ended it,
-		// whatever the driver says.
-		return c.conn.op("consume", errSubscriptionEnded)
+	case <-sub.Done():
+		// Likewise when only the subscription ended (its queue deleted,
+		// its channel closed by the broker).
 	}
+	if err := sub.Err(); err != nil {
+		return c.conn.op("consume", err)
+	}
+	// Nobody asked it to stop: the broker or the connection ended it,
+	// whatever the driver says.
+	return c.conn.op("consume", errSubscriptionEnded)
 }
 
 // connectionEnded is why a consumer's connection ended, as an error that

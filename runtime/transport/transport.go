@@ -250,6 +250,10 @@ type Subscription interface {
 	// Deliveries returns the channel messages arrive on. It is closed when the
 	// subscription ends; Err then says why.
 	Deliveries() <-chan *Delivery
+	// Done is closed when the subscription ends, with Deliveries: a caller
+	// whose readers are all busy handling deliveries learns of the end
+	// without taking from Deliveries.
+	Done() <-chan struct{}
 	// Err is nil while the subscription runs and after Cancel; otherwise it
 	// says why the broker or connection ended it (queue deleted, connection
 	// lost).

@@ -69,6 +69,7 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 		queues:    slices.Clone(spec.Queues),
 		autoAck:   spec.AutoAck,
 		out:       make(chan *transport.Delivery),
+		over:      make(chan struct{}),
 		stop:      make(chan struct{}),
 		finished:  make(chan struct{}, n),
 		cancels:   ch.NotifyCancel(make(chan string, n+1)),
@@ -146,6 +147,7 @@ type subscription struct {
 	reply   *pubChan // set when consuming amq.rabbitmq.reply-to
 
 	out      chan *transport.Delivery
+	over     chan struct{} // closed with out
 	stop     chan struct{} // closed when the channel is gone: pumps drop what they hold
 	stopOnce sync.Once
 	finished chan struct{} // one value per pump that has returned
@@ -351,6 +353,7 @@ func (s *subscription) end() {
 	s.maybeCloseChannel()
 	s.mu.Unlock()
 	close(s.out)
+	close(s.over)
 	if s.reply != nil {
 		s.c.forgetReplySub(s)
 	}
@@ -379,6 +382,8 @@ func describeQueues(qs []string) string {
 }
 
 func (s *subscription) Deliveries() <-chan *transport.Delivery { return s.out }
+
+func (s *subscription) Done() <-chan struct{} { return s.over }
 
 // Err says why the broker or the connection ended the subscription. It is
 // nil while it runs and after Cancel.

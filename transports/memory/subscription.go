@@ -155,6 +155,8 @@ func (s *subscription) end(err error) {
 
 func (s *subscription) Deliveries() <-chan *transport.Delivery { return s.ch }
 
+func (s *subscription) Done() <-chan struct{} { return s.done }
+
 func (s *subscription) Err() error {
 	b := s.conn.b
 	b.mu.Lock()

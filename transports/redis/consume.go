@@ -315,6 +315,8 @@ func (s *subscription) end(err error) {
 
 func (s *subscription) Deliveries() <-chan *transport.Delivery { return s.ch }
 
+func (s *subscription) Done() <-chan struct{} { return s.done }
+
 func (s *subscription) Err() error {
 	s.errMu.Lock()
 	defer s.errMu.Unlock()
