@@ -470,10 +470,15 @@ func (c *Consumer) drain(ctx context.Context, s *session, sub transport.Subscrip
 
 // unseen deals with a delivery taken as the consumer stopped: it goes back
 // to its queue, or, auto-acked and so already forgotten by the broker, is
-// handled all the same, so that none is lost.
+// handled all the same, so that none is lost: on a goroutine of its own,
+// which Run waits for within the shutdown timeout like any handler.
 func (c *Consumer) unseen(s *session, d *transport.Delivery, hs *handlers) {
 	if d.Acknowledger == nil {
-		c.handle(hs.ctx, inbound{d, s.gen})
+		hs.running.Add(1)
+		go func() {
+			defer hs.running.Done()
+			c.handle(hs.ctx, inbound{d, s.gen})
+		}()
 		return
 	}
 	if err := d.Acknowledger.Reject(d.Tag, true); err != nil {

@@ -495,3 +495,47 @@ func TestRunWithCancelledContextIsACleanStop(t *testing.T) {
 		t.Fatalf("Run with a cancelled context: %v, want nil", err)
 	}
 }
+
+// An auto-acked message is the consumer's once delivered: stopping hands
+// every one it took to the handler (none lost), and Run still returns
+// within its shutdown bound while a handler is stuck.
+func TestAutoAckShutdownLosesNothingWithinTheBound(t *testing.T) {
+	conn := dial(t)
+	ctx := ctxT(t)
+	const sent = 20
+	var handled atomic.Int64
+	started := make(chan struct{}, sent)
+	c, err := kombu.NewConsumer(conn, []kombu.Subscription{{
+		Queue: kombu.Queue{Name: "auto"},
+		Handler: kombu.HandlerFunc(func(ctx context.Context, m *kombu.Message) error {
+			started <- struct{}{}
+			handled.Add(1)
+			if string(m.Body) == "0" {
+				<-ctx.Done() // stuck until the shutdown timeout cancels it
+			}
+			return nil
+		}),
+	}}, kombu.WithAutoAck(), kombu.WithPrefetch(5), kombu.WithConcurrency(2),
+		kombu.WithShutdownTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := kombu.NewProducer(conn, kombu.WithRoutingKey("auto"))
+	for i := range sent {
+		mustPublish(t, p.Publish(ctx, []byte(fmt.Sprint(i))))
+	}
+	stop := run(t, c)
+	<-started
+	<-started
+	begin := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(begin); d > 2*time.Second {
+		t.Fatalf("Run took %v to stop with a 200ms shutdown timeout", d)
+	}
+	left := ready(t, conn, "auto")
+	if got := int(handled.Load()) + left; got != sent {
+		t.Fatalf("%d handled + %d back in the queue = %d, want %d: auto-acked messages lost", handled.Load(), left, got, sent)
+	}
+}
