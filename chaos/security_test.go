@@ -219,12 +219,8 @@ func TestSecurity14DecompressionBombs(t *testing.T) {
 		if took > time.Second {
 			t.Errorf("%s bomb refused %v after its publish, want < 1 s", bomb.name, took.Round(time.Millisecond))
 		}
-		// What refusing a bomb may hold at once: the output, grown by
-		// doubling to the limit (about 2× the limit with the garbage of the
-		// smaller buffers), zstd's window (up to the limit), and what the
-		// collector has not yet given back. A bomb inflates to 1 GiB.
-		if growth > 5*maxBody {
-			t.Errorf("%s bomb: RSS grew by %d MiB while refusing it, want < %d MiB (5× the limit)", bomb.name, growth>>20, 5*maxBody>>20)
+		if growth > 64<<20 { // reliability.md §6, test 14
+			t.Errorf("%s bomb: RSS grew by %d MiB while refusing it, want < 64 MiB", bomb.name, growth>>20)
 		}
 	}
 	if err := rc.stop(t); err != nil {

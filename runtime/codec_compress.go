@@ -103,7 +103,7 @@ type zstdCompressor struct {
 	encErr  error
 
 	mu   sync.Mutex
-	decs map[int64]*zstd.Decoder // by limit: one per connection in practice
+	decs map[int64]*sync.Pool // of *zstd.Decoder, by limit: one limit per connection in practice
 }
 
 func (*zstdCompressor) Name() string        { return "zstd" }
@@ -122,30 +122,40 @@ func (z *zstdCompressor) Compress(src []byte) ([]byte, error) {
 	return z.enc.EncodeAll(src, make([]byte, 0, len(src)/2+64)), nil
 }
 
-func (z *zstdCompressor) decoder(limit int64) (*zstd.Decoder, error) {
+// decoders returns the pool of streaming decoders for a limit.
+func (z *zstdCompressor) decoders(limit int64) *sync.Pool {
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	if d, ok := z.decs[limit]; ok {
+	if p, ok := z.decs[limit]; ok {
+		return p
+	}
+	p := &sync.Pool{}
+	if z.decs == nil {
+		z.decs = make(map[int64]*sync.Pool, 1)
+	}
+	if len(z.decs) < 8 { // custom callers with many limits get a fresh pool each time
+		z.decs[limit] = p
+	}
+	return p
+}
+
+// decoder returns a streaming decoder for the limit, from its pool or new.
+// Streaming, with readLimited, keeps what refusing a bomb holds near the
+// limit; DecodeAll grows its output by doubling, to twice the limit and
+// more.
+func (z *zstdCompressor) decoder(pool *sync.Pool, limit int64) (*zstd.Decoder, error) {
+	if d, ok := pool.Get().(*zstd.Decoder); ok {
 		return d, nil
 	}
 	// Below zstd's smallest window (1 KiB) the decoder's own checks refuse
 	// even an empty frame; Decompress checks the exact limit afterwards.
 	maxSize := max(uint64(limit), zstd.MinWindowSize)
-	d, err := zstd.NewReader(nil,
+	return zstd.NewReader(nil,
 		zstd.WithDecoderMaxMemory(min(maxSize, 1<<62)),
 		zstd.WithDecoderMaxWindow(min(maxSize, 1<<31)),
-		zstd.WithDecoderConcurrency(0),
+		zstd.WithDecoderConcurrency(1), // decode on the caller's goroutine
+		zstd.WithDecoderLowmem(true),
 	)
-	if err != nil {
-		return nil, err
-	}
-	if z.decs == nil {
-		z.decs = make(map[int64]*zstd.Decoder, 1)
-	}
-	if len(z.decs) < 8 { // custom callers with many limits get a fresh decoder each time
-		z.decs[limit] = d
-	}
-	return d, nil
 }
 
 func (z *zstdCompressor) Decompress(src []byte, limit int64) ([]byte, error) {
@@ -158,11 +168,18 @@ func (z *zstdCompressor) Decompress(src []byte, limit int64) ([]byte, error) {
 	if err := h.Decode(src); err == nil && h.HasFCS && h.FrameContentSize > uint64(limit) {
 		return nil, fmt.Errorf("%w: zstd frame declares %d bytes; the limit is %d", ErrLimitExceeded, h.FrameContentSize, limit)
 	}
-	d, err := z.decoder(limit)
+	pool := z.decoders(limit)
+	d, err := z.decoder(pool, limit)
 	if err != nil {
 		return nil, err
 	}
-	out, err := d.DecodeAll(src, nil)
+	if err := d.Reset(bytes.NewReader(src)); err != nil {
+		return nil, err
+	}
+	out, err := readLimited(d, limit, len(src))
+	if d.Reset(nil) == nil {
+		pool.Put(d)
+	}
 	switch {
 	case errors.Is(err, zstd.ErrDecoderSizeExceeded):
 		return nil, fmt.Errorf("%w: decompressed body exceeds %d bytes", ErrLimitExceeded, limit)

@@ -7,10 +7,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash/crc32"
+	"math"
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/kombu-go/kombu/runtime/transport"
 )
@@ -356,4 +360,59 @@ func TestUnknownCompressionIsADecodeError(t *testing.T) {
 	if !errors.Is(err, ErrDecode) || !errors.Is(err, ErrLimitExceeded) {
 		t.Errorf("bomb: got %v", err)
 	}
+}
+
+func TestReadLimitedBounds(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), 300_000) // 4.8 MB: several chunks
+	for _, tc := range []struct {
+		name  string
+		limit int64
+		ok    bool
+	}{
+		{"no limit", math.MaxInt64, true},
+		{"well above", int64(len(data)) * 2, true},
+		{"exactly at", int64(len(data)), true},
+		{"one byte under", int64(len(data)) - 1, false},
+		{"zero", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ReadLimited(bytes.NewReader(data), tc.limit)
+			if !tc.ok {
+				if !errors.Is(err, ErrLimitExceeded) {
+					t.Fatalf("got %d bytes, err %v; want ErrLimitExceeded", len(got), err)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("got %d bytes (equal %v), err %v", len(got), bytes.Equal(got, data), err)
+			}
+		})
+	}
+	if got, err := ReadLimited(bytes.NewReader(nil), 0); err != nil || len(got) != 0 {
+		t.Fatalf("empty input with limit 0: %d bytes, %v", len(got), err)
+	}
+	if _, err := ReadLimited(iotest.TimeoutReader(bytes.NewReader(data)), math.MaxInt64); !errors.Is(err, iotest.ErrTimeout) {
+		t.Fatalf("a reader's error: got %v", err)
+	}
+}
+
+// A zstd frame written by a streaming encoder declares no content size, so
+// only the decoder's own bound stops it: it must stop near the limit.
+func TestZstdBombWithoutContentSize(t *testing.T) {
+	const limit = 1 << 20
+	var buf bytes.Buffer
+	w, err := zstd.NewWriter(&buf, zstd.WithWindowSize(limit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros := make([]byte, 1<<20)
+	for range 64 { // 64 MiB of zeros
+		w.Write(zeros)
+	}
+	w.Close()
+	var h zstd.Header
+	if err := h.Decode(buf.Bytes()); err != nil || h.HasFCS {
+		t.Fatalf("the bomb should declare no content size: %+v %v", h, err)
+	}
+	checkBounded(t, compressorFor(t, "zstd"), buf.Bytes(), limit, ErrLimitExceeded)
 }

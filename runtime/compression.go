@@ -150,44 +150,51 @@ func readLimited(r io.Reader, limit int64, compressedSize int) ([]byte, error) {
 		lr = io.LimitReader(r, limit+1)
 	}
 	guess := int64(compressedSize)*4 + 512
-	if guess > limit+1 {
-		guess = limit + 1
+	// Read into chunks, each twice the last up to maxChunk, and join them
+	// once at the end. A single buffer grown by doubling leaves each smaller
+	// copy behind as garbage: refusing a bomb then held twice the limit or
+	// more until the collector ran. Chunks hold the limit and one chunk.
+	const maxChunk = 1 << 20
+	size := min(guess, maxChunk)
+	if limit < math.MaxInt64 {
+		size = min(size, limit+1)
 	}
-	if guess > 1<<20 {
-		guess = 1 << 20
-	}
-	// Grow by doubling, but never past limit+1: bytes.Buffer would double a
-	// buffer at the limit once more, so that refusing a bomb briefly held
-	// twice the limit.
-	buf := make([]byte, 0, guess)
-	for {
-		if len(buf) == cap(buf) {
-			next := min(2*int64(cap(buf)), limit+1)
-			if limit == math.MaxInt64 {
-				next = 2 * int64(cap(buf))
+	var chunks [][]byte
+	var total int64
+	for done := false; !done; {
+		c := make([]byte, 0, max(size, 1))
+		for len(c) < cap(c) {
+			n, err := lr.Read(c[len(c):cap(c)])
+			c = c[:len(c)+n]
+			if total+int64(len(c)) > limit {
+				return nil, fmt.Errorf("%w: decompressed body exceeds %d bytes", ErrLimitExceeded, limit)
 			}
-			if next <= int64(cap(buf)) {
-				next = int64(cap(buf)) + 1
+			if err == io.EOF {
+				done = true
+				break
 			}
-			grown := make([]byte, len(buf), next)
-			copy(grown, buf)
-			buf = grown
-		}
-		n, err := lr.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if int64(len(buf)) > limit {
-			return nil, fmt.Errorf("%w: decompressed body exceeds %d bytes", ErrLimitExceeded, limit)
-		}
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF // a stream that ends without its trailer
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF // a stream that ends without its trailer
+				}
+				return nil, err
 			}
-			return nil, err
+		}
+		chunks = append(chunks, c)
+		total += int64(len(c))
+		size = min(2*size, maxChunk)
+		if limit < math.MaxInt64 {
+			size = min(size, limit+1-total)
 		}
 	}
+	if len(chunks) == 1 {
+		return chunks[0], nil
+	}
+	out := make([]byte, 0, total)
+	for _, c := range chunks {
+		out = append(out, c...)
+	}
+	return out, nil
 }
 
 func (c *codecs) compressor(nameOrType string) (Compressor, error) {

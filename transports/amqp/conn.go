@@ -53,6 +53,8 @@ type conn struct {
 
 	idPrefix string        // makes generated message ids unique to this connection
 	idSeq    atomic.Uint64 // and this counter unique within it
+
+	sharedIDs idLocks // mandatory publishes with the application's message ids
 }
 
 var (

@@ -75,7 +75,10 @@
 // wrapping transport.ErrUnroutable. Returns carry no confirm sequence number,
 // so they are matched to their publish by message id: a mandatory message
 // without a MessageID is given a unique one, which its consumers see as the
-// message_id property.
+// message_id property. Mandatory messages that carry the same MessageID are
+// never unconfirmed at once on a connection: the second waits for the
+// first's confirm (a batch goes in parts), so neither can claim the other's
+// return.
 //
 // # Differences from py-amqp on the wire
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -404,6 +405,73 @@ func (c *conn) nacked(ctx context.Context, p *transport.Publishing, pc *pubChan)
 	return channelClosed(describePublish(p), ae)
 }
 
+// idLocks keeps mandatory messages that share a message id from being
+// unconfirmed at the same time. A basic.return names its message only by
+// its properties, which is why a mandatory message is published with a
+// message id (a generated one when the application gives none): while two
+// messages with one id await their confirms, the return of one could be
+// claimed by the other, and an unroutable message reported routed. Ids the
+// connection generates are unique and never wait here. (A publish that gave
+// up waiting for its confirm frees its id; its return, if it comes later,
+// waits to be claimed and could be by the next publish with that id.)
+type idLocks struct {
+	mu   sync.Mutex
+	held map[string]chan struct{} // closed when the id is free again
+}
+
+// lock takes the ids, waiting while another publish holds any of them. It
+// takes them in sorted order, so that two batches cannot each hold an id
+// the other waits for.
+func (l *idLocks) lock(ctx context.Context, ids []string) error {
+	slices.Sort(ids)
+	for i, id := range ids {
+		if err := l.lock1(ctx, id); err != nil {
+			l.unlock(ids[:i])
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *idLocks) lock1(ctx context.Context, id string) error {
+	for {
+		l.mu.Lock()
+		free, busy := l.held[id]
+		if !busy {
+			if l.held == nil {
+				l.held = map[string]chan struct{}{}
+			}
+			l.held[id] = make(chan struct{})
+			l.mu.Unlock()
+			return nil
+		}
+		l.mu.Unlock()
+		select {
+		case <-free:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for an earlier mandatory publish with message id %q to be confirmed: %w", id, ctx.Err())
+		}
+	}
+}
+
+func (l *idLocks) unlock(ids []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range ids {
+		close(l.held[id])
+		delete(l.held, id)
+	}
+}
+
+// sharedID returns the id a mandatory message must hold while it is
+// unconfirmed, or "" when it needs none.
+func sharedID(p *transport.Publishing) string {
+	if p.Mandatory && p.MessageID != "" {
+		return p.MessageID
+	}
+	return ""
+}
+
 // Publish sends one message. With p.Confirm or p.Mandatory set it waits for
 // the broker's publisher confirm and returns nil only once the broker has
 // taken the message. A nack fails with transport.ErrNacked, a returned
@@ -411,6 +479,13 @@ func (c *conn) nacked(ctx context.Context, p *transport.Publishing, pc *pubChan)
 // exchange with transport.ErrNotFound. When ctx ends before the confirm, the
 // outcome is unknown and the error says so.
 func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
+	if id := sharedID(p); id != "" {
+		ids := []string{id}
+		if err := c.sharedIDs.lock(ctx, ids); err != nil {
+			return fmt.Errorf("amqp: %s: %w", describePublish(p), err)
+		}
+		defer c.sharedIDs.unlock(ids)
+	}
 	s, err := c.send(ctx, p)
 	if err != nil {
 		return err
@@ -424,8 +499,47 @@ func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
 // message's index in ps (from 0). Messages not named were confirmed (or,
 // with neither Confirm nor Mandatory set, written to the network).
 func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
-	sents := make([]sent, len(ps))
 	errs := make([]error, len(ps))
+	// A batch whose mandatory messages share a message id goes in parts,
+	// each with every id once (see idLocks).
+	for start := 0; start < len(ps); {
+		end, ids := start, []string{}
+		for ; end < len(ps); end++ {
+			id := sharedID(ps[end])
+			if id == "" {
+				continue
+			}
+			if slices.Contains(ids, id) {
+				break
+			}
+			ids = append(ids, id)
+		}
+		if err := c.sharedIDs.lock(ctx, ids); err != nil {
+			for i := start; i < len(ps); i++ {
+				errs[i] = fmt.Errorf("amqp: %s: %w", describePublish(ps[i]), err)
+			}
+			break
+		}
+		c.publishPart(ctx, ps[start:end], errs[start:end])
+		c.sharedIDs.unlock(ids)
+		start = end
+	}
+	var failed []error
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, fmt.Errorf("message %d of %d: %w", i, len(ps), err))
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("amqp: %d of %d messages in the batch failed: %w", len(failed), len(ps), errors.Join(failed...))
+}
+
+// publishPart sends every message of ps before waiting for any confirm,
+// and sets errs[i] for each message that failed.
+func (c *conn) publishPart(ctx context.Context, ps []*transport.Publishing, errs []error) {
+	sents := make([]sent, len(ps))
 	for i, p := range ps {
 		sents[i], errs[i] = c.send(ctx, p)
 	}
@@ -462,14 +576,4 @@ func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) err
 			}
 		}
 	}
-	var failed []error
-	for i, err := range errs {
-		if err != nil {
-			failed = append(failed, fmt.Errorf("message %d of %d: %w", i, len(ps), err))
-		}
-	}
-	if len(failed) == 0 {
-		return nil
-	}
-	return fmt.Errorf("amqp: %d of %d messages in the batch failed: %w", len(failed), len(ps), errors.Join(failed...))
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -348,5 +349,64 @@ func TestManyUnroutableReturnsDoNotBlock(t *testing.T) {
 	bind(t, c, transport.Binding{Source: ex, Destination: q})
 	if err := c.Publish(ctx, &transport.Publishing{Exchange: ex, Mandatory: true, Confirm: true, Body: []byte("routed")}); err != nil {
 		t.Fatalf("routable publish after the returns: %v", err)
+	}
+}
+
+// Mandatory messages that share a message id, one routable and one not,
+// published at once: each learns its own fate, never the other's (a return
+// names its message only by its properties). The same within one batch.
+func TestMandatorySharedMessageIDs(t *testing.T) {
+	t.Parallel()
+	c := open(t)
+	ex := exchange(t, c, "direct")
+	q := queue(t, c, "q", nil)
+	bind(t, c, transport.Binding{Source: ex, Destination: q, RoutingKey: "routed"})
+	const pairs = 100
+	var wrong atomic.Int64
+	var wg sync.WaitGroup
+	for pair := range pairs {
+		for _, routed := range []bool{true, false} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				key := "unroutable"
+				if routed {
+					key = "routed"
+				}
+				err := c.Publish(ctxT(t), &transport.Publishing{Exchange: ex, RoutingKey: key, Mandatory: true, Confirm: true,
+					Properties: transport.Properties{MessageID: fmt.Sprintf("shared-%d", pair)}})
+				if routed != (err == nil) || !routed && !errors.Is(err, transport.ErrUnroutable) {
+					wrong.Add(1)
+					t.Errorf("pair %d, routed %v: %v", pair, routed, err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if n := wrong.Load(); n > 0 {
+		t.Fatalf("%d of %d publishes were told the other's fate", n, 2*pairs)
+	}
+
+	var batch []*transport.Publishing
+	for i := range 20 {
+		key := "routed"
+		if i%2 == 1 {
+			key = "unroutable"
+		}
+		batch = append(batch, &transport.Publishing{Exchange: ex, RoutingKey: key, Mandatory: true, Confirm: true,
+			Properties: transport.Properties{MessageID: fmt.Sprintf("batch-%d", i/4)}}) // each id four times
+	}
+	err := c.(transport.BatchPublisher).PublishBatch(ctxT(t), batch)
+	for i := range batch {
+		named := strings.Contains(fmt.Sprint(err), fmt.Sprintf("message %d of 20:", i))
+		if named != (i%2 == 1) {
+			t.Errorf("batch message %d (routable %v): named in the error: %v", i, i%2 == 0, named)
+		}
+	}
+	if !errors.Is(err, transport.ErrUnroutable) {
+		t.Fatalf("batch: %v, want ErrUnroutable for the unroutable half", err)
+	}
+	if n := ready(t, c, q); n != pairs+10 {
+		t.Errorf("queue holds %d messages, want %d", n, pairs+10)
 	}
 }

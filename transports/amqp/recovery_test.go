@@ -22,12 +22,7 @@ func TestRecoveryAfterTheBrokerClosesTheConnection(t *testing.T) {
 	queueName := name(t, "q")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := kombu.Dial(ctx, brokertest.AMQPURL(t), kombu.WithConnectionName(connName),
-		kombu.WithRetryPolicy(kombu.RetryPolicy{IntervalStart: 50 * time.Millisecond, IntervalStep: 50 * time.Millisecond, IntervalMax: 200 * time.Millisecond}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialRecovering(t, ctx, connName)
 	q := kombu.Queue{Name: queueName, Expires: time.Minute}
 
 	var mu sync.Mutex
@@ -101,12 +96,7 @@ func TestStaleDeliveryAfterRecovery(t *testing.T) {
 	queueName := name(t, "q")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := kombu.Dial(ctx, brokertest.AMQPURL(t), kombu.WithConnectionName(connName),
-		kombu.WithRetryPolicy(kombu.RetryPolicy{IntervalStart: 50 * time.Millisecond, IntervalStep: 50 * time.Millisecond, IntervalMax: 200 * time.Millisecond}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialRecovering(t, ctx, connName)
 	q := kombu.Queue{Name: queueName, Expires: time.Minute}
 	if _, err := q.Declare(ctx, conn); err != nil {
 		t.Fatal(err)
@@ -115,6 +105,7 @@ func TestStaleDeliveryAfterRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	var msg *kombu.Message
+	var err error
 	for msg == nil {
 		if msg, err = q.Get(ctx, conn); err != nil && !errors.Is(err, kombu.ErrEmpty) {
 			t.Fatal(err)
@@ -148,12 +139,7 @@ func TestWorkerHooksOnRabbitMQ(t *testing.T) {
 	queueName := name(t, "q")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := kombu.Dial(ctx, brokertest.AMQPURL(t), kombu.WithConnectionName(connName),
-		kombu.WithRetryPolicy(kombu.RetryPolicy{IntervalStart: 50 * time.Millisecond, IntervalStep: 50 * time.Millisecond, IntervalMax: 200 * time.Millisecond}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialRecovering(t, ctx, connName)
 	events := make(chan string, 8)
 	got := make(chan string, 8)
 	w := kombu.NewWorker(conn, kombu.WithWorkerHooks(kombu.WorkerHooks{
@@ -227,12 +213,7 @@ func TestConcurrencyBoundHoldsAcrossRecovery(t *testing.T) {
 	queueName := name(t, "q")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := kombu.Dial(ctx, brokertest.AMQPURL(t), kombu.WithConnectionName(connName),
-		kombu.WithRetryPolicy(kombu.RetryPolicy{IntervalStart: 20 * time.Millisecond, IntervalStep: 20 * time.Millisecond, IntervalMax: 100 * time.Millisecond}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialRecovering(t, ctx, connName)
 	q := kombu.Queue{Name: queueName, Expires: time.Minute}
 
 	var mu sync.Mutex
@@ -299,4 +280,18 @@ func TestConcurrencyBoundHoldsAcrossRecovery(t *testing.T) {
 	if most != concurrency {
 		t.Fatalf("at most %d handlers ran at once, want exactly %d (WithConcurrency)", most, concurrency)
 	}
+}
+
+// dialRecovering connects under the given name (so that a test can find
+// the connection in rabbitmqctl and close it) with a retry policy quick
+// enough for a test: 50 ms, then 100, 150, 200, ...
+func dialRecovering(t *testing.T, ctx context.Context, connName string) *kombu.Connection {
+	t.Helper()
+	conn, err := kombu.Dial(ctx, brokertest.AMQPURL(t), kombu.WithConnectionName(connName),
+		kombu.WithRetryPolicy(kombu.RetryPolicy{IntervalStart: 50 * time.Millisecond, IntervalStep: 50 * time.Millisecond, IntervalMax: 200 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
 }
