@@ -591,21 +591,6 @@ func rabbitmqctlErr(args ...string) (string, error) {
 	return string(out), err
 }
 
-// connectionPIDs returns the Erlang pids of the connections whose
-// connection_name starts with prefix.
-func connectionPIDs(t testing.TB, prefix string) []string {
-	t.Helper()
-	out := rabbitmqctl(t, "list_connections", "pid", "client_properties", "-q")
-	want := `{"connection_name","` + prefix
-	var pids []string
-	for _, line := range strings.Split(out, "\n") {
-		if p, props, ok := strings.Cut(line, "\t"); ok && strings.Contains(props, want) {
-			pids = append(pids, p)
-		}
-	}
-	return pids
-}
-
 // redisCLI runs redis-cli against the test Redis.
 func redisCLI(t testing.TB, b broker, args ...string) string {
 	t.Helper()

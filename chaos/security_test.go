@@ -119,10 +119,11 @@ func (f *decodeFailures) hook(msg *kombu.Message, err error) {
 	f.at[idOf(msg)] = time.Now()
 }
 
-func (f *decodeFailures) get(id string) (error, time.Time) {
+// get returns when the message's decode failure was seen, and the error.
+func (f *decodeFailures) get(id string) (time.Time, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.errs[id], f.at[id]
+	return f.at[id], f.errs[id]
 }
 
 func (f *decodeFailures) count() int {
@@ -199,7 +200,7 @@ func TestSecurity14DecompressionBombs(t *testing.T) {
 			t.Fatalf("publish the %s bomb: %v", bomb.name, err)
 		}
 		sent := time.Now()
-		if !eventually(20*time.Second, func() bool { e, _ := fails.get(id); return e != nil || handled.Load() > 0 }) {
+		if !eventually(20*time.Second, func() bool { _, e := fails.get(id); return e != nil || handled.Load() > 0 }) {
 			t.Errorf("%s bomb: neither refused nor handled within 20 s", bomb.name)
 			continue
 		}
@@ -208,7 +209,7 @@ func TestSecurity14DecompressionBombs(t *testing.T) {
 			peak = procStatus("VmRSS")
 		}
 		growth := peak - rss0
-		ferr, at := fails.get(id)
+		at, ferr := fails.get(id)
 		took := at.Sub(sent)
 		t.Logf("%s bomb (%d bytes): refused after %v with %v; RSS %d MiB, peak %d MiB (+%d MiB)",
 			bomb.name, len(bomb.data), took.Round(time.Millisecond), ferr, rss0>>20, peak>>20, growth>>20)
@@ -292,7 +293,7 @@ func TestSecurity14bOversizeBodyConsumed(t *testing.T) {
 		t.Errorf("a %d MiB body reached the handler of a consumer bounded by WithMaxBodySize(%d MiB): the limit applies to decompressed bodies only",
 			n>>20, maxBody>>20)
 	}
-	err, _ = fails.get("t14b-000001")
+	_, err = fails.get("t14b-000001")
 	if err == nil || !errors.Is(err, kombu.ErrLimitExceeded) {
 		t.Errorf("decode-error handler got %v, want ErrLimitExceeded", err)
 	} else {
@@ -396,7 +397,7 @@ func TestSecurity15aUntrustedContentTypes(t *testing.T) {
 	}
 	for i, pl := range payloads {
 		id := fmt.Sprintf("t15a-%06d", i+1)
-		err, _ := fails.get(id)
+		_, err := fails.get(id)
 		if !errors.Is(err, kombu.ErrContentDisallowed) {
 			t.Errorf("%s: decode-error handler got %v, want ErrContentDisallowed", pl.ct, err)
 		} else {
