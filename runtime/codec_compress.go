@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"sync"
 
 	"github.com/andybalholm/brotli"
@@ -147,12 +148,17 @@ func (z *zstdCompressor) decoder(pool *sync.Pool, limit int64) (*zstd.Decoder, e
 	if d, ok := pool.Get().(*zstd.Decoder); ok {
 		return d, nil
 	}
-	// Below zstd's smallest window (1 KiB) the decoder's own checks refuse
-	// even an empty frame; Decompress checks the exact limit afterwards.
-	maxSize := max(uint64(limit), zstd.MinWindowSize)
+	// Encoders round the window up to a power of two (a 1 KiB body gets a
+	// 2 KiB window), so the window bound is the limit rounded up likewise,
+	// and never below 64 KiB; readLimited enforces the exact limit.
+	window := max(uint64(limit), 64<<10)
+	window = min(uint64(1)<<bits.Len64(window-1), 1<<31)
+	// The decoder also refuses a window above its memory bound; the output
+	// itself is bounded by readLimited.
+	memory := min(max(uint64(limit)+1, window), 1<<62)
 	return zstd.NewReader(nil,
-		zstd.WithDecoderMaxMemory(min(maxSize, 1<<62)),
-		zstd.WithDecoderMaxWindow(min(maxSize, 1<<31)),
+		zstd.WithDecoderMaxMemory(memory),
+		zstd.WithDecoderMaxWindow(window),
 		zstd.WithDecoderConcurrency(1), // decode on the caller's goroutine
 		zstd.WithDecoderLowmem(true),
 	)

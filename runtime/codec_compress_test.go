@@ -416,3 +416,25 @@ func TestZstdBombWithoutContentSize(t *testing.T) {
 	}
 	checkBounded(t, compressorFor(t, "zstd"), buf.Bytes(), limit, ErrLimitExceeded)
 }
+
+// Encoders round the window up to a power of two: a body at the limit whose
+// window is larger than the limit is still accepted.
+func TestZstdWindowRoundedUpToTheLimit(t *testing.T) {
+	for _, size := range []int{1000, 1024, 3000, 100_000} {
+		body := bytes.Repeat([]byte{'k'}, size)
+		for i := range body {
+			body[i] = byte(i * 7919 % 251) // not too compressible
+		}
+		var buf bytes.Buffer
+		w, _ := zstd.NewWriter(&buf)
+		w.Write(body)
+		w.Close()
+		out, err := compressorFor(t, "zstd").Decompress(buf.Bytes(), int64(size))
+		if err != nil || !bytes.Equal(out, body) {
+			t.Errorf("%d bytes at a limit of %d: %v", size, size, err)
+		}
+		if _, err := compressorFor(t, "zstd").Decompress(buf.Bytes(), int64(size-1)); !errors.Is(err, ErrLimitExceeded) {
+			t.Errorf("%d bytes at a limit of %d: %v, want ErrLimitExceeded", size, size-1, err)
+		}
+	}
+}

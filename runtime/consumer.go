@@ -278,14 +278,22 @@ func (c *Consumer) Run(ctx context.Context) error {
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 	hs := &handlers{ctx: handlerCtx, slots: make(chan struct{}, c.cfg.concurrency)}
+	var endShutdown context.CancelFunc
+	hs.stopping = sync.OnceValue(func() context.Context {
+		// One deadline for the whole shutdown, from the moment it starts:
+		// cancelling the subscription, returning what it holds, and the
+		// handlers at work all fit within the shutdown timeout.
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.shutdownTimeout)
+		endShutdown = cancel
+		context.AfterFunc(shutdownCtx, cancelHandlers)
+		return shutdownCtx
+	})
 	runErr := c.consume(ctx, hs)
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.shutdownTimeout)
-	defer cancel()
-	if !waitGroup(shutdownCtx, &hs.running) {
+	if !waitGroup(hs.stopping(), &hs.running) {
 		c.conn.logger.Warn("kombu: handlers still running after the shutdown timeout; their messages return to the queue when the connection closes",
 			"timeout", c.cfg.shutdownTimeout)
-		cancelHandlers()
 	}
+	endShutdown()
 	return runErr
 }
 
@@ -307,6 +315,9 @@ type handlers struct {
 	// goroutines start as the last session's finish their messages, so that
 	// no more than the consumer's concurrency run at once.
 	slots chan struct{}
+	// stopping starts the shutdown clock, once, and returns a context that
+	// ends at its deadline (handlers' ctx is cancelled then too).
+	stopping func() context.Context
 }
 
 // consume subscribes on the current session and serves its deliveries until
@@ -331,7 +342,7 @@ func (c *Consumer) consume(ctx context.Context, hs *handlers) error {
 		if err == nil {
 			err = c.serve(stopCtx, s, sub, hs)
 			if err == nil {
-				c.drain(ctx, s, sub, hs)
+				c.drain(s, sub, hs)
 				return nil
 			}
 		}
@@ -396,7 +407,7 @@ func (c *Consumer) serve(ctx context.Context, s *session, sub transport.Subscrip
 			case <-sub.Done():
 				return
 			}
-			for {
+			for ctx.Err() == nil {
 				select {
 				case <-ctx.Done():
 					return
@@ -406,7 +417,7 @@ func (c *Consumer) serve(ctx context.Context, s *session, sub transport.Subscrip
 					}
 					if ctx.Err() != nil {
 						// Taken as the consumer stopped: the handler
-						// never saw it.
+						// never saw it. This goroutine holds a slot.
 						c.unseen(s, d, hs)
 						return
 					}
@@ -448,10 +459,9 @@ func connectionEnded(why error) error {
 }
 
 // drain cancels the subscription and deals with the deliveries no handler
-// has seen, still buffered in it.
-func (c *Consumer) drain(ctx context.Context, s *session, sub transport.Subscription, hs *handlers) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.shutdownTimeout)
-	defer cancel()
+// has seen, still buffered in it, within the shutdown deadline.
+func (c *Consumer) drain(s *session, sub transport.Subscription, hs *handlers) {
+	ctx := hs.stopping()
 	if err := sub.Cancel(ctx); err != nil && !errors.Is(err, ErrClosed) {
 		c.conn.logger.Warn("kombu: cancel consumer", "error", err)
 	}
@@ -460,6 +470,18 @@ func (c *Consumer) drain(ctx context.Context, s *session, sub transport.Subscrip
 		case d, ok := <-sub.Deliveries():
 			if !ok {
 				return
+			}
+			if d.Acknowledger == nil {
+				// Auto-acked: it takes a handler's slot like any delivery.
+				select {
+				case hs.slots <- struct{}{}:
+				case <-ctx.Done():
+					c.conn.logger.Error("kombu: auto-acked message dropped: no handler free before the shutdown timeout", "queue", d.Queue)
+					continue
+				}
+				c.unseen(s, d, hs)
+				<-hs.slots
+				continue
 			}
 			c.unseen(s, d, hs)
 		case <-ctx.Done():
@@ -470,15 +492,11 @@ func (c *Consumer) drain(ctx context.Context, s *session, sub transport.Subscrip
 
 // unseen deals with a delivery taken as the consumer stopped: it goes back
 // to its queue, or, auto-acked and so already forgotten by the broker, is
-// handled all the same, so that none is lost: on a goroutine of its own,
-// which Run waits for within the shutdown timeout like any handler.
+// handled all the same, so that none is lost (the caller then holds a
+// handler's slot; the handler's context ends at the shutdown deadline).
 func (c *Consumer) unseen(s *session, d *transport.Delivery, hs *handlers) {
 	if d.Acknowledger == nil {
-		hs.running.Add(1)
-		go func() {
-			defer hs.running.Done()
-			c.handle(hs.ctx, inbound{d, s.gen})
-		}()
+		c.handle(hs.ctx, inbound{d, s.gen})
 		return
 	}
 	if err := d.Acknowledger.Reject(d.Tag, true); err != nil {

@@ -416,7 +416,18 @@ func (s *subscription) Cancel(ctx context.Context) error {
 	if dead {
 		return nil // already ended by the broker or the connection
 	}
-	if err := s.cancelTags(tags); err != nil {
+	// amqp091-go waits for basic.cancel-ok without a context: wait here,
+	// so that a broker that does not answer cannot hold the caller past
+	// ctx (the cancel goes on, and ends with the connection at the latest).
+	done := make(chan error, 1)
+	go func() { done <- s.cancelTags(tags) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("amqp: cancel consumer: waiting for the broker: %w", ctx.Err())
+	}
+	if err != nil {
 		if s.c.shut.Load() {
 			return fmt.Errorf("amqp: cancel consumer: %w", s.c.closedErr())
 		}

@@ -503,15 +503,16 @@ func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) err
 	// A batch whose mandatory messages share a message id goes in parts,
 	// each with every id once (see idLocks).
 	for start := 0; start < len(ps); {
-		end, ids := start, []string{}
+		end, ids, seen := start, []string{}, map[string]bool{}
 		for ; end < len(ps); end++ {
 			id := sharedID(ps[end])
 			if id == "" {
 				continue
 			}
-			if slices.Contains(ids, id) {
+			if seen[id] {
 				break
 			}
+			seen[id] = true
 			ids = append(ids, id)
 		}
 		if err := c.sharedIDs.lock(ctx, ids); err != nil {

@@ -295,3 +295,70 @@ func dialRecovering(t *testing.T, ctx context.Context, connName string) *kombu.C
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
 }
+
+// Stopping an auto-ack consumer hands what amqp091-go still buffers to the
+// handler (the broker has forgotten those messages), one handler slot at a
+// time as any delivery: WithConcurrency holds during shutdown too.
+func TestAutoAckShutdownKeepsConcurrency(t *testing.T) {
+	const messages = 300
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn := dialRecovering(t, ctx, name(t, "conn"))
+	q := kombu.Queue{Name: name(t, "q"), Expires: time.Minute}
+	if _, err := q.Declare(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	p := kombu.NewProducer(conn, kombu.WithRoutingKey(q.Name))
+	for i := range messages {
+		if err := p.Publish(ctx, []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	running, most, handled := 0, 0, 0
+	c, err := kombu.NewConsumer(conn, []kombu.Subscription{{Queue: q, Handler: kombu.HandlerFunc(
+		func(context.Context, *kombu.Message) error {
+			mu.Lock()
+			running++
+			most = max(most, running)
+			mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+			mu.Lock()
+			running--
+			handled++
+			mu.Unlock()
+			return nil
+		})}}, kombu.WithAutoAck(), kombu.WithConcurrency(1), kombu.WithShutdownTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(runCtx) }()
+	for {
+		mu.Lock()
+		n := handled
+		mu.Unlock()
+		if n >= 10 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	stop()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	left, err := q.Inspect(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most != 1 {
+		t.Errorf("%d handlers ran at once during shutdown, want 1 (WithConcurrency(1))", most)
+	}
+	if handled+left.Messages != messages {
+		t.Errorf("%d handled + %d left in the queue, want %d: auto-acked messages lost", handled, left.Messages, messages)
+	}
+	t.Logf("%d handled, %d left in the queue", handled, left.Messages)
+}
