@@ -112,27 +112,10 @@ func (d Date) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads Kombu's date envelope or a "YYYY-MM-DD" string.
 func (d *Date) UnmarshalJSON(data []byte) error {
-	v, err := decodeEnvelope(data)
-	if err != nil {
-		return err
-	}
-	switch x := v.(type) {
-	case nil:
-		return nil
-	case Date:
-		*d = x
-	case time.Time:
-		*d = DateOf(x)
-	case string:
-		p, err := ParseDate(x)
-		if err != nil {
-			return err
-		}
-		*d = p
-	default:
-		return fmt.Errorf("kombu: cannot decode %s into a Date", jsonKind(v))
-	}
-	return nil
+	return unmarshalEnvelope(data, d, "Date", ParseDate, func(v any) (Date, bool) {
+		t, ok := v.(time.Time) // a datetime envelope: its date
+		return DateOf(t), ok
+	})
 }
 
 // MarshalText writes "YYYY-MM-DD" (for YAML, msgpack and map keys).
@@ -144,13 +127,7 @@ func (d Date) MarshalText() ([]byte, error) {
 }
 
 // UnmarshalText reads "YYYY-MM-DD".
-func (d *Date) UnmarshalText(b []byte) error {
-	v, err := ParseDate(string(b))
-	if err == nil {
-		*d = v
-	}
-	return err
-}
+func (d *Date) UnmarshalText(b []byte) error { return parseInto(d, string(b), ParseDate) }
 
 // TimeOfDay is a time of day, as Python's datetime.time: naive unless
 // HasOffset says it carries a UTC offset.
@@ -220,25 +197,7 @@ func (t TimeOfDay) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads Kombu's time envelope or an ISO 8601 time string.
 func (t *TimeOfDay) UnmarshalJSON(data []byte) error {
-	v, err := decodeEnvelope(data)
-	if err != nil {
-		return err
-	}
-	switch x := v.(type) {
-	case nil:
-		return nil
-	case TimeOfDay:
-		*t = x
-	case string:
-		p, err := ParseTimeOfDay(x)
-		if err != nil {
-			return err
-		}
-		*t = p
-	default:
-		return fmt.Errorf("kombu: cannot decode %s into a TimeOfDay", jsonKind(v))
-	}
-	return nil
+	return unmarshalEnvelope(data, t, "TimeOfDay", ParseTimeOfDay, nil)
 }
 
 // MarshalText writes the ISO 8601 time.
@@ -250,13 +209,7 @@ func (t TimeOfDay) MarshalText() ([]byte, error) {
 }
 
 // UnmarshalText reads an ISO 8601 time.
-func (t *TimeOfDay) UnmarshalText(b []byte) error {
-	v, err := ParseTimeOfDay(string(b))
-	if err == nil {
-		*t = v
-	}
-	return err
-}
+func (t *TimeOfDay) UnmarshalText(b []byte) error { return parseInto(t, string(b), ParseTimeOfDay) }
 
 // Decimal is a decimal number kept as its exact text, as Python's
 // decimal.Decimal writes it with str(): "12.50", "1E+3", "-0", "NaN",
@@ -293,31 +246,9 @@ func (d Decimal) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON reads Kombu's decimal envelope, a string or a JSON number.
 func (d *Decimal) UnmarshalJSON(data []byte) error {
 	if n := strings.TrimSpace(string(data)); n != "" && (n[0] == '-' || n[0] >= '0' && n[0] <= '9') {
-		v, err := ParseDecimal(n)
-		if err == nil {
-			*d = v
-		}
-		return err
+		return parseInto(d, n, ParseDecimal)
 	}
-	v, err := decodeEnvelope(data)
-	if err != nil {
-		return err
-	}
-	switch x := v.(type) {
-	case nil:
-		return nil
-	case Decimal:
-		*d = x
-	case string:
-		p, err := ParseDecimal(x)
-		if err != nil {
-			return err
-		}
-		*d = p
-	default:
-		return fmt.Errorf("kombu: cannot decode %s into a Decimal", jsonKind(v))
-	}
-	return nil
+	return unmarshalEnvelope(data, d, "Decimal", ParseDecimal, nil)
 }
 
 // MarshalText writes the decimal's text.
@@ -329,13 +260,7 @@ func (d Decimal) MarshalText() ([]byte, error) {
 }
 
 // UnmarshalText reads a decimal's text.
-func (d *Decimal) UnmarshalText(b []byte) error {
-	v, err := ParseDecimal(string(b))
-	if err == nil {
-		*d = v
-	}
-	return err
-}
+func (d *Decimal) UnmarshalText(b []byte) error { return parseInto(d, string(b), ParseDecimal) }
 
 // validDecimal follows Python's decimal grammar: sign? (digits ("."
 // digits?)? | "." digits) (("e"|"E") sign? digits)? | sign? ("Inf" |
@@ -428,37 +353,14 @@ func (u UUID) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads Kombu's uuid envelope or a UUID string.
 func (u *UUID) UnmarshalJSON(data []byte) error {
-	v, err := decodeEnvelope(data)
-	if err != nil {
-		return err
-	}
-	switch x := v.(type) {
-	case nil:
-		return nil
-	case UUID:
-		*u = x
-		return nil
-	case string:
-		p, err := ParseUUID(x)
-		if err == nil {
-			*u = p
-		}
-		return err
-	}
-	return fmt.Errorf("kombu: cannot decode %s into a UUID", jsonKind(v))
+	return unmarshalEnvelope(data, u, "UUID", ParseUUID, nil)
 }
 
 // MarshalText writes the canonical form.
 func (u UUID) MarshalText() ([]byte, error) { return []byte(u.String()), nil }
 
 // UnmarshalText reads any form ParseUUID accepts.
-func (u *UUID) UnmarshalText(b []byte) error {
-	v, err := ParseUUID(string(b))
-	if err == nil {
-		*u = v
-	}
-	return err
-}
+func (u *UUID) UnmarshalText(b []byte) error { return parseInto(u, string(b), ParseUUID) }
 
 // uuidFromKombu turns the value of Kombu's uuid envelope, the keyword
 // arguments of Python's UUID(**value), into a UUID. Kombu 5.3.0 to 5.3.x
@@ -744,4 +646,39 @@ func (p *isoParser) offset() int {
 		p.fail("UTC offset out of range")
 	}
 	return sign * (h*3600 + m*60 + s)
+}
+
+// unmarshalEnvelope stores in dst what the JSON in data holds: Kombu's
+// envelope of a T, or a string parse accepts (JSON null leaves dst as it
+// is). other, if set, converts what another envelope decodes to.
+func unmarshalEnvelope[T any](data []byte, dst *T, name string, parse func(string) (T, error), other func(any) (T, bool)) error {
+	v, err := decodeEnvelope(data)
+	if err != nil {
+		return err
+	}
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case T:
+		*dst = x
+		return nil
+	case string:
+		return parseInto(dst, x, parse)
+	}
+	if other != nil {
+		if x, ok := other(v); ok {
+			*dst = x
+			return nil
+		}
+	}
+	return fmt.Errorf("kombu: cannot decode %s into a %s", jsonKind(v), name)
+}
+
+// parseInto stores parse(s) in dst, or leaves dst as it is on error.
+func parseInto[T any](dst *T, s string, parse func(string) (T, error)) error {
+	v, err := parse(s)
+	if err == nil {
+		*dst = v
+	}
+	return err
 }
