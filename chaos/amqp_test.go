@@ -121,20 +121,7 @@ func TestAMQP01ResetPeerDuringConfirmedPublish(t *testing.T) {
 		t.Errorf("recovery took %s, want ≤ 20 s", fmtDur(r.Recovery))
 	}
 	stillRunning(t, rc, "consumer")
-	if err := rc.stop(t); err != nil {
-		t.Errorf("Run: %v", err)
-	}
-	prod.Close()
-	cons.Close()
-	px.Close()
-	leaks()
-	if t.Failed() {
-		sink.dump(t, 40)
-		t.Logf("timeline:\n%s", led.Timeline(time.Second))
-		for _, r := range sink.find("kombu: connection closed") {
-			t.Logf("FINAL: %s", r.Text)
-		}
-	}
+	finish(t, rc, px, sink, led, leaks, prod, cons)
 }
 
 // 1b. The second half of test 1: confirmations held back for 6 s, longer
@@ -197,20 +184,7 @@ func TestAMQP01bConfirmsDelayed6s(t *testing.T) {
 	if n := len(sink.find("connection lost")); n > 0 {
 		t.Errorf("a 6 s delay under a 5 s heartbeat dropped the connection %d times", n)
 	}
-	if err := rc.stop(t); err != nil {
-		t.Errorf("Run: %v", err)
-	}
-	prod.Close()
-	cons.Close()
-	px.Close()
-	leaks()
-	if t.Failed() {
-		sink.dump(t, 40)
-		t.Logf("timeline:\n%s", led.Timeline(time.Second))
-		for _, r := range sink.find("kombu: connection closed") {
-			t.Logf("FINAL: %s", r.Text)
-		}
-	}
+	finish(t, rc, px, sink, led, leaks, prod, cons)
 }
 
 // 2. A consumer process killed (SIGKILL) in the middle of a handler, then
@@ -357,20 +331,7 @@ func TestAMQP03Blackhole(t *testing.T) {
 		t.Errorf("recovery took %s after the link came back, want ≤ 20 s", fmtDur(r.Recovery))
 	}
 	stillRunning(t, rc, "consumer")
-	if err := rc.stop(t); err != nil {
-		t.Errorf("Run: %v", err)
-	}
-	prod.Close()
-	cons.Close()
-	px.Close()
-	leaks()
-	if t.Failed() {
-		sink.dump(t, 40)
-		t.Logf("timeline:\n%s", led.Timeline(time.Second))
-		for _, r := range sink.find("kombu: connection closed") {
-			t.Logf("FINAL: %s", r.Text)
-		}
-	}
+	finish(t, rc, px, sink, led, leaks, prod, cons)
 }
 
 // 4. The broker application stops and starts again while messages flow.
@@ -458,20 +419,7 @@ func TestAMQP04BrokerRestart(t *testing.T) {
 	if err != nil {
 		t.Errorf("mandatory publish through the recovered topology: %v", err)
 	}
-	if err := rc.stop(t); err != nil {
-		t.Errorf("Run: %v", err)
-	}
-	prod.Close()
-	cons.Close()
-	px.Close()
-	leaks()
-	if t.Failed() {
-		sink.dump(t, 40)
-		t.Logf("timeline:\n%s", led.Timeline(time.Second))
-		for _, r := range sink.find("kombu: connection closed") {
-			t.Logf("FINAL: %s", r.Text)
-		}
-	}
+	finish(t, rc, px, sink, led, leaks, prod, cons)
 }
 
 // 5. A memory alarm blocks the publisher; the application closes the
@@ -934,20 +882,7 @@ func TestAMQP07StaleAcksAfterReconnect(t *testing.T) {
 		t.Errorf("%d messages left in the queue", d)
 	}
 	stillRunning(t, rc, "consumer")
-	if err := rc.stop(t); err != nil {
-		t.Errorf("Run: %v", err)
-	}
-	cons.Close()
-	adm.Close()
-	px.Close()
-	leaks()
-	if t.Failed() {
-		sink.dump(t, 40)
-		t.Logf("timeline:\n%s", led.Timeline(time.Second))
-		for _, r := range sink.find("kombu: connection closed") {
-			t.Logf("FINAL: %s", r.Text)
-		}
-	}
+	finish(t, rc, px, sink, led, leaks, cons, adm)
 }
 
 // poisonSetup declares a dead-letter exchange and queue for test 8.
@@ -1311,5 +1246,27 @@ func TestAMQP09ConsumerAckTimeout(t *testing.T) {
 	leaks()
 	if t.Failed() {
 		sink.dump(t, 20)
+	}
+}
+
+// finish ends a fault test: it stops the consumer, closes the connections
+// and the proxy, checks that no goroutine is left behind, and, when the
+// test failed, prints the last log lines and the ledger's timeline.
+func finish(t *testing.T, rc *running, px *Proxy, sink *logSink, led *Ledger, leaks func(), conns ...*kombu.Connection) {
+	t.Helper()
+	if err := rc.stop(t); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	px.Close()
+	leaks()
+	if t.Failed() {
+		sink.dump(t, 40)
+		t.Logf("timeline:\n%s", led.Timeline(time.Second))
+		for _, r := range sink.find("kombu: connection closed") {
+			t.Logf("FINAL: %s", r.Text)
+		}
 	}
 }
