@@ -303,23 +303,8 @@ func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 		return err
 	}
 	n := cfg.n
-	var rows []row
+	tab := &table{cfg: cfg, transport: "amqp"}
 	var sdkTurn, bareTurn *turn // the consumers' turns in the round being measured
-
-	// add measures one workload with the sides taking turns, chunk messages
-	// at a time (see interleaved).
-	add := func(workload string, chunk int, setup func() (func() error, error), sdk, bareFn run, py float64) error {
-		if !cfg.selected("amqp", workload) {
-			return nil
-		}
-		r, err := interleaved(cfg, chunk, setup, sdk, bareFn)
-		if err != nil {
-			return fmt.Errorf("%s: %w", workload, err)
-		}
-		r.transport, r.workload, r.python = "amqp", workload, py
-		rows = append(rows, r)
-		return nil
-	}
 
 	pyConfirmed, pyUnconfirmed, pyConsume := 0.0, 0.0, 0.0
 	if cfg.python {
@@ -348,21 +333,21 @@ func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 		}
 	}
 
-	err = add("publish, confirmed one by one", confirmedChunk, only(purge),
+	err = tab.add("publish, confirmed one by one", confirmedChunk, only(purge),
 		func(count int) error { return sdk.publishConfirmed(ctx, count) },
 		func(count int) error { return bare.publishConfirmed(ctx, count) }, pyConfirmed)
 	if err != nil {
 		return nil, err
 	}
 
-	err = add(fmt.Sprintf("publish, confirms pipelined (%d)", pipelineWindow), pipelineWindow, only(purge),
+	err = tab.add(fmt.Sprintf("publish, confirms pipelined (%d)", pipelineWindow), pipelineWindow, only(purge),
 		func(count int) error { return sdk.publishPipelined(ctx, count) },
 		func(count int) error { return bare.publishPipelined(ctx, count) }, pyConfirmed)
 	if err != nil {
 		return nil, err
 	}
-	if last := len(rows) - 1; last >= 0 && strings.HasPrefix(rows[last].workload, "publish, confirms pipelined") {
-		rows[last].note = "the Python column is Kombu's confirmed publishing (it has no pipelined form)"
+	if last := len(tab.rows) - 1; last >= 0 && strings.HasPrefix(tab.rows[last].workload, "publish, confirms pipelined") {
+		tab.rows[last].note = "the Python column is Kombu's confirmed publishing (it has no pipelined form)"
 	}
 
 	// Unconfirmed publishing returns as soon as a message is written; the
@@ -381,7 +366,7 @@ func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 			return side.waitQueued(ctx, queued)
 		}
 	}
-	err = add("publish, unconfirmed", unconfirmedChunk,
+	err = tab.add("publish, unconfirmed", unconfirmedChunk,
 		only(func() error { queued = 0; return purge() }),
 		unconfirmedTurn(sdk), unconfirmedTurn(bare), pyUnconfirmed)
 	if err != nil {
@@ -411,11 +396,11 @@ func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 		}
 		return func() error { return errors.Join(stopSDK(), stopBare()) }, nil
 	}
-	err = add(fmt.Sprintf("consume, prefetch %d, ack each", consumePrefetch), consumeChunk, consume,
+	err = tab.add(fmt.Sprintf("consume, prefetch %d, ack each", consumePrefetch), consumeChunk, consume,
 		func(count int) error { return sdkTurn.take(count) },
 		func(count int) error { return bareTurn.take(count) }, pyConsume)
 	if err != nil {
 		return nil, err
 	}
-	return rows, purge()
+	return tab.rows, purge()
 }

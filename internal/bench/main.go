@@ -266,6 +266,28 @@ func as(name string, f func()) {
 // maxRounds bounds the rounds -min-time adds.
 const maxRounds = 50
 
+// table collects the rows of one transport's workloads.
+type table struct {
+	cfg       config
+	transport string
+	rows      []row
+}
+
+// add measures a workload with the sides taking turns, chunk messages at a
+// time (see interleaved), if -run selects it, and keeps its row.
+func (t *table) add(workload string, chunk int, setup func() (func() error, error), sdk, bare run, python float64) error {
+	if !t.cfg.selected(t.transport, workload) {
+		return nil
+	}
+	r, err := interleaved(t.cfg, chunk, setup, sdk, bare)
+	if err != nil {
+		return fmt.Errorf("%s: %w", workload, err)
+	}
+	r.transport, r.workload, r.python = t.transport, workload, python
+	t.rows = append(t.rows, r)
+	return nil
+}
+
 // only makes a setup without a teardown.
 func only(setup func() error) func() (func() error, error) {
 	return func() (func() error, error) { return nil, setup() }

@@ -52,19 +52,7 @@ func benchRedis(ctx context.Context, cfg config) ([]row, error) {
 	}
 	n := cfg.n
 	producer := quickstartv1.NewShopProducer(conn)
-	var rows []row
-	add := func(workload string, chunk int, setup func() (func() error, error), sdk, bare run, py float64) error {
-		if !cfg.selected("redis", workload) {
-			return nil
-		}
-		r, err := interleaved(cfg, chunk, setup, sdk, bare)
-		if err != nil {
-			return fmt.Errorf("%s: %w", workload, err)
-		}
-		r.transport, r.workload, r.python = "redis", workload, py
-		rows = append(rows, r)
-		return nil
-	}
+	tab := &table{cfg: cfg, transport: "redis"}
 	barePublish := func(count int) error {
 		for range count {
 			body, err := proto.Marshal(order)
@@ -92,7 +80,7 @@ func benchRedis(ctx context.Context, cfg config) ([]row, error) {
 		}
 	}
 
-	if err := add("publish, one by one", redisChunk, only(purge),
+	if err := tab.add("publish, one by one", redisChunk, only(purge),
 		func(count int) error {
 			for range count {
 				if err := producer.PlaceOrder(ctx, order); err != nil {
@@ -103,7 +91,7 @@ func benchRedis(ctx context.Context, cfg config) ([]row, error) {
 		}, barePublish, pyPublish); err != nil {
 		return nil, err
 	}
-	if err := add(fmt.Sprintf("publish, pipelined (%d) vs bare one by one", pipelineWindow), pipelineWindow, only(purge),
+	if err := tab.add(fmt.Sprintf("publish, pipelined (%d) vs bare one by one", pipelineWindow), pipelineWindow, only(purge),
 		func(count int) error {
 			var batch kombu.Batch
 			inBatch := kombu.InBatch(&batch)
@@ -170,11 +158,11 @@ func benchRedis(ctx context.Context, cfg config) ([]row, error) {
 		}
 		return nil
 	}
-	if err := add(fmt.Sprintf("consume, prefetch %d, ack each", consumePrefetch), consumeChunk, consume,
+	if err := tab.add(fmt.Sprintf("consume, prefetch %d, ack each", consumePrefetch), consumeChunk, consume,
 		func(count int) error { return sdkTurn.take(count) }, bareConsume, pyConsume); err != nil {
 		return nil, err
 	}
-	return rows, purge()
+	return tab.rows, purge()
 }
 
 const (
