@@ -164,7 +164,9 @@ type Entity interface {
 	declareOn(ctx context.Context, conn *Connection) error
 }
 
-func (ex Exchange) declareOn(ctx context.Context, conn *Connection) error { return ex.Declare(ctx, conn) }
+func (ex Exchange) declareOn(ctx context.Context, conn *Connection) error {
+	return ex.Declare(ctx, conn)
+}
 
 // declareOn declares the queue for a producer, which must not own it: a
 // server-named or exclusive queue is its consumer's, and declared by a
