@@ -108,6 +108,17 @@ func (w *dictWriter) message(md protoreflect.MessageDescriptor) error {
 // fields copies the members of an object holding md's fields, and the
 // closing brace. A nil md copies them as they are.
 func (w *dictWriter) fields(md protoreflect.MessageDescriptor) error {
+	return w.members(func(name string) error {
+		if fd := fieldByName(md, name); fd != nil {
+			return w.field(fd)
+		}
+		return w.copyValue()
+	})
+}
+
+// members copies an object's members, each value with value(its name),
+// and the closing brace.
+func (w *dictWriter) members(value func(name string) error) error {
 	for w.dec.PeekKind() != '}' {
 		name, err := w.dec.ReadToken()
 		if err != nil {
@@ -116,13 +127,7 @@ func (w *dictWriter) fields(md protoreflect.MessageDescriptor) error {
 		if err := w.enc.WriteToken(name); err != nil {
 			return err
 		}
-		fd := fieldByName(md, name.String())
-		if fd == nil {
-			err = w.copyValue()
-		} else {
-			err = w.field(fd)
-		}
-		if err != nil {
+		if err := value(name.String()); err != nil {
 			return err
 		}
 	}
@@ -264,24 +269,12 @@ func (w *dictWriter) any() error {
 	if inner == nil || !wellKnownJSON[inner.FullName()] {
 		return w.fields(inner)
 	}
-	for w.dec.PeekKind() != '}' {
-		name, err := w.dec.ReadToken()
-		if err != nil {
-			return err
+	return w.members(func(name string) error {
+		if name == "value" {
+			return w.message(inner)
 		}
-		if err := w.enc.WriteToken(name); err != nil {
-			return err
-		}
-		if name.String() == "value" {
-			err = w.message(inner)
-		} else {
-			err = w.copyValue()
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return w.copyToken() // }
+		return w.copyValue()
+	})
 }
 
 func (w *dictWriter) copyToken() error {
