@@ -46,8 +46,8 @@ func (o producerOption) applyProducer(p *Producer) { o(p) }
 //
 // Generated producers declare each route's named queue this way. A queue
 // without a name, or an exclusive one, belongs to the consumer that
-// declares it, so WithDeclare refuses it (a Topology skips its server-named
-// queues).
+// declares it: Publish fails with ErrNotSupported for such a Queue, and a
+// Topology's are skipped.
 //
 // Options accumulate: With(WithDeclare(q)) on a producer that declares
 // something already declares both.
