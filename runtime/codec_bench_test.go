@@ -80,16 +80,18 @@ func BenchmarkCodecs(b *testing.B) {
 	order := newBenchOrder()
 	pb := newBenchProto()
 	payloads := []struct {
-		serializer string
-		value      any
-		into       func() any
+		name, serializer string
+		value            any
+		into             func() any
 	}{
-		{"json", order, func() any { return new(benchOrder) }},
-		{"msgpack", order, func() any { return new(benchOrder) }},
-		{"yaml", order, func() any { return new(benchOrder) }},
-		{"protobuf", pb, func() any { return new(apipb.Api) }},
-		{"protojson", pb, func() any { return new(apipb.Api) }},
-		{"raw", []byte(strings.Repeat(`{"k": "v", "n": 12345} `, 44)), func() any { return new([]byte) }},
+		{"json", "json", order, func() any { return new(benchOrder) }},
+		{"msgpack", "msgpack", order, func() any { return new(benchOrder) }},
+		{"yaml", "yaml", order, func() any { return new(benchOrder) }},
+		{"protobuf", "protobuf", pb, func() any { return new(apipb.Api) }},
+		{"protojson", "protojson", pb, func() any { return new(apipb.Api) }},
+		// A proto message as json writes it for Python (see marshalProtoDict).
+		{"json-proto", "json", pb, func() any { return new(apipb.Api) }},
+		{"raw", "raw", []byte(strings.Repeat(`{"k": "v", "n": 12345} `, 44)), func() any { return new([]byte) }},
 	}
 	for _, p := range payloads {
 		s, err := c.serializer(p.serializer)
@@ -106,7 +108,7 @@ func BenchmarkCodecs(b *testing.B) {
 			if comp != "none" {
 				z, _ = c.compressor(comp)
 			}
-			name := fmt.Sprintf("%s/%s", p.serializer, comp)
+			name := fmt.Sprintf("%s/%s", p.name, comp)
 			b.Run(name+"/encode", func(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(len(plain)))

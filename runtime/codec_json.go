@@ -30,10 +30,11 @@ import (
 // base64 strings, are written as Kombu's datetime and bytes envelopes
 // instead; when decoding, they accept the envelopes and the plain strings.
 //
-// Proto messages are written with protojson using the proto field names
-// ("order_id", not "orderId"), so a Python consumer gets the dict it
-// expects; reading accepts either form and ignores unknown fields, so a
-// newer producer does not break an older consumer.
+// Proto messages are written as the dict Python Kombu consumers expect
+// (see marshalProtoDict): protojson's form with the proto field names
+// ("order_id", not "orderId"), 64-bit integers as numbers and floats with a
+// decimal point. Reading accepts that and protojson's own form and ignores
+// unknown fields, so a newer producer does not break an older consumer.
 type jsonSerializer struct{}
 
 func (jsonSerializer) Name() string            { return "json" }
@@ -42,7 +43,7 @@ func (jsonSerializer) ContentEncoding() string { return "utf-8" }
 
 func (jsonSerializer) Marshal(v any) ([]byte, error) {
 	if m, ok := v.(proto.Message); ok {
-		return protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+		return marshalProtoDict(m)
 	}
 	return json.Marshal(v, kombuJSONEncode)
 }
@@ -417,11 +418,12 @@ func fromEnvelope(m map[string]any) (v any, isEnvelope bool, err error) {
 }
 
 // protoToGeneric turns a proto message into the maps, slices, strings,
-// numbers and booleans of its protojson form (proto field names), for
-// serializers that have no proto mapping of their own (msgpack, yaml).
-// Integral numbers become int64, so that Python reads ints.
+// numbers and booleans of the dict the json serializer writes (see
+// marshalProtoDict), for serializers that have no proto mapping of their
+// own (msgpack, yaml). Integers become int64 (uint64 above MaxInt64) and
+// floats float64, so that Python reads ints and floats.
 func protoToGeneric(m proto.Message) (any, error) {
-	data, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	data, err := marshalProtoDict(m)
 	if err != nil {
 		return nil, err
 	}
@@ -438,6 +440,8 @@ func protoToGeneric(m proto.Message) (any, error) {
 			}
 			if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
 				*v = n
+			} else if u, err := strconv.ParseUint(string(raw), 10, 64); err == nil {
+				*v = u
 			} else {
 				*v, _ = strconv.ParseFloat(string(raw), 64)
 			}

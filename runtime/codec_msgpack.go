@@ -27,8 +27,10 @@ import (
 // 1024 levels (Python's msgpack stops there too), and a body with
 // anything after its one value.
 //
-// A proto.Message goes through its protojson form (proto field names), so
-// a Python consumer gets the same dict as with json.
+// A proto.Message is written as the same dict as with json (proto field
+// names, 64-bit integers as integers, enums by name, bytes as base64 text;
+// see marshalProtoDict); reading one also takes bytes fields as bin, as
+// Python's msgpack packs bytes.
 //
 // Kombu refuses msgpack unless the consumer accepts it explicitly, and so
 // does kombu-go (see WithAccept).

@@ -2,9 +2,13 @@ package kombu
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -22,12 +26,14 @@ import (
 // expansion ("billion laughs") and nesting (10000 levels) apply.
 //
 // Structs use their yaml tags (field names in lower case without one). A
-// proto.Message goes through its protojson form (proto field names), so a
-// Python consumer gets the same dict as with json. Python bytes arrive as
-// !!binary, which decodes into a string (go-yaml does not decode it into
-// []byte); a Go []byte is written as text when it is valid UTF-8, as
-// !!binary otherwise. time.Time is a YAML timestamp, which safe_load reads
-// as a datetime.
+// proto.Message is written as the same dict as with json (see
+// marshalProtoDict); reading one also takes bytes fields as !!binary, as
+// Python's yaml writes bytes. Python bytes arrive as !!binary, which
+// decodes into a string elsewhere (go-yaml does not decode it into []byte);
+// a Go []byte in a map or slice is written as !!binary.
+// time.Time is a YAML timestamp, which safe_load reads as a datetime. The
+// floats of maps and slices are written with a decimal point ("2.0", not
+// "2"), as YAML 1.1, which Python reads, needs them to be floats.
 //
 // Kombu refuses yaml unless the consumer accepts it explicitly, and so does
 // kombu-go (see WithAccept).
@@ -45,7 +51,66 @@ func (yamlSerializer) Marshal(v any) ([]byte, error) {
 		}
 		v = g
 	}
-	return yaml.Marshal(v)
+	return yaml.Marshal(forPython(v))
+}
+
+// forPython returns v with the float64 and []byte values of its maps and
+// slices (map[string]any and []any, as a decoded or proto-derived body
+// has) made pythonFloat and pythonBytes, copying what it changes. Values in
+// structs are left to go-yaml.
+func forPython(v any) any {
+	switch x := v.(type) {
+	case float64:
+		return pythonFloat(x)
+	case []byte:
+		return pythonBytes(x)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = forPython(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = forPython(e)
+		}
+		return out
+	}
+	return v
+}
+
+// pythonBytes is a []byte written as !!binary, which Python's yaml reads as
+// bytes; go-yaml would write a list of numbers.
+type pythonBytes []byte
+
+// MarshalYAML writes the bytes as !!binary.
+func (b pythonBytes) MarshalYAML() (any, error) {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!binary", Value: base64.StdEncoding.EncodeToString(b)}, nil
+}
+
+// pythonFloat is a float64 written as YAML 1.1, which Python's yaml reads,
+// needs it: with a decimal point ("2.0", "1.0e+21"). go-yaml writes YAML
+// 1.2's "2" and "1e+21", which Python reads as an int and a string.
+type pythonFloat float64
+
+// MarshalYAML writes the float with a decimal point.
+func (f pythonFloat) MarshalYAML() (any, error) {
+	s := strconv.FormatFloat(float64(f), 'g', -1, 64)
+	switch {
+	case math.IsInf(float64(f), 1):
+		s = ".inf"
+	case math.IsInf(float64(f), -1):
+		s = "-.inf"
+	case math.IsNaN(float64(f)):
+		s = ".nan"
+	case strings.Contains(s, "."):
+	case strings.Contains(s, "e"):
+		s = strings.Replace(s, "e", ".0e", 1)
+	default:
+		s += ".0"
+	}
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: s}, nil
 }
 
 func (yamlSerializer) Unmarshal(data []byte, v any) error {
@@ -71,6 +136,7 @@ func (yamlSerializer) Unmarshal(data []byte, v any) error {
 		return err
 	}
 	if m, ok := v.(proto.Message); ok {
+		binaryAsBase64(&doc)
 		var g any
 		if err := doc.Decode(&g); err != nil {
 			return err
@@ -78,6 +144,24 @@ func (yamlSerializer) Unmarshal(data []byte, v any) error {
 		return protoFromGeneric(g, m)
 	}
 	return doc.Decode(v)
+}
+
+// binaryAsBase64 turns !!binary values (Python's bytes) into the base64
+// text they are written in, which is what protojson reads for a bytes field:
+// go-yaml would decode them into a string of the raw bytes.
+func binaryAsBase64(root *yaml.Node) {
+	stack := []*yaml.Node{root}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if n.Kind == yaml.AliasNode {
+			continue // its anchor is visited where it is defined
+		}
+		stack = append(stack, n.Content...)
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!binary" {
+			n.Tag, n.Value = "!!str", strings.Join(strings.Fields(n.Value), "")
+		}
+	}
 }
 
 // safeYAMLTags are the tags Python's yaml.SafeLoader constructs.

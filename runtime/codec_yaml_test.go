@@ -1,6 +1,7 @@
 package kombu
 
 import (
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -84,5 +85,22 @@ i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("%s: took %v", name, d)
 		}
+	}
+}
+
+// Floats are written as YAML 1.1, which Python's yaml reads, needs them:
+// "2" would be an int there, and "1e+21" a string. Bytes are !!binary.
+func TestYAMLFloatsReadAsPythonFloats(t *testing.T) {
+	out, err := yamlSerializer{}.Marshal(map[string]any{
+		"whole": 2.0, "big": 1e21, "small": 1e-7, "half": 0.5, "inf": math.Inf(1), "ninf": math.Inf(-1), "nan": math.NaN(),
+		"list": []any{3.0, 4}, "raw": []byte{0, 0xff},
+	})
+	want := "big: 1.0e+21\nhalf: 0.5\ninf: .inf\nlist:\n    - 3.0\n    - 4\nnan: .nan\nninf: -.inf\nraw: !!binary AP8=\nsmall: 1.0e-07\nwhole: 2.0\n"
+	if err != nil || string(out) != want {
+		t.Fatalf("marshal:\n%s(%v)\nwant\n%s", out, err, want)
+	}
+	var back map[string]any
+	if err := (yamlSerializer{}).Unmarshal(out, &back); err != nil || back["whole"] != 2.0 || back["big"] != 1e21 {
+		t.Errorf("read back %#v (%v)", back, err)
 	}
 }

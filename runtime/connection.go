@@ -47,6 +47,11 @@ type Connection struct {
 	// publish.
 	declared sync.Map // exchange name → struct{}
 
+	// dropped holds the routes (exchange and routing key) on which a
+	// WithUnroutableWarning message was dropped and a warning logged.
+	droppedMu sync.Mutex
+	dropped   map[[2]string]struct{}
+
 	replies *Producer    // publishes Message.Reply answers
 	replyMu sync.Mutex   // guards router
 	router  *replyRouter // set up by the first Call
@@ -238,6 +243,7 @@ func (c *Connection) connect(ctx context.Context, policy RetryPolicy, gen uint64
 			ConnectTimeout: c.cfg.connectTimeout,
 			TLS:            c.cfg.tls,
 			ConnectionName: c.cfg.name,
+			Unroutable:     c.unroutable,
 		})
 		if err != nil {
 			return &OperationalError{Op: "connect", URL: u.String(), Err: err}
@@ -451,6 +457,32 @@ func (c *Connection) declareExchange(ctx context.Context, ex Exchange) error {
 		c.declared.Store(ex.Name, struct{}{})
 	}
 	return nil
+}
+
+// maxDropped bounds the routes remembered as warned about. Past it they are
+// forgotten, and warned about again.
+const maxDropped = 1024
+
+// unroutable logs that a message published with WithUnroutableWarning
+// reached no queue, once per exchange and routing key. The driver calls it
+// (transport.Config.Unroutable), perhaps from its reading goroutine.
+func (c *Connection) unroutable(exchange, routingKey, reason string) {
+	route := [2]string{exchange, routingKey}
+	c.droppedMu.Lock()
+	_, warned := c.dropped[route]
+	if !warned {
+		if c.dropped == nil || len(c.dropped) >= maxDropped {
+			c.dropped = make(map[[2]string]struct{})
+		}
+		c.dropped[route] = struct{}{}
+	}
+	c.droppedMu.Unlock()
+	if warned {
+		return
+	}
+	c.logger.Warn("kombu: a published message reached no queue, so the broker dropped it; "+
+		"further messages dropped on this route are not logged (WithMandatory makes such a publish fail instead)",
+		"exchange", exchange, "routing_key", routingKey, "reason", reason)
 }
 
 // forget drops an exchange from the declared cache, after it was deleted.

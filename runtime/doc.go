@@ -32,7 +32,12 @@
 //   - A Producer publishes messages to an exchange with a routing key. It
 //     serializes the body (JSON by default, or protobuf, raw bytes, text, or
 //     a serializer of your own), compresses it if asked, and, on brokers with
-//     publisher confirms, returns only once the broker has the message.
+//     publisher confirms, returns only once the broker has the message. A
+//     message that matches no binding is dropped by the broker, as AMQP
+//     does: WithDeclare has the producer declare its queues first, so what it
+//     publishes before any consumer starts waits for one; WithMandatory makes
+//     a message that reaches no queue an error, WithUnroutableWarning a
+//     logged warning.
 //
 //   - A Consumer reads from one or more queues and hands each Message to a
 //     Handler. The handler's result settles the message: nil acknowledges it

@@ -158,6 +158,40 @@ func (t Topology) Queue(name string) (Queue, bool) {
 	return Queue{}, false
 }
 
+// Entity is what WithDeclare declares before a producer publishes: an
+// Exchange, a Queue or a Topology.
+type Entity interface {
+	declareOn(ctx context.Context, conn *Connection) error
+}
+
+func (ex Exchange) declareOn(ctx context.Context, conn *Connection) error {
+	return ex.Declare(ctx, conn)
+}
+
+// declareOn declares the queue for a producer, which must not own it: a
+// server-named or exclusive queue is its consumer's, and declared by a
+// producer it would be the producer's connection's instead.
+func (q Queue) declareOn(ctx context.Context, conn *Connection) error {
+	if q.Name == "" || q.Exclusive {
+		return fmt.Errorf("%w: WithDeclare: queue %s is server-named or exclusive, so it belongs to the consumer that declares it, not to a producer",
+			ErrNotSupported, q.describe())
+	}
+	_, err := q.Declare(ctx, conn)
+	return err
+}
+
+// declareOn declares the topology for a producer: as Declare does, less its
+// exclusive queues, which belong to their consumers.
+func (t Topology) declareOn(ctx context.Context, conn *Connection) error {
+	shared := Topology{Exchanges: t.Exchanges}
+	for _, q := range t.Queues {
+		if !q.Exclusive {
+			shared.Queues = append(shared.Queues, q)
+		}
+	}
+	return shared.Declare(ctx, conn)
+}
+
 // Declare declares every exchange of t, then every named queue with its
 // bindings, then the exchange-to-exchange bindings. Server-named queues are
 // skipped: each consumer declares its own.

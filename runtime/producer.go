@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -19,6 +20,7 @@ type Producer struct {
 	conn     *Connection
 	defaults publishConfig
 	confirms bool
+	declare  *declareSet // nil: nothing to declare but the exchange
 }
 
 // PublishOption sets how one message is published. Passed to NewProducer, a
@@ -33,6 +35,63 @@ func (o PublishOption) applyProducer(p *Producer) { o(&p.defaults) }
 type producerOption func(*Producer)
 
 func (o producerOption) applyProducer(p *Producer) { o(p) }
+
+// WithDeclare declares entities (exchanges, queues with their bindings,
+// topologies), in the order given, before the producer's first publish on
+// each broker connection, as Kombu's Producer(declare=[queue]) does: a
+// message published before any consumer has declared its queue then waits
+// in the queue instead of being dropped. The declarations are made again
+// after the connection is lost and recovered, since the broker may have
+// lost them. The producer's exchange (WithExchange) is declared first.
+//
+// Generated producers declare each route's named queue this way. A queue
+// without a name, or an exclusive one, belongs to the consumer that
+// declares it: Publish fails with ErrNotSupported for such a Queue, and a
+// Topology's are skipped.
+//
+// Options accumulate: With(WithDeclare(q)) on a producer that declares
+// something already declares both.
+func WithDeclare(entities ...Entity) ProducerOption {
+	return producerOption(func(p *Producer) {
+		d := &declareSet{sem: make(chan struct{}, 1)}
+		if p.declare != nil {
+			d.entities = append(d.entities, p.declare.entities...)
+		}
+		d.entities = append(d.entities, entities...)
+		p.declare = d
+	})
+}
+
+// declareSet is what a producer declares before it publishes, and the
+// session it last declared it on.
+type declareSet struct {
+	entities []Entity
+	gen      atomic.Uint64 // the session the entities were declared on; 0: none
+	sem      chan struct{} // held while declaring, so that one publish declares and the others wait
+}
+
+// ensure declares the entities unless they were declared on session s.
+func (d *declareSet) ensure(ctx context.Context, conn *Connection, s *session) error {
+	if d.gen.Load() == s.gen {
+		return nil
+	}
+	select {
+	case d.sem <- struct{}{}:
+		defer func() { <-d.sem }()
+	case <-ctx.Done():
+		return fmt.Errorf("kombu: waiting for another publish to declare the producer's entities: %w", ctx.Err())
+	}
+	if d.gen.Load() == s.gen {
+		return nil // declared while this publish waited
+	}
+	for _, e := range d.entities {
+		if err := e.declareOn(ctx, conn); err != nil {
+			return err
+		}
+	}
+	d.gen.Store(s.gen)
+	return nil
+}
 
 // WithConfirms turns publisher confirms on or off. They are on by default:
 // Publish returns nil only once the broker has taken responsibility for the
@@ -50,6 +109,7 @@ type publishConfig struct {
 	encoding     string
 	compression  string
 	mandatory    bool
+	warnDropped  bool // WithUnroutableWarning
 	headers      map[string]any
 	sharedHeader bool // headers belongs to the producer's defaults: copy before writing
 	props        transport.Properties
@@ -123,6 +183,18 @@ func WithDeliveryMode(m DeliveryMode) PublishOption {
 // to receive the message, instead of the broker dropping it.
 func WithMandatory() PublishOption { return func(c *publishConfig) { c.mandatory = true } }
 
+// WithUnroutableWarning logs a warning when a message reaches no queue and
+// the broker drops it, once per exchange and routing key on the connection,
+// without making Publish wait or fail (WithMandatory makes it fail
+// instead, and takes precedence). Publishing costs nothing more: the
+// in-process broker and Redis know where a message went as they route it,
+// and RabbitMQ returns the message, which the connection reads in the
+// background. Transports without mandatory publishing cannot tell, and do
+// not warn. Generated producers set it.
+func WithUnroutableWarning() PublishOption {
+	return func(c *publishConfig) { c.warnDropped = true }
+}
+
 // WithReplyTo sets the reply_to property: where a reply should be sent.
 func WithReplyTo(queue string) PublishOption {
 	return func(c *publishConfig) { c.props.ReplyTo = queue }
@@ -193,10 +265,8 @@ func (p *Producer) Publish(ctx context.Context, body any, opts ...PublishOption)
 		if err := p.prepare(pub, cfg, body); err != nil {
 			return err
 		}
-		if cfg.exchange != nil {
-			if err := p.conn.declareExchange(ctx, *cfg.exchange); err != nil {
-				return err
-			}
+		if err := p.declareOn(ctx, p.conn.session(), cfg.exchange); err != nil {
+			return err
 		}
 		// A raw body is the caller's slice, which the caller may reuse as soon
 		// as Publish returns; the batch holds it until Send, so it keeps a copy.
@@ -231,15 +301,29 @@ func (p *Producer) Publish(ctx context.Context, body any, opts ...PublishOption)
 	}
 }
 
-// publishOn declares ex (once per session) and publishes pub on session s.
+// publishOn declares what the producer publishes to (once per session) and
+// publishes pub on session s.
 func (p *Producer) publishOn(ctx context.Context, s *session, ex *Exchange, pub *transport.Publishing) error {
+	if err := p.declareOn(ctx, s, ex); err != nil {
+		return err
+	}
+	if err := s.tc.Publish(ctx, pub); err != nil {
+		return p.conn.op(describePublish(pub), err)
+	}
+	return nil
+}
+
+// declareOn declares ex, then the producer's WithDeclare entities, unless
+// they were declared on session s; both are cached, so a publish costs a
+// map lookup and an atomic load.
+func (p *Producer) declareOn(ctx context.Context, s *session, ex *Exchange) error {
 	if ex != nil {
 		if err := p.conn.declareExchange(ctx, *ex); err != nil {
 			return err
 		}
 	}
-	if err := s.tc.Publish(ctx, pub); err != nil {
-		return p.conn.op(describePublish(pub), err)
+	if p.declare != nil {
+		return p.declare.ensure(ctx, p.conn, s)
 	}
 	return nil
 }
@@ -301,12 +385,13 @@ func (p *Producer) prepare(pub *transport.Publishing, cfg *publishConfig, body a
 		headers["compression"] = z.ContentType()
 	}
 	*pub = transport.Publishing{
-		RoutingKey: cfg.routingKey,
-		Mandatory:  cfg.mandatory,
-		Confirm:    p.confirms,
-		Body:       data,
-		Headers:    headers,
-		Properties: cfg.props,
+		RoutingKey:       cfg.routingKey,
+		Mandatory:        cfg.mandatory,
+		NotifyUnroutable: cfg.warnDropped && !cfg.mandatory,
+		Confirm:          p.confirms,
+		Body:             data,
+		Headers:          headers,
+		Properties:       cfg.props,
 	}
 	pub.ContentType, pub.ContentEncoding = ct, enc
 	if cfg.exchange != nil {

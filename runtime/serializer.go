@@ -26,8 +26,10 @@ import (
 //	text       text/plain              utf-8   UTF-8 text
 //
 // A producer that names no serializer sends []byte as raw, a string as
-// text and anything else as json, as Kombu does. msgpack and yaml encode a
-// proto message through its protojson form (proto field names).
+// text and anything else as json, as Kombu does. json, msgpack and yaml
+// carry a proto message as the dict a Python consumer expects: proto field
+// names, 64-bit integers as numbers, floats as floats, enums by name, bytes
+// in base64 (see marshalProtoDict).
 //
 // Add serializers per connection with WithSerializers; one with a
 // built-in's name or content type replaces it on that connection. There is

@@ -295,12 +295,17 @@ func TestUnimplemented(t *testing.T) {
 }
 
 // The in-process broker has no quorum queues or streams, and the generated
-// consumer must say so instead of declaring classic queues.
+// consumer and producer must say so instead of declaring classic queues (or,
+// the producer, publishing to no queue).
 func TestFulfilmentNeedsQueueTypes(t *testing.T) {
 	conn := dial(t, broker(t))
 	_, err := kombutestv1.NewFulfilmentConsumer(conn, kombutestv1.UnimplementedFulfilmentHandler{})
 	if !errors.Is(err, kombu.ErrNotSupported) {
 		t.Fatalf("NewFulfilmentConsumer on memory: %v, want ErrNotSupported", err)
+	}
+	err = kombutestv1.NewFulfilmentProducer(conn).ShipOrder(context.Background(), &kombutestv1.OrderShipped{OrderId: "o-1"})
+	if !errors.Is(err, kombu.ErrNotSupported) {
+		t.Fatalf("ShipOrder on memory: %v, want ErrNotSupported", err)
 	}
 }
 

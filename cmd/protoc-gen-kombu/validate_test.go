@@ -17,13 +17,85 @@ func TestValidation(t *testing.T) {
 	const file = "kombutest/v1/orders.proto"
 	tests := []struct {
 		name   string
+		file   string // the proto file mutate edits; empty: orders.proto
 		mutate func(f *descriptorpb.FileDescriptorProto)
 		want   string
 	}{
 		{
 			name:   "unknown serializer",
 			mutate: editRoute("Orders", "PlaceOrder", func(r *kombuv1.Route) { r.Serializer = "xml" }),
-			want:   `kombutest/v1/orders.proto: service Orders, method PlaceOrder: unknown serializer "xml" (want protobuf or json)`,
+			want:   `kombutest/v1/orders.proto: service Orders, method PlaceOrder: unknown serializer "xml" (want one of protobuf, json, protojson, msgpack, yaml)`,
+		},
+		{
+			name:   "serializer for bytes",
+			mutate: editRoute("Orders", "PlaceOrder", func(r *kombuv1.Route) { r.Serializer = "raw" }),
+			want:   `kombutest/v1/orders.proto: service Orders, method PlaceOrder: serializer "raw" sends bytes or text, not proto messages (want one of protobuf, json, protojson, msgpack, yaml)`,
+		},
+		{
+			name:   "undeclared dead_letter_exchange",
+			mutate: editRoute("Orders", "PlaceOrder", func(r *kombuv1.Route) { r.Queue.DeadLetterExchange = "orders.dlq" }),
+			want:   `kombutest/v1/orders.proto: service Orders, method PlaceOrder: queue "orders.work": dead_letter_exchange "orders.dlq" is not declared, so the broker would drop every dead letter (declare it in the file's (kombu.v1.topology) or on a service)`,
+		},
+		{
+			name:   "undeclared dead_letter_exchange in the topology",
+			mutate: editTopology(func(topo *kombuv1.Topology) { topo.Queues[1].DeadLetterExchange = "audit.dlx" }),
+			want:   `kombutest/v1/orders.proto: topology: queue "orders.audit": dead_letter_exchange "audit.dlx" is not declared, so the broker would drop every dead letter (declare it in the file's (kombu.v1.topology) or on a service)`,
+		},
+		{
+			name:   "routing key that a topic binding does not match",
+			mutate: editRoute("Orders", "PlaceOrder", func(r *kombuv1.Route) { r.RoutingKey = "orders.placed" }),
+			want:   `kombutest/v1/orders.proto: service Orders, method PlaceOrder: routing key "orders.placed" does not reach the route's own queue "orders.work" through topic exchange "orders" (bound with "order.placed", "order.amended", "order.retry.*"), so the broker would drop every message`,
+		},
+		{
+			name: "routing key that a topic pattern does not match",
+			mutate: editRoute("Fulfilment", "ShipOrder", func(r *kombuv1.Route) {
+				r.RoutingKey = "invoices.issued"
+				r.Queue.RoutingKey = "invoice.*"
+			}),
+			want: `kombutest/v1/orders.proto: service Fulfilment, method ShipOrder: routing key "invoices.issued" does not reach the route's own queue "orders.shipping" through topic exchange "orders" (bound with "invoice.*"), so the broker would drop every message`,
+		},
+		{
+			name:   "routing key that a direct binding does not match",
+			file:   "kombutest/v1/pricing.proto",
+			mutate: editRoute("Pricing", "Convert", func(r *kombuv1.Route) { r.Queue.RoutingKey = "pricing.converts" }),
+			want:   `kombutest/v1/pricing.proto: service Pricing, method Convert: routing key "pricing.convert" does not reach the route's own queue "kombutest.pricing.convert" through direct exchange "kombutest.pricing" (bound with "pricing.converts"), so the broker would drop every message`,
+		},
+		{
+			name: "queue not bound to the route's exchange",
+			mutate: editRoute("Orders", "ArchiveOrder", func(r *kombuv1.Route) {
+				r.Queue = &kombuv1.Queue{Name: "orders.archive", Bindings: []*kombuv1.Binding{{Exchange: "orders.dlx"}}}
+			}),
+			want: `kombutest/v1/orders.proto: service Orders, method ArchiveOrder: routing key "kombutest.v1.Orders.ArchiveOrder" does not reach the route's own queue "orders.archive" through topic exchange "orders" (it has no binding to that exchange), so the broker would drop every message`,
+		},
+		{
+			name:   "priority on a queue without max_priority",
+			mutate: editRoute("Orders", "ArchiveOrder", func(r *kombuv1.Route) { r.Priority = 3 }),
+			want:   `kombutest/v1/orders.proto: service Orders, method ArchiveOrder: priority 3 needs queue "kombutest.v1.Orders.ArchiveOrder" to have max_priority; without it the broker ignores message priorities`,
+		},
+		{
+			name:   "priority on a broadcast queue",
+			mutate: editRoute("Orders", "InvalidateCache", func(r *kombuv1.Route) { r.Priority = 1 }),
+			want:   `kombutest/v1/orders.proto: service Orders, method InvalidateCache: priority 1 needs queue (broadcast) to have max_priority; without it the broker ignores message priorities`,
+		},
+		{
+			name:   "wildcard inside a word",
+			mutate: editRoute("Orders", "PlaceOrder", func(r *kombuv1.Route) { r.Queue.Bindings[0].RoutingKey = "order.**" }),
+			want:   `kombutest/v1/orders.proto: service Orders, method PlaceOrder: queue "orders.work": binding key "order.**" to topic exchange "orders": "**" is not a word; "*" (one word) and "#" (any number of words) stand alone between dots, as in "invoice.*"`,
+		},
+		{
+			name:   "wildcard inside a word of a default binding",
+			mutate: editRoute("Orders", "ArchiveOrder", func(r *kombuv1.Route) { r.RoutingKey = "order.archived#" }),
+			want:   `kombutest/v1/orders.proto: service Orders, method ArchiveOrder: queue "kombutest.v1.Orders.ArchiveOrder": binding key "order.archived#" to topic exchange "orders": "archived#" is not a word; "*" (one word) and "#" (any number of words) stand alone between dots, as in "invoice.*"`,
+		},
+		{
+			name:   "wildcard inside a word in the topology",
+			mutate: editTopology(func(topo *kombuv1.Topology) { topo.Queues[1].Bindings[0].RoutingKey = "audit#" }),
+			want:   `kombutest/v1/orders.proto: topology: queue "orders.audit": binding key "audit#" to topic exchange "audit": "audit#" is not a word; "*" (one word) and "#" (any number of words) stand alone between dots, as in "invoice.*"`,
+		},
+		{
+			name:   "wildcard inside a word, to a broker's topic exchange",
+			mutate: editTopology(func(topo *kombuv1.Topology) { topo.Queues[1].Bindings[2].RoutingKey = "orders.*x" }),
+			want:   `kombutest/v1/orders.proto: topology: queue "orders.audit": binding key "orders.*x" to topic exchange "amq.topic": "*x" is not a word; "*" (one word) and "#" (any number of words) stand alone between dots, as in "invoice.*"`,
 		},
 		{
 			name:   "unknown compression",
@@ -185,16 +257,20 @@ func TestValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			name := tt.file
+			if name == "" {
+				name = file
+			}
 			files := testFiles(t)
 			for i, f := range files {
-				if f.GetName() == file {
+				if f.GetName() == name {
 					f = proto.CloneOf(f)
 					tt.mutate(f)
 					files[i] = f
 				}
 			}
 			req := request(files, "")
-			req.FileToGenerate = []string{file}
+			req.FileToGenerate = []string{name}
 			resp := run(t, req)
 			if resp.GetError() != tt.want {
 				t.Errorf("error:\n got: %s\nwant: %s", resp.GetError(), tt.want)
@@ -207,10 +283,46 @@ func TestValidation(t *testing.T) {
 }
 
 // TestValidDeclarationsPass makes sure the edits above break something: the
-// unedited file generates without error.
+// unedited files generate without error, and so do edits close to theirs
+// that can work.
 func TestValidDeclarationsPass(t *testing.T) {
 	if resp := run(t, request(testFiles(t), "")); resp.Error != nil {
 		t.Fatal(resp.GetError())
+	}
+	tests := []struct {
+		name, file string
+		mutate     func(f *descriptorpb.FileDescriptorProto)
+	}{
+		{"msgpack", "kombutest/v1/orders.proto", editRoute("Orders", "PlaceOrder", func(r *kombuv1.Route) { r.Serializer = "msgpack" })},
+		{"yaml", "kombutest/v1/orders.proto", editRoute("Orders", "PlaceOrder", func(r *kombuv1.Route) { r.Serializer = "yaml" })},
+		{"protojson", "kombutest/v1/orders.proto", editRoute("Orders", "PlaceOrder", func(r *kombuv1.Route) { r.Serializer = "protojson" })},
+		{"dead-letter exchange of the broker", "kombutest/v1/orders.proto", editRoute("Orders", "PlaceOrder", func(r *kombuv1.Route) { r.Queue.DeadLetterExchange = "amq.direct" })},
+		{"dead-letter exchange of another service", "kombutest/v1/orders.proto", editRoute("Fulfilment", "ShipOrder", func(r *kombuv1.Route) { r.Queue.DeadLetterExchange = "orders" })},
+		{"topic pattern", "kombutest/v1/orders.proto", editRoute("Fulfilment", "ShipOrder", func(r *kombuv1.Route) { r.RoutingKey = "order.shipped.eu.express" })},
+		{"wildcards in a direct exchange's key", "kombutest/v1/pricing.proto", editRoute("Pricing", "Convert", func(r *kombuv1.Route) {
+			r.RoutingKey, r.Queue.RoutingKey = "pricing.**", "pricing.**"
+		})},
+		{"fanout ignores the key", "kombutest/v1/events.proto", editRoute("Heartbeats", "Beat", func(r *kombuv1.Route) {
+			r.Queue.Bindings = []*kombuv1.Binding{{RoutingKey: "anything"}}
+		})},
+		{"headers ignore the key", "kombutest/v1/events.proto", editRoute("Notifications", "Email", func(r *kombuv1.Route) { r.RoutingKey = "anything" })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			files := testFiles(t)
+			for i, f := range files {
+				if f.GetName() == tt.file {
+					f = proto.CloneOf(f)
+					tt.mutate(f)
+					files[i] = f
+				}
+			}
+			req := request(files, "")
+			req.FileToGenerate = []string{tt.file}
+			if resp := run(t, req); resp.Error != nil {
+				t.Error(resp.GetError())
+			}
+		})
 	}
 }
 

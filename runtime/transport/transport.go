@@ -46,6 +46,11 @@ type Config struct {
 	ConnectTimeout time.Duration // 0: bounded by ctx only
 	TLS            *tls.Config   // nil: the driver derives one from the URL when the scheme needs TLS
 	ConnectionName string        // shown in the broker's management UI where it has one
+	// Unroutable is called for a message published with NotifyUnroutable
+	// that reached no queue, with the broker's reason. It must return
+	// quickly and must not call the connection. It may be nil (the runtime
+	// always sets it).
+	Unroutable func(exchange, routingKey, reason string)
 }
 
 // Conn is one connection to a broker. Its methods are safe for concurrent use.
@@ -117,7 +122,7 @@ const (
 	FeatureDeadLetter       // x-dead-letter-exchange on reject and expiry
 	FeatureMaxLength        // x-max-length, x-max-length-bytes
 	FeatureConfirms         // publisher confirms
-	FeatureMandatory        // mandatory publishing with returns
+	FeatureMandatory        // mandatory publishing with returns, and NotifyUnroutable
 	FeatureQueueTypes       // x-queue-type quorum and stream
 	FeatureDirectReplyTo    // amq.rabbitmq.reply-to
 )
@@ -199,7 +204,15 @@ type Properties struct {
 type Publishing struct {
 	Exchange   string
 	RoutingKey string
-	Mandatory  bool
+	// Mandatory makes Publish fail with ErrUnroutable when the message
+	// reaches no queue.
+	Mandatory bool
+	// NotifyUnroutable, on a message that is not Mandatory, asks the driver
+	// to call Config.Unroutable if the message reaches no queue. Unlike
+	// Mandatory it never makes Publish wait or fail: a driver that routes
+	// the message itself calls it at once, the AMQP driver when the broker
+	// returns the message.
+	NotifyUnroutable bool
 	// Confirm waits for the broker's publisher confirm (where the transport
 	// has them) before Publish returns.
 	Confirm bool

@@ -47,6 +47,12 @@ type conn struct {
 
 	confirm pubSlot // publisher channel in confirm mode; carries mandatory publishes
 	plain   pubSlot // publisher channel without confirms, opened on first use
+	// Messages published with NotifyUnroutable go on channels of their
+	// own, so that every return on them is one to report (on the confirm
+	// channel a return belongs to the mandatory publish awaiting it).
+	notifyConfirm pubSlot
+	notifyPlain   pubSlot
+	onUnroutable  func(exchange, routingKey, reason string) // transport.Config.Unroutable
 
 	replyMu   sync.Mutex
 	replySubs []*subscription // consuming amq.rabbitmq.reply-to, newest last
@@ -79,6 +85,9 @@ func newConn(ac *amqp.Connection, url string, cfg transport.Config) *conn {
 		idPrefix: "kombu-go-" + hex.EncodeToString(rnd[:]) + "-",
 	}
 	c.confirm.confirm = true
+	c.onUnroutable = cfg.Unroutable
+	c.notifyConfirm.confirm, c.notifyConfirm.notify = true, cfg.Unroutable
+	c.notifyPlain.notify = cfg.Unroutable
 	closes := ac.NotifyClose(make(chan *amqp.Error, 1))
 	go c.watch(closes)
 	// Drained for as long as the connection lives (amqp091-go closes it on

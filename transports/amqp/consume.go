@@ -89,7 +89,7 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 	if slices.Contains(spec.Queues, directReplyTo) {
 		// Requests naming amq.rabbitmq.reply-to must be published on this
 		// channel: Publish finds it through replyChan.
-		if s.reply, err = c.newPubChan(ch, true); err != nil {
+		if s.reply, err = c.newPubChan(ch, true, nil); err != nil {
 			return fail(err)
 		}
 	}

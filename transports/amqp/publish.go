@@ -36,16 +36,22 @@ const (
 // pubSlot holds a publisher channel and replaces it when it closes.
 type pubSlot struct {
 	confirm bool
-	cur     atomic.Pointer[pubChan]
-	mu      sync.Mutex // serializes opening
+	// notify, when set, receives every message the channel's broker
+	// returns: the slot carries only NotifyUnroutable messages, whose
+	// returns nobody waits for.
+	notify func(exchange, routingKey, reason string)
+	cur    atomic.Pointer[pubChan]
+	mu     sync.Mutex // serializes opening
 }
 
 // pubChan is a channel messages are published on. In confirm mode it also
 // tracks basic.return frames so that each mandatory publish learns whether
-// its message was returned.
+// its message was returned; with notify set it hands every return to it
+// instead.
 type pubChan struct {
 	ch      *amqp.Channel
 	confirm bool
+	notify  func(exchange, routingKey, reason string)
 
 	// Written by amqp091-go, read only by drain.
 	returns chan amqp.Return
@@ -90,7 +96,7 @@ func (c *conn) pub(s *pubSlot) (*pubChan, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc, err := c.newPubChan(ch, s.confirm)
+	pc, err := c.newPubChan(ch, s.confirm, s.notify)
 	if err != nil {
 		ch.Close()
 		return nil, err
@@ -100,14 +106,17 @@ func (c *conn) pub(s *pubSlot) (*pubChan, error) {
 }
 
 // newPubChan sets ch up for publishing; with confirm it puts it in confirm
-// mode and starts tracking returns.
-func (c *conn) newPubChan(ch *amqp.Channel, confirm bool) (*pubChan, error) {
-	pc := &pubChan{ch: ch, confirm: confirm}
-	if !confirm {
+// mode and starts tracking returns, with notify it starts handing returns to
+// notify.
+func (c *conn) newPubChan(ch *amqp.Channel, confirm bool, notify func(exchange, routingKey, reason string)) (*pubChan, error) {
+	pc := &pubChan{ch: ch, confirm: confirm, notify: notify}
+	if !confirm && notify == nil {
 		return pc, nil
 	}
-	if err := ch.Confirm(false); err != nil {
-		return nil, c.fail("publish: enable publisher confirms", err)
+	if confirm {
+		if err := ch.Confirm(false); err != nil {
+			return nil, c.fail("publish: enable publisher confirms", err)
+		}
 	}
 	pc.returns = ch.NotifyReturn(make(chan amqp.Return, returnBuffer))
 	pc.closes = ch.NotifyClose(make(chan *amqp.Error, 1))
@@ -167,6 +176,10 @@ func (pc *pubChan) takeQueued(returns chan amqp.Return) chan amqp.Return {
 }
 
 func (pc *pubChan) record(r amqp.Return) {
+	if pc.notify != nil {
+		pc.notify(r.Exchange, r.RoutingKey, returnText(r))
+		return
+	}
 	if r.MessageId == "" {
 		pc.logger.Warn("amqp: message returned by the broker without a message id, so not attributable to a publish",
 			"exchange", r.Exchange, "routing_key", r.RoutingKey, "reply", r.ReplyText)
@@ -323,6 +336,10 @@ func (c *conn) send(ctx context.Context, p *transport.Publishing) (sent, error) 
 		return sent{}, fmt.Errorf("amqp: %s: %w", describePublish(p), err)
 	}
 	wait := p.Confirm || p.Mandatory
+	// A message that only wants its return reported goes on a channel of
+	// its own kind (see pubSlot.notify), published as mandatory so that
+	// the broker returns it when it reaches no queue.
+	notify := p.NotifyUnroutable && !p.Mandatory && c.onUnroutable != nil
 	for attempt := 0; ; attempt++ {
 		if err := c.check(ctx); err != nil {
 			return sent{}, fmt.Errorf("amqp: %s: %w", describePublish(p), err)
@@ -336,6 +353,10 @@ func (c *conn) send(ctx context.Context, p *transport.Publishing) (sent, error) 
 				return sent{}, fmt.Errorf("amqp: %s: reply_to %s needs a consumer of %s on this connection: call Consume on it first",
 					describePublish(p), directReplyTo, directReplyTo)
 			}
+		case notify && wait:
+			pc, err = c.pub(&c.notifyConfirm)
+		case notify:
+			pc, err = c.pub(&c.notifyPlain)
 		case wait:
 			pc, err = c.pub(&c.confirm)
 		default:
@@ -344,7 +365,8 @@ func (c *conn) send(ctx context.Context, p *transport.Publishing) (sent, error) 
 		if err != nil {
 			return sent{}, err
 		}
-		dc, err := pc.ch.PublishWithDeferredConfirm(p.Exchange, p.RoutingKey, p.Mandatory, false, m)
+		mandatory := p.Mandatory || pc.notify != nil
+		dc, err := pc.ch.PublishWithDeferredConfirm(p.Exchange, p.RoutingKey, mandatory, false, m)
 		if err == nil {
 			s := sent{pc: pc, id: id}
 			if wait {

@@ -134,25 +134,28 @@ func (b *broker) route(x *exchange, key string, headers map[string]any) []*queue
 	return hits
 }
 
-// publish routes p and enqueues it on every queue it reaches.
-func (b *broker) publish(p *transport.Publishing) error {
+// publish routes p and enqueues it on every queue it reaches. It reports
+// whether p reached no queue and asked to be told (NotifyUnroutable), for
+// the caller to say so once the broker lock is released.
+func (b *broker) publish(p *transport.Publishing) (unroutable bool, err error) {
 	x := b.exchanges[p.Exchange]
 	if x == nil {
-		return fmt.Errorf("memory: exchange %q: %w", p.Exchange, transport.ErrNotFound)
+		return false, fmt.Errorf("memory: exchange %q: %w", p.Exchange, transport.ErrNotFound)
 	}
 	if x.internal {
-		return fmt.Errorf("memory: exchange %q is internal: only other exchanges can route to it: %w", p.Exchange, transport.ErrAccessRefused)
+		return false, fmt.Errorf("memory: exchange %q is internal: only other exchanges can route to it: %w", p.Exchange, transport.ErrAccessRefused)
 	}
 	queues := b.route(x, p.RoutingKey, p.Headers)
 	if len(queues) == 0 {
 		if p.Mandatory {
-			return fmt.Errorf("memory: exchange %q, routing key %q: no queue bound: %w", p.Exchange, p.RoutingKey, transport.ErrUnroutable)
+			return false, fmt.Errorf("memory: exchange %q, routing key %q: no queue bound: %w", p.Exchange, p.RoutingKey, transport.ErrUnroutable)
 		}
-		return nil // RabbitMQ drops an unroutable message that is not mandatory
+		// RabbitMQ drops an unroutable message that is not mandatory.
+		return p.NotifyUnroutable, nil
 	}
 	m := newMessage(p)
 	for _, q := range queues {
 		q.publish(m)
 	}
-	return nil
+	return false, nil
 }

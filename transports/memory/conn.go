@@ -22,6 +22,8 @@ type conn struct {
 	subs      map[*subscription]struct{} // running, or ended with deliveries unsettled
 	gets      ackScope                   // settles Get deliveries
 	exclusive map[*queue]struct{}        // exclusive queues it declared
+
+	unroutable func(exchange, routingKey, reason string) // transport.Config.Unroutable; set once
 }
 
 var (
@@ -29,8 +31,9 @@ var (
 	_ transport.BatchPublisher = (*conn)(nil)
 )
 
-func newConn(b *broker) *conn {
-	c := &conn{b: b, done: make(chan struct{}), subs: map[*subscription]struct{}{}, exclusive: map[*queue]struct{}{}}
+func newConn(b *broker, cfg transport.Config) *conn {
+	c := &conn{b: b, done: make(chan struct{}), subs: map[*subscription]struct{}{}, exclusive: map[*queue]struct{}{},
+		unroutable: cfg.Unroutable}
 	c.gets.conn = c
 	return c
 }
@@ -135,8 +138,12 @@ func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
 	if err := c.begin(ctx); err != nil {
 		return err
 	}
-	defer c.b.unlock()
-	return c.b.publish(p)
+	unroutable, err := c.b.publish(p)
+	c.b.unlock()
+	if unroutable {
+		c.notifyUnroutable(p)
+	}
+	return err
 }
 
 // PublishBatch publishes in order under one lock, stopping at the first
@@ -145,13 +152,31 @@ func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) err
 	if err := c.begin(ctx); err != nil {
 		return err
 	}
-	defer c.b.unlock()
+	var unroutable []*transport.Publishing
+	var err error
 	for i, p := range ps {
-		if err := c.b.publish(p); err != nil {
-			return fmt.Errorf("memory: batch message %d of %d and those after it were not published: %w", i+1, len(ps), err)
+		var dropped bool
+		if dropped, err = c.b.publish(p); err != nil {
+			err = fmt.Errorf("memory: batch message %d of %d and those after it were not published: %w", i+1, len(ps), err)
+			break
+		}
+		if dropped {
+			unroutable = append(unroutable, p)
 		}
 	}
-	return nil
+	c.b.unlock()
+	for _, p := range unroutable {
+		c.notifyUnroutable(p)
+	}
+	return err
+}
+
+// notifyUnroutable tells the runtime that p, published with
+// NotifyUnroutable, reached no queue.
+func (c *conn) notifyUnroutable(p *transport.Publishing) {
+	if c.unroutable != nil {
+		c.unroutable(p.Exchange, p.RoutingKey, "no queue is bound to the exchange with a matching key")
+	}
 }
 
 func (c *conn) Get(ctx context.Context, queue string, autoAck bool) (*transport.Delivery, error) {

@@ -40,7 +40,7 @@ var (
 // Open returns a connection to the broker named by u.Path. Host, port,
 // credentials and query options are accepted and ignored, as Kombu's memory
 // transport ignores them.
-func (Driver) Open(ctx context.Context, u *transport.URL, _ transport.Config) (transport.Conn, error) {
+func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) (transport.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -54,5 +54,5 @@ func (Driver) Open(ctx context.Context, u *transport.URL, _ transport.Config) (t
 		brokers[u.Path] = b
 	}
 	brokersMu.Unlock()
-	return newConn(b), nil
+	return newConn(b, cfg), nil
 }

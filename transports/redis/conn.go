@@ -53,6 +53,8 @@ type conn struct {
 
 	unroutable map[string]struct{} // unacked tags the restorer could not route, warned about
 
+	onUnroutable func(exchange, routingKey, reason string) // transport.Config.Unroutable; set once
+
 	// Dead-letter configurations of the queues declared here, under a lock
 	// of their own, taken last (Reject reads them under its scope's lock).
 	dlxMu sync.Mutex

@@ -145,7 +145,9 @@
 //     from those its connection made.
 //   - Mandatory publishing is supported: ErrUnroutable when no binding
 //     matches, or when a fanout exchange has no subscriber (no open
-//     connection holds a binding whose pattern matches).
+//     connection holds a binding whose pattern matches). A message
+//     published with NotifyUnroutable that goes nowhere is reported the
+//     same way, to Config.Unroutable, without failing the publish.
 //   - Dead-lettering (FeatureDeadLetter), which Kombu's Redis transport
 //     does not have, is emulated for kombu-go consumers (see deadletter.go).
 //     A queue declared with x-dead-letter-exchange ("" for the default
@@ -251,7 +253,9 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 	if log == nil {
 		log = discardLogger
 	}
-	return newConn(rdb, o, log), nil
+	c := newConn(rdb, o, log)
+	c.onUnroutable = cfg.Unroutable
+	return c, nil
 }
 
 // clientTweaks adjust a client for one use.

@@ -189,6 +189,7 @@ func (c *conn) publish(ctx context.Context, ps []*transport.Publishing) error {
 			if p.Mandatory {
 				op.err = fmt.Errorf("redis: the default exchange with an empty routing key names no queue: %w", transport.ErrUnroutable)
 			}
+			c.notifyUnroutable(p, "the default exchange with an empty routing key names no queue")
 		case p.Exchange == "":
 			op.kind = 'd'
 		default:
@@ -263,6 +264,9 @@ func (c *conn) publishChunk(ctx context.Context, ops []*pubOp) error {
 					op.err, op.done = fmt.Errorf("redis: fanout exchange %q has no subscriber: %w", op.p.Exchange, transport.ErrUnroutable), true
 				} else {
 					op.done = true
+					if op.kind == 'f' && cmd.Val() == 0 {
+						c.notifyUnroutable(op.p, "the fanout exchange has no subscriber")
+					}
 				}
 			case *goredis.Cmd: // publishScript
 				v, err := cmd.Result()
@@ -277,6 +281,8 @@ func (c *conn) publishChunk(ctx context.Context, ops []*pubOp) error {
 						op.done = true
 						if v == 0 && op.p.Mandatory {
 							op.err = fmt.Errorf("redis: no queue bound to exchange %q with routing key %q: %w", op.p.Exchange, op.p.RoutingKey, transport.ErrUnroutable)
+						} else if v == 0 {
+							c.notifyUnroutable(op.p, "no queue is bound to the exchange with a matching key")
 						}
 					case []any:
 						members := make([]string, 0, len(v))
@@ -297,6 +303,14 @@ func (c *conn) publishChunk(ctx context.Context, ops []*pubOp) error {
 				return c.wrap("load publish script", err)
 			}
 		}
+	}
+}
+
+// notifyUnroutable tells the runtime that p reached no queue, if p asked to
+// be told and is not mandatory (a mandatory message fails instead).
+func (c *conn) notifyUnroutable(p *transport.Publishing, reason string) {
+	if p.NotifyUnroutable && !p.Mandatory && c.onUnroutable != nil {
+		c.onUnroutable(p.Exchange, p.RoutingKey, reason)
 	}
 }
 

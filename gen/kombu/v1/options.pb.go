@@ -345,6 +345,9 @@ type Queue struct {
 	// RabbitMQ: x-max-priority.
 	MaxPriority uint32 `protobuf:"varint,11,opt,name=max_priority,json=maxPriority,proto3" json:"max_priority,omitempty"`
 	// Where rejected and expired messages go. RabbitMQ: x-dead-letter-exchange.
+	// It must be declared in the file (on a service or in its topology) or be
+	// one of the broker's amq.* exchanges: the broker drops dead letters sent to
+	// an exchange that does not exist.
 	DeadLetterExchange string `protobuf:"bytes,12,opt,name=dead_letter_exchange,json=deadLetterExchange,proto3" json:"dead_letter_exchange,omitempty"`
 	// The routing key dead-lettered messages get; empty keeps theirs.
 	// RabbitMQ: x-dead-letter-routing-key.
@@ -508,7 +511,9 @@ type Binding struct {
 	// The exchange to bind to. Empty means the service's exchange. It must be
 	// the service's exchange or one declared in the file's topology.
 	Exchange string `protobuf:"bytes,1,opt,name=exchange,proto3" json:"exchange,omitempty"`
-	// The binding key. For topic exchanges it may contain "*" and "#".
+	// The binding key. For a topic exchange it is a pattern of dot-separated
+	// words where "*" matches one word and "#" any number; each must be a word
+	// of its own ("invoice.*", not "invoice.**" or "invoice*").
 	RoutingKey string `protobuf:"bytes,2,opt,name=routing_key,json=routingKey,proto3" json:"routing_key,omitempty"`
 	// Binding arguments. A headers exchange matches messages on them, with
 	// "x-match" set to "all" (default) or "any".
@@ -572,26 +577,41 @@ func (x *Binding) GetArguments() map[string]string {
 type Route struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The routing key messages are published with. Empty means the method's
-	// full proto name (for example "shop.v1.Orders.PlaceOrder").
+	// full proto name (for example "shop.v1.Orders.PlaceOrder"). It must match a
+	// binding of the route's own queue to the service's exchange, as the
+	// exchange's type matches keys (headers exchanges excepted).
 	RoutingKey string `protobuf:"bytes,1,opt,name=routing_key,json=routingKey,proto3" json:"routing_key,omitempty"`
 	// Where the route is consumed. Absent: a shared, durable work queue named
 	// after the method's full proto name, bound with the routing key. Present
 	// with an empty name (queue: {}): a server-named, exclusive, auto-delete
 	// queue per consumer, so every consumer gets every message (broadcast).
+	//
+	// The generated producer declares a named queue (and where its dead
+	// letters go) before its first publish, so messages published before any
+	// consumer has started wait in it. A broadcast or exclusive queue belongs to
+	// its consumer: messages published while none listens are dropped.
 	Queue *Queue `protobuf:"bytes,2,opt,name=queue,proto3" json:"queue,omitempty"`
-	// The serializer: "protobuf" (default), "json", or one registered with the
-	// runtime. "json" uses the proto field names, as Python Kombu expects.
+	// The serializer, one of the runtime's that carry proto messages:
+	// "protobuf" (the default; binary, application/x-protobuf); "json" (a dict
+	// keyed by proto field names, as Python Kombu reads it: 64-bit integers as
+	// numbers, enums by name, bytes in base64); "protojson" (the canonical
+	// proto3 JSON mapping, lowerCamelCase names); "msgpack" and "yaml" (the same
+	// dict as "json"). A serializer added to a connection with
+	// kombu.WithSerializers is chosen in Go with kombu.WithSerializer.
 	Serializer string `protobuf:"bytes,3,opt,name=serializer,proto3" json:"serializer,omitempty"`
-	// Compression, by Kombu's name: "zlib" (alias "gzip"); empty for none.
-	// protoc-gen-kombu accepts the compressions the runtime has built in.
+	// Compression, by Kombu's name: "zlib" (alias "gzip"), "bzip2" ("bzip"),
+	// "lzma" ("xz"), "brotli" or "zstd" ("zstandard"); empty for none.
 	Compression string `protobuf:"bytes,4,opt,name=compression,proto3" json:"compression,omitempty"`
-	// Default message priority (needs a queue with max_priority).
+	// Default message priority. The route's queue must have max_priority:
+	// without it the broker ignores priorities.
 	Priority uint32 `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`
 	// How long a published message may live, as a Go duration ("10s").
 	Expiration string `protobuf:"bytes,6,opt,name=expiration,proto3" json:"expiration,omitempty"`
 	// Persistent or transient; unspecified inherits from the exchange.
 	DeliveryMode DeliveryMode `protobuf:"varint,7,opt,name=delivery_mode,json=deliveryMode,proto3,enum=kombu.v1.DeliveryMode" json:"delivery_mode,omitempty"`
 	// Return the message to the producer as an error when no queue is bound.
+	// Without it such a message is dropped by the broker and logged by the
+	// producer, once per route.
 	Mandatory     bool `protobuf:"varint,8,opt,name=mandatory,proto3" json:"mandatory,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

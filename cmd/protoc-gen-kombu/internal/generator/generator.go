@@ -247,16 +247,37 @@ func (g *fileGenerator) producer(s *service, names serviceNames) {
 	g.P()
 
 	new(doc).text(fmt.Sprintf("%s returns a producer for the routes of the %s service. By default it publishes to exchange %s, which it declares on first use, with the %s serializer unless a route names another; opts override these defaults, and what a route's options set overrides opts.",
-		names.newProducer, fullName(s), exchange, defaultSerializer)).deprecated(deprecated).print(g.GeneratedFile)
+		names.newProducer, fullName(s), exchange, defaultSerializer)).
+		text("Before a route's first publish on a connection, and again after the connection is recovered, the producer declares the route's queue and where its dead letters go, so that a message published before any consumer has started waits in the queue. A broadcast or exclusive queue belongs to its consumer, so its route declares only the exchange. A message that reaches no queue is logged, once per route (kombu.WithUnroutableWarning), or fails with kombu.ErrUnroutable on a mandatory route.").
+		deprecated(deprecated).print(g.GeneratedFile)
 	g.P("func ", names.newProducer, "(conn *", kombuPackage.Ident("Connection"), ", opts ...", kombuPackage.Ident("ProducerOption"), ") *", names.producer, " {")
+	declares := make([][]string, len(s.routes))
+	for i, r := range s.routes {
+		exchanges, queues := s.declarations(r)
+		for _, x := range exchanges {
+			declares[i] = append(declares[i], fmt.Sprintf("t.Exchanges[%d]", x))
+		}
+		for _, q := range queues {
+			declares[i] = append(declares[i], fmt.Sprintf("t.Queues[%d]", q))
+		}
+	}
+	if slices.ContainsFunc(declares, func(d []string) bool { return len(d) > 0 }) {
+		g.P("t := ", names.topology, "()")
+	}
 	g.P("defaults := []", kombuPackage.Ident("ProducerOption"), "{")
 	g.P(kombuPackage.Ident("WithExchange"), "(", names.exchange, "()),")
 	g.P(kombuPackage.Ident("WithSerializer"), "(", strconv.Quote(defaultSerializer), "),")
+	g.P(kombuPackage.Ident("WithUnroutableWarning"), "(),")
 	g.P("}")
 	g.P("p := ", kombuPackage.Ident("NewProducer"), "(conn, append(defaults, opts...)...)")
 	g.P("return &", names.producer, "{")
 	for i, r := range s.routes {
-		g.P(names.routeFields[i], ": p.With(", g.publishOptions(r), "),")
+		opts := g.publishOptions(r)
+		if len(declares[i]) > 0 {
+			g.P("// ", r.method.GoName, " declares ", g.declaredNames(s, r), ".")
+			opts += ", " + kombuIdent(g.GeneratedFile, "WithDeclare") + "(" + strings.Join(declares[i], ", ") + ")"
+		}
+		g.P(names.routeFields[i], ": p.With(", opts, "),")
 	}
 	g.P("}")
 	g.P("}")
@@ -287,6 +308,31 @@ func (g *fileGenerator) producer(s *service, names serviceNames) {
 		g.P("}")
 		g.P()
 	}
+}
+
+// declaredNames names, for a comment, what route r's producer declares.
+func (g *fileGenerator) declaredNames(s *service, r *route) string {
+	exchanges, queues := s.declarations(r)
+	var parts []string
+	list := func(kind string, names []string) {
+		if len(names) > 1 {
+			kind += "s"
+		}
+		if len(names) > 0 {
+			parts = append(parts, kind+" "+strings.Join(names, ", "))
+		}
+	}
+	var names []string
+	for _, q := range queues {
+		names = append(names, strconv.Quote(s.queues[q].decl.GetName()))
+	}
+	list("queue", names)
+	names = nil
+	for _, x := range exchanges {
+		names = append(names, strconv.Quote(s.exchanges[x].GetName()))
+	}
+	list("exchange", names)
+	return strings.Join(parts, " and ")
 }
 
 // publishOptions returns a route's publish options, as call arguments: its

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	kombuv1 "github.com/kombu-go/kombu/gen/kombu/v1"
+	kombu "github.com/kombu-go/kombu/runtime"
 )
 
 // This file turns a proto file's kombu options into a checked model: for each
@@ -51,6 +52,11 @@ type queue struct {
 // broadcast reports whether every consumer gets its own server-named copy of
 // the queue (queue: {} in a route).
 func (q *queue) broadcast() bool { return q.decl.GetName() == "" }
+
+// consumersOwn reports whether the queue belongs to the connection of the
+// consumer that declares it (broadcast or exclusive), so that a producer
+// must not declare it.
+func (q *queue) consumersOwn() bool { return q.broadcast() || q.decl.GetExclusive() }
 
 // describeQueue names a queue in error messages.
 func describeQueue(q *kombuv1.Queue) string {
@@ -91,12 +97,14 @@ func (r *route) serializer() string {
 // accept when a route names no serializer.
 const defaultSerializer = "protobuf"
 
-// The names routes may use. The runtime has more serializers, but only these
-// encode a proto message faithfully. The compressions are those every
-// connection of the runtime has (Kombu's names, aliases included): a route
-// naming another would generate code that fails at its first publish.
+// The names routes may use: the serializers every connection of the runtime
+// has that carry proto messages (raw and text carry bytes and strings), and
+// the compressions every connection has (Kombu's names, aliases included).
+// A route naming another would generate code that fails at its first
+// publish. options.proto lists both; the end-to-end tests publish and
+// consume with every serializer.
 var (
-	serializers  = []string{"json", "protobuf"}
+	serializers  = []string{"protobuf", "json", "protojson", "msgpack", "yaml"}
 	compressions = []string{"zlib", "gzip", "bzip2", "bzip", "lzma", "xz", "brotli", "zstd", "zstandard"}
 )
 
@@ -216,24 +224,71 @@ func (fm *fileModel) checkTopology() error {
 		if err := checkQueue(q, false); err != nil {
 			return topologyError(fm.file, "queue %q: %v", q.GetName(), err)
 		}
-		for _, b := range q.GetBindings() {
-			if err := fm.checkBinding(b); err != nil {
-				return topologyError(fm.file, "queue %q: %v", q.GetName(), err)
-			}
+		if err := fm.checkQueueReferences(q); err != nil {
+			return topologyError(fm.file, "queue %q: %v", q.GetName(), err)
 		}
 	}
 	return nil
 }
 
-// checkBinding reports a binding to an exchange that nobody declares. The
-// broker declares "" and the amq.* exchanges itself; an empty exchange in a
-// binding means the service's.
-func (fm *fileModel) checkBinding(b *kombuv1.Binding) error {
-	name := b.GetExchange()
-	if name == "" || strings.HasPrefix(name, "amq.") || fm.exchanges[name] != nil {
-		return nil
+// checkQueueReferences reports a binding to, or a dead-letter exchange,
+// that nobody declares: the binding would fail, and the broker would drop
+// every dead letter. The broker declares "" and the amq.* exchanges itself;
+// an empty exchange in a binding means the service's.
+func (fm *fileModel) checkQueueReferences(q *kombuv1.Queue) error {
+	for _, b := range q.GetBindings() {
+		if name := b.GetExchange(); !fm.declares(name) {
+			return fmt.Errorf("binding to exchange %q, which is not declared (declare it in the file's (kombu.v1.topology) or on a service)", name)
+		}
 	}
-	return fmt.Errorf("binding to exchange %q, which is not declared (declare it in the file's (kombu.v1.topology) or on a service)", name)
+	if name := q.GetDeadLetterExchange(); !fm.declares(name) {
+		return fmt.Errorf("dead_letter_exchange %q is not declared, so the broker would drop every dead letter (declare it in the file's (kombu.v1.topology) or on a service)", name)
+	}
+	return nil
+}
+
+// declares reports whether an exchange name in a binding or dead-letter
+// setting is one the file or the broker declares.
+func (fm *fileModel) declares(name string) bool {
+	return name == "" || strings.HasPrefix(name, "amq.") || fm.exchanges[name] != nil
+}
+
+// exchangeType returns the type of a declared or broker-owned exchange, and
+// false for one the file does not know.
+func (fm *fileModel) exchangeType(name string) (kombuv1.ExchangeType, bool) {
+	if ex := fm.exchanges[name]; ex != nil {
+		return ex.GetType(), true
+	}
+	t, ok := brokerExchanges[name]
+	return t, ok
+}
+
+// brokerExchanges are the exchanges every RabbitMQ declares, by type.
+var brokerExchanges = map[string]kombuv1.ExchangeType{
+	"amq.direct":  kombuv1.ExchangeType_EXCHANGE_TYPE_DIRECT,
+	"amq.topic":   kombuv1.ExchangeType_EXCHANGE_TYPE_TOPIC,
+	"amq.fanout":  kombuv1.ExchangeType_EXCHANGE_TYPE_FANOUT,
+	"amq.headers": kombuv1.ExchangeType_EXCHANGE_TYPE_HEADERS,
+	"amq.match":   kombuv1.ExchangeType_EXCHANGE_TYPE_HEADERS,
+}
+
+// checkTopicPatterns reports a binding key to a topic exchange that is not
+// a pattern: RabbitMQ splits it into dot-separated words and treats "*" and
+// "#" as wildcards only as whole words, so "invoice.**" or "invoice#"
+// matches nothing but that very text.
+func (fm *fileModel) checkTopicPatterns(bindings []*kombuv1.Binding) error {
+	for _, b := range bindings {
+		if t, _ := fm.exchangeType(b.GetExchange()); t != kombuv1.ExchangeType_EXCHANGE_TYPE_TOPIC {
+			continue
+		}
+		for _, word := range strings.Split(b.GetRoutingKey(), ".") {
+			if word != "*" && word != "#" && strings.ContainsAny(word, "*#") {
+				return fmt.Errorf("binding key %q to topic exchange %q: %q is not a word; \"*\" (one word) and \"#\" (any number of words) stand alone between dots, as in \"invoice.*\"",
+					b.GetRoutingKey(), b.GetExchange(), word)
+			}
+		}
+	}
+	return nil
 }
 
 // buildService builds the model of service s, whose exchange is ex.
@@ -262,6 +317,9 @@ func (fm *fileModel) buildService(s *protogen.Service, ex *kombuv1.Exchange) (*s
 	}
 	for _, tq := range fm.topology.GetQueues() {
 		decl, bindings := splitQueue(tq, svc.exchange.GetName(), "")
+		if err := fm.checkTopicPatterns(bindings); err != nil {
+			return nil, topologyError(fm.file, "queue %q: %v", tq.GetName(), err)
+		}
 		if q := byName[tq.GetName()]; q != nil {
 			if field := merge(q.decl, decl); field != "" {
 				return nil, topologyError(fm.file, "queue %q is declared with a different %s by service %s, method %s",
@@ -276,7 +334,59 @@ func (fm *fileModel) buildService(s *protogen.Service, ex *kombuv1.Exchange) (*s
 		svc.queues = append(svc.queues, q)
 	}
 	fm.addBoundExchanges(svc)
+	// The queues are complete only now: a shared queue has every route's
+	// bindings and settings, and the file topology's.
+	for _, r := range svc.routes {
+		if err := fm.checkRouteReachesQueue(svc, r); err != nil {
+			return nil, err
+		}
+		if p := r.opts.GetPriority(); p > 0 && r.queue.decl.GetMaxPriority() == 0 {
+			return nil, methodError(r.method, "priority %d needs queue %s to have max_priority; without it the broker ignores message priorities", p, describeQueue(r.queue.decl))
+		}
+	}
 	return svc, nil
+}
+
+// checkRouteReachesQueue reports a route whose messages its own queue would
+// never receive: no binding of the queue to the service's exchange matches
+// the route's routing key, as the exchange's type matches keys. A headers
+// exchange routes on the headers each publish carries, which the plugin
+// cannot know.
+func (fm *fileModel) checkRouteReachesQueue(svc *service, r *route) error {
+	ex := svc.exchange
+	var keys []string
+	for _, b := range r.queue.bindings {
+		if b.GetExchange() != ex.GetName() {
+			continue
+		}
+		switch ex.GetType() {
+		case kombuv1.ExchangeType_EXCHANGE_TYPE_HEADERS, kombuv1.ExchangeType_EXCHANGE_TYPE_FANOUT:
+			return nil
+		case kombuv1.ExchangeType_EXCHANGE_TYPE_TOPIC:
+			if kombu.MatchTopic(b.GetRoutingKey(), r.key) {
+				return nil
+			}
+		default:
+			if b.GetRoutingKey() == r.key {
+				return nil
+			}
+		}
+		keys = append(keys, strconv.Quote(b.GetRoutingKey()))
+	}
+	bound := "it has no binding to that exchange"
+	if len(keys) > 0 {
+		bound = "bound with " + strings.Join(keys, ", ")
+	}
+	return methodError(r.method, "routing key %q does not reach the route's own queue %s through %s exchange %q (%s), so the broker would drop every message",
+		r.key, describeQueue(r.queue.decl), exchangeTypeName(ex.GetType()), ex.GetName(), bound)
+}
+
+// exchangeTypeName is the lower-case name of an exchange type.
+func exchangeTypeName(t kombuv1.ExchangeType) string {
+	if t == kombuv1.ExchangeType_EXCHANGE_TYPE_UNSPECIFIED {
+		t = kombuv1.ExchangeType_EXCHANGE_TYPE_DIRECT
+	}
+	return strings.ToLower(strings.TrimPrefix(t.String(), "EXCHANGE_TYPE_"))
 }
 
 // newRoute reads and checks the route option of m.
@@ -295,8 +405,11 @@ func newRoute(m *protogen.Method) (*route, error) {
 	if r.key == "" {
 		r.key = r.fullName()
 	}
-	if s := r.opts.GetSerializer(); s != "" && !slices.Contains(serializers, s) {
-		return nil, methodError(m, "unknown serializer %q (want protobuf or json)", s)
+	switch s := r.opts.GetSerializer(); {
+	case s == "raw" || s == "text":
+		return nil, methodError(m, "serializer %q sends bytes or text, not proto messages (want one of %s)", s, strings.Join(serializers, ", "))
+	case s != "" && !slices.Contains(serializers, s):
+		return nil, methodError(m, "unknown serializer %q (want one of %s)", s, strings.Join(serializers, ", "))
 	}
 	if c := r.opts.GetCompression(); c != "" && !slices.Contains(compressions, c) {
 		return nil, methodError(m, "unknown compression %q (want one of %s)", c, strings.Join(compressions, ", "))
@@ -327,12 +440,13 @@ func (fm *fileModel) addRouteQueue(svc *service, byName map[string]*queue, r *ro
 	if err := checkQueue(opt, broadcast); err != nil {
 		return methodError(m, "queue %s: %v", describeQueue(opt), err)
 	}
-	for _, b := range opt.GetBindings() {
-		if err := fm.checkBinding(b); err != nil {
-			return methodError(m, "queue %s: %v", describeQueue(opt), err)
-		}
+	if err := fm.checkQueueReferences(opt); err != nil {
+		return methodError(m, "queue %s: %v", describeQueue(opt), err)
 	}
 	decl, bindings := splitQueue(opt, svc.exchange.GetName(), r.key)
+	if err := fm.checkTopicPatterns(bindings); err != nil {
+		return methodError(m, "queue %s: %v", describeQueue(opt), err)
+	}
 	if broadcast {
 		decl.Exclusive, decl.AutoDelete = true, true
 	}
@@ -397,16 +511,72 @@ func (q *queue) addBindings(bindings []*kombuv1.Binding) {
 }
 
 // addBoundExchanges adds to the service's topology the other services'
-// exchanges its queues are bound to, so that declaring the topology never
-// binds to an exchange that does not exist yet.
+// exchanges its queues are bound to or dead-letter to, so that declaring the
+// topology never binds to an exchange that does not exist yet, and dead
+// letters have somewhere to go.
 func (fm *fileModel) addBoundExchanges(svc *service) {
 	for _, q := range svc.queues {
-		for _, b := range q.bindings {
-			if ex := fm.exchanges[b.GetExchange()]; ex != nil {
+		for _, name := range q.exchangeNames() {
+			if ex := fm.exchanges[name]; ex != nil {
 				svc.addExchange(ex)
 			}
 		}
 	}
+}
+
+// exchangeNames returns the exchanges the queue is bound to, then its
+// dead-letter exchange.
+func (q *queue) exchangeNames() []string {
+	var names []string
+	for _, b := range q.bindings {
+		names = append(names, b.GetExchange())
+	}
+	if dlx := q.decl.GetDeadLetterExchange(); dlx != "" {
+		names = append(names, dlx)
+	}
+	return names
+}
+
+// declarations returns what a producer of route r declares before it
+// publishes, as indexes into the service's exchanges and queues: the
+// route's queue with the exchanges it is bound to, and where its dead
+// letters go (the dead-letter exchange and the queues bound to it, and
+// theirs in turn), so that neither a message waiting for its first consumer
+// nor one that expires before it is dropped. The service's own exchange is
+// left out (the producer declares it anyway), as are queues that belong to
+// their consumers. Nothing at all for a route whose queue is one of those.
+func (svc *service) declarations(r *route) (exchanges, queues []int) {
+	if r.queue.consumersOwn() {
+		return nil, nil
+	}
+	want := map[*queue]bool{r.queue: true}
+	wantEx := map[string]bool{}
+	for work := []*queue{r.queue}; len(work) > 0; work = work[1:] {
+		for _, name := range work[0].exchangeNames() {
+			wantEx[name] = true
+		}
+		dlx := work[0].decl.GetDeadLetterExchange()
+		for _, q := range svc.queues {
+			if dlx == "" || want[q] || q.consumersOwn() {
+				continue
+			}
+			if slices.ContainsFunc(q.bindings, func(b *kombuv1.Binding) bool { return b.GetExchange() == dlx }) {
+				want[q] = true
+				work = append(work, q)
+			}
+		}
+	}
+	for i, ex := range svc.exchanges[1:] {
+		if wantEx[ex.GetName()] {
+			exchanges = append(exchanges, i+1)
+		}
+	}
+	for i, q := range svc.queues {
+		if want[q] {
+			queues = append(queues, i)
+		}
+	}
+	return exchanges, queues
 }
 
 // addExchange adds ex to the service's topology unless it is there.

@@ -69,14 +69,25 @@ type OrdersProducer struct {
 // which it declares on first use, with the protobuf serializer unless a
 // route names another; opts override these defaults, and what a route's
 // options set overrides opts.
+//
+// Before a route's first publish on a connection, and again after the
+// connection is recovered, the producer declares the route's queue and where
+// its dead letters go, so that a message published before any consumer has
+// started waits in the queue. A broadcast or exclusive queue belongs to its
+// consumer, so its route declares only the exchange. A message that reaches
+// no queue is logged, once per route (kombu.WithUnroutableWarning), or fails
+// with kombu.ErrUnroutable on a mandatory route.
 func NewOrdersProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *OrdersProducer {
+	t := OrdersTopology()
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(ordersExchange()),
 		kombu.WithSerializer("protobuf"),
+		kombu.WithUnroutableWarning(),
 	}
 	p := kombu.NewProducer(conn, append(defaults, opts...)...)
 	return &OrdersProducer{
-		place: p.With(kombu.WithRoutingKey("order.placed.eu"), kombu.WithType("orders.v1.Orders.Place")),
+		// Place declares queues "orders.work", "orders.dead" and exchange "orders.dlx".
+		place: p.With(kombu.WithRoutingKey("order.placed.eu"), kombu.WithType("orders.v1.Orders.Place"), kombu.WithDeclare(t.Exchanges[1], t.Queues[0], t.Queues[1])),
 	}
 }
 
@@ -174,14 +185,25 @@ type DeadOrdersProducer struct {
 // "orders.dlx", which it declares on first use, with the protobuf serializer
 // unless a route names another; opts override these defaults, and what a
 // route's options set overrides opts.
+//
+// Before a route's first publish on a connection, and again after the
+// connection is recovered, the producer declares the route's queue and where
+// its dead letters go, so that a message published before any consumer has
+// started waits in the queue. A broadcast or exclusive queue belongs to its
+// consumer, so its route declares only the exchange. A message that reaches
+// no queue is logged, once per route (kombu.WithUnroutableWarning), or fails
+// with kombu.ErrUnroutable on a mandatory route.
 func NewDeadOrdersProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *DeadOrdersProducer {
+	t := DeadOrdersTopology()
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(deadOrdersExchange()),
 		kombu.WithSerializer("protobuf"),
+		kombu.WithUnroutableWarning(),
 	}
 	p := kombu.NewProducer(conn, append(defaults, opts...)...)
 	return &DeadOrdersProducer{
-		inspect: p.With(kombu.WithRoutingKey("orders.v1.DeadOrders.Inspect"), kombu.WithType("orders.v1.DeadOrders.Inspect")),
+		// Inspect declares queue "orders.dead".
+		inspect: p.With(kombu.WithRoutingKey("orders.v1.DeadOrders.Inspect"), kombu.WithType("orders.v1.DeadOrders.Inspect"), kombu.WithDeclare(t.Queues[0])),
 	}
 }
 

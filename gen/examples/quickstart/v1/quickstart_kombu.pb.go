@@ -76,15 +76,27 @@ type ShopProducer struct {
 // which it declares on first use, with the protobuf serializer unless a
 // route names another; opts override these defaults, and what a route's
 // options set overrides opts.
+//
+// Before a route's first publish on a connection, and again after the
+// connection is recovered, the producer declares the route's queue and where
+// its dead letters go, so that a message published before any consumer has
+// started waits in the queue. A broadcast or exclusive queue belongs to its
+// consumer, so its route declares only the exchange. A message that reaches
+// no queue is logged, once per route (kombu.WithUnroutableWarning), or fails
+// with kombu.ErrUnroutable on a mandatory route.
 func NewShopProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *ShopProducer {
+	t := ShopTopology()
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(shopExchange()),
 		kombu.WithSerializer("protobuf"),
+		kombu.WithUnroutableWarning(),
 	}
 	p := kombu.NewProducer(conn, append(defaults, opts...)...)
 	return &ShopProducer{
-		placeOrder: p.With(kombu.WithRoutingKey("order.placed"), kombu.WithType("quickstart.v1.Shop.PlaceOrder")),
-		shipParcel: p.With(kombu.WithRoutingKey("parcel.shipped"), kombu.WithType("quickstart.v1.Shop.ShipParcel"), kombu.WithSerializer("json")),
+		// PlaceOrder declares queue "quickstart.orders".
+		placeOrder: p.With(kombu.WithRoutingKey("order.placed"), kombu.WithType("quickstart.v1.Shop.PlaceOrder"), kombu.WithDeclare(t.Queues[0])),
+		// ShipParcel declares queue "quickstart.parcels".
+		shipParcel: p.With(kombu.WithRoutingKey("parcel.shipped"), kombu.WithType("quickstart.v1.Shop.ShipParcel"), kombu.WithSerializer("json"), kombu.WithDeclare(t.Queues[1])),
 	}
 }
 

@@ -85,15 +85,27 @@ type NotificationsProducer struct {
 // "notifications", which it declares on first use, with the protobuf
 // serializer unless a route names another; opts override these defaults, and
 // what a route's options set overrides opts.
+//
+// Before a route's first publish on a connection, and again after the
+// connection is recovered, the producer declares the route's queue and where
+// its dead letters go, so that a message published before any consumer has
+// started waits in the queue. A broadcast or exclusive queue belongs to its
+// consumer, so its route declares only the exchange. A message that reaches
+// no queue is logged, once per route (kombu.WithUnroutableWarning), or fails
+// with kombu.ErrUnroutable on a mandatory route.
 func NewNotificationsProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *NotificationsProducer {
+	t := NotificationsTopology()
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(notificationsExchange()),
 		kombu.WithSerializer("protobuf"),
+		kombu.WithUnroutableWarning(),
 	}
 	p := kombu.NewProducer(conn, append(defaults, opts...)...)
 	return &NotificationsProducer{
-		email: p.With(kombu.WithRoutingKey("kombutest.v1.Notifications.Email"), kombu.WithType("kombutest.v1.Notifications.Email")),
-		page:  p.With(kombu.WithRoutingKey("kombutest.v1.Notifications.Page"), kombu.WithType("kombutest.v1.Notifications.Page")),
+		// Email declares queue "notifications.email".
+		email: p.With(kombu.WithRoutingKey("kombutest.v1.Notifications.Email"), kombu.WithType("kombutest.v1.Notifications.Email"), kombu.WithDeclare(t.Queues[0])),
+		// Page declares queue "notifications.pager".
+		page: p.With(kombu.WithRoutingKey("kombutest.v1.Notifications.Page"), kombu.WithType("kombutest.v1.Notifications.Page"), kombu.WithDeclare(t.Queues[1])),
 	}
 }
 
@@ -220,11 +232,20 @@ type HeartbeatsProducer struct {
 // unless a route names another; opts override these defaults, and what a
 // route's options set overrides opts.
 //
+// Before a route's first publish on a connection, and again after the
+// connection is recovered, the producer declares the route's queue and where
+// its dead letters go, so that a message published before any consumer has
+// started waits in the queue. A broadcast or exclusive queue belongs to its
+// consumer, so its route declares only the exchange. A message that reaches
+// no queue is logged, once per route (kombu.WithUnroutableWarning), or fails
+// with kombu.ErrUnroutable on a mandatory route.
+//
 // Deprecated: Do not use.
 func NewHeartbeatsProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *HeartbeatsProducer {
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(heartbeatsExchange()),
 		kombu.WithSerializer("protobuf"),
+		kombu.WithUnroutableWarning(),
 	}
 	p := kombu.NewProducer(conn, append(defaults, opts...)...)
 	return &HeartbeatsProducer{
@@ -329,14 +350,25 @@ type DefaultsProducer struct {
 // "kombutest.v1.Defaults", which it declares on first use, with the protobuf
 // serializer unless a route names another; opts override these defaults, and
 // what a route's options set overrides opts.
+//
+// Before a route's first publish on a connection, and again after the
+// connection is recovered, the producer declares the route's queue and where
+// its dead letters go, so that a message published before any consumer has
+// started waits in the queue. A broadcast or exclusive queue belongs to its
+// consumer, so its route declares only the exchange. A message that reaches
+// no queue is logged, once per route (kombu.WithUnroutableWarning), or fails
+// with kombu.ErrUnroutable on a mandatory route.
 func NewDefaultsProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *DefaultsProducer {
+	t := DefaultsTopology()
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(defaultsExchange()),
 		kombu.WithSerializer("protobuf"),
+		kombu.WithUnroutableWarning(),
 	}
 	p := kombu.NewProducer(conn, append(defaults, opts...)...)
 	return &DefaultsProducer{
-		ping: p.With(kombu.WithRoutingKey("kombutest.v1.Defaults.Ping"), kombu.WithType("kombutest.v1.Defaults.Ping")),
+		// Ping declares queue "kombutest.v1.Defaults.Ping".
+		ping: p.With(kombu.WithRoutingKey("kombutest.v1.Defaults.Ping"), kombu.WithType("kombutest.v1.Defaults.Ping"), kombu.WithDeclare(t.Queues[0])),
 	}
 }
 
@@ -426,14 +458,25 @@ type ReportsProducer struct {
 // "kombutest.v1.Reports", which it declares on first use, with the protobuf
 // serializer unless a route names another; opts override these defaults, and
 // what a route's options set overrides opts.
+//
+// Before a route's first publish on a connection, and again after the
+// connection is recovered, the producer declares the route's queue and where
+// its dead letters go, so that a message published before any consumer has
+// started waits in the queue. A broadcast or exclusive queue belongs to its
+// consumer, so its route declares only the exchange. A message that reaches
+// no queue is logged, once per route (kombu.WithUnroutableWarning), or fails
+// with kombu.ErrUnroutable on a mandatory route.
 func NewReportsProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *ReportsProducer {
+	t := ReportsTopology()
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(reportsExchange()),
 		kombu.WithSerializer("protobuf"),
+		kombu.WithUnroutableWarning(),
 	}
 	p := kombu.NewProducer(conn, append(defaults, opts...)...)
 	return &ReportsProducer{
-		publish: p.With(kombu.WithRoutingKey("kombutest.v1.Reports.Publish"), kombu.WithType("kombutest.v1.Reports.Publish")),
+		// Publish declares queue "kombutest.v1.Reports.Publish".
+		publish: p.With(kombu.WithRoutingKey("kombutest.v1.Reports.Publish"), kombu.WithType("kombutest.v1.Reports.Publish"), kombu.WithDeclare(t.Queues[0])),
 	}
 }
 

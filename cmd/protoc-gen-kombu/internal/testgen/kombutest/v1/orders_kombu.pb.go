@@ -144,19 +144,33 @@ type OrdersProducer struct {
 // which it declares on first use, with the protobuf serializer unless a
 // route names another; opts override these defaults, and what a route's
 // options set overrides opts.
+//
+// Before a route's first publish on a connection, and again after the
+// connection is recovered, the producer declares the route's queue and where
+// its dead letters go, so that a message published before any consumer has
+// started waits in the queue. A broadcast or exclusive queue belongs to its
+// consumer, so its route declares only the exchange. A message that reaches
+// no queue is logged, once per route (kombu.WithUnroutableWarning), or fails
+// with kombu.ErrUnroutable on a mandatory route.
 func NewOrdersProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *OrdersProducer {
+	t := OrdersTopology()
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(ordersExchange()),
 		kombu.WithSerializer("protobuf"),
+		kombu.WithUnroutableWarning(),
 	}
 	p := kombu.NewProducer(conn, append(defaults, opts...)...)
 	return &OrdersProducer{
-		placeOrder:      p.With(kombu.WithRoutingKey("order.placed"), kombu.WithType("kombutest.v1.Orders.PlaceOrder"), kombu.WithSerializer("json"), kombu.WithCompression("zlib"), kombu.WithPriority(5), kombu.WithExpiration(90*time.Second), kombu.WithDeliveryMode(kombu.Transient), kombu.WithMandatory()),
-		amendOrder:      p.With(kombu.WithRoutingKey("order.amended"), kombu.WithType("kombutest.v1.Orders.AmendOrder"), kombu.WithCompression("gzip")),
-		retryOrder:      p.With(kombu.WithRoutingKey("order.retry.*"), kombu.WithType("kombutest.v1.Orders.RetryOrder")),
+		// PlaceOrder declares queues "orders.work", "orders.dead" and exchange "orders.dlx".
+		placeOrder: p.With(kombu.WithRoutingKey("order.placed"), kombu.WithType("kombutest.v1.Orders.PlaceOrder"), kombu.WithSerializer("json"), kombu.WithCompression("zlib"), kombu.WithPriority(5), kombu.WithExpiration(90*time.Second), kombu.WithDeliveryMode(kombu.Transient), kombu.WithMandatory(), kombu.WithDeclare(t.Exchanges[1], t.Queues[0], t.Queues[4])),
+		// AmendOrder declares queues "orders.work", "orders.dead" and exchange "orders.dlx".
+		amendOrder: p.With(kombu.WithRoutingKey("order.amended"), kombu.WithType("kombutest.v1.Orders.AmendOrder"), kombu.WithCompression("gzip"), kombu.WithDeclare(t.Exchanges[1], t.Queues[0], t.Queues[4])),
+		// RetryOrder declares queues "orders.work", "orders.dead" and exchange "orders.dlx".
+		retryOrder:      p.With(kombu.WithRoutingKey("order.retry.*"), kombu.WithType("kombutest.v1.Orders.RetryOrder"), kombu.WithDeclare(t.Exchanges[1], t.Queues[0], t.Queues[4])),
 		invalidateCache: p.With(kombu.WithRoutingKey("kombutest.v1.Orders.InvalidateCache"), kombu.WithType("kombutest.v1.Orders.InvalidateCache")),
-		archiveOrder:    p.With(kombu.WithRoutingKey("kombutest.v1.Orders.ArchiveOrder"), kombu.WithType("kombutest.v1.Orders.ArchiveOrder")),
-		legacyOrder:     p.With(kombu.WithRoutingKey("kombutest.v1.Orders.LegacyOrder"), kombu.WithType("kombutest.v1.Orders.LegacyOrder")),
+		// ArchiveOrder declares queue "kombutest.v1.Orders.ArchiveOrder".
+		archiveOrder: p.With(kombu.WithRoutingKey("kombutest.v1.Orders.ArchiveOrder"), kombu.WithType("kombutest.v1.Orders.ArchiveOrder"), kombu.WithDeclare(t.Queues[2])),
+		legacyOrder:  p.With(kombu.WithRoutingKey("kombutest.v1.Orders.LegacyOrder"), kombu.WithType("kombutest.v1.Orders.LegacyOrder")),
 	}
 }
 
@@ -431,15 +445,27 @@ type FulfilmentProducer struct {
 // "orders", which it declares on first use, with the protobuf serializer
 // unless a route names another; opts override these defaults, and what a
 // route's options set overrides opts.
+//
+// Before a route's first publish on a connection, and again after the
+// connection is recovered, the producer declares the route's queue and where
+// its dead letters go, so that a message published before any consumer has
+// started waits in the queue. A broadcast or exclusive queue belongs to its
+// consumer, so its route declares only the exchange. A message that reaches
+// no queue is logged, once per route (kombu.WithUnroutableWarning), or fails
+// with kombu.ErrUnroutable on a mandatory route.
 func NewFulfilmentProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *FulfilmentProducer {
+	t := FulfilmentTopology()
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(fulfilmentExchange()),
 		kombu.WithSerializer("protobuf"),
+		kombu.WithUnroutableWarning(),
 	}
 	p := kombu.NewProducer(conn, append(defaults, opts...)...)
 	return &FulfilmentProducer{
-		shipOrder:  p.With(kombu.WithRoutingKey("order.shipped"), kombu.WithType("kombutest.v1.Fulfilment.ShipOrder")),
-		trackOrder: p.With(kombu.WithRoutingKey("order.tracked"), kombu.WithType("kombutest.v1.Fulfilment.TrackOrder"), kombu.WithSerializer("protobuf")),
+		// ShipOrder declares queue "orders.shipping".
+		shipOrder: p.With(kombu.WithRoutingKey("order.shipped"), kombu.WithType("kombutest.v1.Fulfilment.ShipOrder"), kombu.WithDeclare(t.Queues[0])),
+		// TrackOrder declares queue "orders.tracking".
+		trackOrder: p.With(kombu.WithRoutingKey("order.tracked"), kombu.WithType("kombutest.v1.Fulfilment.TrackOrder"), kombu.WithSerializer("protobuf"), kombu.WithDeclare(t.Queues[1])),
 	}
 }
 

@@ -69,15 +69,27 @@ type PricingProducer struct {
 // "kombutest.pricing", which it declares on first use, with the protobuf
 // serializer unless a route names another; opts override these defaults, and
 // what a route's options set overrides opts.
+//
+// Before a route's first publish on a connection, and again after the
+// connection is recovered, the producer declares the route's queue and where
+// its dead letters go, so that a message published before any consumer has
+// started waits in the queue. A broadcast or exclusive queue belongs to its
+// consumer, so its route declares only the exchange. A message that reaches
+// no queue is logged, once per route (kombu.WithUnroutableWarning), or fails
+// with kombu.ErrUnroutable on a mandatory route.
 func NewPricingProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *PricingProducer {
+	t := PricingTopology()
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(pricingExchange()),
 		kombu.WithSerializer("protobuf"),
+		kombu.WithUnroutableWarning(),
 	}
 	p := kombu.NewProducer(conn, append(defaults, opts...)...)
 	return &PricingProducer{
-		quote:   p.With(kombu.WithRoutingKey("kombutest.v1.Pricing.Quote"), kombu.WithType("kombutest.v1.Pricing.Quote")),
-		convert: p.With(kombu.WithRoutingKey("pricing.convert"), kombu.WithType("kombutest.v1.Pricing.Convert"), kombu.WithSerializer("json"), kombu.WithExpiration(5*time.Second)),
+		// Quote declares queue "kombutest.v1.Pricing.Quote".
+		quote: p.With(kombu.WithRoutingKey("kombutest.v1.Pricing.Quote"), kombu.WithType("kombutest.v1.Pricing.Quote"), kombu.WithDeclare(t.Queues[0])),
+		// Convert declares queue "kombutest.pricing.convert".
+		convert: p.With(kombu.WithRoutingKey("pricing.convert"), kombu.WithType("kombutest.v1.Pricing.Convert"), kombu.WithSerializer("json"), kombu.WithExpiration(5*time.Second), kombu.WithDeclare(t.Queues[1])),
 	}
 }
 

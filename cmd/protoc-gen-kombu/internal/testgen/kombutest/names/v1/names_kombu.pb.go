@@ -144,23 +144,43 @@ type NamesProducer_ struct {
 // "kombutest.names.v1.Names", which it declares on first use, with the
 // protobuf serializer unless a route names another; opts override these
 // defaults, and what a route's options set overrides opts.
+//
+// Before a route's first publish on a connection, and again after the
+// connection is recovered, the producer declares the route's queue and where
+// its dead letters go, so that a message published before any consumer has
+// started waits in the queue. A broadcast or exclusive queue belongs to its
+// consumer, so its route declares only the exchange. A message that reaches
+// no queue is logged, once per route (kombu.WithUnroutableWarning), or fails
+// with kombu.ErrUnroutable on a mandatory route.
 func NewNamesProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *NamesProducer_ {
+	t := NamesTopology_()
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(namesExchange()),
 		kombu.WithSerializer("protobuf"),
+		kombu.WithUnroutableWarning(),
 	}
 	p := kombu.NewProducer(conn, append(defaults, opts...)...)
 	return &NamesProducer_{
-		type_:       p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Type"), kombu.WithType("kombutest.names.v1.Names.Type")),
-		func_:       p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Func"), kombu.WithType("kombutest.names.v1.Names.Func")),
-		context:     p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Context"), kombu.WithType("kombutest.names.v1.Names.Context")),
-		kombu:       p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Kombu"), kombu.WithType("kombutest.names.v1.Names.Kombu")),
-		httpRequest: p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.HTTPRequest"), kombu.WithType("kombutest.names.v1.Names.HTTPRequest")),
-		getUrl:      p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.get_url"), kombu.WithType("kombutest.names.v1.Names.get_url")),
-		imported:    p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Imported"), kombu.WithType("kombutest.names.v1.Names.Imported")),
-		nested:      p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Nested"), kombu.WithType("kombutest.names.v1.Names.Nested")),
-		empty:       p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Empty"), kombu.WithType("kombutest.names.v1.Names.Empty")),
-		producer:    p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Producer"), kombu.WithType("kombutest.names.v1.Names.Producer")),
+		// Type declares queue "names.shared".
+		type_: p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Type"), kombu.WithType("kombutest.names.v1.Names.Type"), kombu.WithDeclare(t.Queues[0])),
+		// Func declares queue "names.shared".
+		func_: p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Func"), kombu.WithType("kombutest.names.v1.Names.Func"), kombu.WithDeclare(t.Queues[0])),
+		// Context declares queue "names.shared".
+		context: p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Context"), kombu.WithType("kombutest.names.v1.Names.Context"), kombu.WithDeclare(t.Queues[0])),
+		// Kombu declares queue "names.shared".
+		kombu: p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Kombu"), kombu.WithType("kombutest.names.v1.Names.Kombu"), kombu.WithDeclare(t.Queues[0])),
+		// HTTPRequest declares queue "kombutest.names.v1.Names.HTTPRequest".
+		httpRequest: p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.HTTPRequest"), kombu.WithType("kombutest.names.v1.Names.HTTPRequest"), kombu.WithDeclare(t.Queues[1])),
+		// GetUrl declares queue "kombutest.names.v1.Names.get_url".
+		getUrl: p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.get_url"), kombu.WithType("kombutest.names.v1.Names.get_url"), kombu.WithDeclare(t.Queues[2])),
+		// Imported declares queue "kombutest.names.v1.Names.Imported".
+		imported: p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Imported"), kombu.WithType("kombutest.names.v1.Names.Imported"), kombu.WithDeclare(t.Queues[3])),
+		// Nested declares queue "kombutest.names.v1.Names.Nested".
+		nested: p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Nested"), kombu.WithType("kombutest.names.v1.Names.Nested"), kombu.WithDeclare(t.Queues[4])),
+		// Empty declares queue "kombutest.names.v1.Names.Empty".
+		empty: p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Empty"), kombu.WithType("kombutest.names.v1.Names.Empty"), kombu.WithDeclare(t.Queues[5])),
+		// Producer declares queue "kombutest.names.v1.Names.Producer".
+		producer: p.With(kombu.WithRoutingKey("kombutest.names.v1.Names.Producer"), kombu.WithType("kombutest.names.v1.Names.Producer"), kombu.WithDeclare(t.Queues[6])),
 	}
 }
 
@@ -414,14 +434,25 @@ type HTTP_APIProducer struct {
 // "kombutest.names.v1.HTTP_API", which it declares on first use, with the
 // protobuf serializer unless a route names another; opts override these
 // defaults, and what a route's options set overrides opts.
+//
+// Before a route's first publish on a connection, and again after the
+// connection is recovered, the producer declares the route's queue and where
+// its dead letters go, so that a message published before any consumer has
+// started waits in the queue. A broadcast or exclusive queue belongs to its
+// consumer, so its route declares only the exchange. A message that reaches
+// no queue is logged, once per route (kombu.WithUnroutableWarning), or fails
+// with kombu.ErrUnroutable on a mandatory route.
 func NewHTTP_APIProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *HTTP_APIProducer {
+	t := HTTP_APITopology()
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(http_APIExchange()),
 		kombu.WithSerializer("protobuf"),
+		kombu.WithUnroutableWarning(),
 	}
 	p := kombu.NewProducer(conn, append(defaults, opts...)...)
 	return &HTTP_APIProducer{
-		do: p.With(kombu.WithRoutingKey("kombutest.names.v1.HTTP_API.Do"), kombu.WithType("kombutest.names.v1.HTTP_API.Do")),
+		// Do declares queue "kombutest.names.v1.HTTP_API.Do".
+		do: p.With(kombu.WithRoutingKey("kombutest.names.v1.HTTP_API.Do"), kombu.WithType("kombutest.names.v1.HTTP_API.Do"), kombu.WithDeclare(t.Queues[0])),
 	}
 }
 
