@@ -136,6 +136,10 @@ func (b *broker) route(x *exchange, key string, headers map[string]any) []*queue
 
 // publish routes p and enqueues it on every queue it reaches.
 func (b *broker) publish(p *transport.Publishing) error {
+	headers, err := cloneHeaders(p.Headers)
+	if err != nil {
+		return fmt.Errorf("memory: publish to exchange %q: %w", p.Exchange, err)
+	}
 	x := b.exchanges[p.Exchange]
 	if x == nil {
 		return fmt.Errorf("memory: exchange %q: %w", p.Exchange, transport.ErrNotFound)
@@ -150,7 +154,7 @@ func (b *broker) publish(p *transport.Publishing) error {
 		}
 		return nil // RabbitMQ drops an unroutable message that is not mandatory
 	}
-	m := newMessage(p)
+	m := newMessage(p, headers)
 	for _, q := range queues {
 		q.publish(m)
 	}
