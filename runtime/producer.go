@@ -37,7 +37,9 @@ func (o producerOption) applyProducer(p *Producer) { o(p) }
 // WithConfirms turns publisher confirms on or off. They are on by default:
 // Publish returns nil only once the broker has taken responsibility for the
 // message. Off, Publish returns once the message is written to the network,
-// which is faster and can lose messages when the broker fails.
+// which is faster and can lose messages when the broker fails. On a
+// transport without publisher confirms (no transport.FeatureConfirms),
+// whose drivers refuse them, there is nothing to turn on.
 func WithConfirms(on bool) ProducerOption {
 	return producerOption(func(p *Producer) { p.confirms = on })
 }
@@ -303,7 +305,7 @@ func (p *Producer) prepare(pub *transport.Publishing, cfg *publishConfig, body a
 	*pub = transport.Publishing{
 		RoutingKey: cfg.routingKey,
 		Mandatory:  cfg.mandatory,
-		Confirm:    p.confirms,
+		Confirm:    p.confirms && p.conn.features.Has(transport.FeatureConfirms),
 		Body:       data,
 		Headers:    headers,
 		Properties: cfg.props,
