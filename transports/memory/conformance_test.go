@@ -8,13 +8,18 @@ import (
 
 	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/runtime/transport/transporttest"
-	"github.com/kombu-go/kombu/transports/memory"
+	_ "github.com/kombu-go/kombu/transports/memory"
 )
 
 var conformanceRuns atomic.Int64
 
-// TestConformance runs the driver contract against a broker of its own.
+// TestConformance runs the driver contract against a broker of its own,
+// through the driver registered for the memory scheme.
 func TestConformance(t *testing.T) {
+	driver, ok := transport.Lookup("memory")
+	if !ok {
+		t.Fatal("no driver registered for memory://")
+	}
 	raw := fmt.Sprintf("memory:///conformance-%d", conformanceRuns.Add(1))
 	all := transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout | transport.FeatureHeaders |
 		transport.FeatureExchangeBindings | transport.FeaturePriority | transport.FeatureTTL | transport.FeatureDeadLetter |
@@ -24,7 +29,7 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := memory.Driver{}.Open(context.Background(), u, transport.Config{})
+		c, err := driver.Open(context.Background(), u, transport.Config{})
 		if err != nil {
 			t.Fatalf("open %s: %v", raw, err)
 		}

@@ -339,7 +339,12 @@ var consumeChecks = []check{
 		if err := sub.Err(); err != nil {
 			e.t.Errorf("Err after Cancel = %v, want nil", err)
 		}
-		bodies = append(bodies, e.drain(c, q)...)
+		for _, d := range e.drainDeliveries(c, q) {
+			if d.Redelivered {
+				e.t.Errorf("%q was never handed over, yet came back marked redelivered", d.Body)
+			}
+			bodies = append(bodies, string(d.Body))
+		}
 		slices.SortFunc(bodies, func(a, b string) int { return cmpInt(a, b) })
 		e.wantBodies("every message, delivered once or back in the queue", bodies, want...)
 	}},
@@ -438,8 +443,10 @@ var settleChecks = []check{
 		q := e.queue(c, nil)
 		e.publish(c, &transport.Publishing{RoutingKey: q, Body: []byte("x"), Headers: map[string]any{"h": "v"},
 			Properties: transport.Properties{ContentType: "text/plain", MessageID: "id-1"}})
-		e.reject(e.get(c, q, false), true)
-		d := e.get(c, q, true)
+		d := e.get(c, q, false)
+		d.Body[0] = 'X' // a delivery is its receiver's: the broker's copy stays
+		e.reject(d, true)
+		d = e.get(c, q, true)
 		if string(d.Body) != "x" || !d.Redelivered || d.Properties.ContentType != "text/plain" || d.Properties.MessageID != "id-1" {
 			e.t.Fatalf("requeued: %q, redelivered %t, %+v", d.Body, d.Redelivered, d.Properties)
 		}
@@ -517,6 +524,15 @@ var closeChecks = []check{
 		e.wantErr(err, transport.ErrClosed, "Consume after Close")
 		_, err = c.PurgeQueue(e.ctx(), q)
 		e.wantErr(err, transport.ErrClosed, "PurgeQueue after Close")
+		_, err = c.DeleteQueue(e.ctx(), q, false, false)
+		e.wantErr(err, transport.ErrClosed, "DeleteQueue after Close")
+		if e.has(transport.FeatureDirect) {
+			x := e.name("x")
+			e.wantErr(c.DeclareExchange(e.ctx(), transport.Exchange{Name: x, Type: transport.ExchangeDirect}), transport.ErrClosed, "DeclareExchange after Close")
+			e.wantErr(c.Bind(e.ctx(), transport.Binding{Source: x, Destination: q}), transport.ErrClosed, "Bind after Close")
+			e.wantErr(c.Unbind(e.ctx(), transport.Binding{Source: x, Destination: q}), transport.ErrClosed, "Unbind after Close")
+			e.wantErr(c.DeleteExchange(e.ctx(), x, false), transport.ErrClosed, "DeleteExchange after Close")
+		}
 		if bp, ok := c.(transport.BatchPublisher); ok {
 			err := bp.PublishBatch(e.ctx(), []*transport.Publishing{{RoutingKey: q, Body: []byte("x")}})
 			e.wantErr(err, transport.ErrClosed, "PublishBatch after Close")
