@@ -205,10 +205,7 @@ var publishChecks = []check{
 	{name: "FIFO", run: func(e *env) {
 		c := e.conn()
 		q := e.queue(c, nil)
-		var want []string
-		for i := range 20 {
-			want = append(want, strconv.Itoa(i))
-		}
+		want := numbered(20)
 		e.send(c, q, want...)
 		e.wantBodies("order", e.drain(c, q), want...)
 	}},
@@ -317,10 +314,7 @@ var consumeChecks = []check{
 	{name: "CancelReturnsWhatWasNotDelivered", run: func(e *env) {
 		c := e.conn()
 		q := e.queue(c, nil)
-		var want []string
-		for i := range 10 {
-			want = append(want, strconv.Itoa(i))
-		}
+		want := numbered(10)
 		e.send(c, q, want...)
 		sub := e.consume(c, transport.ConsumeSpec{Queues: []string{q}, Prefetch: 3})
 		got := []*transport.Delivery{e.recv(sub)}
@@ -478,17 +472,13 @@ var closeChecks = []check{
 		sub := e.consume(c, transport.ConsumeSpec{Queues: []string{q}})
 		e.recvBodies(sub, 2)
 		e.close(c)
-		other := e.conn()
-		var bodies []string
-		e.eventually("the three unsettled messages back in the queue", func() bool {
-			for _, b := range e.drainDeliveries(other, q) {
-				if !b.Redelivered {
-					e.t.Errorf("%q came back not marked redelivered", b.Body)
-				}
-				bodies = append(bodies, string(b.Body))
+		back := e.collect(e.conn(), q, 3)
+		for _, d := range back {
+			if !d.Redelivered {
+				e.t.Errorf("%q came back not marked redelivered", d.Body)
 			}
-			return len(bodies) >= 3
-		})
+		}
+		bodies := bodiesOf(back)
 		slices.Sort(bodies)
 		e.wantBodies("after Close", bodies, "1", "2", "3")
 	}},
@@ -732,11 +722,10 @@ var batchChecks = []check{
 		if err := bp.PublishBatch(e.ctx(), nil); err != nil {
 			e.t.Fatalf("empty batch: %v", err)
 		}
+		want := numbered(200)
 		var ps []*transport.Publishing
-		var want []string
-		for i := range 200 {
-			want = append(want, strconv.Itoa(i))
-			ps = append(ps, &transport.Publishing{RoutingKey: q, Confirm: e.has(transport.FeatureConfirms), Body: []byte(want[i])})
+		for _, b := range want {
+			ps = append(ps, &transport.Publishing{RoutingKey: q, Confirm: e.has(transport.FeatureConfirms), Body: []byte(b)})
 		}
 		if err := bp.PublishBatch(e.ctx(), ps); err != nil {
 			e.t.Fatalf("PublishBatch: %v", err)
@@ -771,20 +760,13 @@ var batchChecks = []check{
 	}},
 }
 
-// drainDeliveries takes every ready message with auto-ack.
-func (e *env) drainDeliveries(c transport.Conn, queue string) []*transport.Delivery {
-	e.t.Helper()
-	var out []*transport.Delivery
-	for {
-		d, err := c.Get(e.ctx(), queue, true)
-		if errors.Is(err, transport.ErrEmpty) {
-			return out
-		}
-		if err != nil {
-			e.t.Fatalf("get from %q: %v", queue, err)
-		}
-		out = append(out, d)
+// numbered returns "0", "1", ... up to n-1.
+func numbered(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = strconv.Itoa(i)
 	}
+	return out
 }
 
 // cmpInt orders decimal strings by value.

@@ -350,20 +350,26 @@ func (e *env) empty(c transport.Conn, queue string) {
 	}
 }
 
-// drain takes every ready message with auto-ack and returns the bodies.
-func (e *env) drain(c transport.Conn, queue string) []string {
+// drainDeliveries takes every ready message with auto-ack.
+func (e *env) drainDeliveries(c transport.Conn, queue string) []*transport.Delivery {
 	e.t.Helper()
-	var bodies []string
+	var out []*transport.Delivery
 	for {
 		d, err := c.Get(e.ctx(), queue, true)
 		if errors.Is(err, transport.ErrEmpty) {
-			return bodies
+			return out
 		}
 		if err != nil {
 			e.t.Fatalf("get from %q: %v", queue, err)
 		}
-		bodies = append(bodies, string(d.Body))
+		out = append(out, d)
 	}
+}
+
+// drain takes every ready message with auto-ack and returns the bodies.
+func (e *env) drain(c transport.Conn, queue string) []string {
+	e.t.Helper()
+	return bodiesOf(e.drainDeliveries(c, queue))
 }
 
 // collect takes n messages from queue with auto-ack, waiting for those
