@@ -162,7 +162,8 @@ type BatchPublisher interface {
 	// confirmed (those with Confirm set) or the first error. On error, some
 	// messages may have been delivered; the error says which did not, and
 	// wraps the first failure's error. An unroutable mandatory message
-	// fails without the messages before it. An empty batch does nothing.
+	// fails alone: the messages before it are delivered. An empty batch
+	// does nothing.
 	PublishBatch(ctx context.Context, ps []*Publishing) error
 }
 
