@@ -12,16 +12,16 @@ import (
 // Run does not cover). Each bounds its call by DefaultTimeout and fails t
 // on error.
 
-func callContext(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
-	t.Cleanup(cancel)
-	return ctx
+func callContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), DefaultTimeout)
 }
 
 // DeclareQueue declares q on c and returns what the broker reported.
 func DeclareQueue(t testing.TB, c transport.Conn, q transport.Queue) transport.QueueInfo {
 	t.Helper()
-	info, err := c.DeclareQueue(callContext(t), q)
+	ctx, cancel := callContext()
+	defer cancel()
+	info, err := c.DeclareQueue(ctx, q)
 	if err != nil {
 		t.Fatalf("declare queue %q: %v", q.Name, err)
 	}
@@ -31,7 +31,9 @@ func DeclareQueue(t testing.TB, c transport.Conn, q transport.Queue) transport.Q
 // DeclareExchange declares ex on c.
 func DeclareExchange(t testing.TB, c transport.Conn, ex transport.Exchange) {
 	t.Helper()
-	if err := c.DeclareExchange(callContext(t), ex); err != nil {
+	ctx, cancel := callContext()
+	defer cancel()
+	if err := c.DeclareExchange(ctx, ex); err != nil {
 		t.Fatalf("declare exchange %q: %v", ex.Name, err)
 	}
 }
@@ -39,7 +41,9 @@ func DeclareExchange(t testing.TB, c transport.Conn, ex transport.Exchange) {
 // Bind binds on c.
 func Bind(t testing.TB, c transport.Conn, b transport.Binding) {
 	t.Helper()
-	if err := c.Bind(callContext(t), b); err != nil {
+	ctx, cancel := callContext()
+	defer cancel()
+	if err := c.Bind(ctx, b); err != nil {
 		t.Fatalf("bind %q to %q with key %q: %v", b.Destination, b.Source, b.RoutingKey, err)
 	}
 }
@@ -47,7 +51,9 @@ func Bind(t testing.TB, c transport.Conn, b transport.Binding) {
 // Publish publishes p on c.
 func Publish(t testing.TB, c transport.Conn, p *transport.Publishing) {
 	t.Helper()
-	if err := c.Publish(callContext(t), p); err != nil {
+	ctx, cancel := callContext()
+	defer cancel()
+	if err := c.Publish(ctx, p); err != nil {
 		t.Fatalf("publish to exchange %q with routing key %q: %v", p.Exchange, p.RoutingKey, err)
 	}
 }
