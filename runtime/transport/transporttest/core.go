@@ -2,6 +2,7 @@ package transporttest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -655,15 +656,17 @@ var concurrencyChecks = []check{
 			}()
 		}
 		consumers.Add(1)
+		stopGetting := make(chan struct{})
 		go func() { // and one that gets
 			defer consumers.Done()
+			ctx := context.Background() // Get does not wait; stopGetting ends the loop
 			for {
 				select {
-				case <-all:
+				case <-stopGetting:
 					return
 				default:
 				}
-				d, err := con2.Get(e.ctx(), q, true)
+				d, err := con2.Get(ctx, q, true)
 				switch {
 				case errors.Is(err, transport.ErrEmpty):
 					time.Sleep(time.Millisecond)
@@ -698,6 +701,7 @@ var concurrencyChecks = []check{
 			e.t.Errorf("received %d distinct messages of %d", len(seen), total)
 			mu.Unlock()
 		}
+		close(stopGetting)
 		for _, sub := range subs {
 			e.cancel(sub)
 		}
