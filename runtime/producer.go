@@ -96,7 +96,9 @@ func (d *declareSet) ensure(ctx context.Context, conn *Connection, s *session) e
 // WithConfirms turns publisher confirms on or off. They are on by default:
 // Publish returns nil only once the broker has taken responsibility for the
 // message. Off, Publish returns once the message is written to the network,
-// which is faster and can lose messages when the broker fails.
+// which is faster and can lose messages when the broker fails. On a
+// transport without publisher confirms (no transport.FeatureConfirms),
+// whose drivers refuse them, there is nothing to turn on.
 func WithConfirms(on bool) ProducerOption {
 	return producerOption(func(p *Producer) { p.confirms = on })
 }
@@ -388,7 +390,7 @@ func (p *Producer) prepare(pub *transport.Publishing, cfg *publishConfig, body a
 		RoutingKey:       cfg.routingKey,
 		Mandatory:        cfg.mandatory,
 		NotifyUnroutable: cfg.warnDropped && !cfg.mandatory,
-		Confirm:          p.confirms,
+		Confirm:          p.confirms && p.conn.features.Has(transport.FeatureConfirms),
 		Body:             data,
 		Headers:          headers,
 		Properties:       cfg.props,

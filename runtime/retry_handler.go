@@ -89,7 +89,7 @@ func (r *retrier) retry(ctx context.Context, msg *Message) (bool, error) {
 	headers[RetriesHeader] = int64(done + 1)
 	pub := &transport.Publishing{
 		RoutingKey: queue,
-		Confirm:    true,
+		Confirm:    r.conn.features.Has(transport.FeatureConfirms),
 		Body:       msg.Body,
 		Headers:    headers,
 		Properties: msg.Properties,

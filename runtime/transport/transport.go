@@ -23,6 +23,14 @@
 // arguments (message TTL, max length, dead-lettering, ...) reach the driver as
 // those same arguments in Queue.Arguments; a driver either honours them or
 // reports ErrNotSupported. It never ignores them silently.
+//
+// Kombu builds every broker but AMQP as a virtual transport: exchanges live
+// in the memory of the connections that declare them, with the bindings in
+// the broker, and a queue exists as the messages stored under its name.
+// Where that leaves such a transport unable to tell what an AMQP broker
+// knows (whether an exchange or an empty queue exists, who consumes a
+// queue), the contract below says what it does instead. Every driver is
+// checked against this contract by package transporttest.
 package transport
 
 import (
@@ -57,54 +65,110 @@ type Config struct {
 type Conn interface {
 	// Features reports what this connection supports. The runtime checks it
 	// before calling a method that needs a feature and returns ErrNotSupported
-	// itself, so a driver only has to be truthful here.
+	// itself. The driver refuses, with an error wrapping ErrNotSupported,
+	// every use of a feature it does not claim that reaches it anyway (an
+	// exchange type, an x- argument, a Publishing field, consuming
+	// amq.rabbitmq.reply-to): it never ignores one.
 	Features() Features
 
+	// DeclareExchange creates ex, or with ex.Passive checks that it exists
+	// (ErrNotFound if not). Declaring an existing exchange again with
+	// another type fails with ErrPrecondition, as do other flags or
+	// arguments where the broker keeps them. A virtual transport knows, on a
+	// passive declaration, the exchanges this connection declared and those
+	// with bindings.
 	DeclareExchange(ctx context.Context, ex Exchange) error
+	// DeleteExchange deletes an exchange with its bindings. Deleting one that
+	// does not exist succeeds. With ifUnused, an exchange that has bindings
+	// is kept and the error wraps ErrInUse.
 	DeleteExchange(ctx context.Context, name string, ifUnused bool) error
-	// DeclareQueue creates q, or checks it exists when q.Passive is set. An
-	// empty q.Name asks the broker for a fresh name, returned in the info.
+	// DeclareQueue creates q, or checks it exists when q.Passive is set
+	// (ErrNotFound if not; a virtual transport knows the queues this
+	// connection declared and those holding messages). An empty q.Name asks
+	// the broker for a fresh name, returned in the info. The info counts
+	// ready messages, not unsettled ones.
 	DeclareQueue(ctx context.Context, q Queue) (QueueInfo, error)
-	// DeleteQueue deletes the queue and returns how many messages it held.
+	// DeleteQueue deletes the queue and returns how many ready messages it
+	// held; deleting a queue that does not exist returns 0 and nil. With
+	// ifEmpty and ready messages, or ifUnused and consumers, the queue is
+	// kept and the error wraps ErrInUse; a driver whose broker does not know
+	// a queue's consumers refuses ifUnused with ErrNotSupported.
+	//
+	// Subscriptions consuming the queue end, their Err wrapping ErrNotFound:
+	// every one where the broker knows its consumers, at least those of
+	// this connection where it does not (virtual transports, whose other
+	// consumers keep waiting on the name). Their delivered messages can
+	// still be settled.
 	DeleteQueue(ctx context.Context, name string, ifUnused, ifEmpty bool) (int, error)
 	// PurgeQueue removes every ready message and returns how many it removed.
+	// Unsettled messages stay unsettled, and come back if requeued.
 	PurgeQueue(ctx context.Context, name string) (int, error)
 	// Bind and Unbind route messages from b.Source to b.Destination.
-	// Exchange-to-exchange bindings need FeatureExchangeBindings.
+	// Exchange-to-exchange bindings need FeatureExchangeBindings. Binding
+	// twice makes one binding; unbinding what is not bound succeeds.
 	Bind(ctx context.Context, b Binding) error
 	Unbind(ctx context.Context, b Binding) error
 
 	// Publish sends one message. With p.Confirm set it returns nil only once
-	// the broker has taken responsibility for the message, ErrNacked if the
-	// broker refused it and ErrUnroutable if it was mandatory and no queue
-	// was bound. The driver does not keep p, or anything it points to but
-	// the body, once Publish has returned: the runtime reuses it.
+	// the broker has taken responsibility for the message (a Get then finds
+	// it), ErrNacked if the broker refused it and ErrUnroutable if it was
+	// mandatory and no queue was bound. Confirm on a connection without
+	// FeatureConfirms, and Mandatory without FeatureMandatory, fail with
+	// ErrNotSupported. The driver does not keep p, or anything it points to
+	// but the body (nested header tables and lists included), once Publish
+	// has returned: the runtime reuses it.
+	//
+	// A publish to an exchange that does not exist fails with ErrNotFound
+	// (reported only with Confirm where the broker closes the channel
+	// asynchronously). A virtual transport cannot tell a deleted exchange
+	// from one without bindings: there the message is unroutable. Through
+	// the default exchange "" the routing key names the queue, and a message
+	// for a queue that does not exist is unroutable too, except on a virtual
+	// transport, which keeps it for the queue of that name. An unroutable
+	// message is dropped, as AMQP drops it, unless it is mandatory.
+	//
+	// Header values are nil, bool, string, []byte, Go integers (within
+	// int64), floats, time.Time, and []any and map[string]any of these,
+	// nested to any depth. Any other type fails with an error wrapping
+	// ErrNotSupported, and nothing is published. Values arrive equal, in
+	// the types the transport's encoding gives: an integer as some Go
+	// integer type, a time.Time to the second, as a time.Time or, where the
+	// envelope is Kombu's JSON, as ISO 8601 text.
 	Publish(ctx context.Context, p *Publishing) error
 
 	// Get fetches one message (AMQP basic.get). It returns ErrEmpty when the
-	// queue has no ready message.
+	// queue has no ready message, and ErrNotFound when it does not exist (a
+	// virtual transport, which cannot tell, returns ErrEmpty). The delivery
+	// has no ConsumerTag.
 	Get(ctx context.Context, queue string, autoAck bool) (*Delivery, error)
 
 	// Consume starts delivering messages from the queues in spec. Deliveries
 	// arrive on the subscription's channel until it is cancelled, the broker
-	// cancels it, or the connection is lost.
+	// cancels it (its queue was deleted), or the connection is lost.
 	Consume(ctx context.Context, spec ConsumeSpec) (Subscription, error)
 
 	// Done is closed when the connection is closed or lost; Err then says why
 	// (nil after Close).
 	Done() <-chan struct{}
 	Err() error
-	// Close closes the connection. Messages delivered to its consumers and
-	// not yet settled go back to their queues.
+	// Close closes the connection and ends its subscriptions, whose Err then
+	// wraps ErrClosed. Messages delivered on it, to consumers or by Get, and
+	// not yet settled go back to their queues marked redelivered: by the
+	// time Close returns, or, on a broker that restores them after a
+	// visibility timeout, then. Every later call fails with ErrClosed,
+	// settling included; Close again returns nil.
 	Close() error
 }
 
 // BatchPublisher is implemented by drivers that can pipeline several messages
 // and their confirmations. Without it the runtime publishes one at a time.
 type BatchPublisher interface {
-	// PublishBatch sends every message and returns once all are confirmed
-	// (those with Confirm set) or the first error. On error, some messages may
-	// have been delivered; the error says which did not.
+	// PublishBatch sends every message, in order, and returns once all are
+	// confirmed (those with Confirm set) or the first error. On error, some
+	// messages may have been delivered; the error says which did not, and
+	// wraps the first failure's error. An unroutable mandatory message
+	// fails alone: the messages before it are delivered. An empty batch
+	// does nothing.
 	PublishBatch(ctx context.Context, ps []*Publishing) error
 }
 
@@ -113,18 +177,30 @@ type Features uint32
 
 const (
 	FeatureDirect Features = 1 << iota
+	// FeatureTopic: topic exchanges. Kombu's Redis transport matches as
+	// Kombu does, where "*" matches one or more words and "a.#" does not
+	// match "a".
 	FeatureTopic
+	// FeatureFanout: fanout exchanges, which copy a message to every bound
+	// queue. On Kombu's Redis transport (with fanout_patterns, Kombu's
+	// default) a non-empty routing key is matched against the binding keys
+	// as a pattern: publish with the key the queues were bound with.
 	FeatureFanout
 	FeatureHeaders
 	FeatureExchangeBindings // exchange-to-exchange bindings
-	FeaturePriority         // x-max-priority queues and message priority
-	FeatureTTL              // x-message-ttl, per-message expiration, x-expires
-	FeatureDeadLetter       // x-dead-letter-exchange on reject and expiry
-	FeatureMaxLength        // x-max-length, x-max-length-bytes
-	FeatureConfirms         // publisher confirms
-	FeatureMandatory        // mandatory publishing with returns, and NotifyUnroutable
-	FeatureQueueTypes       // x-queue-type quorum and stream
-	FeatureDirectReplyTo    // amq.rabbitmq.reply-to
+	// FeaturePriority: x-max-priority queues and message priority. A queue
+	// hands out ready messages by priority: highest first on AMQP, lowest
+	// first on Kombu's virtual transports (Redis), as Kombu does.
+	FeaturePriority
+	FeatureTTL        // x-message-ttl, per-message expiration, x-expires
+	FeatureDeadLetter // x-dead-letter-exchange on reject (and on expiry and overflow, with TTL and max length), with x-death
+	FeatureMaxLength  // x-max-length, x-max-length-bytes, dropping the oldest
+	FeatureConfirms   // publisher confirms: Publishing.Confirm
+	FeatureMandatory  // mandatory publishing with returns: Publishing.Mandatory and NotifyUnroutable
+	FeatureQueueTypes // x-queue-type quorum and stream
+	// FeatureDirectReplyTo: consuming amq.rabbitmq.reply-to (with auto-ack),
+	// and publishing requests whose ReplyTo names it on the same connection.
+	FeatureDirectReplyTo
 )
 
 // Has reports whether every feature in want is in f.
@@ -221,7 +297,9 @@ type Publishing struct {
 	Properties
 }
 
-// Delivery is one message handed to a consumer or returned by Get.
+// Delivery is one message handed to a consumer or returned by Get. It
+// belongs to its receiver: the driver keeps nothing it points to, so
+// changing it changes nothing the broker holds.
 type Delivery struct {
 	Body        []byte
 	Headers     map[string]any
@@ -230,6 +308,8 @@ type Delivery struct {
 	RoutingKey  string
 	Queue       string // the queue it was taken from
 	ConsumerTag string
+	// Redelivered is set when the message was delivered before and not
+	// settled: requeued, or returned by a closed connection.
 	Redelivered bool
 	// Tag identifies the delivery to its Acknowledger. It is only meaningful
 	// on the connection (and, on AMQP, the channel) that delivered it.
@@ -237,10 +317,17 @@ type Delivery struct {
 	Acknowledger Acknowledger // nil when the delivery was auto-acked
 }
 
-// Acknowledger settles deliveries.
+// Acknowledger settles deliveries. Settling a delivery that is settled
+// already, or a tag it never delivered, fails with ErrPrecondition and
+// changes nothing (an AMQP broker would close the channel, taking every
+// other unsettled delivery with it: the driver refuses first). Settling
+// after the connection closed fails with ErrClosed: the message went back
+// to its queue. After Cancel, or after the broker ended the subscription,
+// delivered messages still settle.
 type Acknowledger interface {
 	// Ack acknowledges the delivery with the given tag, and with multiple
-	// every earlier unsettled delivery of the same subscription too.
+	// every earlier unsettled delivery of the same subscription too (every
+	// one, with tag 0).
 	Ack(tag uint64, multiple bool) error
 	// Reject refuses the delivery. With requeue it goes back to its queue;
 	// without, it is dead-lettered where the queue has a dead-letter
@@ -250,10 +337,13 @@ type Acknowledger interface {
 
 // ConsumeSpec says what to consume.
 type ConsumeSpec struct {
-	Queues    []string
-	Tag       string // consumer tag prefix; the driver makes it unique per queue
-	AutoAck   bool   // the broker considers a message settled once sent
-	Prefetch  int    // unsettled deliveries allowed at once; 0: unlimited
+	Queues  []string
+	Tag     string // consumer tag prefix; the driver makes it unique per queue
+	AutoAck bool   // the broker considers a message settled once sent
+	// Prefetch is how many unsettled deliveries each queue of the
+	// subscription may have at once (a driver may bound the whole
+	// subscription instead); 0: unlimited. It does not bound AutoAck.
+	Prefetch  int
 	Exclusive bool
 	Arguments map[string]any
 }
@@ -267,11 +357,15 @@ type Subscription interface {
 	// whose readers are all busy handling deliveries learns of the end
 	// without taking from Deliveries.
 	Done() <-chan struct{}
-	// Err is nil while the subscription runs and after Cancel; otherwise it
-	// says why the broker or connection ended it (queue deleted, connection
-	// lost).
+	// Err is nil while the subscription runs and after a Cancel that ended
+	// it; otherwise it says why the broker or connection ended it: queue
+	// deleted (wrapping ErrNotFound), connection closed or lost (wrapping
+	// ErrClosed). A Cancel after that keeps the error.
 	Err() error
-	// Cancel stops deliveries. Messages already delivered stay unsettled
-	// until acked or rejected, or until the connection closes.
+	// Cancel stops deliveries. Deliveries already on their way may still
+	// arrive before Deliveries is closed; messages the driver took but did
+	// not hand over go back to their queues, unmarked. Messages delivered
+	// stay unsettled until acked or rejected, or until the connection
+	// closes. Cancelling again returns nil.
 	Cancel(ctx context.Context) error
 }

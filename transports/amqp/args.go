@@ -7,6 +7,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/kombu-go/kombu/runtime/transport"
 )
 
 // toTable converts arguments or message headers to an AMQP field table. It
@@ -24,7 +26,8 @@ import (
 //     nested tables, converted recursively.
 //
 // Anything else (structs, pointers, channels, uint64 values above
-// math.MaxInt64) is an error naming the key. A table whose values need no
+// math.MaxInt64) is an error naming the key and wrapping
+// transport.ErrNotSupported. A table whose values need no
 // conversion is returned as it is, without copying.
 func toTable(m map[string]any) (amqp.Table, error) {
 	if m == nil {
@@ -116,7 +119,7 @@ func toField(v any) (any, error) {
 
 func uintField(n uint64) (any, error) {
 	if n > math.MaxInt64 {
-		return nil, fmt.Errorf("%d does not fit the signed 64-bit integers AMQP tables hold", n)
+		return nil, fmt.Errorf("%d does not fit the signed 64-bit integers AMQP tables hold: %w", n, transport.ErrNotSupported)
 	}
 	return int64(n), nil
 }
@@ -169,7 +172,8 @@ func reflectField(v any) (any, error) {
 		}
 		return t, nil
 	}
-	return nil, fmt.Errorf("a %T cannot be sent in an AMQP table (want a string, number, bool, []byte, time.Time, time.Duration, slice or map with string keys)", v)
+	return nil, fmt.Errorf("a %T cannot be sent in an AMQP table (want a string, number, bool, []byte, time.Time, time.Duration, slice or map with string keys): %w",
+		v, transport.ErrNotSupported)
 }
 
 // fromTable turns a received table into plain Go maps, in place: nested

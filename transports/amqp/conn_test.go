@@ -231,18 +231,6 @@ func TestConnectionKilledByBroker(t *testing.T) {
 	}
 }
 
-func TestFeatures(t *testing.T) {
-	t.Parallel()
-	c := open(t)
-	want := transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout | transport.FeatureHeaders |
-		transport.FeatureExchangeBindings | transport.FeaturePriority | transport.FeatureTTL | transport.FeatureDeadLetter |
-		transport.FeatureMaxLength | transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureQueueTypes |
-		transport.FeatureDirectReplyTo
-	if got := c.Features(); got != want {
-		t.Errorf("Features = %b, want %b", got, want)
-	}
-}
-
 func TestContextEndedBeforeOpen(t *testing.T) {
 	u, _ := transport.Parse(brokertest.AMQPURL(t))
 	d, _ := transport.Lookup("amqp")

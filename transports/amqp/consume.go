@@ -480,7 +480,7 @@ func forget(unsettled map[uint64]struct{}, tag uint64, multiple bool) error {
 		return nil
 	}
 	if _, ok := unsettled[tag]; !ok {
-		return errors.New("unknown delivery tag: never delivered here, or already settled")
+		return fmt.Errorf("unknown delivery tag: never delivered here, or already settled: %w", transport.ErrPrecondition)
 	}
 	if !multiple {
 		delete(unsettled, tag)

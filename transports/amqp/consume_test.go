@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 )
 
 func TestConsumeTwoQueuesPrefetchOne(t *testing.T) {
@@ -55,78 +56,6 @@ func TestConsumeTwoQueuesPrefetchOne(t *testing.T) {
 	quiet(t, sub, 100*time.Millisecond)
 }
 
-func TestAckMultipleRejectRequeue(t *testing.T) {
-	t.Parallel()
-	c := open(t)
-	q := queue(t, c, "q", nil)
-	for i := range 4 {
-		toQueue(t, c, q, strconv.Itoa(i))
-	}
-	sub, err := c.Consume(ctxT(t), transport.ConsumeSpec{Queues: []string{q}, Prefetch: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Cancel(ctxT(t))
-	var ds []*transport.Delivery
-	for range 4 {
-		ds = append(ds, next(t, sub))
-	}
-	for i, d := range ds {
-		if string(d.Body) != strconv.Itoa(i) || d.Redelivered {
-			t.Fatalf("delivery %d: %q redelivered=%v", i, d.Body, d.Redelivered)
-		}
-	}
-	// Ack 0 and 1 at once; reject 2 for good; requeue 3.
-	if err := ds[1].Acknowledger.Ack(ds[1].Tag, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := ds[0].Acknowledger.Ack(ds[0].Tag, false); err == nil || !strings.Contains(err.Error(), "unknown delivery tag") {
-		t.Fatalf("acking a tag a multiple ack settled: %v", err)
-	}
-	if err := ds[2].Acknowledger.Reject(ds[2].Tag, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := ds[3].Acknowledger.Reject(ds[3].Tag, true); err != nil {
-		t.Fatal(err)
-	}
-	d := next(t, sub)
-	if string(d.Body) != "3" || !d.Redelivered {
-		t.Fatalf("after requeue got %q redelivered=%v, want 3 redelivered", d.Body, d.Redelivered)
-	}
-	// The refused double ack did not cost the channel.
-	if err := d.Acknowledger.Ack(d.Tag, false); err != nil {
-		t.Fatal(err)
-	}
-	quiet(t, sub, 50*time.Millisecond)
-	if n := ready(t, c, q); n != 0 {
-		t.Errorf("queue holds %d", n)
-	}
-}
-
-func TestAutoAck(t *testing.T) {
-	t.Parallel()
-	c := open(t)
-	q := queue(t, c, "q", nil)
-	toQueue(t, c, q, "x")
-	sub, err := c.Consume(ctxT(t), transport.ConsumeSpec{Queues: []string{q}, AutoAck: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := next(t, sub)
-	if d.Acknowledger != nil {
-		t.Error("auto-acked delivery has an Acknowledger")
-	}
-	if err := sub.Cancel(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	if ds := drainSub(t, sub); len(ds) != 0 || sub.Err() != nil {
-		t.Errorf("after Cancel: %d deliveries, Err %v", len(ds), sub.Err())
-	}
-	if n := ready(t, c, q); n != 0 {
-		t.Errorf("queue holds %d", n)
-	}
-}
-
 func TestBrokerCancelsWhenQueueDeleted(t *testing.T) {
 	t.Parallel()
 	c := open(t)
@@ -147,7 +76,7 @@ func TestBrokerCancelsWhenQueueDeleted(t *testing.T) {
 		t.Fatalf("Err = %v, want ErrNotFound naming the queue", err)
 	}
 	// The whole subscription ended: the other queue has no consumer left.
-	eventually(t, "no consumer on the other queue", func() bool {
+	transporttest.Eventually(t, "no consumer on the other queue", func() bool {
 		info, err := c.DeclareQueue(ctxT(t), transport.Queue{Name: other, Passive: true})
 		return err == nil && info.Consumers == 0
 	})
@@ -174,7 +103,7 @@ func TestCancelForwardsBufferedAndAllowsAcks(t *testing.T) {
 	}
 	inFlight := next(t, sub)
 	// The other four are buffered in the client: let them arrive.
-	eventually(t, "every message sent to the consumer", func() bool { return ready(t, c, q) == 0 })
+	transporttest.Eventually(t, "every message sent to the consumer", func() bool { return ready(t, c, q) == 0 })
 	if err := sub.Cancel(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -199,61 +128,17 @@ func TestCancelForwardsBufferedAndAllowsAcks(t *testing.T) {
 			t.Fatalf("requeue after Cancel: %v", err)
 		}
 	}
-	eventually(t, "the four requeued messages", func() bool { return ready(t, c, q) == 4 })
+	transporttest.Eventually(t, "the four requeued messages", func() bool { return ready(t, c, q) == 4 })
 	if got := bodies(t, c, q); !slices.Equal(got, []string{"1", "2", "3", "4"}) {
 		t.Fatalf("queue holds %q", got)
 	}
 	// Once everything is settled the consumer's channel is closed: settling
 	// again fails without harming the connection.
-	eventually(t, "the channel closed", func() bool {
+	transporttest.Eventually(t, "the channel closed", func() bool {
 		err := inFlight.Acknowledger.Ack(inFlight.Tag, false)
 		return errors.Is(err, transport.ErrClosed)
 	})
 	toQueue(t, c, q, "still open")
-}
-
-func TestGet(t *testing.T) {
-	t.Parallel()
-	c := open(t)
-	q := queue(t, c, "q", nil)
-	if _, err := c.Get(ctxT(t), q, false); !errors.Is(err, transport.ErrEmpty) {
-		t.Fatalf("get from an empty queue: %v, want ErrEmpty", err)
-	}
-	toQueue(t, c, q, "1")
-	toQueue(t, c, q, "2")
-	d1, err := c.Get(ctxT(t), q, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d2, err := c.Get(ctxT(t), q, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(d1.Body) != "1" || string(d2.Body) != "2" || d1.Queue != q || d1.Acknowledger == nil {
-		t.Fatalf("got %q %q from %q", d1.Body, d2.Body, d1.Queue)
-	}
-	if err := d2.Acknowledger.Reject(d2.Tag, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := d1.Acknowledger.Ack(d1.Tag, false); err != nil {
-		t.Fatal(err)
-	}
-	d, err := c.Get(ctxT(t), q, true)
-	if err != nil || string(d.Body) != "2" || !d.Redelivered || d.Acknowledger != nil {
-		t.Fatalf("after requeue: %+v, %v", d, err)
-	}
-	if _, err := c.Get(ctxT(t), q, true); !errors.Is(err, transport.ErrEmpty) {
-		t.Fatalf("get from the emptied queue: %v, want ErrEmpty", err)
-	}
-	// A get from a missing queue is NotFound, and the next one works.
-	missing := name(t, "missing")
-	if _, err := c.Get(ctxT(t), missing, true); !errors.Is(err, transport.ErrNotFound) {
-		t.Fatalf("get from a missing queue: %v, want ErrNotFound", err)
-	}
-	toQueue(t, c, q, "3")
-	if d := get(t, c, q); string(d.Body) != "3" {
-		t.Fatalf("got %q", d.Body)
-	}
 }
 
 func TestSlowReader(t *testing.T) {
@@ -275,7 +160,7 @@ func TestSlowReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Cancel(ctxT(t))
-	eventually(t, "every message sent to the consumer", func() bool { return ready(t, c, q) == 0 })
+	transporttest.Eventually(t, "every message sent to the consumer", func() bool { return ready(t, c, q) == 0 })
 	other := queue(t, c, "other", nil)
 	toQueue(t, c, other, "x")
 	if d := get(t, c, other); string(d.Body) != "x" {
@@ -310,7 +195,7 @@ func TestDirectReplyTo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer replies.Cancel(ctxT(t))
-	publish(t, c, &transport.Publishing{RoutingKey: requests, Confirm: true, Body: []byte("ping"),
+	transporttest.Publish(t, c, &transport.Publishing{RoutingKey: requests, Confirm: true, Body: []byte("ping"),
 		Properties: transport.Properties{ReplyTo: "amq.rabbitmq.reply-to", CorrelationID: "c1"}})
 
 	// A server on another connection answers.
@@ -319,7 +204,7 @@ func TestDirectReplyTo(t *testing.T) {
 	if !strings.HasPrefix(req.Properties.ReplyTo, "amq.rabbitmq.reply-to.") {
 		t.Fatalf("the request's reply_to is %q", req.Properties.ReplyTo)
 	}
-	publish(t, server, &transport.Publishing{RoutingKey: req.Properties.ReplyTo, Confirm: true, Body: []byte("pong"),
+	transporttest.Publish(t, server, &transport.Publishing{RoutingKey: req.Properties.ReplyTo, Confirm: true, Body: []byte("pong"),
 		Properties: transport.Properties{CorrelationID: req.Properties.CorrelationID}})
 	d := next(t, replies)
 	if string(d.Body) != "pong" || d.Properties.CorrelationID != "c1" || d.Queue != "amq.rabbitmq.reply-to" {

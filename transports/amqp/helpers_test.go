@@ -14,6 +14,7 @@ import (
 
 	"github.com/kombu-go/kombu/internal/brokertest"
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 	_ "github.com/kombu-go/kombu/transports/amqp"
 )
 
@@ -63,47 +64,40 @@ func name(t *testing.T, kind string) string {
 	return fmt.Sprintf("kombu-go-test.%s.%s.%s", n, kind, hex.EncodeToString(b[:]))
 }
 
-// declareQueue declares q on c and deletes it when the test ends.
-func declareQueue(t *testing.T, c transport.Conn, q transport.Queue) transport.QueueInfo {
-	t.Helper()
-	info, err := c.DeclareQueue(ctxT(t), q)
-	if err != nil {
-		t.Fatalf("declare queue %q: %v", q.Name, err)
-	}
-	name := info.Name
-	if q.Exclusive {
-		return info // the broker deletes it with its connection
-	}
-	t.Cleanup(func() {
-		cleanup(t, func(c transport.Conn) error {
-			_, err := c.DeleteQueue(context.Background(), name, false, false)
-			return err
-		})
-	})
-	return info
-}
-
-// queue declares a plain non-durable queue with a unique name.
+// queue declares a plain non-durable queue with a unique name, deleted when
+// the test ends.
 func queue(t *testing.T, c transport.Conn, kind string, args map[string]any) string {
 	t.Helper()
-	return declareQueue(t, c, transport.Queue{Name: name(t, kind), Arguments: args}).Name
+	return deleteQueueLater(t, transporttest.DeclareQueue(t, c, transport.Queue{Name: name(t, kind), Arguments: args}).Name)
 }
 
-func declareExchange(t *testing.T, c transport.Conn, ex transport.Exchange) {
-	t.Helper()
-	if err := c.DeclareExchange(ctxT(t), ex); err != nil {
-		t.Fatalf("declare exchange %q: %v", ex.Name, err)
-	}
-	t.Cleanup(func() {
-		cleanup(t, func(c transport.Conn) error { return c.DeleteExchange(context.Background(), ex.Name, false) })
-	})
-}
-
+// exchange declares an exchange of the given kind with a unique name,
+// deleted when the test ends.
 func exchange(t *testing.T, c transport.Conn, kind string) string {
 	t.Helper()
 	n := name(t, kind)
-	declareExchange(t, c, transport.Exchange{Name: n, Type: kind})
-	return n
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: n, Type: kind})
+	return deleteExchangeLater(t, n)
+}
+
+// deleteQueueLater deletes the queue when the test ends, and returns its name.
+func deleteQueueLater(t *testing.T, q string) string {
+	t.Cleanup(func() {
+		cleanup(t, func(c transport.Conn) error {
+			_, err := c.DeleteQueue(context.Background(), q, false, false)
+			return err
+		})
+	})
+	return q
+}
+
+// deleteExchangeLater deletes the exchange when the test ends, and returns
+// its name.
+func deleteExchangeLater(t *testing.T, ex string) string {
+	t.Cleanup(func() {
+		cleanup(t, func(c transport.Conn) error { return c.DeleteExchange(context.Background(), ex, false) })
+	})
+	return ex
 }
 
 // cleanup runs fn on a fresh connection, since the test's own may be closed.
@@ -119,24 +113,10 @@ func cleanup(t *testing.T, fn func(transport.Conn) error) {
 	}
 }
 
-func bind(t *testing.T, c transport.Conn, b transport.Binding) {
-	t.Helper()
-	if err := c.Bind(ctxT(t), b); err != nil {
-		t.Fatalf("bind %+v: %v", b, err)
-	}
-}
-
-func publish(t *testing.T, c transport.Conn, p *transport.Publishing) {
-	t.Helper()
-	if err := c.Publish(ctxT(t), p); err != nil {
-		t.Fatalf("publish %+v: %v", p, err)
-	}
-}
-
 // toQueue publishes body to a queue through the default exchange, confirmed.
 func toQueue(t *testing.T, c transport.Conn, q, body string) {
 	t.Helper()
-	publish(t, c, &transport.Publishing{RoutingKey: q, Confirm: true, Body: []byte(body)})
+	transporttest.Publish(t, c, &transport.Publishing{RoutingKey: q, Confirm: true, Body: []byte(body)})
 }
 
 // get fetches one message, acking it, and fails the test if there is none.
@@ -162,18 +142,6 @@ func bodies(t *testing.T, c transport.Conn, q string) []string {
 			t.Fatalf("get from %q: %v", q, err)
 		}
 		out = append(out, string(d.Body))
-	}
-}
-
-// eventually polls cond every 10ms until it holds or wait passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -252,7 +220,7 @@ func rabbitmqctl(t *testing.T, args ...string) []byte {
 func connectionPID(t *testing.T, connName string) string {
 	t.Helper()
 	var pid string
-	eventually(t, "connection "+connName+" in rabbitmqctl list_connections", func() bool {
+	transporttest.Eventually(t, "connection "+connName+" in rabbitmqctl list_connections", func() bool {
 		out := rabbitmqctl(t, "list_connections", "pid", "client_properties", "-q")
 		want := `{"connection_name","` + connName + `"}`
 		for _, line := range strings.Split(string(out), "\n") {

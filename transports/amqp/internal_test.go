@@ -168,8 +168,8 @@ func TestToTable(t *testing.T) {
 		make(chan int):         "chan",
 	} {
 		_, err := toTable(map[string]any{"k": v})
-		if err == nil || !strings.Contains(err.Error(), `field "k"`) || !strings.Contains(err.Error(), want) {
-			t.Errorf("%T: %v, want an error naming the key and %q", v, err, want)
+		if !errors.Is(err, transport.ErrNotSupported) || !strings.Contains(err.Error(), `field "k"`) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%T: %v, want ErrNotSupported naming the key and %q", v, err, want)
 		}
 	}
 	if _, err := toTable(map[string]any{"outer": map[string]any{"inner": []any{struct{}{}}}}); err == nil ||

@@ -16,29 +16,17 @@ import (
 
 	"github.com/kombu-go/kombu/internal/brokertest"
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 )
-
-func TestConfirmedPublishIsInQueue(t *testing.T) {
-	t.Parallel()
-	c := open(t)
-	q := queue(t, c, "q", nil)
-	for i := range 10 {
-		publish(t, c, &transport.Publishing{RoutingKey: q, Confirm: true, Body: []byte(strconv.Itoa(i))})
-		// Confirmed means enqueued: the queue counts it at once.
-		if n := ready(t, c, q); n != i+1 {
-			t.Fatalf("after %d confirmed publishes the queue holds %d", i+1, n)
-		}
-	}
-}
 
 func TestUnconfirmedPublish(t *testing.T) {
 	t.Parallel()
 	c := open(t)
 	q := queue(t, c, "q", nil)
 	for i := range 100 {
-		publish(t, c, &transport.Publishing{RoutingKey: q, Body: []byte(strconv.Itoa(i))})
+		transporttest.Publish(t, c, &transport.Publishing{RoutingKey: q, Body: []byte(strconv.Itoa(i))})
 	}
-	eventually(t, "100 messages", func() bool { return ready(t, c, q) == 100 })
+	transporttest.Eventually(t, "100 messages", func() bool { return ready(t, c, q) == 100 })
 	got := bodies(t, c, q)
 	for i, b := range got {
 		if b != strconv.Itoa(i) {
@@ -47,31 +35,12 @@ func TestUnconfirmedPublish(t *testing.T) {
 	}
 }
 
-func TestMandatoryUnroutable(t *testing.T) {
-	t.Parallel()
-	c := open(t)
-	ex := exchange(t, c, "direct")
-	err := c.Publish(ctxT(t), &transport.Publishing{Exchange: ex, RoutingKey: "nobody", Mandatory: true, Confirm: true, Body: []byte("x")})
-	if !errors.Is(err, transport.ErrUnroutable) || !strings.Contains(err.Error(), "NO_ROUTE") {
-		t.Fatalf("mandatory publish to nowhere: %v, want ErrUnroutable with the broker's reply", err)
-	}
-	// Mandatory without Confirm still reports the return.
-	err = c.Publish(ctxT(t), &transport.Publishing{Exchange: ex, RoutingKey: "nobody", Mandatory: true, Body: []byte("x")})
-	if !errors.Is(err, transport.ErrUnroutable) {
-		t.Fatalf("mandatory unconfirmed publish to nowhere: %v, want ErrUnroutable", err)
-	}
-	// Without Mandatory the broker drops it silently.
-	if err := c.Publish(ctxT(t), &transport.Publishing{Exchange: ex, RoutingKey: "nobody", Confirm: true, Body: []byte("x")}); err != nil {
-		t.Fatalf("publish to nowhere: %v", err)
-	}
-}
-
 func TestConcurrentMandatoryAttributesReturns(t *testing.T) {
 	t.Parallel()
 	c := open(t)
 	ex := exchange(t, c, "direct")
 	q := queue(t, c, "q", nil)
-	bind(t, c, transport.Binding{Source: ex, Destination: q, RoutingKey: "routed"})
+	transporttest.Bind(t, c, transport.Binding{Source: ex, Destination: q, RoutingKey: "routed"})
 	const n = 50
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -117,39 +86,12 @@ func TestConcurrentMandatoryAttributesReturns(t *testing.T) {
 	}
 }
 
-func TestPublishBatch(t *testing.T) {
-	t.Parallel()
-	c := open(t)
-	q := queue(t, c, "q", nil)
-	bp, ok := c.(transport.BatchPublisher)
-	if !ok {
-		t.Fatal("the amqp connection is not a BatchPublisher")
-	}
-	const n = 1000
-	ps := make([]*transport.Publishing, n)
-	for i := range ps {
-		ps[i] = &transport.Publishing{RoutingKey: q, Confirm: true, Body: []byte(strconv.Itoa(i))}
-	}
-	if err := bp.PublishBatch(ctxT(t), ps); err != nil {
-		t.Fatal(err)
-	}
-	if got := ready(t, c, q); got != n {
-		t.Fatalf("after a confirmed batch the queue holds %d, want %d", got, n)
-	}
-	got := bodies(t, c, q)
-	for i, b := range got {
-		if b != strconv.Itoa(i) {
-			t.Fatalf("message %d is %q", i, b)
-		}
-	}
-}
-
 func TestPublishBatchSaysWhichFailed(t *testing.T) {
 	t.Parallel()
 	c := open(t)
 	ex := exchange(t, c, "direct")
 	q := queue(t, c, "q", nil)
-	bind(t, c, transport.Binding{Source: ex, Destination: q, RoutingKey: "ok"})
+	transporttest.Bind(t, c, transport.Binding{Source: ex, Destination: q, RoutingKey: "ok"})
 	var ps []*transport.Publishing
 	for i := range 10 {
 		key := "ok"
@@ -192,8 +134,8 @@ func TestPublishToMissingExchange(t *testing.T) {
 		t.Fatalf("unconfirmed publish to a missing exchange: %v", err)
 	}
 	time.Sleep(50 * time.Millisecond) // let the broker close that channel
-	publish(t, c, &transport.Publishing{RoutingKey: q, Body: []byte("unconfirmed after")})
-	eventually(t, "both messages", func() bool { return ready(t, c, q) == 2 })
+	transporttest.Publish(t, c, &transport.Publishing{RoutingKey: q, Body: []byte("unconfirmed after")})
+	transporttest.Eventually(t, "both messages", func() bool { return ready(t, c, q) == 2 })
 }
 
 func TestPropertiesRoundTrip(t *testing.T) {
@@ -232,7 +174,7 @@ func TestPropertiesRoundTrip(t *testing.T) {
 			AppID:           "kombu-go-test",
 		},
 	}
-	publish(t, c, p)
+	transporttest.Publish(t, c, p)
 	d := get(t, c, q)
 	if string(d.Body) != `{"a": 1}` {
 		t.Errorf("body %q", d.Body)
@@ -274,7 +216,7 @@ func TestWireFormat(t *testing.T) {
 	t.Parallel()
 	c := open(t)
 	q := queue(t, c, "q", nil)
-	publish(t, c, &transport.Publishing{RoutingKey: q, Confirm: true, Body: []byte("x"),
+	transporttest.Publish(t, c, &transport.Publishing{RoutingKey: q, Confirm: true, Body: []byte("x"),
 		Headers:    map[string]any{"n": 1, "d": 1500 * time.Millisecond},
 		Properties: transport.Properties{Expiration: 60 * time.Second, ContentType: "text/plain", ContentEncoding: "utf-8"}})
 
@@ -346,7 +288,7 @@ func TestManyUnroutableReturnsDoNotBlock(t *testing.T) {
 	}
 	wg.Wait()
 	q := queue(t, c, "q", nil)
-	bind(t, c, transport.Binding{Source: ex, Destination: q})
+	transporttest.Bind(t, c, transport.Binding{Source: ex, Destination: q})
 	if err := c.Publish(ctx, &transport.Publishing{Exchange: ex, Mandatory: true, Confirm: true, Body: []byte("routed")}); err != nil {
 		t.Fatalf("routable publish after the returns: %v", err)
 	}
@@ -360,7 +302,7 @@ func TestMandatorySharedMessageIDs(t *testing.T) {
 	c := open(t)
 	ex := exchange(t, c, "direct")
 	q := queue(t, c, "q", nil)
-	bind(t, c, transport.Binding{Source: ex, Destination: q, RoutingKey: "routed"})
+	transporttest.Bind(t, c, transport.Binding{Source: ex, Destination: q, RoutingKey: "routed"})
 	const pairs = 100
 	var wrong atomic.Int64
 	var wg sync.WaitGroup

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 )
 
 func TestExchangeTypesRoute(t *testing.T) {
@@ -39,7 +40,7 @@ func TestExchangeTypesRoute(t *testing.T) {
 	for _, tt := range tests {
 		ex := exchange(t, c, tt.kind)
 		q := queue(t, c, tt.kind, nil)
-		bind(t, c, transport.Binding{Source: ex, Destination: q, RoutingKey: tt.bindingKey, Arguments: tt.bindArgs})
+		transporttest.Bind(t, c, transport.Binding{Source: ex, Destination: q, RoutingKey: tt.bindingKey, Arguments: tt.bindArgs})
 		err := c.Publish(ctxT(t), &transport.Publishing{Exchange: ex, RoutingKey: tt.routingKey, Headers: tt.headers,
 			Mandatory: true, Confirm: true, Body: []byte("m")})
 		if got := err == nil; got != tt.want {
@@ -65,7 +66,7 @@ func TestExchangePassiveAndDelete(t *testing.T) {
 	}
 	// The declaration channel was closed by the 404: the next call works.
 	ex := name(t, "ex")
-	declareExchange(t, c, transport.Exchange{Name: ex, Type: "topic", Durable: true, AutoDelete: false,
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: deleteExchangeLater(t, ex), Type: "topic", Durable: true, AutoDelete: false,
 		Arguments: map[string]any{"alternate-exchange": "amq.fanout"}})
 	if err := c.DeclareExchange(ctxT(t), transport.Exchange{Name: ex, Type: "topic", Passive: true}); err != nil {
 		t.Fatalf("passive declare of an existing exchange: %v", err)
@@ -77,7 +78,7 @@ func TestExchangePassiveAndDelete(t *testing.T) {
 	}
 	// if-unused refuses an exchange with bindings.
 	q := queue(t, c, "q", nil)
-	bind(t, c, transport.Binding{Source: ex, Destination: q, RoutingKey: "#"})
+	transporttest.Bind(t, c, transport.Binding{Source: ex, Destination: q, RoutingKey: "#"})
 	if err := c.DeleteExchange(ctxT(t), ex, true); !errors.Is(err, transport.ErrInUse) {
 		t.Fatalf("delete if-unused of a bound exchange: %v, want ErrInUse", err)
 	}
@@ -94,12 +95,12 @@ func TestInternalExchangeAndExchangeBinding(t *testing.T) {
 	c := open(t)
 	front := exchange(t, c, "topic")
 	back := name(t, "internal")
-	declareExchange(t, c, transport.Exchange{Name: back, Type: "direct", Internal: true, AutoDelete: true})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: deleteExchangeLater(t, back), Type: "direct", Internal: true, AutoDelete: true})
 	q := queue(t, c, "q", nil)
-	bind(t, c, transport.Binding{Source: back, Destination: q, RoutingKey: "k"})
-	bind(t, c, transport.Binding{Source: front, Destination: back, DestinationIsExchange: true, RoutingKey: "#"})
+	transporttest.Bind(t, c, transport.Binding{Source: back, Destination: q, RoutingKey: "k"})
+	transporttest.Bind(t, c, transport.Binding{Source: front, Destination: back, DestinationIsExchange: true, RoutingKey: "#"})
 
-	publish(t, c, &transport.Publishing{Exchange: front, RoutingKey: "k", Confirm: true, Mandatory: true, Body: []byte("via")})
+	transporttest.Publish(t, c, &transport.Publishing{Exchange: front, RoutingKey: "k", Confirm: true, Mandatory: true, Body: []byte("via")})
 	if got := bodies(t, c, q); !slices.Equal(got, []string{"via"}) {
 		t.Fatalf("through the exchange binding: %q", got)
 	}
@@ -124,7 +125,7 @@ func TestQueueDeclareInfo(t *testing.T) {
 	t.Parallel()
 	c := open(t)
 	// A server-named, exclusive queue.
-	info := declareQueue(t, c, transport.Queue{Exclusive: true})
+	info := transporttest.DeclareQueue(t, c, transport.Queue{Exclusive: true}) // deleted with its connection
 	if !strings.HasPrefix(info.Name, "amq.gen-") {
 		t.Fatalf("server-named queue is %q", info.Name)
 	}
@@ -191,7 +192,7 @@ func TestPurgeAndDeleteCounts(t *testing.T) {
 func TestRedeclareWithOtherTTL(t *testing.T) {
 	t.Parallel()
 	c := open(t)
-	q := declareQueue(t, c, transport.Queue{Name: name(t, "q"), Arguments: map[string]any{"x-message-ttl": int64(2000)}}).Name
+	q := transporttest.DeclareQueue(t, c, transport.Queue{Name: deleteQueueLater(t, name(t, "q")), Arguments: map[string]any{"x-message-ttl": int64(2000)}}).Name
 	_, err := c.DeclareQueue(ctxT(t), transport.Queue{Name: q, Arguments: map[string]any{"x-message-ttl": int64(1000)}})
 	if !errors.Is(err, transport.ErrPrecondition) {
 		t.Fatalf("redeclare with another TTL: %v, want ErrPrecondition", err)
@@ -218,66 +219,6 @@ func TestRedeclareWithOtherTTL(t *testing.T) {
 	}
 }
 
-func TestMessageTTLDeadLetters(t *testing.T) {
-	t.Parallel()
-	c := open(t)
-	dlx := exchange(t, c, "direct")
-	dlq := queue(t, c, "dlq", nil)
-	bind(t, c, transport.Binding{Source: dlx, Destination: dlq, RoutingKey: "dead"})
-	q := queue(t, c, "ttl", map[string]any{
-		"x-message-ttl":             int64(50),
-		"x-dead-letter-exchange":    dlx,
-		"x-dead-letter-routing-key": "dead",
-	})
-	toQueue(t, c, q, "expires")
-	var d *transport.Delivery
-	eventually(t, "the message in the dead-letter queue", func() bool {
-		var err error
-		d, err = c.Get(ctxT(t), dlq, true)
-		return err == nil
-	})
-	if string(d.Body) != "expires" {
-		t.Fatalf("dead-lettered %q", d.Body)
-	}
-	deaths, _ := d.Headers["x-death"].([]any)
-	if len(deaths) != 1 {
-		t.Fatalf("x-death = %#v", d.Headers["x-death"])
-	}
-	death, _ := deaths[0].(map[string]any)
-	if death["reason"] != "expired" || death["queue"] != q {
-		t.Errorf("x-death entry %v, want reason expired from %s", death, q)
-	}
-	if ready(t, c, q) != 0 {
-		t.Error("the expired message is still in its queue")
-	}
-}
-
-func TestPerMessageExpiration(t *testing.T) {
-	t.Parallel()
-	c := open(t)
-	q := queue(t, c, "q", nil)
-	publish(t, c, &transport.Publishing{RoutingKey: q, Confirm: true, Body: []byte("short"),
-		Properties: transport.Properties{Expiration: 30 * time.Millisecond}})
-	publish(t, c, &transport.Publishing{RoutingKey: q, Confirm: true, Body: []byte("long"),
-		Properties: transport.Properties{Expiration: time.Minute}})
-	time.Sleep(100 * time.Millisecond)
-	if got := bodies(t, c, q); !slices.Equal(got, []string{"long"}) {
-		t.Fatalf("after 100ms the queue holds %q, want only the long-lived message", got)
-	}
-}
-
-func TestMaxLengthDropsHead(t *testing.T) {
-	t.Parallel()
-	c := open(t)
-	q := queue(t, c, "q", map[string]any{"x-max-length": 2})
-	for _, b := range []string{"1", "2", "3", "4"} {
-		toQueue(t, c, q, b)
-	}
-	if got := bodies(t, c, q); !slices.Equal(got, []string{"3", "4"}) {
-		t.Fatalf("queue holds %q, want the two newest", got)
-	}
-}
-
 func TestMaxLengthRejectPublishNacks(t *testing.T) {
 	t.Parallel()
 	c := open(t)
@@ -294,24 +235,11 @@ func TestMaxLengthRejectPublishNacks(t *testing.T) {
 	}
 }
 
-func TestMaxPriorityOrder(t *testing.T) {
-	t.Parallel()
-	c := open(t)
-	q := queue(t, c, "q", map[string]any{"x-max-priority": uint8(10)})
-	for _, p := range []uint8{1, 9, 0, 5} {
-		publish(t, c, &transport.Publishing{RoutingKey: q, Confirm: true, Body: []byte{'0' + p},
-			Properties: transport.Properties{Priority: p}})
-	}
-	if got := bodies(t, c, q); !slices.Equal(got, []string{"9", "5", "1", "0"}) {
-		t.Fatalf("delivered %q, want highest priority first", got)
-	}
-}
-
 func TestQuorumDeliveryLimitDeadLetters(t *testing.T) {
 	t.Parallel()
 	c := open(t)
 	dlq := queue(t, c, "dlq", nil)
-	q := declareQueue(t, c, transport.Queue{Name: name(t, "quorum"), Durable: true, Arguments: map[string]any{
+	q := transporttest.DeclareQueue(t, c, transport.Queue{Name: deleteQueueLater(t, name(t, "quorum")), Durable: true, Arguments: map[string]any{
 		"x-queue-type":              "quorum",
 		"x-delivery-limit":          2,
 		"x-dead-letter-exchange":    "",
@@ -334,7 +262,7 @@ func TestQuorumDeliveryLimitDeadLetters(t *testing.T) {
 		}
 	}
 	var dead *transport.Delivery
-	eventually(t, "the poison message in the dead-letter queue", func() bool {
+	transporttest.Eventually(t, "the poison message in the dead-letter queue", func() bool {
 		var err error
 		dead, err = c.Get(ctxT(t), dlq, true)
 		return err == nil
@@ -348,7 +276,7 @@ func TestQuorumDeliveryLimitDeadLetters(t *testing.T) {
 func TestStreamQueueDeclare(t *testing.T) {
 	t.Parallel()
 	c := open(t)
-	q := declareQueue(t, c, transport.Queue{Name: name(t, "stream"), Durable: true,
+	q := transporttest.DeclareQueue(t, c, transport.Queue{Name: deleteQueueLater(t, name(t, "stream")), Durable: true,
 		Arguments: map[string]any{"x-queue-type": "stream", "x-max-length-bytes": int64(1 << 20)}}).Name
 	toQueue(t, c, q, "s")
 	// Streams are read with a consumer, prefetch, manual acks and an offset.

@@ -10,6 +10,7 @@ import (
 
 	kombu "github.com/kombu-go/kombu/runtime"
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 )
 
 // returned collects what the driver reports to Config.Unroutable.
@@ -43,7 +44,7 @@ func TestNotifyUnroutable(t *testing.T) {
 	ctx := ctxT(t)
 	ex := exchange(t, c, transport.ExchangeDirect)
 	q := queue(t, c, "q", nil)
-	bind(t, c, transport.Binding{Source: ex, Destination: q, RoutingKey: "routed"})
+	transporttest.Bind(t, c, transport.Binding{Source: ex, Destination: q, RoutingKey: "routed"})
 
 	for _, p := range []*transport.Publishing{
 		{Exchange: ex, RoutingKey: "routed", NotifyUnroutable: true, Confirm: true},
@@ -60,14 +61,14 @@ func TestNotifyUnroutable(t *testing.T) {
 	if !errors.Is(err, transport.ErrUnroutable) {
 		t.Fatalf("mandatory publish: %v, want ErrUnroutable", err)
 	}
-	eventually(t, "both returns reported", func() bool { return len(r.get()) >= 2 })
+	transporttest.Eventually(t, "both returns reported", func() bool { return len(r.get()) >= 2 })
 	// The confirmed and unconfirmed messages go on channels of their own, so
 	// their returns may come in either order.
 	got := r.get()
 	if len(got) != 2 || !slices.Contains(got, "dropped-confirmed") || !slices.Contains(got, "dropped-unconfirmed") {
 		t.Errorf("reported %q, want dropped-confirmed and dropped-unconfirmed", got)
 	}
-	eventually(t, "the routed messages", func() bool { return ready(t, c, q) == 2 })
+	transporttest.Eventually(t, "the routed messages", func() bool { return ready(t, c, q) == 2 })
 }
 
 // A producer declares its WithDeclare entities again on the session that

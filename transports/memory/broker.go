@@ -138,6 +138,10 @@ func (b *broker) route(x *exchange, key string, headers map[string]any) []*queue
 // whether p reached no queue and asked to be told (NotifyUnroutable), for
 // the caller to say so once the broker lock is released.
 func (b *broker) publish(p *transport.Publishing) (unroutable bool, err error) {
+	headers, err := cloneHeaders(p.Headers)
+	if err != nil {
+		return false, fmt.Errorf("memory: publish to exchange %q: %w", p.Exchange, err)
+	}
 	x := b.exchanges[p.Exchange]
 	if x == nil {
 		return false, fmt.Errorf("memory: exchange %q: %w", p.Exchange, transport.ErrNotFound)
@@ -153,7 +157,7 @@ func (b *broker) publish(p *transport.Publishing) (unroutable bool, err error) {
 		// RabbitMQ drops an unroutable message that is not mandatory.
 		return p.NotifyUnroutable, nil
 	}
-	m := newMessage(p)
+	m := newMessage(p, headers)
 	for _, q := range queues {
 		q.publish(m)
 	}

@@ -8,6 +8,10 @@ import (
 	"github.com/kombu-go/kombu/runtime/transport"
 )
 
+// directReplyTo is RabbitMQ's pseudo-queue for direct reply-to, which this
+// broker does not have (no FeatureDirectReplyTo).
+const directReplyTo = "amq.rabbitmq.reply-to"
+
 const features = transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout |
 	transport.FeatureHeaders | transport.FeatureExchangeBindings | transport.FeaturePriority |
 	transport.FeatureTTL | transport.FeatureDeadLetter | transport.FeatureMaxLength |
@@ -212,6 +216,9 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 		if name != "x-cancel-on-ha-failover" { // advisory: there is no failover here
 			return nil, fmt.Errorf("memory: consume: argument %s=%#v: %w", name, v, transport.ErrNotSupported)
 		}
+	}
+	if slices.Contains(spec.Queues, directReplyTo) {
+		return nil, fmt.Errorf("memory: consume: %s (RabbitMQ's direct reply-to): %w", directReplyTo, transport.ErrNotSupported)
 	}
 	if err := c.begin(ctx); err != nil {
 		return nil, err

@@ -6,68 +6,17 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 )
-
-func TestConsumeDeliveryFields(t *testing.T) {
-	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "q"})
-	bind(t, c, transport.Binding{Source: "amq.topic", Destination: "q", RoutingKey: "a.*"})
-	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Tag: "worker-"})
-	props := transport.Properties{ContentType: "application/json", CorrelationID: "c1", MessageID: "m1", Priority: 3}
-	publish(t, c, &transport.Publishing{Exchange: "amq.topic", RoutingKey: "a.b", Body: []byte("{}"), Headers: map[string]any{"h": 1}, Properties: props})
-	publish(t, c, &transport.Publishing{Exchange: "amq.topic", RoutingKey: "a.c", Body: []byte("2")})
-	d1, d2 := recv(t, s), recv(t, s)
-	props.DeliveryMode = transport.Persistent // 0 travels as persistent
-	if d1.Properties != props || d1.Exchange != "amq.topic" || d1.RoutingKey != "a.b" || d1.Queue != "q" ||
-		d1.Headers["h"] != 1 || d1.Redelivered || d1.Tag != 1 || d2.Tag != 2 || d1.Acknowledger == nil {
-		t.Fatalf("delivery %+v", d1)
-	}
-	if !strings.HasPrefix(d1.ConsumerTag, "worker-") || d1.ConsumerTag != d2.ConsumerTag {
-		t.Errorf("consumer tags %q, %q", d1.ConsumerTag, d2.ConsumerTag)
-	}
-	other := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}})
-	send(t, c, "q", "x", "y") // round-robin: one each
-	d3 := recv(t, other)
-	if !strings.HasPrefix(d3.ConsumerTag, "ctag-") || d3.ConsumerTag == d1.ConsumerTag {
-		t.Errorf("default consumer tag %q", d3.ConsumerTag)
-	}
-}
-
-func TestPrefetch(t *testing.T) {
-	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "q"})
-	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 2})
-	send(t, c, "q", "1", "2", "3", "4", "5")
-	bodies, ds := recvBodies(t, s, 2)
-	if !slices.Equal(bodies, []string{"1", "2"}) {
-		t.Fatalf("got %q", bodies)
-	}
-	// Two unsettled: the rest wait in the queue.
-	if got := ready(t, c, "q"); got != 3 {
-		t.Fatalf("ready = %d, want 3", got)
-	}
-	if err := ds[0].Acknowledger.Ack(ds[0].Tag, false); err != nil {
-		t.Fatal(err)
-	}
-	if d := recv(t, s); string(d.Body) != "3" {
-		t.Fatalf("got %q, want 3", d.Body)
-	} else if err := d.Acknowledger.Ack(d.Tag, true); err != nil { // settles 2 and 3
-		t.Fatal(err)
-	}
-	if bodies, _ := recvBodies(t, s, 2); !slices.Equal(bodies, []string{"4", "5"}) {
-		t.Fatalf("got %q", bodies)
-	}
-}
 
 func TestRoundRobinRespectsPrefetch(t *testing.T) {
 	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "q"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	a := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 1})
 	b := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 1})
 	send(t, c, "q", "1", "2", "3", "4")
@@ -86,64 +35,12 @@ func TestRoundRobinRespectsPrefetch(t *testing.T) {
 	}
 }
 
-func TestAckRejectErrors(t *testing.T) {
-	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "q"})
-	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}})
-	send(t, c, "q", "1", "2", "3")
-	_, ds := recvBodies(t, s, 3)
-	ack := ds[0].Acknowledger
-	if err := ack.Ack(99, false); err == nil || !strings.Contains(err.Error(), "unknown delivery tag 99") {
-		t.Errorf("ack of an unknown tag: %v", err)
-	}
-	if err := ack.Ack(ds[1].Tag, true); err != nil { // settles 1 and 2
-		t.Fatal(err)
-	}
-	for _, d := range ds[:2] {
-		if err := ack.Ack(d.Tag, false); err == nil {
-			t.Errorf("second ack of tag %d succeeded", d.Tag)
-		}
-		if err := ack.Reject(d.Tag, true); err == nil {
-			t.Errorf("reject of settled tag %d succeeded", d.Tag)
-		}
-	}
-	if err := ack.Ack(0, true); err != nil { // everything outstanding
-		t.Fatal(err)
-	}
-	if err := ack.Ack(ds[2].Tag, false); err == nil {
-		t.Error("tag 3 still unsettled after ack(0, multiple)")
-	}
-}
-
-func TestRejectRequeueRedelivers(t *testing.T) {
-	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "q"})
-	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 1})
-	send(t, c, "q", "1", "2")
-	d := recv(t, s)
-	if d.Redelivered {
-		t.Fatal("first delivery marked redelivered")
-	}
-	d.Body[0] = 'X' // a consumer's copy is its own
-	if err := d.Acknowledger.Reject(d.Tag, true); err != nil {
-		t.Fatal(err)
-	}
-	again := recv(t, s)
-	if string(again.Body) != "1" || !again.Redelivered || again.Tag != 2 {
-		t.Fatalf("after requeue: body %q redelivered %v tag %d; want 1, true, 2", again.Body, again.Redelivered, again.Tag)
-	}
-	again.Acknowledger.Ack(again.Tag, false)
-	if d := recv(t, s); string(d.Body) != "2" || d.Redelivered {
-		t.Fatalf("next: %q redelivered %v", d.Body, d.Redelivered)
-	}
-}
-
 func TestPublishCopiesBody(t *testing.T) {
 	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "q"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	body := []byte("original")
 	headers := map[string]any{"k": "v"}
-	publish(t, c, &transport.Publishing{RoutingKey: "q", Body: body, Headers: headers})
+	transporttest.Publish(t, c, &transport.Publishing{RoutingKey: "q", Body: body, Headers: headers})
 	copy(body, "CHANGED!")
 	headers["k"] = "changed"
 	d := get(t, c, "q", true)
@@ -152,32 +49,17 @@ func TestPublishCopiesBody(t *testing.T) {
 	}
 }
 
-func TestAutoAck(t *testing.T) {
-	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "q"})
-	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, AutoAck: true, Prefetch: 1})
-	send(t, c, "q", "1", "2", "3")
-	bodies, ds := recvBodies(t, s, 3) // prefetch does not limit auto-ack
-	if !slices.Equal(bodies, []string{"1", "2", "3"}) || ds[0].Acknowledger != nil || ds[2].Tag != 3 {
-		t.Fatalf("got %q, acknowledger %v", bodies, ds[0].Acknowledger)
-	}
-	c.Close()
-	if got := ready(t, dial(t), "q"); got != 0 {
-		t.Fatalf("auto-acked messages came back: ready = %d", got)
-	}
-}
-
 func TestCancelReturnsUndeliveredMessages(t *testing.T) {
 	c := dial(t)
 	ctx := context.Background()
-	declareQueue(t, c, transport.Queue{Name: "q"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}})
 	send(t, c, "q", "1", "2", "3", "4", "5")
 	_, ds := recvBodies(t, s, 2)
 	// The subscription goes on to hold "3", being handed over to a reader
 	// that is not reading, and "4" in its buffer; Cancel must put both back,
 	// unmarked.
-	eventually(t, "the subscription to take 3 and 4", func() bool { return ready(t, c, "q") == 1 })
+	transporttest.Eventually(t, "the subscription to take 3 and 4", func() bool { return ready(t, c, "q") == 1 })
 	if err := s.Cancel(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +95,7 @@ func TestCancelReturnsUndeliveredMessages(t *testing.T) {
 
 func TestCloseRequeuesUnsettledInOrder(t *testing.T) {
 	a, b := dial(t), dial(t)
-	declareQueue(t, a, transport.Queue{Name: "q"})
+	transporttest.DeclareQueue(t, a, transport.Queue{Name: "q"})
 	send(t, a, "q", "1", "2", "3", "4", "5")
 	sa := consume(t, a, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 3})
 	_, ds := recvBodies(t, sa, 3)
@@ -245,8 +127,8 @@ func TestCloseRequeuesUnsettledInOrder(t *testing.T) {
 
 func TestQueueDeletedWhileConsuming(t *testing.T) {
 	c, admin := dial(t), dial(t)
-	declareQueue(t, c, transport.Queue{Name: "q"})
-	declareQueue(t, c, transport.Queue{Name: "other"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "other"})
 	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q", "other"}})
 	send(t, c, "other", "kept")
 	d := recv(t, s)
@@ -271,7 +153,7 @@ func TestQueueDeletedWhileConsuming(t *testing.T) {
 func TestConsumeErrors(t *testing.T) {
 	c := dial(t)
 	ctx := context.Background()
-	declareQueue(t, c, transport.Queue{Name: "q"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	_, err := c.Consume(ctx, transport.ConsumeSpec{Queues: []string{"q", "missing"}})
 	wantErr(t, err, transport.ErrNotFound, `queue "missing"`)
 	if info, _ := c.DeclareQueue(ctx, transport.Queue{Name: "q", Passive: true}); info.Consumers != 0 {
@@ -289,57 +171,13 @@ func TestConsumeErrors(t *testing.T) {
 	wantErr(t, err, transport.ErrResourceLocked, "cannot be consumed exclusively")
 }
 
-func TestGet(t *testing.T) {
-	c := dial(t)
-	ctx := context.Background()
-	declareQueue(t, c, transport.Queue{Name: "q"})
-	_, err := c.Get(ctx, "q", false)
-	wantErr(t, err, transport.ErrEmpty, "")
-	_, err = c.Get(ctx, "missing", false)
-	wantErr(t, err, transport.ErrNotFound, `queue "missing"`)
-
-	send(t, c, "q", "1", "2")
-	d1, d2 := get(t, c, "q", false), get(t, c, "q", true)
-	if string(d1.Body) != "1" || d1.Tag != 1 || d1.Acknowledger == nil || d1.ConsumerTag != "" || d1.Queue != "q" {
-		t.Fatalf("get: %+v", d1)
-	}
-	if string(d2.Body) != "2" || d2.Acknowledger != nil {
-		t.Fatalf("auto-ack get: %+v", d2)
-	}
-	// Unsettled Get deliveries come back, redelivered, when the connection closes.
-	c.Close()
-	other := dial(t)
-	d := get(t, other, "q", true)
-	if string(d.Body) != "1" || !d.Redelivered {
-		t.Fatalf("after close: %q redelivered %v", d.Body, d.Redelivered)
-	}
-	_, err = other.Get(ctx, "q", true)
-	wantErr(t, err, transport.ErrEmpty, "")
-}
-
-func TestPublishBatch(t *testing.T) {
-	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "q"})
-	bp := c.(transport.BatchPublisher)
-	err := bp.PublishBatch(context.Background(), []*transport.Publishing{
-		{RoutingKey: "q", Body: []byte("1")},
-		{RoutingKey: "q", Body: []byte("2")},
-		{Exchange: "missing", Body: []byte("3")},
-		{RoutingKey: "q", Body: []byte("4")},
-	})
-	wantErr(t, err, transport.ErrNotFound, "batch message 3 of 4")
-	if got := drain(t, c, "q"); !slices.Equal(got, []string{"1", "2"}) {
-		t.Fatalf("queue holds %q", got)
-	}
-}
-
 // TestConcurrentExactlyOnce runs publishers, consumers and a connection that
 // closes with messages unsettled, and checks every message is acked exactly
 // once.
 func TestConcurrentExactlyOnce(t *testing.T) {
 	const publishers, perPublisher, consumers = 4, 500, 3
 	setup := dial(t)
-	declareQueue(t, setup, transport.Queue{Name: "q"})
+	transporttest.DeclareQueue(t, setup, transport.Queue{Name: "q"})
 	ctx := context.Background()
 
 	var mu sync.Mutex
@@ -456,7 +294,7 @@ func TestConcurrentExactlyOnce(t *testing.T) {
 func TestThroughput(t *testing.T) {
 	const n = 20_000
 	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "q"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 100})
 	start := time.Now()
 	done := make(chan error, 1)
@@ -475,7 +313,7 @@ func TestThroughput(t *testing.T) {
 		done <- nil
 	}()
 	for i := range n {
-		publish(t, c, &transport.Publishing{RoutingKey: "q", Body: []byte(strconv.Itoa(i))})
+		transporttest.Publish(t, c, &transport.Publishing{RoutingKey: "q", Body: []byte(strconv.Itoa(i))})
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 )
 
 // deaths returns a delivery's x-death entries.
@@ -46,7 +47,7 @@ func checkDeath(t *testing.T, got map[string]any, count int64, reason, queue, ex
 func eventuallyGet(t *testing.T, c transport.Conn, queue string) *transport.Delivery {
 	t.Helper()
 	var d *transport.Delivery
-	eventually(t, "a message in "+queue, func() bool {
+	transporttest.Eventually(t, "a message in "+queue, func() bool {
 		var err error
 		d, err = c.Get(context.Background(), queue, true)
 		return err == nil
@@ -56,13 +57,13 @@ func eventuallyGet(t *testing.T, c transport.Conn, queue string) *transport.Deli
 
 func TestQueueTTLDeadLetters(t *testing.T) {
 	c := dial(t)
-	declareExchange(t, c, transport.Exchange{Name: "dlx", Type: transport.ExchangeDirect})
-	declareQueue(t, c, transport.Queue{Name: "dead"})
-	bind(t, c, transport.Binding{Source: "dlx", Destination: "dead", RoutingKey: "expired-work"})
-	declareQueue(t, c, transport.Queue{Name: "work", Arguments: map[string]any{
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "dlx", Type: transport.ExchangeDirect})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "dead"})
+	transporttest.Bind(t, c, transport.Binding{Source: "dlx", Destination: "dead", RoutingKey: "expired-work"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "work", Arguments: map[string]any{
 		"x-message-ttl": 20, "x-dead-letter-exchange": "dlx", "x-dead-letter-routing-key": "expired-work",
 	}})
-	publish(t, c, &transport.Publishing{RoutingKey: "work", Body: []byte("late"), Headers: map[string]any{"app": "test"}})
+	transporttest.Publish(t, c, &transport.Publishing{RoutingKey: "work", Body: []byte("late"), Headers: map[string]any{"app": "test"}})
 
 	d := eventuallyGet(t, c, "dead")
 	if string(d.Body) != "late" || d.Exchange != "dlx" || d.RoutingKey != "expired-work" || d.Headers["app"] != "test" {
@@ -83,13 +84,13 @@ func TestQueueTTLDeadLetters(t *testing.T) {
 
 func TestMessageExpirationDeadLetters(t *testing.T) {
 	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "dead"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "dead"})
 	// The lower of queue TTL and message expiration applies.
-	declareQueue(t, c, transport.Queue{Name: "work", Arguments: map[string]any{
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "work", Arguments: map[string]any{
 		"x-message-ttl": 60_000, "x-dead-letter-exchange": "",
 		"x-dead-letter-routing-key": "dead",
 	}})
-	publish(t, c, &transport.Publishing{RoutingKey: "work", Body: []byte("short"), Properties: transport.Properties{Expiration: 20 * time.Millisecond}})
+	transporttest.Publish(t, c, &transport.Publishing{RoutingKey: "work", Body: []byte("short"), Properties: transport.Properties{Expiration: 20 * time.Millisecond}})
 	d := eventuallyGet(t, c, "dead")
 	if d.Properties.Expiration != 0 {
 		t.Errorf("dead-lettered copy keeps expiration %v", d.Properties.Expiration)
@@ -103,16 +104,16 @@ func TestMessageExpirationDeadLetters(t *testing.T) {
 
 func TestExpiredMessageIsNotDelivered(t *testing.T) {
 	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "q"})
-	publish(t, c, &transport.Publishing{RoutingKey: "q", Body: []byte("gone"), Properties: transport.Properties{Expiration: time.Millisecond}})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
+	transporttest.Publish(t, c, &transport.Publishing{RoutingKey: "q", Body: []byte("gone"), Properties: transport.Properties{Expiration: time.Millisecond}})
 	send(t, c, "q", "kept")
-	eventually(t, "expiry", func() bool { return ready(t, c, "q") == 1 })
+	transporttest.Eventually(t, "expiry", func() bool { return ready(t, c, "q") == 1 })
 	if got := drain(t, c, "q"); !slices.Equal(got, []string{"kept"}) {
 		t.Fatalf("got %q", got)
 	}
 	// A TTL too long to add to the clock does not wrap around.
-	declareQueue(t, c, transport.Queue{Name: "forever", Arguments: map[string]any{"x-message-ttl": int64(math.MaxInt64)}})
-	publish(t, c, &transport.Publishing{RoutingKey: "forever", Body: []byte("x"), Properties: transport.Properties{Expiration: math.MaxInt64}})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "forever", Arguments: map[string]any{"x-message-ttl": int64(math.MaxInt64)}})
+	transporttest.Publish(t, c, &transport.Publishing{RoutingKey: "forever", Body: []byte("x"), Properties: transport.Properties{Expiration: math.MaxInt64}})
 	if got := drain(t, c, "forever"); !slices.Equal(got, []string{"x"}) {
 		t.Fatalf("got %q", got)
 	}
@@ -121,8 +122,8 @@ func TestExpiredMessageIsNotDelivered(t *testing.T) {
 func TestRejectDeadLettersAndCountsRepeats(t *testing.T) {
 	c := dial(t)
 	// a and b dead-letter into each other; rejections are never a cycle.
-	declareQueue(t, c, transport.Queue{Name: "a", Arguments: map[string]any{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "b"}})
-	declareQueue(t, c, transport.Queue{Name: "b", Arguments: map[string]any{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "a"}})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "a", Arguments: map[string]any{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "b"}})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "b", Arguments: map[string]any{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "a"}})
 	send(t, c, "a", "bounce")
 	reject := func(queue string) {
 		d := get(t, c, queue, false)
@@ -148,7 +149,7 @@ func TestRejectDeadLettersAndCountsRepeats(t *testing.T) {
 
 func TestRejectWithoutDeadLetterExchangeDrops(t *testing.T) {
 	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "q"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	send(t, c, "q", "x")
 	d := get(t, c, "q", false)
 	if err := d.Acknowledger.Reject(d.Tag, false); err != nil {
@@ -163,41 +164,15 @@ func TestExpiryCycleIsDropped(t *testing.T) {
 	c := dial(t)
 	// q dead-letters through a fanout that leads back to q and on to r: the
 	// copy for q would loop on expiry forever, so RabbitMQ drops it.
-	declareExchange(t, c, transport.Exchange{Name: "loop", Type: transport.ExchangeFanout})
-	declareQueue(t, c, transport.Queue{Name: "q", Arguments: map[string]any{"x-message-ttl": 10, "x-dead-letter-exchange": "loop"}})
-	declareQueue(t, c, transport.Queue{Name: "r"})
-	bind(t, c, transport.Binding{Source: "loop", Destination: "q"})
-	bind(t, c, transport.Binding{Source: "loop", Destination: "r"})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "loop", Type: transport.ExchangeFanout})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q", Arguments: map[string]any{"x-message-ttl": 10, "x-dead-letter-exchange": "loop"}})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "r"})
+	transporttest.Bind(t, c, transport.Binding{Source: "loop", Destination: "q"})
+	transporttest.Bind(t, c, transport.Binding{Source: "loop", Destination: "r"})
 	send(t, c, "q", "x")
 	d := eventuallyGet(t, c, "r")
 	checkDeath(t, deaths(t, d)[0], 1, "expired", "q", "", "q")
 	if got := ready(t, c, "q"); got != 0 {
 		t.Fatalf("q holds %d, want the cycling copy dropped", got)
-	}
-}
-
-func TestMaxLengthDropsHead(t *testing.T) {
-	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "dead"})
-	declareQueue(t, c, transport.Queue{Name: "q", Arguments: map[string]any{
-		"x-max-length": 2, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead",
-	}})
-	send(t, c, "q", "1", "2", "3", "4")
-	if got := drain(t, c, "q"); !slices.Equal(got, []string{"3", "4"}) {
-		t.Fatalf("q holds %q", got)
-	}
-	var reasons []string
-	for range 2 {
-		d := get(t, c, "dead", true)
-		reasons = append(reasons, string(d.Body)+":"+deaths(t, d)[0]["reason"].(string))
-	}
-	if !slices.Equal(reasons, []string{"1:maxlen", "2:maxlen"}) {
-		t.Fatalf("dead-lettered %q", reasons)
-	}
-
-	declareQueue(t, c, transport.Queue{Name: "bytes", Arguments: map[string]any{"x-max-length-bytes": 10}})
-	send(t, c, "bytes", "aaaa", "bbbb", "cccc")
-	if got := drain(t, c, "bytes"); !slices.Equal(got, []string{"bbbb", "cccc"}) {
-		t.Fatalf("bytes holds %q", got)
 	}
 }

@@ -6,6 +6,9 @@
 // dead-lettering with x-death headers, exclusive and auto-delete queues,
 // prefetch, and requeueing of unsettled messages when a connection closes.
 // Nothing is persisted; "durable" only matters when comparing declarations.
+// Message headers are copied deeply on the way in and out, and a value the
+// AMQP transport could not send either (a struct, a channel, ...) is
+// refused with transport.ErrNotSupported.
 //
 // Import it for its side effect:
 //

@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 )
 
 // routedTo publishes p and returns, in order, the queues among queues that
 // received it and how many copies each got.
 func routedTo(t *testing.T, c transport.Conn, p *transport.Publishing, queues ...string) []string {
 	t.Helper()
-	publish(t, c, p)
+	transporttest.Publish(t, c, p)
 	var got []string
 	for _, q := range queues {
 		for range drain(t, c, q) {
@@ -24,15 +25,15 @@ func routedTo(t *testing.T, c transport.Conn, p *transport.Publishing, queues ..
 
 func TestDirectRouting(t *testing.T) {
 	c := dial(t)
-	declareExchange(t, c, transport.Exchange{Name: "d", Type: transport.ExchangeDirect})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "d", Type: transport.ExchangeDirect})
 	for _, q := range []string{"q1", "q2", "q3"} {
-		declareQueue(t, c, transport.Queue{Name: q})
+		transporttest.DeclareQueue(t, c, transport.Queue{Name: q})
 	}
-	bind(t, c, transport.Binding{Source: "d", Destination: "q1", RoutingKey: "a"})
-	bind(t, c, transport.Binding{Source: "d", Destination: "q2", RoutingKey: "a"})
-	bind(t, c, transport.Binding{Source: "d", Destination: "q2", RoutingKey: "b"})
-	bind(t, c, transport.Binding{Source: "d", Destination: "q3", RoutingKey: ""})
-	bind(t, c, transport.Binding{Source: "d", Destination: "q1", RoutingKey: "a"}) // duplicate: no second copy
+	transporttest.Bind(t, c, transport.Binding{Source: "d", Destination: "q1", RoutingKey: "a"})
+	transporttest.Bind(t, c, transport.Binding{Source: "d", Destination: "q2", RoutingKey: "a"})
+	transporttest.Bind(t, c, transport.Binding{Source: "d", Destination: "q2", RoutingKey: "b"})
+	transporttest.Bind(t, c, transport.Binding{Source: "d", Destination: "q3", RoutingKey: ""})
+	transporttest.Bind(t, c, transport.Binding{Source: "d", Destination: "q1", RoutingKey: "a"}) // duplicate: no second copy
 
 	for _, tt := range []struct {
 		key  string
@@ -52,7 +53,7 @@ func TestDirectRouting(t *testing.T) {
 
 func TestDefaultExchangeRoutesByQueueName(t *testing.T) {
 	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "jobs"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "jobs"})
 	if got := routedTo(t, c, &transport.Publishing{RoutingKey: "jobs"}, "jobs"); !slices.Equal(got, []string{"jobs"}) {
 		t.Fatalf("routed to %v", got)
 	}
@@ -76,12 +77,12 @@ func TestDefaultExchangeRoutesByQueueName(t *testing.T) {
 
 func TestTopicRoutingThroughExchange(t *testing.T) {
 	c := dial(t)
-	declareExchange(t, c, transport.Exchange{Name: "t", Type: transport.ExchangeTopic})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "t", Type: transport.ExchangeTopic})
 	keys := map[string]string{"all": "#", "one": "*", "ab": "a.*", "deep": "a.#", "empty": ""}
 	var queues []string
 	for q, key := range keys {
-		declareQueue(t, c, transport.Queue{Name: q})
-		bind(t, c, transport.Binding{Source: "t", Destination: q, RoutingKey: key})
+		transporttest.DeclareQueue(t, c, transport.Queue{Name: q})
+		transporttest.Bind(t, c, transport.Binding{Source: "t", Destination: q, RoutingKey: key})
 		queues = append(queues, q)
 	}
 	slices.Sort(queues)
@@ -105,8 +106,8 @@ func TestTopicRoutingThroughExchange(t *testing.T) {
 func TestFanoutRouting(t *testing.T) {
 	c := dial(t)
 	for _, q := range []string{"q1", "q2"} {
-		declareQueue(t, c, transport.Queue{Name: q})
-		bind(t, c, transport.Binding{Source: "amq.fanout", Destination: q, RoutingKey: "ignored-" + q})
+		transporttest.DeclareQueue(t, c, transport.Queue{Name: q})
+		transporttest.Bind(t, c, transport.Binding{Source: "amq.fanout", Destination: q, RoutingKey: "ignored-" + q})
 	}
 	got := routedTo(t, c, &transport.Publishing{Exchange: "amq.fanout", RoutingKey: "whatever"}, "q1", "q2")
 	if !slices.Equal(got, []string{"q1", "q2"}) {
@@ -117,10 +118,10 @@ func TestFanoutRouting(t *testing.T) {
 func TestHeadersRoutingThroughExchange(t *testing.T) {
 	c := dial(t)
 	for _, q := range []string{"all", "any"} {
-		declareQueue(t, c, transport.Queue{Name: q})
+		transporttest.DeclareQueue(t, c, transport.Queue{Name: q})
 	}
-	bind(t, c, transport.Binding{Source: "amq.headers", Destination: "all", Arguments: map[string]any{"format": "pdf", "size": 3}})
-	bind(t, c, transport.Binding{Source: "amq.match", Destination: "any", Arguments: map[string]any{"x-match": "any", "format": "pdf", "size": 3}})
+	transporttest.Bind(t, c, transport.Binding{Source: "amq.headers", Destination: "all", Arguments: map[string]any{"format": "pdf", "size": 3}})
+	transporttest.Bind(t, c, transport.Binding{Source: "amq.match", Destination: "any", Arguments: map[string]any{"x-match": "any", "format": "pdf", "size": 3}})
 	if got := routedTo(t, c, &transport.Publishing{Exchange: "amq.headers", Headers: map[string]any{"format": "pdf", "size": int64(3)}}, "all", "any"); !slices.Equal(got, []string{"all"}) {
 		t.Errorf("all: routed to %v", got)
 	}
@@ -138,18 +139,18 @@ func TestHeadersRoutingThroughExchange(t *testing.T) {
 
 func TestExchangeToExchange(t *testing.T) {
 	c := dial(t)
-	declareExchange(t, c, transport.Exchange{Name: "front", Type: transport.ExchangeTopic})
-	declareExchange(t, c, transport.Exchange{Name: "middle", Type: transport.ExchangeFanout, Internal: true})
-	declareExchange(t, c, transport.Exchange{Name: "back", Type: transport.ExchangeDirect})
-	declareQueue(t, c, transport.Queue{Name: "q"})
-	declareQueue(t, c, transport.Queue{Name: "other"})
-	bind(t, c, transport.Binding{Source: "front", Destination: "middle", DestinationIsExchange: true, RoutingKey: "a.*"})
-	bind(t, c, transport.Binding{Source: "middle", Destination: "back", DestinationIsExchange: true})
-	bind(t, c, transport.Binding{Source: "back", Destination: "q", RoutingKey: "a.b"})
-	bind(t, c, transport.Binding{Source: "back", Destination: "other", RoutingKey: "a.c"})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "front", Type: transport.ExchangeTopic})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "middle", Type: transport.ExchangeFanout, Internal: true})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "back", Type: transport.ExchangeDirect})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "other"})
+	transporttest.Bind(t, c, transport.Binding{Source: "front", Destination: "middle", DestinationIsExchange: true, RoutingKey: "a.*"})
+	transporttest.Bind(t, c, transport.Binding{Source: "middle", Destination: "back", DestinationIsExchange: true})
+	transporttest.Bind(t, c, transport.Binding{Source: "back", Destination: "q", RoutingKey: "a.b"})
+	transporttest.Bind(t, c, transport.Binding{Source: "back", Destination: "other", RoutingKey: "a.c"})
 	// A second path to q, and a cycle back to the front.
-	bind(t, c, transport.Binding{Source: "front", Destination: "q", RoutingKey: "#"})
-	bind(t, c, transport.Binding{Source: "back", Destination: "front", DestinationIsExchange: true, RoutingKey: "a.b"})
+	transporttest.Bind(t, c, transport.Binding{Source: "front", Destination: "q", RoutingKey: "#"})
+	transporttest.Bind(t, c, transport.Binding{Source: "back", Destination: "front", DestinationIsExchange: true, RoutingKey: "a.b"})
 
 	if got := routedTo(t, c, &transport.Publishing{Exchange: "front", RoutingKey: "a.b"}, "q", "other"); !slices.Equal(got, []string{"q"}) {
 		t.Errorf("a.b routed to %v, want one copy in q", got)
@@ -158,7 +159,7 @@ func TestExchangeToExchange(t *testing.T) {
 		t.Errorf("a.c routed to %v", got)
 	}
 	// The routing key travels unchanged through the chain.
-	publish(t, c, &transport.Publishing{Exchange: "front", RoutingKey: "a.c"})
+	transporttest.Publish(t, c, &transport.Publishing{Exchange: "front", RoutingKey: "a.c"})
 	d := get(t, c, "other", true)
 	if d.Exchange != "front" || d.RoutingKey != "a.c" {
 		t.Errorf("delivery exchange %q routing key %q, want front a.c", d.Exchange, d.RoutingKey)
@@ -174,12 +175,12 @@ func TestExchangeToExchange(t *testing.T) {
 
 func TestAlternateExchange(t *testing.T) {
 	c := dial(t)
-	declareExchange(t, c, transport.Exchange{Name: "ae", Type: transport.ExchangeFanout})
-	declareExchange(t, c, transport.Exchange{Name: "x", Type: transport.ExchangeDirect, Arguments: map[string]any{"alternate-exchange": "ae"}})
-	declareQueue(t, c, transport.Queue{Name: "unrouted"})
-	declareQueue(t, c, transport.Queue{Name: "q"})
-	bind(t, c, transport.Binding{Source: "ae", Destination: "unrouted"})
-	bind(t, c, transport.Binding{Source: "x", Destination: "q", RoutingKey: "k"})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "ae", Type: transport.ExchangeFanout})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "x", Type: transport.ExchangeDirect, Arguments: map[string]any{"alternate-exchange": "ae"}})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "unrouted"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
+	transporttest.Bind(t, c, transport.Binding{Source: "ae", Destination: "unrouted"})
+	transporttest.Bind(t, c, transport.Binding{Source: "x", Destination: "q", RoutingKey: "k"})
 	if got := routedTo(t, c, &transport.Publishing{Exchange: "x", RoutingKey: "k", Mandatory: true}, "q", "unrouted"); !slices.Equal(got, []string{"q"}) {
 		t.Errorf("k routed to %v", got)
 	}
@@ -188,27 +189,13 @@ func TestAlternateExchange(t *testing.T) {
 	}
 }
 
-func TestMandatoryUnroutable(t *testing.T) {
-	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "q"})
-	err := c.Publish(context.Background(), &transport.Publishing{Exchange: "amq.direct", RoutingKey: "q", Mandatory: true, Body: []byte("x")})
-	wantErr(t, err, transport.ErrUnroutable, `exchange "amq.direct", routing key "q"`)
-	publish(t, c, &transport.Publishing{Exchange: "amq.direct", RoutingKey: "q", Body: []byte("x")}) // dropped silently
-	bind(t, c, transport.Binding{Source: "amq.direct", Destination: "q", RoutingKey: "q"})
-	publish(t, c, &transport.Publishing{Exchange: "amq.direct", RoutingKey: "q", Mandatory: true, Body: []byte("y")})
-	if got := drain(t, c, "q"); !slices.Equal(got, []string{"y"}) {
-		t.Fatalf("queue holds %q, want only the routed mandatory message", got)
-	}
-	wantErr(t, c.Publish(context.Background(), &transport.Publishing{Exchange: "missing"}), transport.ErrNotFound, `exchange "missing"`)
-}
-
 func TestExchangeDeclaration(t *testing.T) {
 	c := dial(t)
 	ctx := context.Background()
-	declareExchange(t, c, transport.Exchange{Name: "orders", Type: transport.ExchangeTopic, Durable: true})
-	declareExchange(t, c, transport.Exchange{Name: "orders", Type: transport.ExchangeTopic, Durable: true})
-	declareExchange(t, c, transport.Exchange{Name: "orders", Passive: true})
-	declareExchange(t, c, transport.Exchange{Name: "amq.direct", Type: transport.ExchangeDirect, Durable: true})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "orders", Type: transport.ExchangeTopic, Durable: true})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "orders", Type: transport.ExchangeTopic, Durable: true})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "orders", Passive: true})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "amq.direct", Type: transport.ExchangeDirect, Durable: true})
 
 	for _, tt := range []struct {
 		ex   transport.Exchange
@@ -234,9 +221,9 @@ func TestExchangeDeclaration(t *testing.T) {
 func TestExchangeDeletion(t *testing.T) {
 	c := dial(t)
 	ctx := context.Background()
-	declareExchange(t, c, transport.Exchange{Name: "x", Type: transport.ExchangeDirect})
-	declareQueue(t, c, transport.Queue{Name: "q"})
-	bind(t, c, transport.Binding{Source: "x", Destination: "q", RoutingKey: "k"})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "x", Type: transport.ExchangeDirect})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
+	transporttest.Bind(t, c, transport.Binding{Source: "x", Destination: "q", RoutingKey: "k"})
 	wantErr(t, c.DeleteExchange(ctx, "x", true), transport.ErrInUse, `exchange "x" has 1 bindings`)
 	if err := c.DeleteExchange(ctx, "x", false); err != nil {
 		t.Fatal(err)
@@ -253,16 +240,16 @@ func TestExchangeDeletion(t *testing.T) {
 func TestAutoDeleteExchange(t *testing.T) {
 	c := dial(t)
 	ctx := context.Background()
-	declareExchange(t, c, transport.Exchange{Name: "auto", Type: transport.ExchangeFanout, AutoDelete: true})
-	declareExchange(t, c, transport.Exchange{Name: "auto", Passive: true}) // no binding yet: still there
-	declareQueue(t, c, transport.Queue{Name: "q1"})
-	declareQueue(t, c, transport.Queue{Name: "q2"})
-	bind(t, c, transport.Binding{Source: "auto", Destination: "q1"})
-	bind(t, c, transport.Binding{Source: "auto", Destination: "q2"})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "auto", Type: transport.ExchangeFanout, AutoDelete: true})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "auto", Passive: true}) // no binding yet: still there
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q1"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q2"})
+	transporttest.Bind(t, c, transport.Binding{Source: "auto", Destination: "q1"})
+	transporttest.Bind(t, c, transport.Binding{Source: "auto", Destination: "q2"})
 	if err := c.Unbind(ctx, transport.Binding{Source: "auto", Destination: "q1"}); err != nil {
 		t.Fatal(err)
 	}
-	declareExchange(t, c, transport.Exchange{Name: "auto", Passive: true})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "auto", Passive: true})
 	// Deleting the queue removes the last binding.
 	if _, err := c.DeleteQueue(ctx, "q2", false, false); err != nil {
 		t.Fatal(err)
@@ -273,13 +260,13 @@ func TestAutoDeleteExchange(t *testing.T) {
 func TestBindAndUnbind(t *testing.T) {
 	c := dial(t)
 	ctx := context.Background()
-	declareQueue(t, c, transport.Queue{Name: "q"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	wantErr(t, c.Bind(ctx, transport.Binding{Source: "missing", Destination: "q"}), transport.ErrNotFound, `exchange "missing"`)
 	wantErr(t, c.Bind(ctx, transport.Binding{Source: "amq.direct", Destination: "missing"}), transport.ErrNotFound, `queue "missing"`)
 	if err := c.Unbind(ctx, transport.Binding{Source: "amq.direct", Destination: "q", RoutingKey: "never-bound"}); err != nil {
 		t.Errorf("unbinding a missing binding: %v", err)
 	}
-	bind(t, c, transport.Binding{Source: "amq.direct", Destination: "q", RoutingKey: "k", Arguments: map[string]any{"n": 1}})
+	transporttest.Bind(t, c, transport.Binding{Source: "amq.direct", Destination: "q", RoutingKey: "k", Arguments: map[string]any{"n": 1}})
 	// Arguments are part of a binding's identity, compared by value.
 	if err := c.Unbind(ctx, transport.Binding{Source: "amq.direct", Destination: "q", RoutingKey: "k", Arguments: map[string]any{"n": 2}}); err != nil {
 		t.Fatal(err)

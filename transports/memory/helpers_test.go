@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 	"github.com/kombu-go/kombu/transports/memory"
 )
 
@@ -56,41 +57,11 @@ func dial(t *testing.T, path ...string) transport.Conn {
 	return c
 }
 
-func declareQueue(t *testing.T, c transport.Conn, q transport.Queue) string {
-	t.Helper()
-	info, err := c.DeclareQueue(context.Background(), q)
-	if err != nil {
-		t.Fatalf("declare queue %q: %v", q.Name, err)
-	}
-	return info.Name
-}
-
-func declareExchange(t *testing.T, c transport.Conn, x transport.Exchange) {
-	t.Helper()
-	if err := c.DeclareExchange(context.Background(), x); err != nil {
-		t.Fatalf("declare exchange %q: %v", x.Name, err)
-	}
-}
-
-func bind(t *testing.T, c transport.Conn, b transport.Binding) {
-	t.Helper()
-	if err := c.Bind(context.Background(), b); err != nil {
-		t.Fatalf("bind %+v: %v", b, err)
-	}
-}
-
-func publish(t *testing.T, c transport.Conn, p *transport.Publishing) {
-	t.Helper()
-	if err := c.Publish(context.Background(), p); err != nil {
-		t.Fatalf("publish to %q/%q: %v", p.Exchange, p.RoutingKey, err)
-	}
-}
-
 // send publishes each body to the queue through the default exchange.
 func send(t *testing.T, c transport.Conn, queue string, bodies ...string) {
 	t.Helper()
 	for _, b := range bodies {
-		publish(t, c, &transport.Publishing{RoutingKey: queue, Body: []byte(b)})
+		transporttest.Publish(t, c, &transport.Publishing{RoutingKey: queue, Body: []byte(b)})
 	}
 }
 
@@ -178,18 +149,6 @@ func ready(t *testing.T, c transport.Conn, queue string) int {
 		t.Fatalf("passive declare %q: %v", queue, err)
 	}
 	return info.Messages
-}
-
-// eventually polls cond until it holds, for timers that fire on their own.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func wantErr(t *testing.T, err, target error, text string) {

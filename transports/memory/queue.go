@@ -24,11 +24,12 @@ type message struct {
 	props      transport.Properties
 }
 
-// newMessage copies what the publisher may reuse once Publish returns.
-func newMessage(p *transport.Publishing) *message {
+// newMessage copies what the publisher may reuse once Publish returns;
+// headers is p.Headers copied already (see cloneHeaders).
+func newMessage(p *transport.Publishing, headers map[string]any) *message {
 	m := &message{
 		exchange: p.Exchange, routingKey: p.RoutingKey,
-		body: bytes.Clone(p.Body), headers: maps.Clone(p.Headers), props: p.Properties,
+		body: bytes.Clone(p.Body), headers: headers, props: p.Properties,
 	}
 	if m.props.DeliveryMode == 0 {
 		m.props.DeliveryMode = transport.Persistent // what an AMQP client sends for 0
@@ -50,7 +51,7 @@ type entry struct {
 func (e *entry) delivery(q *queue, consumerTag string, tag uint64) *transport.Delivery {
 	m := e.msg
 	return &transport.Delivery{
-		Body: bytes.Clone(m.body), Headers: maps.Clone(m.headers), Properties: m.props,
+		Body: bytes.Clone(m.body), Headers: copyHeaders(m.headers), Properties: m.props,
 		Exchange: m.exchange, RoutingKey: m.routingKey, Queue: q.name,
 		ConsumerTag: consumerTag, Redelivered: e.redelivered, Tag: tag,
 	}

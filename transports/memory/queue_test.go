@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 )
 
 func TestServerNamedQueue(t *testing.T) {
 	c := dial(t)
-	a := declareQueue(t, c, transport.Queue{Exclusive: true})
-	b := declareQueue(t, c, transport.Queue{Exclusive: true})
+	a := transporttest.DeclareQueue(t, c, transport.Queue{Exclusive: true}).Name
+	b := transporttest.DeclareQueue(t, c, transport.Queue{Exclusive: true}).Name
 	pattern := regexp.MustCompile(`^amq\.gen-[A-Za-z0-9_-]{22}$`)
 	if !pattern.MatchString(a) || a == b {
 		t.Fatalf("names %q and %q: want two distinct amq.gen- names", a, b)
@@ -33,7 +34,7 @@ func TestQueueDeclaration(t *testing.T) {
 	c := dial(t)
 	ctx := context.Background()
 	args := map[string]any{"x-message-ttl": 1000, "x-max-length": int64(10)}
-	declareQueue(t, c, transport.Queue{Name: "q", Durable: true, Arguments: args})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q", Durable: true, Arguments: args})
 	send(t, c, "q", "one", "two")
 	// Same values in other Go types are the same declaration.
 	info, err := c.DeclareQueue(ctx, transport.Queue{Name: "q", Durable: true, Arguments: map[string]any{"x-message-ttl": int32(1000), "x-max-length": 10.0}})
@@ -92,7 +93,7 @@ func TestQueueArgumentErrors(t *testing.T) {
 		}
 	}
 	// Accepted: advisory arguments, classic queues, custom non-x arguments.
-	declareQueue(t, c, transport.Queue{Name: "ok", Arguments: map[string]any{
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "ok", Arguments: map[string]any{
 		"x-queue-type": "classic", "x-queue-mode": "lazy", "x-overflow": "drop-head",
 		"x-single-active-consumer": false, "x-message-ttl": uint8(5), "owner": "me",
 	}})
@@ -110,8 +111,8 @@ func containsAll(s string, subs ...string) bool {
 func TestExclusiveQueue(t *testing.T) {
 	owner, other := dial(t), dial(t)
 	ctx := context.Background()
-	declareQueue(t, owner, transport.Queue{Name: "mine", Exclusive: true})
-	declareQueue(t, owner, transport.Queue{Name: "mine", Exclusive: true}) // the owner may redeclare
+	transporttest.DeclareQueue(t, owner, transport.Queue{Name: "mine", Exclusive: true})
+	transporttest.DeclareQueue(t, owner, transport.Queue{Name: "mine", Exclusive: true}) // the owner may redeclare
 	send(t, other, "mine", "publishing is allowed")
 
 	locked := `queue "mine" is exclusive to another connection`
@@ -136,14 +137,14 @@ func TestExclusiveQueue(t *testing.T) {
 	_, err = other.DeclareQueue(ctx, transport.Queue{Name: "mine", Passive: true})
 	wantErr(t, err, transport.ErrNotFound, "")
 	// The name is free again.
-	declareQueue(t, other, transport.Queue{Name: "mine", Exclusive: true})
+	transporttest.DeclareQueue(t, other, transport.Queue{Name: "mine", Exclusive: true})
 }
 
 func TestAutoDeleteQueue(t *testing.T) {
 	c := dial(t)
 	ctx := context.Background()
-	declareQueue(t, c, transport.Queue{Name: "auto", AutoDelete: true})
-	bind(t, c, transport.Binding{Source: "amq.fanout", Destination: "auto"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "auto", AutoDelete: true})
+	transporttest.Bind(t, c, transport.Binding{Source: "amq.fanout", Destination: "auto"})
 	// Without ever having had a consumer it stays.
 	s1 := consume(t, c, transport.ConsumeSpec{Queues: []string{"auto"}})
 	s2 := consume(t, c, transport.ConsumeSpec{Queues: []string{"auto"}})
@@ -167,8 +168,8 @@ func TestAutoDeleteQueue(t *testing.T) {
 func TestQueueExpires(t *testing.T) {
 	c := dial(t)
 	ctx := context.Background()
-	declareQueue(t, c, transport.Queue{Name: "idle", Arguments: map[string]any{"x-expires": 20}})
-	declareQueue(t, c, transport.Queue{Name: "busy", Arguments: map[string]any{"x-expires": 20}})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "idle", Arguments: map[string]any{"x-expires": 20}})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "busy", Arguments: map[string]any{"x-expires": 20}})
 	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"busy"}, AutoAck: true})
 	// A declaration or Get would renew the lease, as on RabbitMQ; a mandatory
 	// publish observes the queue without using it.
@@ -178,20 +179,20 @@ func TestQueueExpires(t *testing.T) {
 			return errors.Is(err, transport.ErrUnroutable)
 		}
 	}
-	eventually(t, "the idle queue to expire", gone("idle"))
+	transporttest.Eventually(t, "the idle queue to expire", gone("idle"))
 	if gone("busy")() {
 		t.Fatal("the consumed queue expired")
 	}
 	if err := s.Cancel(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the busy queue to expire once unused", gone("busy"))
+	transporttest.Eventually(t, "the busy queue to expire once unused", gone("busy"))
 }
 
 func TestPurgeAndDelete(t *testing.T) {
 	c := dial(t)
 	ctx := context.Background()
-	declareQueue(t, c, transport.Queue{Name: "q"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	send(t, c, "q", "1", "2", "3")
 	unacked := get(t, c, "q", false)
 	n, err := c.PurgeQueue(ctx, "q")
@@ -225,18 +226,18 @@ func TestPurgeAndDelete(t *testing.T) {
 
 func TestPriorityQueue(t *testing.T) {
 	c := dial(t)
-	declareQueue(t, c, transport.Queue{Name: "p", Arguments: map[string]any{"x-max-priority": 5}})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "p", Arguments: map[string]any{"x-max-priority": 5}})
 	for i, prio := range []uint8{1, 5, 3, 9, 0, 5} {
-		publish(t, c, &transport.Publishing{RoutingKey: "p", Body: []byte{'a' + byte(i)}, Properties: transport.Properties{Priority: prio}})
+		transporttest.Publish(t, c, &transport.Publishing{RoutingKey: "p", Body: []byte{'a' + byte(i)}, Properties: transport.Properties{Priority: prio}})
 	}
 	// Highest first, 9 capped to 5, and arrival order within a priority.
 	if got, want := drain(t, c, "p"), []string{"b", "d", "f", "c", "a", "e"}; !slices.Equal(got, want) {
 		t.Fatalf("order %q, want %q", got, want)
 	}
 	// Without x-max-priority, priority is ignored.
-	declareQueue(t, c, transport.Queue{Name: "fifo"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "fifo"})
 	for i, prio := range []uint8{1, 9, 3} {
-		publish(t, c, &transport.Publishing{RoutingKey: "fifo", Body: []byte{'a' + byte(i)}, Properties: transport.Properties{Priority: prio}})
+		transporttest.Publish(t, c, &transport.Publishing{RoutingKey: "fifo", Body: []byte{'a' + byte(i)}, Properties: transport.Properties{Priority: prio}})
 	}
 	if got, want := drain(t, c, "fifo"), []string{"a", "b", "c"}; !slices.Equal(got, want) {
 		t.Fatalf("order %q, want %q", got, want)
@@ -247,7 +248,7 @@ func TestNamedBrokersAreIsolated(t *testing.T) {
 	a := dial(t, brokerPath(t)+"-a")
 	b := dial(t, brokerPath(t)+"-b")
 	a2 := dial(t, brokerPath(t)+"-a")
-	declareQueue(t, a, transport.Queue{Name: "q"})
+	transporttest.DeclareQueue(t, a, transport.Queue{Name: "q"})
 	send(t, a, "q", "x")
 	_, err := b.DeclareQueue(context.Background(), transport.Queue{Name: "q", Passive: true})
 	wantErr(t, err, transport.ErrNotFound, "")
@@ -256,48 +257,8 @@ func TestNamedBrokersAreIsolated(t *testing.T) {
 	}
 	// memory:// and memory:/// are both the default broker.
 	name := "default-broker-" + brokerPath(t)
-	declareQueue(t, dial(t, ""), transport.Queue{Name: name, AutoDelete: true})
+	transporttest.DeclareQueue(t, dial(t, ""), transport.Queue{Name: name, AutoDelete: true})
 	ready(t, dial(t, "/"), name)
-}
-
-func TestClosedConnection(t *testing.T) {
-	c := dial(t)
-	ctx := context.Background()
-	declareQueue(t, c, transport.Queue{Name: "q"})
-	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}})
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-c.Done():
-	default:
-		t.Fatal("Done not closed")
-	}
-	if c.Err() != nil {
-		t.Errorf("Err = %v after Close", c.Err())
-	}
-	closed(t, s)
-	// The subscription did not end by itself: its consumer must hear why.
-	if !errors.Is(s.Err(), transport.ErrClosed) {
-		t.Errorf("subscription Err = %v after Close, want ErrClosed", s.Err())
-	}
-	if err := c.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-	checks := map[string]error{
-		"publish":          c.Publish(ctx, &transport.Publishing{RoutingKey: "q"}),
-		"declare queue":    func() error { _, err := c.DeclareQueue(ctx, transport.Queue{Name: "q"}); return err }(),
-		"declare exchange": c.DeclareExchange(ctx, transport.Exchange{Name: "x", Type: "direct"}),
-		"bind":             c.Bind(ctx, transport.Binding{Source: "amq.direct", Destination: "q"}),
-		"get":              func() error { _, err := c.Get(ctx, "q", true); return err }(),
-		"consume":          func() error { _, err := c.Consume(ctx, transport.ConsumeSpec{Queues: []string{"q"}}); return err }(),
-		"purge":            func() error { _, err := c.PurgeQueue(ctx, "q"); return err }(),
-	}
-	for what, err := range checks {
-		if !errors.Is(err, transport.ErrClosed) {
-			t.Errorf("%s after Close: %v, want ErrClosed", what, err)
-		}
-	}
 }
 
 func TestContextDone(t *testing.T) {
@@ -309,18 +270,5 @@ func TestContextDone(t *testing.T) {
 	}
 	if _, err := c.DeclareQueue(ctx, transport.Queue{Name: "q"}); !errors.Is(err, context.Canceled) {
 		t.Errorf("declare with a done context: %v", err)
-	}
-}
-
-func TestFeatures(t *testing.T) {
-	f := dial(t).Features()
-	want := transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout | transport.FeatureHeaders |
-		transport.FeatureExchangeBindings | transport.FeaturePriority | transport.FeatureTTL | transport.FeatureDeadLetter |
-		transport.FeatureMaxLength | transport.FeatureConfirms | transport.FeatureMandatory
-	if f != want {
-		t.Fatalf("features %b, want %b", f, want)
-	}
-	if _, ok := transport.Lookup("memory"); !ok {
-		t.Fatal("memory scheme not registered")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 )
 
 // Kombu spends three round trips per message on Redis: BRPOP, then a
@@ -28,8 +29,8 @@ func BenchmarkPublish(b *testing.B) {
 func BenchmarkPublishTopic(b *testing.B) {
 	e := newEnv(b)
 	c := e.dial()
-	declareExchange(b, c, "tx", transport.ExchangeTopic)
-	bind(b, c, "tx", "a.*", "bench")
+	transporttest.DeclareExchange(b, c, transport.Exchange{Name: "tx", Type: transport.ExchangeTopic, Durable: true})
+	transporttest.Bind(b, c, transport.Binding{Source: "tx", Destination: "bench", RoutingKey: "a.*"})
 	p := &transport.Publishing{Exchange: "tx", RoutingKey: "a.b", Body: make([]byte, 256), Confirm: true}
 	ctx := context.Background()
 	b.ReportAllocs()

@@ -366,8 +366,37 @@ func (c *conn) DeleteQueue(ctx context.Context, name string, ifUnused, ifEmpty b
 			return 0, fmt.Errorf("redis: queue %q has %d messages: %w", name, n, transport.ErrInUse)
 		}
 	}
+	if err := c.endConsumers(ctx, name); err != nil {
+		return 0, c.wrap("delete queue "+name, err)
+	}
 	n, err := c.deleteQueue(ctx, name)
 	return n, c.wrap("delete queue "+name, err)
+}
+
+// endConsumers ends this connection's subscriptions to the queue, as a
+// broker that knows its consumers cancels them when their queue goes, and
+// waits until they have put back what they took but did not hand over, so
+// that it is deleted with the rest. Redis does not know the consumers of
+// other connections: those keep waiting on the name.
+func (c *conn) endConsumers(ctx context.Context, queue string) error {
+	gone := fmt.Errorf("redis: queue %q was deleted: %w", queue, transport.ErrNotFound)
+	var ended []*subscription
+	c.mu.Lock()
+	for s := range c.subs {
+		if _, ok := s.tags[queue]; ok {
+			s.end(gone)
+			ended = append(ended, s)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range ended {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // deleteQueue deletes a queue's lists and removes it from every binding set.

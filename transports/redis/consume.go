@@ -24,6 +24,11 @@ const (
 	autoAckBatch = 16
 )
 
+// directReplyTo is RabbitMQ's pseudo-queue for direct reply-to. Redis has
+// no such thing (no FeatureDirectReplyTo): consuming it is refused rather
+// than served as an ordinary list every requester would share.
+const directReplyTo = "amq.rabbitmq.reply-to"
+
 // subscription consumes from its queues in a goroutine of its own: it takes
 // up to its free prefetch in one takeScript call, hands the messages over
 // one at a time, and when the queues are empty waits for a wake-up (a
@@ -72,6 +77,9 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 	for i, q := range spec.Queues {
 		if q == "" {
 			return nil, errors.New("redis: consume: empty queue name")
+		}
+		if q == directReplyTo {
+			return nil, fmt.Errorf("redis: consume: %s (RabbitMQ's direct reply-to): %w", q, transport.ErrNotSupported)
 		}
 		if slices.Contains(spec.Queues[:i], q) {
 			return nil, fmt.Errorf("redis: consume: queue %q given twice", q)

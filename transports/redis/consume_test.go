@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 )
 
 func TestPrefetchBoundsWhatIsTaken(t *testing.T) {
 	e := newEnv(t)
 	c := e.dial()
-	declareQueue(t, c, "q")
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	send(t, c, "q", "1", "2", "3", "4", "5")
 	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 2})
 	bodies, ds := recvBodies(t, s, 2)
@@ -44,13 +45,13 @@ func TestPrefetchBoundsWhatIsTaken(t *testing.T) {
 	}
 	ack(t, ds[1])
 	ack(t, recv(t, s))
-	eventually(t, "every ack", func() bool { return len(e.unacked()) == 0 && len(e.unackedIndex()) == 0 })
+	transporttest.Eventually(t, "every ack", func() bool { return len(e.unacked()) == 0 && len(e.unackedIndex()) == 0 })
 }
 
 func TestRequeueGoesToTheBackMarkedRedelivered(t *testing.T) {
 	e := newEnv(t)
 	c := e.dial()
-	declareQueue(t, c, "q")
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	send(t, c, "q", "first", "second")
 	d, err := c.Get(context.Background(), "q", false)
 	if err != nil {
@@ -81,13 +82,13 @@ func TestRequeueGoesToTheBackMarkedRedelivered(t *testing.T) {
 	if err := d.Acknowledger.Reject(d.Tag, false); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the reject to reach Redis", func() bool { return len(e.unacked()) == 0 && len(e.list("q")) == 0 })
+	transporttest.Eventually(t, "the reject to reach Redis", func() bool { return len(e.unacked()) == 0 && len(e.list("q")) == 0 })
 }
 
 func TestCloseRestoresUnsettledToTheFront(t *testing.T) {
 	e := newEnv(t)
 	c := e.dial()
-	declareQueue(t, c, "q")
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	send(t, c, "q", "a", "b", "c")
 	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 2})
 	_, ds := recvBodies(t, s, 2)
@@ -121,11 +122,11 @@ func TestCloseRestoresUnsettledToTheFront(t *testing.T) {
 func TestCancelReturnsWhatWasNotHandedOver(t *testing.T) {
 	e := newEnv(t)
 	c := e.dial()
-	declareQueue(t, c, "q")
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	send(t, c, "q", "1", "2", "3", "4", "5")
 	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 5})
 	d := recv(t, s)
-	eventually(t, "the batch to be taken", func() bool { return len(e.list("q")) == 0 })
+	transporttest.Eventually(t, "the batch to be taken", func() bool { return len(e.list("q")) == 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := s.Cancel(ctx); err != nil {
@@ -147,13 +148,13 @@ func TestCancelReturnsWhatWasNotHandedOver(t *testing.T) {
 		t.Errorf("unacked %v, want the delivered one only", un)
 	}
 	ack(t, d) // still settles after cancel
-	eventually(t, "the ack", func() bool { return len(e.unacked()) == 0 })
+	transporttest.Eventually(t, "the ack", func() bool { return len(e.unacked()) == 0 })
 }
 
 func TestAutoAckRecordsNothing(t *testing.T) {
 	e := newEnv(t)
 	c := e.dial()
-	declareQueue(t, c, "q")
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	send(t, c, "q", "1", "2")
 	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, AutoAck: true})
 	for _, d := range []*transport.Delivery{recv(t, s), recv(t, s)} {
@@ -169,7 +170,7 @@ func TestAutoAckRecordsNothing(t *testing.T) {
 func TestMalformedMessageReachesTheConsumer(t *testing.T) {
 	e := newEnv(t)
 	c := e.dial()
-	declareQueue(t, c, "q")
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	ctx := context.Background()
 	e.raw.LPush(ctx, e.prefix+"q", "not json", `{"body": 5}`)
 	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 2})
@@ -183,7 +184,7 @@ func TestMalformedMessageReachesTheConsumer(t *testing.T) {
 		}
 	}
 	// A JSON object is recorded (and restorable); other text is not.
-	eventually(t, "rejects", func() bool { return len(e.unacked()) == 0 })
+	transporttest.Eventually(t, "rejects", func() bool { return len(e.unacked()) == 0 })
 }
 
 func TestIdleConsumerWakesAtOnce(t *testing.T) {
@@ -191,12 +192,12 @@ func TestIdleConsumerWakesAtOnce(t *testing.T) {
 	// A polling interval this long means only a wake-up can deliver in time.
 	c := e.dial("polling_interval=30")
 	p := e.dial()
-	declareQueue(t, c, "q")
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 1})
 	none(t, s, 300*time.Millisecond) // let it go idle, with tracking set up
 	for i := range 3 {
 		start := time.Now()
-		publish(t, p, &transport.Publishing{RoutingKey: "q", Body: []byte("x"), Properties: transport.Properties{Priority: uint8(i * 4)}})
+		transporttest.Publish(t, p, &transport.Publishing{RoutingKey: "q", Body: []byte("x"), Properties: transport.Properties{Priority: uint8(i * 4)}})
 		d := recv(t, s)
 		if lat := time.Since(start); lat > 2*time.Second {
 			t.Errorf("message %d took %v to arrive", i, lat)
@@ -210,22 +211,22 @@ func TestFanoutConsumers(t *testing.T) {
 	c1, c2, p := e.dial(), e.dial(), e.dial()
 	var subs []transport.Subscription
 	for i, c := range []transport.Conn{c1, c2} {
-		declareExchange(t, c, "news", transport.ExchangeFanout)
-		q := declareQueue(t, c, "")
-		bind(t, c, "news", "", q)
+		transporttest.DeclareExchange(t, c, transport.Exchange{Name: "news", Type: transport.ExchangeFanout, Durable: true})
+		q := transporttest.DeclareQueue(t, c, transport.Queue{Name: ""}).Name
+		transporttest.Bind(t, c, transport.Binding{Source: "news", Destination: q, RoutingKey: ""})
 		if i == 0 {
 			// A second queue on the same connection bound with a key.
-			q2 := declareQueue(t, c, fmt.Sprintf("keyed-%d", i))
-			bind(t, c, "news", "sports.#", q2)
+			q2 := transporttest.DeclareQueue(t, c, transport.Queue{Name: fmt.Sprintf("keyed-%d", i)}).Name
+			transporttest.Bind(t, c, transport.Binding{Source: "news", Destination: q2, RoutingKey: "sports.#"})
 			subs = append(subs, consume(t, c, transport.ConsumeSpec{Queues: []string{q, q2}, Prefetch: 10}))
 			continue
 		}
 		subs = append(subs, consume(t, c, transport.ConsumeSpec{Queues: []string{q}, Prefetch: 10}))
 	}
 	// The publisher only needs to know the exchange is a fanout.
-	declareExchange(t, p, "news", transport.ExchangeFanout)
-	publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("all")})
-	publish(t, p, &transport.Publishing{Exchange: "news", RoutingKey: "sports.x", Body: []byte("sport")})
+	transporttest.DeclareExchange(t, p, transport.Exchange{Name: "news", Type: transport.ExchangeFanout, Durable: true})
+	transporttest.Publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("all")})
+	transporttest.Publish(t, p, &transport.Publishing{Exchange: "news", RoutingKey: "sports.x", Body: []byte("sport")})
 	for i, s := range subs {
 		d := recv(t, s)
 		if string(d.Body) != "all" || d.Exchange != "news" {
@@ -255,9 +256,9 @@ func TestFanoutConsumers(t *testing.T) {
 	if _, err := c2.DeclareQueue(ctx, transport.Queue{Name: "auto", AutoDelete: true}); err != nil {
 		t.Fatal(err)
 	}
-	declareQueue(t, c2, "durable")
+	transporttest.DeclareQueue(t, c2, transport.Queue{Name: "durable"})
 	for _, q := range []string{excl.Name, "auto", "durable"} {
-		bind(t, c2, "news", "k", q)
+		transporttest.Bind(t, c2, transport.Binding{Source: "news", Destination: q, RoutingKey: "k"})
 		send(t, c2, q, "kept?")
 	}
 	c2.Close()
@@ -276,7 +277,7 @@ func TestFanoutConsumers(t *testing.T) {
 func TestBatchPublishAndTake(t *testing.T) {
 	e := newEnv(t)
 	c := e.dial()
-	declareQueue(t, c, "q")
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	const n = 2000
 	ps := make([]*transport.Publishing, n)
 	for i := range ps {
@@ -296,5 +297,5 @@ func TestBatchPublishAndTake(t *testing.T) {
 		}
 		ack(t, d)
 	}
-	eventually(t, "every ack", func() bool { return len(e.unacked()) == 0 })
+	transporttest.Eventually(t, "every ack", func() bool { return len(e.unacked()) == 0 })
 }

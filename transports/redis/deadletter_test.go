@@ -9,6 +9,7 @@ import (
 
 	kombu "github.com/kombu-go/kombu/runtime"
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 )
 
 func declareDLQueue(t testing.TB, c transport.Conn, name string, args map[string]any) {
@@ -61,13 +62,13 @@ func death(t testing.TB, d *transport.Delivery) []map[string]any {
 func TestRejectDeadLettersWithXDeath(t *testing.T) {
 	e := newEnv(t)
 	c := e.dial()
-	declareExchange(t, c, "work.x", transport.ExchangeDirect)
-	declareExchange(t, c, "dlx", transport.ExchangeDirect)
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "work.x", Type: transport.ExchangeDirect, Durable: true})
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "dlx", Type: transport.ExchangeDirect, Durable: true})
 	declareDLQueue(t, c, "work", map[string]any{"x-dead-letter-exchange": "dlx"})
-	declareQueue(t, c, "dead")
-	bind(t, c, "work.x", "job", "work")
-	bind(t, c, "dlx", "job", "dead")
-	publish(t, c, &transport.Publishing{Exchange: "work.x", RoutingKey: "job", Body: []byte("poison"),
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "dead"})
+	transporttest.Bind(t, c, transport.Binding{Source: "work.x", Destination: "work", RoutingKey: "job"})
+	transporttest.Bind(t, c, transport.Binding{Source: "dlx", Destination: "dead", RoutingKey: "job"})
+	transporttest.Publish(t, c, &transport.Publishing{Exchange: "work.x", RoutingKey: "job", Body: []byte("poison"),
 		Headers: map[string]any{"app": "x"}, Properties: transport.Properties{ContentType: "text/plain", MessageID: "m1", Priority: 4}})
 
 	rejectOne(t, c, "work")
@@ -105,7 +106,7 @@ func TestRejectDeadLettersWithXDeath(t *testing.T) {
 	}
 
 	// Back into work and rejected again: the same entry counts 2.
-	publish(t, c, &transport.Publishing{Exchange: "work.x", RoutingKey: "job", Body: d.Body, Headers: d.Headers})
+	transporttest.Publish(t, c, &transport.Publishing{Exchange: "work.x", RoutingKey: "job", Body: d.Body, Headers: d.Headers})
 	rejectOne(t, c, "work")
 	d = getOne(t, c, "dead")
 	if x := death(t, d); len(x) != 1 || x[0]["count"] != int64(2) || x[0]["queue"] != "work" {
@@ -116,12 +117,12 @@ func TestRejectDeadLettersWithXDeath(t *testing.T) {
 func TestDeadLetterRoutingKeyOverride(t *testing.T) {
 	e := newEnv(t)
 	c := e.dial()
-	declareExchange(t, c, "dlx", transport.ExchangeTopic)
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "dlx", Type: transport.ExchangeTopic, Durable: true})
 	declareDLQueue(t, c, "work", map[string]any{"x-dead-letter-exchange": "dlx", "x-dead-letter-routing-key": "dead.work"})
-	declareQueue(t, c, "dead")
-	declareQueue(t, c, "other")
-	bind(t, c, "dlx", "dead.#", "dead")
-	bind(t, c, "dlx", "work", "other")
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "dead"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "other"})
+	transporttest.Bind(t, c, transport.Binding{Source: "dlx", Destination: "dead", RoutingKey: "dead.#"})
+	transporttest.Bind(t, c, transport.Binding{Source: "dlx", Destination: "other", RoutingKey: "work"})
 	send(t, c, "work", "m")
 	rejectOne(t, c, "work")
 	d := getOne(t, c, "dead")
@@ -137,7 +138,7 @@ func TestDeadLetterToTheDefaultExchange(t *testing.T) {
 	e := newEnv(t)
 	c := e.dial()
 	declareDLQueue(t, c, "work", map[string]any{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"})
-	declareQueue(t, c, "dead")
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "dead"})
 	send(t, c, "work", "m")
 	rejectOne(t, c, "work")
 	if len(e.unacked()) != 0 {
@@ -162,12 +163,12 @@ func TestDeadLetterToTheDefaultExchange(t *testing.T) {
 func TestDeadLetterThroughFanout(t *testing.T) {
 	e := newEnv(t)
 	c := e.dial()
-	declareExchange(t, c, "dlx", transport.ExchangeFanout)
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "dlx", Type: transport.ExchangeFanout, Durable: true})
 	declareDLQueue(t, c, "work", map[string]any{"x-dead-letter-exchange": "dlx"})
-	declareQueue(t, c, "dead1")
-	declareQueue(t, c, "dead2")
-	bind(t, c, "dlx", "", "dead1")
-	bind(t, c, "dlx", "whatever", "dead2")
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "dead1"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "dead2"})
+	transporttest.Bind(t, c, transport.Binding{Source: "dlx", Destination: "dead1", RoutingKey: ""})
+	transporttest.Bind(t, c, transport.Binding{Source: "dlx", Destination: "dead2", RoutingKey: "whatever"})
 	send(t, c, "work", "m")
 	// Nobody subscribes to the fanout channel: the dead letter goes to the
 	// bound queues' lists all the same.
@@ -199,7 +200,7 @@ func TestDeadLetterRoutesWithBindingsAddedElsewhere(t *testing.T) {
 	declareDLQueue(t, c, "work", map[string]any{"x-dead-letter-exchange": "dlx"})
 	send(t, c, "work", "a", "b")
 	rejectOne(t, c, "work") // no binding yet: dropped
-	bind(t, other, "dlx", "work", "dead")
+	transporttest.Bind(t, other, transport.Binding{Source: "dlx", Destination: "dead", RoutingKey: "work"})
 	rejectOne(t, c, "work") // the route cached by the first reject is stale
 	if items := e.list("dead"); len(items) != 1 {
 		t.Fatalf("dead %q", items)
@@ -213,7 +214,7 @@ func TestRejectWithRequeueOrWithoutDLXUnchanged(t *testing.T) {
 	e := newEnv(t)
 	c := e.dial()
 	declareDLQueue(t, c, "work", map[string]any{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"})
-	declareQueue(t, c, "plain")
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "plain"})
 	send(t, c, "work", "m")
 	d, err := c.Get(context.Background(), "work", false)
 	if err != nil {
@@ -232,7 +233,7 @@ func TestRejectWithRequeueOrWithoutDLXUnchanged(t *testing.T) {
 
 	send(t, c, "plain", "p")
 	rejectOne(t, c, "plain")
-	eventually(t, "the reject to reach Redis", func() bool { return len(e.unacked()) == 0 })
+	transporttest.Eventually(t, "the reject to reach Redis", func() bool { return len(e.unacked()) == 0 })
 	for _, k := range e.keys() {
 		if k != "unacked_index" && k != "unacked" {
 			t.Errorf("key %q left after rejecting without a dead-letter exchange", k)
@@ -240,10 +241,10 @@ func TestRejectWithRequeueOrWithoutDLXUnchanged(t *testing.T) {
 	}
 
 	// Redeclared without the argument, the queue forgets it.
-	declareQueue(t, c, "work")
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "work"})
 	send(t, c, "work", "m2")
 	rejectOne(t, c, "work")
-	eventually(t, "the reject to reach Redis", func() bool { return len(e.unacked()) == 0 })
+	transporttest.Eventually(t, "the reject to reach Redis", func() bool { return len(e.unacked()) == 0 })
 	if n := len(e.list("dead")); n != 0 {
 		t.Errorf("dead-lettered after redeclaration without x-dead-letter-exchange")
 	}
@@ -365,7 +366,7 @@ func waitDead(t *testing.T, e *env, queue string) *transport.Delivery {
 	c := e.dial()
 	t.Cleanup(func() { c.Close() })
 	var d *transport.Delivery
-	eventually(t, "a dead letter in "+queue, func() bool {
+	transporttest.Eventually(t, "a dead letter in "+queue, func() bool {
 		got, err := c.Get(context.Background(), queue, true)
 		d = got
 		return err == nil

@@ -172,9 +172,13 @@
 //     that is not a Kombu envelope is dropped, as it cannot carry x-death.
 //   - Per-message expiration is refused (Kombu stores it and never enforces
 //     it), as are exclusive consumers, binding and exchange arguments,
-//     ifUnused on queue deletion (Redis does not know consumers), and every
-//     queue argument except x-max-priority, x-queue-type=classic,
-//     x-dead-letter-exchange and x-dead-letter-routing-key.
+//     ifUnused on queue deletion (Redis does not know consumers), consuming
+//     amq.rabbitmq.reply-to, and every queue argument except
+//     x-max-priority, x-queue-type=classic, x-dead-letter-exchange and
+//     x-dead-letter-routing-key.
+//   - Deleting a queue ends this connection's subscriptions to it, as
+//     RabbitMQ cancels a deleted queue's consumers; Redis does not know the
+//     consumers of other connections, which keep waiting on the name.
 //   - Exclusive queues, and auto-delete queues bound to a fanout exchange,
 //     are deleted when the connection that declared them closes.
 //

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 )
 
 // fanoutChannel is the channel a broadcast to the exchange is published on
@@ -41,17 +42,17 @@ func serverNamedQueue(t *testing.T, c transport.Conn) string {
 func TestFanoutBindBuffersBeforeConsume(t *testing.T) {
 	e := newEnv(t)
 	c, p := e.dial(), e.dial()
-	declareExchange(t, p, "news", transport.ExchangeFanout)
+	transporttest.DeclareExchange(t, p, transport.Exchange{Name: "news", Type: transport.ExchangeFanout, Durable: true})
 	for i := range 20 { // many rounds, in case the race is narrow
-		declareExchange(t, c, "news", transport.ExchangeFanout)
+		transporttest.DeclareExchange(t, c, transport.Exchange{Name: "news", Type: transport.ExchangeFanout, Durable: true})
 		q := serverNamedQueue(t, c)
-		bind(t, c, "news", "", q)
+		transporttest.Bind(t, c, transport.Binding{Source: "news", Destination: q, RoutingKey: ""})
 		// Mandatory: it fails if nobody is subscribed to the channel now.
 		body := fmt.Sprintf("early-%d", i)
 		if err := p.Publish(context.Background(), &transport.Publishing{Exchange: "news", Body: []byte(body), Mandatory: true}); err != nil {
 			t.Fatalf("round %d: broadcast right after Bind: %v", i, err)
 		}
-		eventually(t, "the broadcast in the queue's list", func() bool { return len(e.list(q)) == 1 })
+		transporttest.Eventually(t, "the broadcast in the queue's list", func() bool { return len(e.list(q)) == 1 })
 		s := consume(t, c, transport.ConsumeSpec{Queues: []string{q}, Prefetch: 10})
 		d := recv(t, s)
 		if string(d.Body) != body || d.Exchange != "news" || d.Queue != q {
@@ -75,17 +76,20 @@ func TestFanoutCopiesOncePerQueueAndUnbindStops(t *testing.T) {
 	e := newEnv(t)
 	c, p := e.dial(), e.dial()
 	ctx := context.Background()
-	declareExchange(t, c, "news", transport.ExchangeFanout)
-	declareExchange(t, p, "news", transport.ExchangeFanout)
-	qa, qb, qc := declareQueue(t, c, "qa"), declareQueue(t, c, "qb"), declareQueue(t, c, "qc")
-	bind(t, c, "news", "", qa)
-	bind(t, c, "news", "", qa) // again: still one binding
-	bind(t, c, "news", "", qb)
-	bind(t, c, "news", "a.#", qc) // pattern .../news/a.*
-	bind(t, c, "news", "#", qc)   // pattern .../news/*: both match "a.b"
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "news", Type: transport.ExchangeFanout, Durable: true})
+	transporttest.DeclareExchange(t, p, transport.Exchange{Name: "news", Type: transport.ExchangeFanout, Durable: true})
+	qa, qb, qc := "qa", "qb", "qc"
+	for _, q := range []string{qa, qb, qc} {
+		transporttest.DeclareQueue(t, c, transport.Queue{Name: q})
+	}
+	transporttest.Bind(t, c, transport.Binding{Source: "news", Destination: qa, RoutingKey: ""})
+	transporttest.Bind(t, c, transport.Binding{Source: "news", Destination: qa, RoutingKey: ""}) // again: still one binding
+	transporttest.Bind(t, c, transport.Binding{Source: "news", Destination: qb, RoutingKey: ""})
+	transporttest.Bind(t, c, transport.Binding{Source: "news", Destination: qc, RoutingKey: "a.#"}) // pattern .../news/a.*
+	transporttest.Bind(t, c, transport.Binding{Source: "news", Destination: qc, RoutingKey: "#"})   // pattern .../news/*: both match "a.b"
 
-	publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("all")})
-	publish(t, p, &transport.Publishing{Exchange: "news", RoutingKey: "a.b", Body: []byte("keyed")})
+	transporttest.Publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("all")})
+	transporttest.Publish(t, p, &transport.Publishing{Exchange: "news", RoutingKey: "a.b", Body: []byte("keyed")})
 	// The same bytes published twice are two broadcasts (Kombu's
 	// envelopes differ by their delivery tag, raw ones need not).
 	raw := `{"body": "cmF3", "content-encoding": "binary", "content-type": "application/data", "headers": {}, "properties": {"delivery_mode": 2, "delivery_info": {"exchange": "news", "routing_key": "a.c"}, "priority": 0, "body_encoding": "base64", "delivery_tag": "same"}}`
@@ -96,8 +100,8 @@ func TestFanoutCopiesOncePerQueueAndUnbindStops(t *testing.T) {
 	}
 	// The connection copies in the order it receives: once the last
 	// broadcast is in qa, everything before it has been copied.
-	publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("marker")})
-	eventually(t, "the marker", func() bool { l := e.list(qa); return len(l) > 0 && strings.Contains(l[len(l)-1], "bWFya2Vy") })
+	transporttest.Publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("marker")})
+	transporttest.Eventually(t, "the marker", func() bool { l := e.list(qa); return len(l) > 0 && strings.Contains(l[len(l)-1], "bWFya2Vy") })
 	bodies := func(q string) []string {
 		var out []string
 		for _, m := range e.list(q) {
@@ -127,8 +131,8 @@ func TestFanoutCopiesOncePerQueueAndUnbindStops(t *testing.T) {
 	if err := c.Unbind(ctx, transport.Binding{Source: "news", Destination: qa}); err != nil {
 		t.Fatal(err)
 	}
-	publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("after")})
-	eventually(t, "the broadcast in qb", func() bool { return len(e.list(qb)) == 1 })
+	transporttest.Publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("after")})
+	transporttest.Eventually(t, "the broadcast in qb", func() bool { return len(e.list(qb)) == 1 })
 	if l := e.list(qa); len(l) != 0 {
 		t.Errorf("qa, unbound, holds %q", l)
 	}
@@ -136,7 +140,7 @@ func TestFanoutCopiesOncePerQueueAndUnbindStops(t *testing.T) {
 	if err := c.Unbind(ctx, transport.Binding{Source: "news", Destination: qb}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "no subscriber left for the exchange's channel", func() bool {
+	transporttest.Eventually(t, "no subscriber left for the exchange's channel", func() bool {
 		n, err := e.raw.Publish(ctx, e.fanoutChannel("news", ""), "").Result() // an empty payload is ignored
 		return err == nil && n == 0
 	})
@@ -151,11 +155,11 @@ func TestFanoutCopiesOncePerQueueAndUnbindStops(t *testing.T) {
 	if _, err := c.DeleteQueue(ctx, qc, false, false); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "no subscriber left after the delete", func() bool {
+	transporttest.Eventually(t, "no subscriber left after the delete", func() bool {
 		n, err := e.raw.Publish(ctx, e.fanoutChannel("news", "a.b"), "").Result()
 		return err == nil && n == 0
 	})
-	publish(t, p, &transport.Publishing{Exchange: "news", RoutingKey: "a.b", Body: []byte("gone")})
+	transporttest.Publish(t, p, &transport.Publishing{Exchange: "news", RoutingKey: "a.b", Body: []byte("gone")})
 	time.Sleep(50 * time.Millisecond)
 	if l := e.list(qc); len(l) != 0 {
 		t.Errorf("qc, deleted, holds %q", l)
@@ -170,30 +174,30 @@ func TestFanoutCloseAndBindAgain(t *testing.T) {
 	e := newEnv(t)
 	c, p := e.dial(), e.dial()
 	ctx := context.Background()
-	declareExchange(t, c, "news", transport.ExchangeFanout)
-	declareExchange(t, p, "news", transport.ExchangeFanout)
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "news", Type: transport.ExchangeFanout, Durable: true})
+	transporttest.DeclareExchange(t, p, transport.Exchange{Name: "news", Type: transport.ExchangeFanout, Durable: true})
 	q := serverNamedQueue(t, c)
-	bind(t, c, "news", "", q)
-	publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("1")})
-	eventually(t, "the broadcast", func() bool { return len(e.list(q)) == 1 })
+	transporttest.Bind(t, c, transport.Binding{Source: "news", Destination: q, RoutingKey: ""})
+	transporttest.Publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("1")})
+	transporttest.Eventually(t, "the broadcast", func() bool { return len(e.list(q)) == 1 })
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := e.raw.Publish(ctx, e.fanoutChannel("news", ""), "").Result(); err != nil || n != 0 {
 		t.Errorf("after close, %d subscribers (%v)", n, err)
 	}
-	publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("2")})
+	transporttest.Publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("2")})
 	time.Sleep(50 * time.Millisecond)
 	if l := e.list(q); len(l) != 0 {
 		t.Errorf("the auto-delete queue holds %q after close", l)
 	}
-	eventually(t, "the relay's goroutine to end", func() bool { return !goroutineRunning("(*fanoutRelay).receive") })
+	transporttest.Eventually(t, "the relay's goroutine to end", func() bool { return !goroutineRunning("(*fanoutRelay).receive") })
 
 	c2 := e.dial()
-	declareExchange(t, c2, "news", transport.ExchangeFanout)
+	transporttest.DeclareExchange(t, c2, transport.Exchange{Name: "news", Type: transport.ExchangeFanout, Durable: true})
 	q2 := serverNamedQueue(t, c2)
-	bind(t, c2, "news", "", q2)
-	publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("3")})
+	transporttest.Bind(t, c2, transport.Binding{Source: "news", Destination: q2, RoutingKey: ""})
+	transporttest.Publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("3")})
 	s := consume(t, c2, transport.ConsumeSpec{Queues: []string{q2}})
 	if d := recv(t, s); string(d.Body) != "3" {
 		t.Errorf("got %q", d.Body)
@@ -209,10 +213,10 @@ func TestFanoutSubscriptionSurvivesReconnect(t *testing.T) {
 	name := fmt.Sprintf("kgt-fanout-%d", time.Now().UnixNano())
 	c, p := e.dial("client_name="+name), e.dial()
 	ctx := context.Background()
-	declareExchange(t, c, "news", transport.ExchangeFanout)
-	declareExchange(t, p, "news", transport.ExchangeFanout)
-	q := declareQueue(t, c, "q")
-	bind(t, c, "news", "", q)
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "news", Type: transport.ExchangeFanout, Durable: true})
+	transporttest.DeclareExchange(t, p, transport.Exchange{Name: "news", Type: transport.ExchangeFanout, Durable: true})
+	q := transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"}).Name
+	transporttest.Bind(t, c, transport.Binding{Source: "news", Destination: q, RoutingKey: ""})
 	pubsubIDs := func() []string {
 		list, err := e.raw.Do(ctx, "CLIENT", "LIST", "TYPE", "pubsub").Text()
 		if err != nil {
@@ -241,20 +245,20 @@ func TestFanoutSubscriptionSurvivesReconnect(t *testing.T) {
 	}
 	// Binding at once, before or after the driver notices, still
 	// subscribes before Bind returns.
-	declareExchange(t, c, "news2", transport.ExchangeFanout)
-	declareExchange(t, p, "news2", transport.ExchangeFanout)
-	q2 := declareQueue(t, c, "q2")
-	bind(t, c, "news2", "", q2)
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "news2", Type: transport.ExchangeFanout, Durable: true})
+	transporttest.DeclareExchange(t, p, transport.Exchange{Name: "news2", Type: transport.ExchangeFanout, Durable: true})
+	q2 := transporttest.DeclareQueue(t, c, transport.Queue{Name: "q2"}).Name
+	transporttest.Bind(t, c, transport.Binding{Source: "news2", Destination: q2, RoutingKey: ""})
 	if err := p.Publish(ctx, &transport.Publishing{Exchange: "news2", Body: []byte("x"), Mandatory: true}); err != nil {
 		t.Fatalf("broadcast after a bind across the reconnect: %v", err)
 	}
-	eventually(t, "the broadcast in q2", func() bool { return len(e.list(q2)) == 1 })
-	eventually(t, "a new PUB/SUB connection", func() bool { ids2 := pubsubIDs(); return len(ids2) == 1 && ids2[0] != ids[0] })
-	publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("after")})
-	eventually(t, "the broadcast in the queue", func() bool { return len(e.list(q)) == 1 })
+	transporttest.Eventually(t, "the broadcast in q2", func() bool { return len(e.list(q2)) == 1 })
+	transporttest.Eventually(t, "a new PUB/SUB connection", func() bool { ids2 := pubsubIDs(); return len(ids2) == 1 && ids2[0] != ids[0] })
+	transporttest.Publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("after")})
+	transporttest.Eventually(t, "the broadcast in the queue", func() bool { return len(e.list(q)) == 1 })
 	// And one copy only.
-	publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("after2")})
-	eventually(t, "the second broadcast", func() bool { return len(e.list(q)) >= 2 })
+	transporttest.Publish(t, p, &transport.Publishing{Exchange: "news", Body: []byte("after2")})
+	transporttest.Eventually(t, "the second broadcast", func() bool { return len(e.list(q)) >= 2 })
 	time.Sleep(50 * time.Millisecond)
 	if l := e.list(q); len(l) != 2 {
 		t.Errorf("queue holds %d messages", len(l))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kombu-go/kombu/internal/brokertest"
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 	kredis "github.com/kombu-go/kombu/transports/redis"
 )
 
@@ -141,53 +142,11 @@ func (e *env) unackedIndex() []goredis.Z {
 	return z
 }
 
-// eventually retries cond until it holds or the wait runs out.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func declareQueue(t testing.TB, c transport.Conn, name string) string {
-	t.Helper()
-	info, err := c.DeclareQueue(context.Background(), transport.Queue{Name: name, Durable: true})
-	if err != nil {
-		t.Fatalf("declare queue %q: %v", name, err)
-	}
-	return info.Name
-}
-
-func declareExchange(t testing.TB, c transport.Conn, name, typ string) {
-	t.Helper()
-	if err := c.DeclareExchange(context.Background(), transport.Exchange{Name: name, Type: typ, Durable: true}); err != nil {
-		t.Fatalf("declare exchange %q: %v", name, err)
-	}
-}
-
-func bind(t testing.TB, c transport.Conn, exchange, key, queue string) {
-	t.Helper()
-	if err := c.Bind(context.Background(), transport.Binding{Source: exchange, Destination: queue, RoutingKey: key}); err != nil {
-		t.Fatalf("bind %s -%s-> %s: %v", exchange, key, queue, err)
-	}
-}
-
-func publish(t testing.TB, c transport.Conn, p *transport.Publishing) {
-	t.Helper()
-	if err := c.Publish(context.Background(), p); err != nil {
-		t.Fatalf("publish to %q/%q: %v", p.Exchange, p.RoutingKey, err)
-	}
-}
-
 // send publishes each body to the queue through the default exchange.
 func send(t testing.TB, c transport.Conn, queue string, bodies ...string) {
 	t.Helper()
 	for _, b := range bodies {
-		publish(t, c, &transport.Publishing{RoutingKey: queue, Body: []byte(b), Properties: transport.Properties{ContentType: "text/plain", ContentEncoding: "utf-8"}})
+		transporttest.Publish(t, c, &transport.Publishing{RoutingKey: queue, Body: []byte(b), Properties: transport.Properties{ContentType: "text/plain", ContentEncoding: "utf-8"}})
 	}
 }
 

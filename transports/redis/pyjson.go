@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/kombu-go/kombu/runtime/transport"
 )
 
 // Kombu stores messages on Redis as JSON written by Python's json.dumps with
@@ -175,8 +177,9 @@ func appendPyTime(b []byte, t time.Time) []byte {
 	return append(b, '"')
 }
 
-// errHeaderType reports a header value JSON cannot carry.
-var errHeaderType = errors.New("redis: header value of a type JSON cannot carry")
+// errHeaderType reports a header value JSON cannot carry: the transport
+// does not support it.
+var errHeaderType = fmt.Errorf("redis: header value of a type JSON cannot carry: %w", transport.ErrNotSupported)
 
 // appendPyValue appends a header value as json.dumps (with Kombu's encoder)
 // writes the Python value it stands for. Map keys are written in sorted

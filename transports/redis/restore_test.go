@@ -19,6 +19,7 @@ import (
 
 	kombu "github.com/kombu-go/kombu/runtime"
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 )
 
 // kombuEnvelope is a message as Kombu 5.2 writes it.
@@ -74,7 +75,7 @@ func TestVisibilityTimeoutRestoresKombuEntries(t *testing.T) {
 		e.raw.ZAdd(ctx, e.prefix+"unacked_index", goredis.Z{Score: score, Member: tag})
 	}
 	c := e.dial("visibility_timeout=60")
-	declareQueue(t, c, "q1")
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q1"})
 	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q1", "q2"}, Prefetch: 10})
 	got := map[string]*transport.Delivery{}
 	for range 3 {
@@ -118,7 +119,7 @@ func TestUnroutableKombuEntryIsKept(t *testing.T) {
 		t.Fatal("the unroutable record was dropped")
 	}
 	// Once the connection knows the exchange's type, the next pass routes it.
-	declareExchange(t, c, "tx", transport.ExchangeTopic)
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "tx", Type: transport.ExchangeTopic, Durable: true})
 	if d := recv(t, s); string(d.Body) != "one" || !d.Redelivered || d.Queue != "tq" {
 		t.Errorf("restored %+v", d)
 	}
@@ -128,7 +129,7 @@ func TestLeaseKeepsLongHandlersFromRedelivery(t *testing.T) {
 	e := newEnv(t)
 	a := e.dial("visibility_timeout=1")
 	b := e.dial("visibility_timeout=1", "unacked_restore_interval=0.2")
-	declareQueue(t, a, "q")
+	transporttest.DeclareQueue(t, a, transport.Queue{Name: "q"})
 	send(t, a, "q", "slow")
 	sa := consume(t, a, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 1})
 	d := recv(t, sa)
@@ -137,7 +138,7 @@ func TestLeaseKeepsLongHandlersFromRedelivery(t *testing.T) {
 	none(t, sb, 3*time.Second)
 	ack(t, d)
 	none(t, sb, 1500*time.Millisecond)
-	eventually(t, "the ack", func() bool { return len(e.unacked()) == 0 })
+	transporttest.Eventually(t, "the ack", func() bool { return len(e.unacked()) == 0 })
 }
 
 // TestKilledConsumerChild is the consumer TestKilledConsumerLosesNothing
@@ -215,7 +216,7 @@ func TestKilledConsumerLosesNothing(t *testing.T) {
 		// here, so that an unlucky kill does not stall the test.
 		url := e.url("visibility_timeout=1", "unacked_mutex_expire=1")
 		c := e.dial("visibility_timeout=1")
-		declareQueue(t, c, "q")
+		transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 		send(t, c, "q", "precious")
 		child, out := startChild(t, url, "q", "block")
 		if !out.Scan() || out.Text() != "got precious" {
@@ -249,7 +250,7 @@ func TestKilledConsumerLosesNothing(t *testing.T) {
 		e := newEnv(t)
 		url := e.url("visibility_timeout=1", "unacked_mutex_expire=1")
 		c := e.dial("visibility_timeout=1")
-		declareQueue(t, c, "q")
+		transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 		const n = 3000
 		ps := make([]*transport.Publishing, n)
 		for i := range ps {
