@@ -90,7 +90,10 @@
 //	import _ "github.com/kombu-go/kombu/transports/redis" // redis://, rediss://, sentinel://
 //
 // Dialing a scheme whose transport is not imported fails with
-// ErrUnknownScheme and names the package to import. A transport that cannot
+// ErrUnknownScheme and names the package to import; a scheme no transport
+// has names the nearest one ("rabbitmq": did you mean "amqp"?). A malformed
+// URL fails with ErrInvalidURL and a *URLError that says what is wrong and
+// shows the URL with its password masked. A transport that cannot
 // do something asked of it (priorities on a broker without them, say) fails
 // with ErrNotSupported; nothing is silently ignored.
 //
