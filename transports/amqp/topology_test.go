@@ -247,6 +247,10 @@ func TestMessageTTLDeadLetters(t *testing.T) {
 	if death["reason"] != "expired" || death["queue"] != q {
 		t.Errorf("x-death entry %v, want reason expired from %s", death, q)
 	}
+	// The type every transport gives x-death's time (Redis stores a string).
+	if at, ok := death["time"].(time.Time); !ok || time.Since(at) > time.Minute {
+		t.Errorf("x-death time %#v, want a time.Time of the last minute", death["time"])
+	}
 	if ready(t, c, q) != 0 {
 		t.Error("the expired message is still in its queue")
 	}
