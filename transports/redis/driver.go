@@ -107,13 +107,13 @@
 // hash maps a delivery tag to [message, exchange, routing key] and the
 // "unacked_index" sorted set scores it with the time it was taken. Ack
 // removes both. Reject with requeue pushes the message to the back of its
-// queue (LPUSH) marked redelivered, as Kombu does; reject without requeue
-// drops it, unless the queue has a dead-letter exchange (see Differences).
-// A message unacknowledged for
-// visibility_timeout goes back to the front of its queue (RPUSH), marked
-// redelivered, by the first consumer (Go or Python) whose periodic restore
-// gets the "unacked_mutex" lock. Closing a connection returns its unsettled
-// messages at once.
+// queue (LPUSH) marked redelivered ("redelivered": true in its headers and
+// in its delivery_info, as Kombu's restore writes it); reject without
+// requeue drops it, unless the queue has a dead-letter exchange (see
+// Differences). A message unacknowledged for visibility_timeout goes back
+// to the front of its queue (RPUSH), marked redelivered, by the first
+// consumer (Go or Python) whose periodic restore gets the "unacked_mutex"
+// lock. Closing a connection returns its unsettled messages at once.
 //
 // # Differences from Kombu
 //
