@@ -16,18 +16,25 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
+// dialRuntime connects the runtime to the test broker, for the length of
+// the test (20 seconds at most).
+func dialRuntime(t *testing.T) (context.Context, *kombu.Connection) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	conn, err := kombu.Dial(ctx, brokertest.AMQPURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return ctx, conn
+}
+
 // Request/reply through the runtime uses RabbitMQ's direct reply-to: no
 // reply queue is declared, and the broker rewrites reply_to into the
 // requesting channel's private address.
 func TestCallUsesDirectReplyTo(t *testing.T) {
-	url := brokertest.AMQPURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := kombu.Dial(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	ctx, conn := dialRuntime(t)
 	queue := kombu.Queue{Name: "kombu-go-test.rpc." + strings.ReplaceAll(t.Name(), "/", "_"), AutoDelete: true}
 	seenReplyTo := make(chan string, 1)
 	c, err := kombu.NewConsumer(conn, []kombu.Subscription{{Queue: queue, Handler: kombu.Replying(
@@ -62,13 +69,7 @@ func TestCallUsesDirectReplyTo(t *testing.T) {
 // "expired", original-expiration at most the caller's timeout). It used to
 // go out with no expiration and be handled for nobody.
 func TestStaleRequestExpiresOnRabbitMQ(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := kombu.Dial(ctx, brokertest.AMQPURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	ctx, conn := dialRuntime(t)
 	work, dlx, dead := name(t, "quotes"), name(t, "dlx"), name(t, "dead")
 	t.Cleanup(func() {
 		for _, q := range []string{work, dead} {
@@ -92,6 +93,7 @@ func TestStaleRequestExpiresOnRabbitMQ(t *testing.T) {
 	}
 	var msg *kombu.Message
 	for msg == nil {
+		var err error
 		if msg, err = (kombu.Queue{Name: dead}).Get(ctx, conn, kombu.GetAutoAck()); err != nil && !errors.Is(err, kombu.ErrEmpty) {
 			t.Fatal(err)
 		}
@@ -131,13 +133,7 @@ func TestStaleRequestExpiresOnRabbitMQ(t *testing.T) {
 // On RabbitMQ the "expires" header travels as an AMQP double, and the
 // handler's context ends at the caller's deadline.
 func TestHandlerDeadlineOnRabbitMQ(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := kombu.Dial(ctx, brokertest.AMQPURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	ctx, conn := dialRuntime(t)
 	queue := kombu.Queue{Name: name(t, "echo"), AutoDelete: true}
 	got := make(chan time.Time, 1)
 	c, err := kombu.NewConsumer(conn, []kombu.Subscription{{Queue: queue, Handler: kombu.Replying(

@@ -13,6 +13,21 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
+// dialRuntime connects the runtime to the test Redis, under a key prefix of
+// the test's own, for the length of the test.
+func dialRuntime(t *testing.T) (*env, context.Context, *kombu.Connection) {
+	t.Helper()
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	t.Cleanup(cancel)
+	conn, err := kombu.Dial(ctx, e.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return e, ctx, conn
+}
+
 // Redis has no TTL, so a request whose caller timed out stays in its queue:
 // Call sends no expiration (which Redis would not honour), only the
 // caller's deadline in the "expires" header. A consumer started later
@@ -20,14 +35,7 @@ import (
 // queue's dead-letter exchange), and handles the fresh request that
 // follows. It used to handle the stale one for nobody.
 func TestStaleRequestDroppedOnRedis(t *testing.T) {
-	e := newEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	conn, err := kombu.Dial(ctx, e.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	e, ctx, conn := dialRuntime(t)
 	quotes := kombu.Queue{Name: "quotes", DeadLetterExchange: "dlx"}
 	topo := kombu.Topology{
 		Exchanges: []kombu.Exchange{{Name: "dlx", Type: kombu.ExchangeFanout}},
@@ -94,14 +102,7 @@ func TestStaleRequestDroppedOnRedis(t *testing.T) {
 
 // On Redis too the handler's context ends at the caller's deadline.
 func TestHandlerDeadlineOnRedis(t *testing.T) {
-	e := newEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	conn, err := kombu.Dial(ctx, e.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	_, ctx, conn := dialRuntime(t)
 	got := make(chan time.Time, 1)
 	c, err := kombu.NewConsumer(conn, []kombu.Subscription{{Queue: kombu.Queue{Name: "echo"}, Handler: kombu.Replying(
 		func(ctx context.Context, n *wrapperspb.Int64Value, _ *kombu.Message) (*wrapperspb.Int64Value, error) {
