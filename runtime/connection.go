@@ -378,6 +378,16 @@ func lookupDriver(scheme string) (transport.Driver, error) {
 		return nil, fmt.Errorf("%w %q: import _ %q to register it (registered: %s)",
 			ErrUnknownScheme, scheme, pkg, registered)
 	}
+	if guess, ok := transport.SuggestScheme(scheme); ok {
+		hint := ""
+		if _, registered := transport.Lookup(guess); !registered {
+			if pkg, ok := transport.DriverPackage(guess); ok {
+				hint = fmt.Sprintf(", with import _ %q to register it", pkg)
+			}
+		}
+		return nil, fmt.Errorf("%w %q: did you mean %q%s? (registered: %s)",
+			ErrUnknownScheme, scheme, guess, hint, registered)
+	}
 	return nil, fmt.Errorf("%w %q (registered: %s)", ErrUnknownScheme, scheme, registered)
 }
 

@@ -40,6 +40,41 @@ func TestDialBadURL(t *testing.T) {
 	}
 }
 
+// The three URLs a new user got wrong each say what is wrong, and show
+// the URL (with its password masked); an unknown scheme names the nearest
+// one.
+func TestDialURLMistakes(t *testing.T) {
+	for raw, want := range map[string]string{
+		"localhost:5672":                      `"localhost:5672": missing scheme: "localhost:5672" is a host and port`,
+		"amqp//guest:guest@localhost:5672//":  `"amqp//guest:**@localhost:5672//": missing ':' between the scheme and "//": write amqp://`,
+		"amqp:/guest@localhost//":             `"amqp:/guest@localhost//": "amqp:/" has one slash after the scheme: write amqp://`,
+		"rabbitmq://guest:secret@localhost//": `unknown transport scheme "rabbitmq": did you mean "amqp"? (registered: `,
+		"ampq://guest:secret@localhost//":     `did you mean "amqp"`,
+		"memroy://":                           `unknown transport scheme "memroy": did you mean "memory"? (registered: `,
+		// This test binary does not import the Redis transport.
+		"redis-sentinel://h:26379?master_name=m": `did you mean "sentinel", with import _ "github.com/kombu-go/kombu/transports/redis" to register it?`,
+	} {
+		_, err := kombu.Dial(context.Background(), raw)
+		if err == nil {
+			t.Errorf("Dial(%q) succeeded", raw)
+			continue
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Dial(%q):\n got %v\nwant it to contain %s", raw, err, want)
+		}
+		if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), ";") {
+			t.Errorf("Dial(%q): %v: shows the password or speaks of ';'", raw, err)
+		}
+		wantErr := kombu.ErrInvalidURL
+		if strings.Contains(raw, "://") {
+			wantErr = kombu.ErrUnknownScheme
+		}
+		if !errors.Is(err, wantErr) {
+			t.Errorf("Dial(%q): %v is not %v", raw, err, wantErr)
+		}
+	}
+}
+
 func TestURLIsMasked(t *testing.T) {
 	conn, err := kombu.Dial(context.Background(), "memory://user:secret@/masked")
 	if err != nil {

@@ -510,7 +510,7 @@ func (c *Consumer) handle(ctx context.Context, in inbound) {
 	d := in.d
 	msg, err := c.conn.newMessage(d, c.accept, in.gen)
 	if err == nil {
-		err = c.call(ctx, c.handlerFor(d.Queue), msg)
+		err = c.callBeforeDeadline(ctx, c.handlerFor(d.Queue), msg)
 	}
 	decodeErr := errors.Is(err, ErrDecode) || errors.Is(err, ErrContentDisallowed)
 	if decodeErr {

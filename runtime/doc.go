@@ -85,6 +85,18 @@
 // producers, handlers and consumers from exchanges and routes declared in
 // .proto files (see the repository's README).
 //
+// # Request and reply
+//
+// Producer.Call publishes a request and waits for its reply, which a
+// Replying handler sends (generated request/reply handlers are such). The
+// caller's context deadline goes with the request: as its expiration on
+// transports with TTL (RabbitMQ, memory://), so that the broker drops a
+// request no consumer took in time, and on every transport in its
+// "expires" header (ExpiresHeader), so that a consumer drops a request
+// already past it without calling the handler, gives the handler a context
+// that ends at it, and sends no reply after it. The deadline is wall-clock
+// time: the hosts' clocks must agree, as Kombu and Celery assume.
+//
 // # Transports
 //
 // A transport is a driver registered under URL schemes, as database/sql
@@ -95,7 +107,10 @@
 //	import _ "github.com/kombu-go/kombu/transports/redis" // redis://, rediss://, sentinel://
 //
 // Dialing a scheme whose transport is not imported fails with
-// ErrUnknownScheme and names the package to import. A transport that cannot
+// ErrUnknownScheme and names the package to import; a scheme no transport
+// has names the nearest one ("rabbitmq": did you mean "amqp"?). A malformed
+// URL fails with ErrInvalidURL and a *URLError that says what is wrong and
+// shows the URL with its password masked. A transport that cannot
 // do something asked of it (priorities on a broker without them, say) fails
 // with ErrNotSupported; nothing is silently ignored.
 //

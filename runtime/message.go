@@ -1,8 +1,12 @@
 package kombu
 
 import (
+	"context"
 	"fmt"
+	"math"
+	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
 )
@@ -237,3 +241,94 @@ func (m *Message) settle(s MessageState) error {
 
 // defaultCodecs serves messages built outside a connection, in tests.
 var defaultCodecs, _ = newCodecs(nil, nil, DefaultMaxBodySize)
+
+// ExpiresHeader is the header that carries the time after which a
+// message's sender no longer wants it handled. Call sets it from its
+// context's deadline, in seconds since the Unix epoch as a float, as Kombu's
+// pidbox (Celery's remote control) writes it; Celery task messages carry
+// an ISO 8601 date under the same name, which is read too. 0 means none.
+const ExpiresHeader = "expires"
+
+// Deadline returns the time after which the message's sender no longer
+// wants it handled, from its "expires" header (see ExpiresHeader), and
+// whether it has one. A consumer does not hand a message past its deadline
+// to its handler, and the handler's context ends at the deadline.
+//
+// A message's Expiration property alone gives no deadline: it bounds the
+// time the message waits in its queue (where the transport has TTL), as on
+// RabbitMQ, and the broker does not say when the wait began.
+func (m *Message) Deadline() (time.Time, bool) {
+	switch v := m.Headers[ExpiresHeader].(type) {
+	case float64:
+		return epochDeadline(v)
+	case float32:
+		return epochDeadline(float64(v))
+	case int64:
+		return epochDeadline(float64(v))
+	case int:
+		return epochDeadline(float64(v))
+	case int32:
+		return epochDeadline(float64(v))
+	case uint64:
+		return epochDeadline(float64(v))
+	case time.Time: // an AMQP timestamp field
+		return v, !v.IsZero()
+	case string:
+		return isoDeadline(v)
+	case []byte:
+		return isoDeadline(string(v))
+	}
+	return time.Time{}, false
+}
+
+func epochDeadline(seconds float64) (time.Time, bool) {
+	if !(seconds > 0) || seconds > math.MaxInt64/1e9 { // 0 (Kombu's "none"), negative, NaN or beyond time.Time's nanoseconds
+		return time.Time{}, false
+	}
+	// A float64 of today's epoch seconds resolves a quarter microsecond:
+	// rounded to the microsecond, it reads back what Python's time() wrote.
+	sec, frac := math.Modf(seconds)
+	return time.Unix(int64(sec), int64(math.Round(frac*1e6))*1e3), true
+}
+
+// isoDeadline reads Celery's "expires": an ISO 8601 date from Python's
+// isoformat(), with or without a UTC offset (UTC when without, as Celery
+// sends it with its default timezone).
+func isoDeadline(s string) (time.Time, bool) {
+	s = strings.TrimSpace(s)
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, true
+	}
+	if t, err := time.ParseInLocation("2006-01-02T15:04:05.999999999", s, time.UTC); err == nil {
+		return t, true
+	}
+	return time.Time{}, false
+}
+
+// callBeforeDeadline runs h with a context that ends at the message's
+// deadline, if it has one. A message already past its deadline does not
+// reach h: it is rejected without requeue (dead-lettered where its queue
+// has a dead-letter exchange, as RabbitMQ does with a message whose TTL
+// ran out in the queue), logged, and nil is returned with the message
+// settled, so the consumer neither retries it nor logs a handler failure.
+// This is how a request whose caller gave up is dropped on a transport
+// without TTL, such as Redis, or when it reached a consumer just in time.
+func (c *Consumer) callBeforeDeadline(ctx context.Context, h Handler, msg *Message) error {
+	deadline, ok := msg.Deadline()
+	if !ok {
+		return c.call(ctx, h, msg)
+	}
+	if late := time.Since(deadline); late >= 0 {
+		c.conn.logger.Warn("kombu: message past its deadline dropped unhandled", "queue", msg.DeliveryInfo.Queue,
+			"deadline", deadline, "late", late, "correlation_id", msg.Properties.CorrelationID)
+		if msg.State() == StateUnsettled {
+			if err := msg.Reject(false); err != nil {
+				c.conn.logger.Error("kombu: settle message", "queue", msg.DeliveryInfo.Queue, "error", err)
+			}
+		}
+		return nil
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	return c.call(ctx, h, msg)
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
 )
@@ -27,6 +28,17 @@ const ErrorHeader = "kombu_error"
 // handler failed. Many calls may be in flight on one producer; each gets
 // its own reply. A reply that arrives after its caller gave up is dropped
 // and counted in Connection.LateReplies.
+//
+// ctx's deadline goes with the request, so that no consumer works for a
+// caller that is gone: in the "expires" header (see Message.Deadline) on
+// every transport, where a consumer drops the request unhandled once the
+// deadline has passed and otherwise gives its handler a context that ends
+// then; and, on a transport with TTL (RabbitMQ, memory://), as the
+// request's expiration, so that the broker drops it from its queue at the
+// deadline (or dead-letters it, reason "expired") if no consumer took it.
+// An expiration given in opts is kept when it is shorter. On Redis, which
+// has no TTL, a stale request stays in its queue until a consumer takes
+// and drops it.
 func (p *Producer) Call(ctx context.Context, req, reply any, opts ...PublishOption) error {
 	r, err := p.conn.replyRouter(ctx)
 	if err != nil {
@@ -37,6 +49,12 @@ func (p *Producer) Call(ctx context.Context, req, reply any, opts ...PublishOpti
 	defer r.forget(id)
 
 	opts = append(opts[:len(opts):len(opts)], WithReplyTo(r.address), WithCorrelationID(id))
+	if deadline, ok := ctx.Deadline(); ok {
+		if err := ctx.Err(); err != nil {
+			return err // gave up already: a request nobody waits for is not sent
+		}
+		opts = append(opts, p.expiringAt(deadline))
+	}
 	if err := p.Publish(ctx, req, opts...); err != nil {
 		return err
 	}
@@ -76,6 +94,26 @@ func (m *Message) ReplyError(ctx context.Context, err error) error {
 		WithHeaders(map[string]any{ErrorHeader: err.Error()}))
 }
 
+// expiringAt returns a PublishOption that carries deadline in the request:
+// as its "expires" header, and as its expiration where the transport has
+// TTL, unless the options already set a shorter one. It is applied after
+// the caller's options, and reads the clock then.
+func (p *Producer) expiringAt(deadline time.Time) PublishOption {
+	ttl := p.conn.features.Has(transport.FeatureTTL)
+	return func(c *publishConfig) {
+		WithHeaders(map[string]any{ExpiresHeader: float64(deadline.UnixNano()) / 1e9})(c)
+		if !ttl {
+			return
+		}
+		// Expirations travel in whole milliseconds: round up, so that the
+		// broker never drops a request its caller still waits for.
+		left := max(time.Until(deadline).Truncate(time.Millisecond)+time.Millisecond, time.Millisecond)
+		if c.props.Expiration == 0 || left < c.props.Expiration {
+			c.props.Expiration = left
+		}
+	}
+}
+
 func (m *Message) replyProducer() (*Producer, error) {
 	if m.conn == nil || m.Properties.ReplyTo == "" {
 		return nil, fmt.Errorf("kombu: the message has no reply_to: it is not a request")
@@ -97,6 +135,9 @@ func (m *Message) replyProducer() (*Producer, error) {
 // with its error (see Message.Reply and ReplyError). The request itself is
 // acked once the reply is sent, and rejected when the reply cannot be.
 // A request without reply_to is handled, its result discarded, and logged.
+// fn's context ends at the caller's deadline (see Message.Deadline); when
+// fn returns after it, no reply is sent, since the caller has stopped
+// waiting, and the request is acked, or rejected if fn failed.
 func Replying[T any, PT interface{ *T }, R any](fn func(ctx context.Context, m PT, msg *Message) (R, error)) Handler {
 	return HandlerFunc(func(ctx context.Context, msg *Message) error {
 		v := PT(new(T))
@@ -104,6 +145,13 @@ func Replying[T any, PT interface{ *T }, R any](fn func(ctx context.Context, m P
 			return err
 		}
 		result, err := fn(ctx, v, msg)
+		if deadline, ok := msg.Deadline(); ok && !time.Now().Before(deadline) {
+			// The caller's Call returned at its deadline: nobody reads a
+			// reply now. The request is settled by err alone.
+			msg.conn.logger.Debug("kombu: request finished past its caller's deadline; no reply sent",
+				"queue", msg.DeliveryInfo.Queue, "correlation_id", msg.Properties.CorrelationID, "error", err)
+			return err
+		}
 		if msg.Properties.ReplyTo == "" {
 			if err == nil {
 				err = errors.New("kombu: request without reply_to: result discarded")

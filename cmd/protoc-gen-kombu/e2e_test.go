@@ -476,7 +476,9 @@ func TestRequestReply(t *testing.T) {
 	c, err := kombutestv1.NewPricingConsumer(conn, pricingHandler{}, kombu.WithConcurrency(4))
 	start(t, c, err)
 	p := kombutestv1.NewPricingProducer(conn)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Longer than the Convert route's expiration (5s), which the requests
+	// keep as the shorter of the two.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
 	q, err := p.Quote(ctx, &kombutestv1.QuoteRequest{Skus: []string{"a", "b", "c"}})

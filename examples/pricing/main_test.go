@@ -33,7 +33,8 @@ func check(t *testing.T, url string) {
 	want := `[tea mug]: $12.50
 [tea caviar]: refused: unknown sku "caviar"
 [kettle slow]: no answer within 100ms
-late replies dropped: 1
+the service gave up on the slow basket: context deadline exceeded
+late replies: 0
 `
 	if got := out.String(); got != want {
 		t.Errorf("output:\n%s\nwant:\n%s", got, want)

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -56,13 +57,13 @@ func Parse(raw string) (*URL, error) {
 		return bad("empty URL")
 	}
 	if strings.Contains(raw, ";") {
-		// Which side of the ';' is a password's is unknowable: quote neither.
-		return nil, &URLError{URL: "(not shown: it may hold a password)",
-			Reason: "contains ';': use ParseList for a failover list, or percent-encode it (%3B) in a user name or password"}
+		return bad("contains ';': use ParseList for a failover list, or percent-encode it (%%3B) in a user name or password")
 	}
 	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return bad("missing scheme: want transport://host, such as amqp://localhost// or memory://")
+	if !ok || strings.ContainsAny(scheme, ":/@") {
+		// No "://", or only a later one (in a query, say): the scheme or
+		// its separator is malformed.
+		return bad("%s", missingSeparator(raw))
 	}
 	u := &URL{Query: url.Values{}}
 	if name, sub, plus := strings.Cut(scheme, "+"); plus {
@@ -149,24 +150,44 @@ func Parse(raw string) (*URL, error) {
 }
 
 // ParseList parses a ";"-separated failover list of broker URLs, as Kombu's
-// Connection("amqp://a;amqp://b") does. Empty entries are an error.
+// Connection("amqp://a;amqp://b") does. Empty entries are an error. A URL
+// without ';' is a list of one.
 func ParseList(raw string) ([]*URL, error) {
+	if !strings.Contains(raw, ";") {
+		u, err := Parse(raw)
+		if err != nil {
+			return nil, err
+		}
+		return []*URL{u}, nil
+	}
 	parts := strings.Split(raw, ";")
-	for _, p := range parts {
-		if strings.TrimSpace(p) != "" && !strings.Contains(p, "://") {
-			// A ';' inside a user name or password split a URL in two: say
-			// so without quoting any part, since the halves hold the password.
-			return nil, &URLError{URL: "(not shown: it may hold a password)",
-				Reason: "';' inside a URL: percent-encode it (%3B) in user names and passwords; between URLs it separates a failover list"}
+	for i, p := range parts[1:] {
+		if strings.TrimSpace(p) == "" || strings.Contains(p, "://") {
+			continue
+		}
+		// An entry without a scheme is most likely the rest of the URL
+		// before it, split by a ';' in a password (an '@' follows) or in a
+		// query. Its text is not shown.
+		switch {
+		case strings.Contains(strings.Join(parts[i+1:], ";"), "@"):
+			return nil, &URLError{URL: maskRaw(raw),
+				Reason: "';' inside a user name or password: percent-encode it (%3B); between URLs, ';' separates a failover list of transport://... URLs"}
+		case strings.Contains(parts[i], "?"):
+			return nil, &URLError{URL: maskRaw(raw),
+				Reason: "';' inside the query: separate options with '&', and percent-encode a ';' in a value (%3B)"}
 		}
 	}
 	out := make([]*URL, 0, len(parts))
-	for _, p := range parts {
+	for i, p := range parts {
 		if strings.TrimSpace(p) == "" {
-			return nil, &URLError{URL: maskRaw(raw), Reason: "empty entry in ';'-separated failover list"}
+			return nil, &URLError{URL: maskRaw(raw), Reason: fmt.Sprintf("entry %d of the ';'-separated failover list is empty", i+1)}
 		}
 		u, err := Parse(p)
 		if err != nil {
+			var ue *URLError
+			if errors.As(err, &ue) {
+				return nil, &URLError{URL: ue.URL, Reason: fmt.Sprintf("entry %d of the ';'-separated failover list: %s", i+1, ue.Reason)}
+			}
 			return nil, err
 		}
 		out = append(out, u)
@@ -246,33 +267,140 @@ func isSecretKey(k string) bool {
 }
 
 // maskRaw masks the password of a URL that may not parse, for error
-// messages. It errs on the side of hiding too much.
+// messages, and shows the rest. The password is taken to run from the first
+// ':' of the user information to the last '@', which errs on the side of
+// hiding too much when a password holds an unescaped '@', '/' or ';'.
 func maskRaw(raw string) string {
-	var out []string
-	for _, part := range strings.Split(raw, ";") {
-		scheme, rest, ok := strings.Cut(part, "://")
-		if !ok {
-			// Not a URL of its own: likely the tail of one a ';' in its
-			// password split. Nothing in it is safe to show.
-			out = append(out, "**")
-			continue
+	parts := strings.Split(raw, ";")
+	for _, p := range parts {
+		if !strings.Contains(p, "://") {
+			// Not a list of URLs: likely one URL that a ';' in its password
+			// splits. Masked as one, the halves stay hidden.
+			return maskOne(raw)
 		}
-		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
-			userinfo := rest[:at]
-			if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
-				rest = user + ":**" + rest[at:]
-			}
-		}
-		if i := strings.IndexByte(rest, '?'); i >= 0 {
-			if q, err := url.ParseQuery(rest[i+1:]); err == nil {
-				rest = rest[:i+1] + maskQuery(q).Encode()
-			} else {
-				rest = rest[:i+1] + "**"
-			}
-		}
-		out = append(out, scheme+"://"+rest)
 	}
-	return strings.Join(out, ";")
+	for i, p := range parts {
+		parts[i] = maskOne(p)
+	}
+	return strings.Join(parts, ";")
+}
+
+// maskOne masks the password and the secret query options of one URL,
+// which may lack its scheme or have a malformed separator.
+func maskOne(s string) string {
+	start := authorityStart(s)
+	rest := s[start:]
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		if colon := strings.IndexByte(rest[:at], ':'); colon >= 0 {
+			rest = rest[:colon+1] + "**" + rest[at:]
+		}
+	}
+	if i := strings.IndexByte(rest, '?'); i >= 0 {
+		if q, err := url.ParseQuery(rest[i+1:]); err == nil {
+			rest = rest[:i+1] + maskQuery(q).Encode()
+		} else {
+			rest = rest[:i+1] + "**"
+		}
+	}
+	return s[:start] + rest
+}
+
+// authorityStart returns where the user information or host of s begins:
+// after "scheme://", or after the malformed "scheme//" and "scheme:/", and
+// at 0 when s has no recognizable scheme ("host:port", "user:pass@host").
+// "x:/" is a scheme only when x is a scheme kombu-go knows: "amqp:/guest@h"
+// has a user and no password, but in "ann:/pw@h" the password is "/pw".
+func authorityStart(s string) int {
+	n := schemeLen(s)
+	if n == 0 {
+		return 0
+	}
+	switch rest := s[n:]; {
+	case strings.HasPrefix(rest, "://"):
+		return n + 3
+	case strings.HasPrefix(rest, "//"):
+		return n + 2 // no ':' before it, so no password either
+	case strings.HasPrefix(rest, ":/") && knownScheme(s[:n]):
+		return n + 2
+	}
+	return 0
+}
+
+// knownScheme reports whether name is a scheme a driver registered, one of
+// kombu-go's transports has, or an alias of one.
+func knownScheme(name string) bool {
+	name = strings.ToLower(name)
+	_, registered := Lookup(name)
+	return registered || driverPackages[name] != "" || schemeAliases[name] != ""
+}
+
+// schemeLen returns the length of the scheme-like word s begins with: a
+// letter, then letters, digits, '+', '-', '.' and '_'.
+func schemeLen(s string) int {
+	for i, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.' || c == '_'):
+		default:
+			return i
+		}
+	}
+	return len(s)
+}
+
+// missingSeparator says what is wrong with a URL that has no "scheme://"
+// in front. It quotes no part of the URL that could hold a password.
+func missingSeparator(raw string) string {
+	if host, port, ok := hostAndPort(raw); ok {
+		return fmt.Sprintf("missing scheme: %q is a host and port, and a broker URL begins with its transport, such as %s://%s:%s",
+			host+":"+port, schemeForPort(port), host, port)
+	}
+	n := schemeLen(raw)
+	name, after := raw[:n], raw[n:]
+	switch {
+	case n > 0 && strings.HasPrefix(after, ":/"):
+		return fmt.Sprintf("%q has one slash after the scheme: write %s://", name+":/", name)
+	case n > 0 && strings.HasPrefix(after, "//"):
+		return fmt.Sprintf("missing ':' between the scheme and \"//\": write %s://", name)
+	case n > 0 && strings.HasPrefix(after, ":") && knownScheme(name):
+		return fmt.Sprintf("%q must be followed by \"//\": write %s://", name+":", name)
+	}
+	return "missing scheme: a broker URL begins with its transport, such as amqp://localhost:5672//, redis://localhost:6379/0 or memory://"
+}
+
+// hostAndPort recognizes "host:port", with an optional path after it: a URL
+// without its scheme.
+func hostAndPort(raw string) (host, port string, ok bool) {
+	hostport, _, _ := strings.Cut(raw, "/")
+	host, port, found := strings.Cut(hostport, ":")
+	if !found || host == "" || len(port) == 0 || len(port) > 5 {
+		return "", "", false
+	}
+	for _, c := range port {
+		if c < '0' || c > '9' {
+			return "", "", false
+		}
+	}
+	for _, c := range host {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return "", "", false
+		}
+	}
+	return host, port, true
+}
+
+// schemeForPort guesses a URL's transport from its port: the brokers'
+// default ports, else amqp.
+func schemeForPort(port string) string {
+	switch port {
+	case "5671":
+		return "amqps"
+	case "6379", "6380":
+		return "redis"
+	case "26379":
+		return "sentinel"
+	}
+	return "amqp"
 }
 
 func validScheme(s string) bool {

@@ -100,6 +100,78 @@ func TestParseRejectsBadURLs(t *testing.T) {
 	}
 }
 
+// Each malformed form of a URL gets its own reason, and the URL is shown
+// with only its password masked. Each of the first three was reported as
+// "';' inside a URL" with the URL hidden, though none holds a ';' or a
+// password.
+func TestParseSaysWhatIsWrong(t *testing.T) {
+	tests := []struct{ raw, want string }{
+		{"localhost:5672", `kombu: invalid broker URL "localhost:5672": missing scheme: "localhost:5672" is a host and port, and ` +
+			`a broker URL begins with its transport, such as amqp://localhost:5672`},
+		{"amqp//guest:guest@localhost:5672//", `kombu: invalid broker URL "amqp//guest:**@localhost:5672//": ` +
+			`missing ':' between the scheme and "//": write amqp://`},
+		{"amqp:/guest@localhost//", `kombu: invalid broker URL "amqp:/guest@localhost//": "amqp:/" has one slash after the scheme: write amqp://`},
+		{"amqp:localhost", `kombu: invalid broker URL "amqp:localhost": "amqp:" must be followed by "//": write amqp://`},
+		{"redis.example.com:6379/0", `kombu: invalid broker URL "redis.example.com:6379/0": missing scheme: "redis.example.com:6379" is a host and port, and ` +
+			`a broker URL begins with its transport, such as redis://redis.example.com:6379`},
+		{"guest:secret@localhost:5672", `kombu: invalid broker URL "guest:**@localhost:5672": missing scheme: a broker URL begins with its transport, ` +
+			`such as amqp://localhost:5672//, redis://localhost:6379/0 or memory://`},
+		{"amqp:guest:secret@h", `kombu: invalid broker URL "amqp:**@h": "amqp:" must be followed by "//": write amqp://`},
+		{"amqp:/guest@h/x?next=amqp://y", `kombu: invalid broker URL "amqp:/guest@h/x?next=amqp%3A%2F%2Fy": "amqp:/" has one slash after the scheme: write amqp://`},
+	}
+	for _, tt := range tests {
+		for name, parse := range map[string]func(string) error{
+			"Parse":     func(s string) error { _, err := Parse(s); return err },
+			"ParseList": func(s string) error { _, err := ParseList(s); return err },
+		} {
+			err := parse(tt.raw)
+			if !errors.Is(err, ErrInvalidURL) {
+				t.Errorf("%s(%q) = %v, want ErrInvalidURL", name, tt.raw, err)
+				continue
+			}
+			if err.Error() != tt.want {
+				t.Errorf("%s(%q):\n got %s\nwant %s", name, tt.raw, err, tt.want)
+			}
+		}
+	}
+}
+
+// A ';' in a list is a separator; inside a password or a query it splits a
+// URL, and the error says which without showing the secret.
+func TestParseListSemicolons(t *testing.T) {
+	tests := []struct{ raw, want string }{
+		{"amqp://guest:pa;ss@h//", `kombu: invalid broker URL "amqp://guest:**@h//": ';' inside a user name or password: ` +
+			`percent-encode it (%3B); between URLs, ';' separates a failover list of transport://... URLs`},
+		{"redis://h?password=hun;ter2", `kombu: invalid broker URL "redis://h?**": ';' inside the query: ` +
+			`separate options with '&', and percent-encode a ';' in a value (%3B)`},
+		{"amqp://a//;localhost:5672", `kombu: invalid broker URL "localhost:5672": entry 2 of the ';'-separated failover list: ` +
+			`missing scheme: "localhost:5672" is a host and port, and a broker URL begins with its transport, such as amqp://localhost:5672`},
+		{"amqp://u:pw@a//;;amqp://b", `kombu: invalid broker URL "amqp://u:**@a//;;amqp://b": entry 2 of the ';'-separated failover list is empty`},
+		{"amqp://a//;amqp://u:pw@b:0//", `kombu: invalid broker URL "amqp://u:**@b:0//": entry 2 of the ';'-separated failover list: ` +
+			`the port is not a number from 1 to 65535`},
+	}
+	for _, tt := range tests {
+		_, err := ParseList(tt.raw)
+		if !errors.Is(err, ErrInvalidURL) || err.Error() != tt.want {
+			t.Errorf("ParseList(%q):\n got %v\nwant %s", tt.raw, err, tt.want)
+		}
+	}
+}
+
+func TestSuggestScheme(t *testing.T) {
+	for unknown, want := range map[string]string{
+		"rabbitmq": "amqp", "rabbit": "amqp", "RabbitMQ": "amqp", "ampq": "amqp", "amqb": "amqp", "AMQP": "amqp",
+		"redis-sentinel": "sentinel", "reddis": "redis", "redsi": "redis", "valkey": "redis",
+		"memroy": "memory", "inmemory": "memory",
+		"kafka": "", "http": "", "sqs": "", "x": "",
+	} {
+		got, ok := SuggestScheme(unknown)
+		if got != want || ok != (want != "") {
+			t.Errorf("SuggestScheme(%q) = %q, %v; want %q", unknown, got, ok, want)
+		}
+	}
+}
+
 func TestURLErrorsNeverShowThePassword(t *testing.T) {
 	for _, raw := range []string{
 		"amqp://user:hunter2@h:99999//",

@@ -59,3 +59,14 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 	brokersMu.Unlock()
 	return newConn(b, cfg), nil
 }
+
+// Discard forgets the broker named name (the path of its memory:///name
+// URL): the next connection to that URL gets a new, empty broker.
+// Connections still open keep using the old one until they close. Tests
+// that give each test a broker of its own (package kombutest) discard it
+// when the test ends, so that a long test run does not keep them all.
+func Discard(name string) {
+	brokersMu.Lock()
+	defer brokersMu.Unlock()
+	delete(brokers, name)
+}

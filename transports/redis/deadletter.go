@@ -163,9 +163,10 @@ func deadLetterHead(e *entry, dl *deadLetterConfig, now time.Time) (head []byte,
 // withDeath returns the headers with a death in queue recorded in x-death,
 // a list of tables as RabbitMQ writes it: a repeated death (same queue and
 // reason) increments its entry's count and moves it to the front, a new one
-// is prepended. x-first-death-* keep the first death. The time is written
-// as Kombu's JSON encoder writes a datetime (an ISO 8601 string), since a
-// JSON envelope has no timestamp type.
+// is prepended. x-first-death-* keep the first death. The time is a
+// time.Time, as in RabbitMQ's x-death; it is stored as Kombu's JSON encoder
+// writes a datetime (an ISO 8601 string), since a JSON envelope has no
+// timestamp type, and read back as a time.Time (withDeathTimes).
 func withDeath(headers map[string]any, queue, reason, exchange, routingKey string, expiration time.Duration, now time.Time) map[string]any {
 	h := make(map[string]any, len(headers)+4)
 	maps.Copy(h, headers)
@@ -203,4 +204,43 @@ func withDeath(headers map[string]any, queue, reason, exchange, routingKey strin
 		h["x-first-death-exchange"] = exchange
 	}
 	return h
+}
+
+// withDeathTimes turns the time of each x-death entry, stored as an ISO
+// 8601 string, back into the time.Time that RabbitMQ's and the memory
+// broker's x-death carry, so that a consumer reads one type on every
+// transport. A time in Kombu 5.3's JSON envelope for datetimes
+// ({"__type__": "datetime", "__value__": ...}), or naive (UTC, as Python's
+// isoformat() writes it without a time zone), is read too; anything else is
+// left as it is. Written again, the time takes its stored form.
+func withDeathTimes(h map[string]any) map[string]any {
+	deaths, _ := h["x-death"].([]any)
+	for _, d := range deaths {
+		entry, ok := d.(map[string]any)
+		if !ok {
+			continue
+		}
+		raw := entry["time"]
+		if env, ok := raw.(map[string]any); ok && env["__type__"] == "datetime" {
+			raw = env["__value__"]
+		}
+		if s, ok := raw.(string); ok {
+			if t, ok := parseISOTime(s); ok {
+				entry["time"] = t
+			}
+		}
+	}
+	return h
+}
+
+// parseISOTime reads a time as appendPyTime and Python's isoformat() write
+// it: with "Z", with a UTC offset, or naive, taken as UTC.
+func parseISOTime(s string) (time.Time, bool) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, true
+	}
+	if t, err := time.ParseInLocation("2006-01-02T15:04:05.999999999", s, time.UTC); err == nil {
+		return t, true
+	}
+	return time.Time{}, false
 }

@@ -57,14 +57,31 @@
 //
 // # Layout
 //
-// A message is a JSON envelope (see envelope.go) written as Python's
-// json.dumps writes it, LPUSHed to the queue's list; consumers take from
-// the right, so queues are FIFO. A queue has four lists, one per priority
-// step: "<queue>" for priorities 0 to 2 and "<queue>\x06\x163",
-// "<queue>\x06\x166", "<queue>\x06\x169" for 3-5, 6-8 and 9 and above. Lower
-// numbers are served first, as Kombu does on Redis, which is the opposite of
-// AMQP. Every queue has them: x-max-priority is accepted and changes
-// nothing.
+// A message is Kombu's JSON envelope, written as Python's json.dumps writes
+// it (", " and ": " separators, non-ASCII escaped), with this key order:
+//
+//	{"body": "<base64 of the serialized, compressed body>",
+//	 "content-encoding": "utf-8", "content-type": "application/json",
+//	 "headers": {<application headers; "compression": "<mime type>" when compressed>},
+//	 "properties": {<correlation_id, reply_to, message_id, timestamp (epoch
+//	                 seconds), type, user_id, app_id: those set>,
+//	                "delivery_mode": 2,
+//	                "delivery_info": {"exchange": "<exchange>", "routing_key": "<key>"},
+//	                "priority": 0, "body_encoding": "base64",
+//	                "delivery_tag": "<uuid4, one per queue's copy>"}}
+//
+// Header values are JSON: strings, numbers, booleans, null, lists and
+// objects; a time.Time is written as Kombu writes a datetime, an ISO 8601
+// string ("2024-05-06T07:08:09Z"), and comes back a string, except in
+// x-death (see dead-lettering under Differences from Kombu).
+//
+// The envelope is LPUSHed to the queue's list; consumers take from the
+// right, so queues are FIFO. A queue has four lists, one per priority step:
+// "<queue>" for priorities 0 to 2 and "<queue>\x06\x163",
+// "<queue>\x06\x166", "<queue>\x06\x169" for 3-5, 6-8 and 9 and above.
+// Lower numbers are served first, as Kombu does on Redis, which is the
+// opposite of AMQP. Every queue has them: x-max-priority is accepted and
+// changes nothing.
 //
 // Exchanges exist only in the memory of the connection that declared them,
 // as in Kombu: an exchange this connection did not declare is taken to be
@@ -72,29 +89,31 @@
 // Redis sets, "_kombu.binding.<exchange>", of "<key>\x06\x16<pattern>\x06\x16<queue>",
 // where the pattern is the Python regular expression Kombu matches topic
 // keys with. On Redis a topic "*" matches one or more words, not exactly
-// one, and "a.#" does not match "a" (see topic.go); kombu-go matches as
-// Kombu does, so both sides route alike. Publishing to a direct or topic
-// exchange routes with the binding set as it is at that moment (read once,
-// cached, and checked by the publish script, see publishScript), so a
-// binding added by any client takes effect at once. A fanout exchange
+// one, and "a.#" does not match "a", because of the regular expression
+// Kombu builds from the pattern; kombu-go matches as Kombu does, so both
+// sides route alike. Publishing to a direct or topic
+// exchange routes with the binding set as it is at that moment (read once
+// and cached; the script that publishes checks, in the same round trip,
+// that the set has not changed, and the publish is routed again if it
+// has), so a binding added by any client takes effect at once. A fanout exchange
 // PUBLISHes on the channel "/<db>.<exchange>", or "/<db>.<exchange>/<key>"
 // with a routing key; the connection that binds a queue to it subscribes
 // with the binding's key (PSUBSCRIBE, on a PUB/SUB connection of its own,
 // as Kombu's consumers do) before Bind returns, and copies each broadcast
 // into the queue's list until the binding goes: Unbind, deleting the
-// queue or the exchange, or closing the connection (see fanout.go).
+// queue or the exchange, or closing the connection.
 //
 // Unacknowledged messages are recorded as Kombu records them: the "unacked"
 // hash maps a delivery tag to [message, exchange, routing key] and the
 // "unacked_index" sorted set scores it with the time it was taken. Ack
 // removes both. Reject with requeue pushes the message to the back of its
-// queue (LPUSH) marked redelivered, as Kombu does; reject without requeue
-// drops it, unless the queue has a dead-letter exchange (see Differences).
-// A message unacknowledged for
-// visibility_timeout goes back to the front of its queue (RPUSH), marked
-// redelivered, by the first consumer (Go or Python) whose periodic restore
-// gets the "unacked_mutex" lock. Closing a connection returns its unsettled
-// messages at once.
+// queue (LPUSH) marked redelivered ("redelivered": true in its headers and
+// in its delivery_info, as Kombu's restore writes it); reject without
+// requeue drops it, unless the queue has a dead-letter exchange (see
+// Differences). A message unacknowledged for visibility_timeout goes back
+// to the front of its queue (RPUSH), marked redelivered, by the first
+// consumer (Go or Python) whose periodic restore gets the "unacked_mutex"
+// lock. Closing a connection returns its unsettled messages at once.
 //
 // # Differences from Kombu
 //
@@ -125,10 +144,16 @@
 //   - A stale unacked record (written by Kombu) that routes to no queue from
 //     this connection is left where it is, for a restorer that knows its
 //     exchange, and logged; Kombu drops it.
-//   - Consumers wait for work using Redis client tracking instead of
-//     BRPOP (see wake.go).
-//   - Acknowledgements are sent in the background, batched (see ackFlusher):
-//     Ack returns at once, as an AMQP basic.ack does.
+//   - Consumers do not wait in BRPOP, which pops, since a scripted take
+//     cannot block: a consumer that finds its queues empty waits for Redis
+//     to announce a write to one of its lists, through client-side
+//     caching's broadcast mode (Redis 6 and later: CLIENT TRACKING ... BCAST
+//     with the queues' key prefixes, redirected to a connection subscribed
+//     to __redis__:invalidate), which needs no server configuration; it
+//     also looks every polling_interval in case a wake-up is missed, or
+//     every 100 ms where tracking is refused (an ACL without CLIENT).
+//   - Acknowledgements are sent in the background, batched: Ack returns at
+//     once, as an AMQP basic.ack does.
 //   - A broadcast is received by the connection that bound the queue, from
 //     the moment Bind returns, whether or not anything consumes the queue
 //     yet; it is copied into the queue's list and taken from there, so
@@ -149,7 +174,7 @@
 //     published with NotifyUnroutable that goes nowhere is reported the
 //     same way, to Config.Unroutable, without failing the publish.
 //   - Dead-lettering (FeatureDeadLetter), which Kombu's Redis transport
-//     does not have, is emulated for kombu-go consumers (see deadletter.go).
+//     does not have, is emulated for kombu-go consumers.
 //     A queue declared with x-dead-letter-exchange ("" for the default
 //     exchange) and optionally x-dead-letter-routing-key keeps them in the
 //     declaring connection's memory, as exchanges are kept; a reject
@@ -165,8 +190,10 @@
 //     fanout dead-letter exchange pushes to the lists of its bound queues
 //     instead of PUBLISHing, so no subscriber need be listening. Only
 //     rejections dead-letter: there is no expiry (no FeatureTTL) and no
-//     length limit on Redis. The x-death time is an ISO 8601 string, as
-//     Kombu's JSON writes a datetime, not an AMQP timestamp. Python Kombu
+//     length limit on Redis. The x-death time is stored as an ISO 8601
+//     string in UTC, whole seconds ("2024-05-06T07:08:09Z"), as Kombu's
+//     JSON writes a datetime, and delivered as a time.Time, as RabbitMQ's
+//     and the memory broker's are (Python reads the string). Python Kombu
 //     consumers of the same queue, and Go processes that did not declare
 //     it, do not dead-letter: their rejects drop the message. A message
 //     that is not a Kombu envelope is dropped, as it cannot carry x-death.
@@ -192,7 +219,7 @@
 // connections for wake-ups, and a connection that binds queues to fanout
 // exchanges one PUB/SUB connection for all of them.
 //
-// A publish is one round trip (LPUSH, or publishScript for an exchange with
+// A publish is one round trip (LPUSH, or a script for an exchange with
 // bindings); PublishBatch pipelines up to 512 messages per round trip. A
 // consumer takes up to its free prefetch in one round trip and acknowledges
 // in batches, against Kombu's three round trips per message (BRPOP, the

@@ -195,7 +195,7 @@ func decodeEnvelope(raw string) (*transport.Delivery, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: headers: %v", errEnvelope, err)
 		}
-		d.Headers = h
+		d.Headers = withDeathTimes(h)
 	}
 	p := &w.Properties
 	props := &d.Properties

@@ -286,6 +286,11 @@ func (e *env) checkDeath(d *transport.Delivery, queue, reason, exchange string) 
 	if death["queue"] != queue || death["reason"] != reason || death["exchange"] != exchange || !isInt || count != 1 {
 		e.t.Errorf("dead letter %q: x-death[0] = %v; want queue %q, reason %q, exchange %q, count 1", d.Body, death, queue, reason, exchange)
 	}
+	// One type on every transport: RabbitMQ sends an AMQP timestamp, and
+	// a driver that stores the record as text gives it back as a time.
+	if at, ok := death["time"].(time.Time); !ok || time.Since(at) > time.Hour || time.Until(at) > time.Minute {
+		e.t.Errorf("dead letter %q: x-death[0] time is %T %v, want a recent time.Time", d.Body, death["time"], death["time"])
+	}
 	if d.Headers["x-first-death-queue"] != queue || d.Headers["x-first-death-reason"] != reason {
 		e.t.Errorf("dead letter %q: x-first-death-queue %v, x-first-death-reason %v; want %q, %q",
 			d.Body, d.Headers["x-first-death-queue"], d.Headers["x-first-death-reason"], queue, reason)
