@@ -23,6 +23,15 @@ import (
 //   - a panic is recovered, logged with its stack, and treated as an error.
 //
 // A handler that called msg.Ack, msg.Reject or msg.Requeue keeps its choice.
+//
+// The context ends only when the consumer shuts down: Run's context ended
+// or Close was called, and the handler was still running when the shutdown
+// timeout (WithShutdownTimeout) ran out. A handler should pass ctx to what
+// it waits on and, when ctx ends, stop and return ctx.Err() (or whatever
+// error the interrupted call returned). Once the shutdown has cancelled
+// ctx, any error the handler returns puts the message back in its queue,
+// for the next consumer, instead of rejecting it: being stopped is not a
+// failure of the message. Returning nil still acks it (the work was done).
 type Handler interface {
 	HandleMessage(ctx context.Context, msg *Message) error
 }
@@ -127,9 +136,12 @@ func WithDecodeErrorHandler(fn func(msg *Message, err error)) ConsumerOption {
 }
 
 // WithShutdownTimeout bounds how long Run waits for running handlers when
-// it stops (30 seconds by default). Messages whose handlers are still
-// running then stay unsettled and go back to their queue when the
-// connection closes.
+// it stops (30 seconds by default). When it runs out, the handlers'
+// context is cancelled and Run returns. A handler that then returns an
+// error (ctx.Err(), typically) has its message put back in its queue, not
+// rejected; one that returns nil has it acked. A message whose handler is
+// still running stays unsettled until the handler returns, or until the
+// connection closes, which puts it back in its queue.
 func WithShutdownTimeout(d time.Duration) ConsumerOption {
 	return func(c *consumerConfig) { c.shutdownTimeout = d }
 }
@@ -290,7 +302,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	})
 	runErr := c.consume(ctx, hs)
 	if !waitGroup(hs.stopping(), &hs.running) {
-		c.conn.logger.Warn("kombu: handlers still running after the shutdown timeout; their messages return to the queue when the connection closes",
+		c.conn.logger.Warn("kombu: handlers still running after the shutdown timeout, their context cancelled; each one's message goes back to its queue when it returns an error, or when the connection closes",
 			"timeout", c.cfg.shutdownTimeout)
 	}
 	endShutdown()
@@ -513,9 +525,17 @@ func (c *Consumer) handle(ctx context.Context, in inbound) {
 		err = c.call(ctx, c.handlerFor(d.Queue), msg)
 	}
 	decodeErr := errors.Is(err, ErrDecode) || errors.Is(err, ErrContentDisallowed)
-	if decodeErr {
+	// ctx ends only with the consumer's shutdown: a handler it interrupted
+	// failed for that reason, not for the message's, which goes back to its
+	// queue for the next consumer. A message that does not decode never
+	// will, and is rejected all the same.
+	stopped := err != nil && !decodeErr && ctx.Err() != nil
+	switch {
+	case decodeErr:
 		c.decodeFailed(msg, err)
-	} else if err != nil {
+	case stopped && msg.State() == StateUnsettled:
+		c.conn.logger.Info("kombu: handler stopped by the shutdown; message returned to its queue", "queue", d.Queue, "error", err)
+	case err != nil:
 		c.conn.logger.Error("kombu: handler failed", "queue", d.Queue, "error", err)
 	}
 	if msg.State() != StateUnsettled {
@@ -525,7 +545,7 @@ func (c *Consumer) handle(ctx context.Context, in inbound) {
 	switch {
 	case err == nil:
 		settleErr = msg.Ack()
-	case isRequeue(err):
+	case isRequeue(err), stopped:
 		settleErr = msg.Reject(true)
 	case c.retrier != nil && !decodeErr:
 		retried, rerr := c.retrier.retry(ctx, msg)

@@ -108,6 +108,26 @@
 //
 // Every call that may block takes a context first. Consumer.Run consumes
 // until its context ends or Close is called, then stops taking messages,
-// lets running handlers finish within a bound, and returns every message it
-// held but did not handle to its queue.
+// lets running handlers finish within a bound (WithShutdownTimeout), and
+// returns every message it held but did not handle to its queue.
+//
+// A handler's context is not Run's: it ends only when that bound runs out
+// with the handler still running. A handler passes it to what it waits on
+// and, when it ends, returns ctx.Err() (or the error of the call it
+// interrupted), the ordinary thing in Go:
+//
+//	func (h *billing) Charge(ctx context.Context, inv *Invoice, msg *kombu.Message) error {
+//		if err := h.gateway.Charge(ctx, inv); err != nil {
+//			return err // after a shutdown cancelled ctx: back in the queue
+//		}
+//		return nil
+//	}
+//
+// An error returned once the shutdown has cancelled the context is not the
+// message's failure: the message goes back to its queue for the next
+// consumer, never to the dead-letter exchange. nil still acks it. A handler
+// that ignores its context keeps its message until it returns or the
+// connection is closed, which puts the message back in its queue (on
+// Redis, at once; were the process killed instead, after the visibility
+// timeout).
 package kombu

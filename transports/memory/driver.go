@@ -6,6 +6,10 @@
 // dead-lettering with x-death headers, exclusive and auto-delete queues,
 // prefetch, and requeueing of unsettled messages when a connection closes.
 // Nothing is persisted; "durable" only matters when comparing declarations.
+// A broker lives as long as the process, so whatever its queues hold when
+// the process exits is lost, messages a stopping consumer returned to them
+// included; the last connection to close with messages still queued logs
+// a warning saying so.
 //
 // Import it for its side effect:
 //
@@ -19,6 +23,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -40,7 +45,7 @@ var (
 // Open returns a connection to the broker named by u.Path. Host, port,
 // credentials and query options are accepted and ignored, as Kombu's memory
 // transport ignores them.
-func (Driver) Open(ctx context.Context, u *transport.URL, _ transport.Config) (transport.Conn, error) {
+func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) (transport.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -50,9 +55,13 @@ func (Driver) Open(ctx context.Context, u *transport.URL, _ transport.Config) (t
 	brokersMu.Lock()
 	b := brokers[u.Path]
 	if b == nil {
-		b = newBroker()
+		b = newBroker(u.String())
 		brokers[u.Path] = b
 	}
 	brokersMu.Unlock()
-	return newConn(b), nil
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return newConn(b, log), nil
 }

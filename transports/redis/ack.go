@@ -145,6 +145,14 @@ func (a *ackScope) Reject(tag uint64, requeue bool) error {
 			a.c.settle([]*entry{e})
 		}
 	}
+	if requeue || dl != nil {
+		// Close waits for this write: closing the client under it would
+		// leave the message in the unacked hash until the visibility
+		// timeout. Counted under the scope's lock, so before Close has
+		// closed the scope.
+		a.c.settling.Add(1)
+		defer a.c.settling.Done()
+	}
 	a.mu.Unlock()
 	defer a.settled()
 	switch {

@@ -64,12 +64,13 @@ type conn struct {
 	leaseMu sync.Mutex
 	leased  map[string]struct{} // unacked hash keys of messages this connection holds unsettled
 
-	acks   *ackFlusher
-	hub    *wakeHub
-	relay  *fanoutRelay // fanout bindings and the broadcasts they receive
-	bgStop chan struct{}
-	bgWG   sync.WaitGroup
-	done   chan struct{}
+	acks     *ackFlusher
+	settling sync.WaitGroup // rejections writing to Redis, which Close waits for
+	hub      *wakeHub
+	relay    *fanoutRelay // fanout bindings and the broadcasts they receive
+	bgStop   chan struct{}
+	bgWG     sync.WaitGroup
+	done     chan struct{}
 }
 
 var (
@@ -620,6 +621,7 @@ func (c *conn) Close() error {
 		unsettled = append(unsettled, s.acks.takeAll()...)
 	}
 	unsettled = append(unsettled, c.gets.takeAll()...)
+	c.settling.Wait()
 	close(c.bgStop)
 	c.bgWG.Wait() // restorer, leaser, ack flusher (which flushes on the way out)
 	if c.hub != nil {

@@ -1,0 +1,11 @@
+package kombu_test
+
+import (
+	"testing"
+
+	"github.com/kombu-go/kombu/internal/consumertest"
+)
+
+func TestShutdownNeverDeadLettersOrStrands(t *testing.T) {
+	consumertest.Shutdown(t, brokerURL(t))
+}
