@@ -548,17 +548,17 @@ func (c *Consumer) handle(ctx context.Context, in inbound) {
 	case isRequeue(err), stopped:
 		settleErr = msg.Reject(true)
 	case c.retrier != nil && !decodeErr:
-		retried, rerr := c.retrier.retry(ctx, msg)
+		retried, rerr := c.retrier.retry(ctx, msg, err)
 		if rerr != nil {
 			c.conn.logger.Error("kombu: retry failed; message rejected", "queue", d.Queue, "error", rerr)
 		}
 		if retried {
 			settleErr = msg.Ack() // the retry copy is confirmed
 		} else {
-			settleErr = msg.Reject(false)
+			settleErr = msg.rejectFailed(err)
 		}
 	default:
-		settleErr = msg.Reject(false)
+		settleErr = msg.rejectFailed(err)
 	}
 	if settleErr != nil {
 		c.conn.logger.Error("kombu: settle message", "queue", d.Queue, "error", settleErr)

@@ -104,6 +104,28 @@
 // stops a consumer: it goes to the decode-error handler and is rejected,
 // never acknowledged and lost.
 //
+// # Dead letters
+//
+// A message whose handler fails (returns an error, panics) or that cannot
+// be decoded is rejected without requeue, and dead-lettered where its
+// queue has a dead-letter exchange. Whether the dead letter says why
+// depends on who writes it:
+//
+//   - the memory broker and Redis (which emulates dead-letter exchanges)
+//     write the dead-lettered copy themselves, and put the error's text
+//     (up to 1 KiB) in its ErrorHeader ("kombu_error"), beside x-death;
+//   - RabbitMQ dead-letters in the broker, whose x-death records the death
+//     (reason "rejected", queue, time, count) but can be given no text:
+//     there the error is only logged, unless the message went through
+//     WithRetry;
+//   - WithRetry puts the failed attempt's error in ErrorHeader of every
+//     retry copy it publishes, so a message that used up its retries
+//     carries, on RabbitMQ, the error of its last retry (the final
+//     attempt's error is logged), and on memory and Redis the final one.
+//
+// A message the application rejects itself (msg.Reject) carries no text.
+// The header costs nothing on the success path.
+//
 // # Contexts and shutdown
 //
 // Every call that may block takes a context first. Consumer.Run consumes

@@ -235,6 +235,24 @@ type Acknowledger interface {
 	Reject(tag uint64, requeue bool) error
 }
 
+// ErrorHeader is the header in which a failed message carries the text of
+// the error that failed it: on the copy the runtime republishes for another
+// attempt (kombu.WithRetry), and on the dead-lettered copy where the
+// transport writes that copy itself (see ReasonRejecter). A broker that
+// dead-letters on its own (RabbitMQ) adds x-death, which says "rejected"
+// and nothing of why.
+const ErrorHeader = "kombu_error"
+
+// ReasonRejecter is implemented by an Acknowledger whose transport writes
+// dead-lettered copies itself instead of a broker (the memory broker,
+// Redis's emulated dead-letter exchanges). RejectWithReason is
+// Reject(tag, false), except that the dead-lettered copy, if the queue has
+// a dead-letter exchange, carries reason in ErrorHeader. The runtime calls
+// it only for a failed message, so success costs nothing.
+type ReasonRejecter interface {
+	RejectWithReason(tag uint64, reason string) error
+}
+
 // ConsumeSpec says what to consume.
 type ConsumeSpec struct {
 	Queues    []string

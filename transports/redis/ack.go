@@ -125,7 +125,15 @@ func (a *ackScope) Ack(tag uint64, multiple bool) error {
 // of its queue marked redelivered, at once (Kombu's reject(requeue=True));
 // without, it goes to the dead-letter exchange this connection declared its
 // queue with (see deadletter.go), or is dropped if there is none.
-func (a *ackScope) Reject(tag uint64, requeue bool) error {
+func (a *ackScope) Reject(tag uint64, requeue bool) error { return a.reject(tag, requeue, "") }
+
+// RejectWithReason is Reject without requeue whose dead letter carries
+// reason in transport.ErrorHeader.
+func (a *ackScope) RejectWithReason(tag uint64, reason string) error {
+	return a.reject(tag, false, reason)
+}
+
+func (a *ackScope) reject(tag uint64, requeue bool, reason string) error {
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
@@ -163,7 +171,7 @@ func (a *ackScope) Reject(tag uint64, requeue bool) error {
 	case dl != nil:
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		defer cancel()
-		return a.c.wrap("dead-letter", a.c.deadLetter(ctx, e, dl))
+		return a.c.wrap("dead-letter", a.c.deadLetter(ctx, e, dl, reason))
 	}
 	return nil
 }

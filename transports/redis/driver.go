@@ -146,6 +146,10 @@
 //   - Mandatory publishing is supported: ErrUnroutable when no binding
 //     matches, or when a fanout exchange has no subscriber (no open
 //     connection holds a binding whose pattern matches).
+//   - A dead letter says why: a message the kombu-go consumer rejected
+//     because its handler failed carries the error's text in its
+//     "kombu_error" header (transport.ErrorHeader), beside x-death, which
+//     RabbitMQ's dead-lettering cannot do.
 //   - Dead-lettering (FeatureDeadLetter), which Kombu's Redis transport
 //     does not have, is emulated for kombu-go consumers (see deadletter.go).
 //     A queue declared with x-dead-letter-exchange ("" for the default

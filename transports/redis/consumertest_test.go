@@ -9,3 +9,7 @@ import (
 func TestShutdownNeverDeadLettersOrStrands(t *testing.T) {
 	consumertest.Shutdown(t, newEnv(t).url())
 }
+
+func TestDeadLetterSaysWhy(t *testing.T) {
+	consumertest.DeadLetterReason(t, newEnv(t).url(), false)
+}

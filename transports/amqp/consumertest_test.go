@@ -10,3 +10,9 @@ import (
 func TestShutdownNeverDeadLettersOrStrands(t *testing.T) {
 	consumertest.Shutdown(t, brokertest.AMQPURL(t))
 }
+
+// RabbitMQ dead-letters in the broker: x-death, and no error text but what
+// WithRetry's copies carry.
+func TestDeadLetterSaysWhy(t *testing.T) {
+	consumertest.DeadLetterReason(t, brokertest.AMQPURL(t), true)
+}
