@@ -86,11 +86,16 @@ type Conn interface {
 	Consume(ctx context.Context, spec ConsumeSpec) (Subscription, error)
 
 	// Done is closed when the connection is closed or lost; Err then says why
-	// (nil after Close).
+	// (nil after Close). A lost connection fails its operations with errors
+	// that are ErrClosed, so that the runtime makes them again on the next
+	// connection.
 	Done() <-chan struct{}
 	Err() error
 	// Close closes the connection. Messages delivered to its consumers and
-	// not yet settled go back to their queues.
+	// not yet settled go back to their queues. The runtime also closes a
+	// lost connection, once a new one has replaced it: a driver that keeps
+	// state past a loss (settlements it could not send yet) finishes with
+	// it there.
 	Close() error
 }
 
