@@ -25,8 +25,8 @@ import (
 // A handler that called msg.Ack, msg.Reject or msg.Requeue keeps its choice.
 //
 // The context ends only when the consumer shuts down: Run's context ended
-// or Close was called, and the handler was still running when the shutdown
-// timeout (WithShutdownTimeout) ran out. A handler should pass ctx to what
+// or Close was called, and the handler was still running as the shutdown
+// timeout (WithShutdownTimeout) was running out. A handler should pass ctx to what
 // it waits on and, when ctx ends, stop and return ctx.Err() (or whatever
 // error the interrupted call returned). Once the shutdown has cancelled
 // ctx, any error the handler returns puts the message back in its queue,
@@ -136,11 +136,14 @@ func WithDecodeErrorHandler(fn func(msg *Message, err error)) ConsumerOption {
 }
 
 // WithShutdownTimeout bounds how long Run waits for running handlers when
-// it stops (30 seconds by default). When it runs out, the handlers'
-// context is cancelled and Run returns. A handler that then returns an
-// error (ctx.Err(), typically) has its message put back in its queue, not
-// rejected; one that returns nil has it acked. A message whose handler is
-// still running stays unsettled until the handler returns, or until the
+// it stops (30 seconds by default). Handlers still running near its end (a
+// tenth of it before, at most a second) have their context cancelled, and
+// Run returns when they have returned or the timeout has run out. A handler
+// that returns an error once its context is cancelled (ctx.Err(),
+// typically) has its message put back in its queue, not rejected; one that
+// returns nil has it acked; either way before Run returns, if it returns
+// within that last tenth. A message whose handler is still running when
+// Run returns stays unsettled until the handler returns, or until the
 // connection closes, which puts it back in its queue.
 func WithShutdownTimeout(d time.Duration) ConsumerOption {
 	return func(c *consumerConfig) { c.shutdownTimeout = d }
@@ -296,7 +299,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 		// cancelling the subscription, returning what it holds, and the
 		// handlers at work all fit within the shutdown timeout.
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.shutdownTimeout)
-		endShutdown = cancel
+		// Handlers are told to stop a little before the deadline, so that
+		// one that returns when told has its message settled before Run
+		// returns, rather than racing the program's Close.
+		early := time.AfterFunc(c.cfg.shutdownTimeout-shutdownGrace(c.cfg.shutdownTimeout), cancelHandlers)
+		endShutdown = func() {
+			early.Stop()
+			cancel()
+		}
 		context.AfterFunc(shutdownCtx, cancelHandlers)
 		return shutdownCtx
 	})
@@ -308,6 +318,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	endShutdown()
 	return runErr
 }
+
+// shutdownGrace is how long before the shutdown deadline handlers still
+// running have their context cancelled: a tenth of the shutdown timeout,
+// at most a second.
+func shutdownGrace(timeout time.Duration) time.Duration { return min(timeout/10, time.Second) }
 
 // errSubscriptionEnded is why a subscription that ended without a reason
 // ended: with its connection, as far as the consumer can tell.

@@ -133,8 +133,9 @@
 // lets running handlers finish within a bound (WithShutdownTimeout), and
 // returns every message it held but did not handle to its queue.
 //
-// A handler's context is not Run's: it ends only when that bound runs out
-// with the handler still running. A handler passes it to what it waits on
+// A handler's context is not Run's: it ends only when that bound is
+// running out (a tenth of it, at most a second, before its end) with the
+// handler still running. A handler passes it to what it waits on
 // and, when it ends, returns ctx.Err() (or the error of the call it
 // interrupted), the ordinary thing in Go:
 //
