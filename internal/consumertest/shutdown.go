@@ -5,18 +5,16 @@
 package consumertest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/kombu-go/kombu/internal/brokertest"
 	kombu "github.com/kombu-go/kombu/runtime"
 )
 
@@ -130,29 +128,15 @@ func Shutdown(t *testing.T, url string) {
 type scene struct {
 	t           *testing.T
 	conn, admin *kombu.Connection
-	log         *logBuffer // the consumer connection's
+	log         *brokertest.LogBuffer // the consumer connection's
 	work, dead  kombu.Queue
 	dlx         kombu.Exchange
-}
-
-// logBuffer keeps a connection's log.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
 }
 
 // ranOut reports whether Run returned at the end of the shutdown timeout
 // with a handler still running, as it logs.
 func (s *scene) ranOut() bool {
-	s.log.mu.Lock()
-	defer s.log.mu.Unlock()
-	return strings.Contains(s.log.buf.String(), "handlers still running after the shutdown timeout")
+	return strings.Contains(s.log.String(), "handlers still running after the shutdown timeout")
 }
 
 func newScene(t *testing.T, url string) *scene {
@@ -160,11 +144,11 @@ func newScene(t *testing.T, url string) *scene {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	id := "kgt-shutdown-" + hex.EncodeToString(b[:])
-	log := &logBuffer{}
+	log := &brokertest.LogBuffer{}
 	s := &scene{
 		t:    t,
 		log:  log,
-		conn: dial(t, url, kombu.WithLogger(slog.New(slog.NewTextHandler(log, nil)))),
+		conn: dial(t, url, kombu.WithLogger(log.Logger())),
 		// The admin connection outlives the consumer's, to look at the
 		// queues once it is closed.
 		admin: dial(t, url),

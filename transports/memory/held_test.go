@@ -1,42 +1,22 @@
 package memory_test
 
 import (
-	"bytes"
 	"context"
-	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/kombu-go/kombu/internal/brokertest"
 	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/transports/memory"
 )
 
-// logBuffer is a slog handler's output, safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func dialLogged(t *testing.T, log *logBuffer) transport.Conn {
+func dialLogged(t *testing.T, log *brokertest.LogBuffer) transport.Conn {
 	t.Helper()
 	u, err := transport.Parse("memory://" + brokerPath(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := memory.Driver{}.Open(context.Background(), u, transport.Config{Logger: slog.New(slog.NewTextHandler(log, nil))})
+	c, err := memory.Driver{}.Open(context.Background(), u, transport.Config{Logger: log.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +28,7 @@ func dialLogged(t *testing.T, log *logBuffer) transport.Conn {
 // close with messages still queued says so, counting the unsettled ones
 // it put back, rather than letting a stopping program lose them silently.
 func TestLastCloseWarnsOfMessagesLostWithTheProcess(t *testing.T) {
-	var logA, logB logBuffer
+	var logA, logB brokertest.LogBuffer
 	a := dialLogged(t, &logA)
 	b := dialLogged(t, &logB)
 	declareQueue(t, a, transport.Queue{Name: "billing"})
@@ -69,7 +49,7 @@ func TestLastCloseWarnsOfMessagesLostWithTheProcess(t *testing.T) {
 }
 
 func TestLastCloseOfAnEmptyBrokerIsQuiet(t *testing.T) {
-	var log logBuffer
+	var log brokertest.LogBuffer
 	c := dialLogged(t, &log)
 	declareQueue(t, c, transport.Queue{Name: "billing"})
 	send(t, c, "billing", "one")

@@ -27,20 +27,7 @@ func TestLostRedisIsReportedAndLateSettlementsApplied(t *testing.T) {
 	srv := brokertest.StartRedis(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	open := func() transport.Conn {
-		t.Helper()
-		u, err := transport.Parse(srv.URL(0) + "?visibility_timeout=3600")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := kredis.Driver{}.Open(ctx, u, transport.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	c := open()
+	c := openURL(t, srv.URL(0)+"?visibility_timeout=3600")
 	if _, err := c.DeclareQueue(ctx, transport.Queue{Name: "work"}); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +83,7 @@ func TestLostRedisIsReportedAndLateSettlementsApplied(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatalf("closing the lost connection once Redis is back: %v", err)
 	}
-	check := open()
+	check := openURL(t, srv.URL(0))
 	var got []string
 	for {
 		d, err := check.Get(ctx, "work", true)
@@ -134,21 +121,13 @@ func TestSlowRedisIsNotLost(t *testing.T) {
 	srv := brokertest.StartRedis(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	u, err := transport.Parse(srv.URL(0) + "?socket_timeout=0.2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := kredis.Driver{}.Open(ctx, u, transport.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openURL(t, srv.URL(0)+"?socket_timeout=0.2")
 	raw := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer raw.Close()
 	if err := raw.Do(ctx, "CLIENT", "PAUSE", "2000", "ALL").Err(); err != nil {
 		t.Fatal(err)
 	}
-	err = c.Publish(ctx, &transport.Publishing{RoutingKey: "work", Body: []byte("slow")})
+	err := c.Publish(ctx, &transport.Publishing{RoutingKey: "work", Body: []byte("slow")})
 	switch {
 	case err == nil:
 		t.Fatal("a publish to Redis paused for 2 s did not time out after 0.2 s: the test checks nothing")
@@ -263,4 +242,21 @@ func TestPublishAndAckThroughARedisRestart(t *testing.T) {
 	if h, err := raw.HLen(ctx, "unacked").Result(); err != nil || h != 0 {
 		t.Fatalf("%d entries left in the unacked hash (%v)", h, err)
 	}
+}
+
+// openURL opens a driver connection, closed when the test ends.
+func openURL(t *testing.T, raw string) transport.Conn {
+	t.Helper()
+	u, err := transport.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := kredis.Driver{}.Open(ctx, u, transport.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
