@@ -38,6 +38,12 @@ type Connection struct {
 	reviveMu sync.Mutex
 	revived  chan struct{} // closed, and replaced, at each new session
 
+	// Sessions replaced after a loss are closed in the background (see
+	// retire); Close waits for them.
+	retireMu sync.Mutex
+	retiring sync.WaitGroup
+	noRetire bool // Close has begun waiting: retire closes in place
+
 	// declareTimeout bounds declarations made by calls that take no
 	// context, such as NewConsumer.
 	declareTimeout time.Duration
@@ -303,12 +309,47 @@ func (c *Connection) supervise() {
 			return
 		}
 		c.state.Store(next)
+		select {
+		case <-c.closing:
+			// Close came while connecting, and may have closed the
+			// session it found, the lost one, rather than this one.
+			_ = next.tc.Close()
+			c.retire(s)
+			return
+		default:
+		}
 		c.reviveMu.Lock()
 		close(c.revived)
 		c.revived = make(chan struct{})
 		c.reviveMu.Unlock()
 		c.logger.Info("kombu: connection revived", "url", next.url, "session", next.gen)
+		c.retire(s)
 	}
+}
+
+// retire closes a lost session's transport connection once a new session
+// has replaced it. Most drivers have nothing left to do there; one that
+// keeps state past a loss does: Redis sends the acknowledgements made
+// while it was unreachable and puts back in their queues at once the
+// messages still unsettled, which would otherwise wait for the visibility
+// timeout.
+func (c *Connection) retire(s *session) {
+	closeIt := func() {
+		if err := s.tc.Close(); err != nil && !errors.Is(err, ErrClosed) {
+			c.logger.Warn("kombu: closing the lost connection", "url", s.url, "error", err)
+		}
+	}
+	c.retireMu.Lock()
+	defer c.retireMu.Unlock()
+	if c.noRetire {
+		closeIt()
+		return
+	}
+	c.retiring.Add(1)
+	go func() {
+		defer c.retiring.Done()
+		closeIt()
+	}()
 }
 
 // finish marks the connection done for good.
@@ -400,6 +441,10 @@ func (c *Connection) URL() string { return c.session().url }
 func (c *Connection) Close() error {
 	c.finish(nil)
 	err := c.transport().Close()
+	c.retireMu.Lock()
+	c.noRetire = true
+	c.retireMu.Unlock()
+	c.retiring.Wait()
 	if errors.Is(err, ErrClosed) {
 		return nil
 	}

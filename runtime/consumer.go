@@ -23,6 +23,15 @@ import (
 //   - a panic is recovered, logged with its stack, and treated as an error.
 //
 // A handler that called msg.Ack, msg.Reject or msg.Requeue keeps its choice.
+//
+// The context ends only when the consumer shuts down: Run's context ended
+// or Close was called, and the handler was still running as the shutdown
+// timeout (WithShutdownTimeout) was running out. A handler should pass ctx to what
+// it waits on and, when ctx ends, stop and return ctx.Err() (or whatever
+// error the interrupted call returned). Once the shutdown has cancelled
+// ctx, any error the handler returns puts the message back in its queue,
+// for the next consumer, instead of rejecting it: being stopped is not a
+// failure of the message. Returning nil still acks it (the work was done).
 type Handler interface {
 	HandleMessage(ctx context.Context, msg *Message) error
 }
@@ -127,9 +136,15 @@ func WithDecodeErrorHandler(fn func(msg *Message, err error)) ConsumerOption {
 }
 
 // WithShutdownTimeout bounds how long Run waits for running handlers when
-// it stops (30 seconds by default). Messages whose handlers are still
-// running then stay unsettled and go back to their queue when the
-// connection closes.
+// it stops (30 seconds by default). Handlers still running near its end (a
+// tenth of it before, at most a second) have their context cancelled, and
+// Run returns when they have returned or the timeout has run out. A handler
+// that returns an error once its context is cancelled (ctx.Err(),
+// typically) has its message put back in its queue, not rejected; one that
+// returns nil has it acked; either way before Run returns, if it returns
+// within that last tenth. A message whose handler is still running when
+// Run returns stays unsettled until the handler returns, or until the
+// connection closes, which puts it back in its queue.
 func WithShutdownTimeout(d time.Duration) ConsumerOption {
 	return func(c *consumerConfig) { c.shutdownTimeout = d }
 }
@@ -284,18 +299,30 @@ func (c *Consumer) Run(ctx context.Context) error {
 		// cancelling the subscription, returning what it holds, and the
 		// handlers at work all fit within the shutdown timeout.
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.shutdownTimeout)
-		endShutdown = cancel
+		// Handlers are told to stop a little before the deadline, so that
+		// one that returns when told has its message settled before Run
+		// returns, rather than racing the program's Close.
+		early := time.AfterFunc(c.cfg.shutdownTimeout-shutdownGrace(c.cfg.shutdownTimeout), cancelHandlers)
+		endShutdown = func() {
+			early.Stop()
+			cancel()
+		}
 		context.AfterFunc(shutdownCtx, cancelHandlers)
 		return shutdownCtx
 	})
 	runErr := c.consume(ctx, hs)
 	if !waitGroup(hs.stopping(), &hs.running) {
-		c.conn.logger.Warn("kombu: handlers still running after the shutdown timeout; their messages return to the queue when the connection closes",
+		c.conn.logger.Warn("kombu: handlers still running after the shutdown timeout, their context cancelled; each one's message goes back to its queue when it returns an error, or when the connection closes",
 			"timeout", c.cfg.shutdownTimeout)
 	}
 	endShutdown()
 	return runErr
 }
+
+// shutdownGrace is how long before the shutdown deadline handlers still
+// running have their context cancelled: a tenth of the shutdown timeout,
+// at most a second.
+func shutdownGrace(timeout time.Duration) time.Duration { return min(timeout/10, time.Second) }
 
 // errSubscriptionEnded is why a subscription that ended without a reason
 // ended: with its connection, as far as the consumer can tell.
@@ -513,9 +540,17 @@ func (c *Consumer) handle(ctx context.Context, in inbound) {
 		err = c.callBeforeDeadline(ctx, c.handlerFor(d.Queue), msg)
 	}
 	decodeErr := errors.Is(err, ErrDecode) || errors.Is(err, ErrContentDisallowed)
-	if decodeErr {
+	// ctx ends only with the consumer's shutdown: a handler it interrupted
+	// failed for that reason, not for the message's, which goes back to its
+	// queue for the next consumer. A message that does not decode never
+	// will, and is rejected all the same.
+	stopped := err != nil && !decodeErr && ctx.Err() != nil
+	switch {
+	case decodeErr:
 		c.decodeFailed(msg, err)
-	} else if err != nil {
+	case stopped && msg.State() == StateUnsettled:
+		c.conn.logger.Info("kombu: handler stopped by the shutdown; message returned to its queue", "queue", d.Queue, "error", err)
+	case err != nil:
 		c.conn.logger.Error("kombu: handler failed", "queue", d.Queue, "error", err)
 	}
 	if msg.State() != StateUnsettled {
@@ -525,20 +560,20 @@ func (c *Consumer) handle(ctx context.Context, in inbound) {
 	switch {
 	case err == nil:
 		settleErr = msg.Ack()
-	case isRequeue(err):
+	case isRequeue(err), stopped:
 		settleErr = msg.Reject(true)
 	case c.retrier != nil && !decodeErr:
-		retried, rerr := c.retrier.retry(ctx, msg)
+		retried, rerr := c.retrier.retry(ctx, msg, err)
 		if rerr != nil {
 			c.conn.logger.Error("kombu: retry failed; message rejected", "queue", d.Queue, "error", rerr)
 		}
 		if retried {
 			settleErr = msg.Ack() // the retry copy is confirmed
 		} else {
-			settleErr = msg.Reject(false)
+			settleErr = msg.rejectFailed(err)
 		}
 	default:
-		settleErr = msg.Reject(false)
+		settleErr = msg.rejectFailed(err)
 	}
 	if settleErr != nil {
 		c.conn.logger.Error("kombu: settle message", "queue", d.Queue, "error", settleErr)

@@ -124,10 +124,53 @@
 // stops a consumer: it goes to the decode-error handler and is rejected,
 // never acknowledged and lost.
 //
+// # Dead letters
+//
+// A message whose handler fails (returns an error, panics) or that cannot
+// be decoded is rejected without requeue, and dead-lettered where its
+// queue has a dead-letter exchange. Whether the dead letter says why
+// depends on who writes it:
+//
+//   - the memory broker and Redis (which emulates dead-letter exchanges)
+//     write the dead-lettered copy themselves, and put the error's text
+//     (up to 1 KiB) in its ErrorHeader ("kombu_error"), beside x-death;
+//   - RabbitMQ dead-letters in the broker, whose x-death records the death
+//     (reason "rejected", queue, time, count) but can be given no text:
+//     there the error is only logged, unless the message went through
+//     WithRetry;
+//   - WithRetry puts the failed attempt's error in ErrorHeader of every
+//     retry copy it publishes, so a message that used up its retries
+//     carries, on RabbitMQ, the error of its last retry (the final
+//     attempt's error is logged), and on memory and Redis the final one.
+//
+// A message the application rejects itself (msg.Reject) carries no text.
+// The header costs nothing on the success path.
+//
 // # Contexts and shutdown
 //
 // Every call that may block takes a context first. Consumer.Run consumes
 // until its context ends or Close is called, then stops taking messages,
-// lets running handlers finish within a bound, and returns every message it
-// held but did not handle to its queue.
+// lets running handlers finish within a bound (WithShutdownTimeout), and
+// returns every message it held but did not handle to its queue.
+//
+// A handler's context is not Run's: it ends only when that bound is
+// running out (a tenth of it, at most a second, before its end) with the
+// handler still running. A handler passes it to what it waits on
+// and, when it ends, returns ctx.Err() (or the error of the call it
+// interrupted), the ordinary thing in Go:
+//
+//	func (h *billing) Charge(ctx context.Context, inv *Invoice, msg *kombu.Message) error {
+//		if err := h.gateway.Charge(ctx, inv); err != nil {
+//			return err // after a shutdown cancelled ctx: back in the queue
+//		}
+//		return nil
+//	}
+//
+// An error returned once the shutdown has cancelled the context is not the
+// message's failure: the message goes back to its queue for the next
+// consumer, never to the dead-letter exchange. nil still acks it. A handler
+// that ignores its context keeps its message until it returns or the
+// connection is closed, which puts the message back in its queue (on
+// Redis, at once; were the process killed instead, after the visibility
+// timeout).
 package kombu

@@ -220,6 +220,33 @@ func (m *Message) Reject(requeue bool) error {
 // Requeue rejects the message with requeue: the broker delivers it again.
 func (m *Message) Requeue() error { return m.Reject(true) }
 
+// rejectFailed rejects the message without requeue for the reason err,
+// which the dead-lettered copy carries in ErrorHeader where the transport
+// writes that copy itself.
+func (m *Message) rejectFailed(err error) error {
+	rr, ok := m.acker.(transport.ReasonRejecter)
+	if !ok {
+		return m.Reject(false)
+	}
+	if err := m.settle(StateRejected); err != nil {
+		return err
+	}
+	return rr.RejectWithReason(m.DeliveryInfo.DeliveryTag, errorText(err))
+}
+
+// maxErrorText bounds the error text a message carries in ErrorHeader:
+// enough to say why, not a stack to copy into every dead letter.
+const maxErrorText = 1024
+
+// errorText is err's text for ErrorHeader, cut to maxErrorText bytes.
+func errorText(err error) string {
+	s := err.Error()
+	if len(s) > maxErrorText {
+		s = strings.ToValidUTF8(s[:maxErrorText], "") + "…"
+	}
+	return s
+}
+
 // settle moves the message from unsettled to s, once. A message delivered
 // on an earlier session than the connection's current one is not settled:
 // its delivery tag could name another message on the new session, and the

@@ -21,7 +21,8 @@ const RetriesHeader = "kombu_retries"
 // policy's back-off before each retry, and then rejects it for good: it is
 // dead-lettered where the queue has a dead-letter exchange. A poison message
 // never blocks its queue: the waiting happens in the broker, not in the
-// consumer.
+// consumer. Each retry copy carries in ErrorHeader the error of the attempt
+// that failed (see "Dead letters" in the package documentation).
 //
 // Where the transport has message TTLs and dead-lettering (RabbitMQ, the
 // memory broker), a retried message waits in a holding queue named
@@ -74,9 +75,10 @@ func retries(msg *Message) int {
 	return 0
 }
 
-// retry republishes msg for another attempt, if it has attempts left, and
-// reports whether it did. The caller then acks the original.
-func (r *retrier) retry(ctx context.Context, msg *Message) (bool, error) {
+// retry republishes msg, which failed with failure, for another attempt,
+// if it has attempts left, and reports whether it did. The caller then acks
+// the original.
+func (r *retrier) retry(ctx context.Context, msg *Message, failure error) (bool, error) {
 	queue := msg.DeliveryInfo.Queue
 	done := retries(msg)
 	if done >= r.policy.MaxRetries || queue == "" || strings.HasPrefix(queue, "amq.") {
@@ -87,6 +89,7 @@ func (r *retrier) retry(ctx context.Context, msg *Message) (bool, error) {
 		headers = map[string]any{}
 	}
 	headers[RetriesHeader] = int64(done + 1)
+	headers[ErrorHeader] = errorText(failure)
 	pub := &transport.Publishing{
 		RoutingKey: queue,
 		Confirm:    r.conn.features.Has(transport.FeatureConfirms),

@@ -148,7 +148,9 @@ type Conn interface {
 	Consume(ctx context.Context, spec ConsumeSpec) (Subscription, error)
 
 	// Done is closed when the connection is closed or lost; Err then says why
-	// (nil after Close).
+	// (nil after Close). A lost connection fails its operations with errors
+	// that are ErrClosed, so that the runtime makes them again on the next
+	// connection.
 	Done() <-chan struct{}
 	Err() error
 	// Close closes the connection and ends its subscriptions, whose Err then
@@ -156,7 +158,10 @@ type Conn interface {
 	// not yet settled go back to their queues marked redelivered: by the
 	// time Close returns, or, on a broker that restores them after a
 	// visibility timeout, then. Every later call fails with ErrClosed,
-	// settling included; Close again returns nil.
+	// settling included; Close again returns nil. The runtime also closes a
+	// lost connection, once a new one has replaced it: a driver that keeps
+	// state past a loss (settlements it could not send yet) finishes with
+	// it there.
 	Close() error
 }
 
@@ -333,6 +338,24 @@ type Acknowledger interface {
 	// without, it is dead-lettered where the queue has a dead-letter
 	// exchange and dropped otherwise.
 	Reject(tag uint64, requeue bool) error
+}
+
+// ErrorHeader is the header in which a failed message carries the text of
+// the error that failed it: on the copy the runtime republishes for another
+// attempt (kombu.WithRetry), and on the dead-lettered copy where the
+// transport writes that copy itself (see ReasonRejecter). A broker that
+// dead-letters on its own (RabbitMQ) adds x-death, which says "rejected"
+// and nothing of why.
+const ErrorHeader = "kombu_error"
+
+// ReasonRejecter is implemented by an Acknowledger whose transport writes
+// dead-lettered copies itself instead of a broker (the memory broker,
+// Redis's emulated dead-letter exchanges). RejectWithReason is
+// Reject(tag, false), except that the dead-lettered copy, if the queue has
+// a dead-letter exchange, carries reason in ErrorHeader. The runtime calls
+// it only for a failed message, so success costs nothing.
+type ReasonRejecter interface {
+	RejectWithReason(tag uint64, reason string) error
 }
 
 // ConsumeSpec says what to consume.

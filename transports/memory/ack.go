@@ -75,7 +75,15 @@ func (a *ackScope) Ack(tag uint64, multiple bool) error {
 
 // Reject settles the delivery with the given tag by returning it to its
 // queue, marked redelivered, or by dead-lettering it.
-func (a *ackScope) Reject(tag uint64, requeue bool) error {
+func (a *ackScope) Reject(tag uint64, requeue bool) error { return a.reject(tag, requeue, "") }
+
+// RejectWithReason dead-letters the delivery with reason in the dead
+// letter's transport.ErrorHeader.
+func (a *ackScope) RejectWithReason(tag uint64, reason string) error {
+	return a.reject(tag, false, reason)
+}
+
+func (a *ackScope) reject(tag uint64, requeue bool, reason string) error {
 	b := a.conn.b
 	b.mu.Lock()
 	defer b.unlock()
@@ -92,7 +100,7 @@ func (a *ackScope) Reject(tag uint64, requeue bool) error {
 		u.e.redelivered = true
 		u.q.requeue(u.e)
 	} else {
-		b.deadLetterLater(u.q, u.e, reasonRejected)
+		b.deadLetterWithText(u.q, u.e, reasonRejected, reason)
 	}
 	a.settled()
 	return nil

@@ -20,6 +20,8 @@ import (
 // one, however far dead-lettering and dispatching cascade.
 type broker struct {
 	mu        sync.Mutex
+	url       string // what it was dialled as, for logs
+	open      int    // connections open to it
 	exchanges map[string]*exchange
 	queues    map[string]*queue
 	lastCtag  uint64 // numbers consumer tags
@@ -31,8 +33,8 @@ type broker struct {
 	work  []*exchange  // route's work list, reused between calls
 }
 
-func newBroker() *broker {
-	b := &broker{exchanges: map[string]*exchange{}, queues: map[string]*queue{}}
+func newBroker(url string) *broker {
+	b := &broker{url: url, exchanges: map[string]*exchange{}, queues: map[string]*queue{}}
 	// The default exchange and the amq.* exchanges every RabbitMQ vhost has.
 	for name, kind := range map[string]string{
 		"":            transport.ExchangeDirect,

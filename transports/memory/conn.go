@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -21,6 +22,7 @@ const features = transport.FeatureDirect | transport.FeatureTopic | transport.Fe
 // lock like everything else.
 type conn struct {
 	b         *broker
+	log       *slog.Logger
 	closed    bool
 	done      chan struct{}
 	subs      map[*subscription]struct{} // running, or ended with deliveries unsettled
@@ -36,9 +38,16 @@ var (
 )
 
 func newConn(b *broker, cfg transport.Config) *conn {
-	c := &conn{b: b, done: make(chan struct{}), subs: map[*subscription]struct{}{}, exclusive: map[*queue]struct{}{},
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &conn{b: b, log: log, done: make(chan struct{}), subs: map[*subscription]struct{}{}, exclusive: map[*queue]struct{}{},
 		unroutable: cfg.Unroutable}
 	c.gets.conn = c
+	b.mu.Lock()
+	b.open++
+	b.mu.Unlock()
 	return c
 }
 
@@ -269,7 +278,6 @@ func (c *conn) Close() error {
 		<-s.done
 	}
 	b.mu.Lock()
-	defer b.unlock()
 	for _, s := range subs {
 		s.acks.requeueAll()
 	}
@@ -278,8 +286,39 @@ func (c *conn) Close() error {
 	for q := range c.exclusive {
 		b.deleteQueue(q)
 	}
+	b.open--
+	last := b.open == 0
+	n, queues := b.held()
 	close(c.done)
+	b.unlock()
+	if last && n > 0 {
+		// The broker lives in this process: what its queues hold, the
+		// unsettled messages just put back included, is gone when the
+		// process exits. A program that stops with work in a memory://
+		// queue loses it, whatever its consumers did to return it, and
+		// that must not pass unnoticed.
+		c.log.Warn("memory: the last connection to the in-process broker closed with messages in its queues; they are lost when this process exits",
+			"broker", b.url, "messages", n, "queues", queues)
+	}
 	return nil
+}
+
+// held returns how many ready messages the broker's queues hold, and the
+// names of (the first ten of) the queues that hold them.
+func (b *broker) held() (int, []string) {
+	n := 0
+	var queues []string
+	for _, q := range b.queues {
+		if q.ready.count > 0 {
+			n += q.ready.count
+			queues = append(queues, q.name)
+		}
+	}
+	slices.Sort(queues)
+	if len(queues) > 10 {
+		queues = append(queues[:10], "...")
+	}
+	return n, queues
 }
 
 // forgetIfDone drops a subscription that can no longer matter to Close.

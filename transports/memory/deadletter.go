@@ -4,6 +4,8 @@ import (
 	"maps"
 	"strconv"
 	"time"
+
+	"github.com/kombu-go/kombu/runtime/transport"
 )
 
 // Dead-letter reasons, as RabbitMQ writes them into x-death.
@@ -19,13 +21,20 @@ type deadLetter struct {
 	q      *queue
 	e      *entry
 	reason string
+	text   string // why a consumer rejected it, for transport.ErrorHeader; "": nothing said
 }
 
 // deadLetterLater schedules e for dead-lettering; without a dead-letter
 // exchange it is simply dropped.
 func (b *broker) deadLetterLater(q *queue, e *entry, reason string) {
+	b.deadLetterWithText(q, e, reason, "")
+}
+
+// deadLetterWithText is deadLetterLater for a message a consumer rejected
+// saying why.
+func (b *broker) deadLetterWithText(q *queue, e *entry, reason, text string) {
 	if q.hasDLX && !q.deleted {
-		b.dead = append(b.dead, deadLetter{q, e, reason})
+		b.dead = append(b.dead, deadLetter{q, e, reason, text})
 	}
 }
 
@@ -44,6 +53,9 @@ func (b *broker) deadLetter(d deadLetter) {
 		key = d.q.dlrk
 	}
 	headers := withDeath(m, d.q.name, d.reason, time.Now())
+	if d.text != "" {
+		headers[transport.ErrorHeader] = d.text
+	}
 	dm := &message{exchange: x.name, routingKey: key, body: m.body, headers: headers, props: m.props}
 	dm.props.Expiration = 0
 	deaths := headers["x-death"].([]any)

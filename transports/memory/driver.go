@@ -10,6 +10,11 @@
 // AMQP transport could not send either (a struct, a channel, ...) is
 // refused with transport.ErrNotSupported.
 //
+// A broker lives as long as the process, so whatever its queues hold when
+// the process exits is lost, messages a stopping consumer returned to them
+// included; the last connection to close with messages still queued logs
+// a warning saying so.
+//
 // Import it for its side effect:
 //
 //	import _ "github.com/kombu-go/kombu/transports/memory"
@@ -53,7 +58,7 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 	brokersMu.Lock()
 	b := brokers[u.Path]
 	if b == nil {
-		b = newBroker()
+		b = newBroker(u.String())
 		brokers[u.Path] = b
 	}
 	brokersMu.Unlock()

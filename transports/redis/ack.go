@@ -125,7 +125,15 @@ func (a *ackScope) Ack(tag uint64, multiple bool) error {
 // of its queue marked redelivered, at once (Kombu's reject(requeue=True));
 // without, it goes to the dead-letter exchange this connection declared its
 // queue with (see deadletter.go), or is dropped if there is none.
-func (a *ackScope) Reject(tag uint64, requeue bool) error {
+func (a *ackScope) Reject(tag uint64, requeue bool) error { return a.reject(tag, requeue, "") }
+
+// RejectWithReason is Reject without requeue whose dead letter carries
+// reason in transport.ErrorHeader.
+func (a *ackScope) RejectWithReason(tag uint64, reason string) error {
+	return a.reject(tag, false, reason)
+}
+
+func (a *ackScope) reject(tag uint64, requeue bool, reason string) error {
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
@@ -145,19 +153,37 @@ func (a *ackScope) Reject(tag uint64, requeue bool) error {
 			a.c.settle([]*entry{e})
 		}
 	}
+	if requeue || dl != nil {
+		// Close waits for this write: closing the client under it would
+		// leave the message in the unacked hash until the visibility
+		// timeout. Counted under the scope's lock, so before Close has
+		// closed the scope.
+		a.c.settling.Add(1)
+		defer a.c.settling.Done()
+	}
 	a.mu.Unlock()
 	defer a.settled()
 	switch {
 	case requeue:
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		defer cancel()
-		return a.c.wrap("requeue", a.c.pushBack(ctx, []*entry{e}, 'L'))
+		return a.c.settleNow("requeue", 1, func(ctx context.Context) error { return a.c.pushBack(ctx, []*entry{e}, 'L') })
 	case dl != nil:
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		defer cancel()
-		return a.c.wrap("dead-letter", a.c.deadLetter(ctx, e, dl))
+		return a.c.settleNow("dead-letter", 1, func(ctx context.Context) error { return a.c.deadLetter(ctx, e, dl, reason) })
 	}
 	return nil
+}
+
+// settleNow makes a settlement that writes to Redis. If Redis does not
+// answer, the ackFlusher holds it and makes it again once Redis does,
+// rather than leave its messages for the visibility timeout; the
+// settlement is then taken (nil), as an acknowledgement is.
+func (c *conn) settleNow(what string, n int, run func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	err := run(ctx)
+	cancel()
+	if unanswered(err) && c.acks.hold(heldOp{what: what, n: n, run: run}) {
+		return nil
+	}
+	return c.wrap(what, err)
 }
 
 // forget drops a delivery that was never handed over.
@@ -224,11 +250,26 @@ func (c *conn) unlease(keys []string) {
 // the previous batch was on the wire goes in the next one, as ZREM and HDEL
 // of many tags in one pipeline. Under load that is one round trip for many
 // acknowledgements; when idle, an acknowledgement leaves at once.
+//
+// It also holds the settlements that found Redis unreachable (a requeue, a
+// dead-letter, a return to the queue; see hold): while Redis is down, it
+// keeps them and the acknowledgements, tries again with back-off, and
+// sends them once Redis answers, or one last time when the connection
+// closes. Only if that fails too do they wait for the visibility timeout.
 type ackFlusher struct {
 	c       *conn
 	mu      sync.Mutex
-	pending []string
+	pending []string // unacked hash keys to acknowledge
+	held    []heldOp // settlements to make again
+	stopped bool     // the last flush is done: nothing more is taken
 	kick    chan struct{}
+}
+
+// heldOp is a settlement that failed for want of Redis.
+type heldOp struct {
+	what string // for logs: "requeue", "dead-letter", "return"
+	n    int    // messages it settles
+	run  func(ctx context.Context) error
 }
 
 func newAckFlusher(c *conn) *ackFlusher {
@@ -239,56 +280,142 @@ func (f *ackFlusher) add(keys []string) {
 	f.mu.Lock()
 	f.pending = append(f.pending, keys...)
 	f.mu.Unlock()
+	f.poke()
+}
+
+// hold keeps op to be made again once Redis answers, and reports false if
+// the connection is past its last flush, when nothing can be held.
+func (f *ackFlusher) hold(op heldOp) bool {
+	f.mu.Lock()
+	if f.stopped {
+		f.mu.Unlock()
+		return false
+	}
+	f.held = append(f.held, op)
+	f.mu.Unlock()
+	f.poke()
+	return true
+}
+
+func (f *ackFlusher) poke() {
 	select {
 	case f.kick <- struct{}{}:
 	default:
 	}
 }
 
+// Back-off between attempts while Redis does not answer.
+const (
+	flushRetryMin = 100 * time.Millisecond
+	flushRetryMax = 2 * time.Second
+)
+
 func (f *ackFlusher) run() {
 	defer f.c.bgWG.Done()
+	var retry <-chan time.Time // set while Redis does not answer
+	backoff := flushRetryMin
 	for {
 		select {
 		case <-f.kick:
-			f.flush()
+			if retry != nil {
+				continue // keep to the back-off; what came is sent with the rest
+			}
+		case <-retry:
 		case <-f.c.bgStop:
-			f.flush()
+			f.flush(true)
 			return
+		}
+		if f.flush(false) {
+			if retry != nil {
+				f.c.log.Info("redis: Redis answers again; the acknowledgements and settlements held were sent")
+			}
+			retry, backoff = nil, flushRetryMin
+		} else {
+			retry = time.After(backoff)
+			backoff = min(2*backoff, flushRetryMax)
 		}
 	}
 }
 
 const ackChunk = 1000
 
-func (f *ackFlusher) flush() {
+// flush sends what is pending. It reports false when Redis could not be
+// reached, keeping everything for the next attempt, except on the last
+// flush (final), which gives up with a warning.
+func (f *ackFlusher) flush(final bool) bool {
 	for {
 		f.mu.Lock()
-		keys := f.pending
-		f.pending = nil
-		f.mu.Unlock()
-		if len(keys) == 0 {
-			return
+		keys, ops := f.pending, f.held
+		f.pending, f.held = nil, nil
+		if final {
+			f.stopped = true
 		}
-		c := f.c
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			for start := 0; start < len(keys); start += ackChunk {
-				chunk := keys[start:min(start+ackChunk, len(keys))]
-				members := make([]any, len(chunk))
-				for i, k := range chunk {
-					members[i] = k
-				}
-				p.ZRem(ctx, c.ks.unackedIndex, members...)
-				p.HDel(ctx, c.ks.unacked, chunk...)
-			}
-			return nil
-		})
-		cancel()
+		f.mu.Unlock()
+		if len(keys) == 0 && len(ops) == 0 {
+			return true
+		}
+		err := f.ack(keys)
+		if unanswered(err) && !final {
+			f.keep(keys, ops, err)
+			return false
+		}
 		if err != nil {
-			c.log.Warn("redis: acknowledgements not recorded; those messages will be redelivered after the visibility timeout",
+			f.c.log.Warn("redis: acknowledgements not recorded; those messages will be redelivered after the visibility timeout",
 				"count", len(keys), "error", err)
 		}
+		for i, op := range ops {
+			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+			err := op.run(ctx)
+			cancel()
+			if unanswered(err) && !final {
+				f.keep(nil, ops[i:], err)
+				return false
+			}
+			if err != nil {
+				f.c.log.Warn("redis: a settlement could not be made; those messages will be restored after the visibility timeout",
+					"what", op.what, "count", op.n, "error", err)
+			}
+		}
 	}
+}
+
+// keep puts back what an attempt could not send, ahead of what came
+// meanwhile, and says so on the first failure of an outage.
+func (f *ackFlusher) keep(keys []string, ops []heldOp, err error) {
+	f.mu.Lock()
+	first := len(f.pending) == 0 && len(f.held) == 0
+	f.pending = append(keys, f.pending...)
+	f.held = append(ops, f.held...)
+	n, m := len(f.pending), len(f.held)
+	f.mu.Unlock()
+	if first {
+		f.c.log.Warn("redis: Redis does not answer; acknowledgements and settlements are held until it does",
+			"acknowledgements", n, "settlements", m, "error", err)
+	}
+}
+
+// ack sends acknowledgements: Kombu's ZREM from unacked_index and HDEL
+// from unacked.
+func (f *ackFlusher) ack(keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	c := f.c
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for start := 0; start < len(keys); start += ackChunk {
+			chunk := keys[start:min(start+ackChunk, len(keys))]
+			members := make([]any, len(chunk))
+			for i, k := range chunk {
+				members[i] = k
+			}
+			p.ZRem(ctx, c.ks.unackedIndex, members...)
+			p.HDel(ctx, c.ks.unacked, chunk...)
+		}
+		return nil
+	})
+	return err
 }
 
 // leasePeriod is how often the scores of unsettled messages are renewed:

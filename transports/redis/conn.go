@@ -45,6 +45,7 @@ type conn struct {
 
 	mu        sync.Mutex
 	closed    bool
+	lost      *lostError // set once Redis was found unreachable (see loss.go)
 	exchanges map[string]exchangeDecl
 	queues    map[string]queueDecl
 	subs      map[*subscription]struct{}
@@ -66,12 +67,15 @@ type conn struct {
 	leaseMu sync.Mutex
 	leased  map[string]struct{} // unacked hash keys of messages this connection holds unsettled
 
-	acks   *ackFlusher
-	hub    *wakeHub
-	relay  *fanoutRelay // fanout bindings and the broadcasts they receive
-	bgStop chan struct{}
-	bgWG   sync.WaitGroup
-	done   chan struct{}
+	acks     *ackFlusher
+	settling sync.WaitGroup // rejections writing to Redis, which Close waits for
+	hub      *wakeHub
+	relay    *fanoutRelay // fanout bindings and the broadcasts they receive
+	bgStop   chan struct{}
+	bgWG     sync.WaitGroup
+	done     chan struct{} // closed when the connection is lost or closed
+	doneOnce sync.Once
+	finished chan struct{} // closed when Close has returned
 }
 
 var (
@@ -105,7 +109,9 @@ func newConn(rdb *goredis.Client, o *options, log *slog.Logger) *conn {
 		leased:     map[string]struct{}{},
 		bgStop:     make(chan struct{}),
 		done:       make(chan struct{}),
+		finished:   make(chan struct{}),
 	}
+	rdb.AddHook(lossHook{c})
 	c.routes.tables = map[string]*routeTable{}
 	c.gets = &ackScope{c: c}
 	c.relay = newFanoutRelay(c)
@@ -118,22 +124,30 @@ func newConn(rdb *goredis.Client, o *options, log *slog.Logger) *conn {
 
 func (c *conn) Features() transport.Features { return features }
 
-// check fails once the connection is closed or ctx is done.
+// check fails once the connection is closed or lost, or ctx is done.
 func (c *conn) check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	switch {
+	case c.lost != nil:
+		return c.lost
+	case c.closed:
 		return transport.ErrClosed
 	}
 	return nil
 }
 
 // wrap adds the operation to a Redis error and maps it to the transport's
-// sentinels where one fits.
-func (c *conn) wrap(op string, err error) error { return wrapErr(op, err) }
+// sentinels where one fits: Redis unreachable is the connection lost.
+func (c *conn) wrap(op string, err error) error {
+	if unreachable(err) {
+		return fmt.Errorf("redis: %s: %w", op, &lostError{cause: err})
+	}
+	return wrapErr(op, err)
+}
 
 func wrapErr(op string, err error) error {
 	if err == nil {
@@ -604,11 +618,12 @@ func (c *conn) Get(ctx context.Context, queue string, autoAck bool) (*transport.
 
 func pyQuote(s string) string { return string(appendPyString(nil, s)) }
 
+// Done is closed when the connection is lost (see loss.go) or closed.
 func (c *conn) Done() <-chan struct{} { return c.done }
 
-// Err is nil: go-redis reconnects by itself, so a connection is only ever
-// closed, not lost. A subscription whose commands fail ends with the error.
-func (c *conn) Err() error { return nil }
+// Err says why the connection was lost: Redis became unreachable. It is
+// nil while the connection is up, and after Close of one never lost.
+func (c *conn) Err() error { return c.lostErr() }
 
 // Close stops copying broadcasts, ends the subscriptions, sends the
 // acknowledgements not yet sent, returns every unsettled message to the
@@ -620,10 +635,11 @@ func (c *conn) Close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		<-c.done
+		<-c.finished
 		return nil
 	}
 	c.closed = true
+	lost := c.lost != nil
 	subs := slices.Collect(maps.Keys(c.subs))
 	queues := maps.Clone(c.queues)
 	c.mu.Unlock()
@@ -632,9 +648,16 @@ func (c *conn) Close() error {
 	c.relay.close()
 	var doomed []string
 	for name, q := range queues {
-		if q.exclusive || q.autoDelete && c.relay.bound(name) {
-			doomed = append(doomed, name)
+		if !(q.exclusive || q.autoDelete && c.relay.bound(name)) {
+			continue
 		}
+		// A connection that was lost has been replaced by one that
+		// declares the same queues again: a queue with a name of its own
+		// is the new connection's now. Server-named ones are not reused.
+		if lost && !strings.HasPrefix(name, "amq.gen-") {
+			continue
+		}
+		doomed = append(doomed, name)
 	}
 
 	for _, s := range subs {
@@ -651,6 +674,7 @@ func (c *conn) Close() error {
 		unsettled = append(unsettled, s.acks.takeAll()...)
 	}
 	unsettled = append(unsettled, c.gets.takeAll()...)
+	c.settling.Wait()
 	close(c.bgStop)
 	c.bgWG.Wait() // restorer, leaser, ack flusher (which flushes on the way out)
 	if c.hub != nil {
@@ -669,7 +693,8 @@ func (c *conn) Close() error {
 	if err := c.rdb.Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
 		errs = append(errs, err)
 	}
-	close(c.done)
+	c.doneOnce.Do(func() { close(c.done) })
+	close(c.finished)
 	return errors.Join(errs...)
 }
 

@@ -109,7 +109,11 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 		prefix = "ctag-"
 	}
 	c.mu.Lock()
-	if c.closed {
+	switch {
+	case c.lost != nil:
+		c.mu.Unlock()
+		return nil, c.lost
+	case c.closed:
 		c.mu.Unlock()
 		return nil, transport.ErrClosed
 	}

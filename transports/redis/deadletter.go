@@ -65,11 +65,11 @@ const reasonRejected = "rejected"
 // dead-letter exchange. On error the message stays unacked (or was
 // dead-lettered and the reply lost) and, no longer leased, is restored to
 // its queue after the visibility timeout if it is still unacked then.
-func (c *conn) deadLetter(ctx context.Context, e *entry, dl *deadLetterConfig) error {
+func (c *conn) deadLetter(ctx context.Context, e *entry, dl *deadLetterConfig, reason string) error {
 	if e.hkey != "" {
 		c.unlease([]string{e.hkey})
 	}
-	head, key, step, err := deadLetterHead(e, dl, time.Now())
+	head, key, step, err := deadLetterHead(e, dl, reason, time.Now())
 	if err != nil {
 		// Not an envelope: it cannot carry an x-death header or name its
 		// routing key. It is dropped, as without a dead-letter exchange.
@@ -131,9 +131,9 @@ func (c *conn) deadLetter(ctx context.Context, e *entry, dl *deadLetterConfig) e
 }
 
 // deadLetterHead builds the envelope (up to its delivery tag) a rejected
-// entry is dead-lettered as, and returns it with the routing key and the
-// priority step it goes with.
-func deadLetterHead(e *entry, dl *deadLetterConfig, now time.Time) (head []byte, routingKey string, step int, err error) {
+// entry is dead-lettered as, with reason (if any) in transport.ErrorHeader,
+// and returns it with the routing key and the priority step it goes with.
+func deadLetterHead(e *entry, dl *deadLetterConfig, reason string, now time.Time) (head []byte, routingKey string, step int, err error) {
 	d, err := decodeEnvelope(e.raw)
 	if err != nil {
 		return nil, "", 0, err
@@ -153,6 +153,9 @@ func deadLetterHead(e *entry, dl *deadLetterConfig, now time.Time) (head []byte,
 	// from its new queue as a fresh message.
 	p.Expiration = 0
 	delete(p.Headers, "redelivered")
+	if reason != "" {
+		p.Headers[transport.ErrorHeader] = reason
+	}
 	head, err = appendEnvelopeHead(make([]byte, 0, 512+len(p.Body)*4/3), p)
 	if err != nil {
 		return nil, "", 0, err

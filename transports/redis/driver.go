@@ -153,7 +153,9 @@
 //     also looks every polling_interval in case a wake-up is missed, or
 //     every 100 ms where tracking is refused (an ACL without CLIENT).
 //   - Acknowledgements are sent in the background, batched: Ack returns at
-//     once, as an AMQP basic.ack does.
+//     once, as an AMQP basic.ack does. While Redis does not answer they are
+//     kept and sent once it does (see "When Redis goes away"), as are
+//     requeues and dead-letters.
 //   - A broadcast is received by the connection that bound the queue, from
 //     the moment Bind returns, whether or not anything consumes the queue
 //     yet; it is copied into the queue's list and taken from there, so
@@ -173,6 +175,10 @@
 //     connection holds a binding whose pattern matches). A message
 //     published with NotifyUnroutable that goes nowhere is reported the
 //     same way, to Config.Unroutable, without failing the publish.
+//   - A dead letter says why: a message the kombu-go consumer rejected
+//     because its handler failed carries the error's text in its
+//     "kombu_error" header (transport.ErrorHeader), beside x-death, which
+//     RabbitMQ's dead-lettering cannot do.
 //   - Dead-lettering (FeatureDeadLetter), which Kombu's Redis transport
 //     does not have, is emulated for kombu-go consumers.
 //     A queue declared with x-dead-letter-exchange ("" for the default
@@ -227,6 +233,26 @@
 // write to its queues' keys, including other consumers' takes, so N idle
 // consumers of one queue make about 2N cheap, empty take calls per message
 // at low rates.
+//
+// # When Redis goes away
+//
+// go-redis reconnects by itself, and a connection rides out a Redis that
+// is slow (a command that times out fails alone) and connections killed
+// one by one (go-redis retries on a new one). But when a command fails
+// because Redis cannot be reached at all (refused, reset, a dial that
+// fails), after go-redis's own retries, the connection is lost, as an AMQP
+// connection whose socket breaks: Done closes, Err says why, subscriptions
+// end, and operations fail with errors that are transport.ErrClosed. Under
+// package kombu that means what it means on RabbitMQ: a publish caught by
+// the loss waits for a new connection (bounded by its context) and is made
+// again there, and consumers resume on the new connection. Meanwhile the
+// lost connection keeps the settlements its deliveries' handlers make
+// (acknowledgements, requeues, dead-letters) and sends them as soon as
+// Redis answers; once the runtime has a new connection it closes the lost
+// one, which returns the messages still unsettled to their queues at once
+// (their handlers' later settlements fail as stale), not after the
+// visibility timeout. Only if Redis is still unreachable when the
+// connection is closed, or the process dies, do they wait for it.
 //
 // Publish returns once Redis has applied the write (FeatureConfirms), which
 // is not once it is on disk: with Debian's default configuration (RDB

@@ -136,15 +136,15 @@ func (c *conn) pushBack(ctx context.Context, es []*entry, where byte) error {
 	return c.evalPipelined(ctx, returnScript, calls)
 }
 
-// returnEntries puts messages back at the front of their queues, logging
-// failures: those messages come back after the visibility timeout instead.
+// returnEntries puts messages back at the front of their queues, once
+// Redis answers if it does not now (see settleNow), logging failures:
+// those messages come back after the visibility timeout instead.
 func (c *conn) returnEntries(es []*entry) {
 	if len(es) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if err := c.pushBack(ctx, es, 'R'); err != nil {
+	err := c.settleNow("return", len(es), func(ctx context.Context) error { return c.pushBack(ctx, es, 'R') })
+	if err != nil {
 		c.log.Warn("redis: returning unsettled messages to their queues failed; they will be restored after the visibility timeout",
 			"count", len(es), "error", err)
 	}
