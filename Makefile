@@ -53,7 +53,7 @@ BENCH_TRANSPORTS ?= amqp,redis
 ## bench: the SDK beside the bare clients and Python Kombu on the real brokers, as
 ## ratios; then encode+compress / decompress+decode per codec on a 1 KiB message
 bench:
-	$(GO) run ./internal/bench -transports $(BENCH_TRANSPORTS)
+	cd bench && $(GO) run . -transports $(BENCH_TRANSPORTS)
 	$(GO) test -run '^$$' -bench 'BenchmarkCodecs|BenchmarkPublishOverhead' -benchmem ./runtime/
 
 ## chaos: the fault-injection suite (chaos/, its own module): toxiproxy, rabbitmqctl and redis-cli faults
@@ -69,6 +69,7 @@ lint: $(BUF) $(STATICCHECK)
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 	cd chaos && $(GO) vet ./... && $(STATICCHECK) ./...
+	cd bench && $(GO) vet ./... && $(STATICCHECK) ./...
 	$(BUF) lint
 	$(BUF) format -d --exit-code .
 
