@@ -39,10 +39,12 @@ check-generate: generate
 build:
 	$(GO) build ./...
 
-## test: vet, then every test with the race detector
+## test: vet, then every test with the race detector, then the allocation budgets
+## (*_alloc_test.go) without it: the race detector changes allocation counts
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run 'Allocs$$' ./...
 
 ## demo: run the quickstart on the in-process broker (or on $KOMBU_URL)
 demo:
