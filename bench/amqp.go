@@ -5,127 +5,45 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
-	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+	wmamqp "github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
-	"google.golang.org/protobuf/proto"
 
 	quickstartv1 "github.com/kombu-go/kombu/gen/examples/quickstart/v1"
+	"github.com/kombu-go/kombu/internal/brokertest"
 	kombu "github.com/kombu-go/kombu/runtime"
 	_ "github.com/kombu-go/kombu/transports/amqp"
 )
 
-// The AMQP workloads publish the quickstart's OrderPlaced through its
-// generated ShopProducer (exchange "shop", routing key "order.placed", queue
-// "quickstart.orders") and consume it with the generated NewShopConsumer.
+// The sides take turns handling this many messages (see interleaved): a
+// turn lasts some tens of milliseconds.
 const (
-	benchExchange   = "shop"
-	benchRoutingKey = "order.placed"
-	benchQueue      = "quickstart.orders"
-	pipelineWindow  = 1000 // messages per batch of pipelined confirms, both sides
-	// The sides take turns handling this many messages (see interleaved):
-	// a turn lasts some tens of milliseconds.
 	confirmedChunk   = 50
 	unconfirmedChunk = 2000
 	consumeChunk     = 1000
-	consumePrefetch  = 100
 )
-
-var order = &quickstartv1.OrderPlaced{OrderId: "A-0000001", Customer: "ada", AmountCents: 1250, Items: []string{"tea", "mug"}}
 
 func amqpURL() string {
 	if u := os.Getenv("KOMBU_TEST_AMQP_URL"); u != "" {
 		return u
 	}
-	return "amqp://guest:guest@127.0.0.1:5672//"
+	return brokertest.DefaultAMQPURL
+}
+
+// amqpPublisher is what a side publishing to RabbitMQ does in each
+// workload.
+type amqpPublisher interface {
+	// waitQueued returns once the benchmark queue holds n messages, as
+	// seen on the side's own connection.
+	waitQueued(ctx context.Context, n int) error
 }
 
 // bareAMQP is the same work done with amqp091-go alone.
 type bareAMQP struct {
 	conn              *amqp.Connection
 	confirmed, direct *amqp.Channel
-}
-
-// amqpSide is what a side of the comparison does in each workload.
-type amqpSide interface {
-	publishConfirmed(ctx context.Context, n int) error
-	publishPipelined(ctx context.Context, n int) error
-	publishUnconfirmed(ctx context.Context, n int) error
-	// waitQueued returns once the benchmark queue holds n messages, as
-	// seen on the side's own connection.
-	waitQueued(ctx context.Context, n int) error
-	startConsumer(ctx context.Context, t *turn) (stop func() error, err error)
-}
-
-// sdkAMQP is the SDK's side: the quickstart's generated stubs.
-type sdkAMQP struct {
-	conn                   *kombu.Connection
-	confirmed, unconfirmed *quickstartv1.ShopProducer
-}
-
-func (s *sdkAMQP) publishConfirmed(ctx context.Context, n int) error {
-	for range n {
-		if err := s.confirmed.PlaceOrder(ctx, order); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *sdkAMQP) publishPipelined(ctx context.Context, n int) error {
-	var batch kombu.Batch
-	inBatch := kombu.InBatch(&batch)
-	for sent := 0; sent < n; {
-		for ; sent < n && batch.Len() < pipelineWindow; sent++ {
-			if err := s.confirmed.PlaceOrder(ctx, order, inBatch); err != nil {
-				return err
-			}
-		}
-		if err := batch.Send(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *sdkAMQP) publishUnconfirmed(ctx context.Context, n int) error {
-	for range n {
-		if err := s.unconfirmed.PlaceOrder(ctx, order); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *sdkAMQP) waitQueued(ctx context.Context, n int) error {
-	return poll(func() (int, error) {
-		info, err := kombu.Queue{Name: benchQueue}.Inspect(ctx, s.conn)
-		return info.Messages, err
-	}, n)
-}
-
-func (s *sdkAMQP) startConsumer(ctx context.Context, t *turn) (stop func() error, err error) {
-	return startSDKConsumer(ctx, s.conn, t)
-}
-
-// poll returns once depth reports at least n messages.
-func poll(depth func() (int, error), n int) error {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		d, err := depth()
-		if err != nil {
-			return err
-		}
-		if d >= n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the queue holds %d messages of %d published", d, n)
-		}
-		time.Sleep(200 * time.Microsecond) // not to load the broker with questions
-	}
 }
 
 func newBareAMQP(url string) (*bareAMQP, error) {
@@ -135,58 +53,45 @@ func newBareAMQP(url string) (*bareAMQP, error) {
 	}
 	b := &bareAMQP{conn: conn}
 	if b.confirmed, err = conn.Channel(); err != nil {
-		return nil, err
+		return nil, errors.Join(err, conn.Close())
 	}
 	if err := b.confirmed.Confirm(false); err != nil {
-		return nil, err
+		return nil, errors.Join(err, conn.Close())
 	}
 	if b.direct, err = conn.Channel(); err != nil {
-		return nil, err
+		return nil, errors.Join(err, conn.Close())
 	}
 	return b, nil
 }
 
 // publishing serializes the order and sets the properties the SDK sets.
 func (b *bareAMQP) publishing() (amqp.Publishing, error) {
-	body, err := proto.Marshal(order)
+	body, err := encode()
 	return amqp.Publishing{
 		ContentType:     "application/x-protobuf",
 		ContentEncoding: "binary",
 		DeliveryMode:    amqp.Persistent,
-		Type:            "quickstart.v1.Shop.PlaceOrder",
+		Type:            messageType,
 		Body:            body,
 	}, err
 }
 
 func (b *bareAMQP) waitQueued(_ context.Context, n int) error {
+	return waitDepth(b.confirmed, n)
+}
+
+// waitDepth returns once the benchmark queue holds at least n messages, as
+// seen on ch.
+func waitDepth(ch *amqp.Channel, n int) error {
 	return poll(func() (int, error) {
-		q, err := b.confirmed.QueueDeclarePassive(benchQueue, true, false, false, false, nil)
+		q, err := ch.QueueDeclarePassive(benchQueue, true, false, false, false, nil)
 		return q.Messages, err
 	}, n)
 }
 
-func (b *bareAMQP) publishConfirmed(ctx context.Context, n int) error {
-	for range n {
-		msg, err := b.publishing()
-		if err != nil {
-			return err
-		}
-		dc, err := b.confirmed.PublishWithDeferredConfirmWithContext(ctx, benchExchange, benchRoutingKey, false, false, msg)
-		if err != nil {
-			return err
-		}
-		if ok, err := dc.WaitContext(ctx); err != nil || !ok {
-			return fmt.Errorf("confirm: ack=%v err=%v", ok, err)
-		}
-	}
-	return nil
-}
-
-func (b *bareAMQP) publishPipelined(ctx context.Context, n int) error {
-	pending := make([]*amqp.DeferredConfirmation, 0, pipelineWindow)
-	for sent := 0; sent < n; {
-		pending = pending[:0]
-		for ; sent < n && len(pending) < pipelineWindow; sent++ {
+func (b *bareAMQP) publishConfirmed(ctx context.Context) run {
+	return func(count int) error {
+		for range count {
 			msg, err := b.publishing()
 			if err != nil {
 				return err
@@ -195,159 +100,269 @@ func (b *bareAMQP) publishPipelined(ctx context.Context, n int) error {
 			if err != nil {
 				return err
 			}
-			pending = append(pending, dc)
-		}
-		for _, dc := range pending {
 			if ok, err := dc.WaitContext(ctx); err != nil || !ok {
 				return fmt.Errorf("confirm: ack=%v err=%v", ok, err)
 			}
 		}
+		return nil
 	}
-	return nil
 }
 
-func (b *bareAMQP) publishUnconfirmed(ctx context.Context, n int) error {
-	for range n {
-		msg, err := b.publishing()
-		if err != nil {
-			return err
+func (b *bareAMQP) publishPipelined(ctx context.Context) run {
+	return func(count int) error {
+		pending := make([]*amqp.DeferredConfirmation, 0, pipelineWindow)
+		for sent := 0; sent < count; {
+			pending = pending[:0]
+			for ; sent < count && len(pending) < pipelineWindow; sent++ {
+				msg, err := b.publishing()
+				if err != nil {
+					return err
+				}
+				dc, err := b.confirmed.PublishWithDeferredConfirmWithContext(ctx, benchExchange, benchRoutingKey, false, false, msg)
+				if err != nil {
+					return err
+				}
+				pending = append(pending, dc)
+			}
+			for _, dc := range pending {
+				if ok, err := dc.WaitContext(ctx); err != nil || !ok {
+					return fmt.Errorf("confirm: ack=%v err=%v", ok, err)
+				}
+			}
 		}
-		if err := b.direct.PublishWithContext(ctx, benchExchange, benchRoutingKey, false, false, msg); err != nil {
-			return err
-		}
+		return nil
 	}
-	return nil
 }
 
-// startConsumer consumes the benchmark queue with the benchmark's
-// prefetch, unmarshalling and acking each message, held by t. stop ends it;
-// closing the channel returns what it holds unacked to the queue.
-func (b *bareAMQP) startConsumer(ctx context.Context, t *turn) (stop func() error, err error) {
-	ch, err := b.conn.Channel()
-	if err != nil {
-		return nil, err
-	}
-	if err := ch.Qos(consumePrefetch, 0, false); err != nil {
-		return nil, err
-	}
-	deliveries, err := ch.ConsumeWithContext(ctx, benchQueue, "", false, false, false, false, nil)
-	if err != nil {
-		return nil, err
-	}
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		for d := range deliveries {
-			if !t.wait() {
-				return
+func (b *bareAMQP) publishUnconfirmed(ctx context.Context) run {
+	return func(count int) error {
+		for range count {
+			msg, err := b.publishing()
+			if err != nil {
+				return err
 			}
-			var m quickstartv1.OrderPlaced
-			if err := proto.Unmarshal(d.Body, &m); err != nil {
-				t.fail(err)
-				return
+			if err := b.direct.PublishWithContext(ctx, benchExchange, benchRoutingKey, false, false, msg); err != nil {
+				return err
 			}
-			if err := d.Ack(false); err != nil {
-				t.fail(err)
-				return
-			}
-			t.handled()
 		}
-		t.fail(errors.New("deliveries closed"))
-	}()
-	return func() error {
-		t.stop()
-		err := ch.Close()
-		<-ended
-		return err
-	}, nil
+		return nil
+	}
 }
 
-func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
-	url := amqpURL()
-	// The sides' goroutines carry a profiler label (see as), from their
-	// connections' own goroutines on.
-	var conn *kombu.Connection
-	var err error
-	as("sdk", func() { conn, err = kombu.Dial(ctx, url) })
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	var bare *bareAMQP
-	as("bare", func() { bare, err = newBareAMQP(url) })
-	if err != nil {
-		return nil, err
-	}
-	defer bare.conn.Close()
-	if err := quickstartv1.ShopTopology().Declare(ctx, conn); err != nil {
-		return nil, err
-	}
-	var sdk amqpSide = &sdkAMQP{
-		conn:        conn,
-		confirmed:   quickstartv1.NewShopProducer(conn),
-		unconfirmed: quickstartv1.NewShopProducer(conn, kombu.WithConfirms(false)),
-	}
-	if calibrate {
-		// The SDK's turns go to a second bare client, on a connection of
-		// its own as the SDK has.
-		var twin *bareAMQP
-		as("sdk", func() { twin, err = newBareAMQP(url) })
+// consumer consumes the benchmark queue with the tuned prefetch, decoding
+// and acking each message, held between turns. Closing its channel
+// returns what it holds unacked to the queue.
+func (b *bareAMQP) consumer(ctx context.Context, k kind) *held {
+	return &held{name: k.String(), start: func(t *turn) (func() error, error) {
+		ch, err := b.conn.Channel()
 		if err != nil {
 			return nil, err
+		}
+		if err := ch.Qos(tunedPrefetch, 0, false); err != nil {
+			return nil, err
+		}
+		deliveries, err := ch.ConsumeWithContext(ctx, benchQueue, "", false, false, false, false, nil)
+		if err != nil {
+			return nil, err
+		}
+		ended := make(chan struct{})
+		go func() {
+			defer close(ended)
+			for d := range deliveries {
+				if !t.wait() {
+					return
+				}
+				if err := decode(d.Body); err != nil {
+					t.fail(err)
+					return
+				}
+				if err := d.Ack(false); err != nil {
+					t.fail(err)
+					return
+				}
+				t.handled()
+			}
+			t.fail(errors.New("deliveries closed"))
+		}()
+		return func() error {
+			t.stop()
+			err := ch.Close()
+			<-ended
+			return err
+		}, nil
+	}}
+}
+
+// watermillAMQP is Watermill's side: watermill-amqp v3 on one connection,
+// set up for this topology (the topic exchange "shop", the durable queue
+// bound with "order.*") and for speed as its documentation advises: a
+// pool of publishing channels (without one it opens a channel per
+// Publish) and the tuned prefetch.
+type watermillAMQP struct {
+	conn                   *wmamqp.ConnectionWrapper
+	confirmed, unconfirmed *wmamqp.Publisher
+	subscriber             *wmamqp.Subscriber
+	check                  *amqp.Channel // on Watermill's connection, for waitQueued
+}
+
+func newWatermillAMQP(url string) (*watermillAMQP, error) {
+	config := func(confirm bool) wmamqp.Config {
+		c := wmamqp.NewDurableTopicConfig(url, benchExchange, benchQueue)
+		c.Exchange.Durable = true // as the quickstart declares it
+		c.QueueBind.GenerateRoutingKey = func(string) string { return benchBinding }
+		c.Publish.ChannelPoolSize = 1
+		c.Publish.ConfirmDelivery = confirm
+		c.Consume.Qos.PrefetchCount = tunedPrefetch
+		return c
+	}
+	logger := watermill.NopLogger{}
+	conn, err := wmamqp.NewConnection(wmamqp.ConnectionConfig{AmqpURI: url}, logger)
+	if err != nil {
+		return nil, err
+	}
+	w := &watermillAMQP{conn: conn}
+	if w.confirmed, err = wmamqp.NewPublisherWithConnection(config(true), logger, conn); err != nil {
+		return nil, errors.Join(err, conn.Close())
+	}
+	if w.unconfirmed, err = wmamqp.NewPublisherWithConnection(config(false), logger, conn); err != nil {
+		return nil, errors.Join(err, conn.Close())
+	}
+	if w.subscriber, err = wmamqp.NewSubscriberWithConnection(config(true), logger, conn); err != nil {
+		return nil, errors.Join(err, conn.Close())
+	}
+	if w.check, err = conn.Connection().Channel(); err != nil {
+		return nil, errors.Join(err, conn.Close())
+	}
+	return w, nil
+}
+
+func (w *watermillAMQP) close() error {
+	return errors.Join(w.confirmed.Close(), w.unconfirmed.Close(), w.subscriber.Close(), w.conn.Close())
+}
+
+func (w *watermillAMQP) waitQueued(_ context.Context, n int) error { return waitDepth(w.check, n) }
+
+// publish publishes one message at a time with p.
+func (w *watermillAMQP) publish(p *wmamqp.Publisher) run {
+	return func(count int) error {
+		for range count {
+			body, err := encode()
+			if err != nil {
+				return err
+			}
+			if err := p.Publish(benchRoutingKey, message.NewMessage(watermill.NewUUID(), body)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// consumer subscribes to the benchmark queue, decoding and acking each
+// message, held between turns.
+func (w *watermillAMQP) consumer(ctx context.Context) *held {
+	return &held{name: viaWatermill.String(), start: func(t *turn) (func() error, error) {
+		subCtx, cancel := context.WithCancel(ctx)
+		msgs, err := w.subscriber.Subscribe(subCtx, benchRoutingKey)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		ended := make(chan struct{})
+		go func() {
+			defer close(ended)
+			for msg := range msgs {
+				if !t.wait() {
+					msg.Nack()
+					return
+				}
+				if err := decode(msg.Payload); err != nil {
+					t.fail(err)
+					return
+				}
+				msg.Ack()
+				t.handled()
+			}
+		}()
+		// Cancelling the subscription closes its channel, which returns
+		// what it holds unacked to the queue.
+		return func() error { t.stop(); cancel(); <-ended; return nil }, nil
+	}}
+}
+
+func benchAMQP(ctx context.Context, tab *table) error {
+	url, n := amqpURL(), tab.cfg.n
+	defaults, err := dialSDK(ctx, sdkDefaults, url)
+	if err != nil {
+		return err
+	}
+	defer defaults.conn.Close()
+	tuned, err := dialSDK(ctx, sdkTuned, url)
+	if err != nil {
+		return err
+	}
+	defer tuned.conn.Close()
+	unconfirmed := quickstartv1.NewShopProducer(tuned.conn, kombu.WithConfirms(false))
+	var b *bareAMQP
+	as(bare.String(), func() { b, err = newBareAMQP(url) })
+	if err != nil {
+		return err
+	}
+	defer b.conn.Close()
+	var wm *watermillAMQP
+	as(viaWatermill.String(), func() { wm, err = newWatermillAMQP(url) })
+	if err != nil {
+		return err
+	}
+	defer wm.close()
+	// -calibrate: a second bare client, on a connection of its own as
+	// every side has; it joins every workload.
+	var twin *bareAMQP
+	if calibrate {
+		as(bareTwin.String(), func() { twin, err = newBareAMQP(url) })
+		if err != nil {
+			return err
 		}
 		defer twin.conn.Close()
-		sdk = twin
 	}
-	purge := func() error {
-		_, err := kombu.Queue{Name: benchQueue}.Purge(ctx, conn)
+	withTwin := func(sides []side, twinRun func(*bareAMQP) run) []side {
+		if twin != nil {
+			sides = append(sides, side{bareTwin, "amqp091-go", twinRun(twin)})
+		}
+		return sides
+	}
+	purge := func() error { return defaults.purge(ctx) }
+	prepare := func(int) error { return purge() }
+	python := func(workload string, prepare func(int) error) func(int) (pythonResult, error) {
+		return pythonSide(url, workload, "", prepare)
+	}
+
+	err = tab.add(workload{
+		name: "publish, confirmed one by one", chunk: confirmedChunk, setup: only(purge),
+		sides: withTwin([]side{
+			{sdkDefaults, "", publishEach(ctx, defaults.producer)},
+			{bare, "amqp091-go", b.publishConfirmed(ctx)},
+			{viaWatermill, "confirmed, channel pool", wm.publish(wm.confirmed)},
+		}, func(b *bareAMQP) run { return b.publishConfirmed(ctx) }),
+		python:  python("publish-confirmed", prepare),
+		targets: []target{{who: sdkDefaults, minVsBare: 0.9}},
+	})
+	if err != nil {
 		return err
 	}
-	n := cfg.n
-	tab := &table{cfg: cfg, transport: "amqp"}
-	var sdkTurn, bareTurn *turn // the consumers' turns in the round being measured
 
-	pyConfirmed, pyUnconfirmed, pyConsume := 0.0, 0.0, 0.0
-	if cfg.python {
-		pyN := strconv.Itoa(cfg.pythonN)
-		args := []string{url, benchExchange, benchRoutingKey, benchQueue, pyN}
-		if err := purge(); err != nil {
-			return nil, err
-		}
-		if pyConfirmed, err = pythonRate(append(args, "publish-confirmed")...); err != nil {
-			return nil, err
-		}
-		if err := purge(); err != nil { // it waits for the queue to hold what it sent
-			return nil, err
-		}
-		if pyUnconfirmed, err = pythonRate(append(args, "publish-unconfirmed")...); err != nil {
-			return nil, err
-		}
-		if err := purge(); err != nil {
-			return nil, err
-		}
-		if err := bare.publishPipelined(ctx, cfg.pythonN); err != nil {
-			return nil, err
-		}
-		if pyConsume, err = pythonRate(append(args, "consume")...); err != nil {
-			return nil, err
-		}
-	}
-
-	err = tab.add("publish, confirmed one by one", confirmedChunk, only(purge),
-		func(count int) error { return sdk.publishConfirmed(ctx, count) },
-		func(count int) error { return bare.publishConfirmed(ctx, count) }, pyConfirmed)
+	err = tab.add(workload{
+		name: fmt.Sprintf("publish, confirms pipelined (%d)", pipelineWindow), chunk: pipelineWindow, setup: only(purge),
+		sides: withTwin([]side{
+			{sdkTuned, "kombu.Batch", publishBatched(ctx, tuned.producer)},
+			{bare, "amqp091-go", b.publishPipelined(ctx)},
+		}, func(b *bareAMQP) run { return b.publishPipelined(ctx) }),
+		python:  python("publish-confirmed", prepare),
+		targets: []target{{who: sdkTuned, minVsBare: 0.9}},
+		note:    "Python Kombu has no pipelined form: its row is confirmed publishing; Watermill waits for each confirm before the next publish",
+	})
 	if err != nil {
-		return nil, err
-	}
-
-	err = tab.add(fmt.Sprintf("publish, confirms pipelined (%d)", pipelineWindow), pipelineWindow, only(purge),
-		func(count int) error { return sdk.publishPipelined(ctx, count) },
-		func(count int) error { return bare.publishPipelined(ctx, count) }, pyConfirmed)
-	if err != nil {
-		return nil, err
-	}
-	if last := len(tab.rows) - 1; last >= 0 && strings.HasPrefix(tab.rows[last].workload, "publish, confirms pipelined") {
-		tab.rows[last].note = "the Python column is Kombu's confirmed publishing (it has no pipelined form)"
+		return err
 	}
 
 	// Unconfirmed publishing returns as soon as a message is written; the
@@ -357,50 +372,72 @@ func benchAMQP(ctx context.Context, cfg config) ([]row, error) {
 	// a backlog, and a throttled connection, to the next, and the sides
 	// would be timed on each other's account.
 	queued := 0 // messages published since the queue was last purged
-	unconfirmedTurn := func(side amqpSide) run {
+	untilQueued := func(side amqpPublisher, publish run) run {
 		return func(count int) error {
-			if err := side.publishUnconfirmed(ctx, count); err != nil {
+			if err := publish(count); err != nil {
 				return err
 			}
 			queued += count
 			return side.waitQueued(ctx, queued)
 		}
 	}
-	err = tab.add("publish, unconfirmed", unconfirmedChunk,
-		only(func() error { queued = 0; return purge() }),
-		unconfirmedTurn(sdk), unconfirmedTurn(bare), pyUnconfirmed)
+	err = tab.add(workload{
+		name: "publish, unconfirmed (until queued)", chunk: unconfirmedChunk,
+		setup: only(func() error { queued = 0; return purge() }),
+		sides: withTwin([]side{
+			{sdkTuned, "WithConfirms(false)", untilQueued(tuned, publishEach(ctx, unconfirmed))},
+			{bare, "amqp091-go", untilQueued(b, b.publishUnconfirmed(ctx))},
+			{viaWatermill, "channel pool", untilQueued(wm, wm.publish(wm.unconfirmed))},
+		}, func(b *bareAMQP) run { return untilQueued(b, b.publishUnconfirmed(ctx)) }),
+		python:  python("publish-unconfirmed", prepare),
+		targets: []target{{who: sdkTuned, minVsBare: 0.9}},
+	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 
-	// Consume: each round fills the queue (not timed), then the SDK's
-	// generated consumer and a bare consumer, both on the queue with the
-	// same prefetch, take turns (see turn).
-	consume := func() (func() error, error) {
-		if err := purge(); err != nil {
-			return nil, err
-		}
-		if err := bare.publishPipelined(ctx, 2*(n+consumeChunk+consumePrefetch)); err != nil {
-			return nil, err
-		}
-		sdkTurn, bareTurn = newTurn(), newTurn()
-		var stopSDK, stopBare func() error
-		var err error
-		as("sdk", func() { stopSDK, err = sdk.startConsumer(ctx, sdkTurn) })
-		if err != nil {
-			return nil, err
-		}
-		as("bare", func() { stopBare, err = bare.startConsumer(ctx, bareTurn) })
-		if err != nil {
-			return nil, errors.Join(err, stopSDK())
-		}
-		return func() error { return errors.Join(stopSDK(), stopBare()) }, nil
+	// Consume: each round fills the queue (not timed); then the consumers,
+	// all on the queue and held between their turns (see turn), take
+	// turns. A held consumer keeps its prefetch window full, so the one
+	// whose turn it is gets every message the broker sends.
+	consumers := []*held{
+		sdkConsumer(ctx, sdkDefaults, defaults.conn),
+		sdkConsumer(ctx, sdkTuned, tuned.conn, kombu.WithPrefetch(tunedPrefetch)),
+		b.consumer(ctx, bare),
+		wm.consumer(ctx),
 	}
-	err = tab.add(fmt.Sprintf("consume, prefetch %d, ack each", consumePrefetch), consumeChunk, consume,
-		func(count int) error { return sdkTurn.take(count) },
-		func(count int) error { return bareTurn.take(count) }, pyConsume)
+	if twin != nil {
+		consumers = append(consumers, twin.consumer(ctx, bareTwin))
+	}
+	sides := []side{
+		{sdkDefaults, "", consumers[0].take},
+		{sdkTuned, "prefetch 100", consumers[1].take},
+		{bare, "amqp091-go, prefetch 100", consumers[2].take},
+		{viaWatermill, "prefetch 100", consumers[3].take},
+	}
+	if twin != nil {
+		sides = append(sides, side{bareTwin, "amqp091-go, prefetch 100", consumers[4].take})
+	}
+	err = tab.add(workload{
+		name: "consume, ack each", chunk: consumeChunk,
+		setup: func() (func() error, error) {
+			if err := purge(); err != nil {
+				return nil, err
+			}
+			// Every side's turns and warm-up turn, and every window.
+			if err := b.publishPipelined(ctx)(len(sides)*(n+consumeChunk+tunedPrefetch) + pipelineWindow); err != nil {
+				return nil, err
+			}
+			return beginAll(consumers...)
+		},
+		sides: sides,
+		python: python("consume", func(n int) error {
+			return errors.Join(purge(), b.publishPipelined(ctx)(n))
+		}),
+		targets: []target{{who: sdkDefaults, minVsBare: 0.9}, {who: sdkTuned, minVsBare: 0.9}},
+	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return tab.rows, purge()
+	return purge()
 }

@@ -5,57 +5,60 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/protobuf/proto"
 
-	quickstartv1 "github.com/kombu-go/kombu/gen/examples/quickstart/v1"
+	"github.com/kombu-go/kombu/internal/brokertest"
 	kombu "github.com/kombu-go/kombu/runtime"
 	_ "github.com/kombu-go/kombu/transports/redis"
 )
 
-// The Redis workloads use the same quickstart stubs as the AMQP ones. The
-// bare client is go-redis doing what a hand-written Redis queue does, one
-// message at a time: LPUSH the serialized message, BRPOP it. It keeps no
-// unacked record, so it can lose a message the SDK would not; the SDK pays
-// for that safety (and for Kombu's envelope and routing) within these
-// figures.
+// The Redis workloads. The bare client is go-redis doing what a
+// hand-written Redis queue does: LPUSH the serialized message, BRPOP it.
+// It keeps no unacked record, so it can lose a message the SDK would not;
+// the SDK pays for that safety (and for Kombu's envelope and routing)
+// within these figures. Watermill's Redis support is Redis Streams, a
+// different structure from Kombu's lists, so it has no row here.
+
+const (
+	bareKey    = "kombu-go-bench.bare"
+	redisChunk = 500 // messages per turn when publishing one by one
+)
+
 func redisURL() string {
 	if u := os.Getenv("KOMBU_TEST_REDIS_URL"); u != "" {
 		return u
 	}
-	return "redis://127.0.0.1:6379/15"
+	return brokertest.DefaultRedisURL
 }
 
-func benchRedis(ctx context.Context, cfg config) ([]row, error) {
-	url := redisURL()
-	conn, err := kombu.Dial(ctx, url)
+func benchRedis(ctx context.Context, tab *table) error {
+	url, n := redisURL(), tab.cfg.n
+	defaults, err := dialSDK(ctx, sdkDefaults, url)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer conn.Close()
+	defer defaults.conn.Close()
+	tuned, err := dialSDK(ctx, sdkTuned, url)
+	if err != nil {
+		return err
+	}
+	defer tuned.conn.Close()
 	opt, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
-	if err := quickstartv1.ShopTopology().Declare(ctx, conn); err != nil {
-		return nil, err
-	}
 	purge := func() error {
-		if _, err := (kombu.Queue{Name: benchQueue}).Purge(ctx, conn); err != nil && !isNotFound(err) {
+		if err := defaults.purge(ctx); err != nil && !errors.Is(err, kombu.ErrNotFound) {
 			return err
 		}
 		return rdb.Del(ctx, bareKey).Err()
 	}
-	n := cfg.n
-	producer := quickstartv1.NewShopProducer(conn)
-	tab := &table{cfg: cfg, transport: "redis"}
 	barePublish := func(count int) error {
 		for range count {
-			body, err := proto.Marshal(order)
+			body, err := encode()
 			if err != nil {
 				return err
 			}
@@ -65,109 +68,95 @@ func benchRedis(ctx context.Context, cfg config) ([]row, error) {
 		}
 		return nil
 	}
-
-	pyPublish, pyConsume := 0.0, 0.0
-	if cfg.python {
-		args := []string{url, benchExchange, benchRoutingKey, benchQueue, strconv.Itoa(cfg.pythonN)}
-		if err := purge(); err != nil {
-			return nil, err
-		}
-		if pyPublish, err = pythonRate(append(args, "publish-unconfirmed")...); err != nil {
-			return nil, err
-		}
-		if pyConsume, err = pythonRate(append(args, "consume")...); err != nil {
-			return nil, err
-		}
-	}
-
-	if err := tab.add("publish, one by one", redisChunk, only(purge),
-		func(count int) error {
-			for range count {
-				if err := producer.PlaceOrder(ctx, order); err != nil {
+	barePipelined := func(count int) error {
+		for sent := 0; sent < count; {
+			pipe := rdb.Pipeline()
+			for ; sent < count && pipe.Len() < pipelineWindow; sent++ {
+				body, err := encode()
+				if err != nil {
 					return err
 				}
+				pipe.LPush(ctx, bareKey, body)
 			}
-			return nil
-		}, barePublish, pyPublish); err != nil {
-		return nil, err
-	}
-	if err := tab.add(fmt.Sprintf("publish, pipelined (%d) vs bare one by one", pipelineWindow), pipelineWindow, only(purge),
-		func(count int) error {
-			var batch kombu.Batch
-			inBatch := kombu.InBatch(&batch)
-			for sent := 0; sent < count; {
-				for ; sent < count && batch.Len() < pipelineWindow; sent++ {
-					if err := producer.PlaceOrder(ctx, order, inBatch); err != nil {
-						return err
-					}
-				}
-				if err := batch.Send(ctx); err != nil {
-					return err
-				}
-			}
-			return nil
-		}, barePublish, pyPublish); err != nil {
-		return nil, err
-	}
-
-	// Consume: each round fills the queues (not timed); then the SDK's
-	// generated consumer, held between its turns (see turn), takes Kombu
-	// envelopes with its unacked bookkeeping and acks each, and the bare
-	// client BRPOPs and unmarshals, turn about.
-	var sdkTurn *turn
-	consume := func() (func() error, error) {
-		if err := purge(); err != nil {
-			return nil, err
-		}
-		var batch kombu.Batch
-		inBatch := kombu.InBatch(&batch)
-		for range n + consumeChunk + 2*consumePrefetch {
-			if err := producer.PlaceOrder(ctx, order, inBatch); err != nil {
-				return nil, err
-			}
-			if batch.Len() == pipelineWindow {
-				if err := batch.Send(ctx); err != nil {
-					return nil, err
-				}
-			}
-		}
-		if err := batch.Send(ctx); err != nil {
-			return nil, err
-		}
-		body, _ := proto.Marshal(order)
-		pipe := rdb.Pipeline()
-		for range n + consumeChunk {
-			pipe.LPush(ctx, bareKey, body)
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, err
-		}
-		sdkTurn = newTurn()
-		return startSDKConsumer(ctx, conn, sdkTurn)
-	}
-	bareConsume := func(count int) error {
-		for got := 0; got < count; got++ {
-			res, err := rdb.BRPop(ctx, 0, bareKey).Result()
-			if err != nil {
-				return err
-			}
-			var m quickstartv1.OrderPlaced
-			if err := proto.Unmarshal([]byte(res[1]), &m); err != nil {
+			if _, err := pipe.Exec(ctx); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if err := tab.add(fmt.Sprintf("consume, prefetch %d, ack each", consumePrefetch), consumeChunk, consume,
-		func(count int) error { return sdkTurn.take(count) }, bareConsume, pyConsume); err != nil {
-		return nil, err
+	python := func(workload string, prepare func(int) error) func(int) (pythonResult, error) {
+		return pythonSide(url, workload, "", prepare)
 	}
-	return tab.rows, purge()
+
+	err = tab.add(workload{
+		name: "publish, one by one", chunk: redisChunk, setup: only(purge),
+		sides: []side{
+			{sdkDefaults, "", publishEach(ctx, defaults.producer)},
+			{bare, "go-redis LPUSH", barePublish},
+		},
+		python:  python("publish-unconfirmed", func(int) error { return purge() }),
+		targets: []target{{who: sdkDefaults, minVsBare: 0.9, minVsPython: 5}},
+	})
+	if err != nil {
+		return err
+	}
+	err = tab.add(workload{
+		name: fmt.Sprintf("publish, pipelined (%d)", pipelineWindow), chunk: pipelineWindow, setup: only(purge),
+		sides: []side{
+			{sdkTuned, "kombu.Batch", publishBatched(ctx, tuned.producer)},
+			{bare, "go-redis pipeline of LPUSH", barePipelined},
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	// Consume: each round fills the queues (not timed); then the SDK's
+	// generated consumers, held between their turns (see turn), take Kombu
+	// envelopes with their unacked bookkeeping and ack each, and the bare
+	// client BRPOPs and decodes, turn about.
+	consumers := []*held{
+		sdkConsumer(ctx, sdkDefaults, defaults.conn),
+		sdkConsumer(ctx, sdkTuned, tuned.conn, kombu.WithPrefetch(tunedPrefetch)),
+	}
+	bareConsume := func(count int) error {
+		for range count {
+			res, err := rdb.BRPop(ctx, 0, bareKey).Result()
+			if err != nil {
+				return err
+			}
+			if err := decode([]byte(res[1])); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err = tab.add(workload{
+		name: "consume, ack each", chunk: consumeChunk,
+		setup: func() (func() error, error) {
+			if err := purge(); err != nil {
+				return nil, err
+			}
+			if err := publishBatched(ctx, defaults.producer)(len(consumers) * (n + consumeChunk + tunedPrefetch)); err != nil {
+				return nil, err
+			}
+			if err := barePipelined(n + consumeChunk); err != nil {
+				return nil, err
+			}
+			return beginAll(consumers...)
+		},
+		sides: []side{
+			{sdkDefaults, "", consumers[0].take},
+			{sdkTuned, "prefetch 100", consumers[1].take},
+			{bare, "go-redis BRPOP", bareConsume},
+		},
+		python: python("consume", func(n int) error {
+			return errors.Join(purge(), publishBatched(ctx, defaults.producer)(n))
+		}),
+		targets: []target{{who: sdkDefaults, minVsBare: 0.9, minVsPython: 5}},
+	})
+	if err != nil {
+		return err
+	}
+	return purge()
 }
-
-const (
-	bareKey    = "kombu-go-bench.bare"
-	redisChunk = 500 // messages per turn when publishing one by one (see interleaved)
-)
-
-func isNotFound(err error) bool { return errors.Is(err, kombu.ErrNotFound) }

@@ -13,8 +13,8 @@ import (
 
 // turn holds a running consumer between its side's turns, so that a
 // consuming workload can be interleaved in chunks like a publishing one.
-// A held consumer keeps its prefetched messages, so both sides start every
-// turn alike: with a full prefetch window.
+// A held consumer keeps its prefetched messages, so every side starts
+// every turn alike: with a full prefetch window.
 type turn struct {
 	mu      sync.Mutex
 	cond    sync.Cond
@@ -30,25 +30,31 @@ func newTurn() *turn {
 	return t
 }
 
-// take gives the consumer a turn of count messages and waits until it has
-// handled them.
-func (t *turn) take(count int) error {
+// begin gives the consumer a turn of count messages, and returns a
+// function that waits until it has handled them.
+func (t *turn) begin(count int) (wait func() error) {
 	over := make(chan struct{})
 	t.mu.Lock()
 	t.left, t.over = count, over
 	t.cond.Broadcast()
 	t.mu.Unlock()
-	select {
-	case <-over:
-		return nil
-	case err := <-t.failed:
-		return fmt.Errorf("consumer failed during its turn: %w", err)
-	case <-time.After(time.Minute):
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		return fmt.Errorf("consumer stalled during its turn: %d of %d messages left", t.left, count)
+	return func() error {
+		select {
+		case <-over:
+			return nil
+		case err := <-t.failed:
+			return fmt.Errorf("consumer failed during its turn: %w", err)
+		case <-time.After(time.Minute):
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			return fmt.Errorf("consumer stalled during its turn: %d of %d messages left", t.left, count)
+		}
 	}
 }
+
+// take gives the consumer a turn of count messages and waits until it has
+// handled them.
+func (t *turn) take(count int) error { return t.begin(count)() }
 
 // wait blocks the consumer until its turn. It reports false once the turn
 // is stopped: the consumer should then let the message go unhandled.
@@ -86,6 +92,53 @@ func (t *turn) fail(err error) {
 	}
 }
 
+// held is a consumer side that runs from its round's setup to its
+// teardown, held by a turn in between its turns.
+type held struct {
+	name  string                                       // the side, for -cpuprofile
+	start func(t *turn) (stop func() error, err error) // starts the consumer
+	t     *turn
+	stop  func() error
+}
+
+// begin starts the consumer for a round.
+func (h *held) begin() error {
+	h.t = newTurn()
+	var err error
+	as(h.name, func() { h.stop, err = h.start(h.t) })
+	return err
+}
+
+// end stops the consumer; what it holds unsettled goes back to its queue.
+func (h *held) end() error {
+	if h.stop == nil {
+		return nil
+	}
+	err := h.stop()
+	h.stop = nil
+	return err
+}
+
+// take is the side's turn of a consuming workload.
+func (h *held) take(count int) error { return h.t.take(count) }
+
+// beginAll starts consumers; on failure it stops those it started.
+func beginAll(hs ...*held) (endAll func() error, err error) {
+	endAll = func() error {
+		var errs []error
+		for _, h := range hs {
+			errs = append(errs, h.end())
+		}
+		return errors.Join(errs...)
+	}
+	for _, h := range hs {
+		if err := h.begin(); err != nil {
+			return nil, errors.Join(err, endAll())
+		}
+	}
+	return endAll, nil
+}
+
 // heldShop is the quickstart handler, held by a turn.
 type heldShop struct {
 	quickstartv1.UnimplementedShopHandler
@@ -99,23 +152,25 @@ func (h heldShop) PlaceOrder(context.Context, *quickstartv1.OrderPlaced, *kombu.
 	return nil
 }
 
-// startSDKConsumer runs the quickstart's generated consumer on conn, with
-// the benchmark's prefetch, held by t. stop ends it.
-func startSDKConsumer(ctx context.Context, conn *kombu.Connection, t *turn) (stop func() error, err error) {
-	consumer, err := quickstartv1.NewShopConsumer(conn, heldShop{t: t}, kombu.WithPrefetch(consumePrefetch))
-	if err != nil {
-		return nil, err
-	}
-	ended := make(chan error, 1)
-	go func() {
-		err := consumer.Run(ctx)
+// sdkConsumer is a held side running the quickstart's generated consumer
+// on conn with opts (none: the SDK at its defaults).
+func sdkConsumer(ctx context.Context, k kind, conn *kombu.Connection, opts ...kombu.ConsumerOption) *held {
+	return &held{name: k.String(), start: func(t *turn) (func() error, error) {
+		consumer, err := quickstartv1.NewShopConsumer(conn, heldShop{t: t}, opts...)
 		if err != nil {
-			t.fail(err)
+			return nil, err
 		}
-		ended <- err
-	}()
-	return func() error {
-		t.stop()
-		return errors.Join(consumer.Close(), <-ended)
-	}, nil
+		ended := make(chan error, 1)
+		go func() {
+			err := consumer.Run(ctx)
+			if err != nil {
+				t.fail(err)
+			}
+			ended <- err
+		}()
+		return func() error {
+			t.stop()
+			return errors.Join(consumer.Close(), <-ended)
+		}, nil
+	}}
 }

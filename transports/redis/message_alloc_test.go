@@ -27,6 +27,10 @@ const (
 	deliverAllocBudget = 198
 )
 
-func TestPublishAllocs(t *testing.T) { alloctest.Publish(t, brokertest.RedisURL(t), publishAllocBudget) }
+func TestPublishAllocs(t *testing.T) {
+	alloctest.Publish(t, brokertest.RedisURL(t), publishAllocBudget)
+}
 
-func TestDeliverAllocs(t *testing.T) { alloctest.Deliver(t, brokertest.RedisURL(t), deliverAllocBudget) }
+func TestDeliverAllocs(t *testing.T) {
+	alloctest.Deliver(t, brokertest.RedisURL(t), deliverAllocBudget)
+}
