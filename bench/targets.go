@@ -43,7 +43,8 @@ func (t target) checks(r row) []check {
 		cs = append(cs, c)
 	}
 	if t.minVsBare > 0 && !math.IsNaN(s.vsBare) {
-		cs = append(cs, check{goal: fmt.Sprintf("≥ %.2f × bare", t.minVsBare), got: fmt.Sprintf("%.2f", s.vsBare), met: s.vsBare >= t.minVsBare,
+		// Three decimals: 0.899 is short of 0.90, which two would hide.
+		cs = append(cs, check{goal: fmt.Sprintf("≥ %.2f × bare", t.minVsBare), got: fmt.Sprintf("%.3f", s.vsBare), met: s.vsBare >= t.minVsBare,
 			aside: fmt.Sprintf("rounds %.2f-%.2f", s.vsBareMin, s.vsBareMax)})
 	}
 	if py, ok := r.find(viaPython); ok && t.minVsPython > 0 {
