@@ -21,11 +21,13 @@ $(BUF): tools/go.mod tools/go.sum
 $(STATICCHECK): tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(BIN)/ honnef.co/go/tools/cmd/staticcheck
 
-GENERATED := gen cmd/protoc-gen-kombu/internal/testgen cmd/protoc-gen-kombu/testdata
+GENERATED := gen cmd/protoc-gen-kombu/internal/testgen cmd/protoc-gen-kombu/testdata bench/gen
 
-## generate: regenerate gen/, the plugin's test packages and its golden descriptor set
+## generate: regenerate gen/, the plugin's test packages and its golden descriptor set, and
+## the benchmark's stubs (bench/gen)
 generate: $(BUF)
 	$(BUF) generate
+	$(BUF) generate --template bench/buf.gen.yaml
 	$(BUF) generate --template cmd/protoc-gen-kombu/testdata/buf.gen.yaml
 	$(BUF) build cmd/protoc-gen-kombu/testdata/proto --as-file-descriptor-set \
 		-o cmd/protoc-gen-kombu/testdata/kombutest.binpb

@@ -11,7 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	quickstartv1 "github.com/kombu-go/kombu/gen/examples/quickstart/v1"
+	kombubenchv1 "github.com/kombu-go/kombu/bench/gen/kombubench/v1"
 	"github.com/kombu-go/kombu/internal/brokertest"
 	kombu "github.com/kombu-go/kombu/runtime"
 	_ "github.com/kombu-go/kombu/transports/amqp"
@@ -194,10 +194,10 @@ func (b *bareAMQP) consumer(ctx context.Context, k kind) *held {
 }
 
 // watermillAMQP is Watermill's side: watermill-amqp v3 on one connection,
-// set up for this topology (the topic exchange "shop", the durable queue
-// bound with "order.*") and for speed as its documentation advises: a
-// pool of publishing channels (without one it opens a channel per
-// Publish) and the tuned prefetch.
+// set up for the benchmark's topology (the durable topic exchange, the
+// durable queue bound with "order.*") and for speed as its documentation
+// advises: a pool of publishing channels (without one it opens a channel
+// per Publish) and the tuned prefetch.
 type watermillAMQP struct {
 	conn                   *wmamqp.ConnectionWrapper
 	confirmed, unconfirmed *wmamqp.Publisher
@@ -208,7 +208,7 @@ type watermillAMQP struct {
 func newWatermillAMQP(url string) (*watermillAMQP, error) {
 	config := func(confirm bool) wmamqp.Config {
 		c := wmamqp.NewDurableTopicConfig(url, benchExchange, benchQueue)
-		c.Exchange.Durable = true // as the quickstart declares it
+		c.Exchange.Durable = true // as the SDK declares it
 		c.QueueBind.GenerateRoutingKey = func(string) string { return benchBinding }
 		c.Publish.ChannelPoolSize = 1
 		c.Publish.ConfirmDelivery = confirm
@@ -273,8 +273,12 @@ func (w *watermillAMQP) consumer(ctx context.Context) *held {
 			defer close(ended)
 			for msg := range msgs {
 				if !t.wait() {
+					// The round is over: back to the queue, until
+					// Watermill notices the cancelled context and closes
+					// msgs. Left unread, it would wait for this reader
+					// for good, holding its prefetched messages.
 					msg.Nack()
-					return
+					continue
 				}
 				if err := decode(msg.Payload); err != nil {
 					t.fail(err)
@@ -284,8 +288,8 @@ func (w *watermillAMQP) consumer(ctx context.Context) *held {
 				t.handled()
 			}
 		}()
-		// Cancelling the subscription closes its channel, which returns
-		// what it holds unacked to the queue.
+		// Cancelling the subscription closes its AMQP channel, which
+		// returns what it holds unacked to the queue.
 		return func() error { t.stop(); cancel(); <-ended; return nil }, nil
 	}}
 }
@@ -302,7 +306,7 @@ func benchAMQP(ctx context.Context, tab *table) error {
 		return err
 	}
 	defer tuned.conn.Close()
-	unconfirmed := quickstartv1.NewShopProducer(tuned.conn, kombu.WithConfirms(false))
+	unconfirmed := kombubenchv1.NewBenchProducer(tuned.conn, kombu.WithConfirms(false))
 	var b *bareAMQP
 	as(bare.String(), func() { b, err = newBareAMQP(url) })
 	if err != nil {
@@ -410,13 +414,13 @@ func benchAMQP(ctx context.Context, tab *table) error {
 		consumers = append(consumers, twin.consumer(ctx, bareTwin))
 	}
 	sides := []side{
-		{sdkDefaults, "", consumers[0].take},
-		{sdkTuned, "prefetch 100", consumers[1].take},
-		{bare, "amqp091-go, prefetch 100", consumers[2].take},
-		{viaWatermill, "prefetch 100", consumers[3].take},
+		{sdkDefaults, "", defaults.explained(ctx, consumers[0].take)},
+		{sdkTuned, "prefetch 100", defaults.explained(ctx, consumers[1].take)},
+		{bare, "amqp091-go, prefetch 100", defaults.explained(ctx, consumers[2].take)},
+		{viaWatermill, "prefetch 100", defaults.explained(ctx, consumers[3].take)},
 	}
 	if twin != nil {
-		sides = append(sides, side{bareTwin, "amqp091-go, prefetch 100", consumers[4].take})
+		sides = append(sides, side{bareTwin, "amqp091-go, prefetch 100", defaults.explained(ctx, consumers[4].take)})
 	}
 	err = tab.add(workload{
 		name: "consume, ack each", chunk: consumeChunk,
@@ -439,5 +443,5 @@ func benchAMQP(ctx context.Context, tab *table) error {
 	if err != nil {
 		return err
 	}
-	return purge()
+	return defaults.remove(ctx)
 }

@@ -146,8 +146,8 @@ func benchRedis(ctx context.Context, tab *table) error {
 			return beginAll(consumers...)
 		},
 		sides: []side{
-			{sdkDefaults, "", consumers[0].take},
-			{sdkTuned, "prefetch 100", consumers[1].take},
+			{sdkDefaults, "", defaults.explained(ctx, consumers[0].take)},
+			{sdkTuned, "prefetch 100", defaults.explained(ctx, consumers[1].take)},
 			{bare, "go-redis BRPOP", bareConsume},
 		},
 		python: python("consume", func(n int) error {
@@ -158,5 +158,5 @@ func benchRedis(ctx context.Context, tab *table) error {
 	if err != nil {
 		return err
 	}
-	return purge()
+	return errors.Join(defaults.remove(ctx), rdb.Del(ctx, bareKey).Err())
 }

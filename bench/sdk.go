@@ -8,23 +8,27 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	kombubenchv1 "github.com/kombu-go/kombu/bench/gen/kombubench/v1"
 	quickstartv1 "github.com/kombu-go/kombu/gen/examples/quickstart/v1"
 	"github.com/kombu-go/kombu/internal/payload"
 	kombu "github.com/kombu-go/kombu/runtime"
 )
 
-// Every workload sends the same message: the quickstart's OrderPlaced
-// through its generated ShopProducer (exchange "shop", routing key
-// "order.placed", queue "quickstart.orders"), 100 bytes of protobuf, and
-// consumes it with the generated NewShopConsumer. The bare clients and
+// Every workload sends the same message: the quickstart's OrderPlaced,
+// 100 bytes of protobuf, through the generated BenchProducer of
+// proto/kombubench/v1/bench.proto (exchange "kombu-go-bench", routing key
+// "order.placed", queue "kombu-go-bench.orders": the quickstart's route
+// under names no test uses), and consumes it with the generated
+// NewBenchConsumer. Two make bench at once on one broker would share them:
+// run one at a time. The bare clients and
 // Watermill send the same bytes, and their consumers decode them as the
 // SDK's do.
 const (
-	benchExchange   = "shop"
+	benchExchange   = "kombu-go-bench"
 	benchRoutingKey = "order.placed"
 	benchBinding    = "order.*"
-	benchQueue      = "quickstart.orders"
-	messageType     = "quickstart.v1.Shop.PlaceOrder"
+	benchQueue      = "kombu-go-bench.orders"
+	messageType     = "kombubench.v1.Bench.PlaceOrder"
 	pipelineWindow  = 1000 // messages per batch of pipelined publishes, every side
 	tunedPrefetch   = 100  // the tuned consumers' prefetch, and the bare clients'
 )
@@ -42,10 +46,10 @@ func decode(body []byte) error { return proto.Unmarshal(body, new(quickstartv1.O
 // client has.
 type sdk struct {
 	conn     *kombu.Connection
-	producer *quickstartv1.ShopProducer // created with no options
+	producer *kombubenchv1.BenchProducer // created with no options
 }
 
-// dialSDK connects a side and declares the quickstart's topology.
+// dialSDK connects a side and declares the benchmark's topology.
 func dialSDK(ctx context.Context, k kind, url string) (*sdk, error) {
 	var conn *kombu.Connection
 	var err error
@@ -53,10 +57,10 @@ func dialSDK(ctx context.Context, k kind, url string) (*sdk, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := quickstartv1.ShopTopology().Declare(ctx, conn); err != nil {
+	if err := kombubenchv1.BenchTopology().Declare(ctx, conn); err != nil {
 		return nil, errors.Join(err, conn.Close())
 	}
-	return &sdk{conn: conn, producer: quickstartv1.NewShopProducer(conn)}, nil
+	return &sdk{conn: conn, producer: kombubenchv1.NewBenchProducer(conn)}, nil
 }
 
 // purge empties the benchmark queue.
@@ -65,10 +69,32 @@ func (s *sdk) purge(ctx context.Context) error {
 	return err
 }
 
+// remove deletes the benchmark's queue and exchange: a run leaves nothing
+// on the broker.
+func (s *sdk) remove(ctx context.Context) error {
+	_, err := kombu.Queue{Name: benchQueue}.Delete(ctx, s.conn)
+	return errors.Join(err, kombubenchv1.BenchTopology().Exchanges[0].Delete(ctx, s.conn, false))
+}
+
 // depth returns how many messages the benchmark queue holds.
 func (s *sdk) depth(ctx context.Context) (int, error) {
 	info, err := kombu.Queue{Name: benchQueue}.Inspect(ctx, s.conn)
 	return info.Messages, err
+}
+
+// explained adds the benchmark queue's depth to the error of a side's
+// turn: a consumer that stalls with messages still queued is another
+// problem than one that ran out of them.
+func (s *sdk) explained(ctx context.Context, r run) run {
+	return func(count int) error {
+		err := r(count)
+		if err != nil {
+			if d, derr := s.depth(ctx); derr == nil {
+				err = fmt.Errorf("%w (the queue holds %d ready messages)", err, d)
+			}
+		}
+		return err
+	}
 }
 
 // waitQueued returns once the benchmark queue holds n messages, as seen
@@ -96,7 +122,7 @@ func poll(depth func() (int, error), n int) error {
 }
 
 // publishEach publishes one message at a time with p.
-func publishEach(ctx context.Context, p *quickstartv1.ShopProducer) run {
+func publishEach(ctx context.Context, p *kombubenchv1.BenchProducer) run {
 	return func(count int) error {
 		for range count {
 			if err := p.PlaceOrder(ctx, order); err != nil {
@@ -109,7 +135,7 @@ func publishEach(ctx context.Context, p *quickstartv1.ShopProducer) run {
 
 // publishBatched publishes with p in batches of pipelineWindow, each sent
 // at once (and confirmed at once where the transport confirms).
-func publishBatched(ctx context.Context, p *quickstartv1.ShopProducer) run {
+func publishBatched(ctx context.Context, p *kombubenchv1.BenchProducer) run {
 	return func(count int) error {
 		var batch kombu.Batch
 		inBatch := kombu.InBatch(&batch)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	kombubenchv1 "github.com/kombu-go/kombu/bench/gen/kombubench/v1"
 	quickstartv1 "github.com/kombu-go/kombu/gen/examples/quickstart/v1"
 	kombu "github.com/kombu-go/kombu/runtime"
 )
@@ -139,24 +140,24 @@ func beginAll(hs ...*held) (endAll func() error, err error) {
 	return endAll, nil
 }
 
-// heldShop is the quickstart handler, held by a turn.
-type heldShop struct {
-	quickstartv1.UnimplementedShopHandler
+// heldHandler is the benchmark's handler, held by a turn.
+type heldHandler struct {
+	kombubenchv1.UnimplementedBenchHandler
 	t *turn
 }
 
-func (h heldShop) PlaceOrder(context.Context, *quickstartv1.OrderPlaced, *kombu.Message) error {
+func (h heldHandler) PlaceOrder(context.Context, *quickstartv1.OrderPlaced, *kombu.Message) error {
 	if h.t.wait() {
 		h.t.handled()
 	}
 	return nil
 }
 
-// sdkConsumer is a held side running the quickstart's generated consumer
+// sdkConsumer is a held side running the benchmark's generated consumer
 // on conn with opts (none: the SDK at its defaults).
 func sdkConsumer(ctx context.Context, k kind, conn *kombu.Connection, opts ...kombu.ConsumerOption) *held {
 	return &held{name: k.String(), start: func(t *turn) (func() error, error) {
-		consumer, err := quickstartv1.NewShopConsumer(conn, heldShop{t: t}, opts...)
+		consumer, err := kombubenchv1.NewBenchConsumer(conn, heldHandler{t: t}, opts...)
 		if err != nil {
 			return nil, err
 		}
