@@ -61,10 +61,7 @@ func Check(t *testing.T, what string, budget float64, fn func()) {
 	if raceEnabled {
 		t.Skip("allocation counts under -race are not the program's (sync.Pool drops items at random); make test runs this without -race")
 	}
-	for range warmup {
-		fn()
-	}
-	got := testing.AllocsPerRun(Runs, fn)
+	got := measure(fn)
 	switch {
 	case got > budget:
 		t.Errorf("%s: %.0f allocations per message, over its budget of %.0f", what, got, budget)
@@ -73,6 +70,15 @@ func Check(t *testing.T, what string, budget float64, fn func()) {
 	default:
 		t.Logf("%s: %.0f allocations per message (budget %.0f)", what, got, budget)
 	}
+}
+
+// measure returns fn's allocations per call, averaged over Runs calls
+// after warmup more.
+func measure(fn func()) float64 {
+	for range warmup {
+		fn()
+	}
+	return testing.AllocsPerRun(Runs, fn)
 }
 
 // Route is the measurements' exchange, queue and routing key: the
@@ -112,7 +118,7 @@ func (r Route) Producer(conn *kombu.Connection) *kombu.Producer {
 // Consumer returns a consumer of the route's queue built as
 // quickstartv1.NewShopConsumer builds one (no options), calling handle for
 // each order.
-func (r Route) Consumer(conn *kombu.Connection, handle func(context.Context, *quickstartv1.OrderPlaced, *kombu.Message) error) (*kombu.Consumer, error) {
+func (r Route) Consumer(conn *kombu.Connection, handle handler) (*kombu.Consumer, error) {
 	return kombu.NewConsumer(conn, []kombu.Subscription{{Queue: r.Queue, Handler: kombu.Typed(handle)}},
 		kombu.WithTopology(r.Topology()), kombu.WithAccept("json", "protobuf"))
 }
@@ -147,16 +153,12 @@ func dial(t *testing.T, url string, r Route) *kombu.Connection {
 func Publish(t *testing.T, url string, budget float64) {
 	t.Helper()
 	r := NewRoute(t)
-	conn := dial(t, url, r)
-	p := r.Producer(conn)
+	p := r.Producer(dial(t, url, r))
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	order := payload.Order()
-	Check(t, "publish", budget, func() {
-		if err := p.Publish(ctx, order); err != nil {
-			t.Fatalf("publish: %v", err)
-		}
-	})
+	Check(t, "publish", budget, publishOnce(t, ctx, func(ctx context.Context, m *quickstartv1.OrderPlaced) error {
+		return p.Publish(ctx, m)
+	}))
 }
 
 // Deliver fails t when one message through url, from its publish to its
@@ -166,15 +168,43 @@ func Deliver(t *testing.T, url string, budget float64) {
 	t.Helper()
 	r := NewRoute(t)
 	conn := dial(t, url, r)
+	p := r.Producer(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
+	Check(t, "deliver", budget, deliverOnce(t, ctx,
+		func(h handler) (*kombu.Consumer, error) { return r.Consumer(conn, h) },
+		func(ctx context.Context, m *quickstartv1.OrderPlaced) error { return p.Publish(ctx, m) }))
+}
+
+// handler is a generated handler interface's method for the route.
+type handler = func(context.Context, *quickstartv1.OrderPlaced, *kombu.Message) error
+
+// publishOnce returns one message's publish, as Check measures it.
+func publishOnce(t *testing.T, ctx context.Context, publish func(context.Context, *quickstartv1.OrderPlaced) error) func() {
+	order := payload.Order()
+	return func() {
+		if err := publish(ctx, order); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+}
+
+// deliverOnce starts the consumer newConsumer makes around the handler it
+// is given, and returns one message's delivery as Check measures it: a
+// publish, and the wait for its handler. The consumer runs until ctx ends
+// and the test has ended.
+func deliverOnce(t *testing.T, ctx context.Context, newConsumer func(handler) (*kombu.Consumer, error), publish func(context.Context, *quickstartv1.OrderPlaced) error) func() {
+	t.Helper()
 	// The handler hands each order over to the measuring goroutine; a
 	// channel of struct{} allocates nothing. The consumer acks after the
 	// handler returns, while the next message is being published: every
 	// ack but the last falls within the measurement.
 	handled := make(chan struct{})
-	consumer, err := r.Consumer(conn, func(context.Context, *quickstartv1.OrderPlaced, *kombu.Message) error {
-		handled <- struct{}{}
+	consumer, err := newConsumer(func(context.Context, *quickstartv1.OrderPlaced, *kombu.Message) error {
+		select {
+		case handled <- struct{}{}:
+		case <-ctx.Done(): // measured no more: let the consumer stop
+		}
 		return nil
 	})
 	if err != nil {
@@ -188,12 +218,9 @@ func Deliver(t *testing.T, url string, budget float64) {
 			t.Errorf("consumer: %v", err)
 		}
 	})
-	p := r.Producer(conn)
-	order := payload.Order()
-	Check(t, "deliver", budget, func() {
-		if err := p.Publish(ctx, order); err != nil {
-			t.Fatalf("publish: %v", err)
-		}
+	send := publishOnce(t, ctx, publish)
+	return func() {
+		send()
 		select {
 		case <-handled:
 		case err := <-ran:
@@ -201,5 +228,5 @@ func Deliver(t *testing.T, url string, budget float64) {
 		case <-ctx.Done():
 			t.Fatal("the handler did not see the message in time")
 		}
-	})
+	}
 }
