@@ -15,7 +15,7 @@ import (
 // costs as many allocations through the hand-built route as through the
 // generated quickstart stubs. When the generator changes what its
 // producers or consumers do by default, this fails until Route follows.
-func TestRouteCostsWhatGeneratedCodeCosts(t *testing.T) {
+func TestRouteMatchesGeneratedAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts under -race are not the program's")
 	}
