@@ -53,9 +53,9 @@ const warmup = 100
 const wait = time.Minute
 
 // Check fails t when fn, one message's worth of work, allocates more than
-// budget times on average over Runs calls, and logs the count either way,
-// so that a speed-up shows where the budget can be lowered. It is skipped
-// under the race detector.
+// budget times on average over Runs calls (after warmup calls), and logs
+// the count either way, so that a speed-up shows where the budget can be
+// lowered. It is skipped under the race detector.
 func Check(t *testing.T, what string, budget float64, fn func()) {
 	t.Helper()
 	if raceEnabled {
@@ -66,7 +66,7 @@ func Check(t *testing.T, what string, budget float64, fn func()) {
 	case got > budget:
 		t.Errorf("%s: %.0f allocations per message, over its budget of %.0f", what, got, budget)
 	case got < budget:
-		t.Logf("%s: %.0f allocations per message, under its budget of %.0f: lower the budget", what, got, budget)
+		t.Logf("%s: %.0f allocations per message, under its budget of %.0f (if it stays there, lower the budget)", what, got, budget)
 	default:
 		t.Logf("%s: %.0f allocations per message (budget %.0f)", what, got, budget)
 	}
