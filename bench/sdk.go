@@ -19,10 +19,9 @@ import (
 // proto/kombubench/v1/bench.proto (exchange "kombu-go-bench", routing key
 // "order.placed", queue "kombu-go-bench.orders": the quickstart's route
 // under names no test uses), and consumes it with the generated
-// NewBenchConsumer. Two make bench at once on one broker would share them:
-// run one at a time. The bare clients and
-// Watermill send the same bytes, and their consumers decode them as the
-// SDK's do.
+// NewBenchConsumer. The bare clients and Watermill send the same bytes,
+// and their consumers decode them as the SDK's do. Two make bench at once
+// on one broker would share the names: run one at a time.
 const (
 	benchExchange   = "kombu-go-bench"
 	benchRoutingKey = "order.placed"

@@ -15,6 +15,11 @@
 //     the consumer's ack, with a consumer built as a generated one is
 //     (kombu.Typed over the handler, the same accept list, no options).
 //
+// The route is built by hand (Route), because generated stubs fix their
+// names and tests sharing a broker must not share queues;
+// TestRouteMatchesGeneratedAllocs keeps it as costly as the generated
+// quickstart stubs.
+//
 // Allocations are the whole process's (runtime.MemStats.Mallocs), so a
 // driver's goroutines count too: the broker's own work on memory://, the
 // client library's reader on a network transport. They are measured over
