@@ -89,31 +89,22 @@ func waitDepth(ch *amqp.Channel, n int) error {
 	}, n)
 }
 
-func (b *bareAMQP) publishConfirmed(ctx context.Context) run {
-	return func(count int) error {
-		for range count {
-			msg, err := b.publishing()
-			if err != nil {
-				return err
-			}
-			dc, err := b.confirmed.PublishWithDeferredConfirmWithContext(ctx, benchExchange, benchRoutingKey, false, false, msg)
-			if err != nil {
-				return err
-			}
-			if ok, err := dc.WaitContext(ctx); err != nil || !ok {
-				return fmt.Errorf("confirm: ack=%v err=%v", ok, err)
-			}
-		}
-		return nil
-	}
+// publishConfirmed publishes one message at a time, each confirmed before
+// the next is sent.
+func (b *bareAMQP) publishConfirmed(ctx context.Context) run { return b.publishWindowed(ctx, 1) }
+
+// publishPipelined publishes pipelineWindow messages, then waits for their
+// confirms, and so on.
+func (b *bareAMQP) publishPipelined(ctx context.Context) run {
+	return b.publishWindowed(ctx, pipelineWindow)
 }
 
-func (b *bareAMQP) publishPipelined(ctx context.Context) run {
+func (b *bareAMQP) publishWindowed(ctx context.Context, window int) run {
 	return func(count int) error {
-		pending := make([]*amqp.DeferredConfirmation, 0, pipelineWindow)
+		pending := make([]*amqp.DeferredConfirmation, 0, window)
 		for sent := 0; sent < count; {
 			pending = pending[:0]
-			for ; sent < count && len(pending) < pipelineWindow; sent++ {
+			for ; sent < count && len(pending) < window; sent++ {
 				msg, err := b.publishing()
 				if err != nil {
 					return err
@@ -165,25 +156,9 @@ func (b *bareAMQP) consumer(ctx context.Context, k kind) *held {
 		if err != nil {
 			return nil, err
 		}
-		ended := make(chan struct{})
-		go func() {
-			defer close(ended)
-			for d := range deliveries {
-				if !t.wait() {
-					return
-				}
-				if err := decode(d.Body); err != nil {
-					t.fail(err)
-					return
-				}
-				if err := d.Ack(false); err != nil {
-					t.fail(err)
-					return
-				}
-				t.handled()
-			}
-			t.fail(errors.New("deliveries closed"))
-		}()
+		ended := serve(t, deliveries,
+			func(d amqp.Delivery) []byte { return d.Body },
+			func(d amqp.Delivery) error { return d.Ack(false) }, nil)
 		return func() error {
 			t.stop()
 			err := ch.Close()
@@ -268,26 +243,11 @@ func (w *watermillAMQP) consumer(ctx context.Context) *held {
 			cancel()
 			return nil, err
 		}
-		ended := make(chan struct{})
-		go func() {
-			defer close(ended)
-			for msg := range msgs {
-				if !t.wait() {
-					// The round is over: back to the queue, until
-					// Watermill notices the cancelled context and closes
-					// msgs. Left unread, it would wait for this reader
-					// for good, holding its prefetched messages.
-					msg.Nack()
-					continue
-				}
-				if err := decode(msg.Payload); err != nil {
-					t.fail(err)
-					return
-				}
-				msg.Ack()
-				t.handled()
-			}
-		}()
+		// Once the round is over, what arrives goes back to the queue,
+		// until Watermill notices the cancelled context and closes msgs:
+		// left unread, it would wait for this reader for good, holding its
+		// prefetched messages.
+		ended := serve(t, msgs, payloadOf, ack, func(m *message.Message) { m.Nack() })
 		// Cancelling the subscription closes its AMQP channel, which
 		// returns what it holds unacked to the queue.
 		return func() error { t.stop(); cancel(); <-ended; return nil }, nil
@@ -296,15 +256,11 @@ func (w *watermillAMQP) consumer(ctx context.Context) *held {
 
 func benchAMQP(ctx context.Context, tab *table) error {
 	url, n := amqpURL(), tab.cfg.n
-	defaults, err := dialSDK(ctx, sdkDefaults, url)
+	defaults, tuned, err := dialSides(ctx, url, url)
 	if err != nil {
 		return err
 	}
 	defer defaults.conn.Close()
-	tuned, err := dialSDK(ctx, sdkTuned, url)
-	if err != nil {
-		return err
-	}
 	defer tuned.conn.Close()
 	unconfirmed := kombubenchv1.NewBenchProducer(tuned.conn, kombu.WithConfirms(false))
 	var b *bareAMQP

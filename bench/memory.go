@@ -36,20 +36,20 @@ const (
 	watermillTopic = "order.placed"
 )
 
+// payloadOf and ack are what a Watermill consumer does with a message.
+func payloadOf(m *message.Message) []byte { return m.Payload }
+func ack(m *message.Message) error        { m.Ack(); return nil }
+
 func benchMemory(ctx context.Context, tab *table) error {
 	n := memoryScale * tab.cfg.n
 	// Each SDK side has a broker of its own (memory:///name), so that a
 	// consumer held between its side's turns never takes a message meant
 	// for another side.
-	defaults, err := dialSDK(ctx, sdkDefaults, "memory:///kombu-go-bench.defaults")
+	defaults, tuned, err := dialSides(ctx, "memory:///kombu-go-bench.defaults", "memory:///kombu-go-bench.tuned")
 	if err != nil {
 		return err
 	}
 	defer defaults.conn.Close()
-	tuned, err := dialSDK(ctx, sdkTuned, "memory:///kombu-go-bench.tuned")
-	if err != nil {
-		return err
-	}
 	defer tuned.conn.Close()
 	purge := func() error { return errors.Join(defaults.purge(ctx), tuned.purge(ctx)) }
 
@@ -148,20 +148,7 @@ func benchMemory(ctx context.Context, tab *table) error {
 	var bareConsumer, wmConsumer *held
 	bareConsumer = &held{name: bare.String(), start: func(t *turn) (func() error, error) {
 		ch = make(chan []byte, tunedPrefetch)
-		ended := make(chan struct{})
-		go func() {
-			defer close(ended)
-			for body := range ch {
-				if !t.wait() {
-					return
-				}
-				if err := decode(body); err != nil {
-					t.fail(err)
-					return
-				}
-				t.handled()
-			}
-		}()
+		ended := serve(t, ch, func(b []byte) []byte { return b }, func([]byte) error { return nil }, nil)
 		return func() error { t.stop(); close(ch); <-ended; return nil }, nil
 	}}
 	wmConsumer = &held{name: viaWatermill.String(), start: func(t *turn) (func() error, error) {
@@ -172,21 +159,7 @@ func benchMemory(ctx context.Context, tab *table) error {
 			cancel()
 			return nil, err
 		}
-		ended := make(chan struct{})
-		go func() {
-			defer close(ended)
-			for msg := range msgs {
-				if !t.wait() {
-					return
-				}
-				if err := decode(msg.Payload); err != nil {
-					t.fail(err)
-					return
-				}
-				msg.Ack()
-				t.handled()
-			}
-		}()
+		ended := serve(t, msgs, payloadOf, ack, nil)
 		return func() error {
 			t.stop()
 			cancel()

@@ -34,15 +34,11 @@ func redisURL() string {
 
 func benchRedis(ctx context.Context, tab *table) error {
 	url, n := redisURL(), tab.cfg.n
-	defaults, err := dialSDK(ctx, sdkDefaults, url)
+	defaults, tuned, err := dialSides(ctx, url, url)
 	if err != nil {
 		return err
 	}
 	defer defaults.conn.Close()
-	tuned, err := dialSDK(ctx, sdkTuned, url)
-	if err != nil {
-		return err
-	}
 	defer tuned.conn.Close()
 	opt, err := redis.ParseURL(url)
 	if err != nil {

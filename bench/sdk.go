@@ -62,6 +62,18 @@ func dialSDK(ctx context.Context, k kind, url string) (*sdk, error) {
 	return &sdk{conn: conn, producer: kombubenchv1.NewBenchProducer(conn)}, nil
 }
 
+// dialSides connects the SDK's two sides: at its defaults, and tuned. The
+// caller closes both.
+func dialSides(ctx context.Context, defaultsURL, tunedURL string) (defaults, tuned *sdk, err error) {
+	if defaults, err = dialSDK(ctx, sdkDefaults, defaultsURL); err != nil {
+		return nil, nil, err
+	}
+	if tuned, err = dialSDK(ctx, sdkTuned, tunedURL); err != nil {
+		return nil, nil, errors.Join(err, defaults.conn.Close())
+	}
+	return defaults, tuned, nil
+}
+
 // purge empties the benchmark queue.
 func (s *sdk) purge(ctx context.Context) error {
 	_, err := kombu.Queue{Name: benchQueue}.Purge(ctx, s.conn)

@@ -85,6 +85,13 @@ func (t *turn) stop() {
 	t.cond.Broadcast()
 }
 
+// isStopped reports whether stop was called.
+func (t *turn) isStopped() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stopped
+}
+
 // fail reports the consumer's failure to whoever waits for its turn.
 func (t *turn) fail(err error) {
 	select {
@@ -138,6 +145,40 @@ func beginAll(hs ...*held) (endAll func() error, err error) {
 		}
 	}
 	return endAll, nil
+}
+
+// serve runs a held consumer's loop over msgs in a goroutine of its own,
+// and returns a channel closed when the loop ends. In the side's turns it
+// decodes each message's body and settles it. Once the turn is stopped it
+// hands each message still arriving to release, until msgs is closed, or,
+// if release is nil, stops reading.
+func serve[M any](t *turn, msgs <-chan M, body func(M) []byte, settle func(M) error, release func(M)) <-chan struct{} {
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for m := range msgs {
+			if !t.wait() {
+				if release == nil {
+					return
+				}
+				release(m)
+				continue
+			}
+			if err := decode(body(m)); err != nil {
+				t.fail(err)
+				return
+			}
+			if err := settle(m); err != nil {
+				t.fail(err)
+				return
+			}
+			t.handled()
+		}
+		if !t.isStopped() {
+			t.fail(errors.New("the consumer's channel closed during the round"))
+		}
+	}()
+	return ended
 }
 
 // heldHandler is the benchmark's handler, held by a turn.
