@@ -7,6 +7,9 @@ BIN   := $(CURDIR)/.tmp/bin
 BUF   := $(BIN)/buf
 STATICCHECK := $(BIN)/staticcheck
 GO    ?= go
+# Modules of their own inside this repository (their go.mod replaces the root module
+# with ../): make lint covers each.
+NESTED_MODULES := chaos bench
 
 .PHONY: all generate check-generate build test demo bench lint chaos clean
 
@@ -18,11 +21,13 @@ $(BUF): tools/go.mod tools/go.sum
 $(STATICCHECK): tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(BIN)/ honnef.co/go/tools/cmd/staticcheck
 
-GENERATED := gen cmd/protoc-gen-kombu/internal/testgen cmd/protoc-gen-kombu/testdata
+GENERATED := gen cmd/protoc-gen-kombu/internal/testgen cmd/protoc-gen-kombu/testdata bench/gen
 
-## generate: regenerate gen/, the plugin's test packages and its golden descriptor set
+## generate: regenerate gen/, the plugin's test packages and its golden descriptor set, and
+## the benchmark's stubs (bench/gen)
 generate: $(BUF)
 	$(BUF) generate
+	$(BUF) generate --template bench/buf.gen.yaml
 	$(BUF) generate --template cmd/protoc-gen-kombu/testdata/buf.gen.yaml
 	$(BUF) build cmd/protoc-gen-kombu/testdata/proto --as-file-descriptor-set \
 		-o cmd/protoc-gen-kombu/testdata/kombutest.binpb
@@ -39,22 +44,30 @@ check-generate: generate
 build:
 	$(GO) build ./...
 
-## test: vet, then every test with the race detector
+## test: vet, then every test with the race detector, then the allocation budgets
+## (*_alloc_test.go) without it: the race detector changes allocation counts
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run 'Allocs$$' ./...
+	cd bench && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
 ## demo: run the quickstart on the in-process broker (or on $KOMBU_URL)
 demo:
 	$(GO) run ./examples/quickstart
 
-BENCH_TRANSPORTS ?= amqp,redis
+# BENCH_FLAGS passes flags to the harness: -short for a quick check (under two minutes,
+# rougher figures), -transports memory,amqp to pick transports, -run to pick workloads,
+# -v for each round's figures (cd bench && go run . -h lists them all).
+BENCH_FLAGS ?=
 
-## bench: the SDK beside the bare clients and Python Kombu on the real brokers, as
-## ratios; then encode+compress / decompress+decode per codec on a 1 KiB message
+## bench: per transport and workload, the SDK at its defaults and tuned beside the bare client,
+## Watermill and Python Kombu, in one run, with ratios, allocations and CPU per message (bench/,
+## its own module); then the SDK's own cost per publish and per codec on a 1 KiB message
 bench:
-	$(GO) run ./internal/bench -transports $(BENCH_TRANSPORTS)
-	$(GO) test -run '^$$' -bench 'BenchmarkCodecs|BenchmarkPublishOverhead' -benchmem ./runtime/
+	cd bench && $(GO) run . $(BENCH_FLAGS)
+	$(GO) test -run '^$$' -bench 'BenchmarkCodecs|BenchmarkPublishOverhead' -benchmem \
+		$(if $(filter -short,$(BENCH_FLAGS)),-benchtime 100ms) ./runtime/
 
 ## chaos: the fault-injection suite (chaos/, its own module): toxiproxy, rabbitmqctl and redis-cli faults
 ## with a Jepsen-style checker. It stops and alarms the brokers: run it alone. KOMBU_CHAOS_FIGURES=1 rewrites
@@ -68,7 +81,8 @@ lint: $(BUF) $(STATICCHECK)
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
-	cd chaos && $(GO) vet ./... && $(STATICCHECK) ./...
+	@for m in $(NESTED_MODULES); do echo "lint $$m/"; \
+		(cd $$m && $(GO) vet ./... && $(STATICCHECK) ./...) || exit 1; done
 	$(BUF) lint
 	$(BUF) format -d --exit-code .
 
