@@ -116,8 +116,8 @@ func (r Route) Topology() kombu.Topology {
 // Producer returns the producer a generated producer keeps for the route:
 // quickstartv1.NewShopProducer's, with the route's names.
 func (r Route) Producer(conn *kombu.Connection) *kombu.Producer {
-	return kombu.NewProducer(conn, kombu.WithExchange(r.Exchange), kombu.WithSerializer("protobuf")).
-		With(kombu.WithRoutingKey(r.Key), kombu.WithType("quickstart.v1.Shop.PlaceOrder"))
+	return kombu.NewProducer(conn, kombu.WithExchange(r.Exchange), kombu.WithSerializer("protobuf"), kombu.WithUnroutableWarning()).
+		With(kombu.WithRoutingKey(r.Key), kombu.WithType("quickstart.v1.Shop.PlaceOrder"), kombu.WithDeclare(r.Queue))
 }
 
 // Consumer returns a consumer of the route's queue built as

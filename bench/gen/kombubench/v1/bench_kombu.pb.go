@@ -66,14 +66,25 @@ type BenchProducer struct {
 // "kombu-go-bench", which it declares on first use, with the protobuf
 // serializer unless a route names another; opts override these defaults, and
 // what a route's options set overrides opts.
+//
+// Before a route's first publish on a connection, and again after the
+// connection is recovered, the producer declares the route's queue and where
+// its dead letters go, so that a message published before any consumer has
+// started waits in the queue. A broadcast or exclusive queue belongs to its
+// consumer, so its route declares only the exchange. A message that reaches
+// no queue is logged, once per route (kombu.WithUnroutableWarning), or fails
+// with kombu.ErrUnroutable on a mandatory route.
 func NewBenchProducer(conn *kombu.Connection, opts ...kombu.ProducerOption) *BenchProducer {
+	t := BenchTopology()
 	defaults := []kombu.ProducerOption{
 		kombu.WithExchange(benchExchange()),
 		kombu.WithSerializer("protobuf"),
+		kombu.WithUnroutableWarning(),
 	}
 	p := kombu.NewProducer(conn, append(defaults, opts...)...)
 	return &BenchProducer{
-		placeOrder: p.With(kombu.WithRoutingKey("order.placed"), kombu.WithType("kombubench.v1.Bench.PlaceOrder")),
+		// PlaceOrder declares queue "kombu-go-bench.orders".
+		placeOrder: p.With(kombu.WithRoutingKey("order.placed"), kombu.WithType("kombubench.v1.Bench.PlaceOrder"), kombu.WithDeclare(t.Queues[0])),
 	}
 }
 
