@@ -84,7 +84,7 @@ func (s *sdk) purge(ctx context.Context) error {
 // on the broker.
 func (s *sdk) remove(ctx context.Context) error {
 	_, err := kombu.Queue{Name: benchQueue}.Delete(ctx, s.conn)
-	return errors.Join(err, kombubenchv1.BenchTopology().Exchanges[0].Delete(ctx, s.conn, false))
+	return errors.Join(err, kombubenchv1.BenchTopology().Exchanges[0].Delete(ctx, s.conn))
 }
 
 // depth returns how many messages the benchmark queue holds.

@@ -142,7 +142,7 @@ func dial(t *testing.T, url string, r Route) *kombu.Connection {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
 		_, qerr := r.Queue.Delete(ctx, conn)
-		err := errors.Join(qerr, r.Exchange.Delete(ctx, conn, false), conn.Close())
+		err := errors.Join(qerr, r.Exchange.Delete(ctx, conn), conn.Close())
 		if err != nil && !errors.Is(err, kombu.ErrNotFound) {
 			t.Errorf("clean up: %v", err)
 		}
