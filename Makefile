@@ -7,9 +7,14 @@ BIN   := $(CURDIR)/.tmp/bin
 BUF   := $(BIN)/buf
 STATICCHECK := $(BIN)/staticcheck
 GO    ?= go
-# Modules of their own inside this repository (their go.mod replaces the root module
-# with ../): make lint covers each.
-NESTED_MODULES := chaos bench
+# Every Go module in this repository, named once: adding a module is one word here.
+# A nested module's go.mod replaces the root module with its relative path. make lint and
+# make check-generate cover every module (tools holds only the pinned tools' imports:
+# nothing to vet); make test runs the tests of every module but chaos (its fault suite
+# stops the brokers: make chaos runs it alone).
+MODULES      := . bench chaos tools
+CODE_MODULES := $(filter-out tools,$(MODULES))
+TEST_MODULES := $(filter-out chaos,$(CODE_MODULES))
 
 .PHONY: all generate check-generate build test demo bench lint chaos clean
 
@@ -32,13 +37,17 @@ generate: $(BUF)
 	$(BUF) build cmd/protoc-gen-kombu/testdata/proto --as-file-descriptor-set \
 		-o cmd/protoc-gen-kombu/testdata/kombutest.binpb
 
-## check-generate: fail if gen/ differs from what `make generate` writes
+## check-generate: fail if gen/ differs from what `make generate` writes, or if a module's
+## go.mod or go.sum differs from what `go mod tidy` writes
 check-generate: generate
 	@changes=$$(git status --porcelain -- $(GENERATED)); \
 	if [ -n "$$changes" ]; then \
 		echo "generated files are stale; run 'make generate' and commit:"; echo "$$changes"; \
 		git --no-pager diff --stat -- $(GENERATED); exit 1; \
 	fi; echo "gen/ is up to date"
+	@for m in $(MODULES); do \
+		(cd $$m && $(GO) mod tidy -diff >/dev/null) || { echo "$$m: go.mod/go.sum not tidy; run 'go mod tidy' there"; exit 1; }; \
+	done; echo "go.mod files are tidy: $(MODULES)"
 
 ## build: compile every package and the plugin
 build:
@@ -47,10 +56,9 @@ build:
 ## test: vet, then every test with the race detector, then the allocation budgets
 ## (*_alloc_test.go) without it: the race detector changes allocation counts
 test:
-	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
-	$(GO) test -count=1 -run 'Allocs$$' ./...
-	cd bench && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+	@for m in $(TEST_MODULES); do echo "test $$m/"; \
+		(cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 ./... && \
+		$(GO) test -count=1 -run 'Allocs$$' ./...) || exit 1; done
 
 ## demo: run the quickstart on the in-process broker (or on $KOMBU_URL)
 demo:
@@ -79,9 +87,7 @@ chaos:
 lint: $(BUF) $(STATICCHECK)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet ./...
-	$(STATICCHECK) ./...
-	@for m in $(NESTED_MODULES); do echo "lint $$m/"; \
+	@for m in $(CODE_MODULES); do echo "lint $$m/"; \
 		(cd $$m && $(GO) vet ./... && $(STATICCHECK) ./...) || exit 1; done
 	$(BUF) lint
 	$(BUF) format -d --exit-code .

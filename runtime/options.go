@@ -63,10 +63,6 @@ type consumerOption func(*consumerConfig)
 
 func (o consumerOption) applyConsumer(c *consumerConfig) { o(c) }
 
-type getOption func(*getConfig)
-
-func (o getOption) applyGet(c *getConfig) { o(c) }
-
 // receiveOption sets what consumers and Get share.
 type receiveOption func(*receiveConfig)
 
