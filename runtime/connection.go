@@ -472,7 +472,8 @@ func (c *Connection) Revived() <-chan struct{} {
 	return c.revived
 }
 
-// Err says why the connection is done: nil after Close, the loss otherwise.
+// Err says why the connection is done: nil while it is open, ErrClosed after
+// Close, and why it was lost when recovery gave up or was turned off.
 func (c *Connection) Err() error {
 	select {
 	case <-c.done:

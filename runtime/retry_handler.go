@@ -60,9 +60,10 @@ func newRetrier(conn *Connection, policy RetryPolicy) (*retrier, error) {
 	return &retrier{policy: policy, conn: conn, producer: NewProducer(conn), declared: map[string]uint64{}}, nil
 }
 
-// retries returns how many times msg was retried so far.
-func retries(msg *Message) int {
-	switch n := msg.Headers[RetriesHeader].(type) {
+// Retries returns how many times WithMessageRetry has retried the message
+// so far, from its RetriesHeader: 0 on the first attempt.
+func (m *Message) Retries() int {
+	switch n := m.Headers[RetriesHeader].(type) {
 	case int:
 		return n
 	case int32:
@@ -80,7 +81,7 @@ func retries(msg *Message) int {
 // the original.
 func (r *retrier) retry(ctx context.Context, msg *Message, failure error) (bool, error) {
 	queue := msg.DeliveryInfo.Queue
-	done := retries(msg)
+	done := msg.Retries()
 	if done >= r.policy.MaxRetries || queue == "" || strings.HasPrefix(queue, "amq.") {
 		return false, nil
 	}
