@@ -67,7 +67,7 @@ type SimpleOption interface{ applySimple(*simpleConfig) }
 
 type dialOption func(*dialConfig)
 
-func (o dialOption) applyDial(c *dialConfig) { o(c) }
+func (o dialOption) applyDial(c *dialConfig)  { o(c) }
 func (o dialOption) applyPool(c *poolsConfig) { c.dial = append(c.dial, o) }
 
 type producerOption func(*Producer)
