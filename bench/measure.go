@@ -23,10 +23,11 @@ const (
 	bareTwin                 // -calibrate: a second bare client, to show the harness's noise
 	viaWatermill             // Watermill on the same broker
 	viaPython                // Python Kombu, in a process of its own
+	sdkPool                  // the SDK through a kombu.ProducerPool
 )
 
 func (k kind) String() string {
-	return [...]string{"SDK defaults", "SDK tuned", "bare", "bare twin", "Watermill", "Python Kombu"}[k]
+	return [...]string{"SDK defaults", "SDK tuned", "bare", "bare twin", "Watermill", "Python Kombu", "SDK pool"}[k]
 }
 
 // run is one side's turn: it handles count messages.

@@ -257,12 +257,12 @@ func (p *ConnectionPool) Acquire(ctx context.Context) (*PooledConnection, error)
 // Do acquires a connection, calls fn with it, and releases it however fn
 // returns, panics included. fn must not keep the connection.
 func (p *ConnectionPool) Do(ctx context.Context, fn func(*Connection) error) error {
-	c, err := p.Acquire(ctx)
+	e, err := p.acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer c.release()
-	return fn(c.Connection)
+	defer p.put(e) // released once, here, on every path: no lease to guard
+	return fn(e.conn)
 }
 
 func (p *ConnectionPool) acquire(ctx context.Context) (*poolEntry, error) {
@@ -469,6 +469,15 @@ type ProducerPool struct {
 // caller must Release the producer exactly once; Do does that on every
 // path.
 func (p *ProducerPool) Acquire(ctx context.Context) (*PooledProducer, error) {
+	e, err := p.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &PooledProducer{Producer: e.producer, lease: lease{pool: p.conns, entry: e}}, nil
+}
+
+// acquire takes an entry of the connection pool, with its producer.
+func (p *ProducerPool) acquire(ctx context.Context) (*poolEntry, error) {
 	e, err := p.conns.acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -477,18 +486,18 @@ func (p *ProducerPool) Acquire(ctx context.Context) (*PooledProducer, error) {
 		// The entry is this caller's alone until released: no race.
 		e.producer = NewProducer(e.conn)
 	}
-	return &PooledProducer{Producer: e.producer, lease: lease{pool: p.conns, entry: e}}, nil
+	return e, nil
 }
 
 // Do acquires a producer, calls fn with it, and releases it however fn
 // returns, panics included. fn must not keep the producer.
 func (p *ProducerPool) Do(ctx context.Context, fn func(*Producer) error) error {
-	pp, err := p.Acquire(ctx)
+	e, err := p.acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer pp.release()
-	return fn(pp.Producer)
+	defer p.conns.put(e) // released once, here, on every path: no lease to guard
+	return fn(e.producer)
 }
 
 // Connections returns the connection pool whose connections the producers
