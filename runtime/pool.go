@@ -28,12 +28,18 @@ const DefaultPoolLimit = 10
 // SetLimit are get_limit and set_limit, Close is reset. Pools are keyed by
 // the URL as written, and dial with the options given to NewPools.
 //
-// A Connection already serves many goroutines at once, so a program that
-// talks to one broker needs no pool to be safe. A pool limits how many
-// connections a program opens, and spreads concurrent work over several of
-// them. What that buys depends on the transport; `make bench` measures it
-// ("publish, confirmed, 16 goroutines"), and the README gives the
-// figures.
+// A Connection already serves many goroutines at once, so a program needs
+// no pool to be safe, nor, on the transports measured, to be fast. A
+// pooled connection or producer is its borrower's alone until released,
+// as in Kombu, so a pool of n connections has at most n operations in
+// flight, where one Connection pipelines any number: on RabbitMQ their
+// confirms on its channel, on Redis over go-redis's own sockets. `make
+// bench` measures 16 goroutines publishing one message at a time; on this
+// project's 2-core machine one connection made 2043 confirmed publishes a
+// second on RabbitMQ and 13585 on Redis, and a ProducerPool of 4, 10 and
+// 16 connections 0.50, 0.80 and 0.87 times that on RabbitMQ, 0.63, 0.79
+// and 0.98 on Redis: no pool beat one connection. A pool bounds how many
+// connections a program opens, and shares them between its parts.
 //
 // Pools is safe for concurrent use.
 type Pools struct {
