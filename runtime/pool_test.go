@@ -73,7 +73,8 @@ func TestPoolsRefuseABadLimit(t *testing.T) {
 func TestPoolsAreKeyedByURL(t *testing.T) {
 	ps := newPools(t)
 	a, b := brokerURL(t), brokerURL(t)
-	if connectionPool(t, ps, a) != connectionPool(t, ps, a) || connectionPool(t, ps, a) == connectionPool(t, ps, b) {
+	first, again, other := connectionPool(t, ps, a), connectionPool(t, ps, a), connectionPool(t, ps, b)
+	if first != again || first == other {
 		t.Error("Connections(url): want one pool per URL")
 	}
 	producers, err := ps.Producers(a)
