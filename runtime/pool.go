@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -106,10 +107,7 @@ func (ps *Pools) SetLimit(n int) error {
 	}
 	ps.mu.Lock()
 	ps.limit = n
-	pools := make([]*ConnectionPool, 0, len(ps.conns))
-	for _, p := range ps.conns {
-		pools = append(pools, p)
-	}
+	pools := slices.Collect(maps.Values(ps.conns))
 	ps.mu.Unlock()
 	for _, p := range pools {
 		p.resize(n)
@@ -184,10 +182,7 @@ func (ps *Pools) Producers(url string) (*ProducerPool, error) {
 func (ps *Pools) Close() error {
 	ps.mu.Lock()
 	ps.closed = true
-	pools := make([]*ConnectionPool, 0, len(ps.conns))
-	for _, p := range ps.conns {
-		pools = append(pools, p)
-	}
+	pools := slices.Collect(maps.Values(ps.conns))
 	ps.mu.Unlock()
 	var errs []error
 	for _, p := range pools {

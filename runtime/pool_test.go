@@ -54,6 +54,19 @@ func acquireFails(t *testing.T, p *kombu.ConnectionPool) {
 	}
 }
 
+// acquireLater acquires in a goroutine, waiting as long as it takes.
+func acquireLater(t *testing.T, p *kombu.ConnectionPool) <-chan *kombu.PooledConnection {
+	got := make(chan *kombu.PooledConnection, 1)
+	go func() {
+		c, err := p.Acquire(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		got <- c
+	}()
+	return got
+}
+
 func TestPoolsRefuseABadLimit(t *testing.T) {
 	for _, n := range []int{0, -1} {
 		if _, err := kombu.NewPools(kombu.WithPoolLimit(n)); !errors.Is(err, kombu.ErrInvalidArgument) {
@@ -103,14 +116,7 @@ func TestPoolAcquireWaitsForARelease(t *testing.T) {
 	}
 	acquireFails(t, p)
 
-	got := make(chan *kombu.PooledConnection)
-	go func() {
-		c, err := p.Acquire(context.Background())
-		if err != nil {
-			t.Error(err)
-		}
-		got <- c
-	}()
+	got := acquireLater(t, p)
 	time.Sleep(20 * time.Millisecond) // let it wait
 	if err := b.Release(); err != nil {
 		t.Fatal(err)
@@ -290,14 +296,7 @@ func TestPoolsSetLimit(t *testing.T) {
 	ps := newPools(t, kombu.WithPoolLimit(1))
 	p := connectionPool(t, ps, brokerURL(t))
 	a := acquire(t, p)
-	got := make(chan *kombu.PooledConnection)
-	go func() {
-		c, err := p.Acquire(context.Background())
-		if err != nil {
-			t.Error(err)
-		}
-		got <- c
-	}()
+	got := acquireLater(t, p)
 	time.Sleep(20 * time.Millisecond)
 	if err := ps.SetLimit(2); err != nil {
 		t.Fatal(err)
