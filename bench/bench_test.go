@@ -150,7 +150,7 @@ func TestMemoryWorkloadsRun(t *testing.T) {
 	}
 	want := map[string]string{
 		"publish, one by one":        "SDK defaults, bare (Go channel), Watermill (GoChannel, persistent)",
-		"publish, 16 goroutines":     "SDK defaults (one connection), SDK pool (ProducerPool, limit 4), SDK pool (ProducerPool, limit 10)",
+		"publish, 16 goroutines":     "SDK defaults (one connection), SDK pool (ProducerPool, limit 4), SDK pool (ProducerPool, limit 10), SDK pool (ProducerPool, limit 16)",
 		"consume, ack each":          "SDK defaults, SDK tuned (prefetch 100), bare (Go channel)",
 		"publish → consume, at once": "SDK defaults, SDK tuned (prefetch 100), bare (Go channel, buffer 100), Watermill (GoChannel)",
 	}

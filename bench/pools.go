@@ -24,9 +24,9 @@ import (
 // default pool limit, so that the pool's waiting is measured too.
 const poolGoroutines = 16
 
-// poolLimits are the pools measured: a few connections, and Kombu's
-// default limit.
-var poolLimits = []int{4, kombu.DefaultPoolLimit, 16}
+// poolLimits are the pools measured: a few connections, Kombu's default
+// limit, and one connection per goroutine.
+var poolLimits = []int{4, kombu.DefaultPoolLimit, poolGoroutines}
 
 // poolWorkload is the pool workload on the broker at url, beside one
 // connection (conn) to it; setup runs before each round. The caller runs
