@@ -78,7 +78,7 @@ func WithSimpleTopology(fn func(q *Queue, ex *Exchange)) SimpleOption {
 // ErrInvalidArgument.
 func NewSimpleQueue[T any](ctx context.Context, conn *Connection, name string, opts ...SimpleOption) (*SimpleQueue[T], error) {
 	q := &SimpleQueue[T]{}
-	err := q.init(ctx, conn, name, Exchange{Name: name, Type: ExchangeDirect}, Queue{Name: name, Bindings: simpleBinding(name)}, false, opts)
+	err := q.setUp(ctx, conn, name, Exchange{Name: name, Type: ExchangeDirect}, Queue{Name: name, Bindings: simpleBinding(name)}, false, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func NewSimpleBuffer[T any](ctx context.Context, conn *Connection, name string, 
 	q := &SimpleBuffer[T]{}
 	ex := Exchange{Name: name, Type: ExchangeDirect, Transient: true, AutoDelete: true, DeliveryMode: Transient}
 	queue := Queue{Name: name, Bindings: simpleBinding(name), Transient: true, AutoDelete: true}
-	err := q.init(ctx, conn, name, ex, queue, true, opts)
+	err := q.setUp(ctx, conn, name, ex, queue, true, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +122,9 @@ type simple[T any] struct {
 	closing    chan struct{} // closed by Close
 }
 
-func (q *simple[T]) init(ctx context.Context, conn *Connection, name string, ex Exchange, queue Queue, autoAck bool, opts []SimpleOption) error {
+// setUp applies opts to Kombu's exchange and queue for the name, declares
+// them, and makes the producer Put publishes with.
+func (q *simple[T]) setUp(ctx context.Context, conn *Connection, name string, ex Exchange, queue Queue, autoAck bool, opts []SimpleOption) error {
 	if name == "" {
 		return fmt.Errorf("%w: a simple queue needs a name: it names its exchange, queue and routing key", ErrInvalidArgument)
 	}
