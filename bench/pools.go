@@ -64,8 +64,8 @@ func poolWorkload(ctx context.Context, name string, url string, conn *kombu.Conn
 	}
 	return workload{
 		name:  fmt.Sprintf("%s, %d goroutines", name, poolGoroutines),
-		chunk: chunk, setup: only(setup), sides: sides,
-		note: "SDK÷ is one connection's rate over the pool's: above 1, the pool is slower",
+		chunk: chunk, setup: only(setup), sides: sides, vsFirst: true,
+		note: "×bare is the pool's rate over one connection's, round by round: below 1, the pool is slower",
 	}, closePools, nil
 }
 
