@@ -14,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
 
 const features = transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout |
@@ -289,7 +290,7 @@ func (c *conn) DeclareQueue(ctx context.Context, q transport.Queue) (transport.Q
 		return transport.QueueInfo{}, err
 	}
 	if q.Name == "" {
-		q.Name = "amq.gen-" + newTag()
+		q.Name = "amq.gen-" + virtual.NewDeliveryTag()
 	}
 	n, _, err := c.size(ctx, q.Name)
 	if err != nil {
@@ -451,7 +452,7 @@ func (c *conn) unbindEverywhere(ctx context.Context, queue string) error {
 			var gone []any
 			for _, m := range members {
 				if strings.HasSuffix(m, suffix) {
-					if _, _, q, ok := parseBindingMember(m); ok && q == queue {
+					if b, ok := parseBindingMember(m); ok && b.Queue == queue {
 						gone = append(gone, m)
 					}
 				}
@@ -538,11 +539,7 @@ func (c *conn) Bind(ctx context.Context, b transport.Binding) error {
 		source = "amq.direct" // as Kombu's queue_bind
 	}
 	typ := c.exchangeType(source)
-	pattern := ""
-	if typ == transport.ExchangeTopic {
-		pattern = keyToPattern(b.RoutingKey)
-	}
-	if err := c.rdb.SAdd(ctx, c.ks.binding(source), bindingMember(b.RoutingKey, pattern, b.Destination)).Err(); err != nil {
+	if err := c.rdb.SAdd(ctx, c.ks.binding(source), bindingMember(virtual.BindingFor(typ, b.RoutingKey, b.Destination))).Err(); err != nil {
 		return c.wrap("bind "+b.Destination, err)
 	}
 	c.routes.forget(source)
@@ -578,8 +575,8 @@ func (c *conn) Unbind(ctx context.Context, b transport.Binding) error {
 		source = "amq.direct"
 	}
 	err := c.rdb.SRem(ctx, c.ks.binding(source),
-		bindingMember(b.RoutingKey, "", b.Destination),
-		bindingMember(b.RoutingKey, keyToPattern(b.RoutingKey), b.Destination)).Err()
+		bindingMember(virtual.BindingFor(transport.ExchangeDirect, b.RoutingKey, b.Destination)),
+		bindingMember(virtual.BindingFor(transport.ExchangeTopic, b.RoutingKey, b.Destination))).Err()
 	if err != nil {
 		return c.wrap("unbind "+b.Destination, err)
 	}
@@ -616,7 +613,7 @@ func (c *conn) Get(ctx context.Context, queue string, autoAck bool) (*transport.
 	return d, nil
 }
 
-func pyQuote(s string) string { return string(appendPyString(nil, s)) }
+func pyQuote(s string) string { return string(virtual.AppendPyString(nil, s)) }
 
 // Done is closed when the connection is lost (see loss.go) or closed.
 func (c *conn) Done() <-chan struct{} { return c.done }
