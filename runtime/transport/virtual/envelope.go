@@ -147,7 +147,7 @@ type wireEnvelope struct {
 	ContentEncoding *string         `json:"content-encoding"`
 	ContentType     *string         `json:"content-type"`
 	Headers         json.RawMessage `json:"headers"`
-	Properties      struct {
+	Properties      *struct {
 		BodyEncoding  *string         `json:"body_encoding"`
 		DeliveryMode  json.RawMessage `json:"delivery_mode"`
 		Priority      json.RawMessage `json:"priority"`
@@ -184,9 +184,14 @@ func DecodeEnvelope(raw []byte) (*transport.Delivery, error) {
 	if err := json.Unmarshal(raw, &w); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrEnvelope, err)
 	}
+	p := w.Properties
+	if p == nil {
+		// Kombu reads payload['properties'] first thing, and fails without.
+		return nil, fmt.Errorf("%w: no \"properties\" object", ErrEnvelope)
+	}
 	d := &transport.Delivery{}
 	if w.Body != nil && *w.Body != "" {
-		if w.Properties.BodyEncoding != nil && *w.Properties.BodyEncoding == "base64" {
+		if p.BodyEncoding != nil && *p.BodyEncoding == "base64" {
 			body, err := base64.StdEncoding.DecodeString(*w.Body)
 			if err != nil {
 				// Python's b64decode skips characters outside the alphabet.
@@ -207,7 +212,6 @@ func DecodeEnvelope(raw []byte) (*transport.Delivery, error) {
 		}
 		d.Headers = DeathTimes(h)
 	}
-	p := &w.Properties
 	props := &d.Properties
 	if w.ContentType != nil {
 		props.ContentType = *w.ContentType

@@ -301,3 +301,17 @@ print(json.dumps(out))`, samples, &want)
 		}
 	}
 }
+
+// What Python Kombu could not read as a message is not an envelope.
+func TestDecodeEnvelopeRefusesNonEnvelopes(t *testing.T) {
+	for _, raw := range []string{``, `null`, `[]`, `"text"`, `{"hello": "world"}`, `{"body": "eA==", "properties": null}`,
+		`{"body": "eA==", "properties": []}`, `{"properties": {}} x`} {
+		if d, err := DecodeEnvelope([]byte(raw)); !errors.Is(err, ErrEnvelope) {
+			t.Errorf("DecodeEnvelope(%s) = %+v, %v; want ErrEnvelope", raw, d, err)
+		}
+	}
+	d, err := DecodeEnvelope([]byte(`{"properties": {}}`))
+	if err != nil || len(d.Body) != 0 {
+		t.Errorf("the least envelope: %+v, %v", d, err)
+	}
+}
