@@ -101,12 +101,12 @@ func TestURLs(t *testing.T) {
 	}
 
 	for url, want := range map[string]string{
-		"filesystem://host/x":                              "names no host",
-		"filesystem:///" + dir + "?nope=1":                 `unknown option "nope"`,
-		"filesystem:///" + dir + "?store_processed=maybe":  "store_processed",
-		"filesystem:///" + dir + "?polling_interval=-1":    "polling_interval",
-		"filesystem:///" + dir + "?data_folder_in=":        "empty",
-		"filesystem+x:///" + dir:                           "suffix",
+		"filesystem://host/x":                             "names no host",
+		"filesystem:///" + dir + "?nope=1":                `unknown option "nope"`,
+		"filesystem:///" + dir + "?store_processed=maybe": "store_processed",
+		"filesystem:///" + dir + "?polling_interval=-1":   "polling_interval",
+		"filesystem:///" + dir + "?data_folder_in=":       "empty",
+		"filesystem+x:///" + dir:                          "suffix",
 		"filesystem://?data_folder_in=" + in + "&x=1&y=2": `unknown option "x"`,
 	} {
 		_, err := dial(url)
