@@ -14,17 +14,19 @@
 //
 // Kombu's transport options are the URL's query parameters:
 //
-//		filesystem://?data_folder_in=/spool/in&data_folder_out=/spool/out&control_folder=/spool/control
+//	filesystem://?data_folder_in=/spool/in&data_folder_out=/spool/out&control_folder=/spool/control
 //
-//	  - data_folder_in: the folder consumers read (Kombu's default "data_in",
-//	    relative to the working directory, as every relative folder is);
-//	  - data_folder_out: the folder publishers write ("data_out"). Kombu's
-//	    two processes cross them: a producer's out is its consumer's in;
-//	  - control_folder: the binding tables ("control"), made if missing;
-//	  - store_processed: keep acknowledged messages in processed_folder
-//	    ("processed") instead of deleting them;
-//	  - polling_interval: seconds between looks at an empty queue (Kombu's,
-//	    default 1), when nothing wakes the consumer sooner (see below).
+// The options are:
+//
+//   - data_folder_in: the folder consumers read (Kombu's default "data_in",
+//     relative to the working directory, as every relative folder is);
+//   - data_folder_out: the folder publishers write ("data_out"). Kombu's
+//     two processes cross them: a producer's out is its consumer's in;
+//   - control_folder: the binding tables ("control"), made if missing;
+//   - store_processed: keep acknowledged messages in processed_folder
+//     ("processed") instead of deleting them;
+//   - polling_interval: seconds between looks at an empty queue (Kombu's,
+//     default 1), when nothing wakes the consumer sooner (see below).
 //
 // kombu-go adds a shorthand for one folder holding everything:
 // filesystem:///var/spool/kombu reads and writes messages in
