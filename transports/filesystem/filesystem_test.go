@@ -403,3 +403,44 @@ func TestSettlingFiles(t *testing.T) {
 		t.Errorf("the closed connection left %v in the taken folder", taken)
 	}
 }
+
+// A data folder that goes away under a consumer (an unmounted share) fails
+// the calls that need it, saying which folder; the consumer keeps trying,
+// and goes on once the folder is back.
+func TestFolderGoneAndBack(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "spool")
+	os.Mkdir(dir, 0o777)
+	c := open(t, "filesystem://"+dir+"?polling_interval=0.02")
+	sub, err := c.Consume(ctx(t), transport.ConsumeSpec{Queues: []string{"q"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel(ctx(t))
+	away := filepath.Join(parent, "away")
+	if err := os.Rename(dir, away); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Get(ctx(t), "q", true)
+	if err == nil || errors.Is(err, transport.ErrEmpty) || !strings.Contains(err.Error(), dir) {
+		t.Errorf("get with the folder gone: %v; want an error naming %s", err, dir)
+	}
+	err = c.Publish(ctx(t), &transport.Publishing{RoutingKey: "q", Body: []byte("lost?")})
+	if err == nil || !strings.Contains(err.Error(), dir) {
+		t.Errorf("publish with the folder gone: %v; want an error naming %s", err, dir)
+	}
+	time.Sleep(100 * time.Millisecond) // the consumer meets the missing folder
+	if err := os.Rename(away, dir); err != nil {
+		t.Fatal(err)
+	}
+	transporttest.Publish(t, c, &transport.Publishing{RoutingKey: "q", Body: []byte("back")})
+	select {
+	case d, ok := <-sub.Deliveries():
+		if !ok || string(d.Body) != "back" {
+			t.Fatalf("after the folder came back: %v, %v (%v)", d, ok, sub.Err())
+		}
+		d.Acknowledger.Ack(d.Tag, false)
+	case <-time.After(transporttest.DefaultTimeout):
+		t.Fatalf("the consumer did not go on: %v", sub.Err())
+	}
+}

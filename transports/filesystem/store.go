@@ -44,6 +44,8 @@ const (
 	// recoverEvery is how often a store looks for messages taken by
 	// connections that are gone.
 	recoverEvery = 5 * time.Second
+	// busyRetry is how long a file found being written is left alone.
+	busyRetry = 100 * time.Millisecond
 )
 
 // store is a virtual.Store over folders.
@@ -59,6 +61,7 @@ type store struct {
 	mu       sync.Mutex
 	ready    map[string][]msgFile // ready files per queue, oldest first, from the last listing
 	listedAt time.Time
+	busy     map[string]time.Time // files being written, not to be tried again before then
 
 	watch       *watchers
 	stopRecover chan struct{}
@@ -98,10 +101,11 @@ func openStore(o *options, log *slog.Logger) (*store, error) {
 		taker:       virtual.NewDeliveryTag(),
 		clock:       newClock(),
 		ready:       map[string][]msgFile{},
-		watch:       newWatchers(o.in),
+		busy:        map[string]time.Time{},
 		stopRecover: make(chan struct{}),
 		recovered:   make(chan struct{}),
 	}
+	s.watch = newWatchers(o.in, s.addReady)
 	s.takenPath = filepath.Join(base, s.taker)
 	// The lock is taken under a temporary name and then renamed into
 	// place, so that a recovering store never finds the lock file of a
@@ -325,11 +329,31 @@ func (s *store) next(queue string, relisted *bool) (msgFile, bool, error) {
 		s.ready, s.listedAt = ready, time.Now()
 	}
 	files := s.ready[queue]
-	if len(files) == 0 {
-		return msgFile{}, false, nil
+	for i, f := range files {
+		if until, ok := s.busy[f.name]; ok {
+			if time.Now().Before(until) {
+				continue
+			}
+			delete(s.busy, f.name)
+		}
+		s.ready[queue] = slices.Delete(files, i, i+1)
+		return f, true, nil
 	}
-	s.ready[queue] = files[1:]
-	return files[0], true, nil
+	return msgFile{}, false, nil
+}
+
+// retryLater keeps a file being written from being tried again for a while:
+// putting it back announces it again, and would make its consumers try it
+// at once, again and again.
+func (s *store) retryLater(f msgFile) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.busy) > 10000 {
+		clear(s.busy)
+	}
+	s.busy[f.name] = time.Now().Add(busyRetry)
+	s.ready[f.queue] = append(s.ready[f.queue], f) // where next finds it again once it may
+	slices.SortFunc(s.ready[f.queue], compareFiles)
 }
 
 // errBusy reports a file someone is still writing.
@@ -364,10 +388,10 @@ func (s *store) Take(ctx context.Context, queue string) (virtual.Taken, error) {
 		}
 		data, err := readTaken(dst)
 		if errors.Is(err, errBusy) {
-			// Back where it was; the next listing finds it again.
 			if err := os.Rename(dst, src); err != nil {
 				return virtual.Taken{}, fmt.Errorf("put back %s, which is being written: %w", f.name, err)
 			}
+			s.retryLater(f)
 			continue
 		}
 		if err != nil {

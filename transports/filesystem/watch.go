@@ -9,6 +9,7 @@ import "sync"
 // Elsewhere consumers of other processes' files poll.
 type watchers struct {
 	folder string
+	seen   func(msgFile) // records a file the system told of, before the wake-up
 	mu     sync.Mutex
 	subs   map[*watcher]struct{}
 	os     *osWatch // nil until the first consumer, or where there is none
@@ -20,8 +21,8 @@ type watcher struct {
 	ch     chan struct{}
 }
 
-func newWatchers(folder string) *watchers {
-	return &watchers{folder: folder, subs: map[*watcher]struct{}{}}
+func newWatchers(folder string, seen func(msgFile)) *watchers {
+	return &watchers{folder: folder, seen: seen, subs: map[*watcher]struct{}{}}
 }
 
 // add registers a consumer of the queues.
@@ -43,6 +44,14 @@ func (ws *watchers) add(queues []string) (<-chan struct{}, func()) {
 		delete(ws.subs, w)
 		ws.mu.Unlock()
 	}
+}
+
+// appeared records a message file the system says appeared in the folder,
+// so that the next take finds it without listing the folder, and wakes
+// its queue's consumers.
+func (ws *watchers) appeared(f msgFile) {
+	ws.seen(f)
+	ws.notify(f.queue)
 }
 
 // notify wakes the consumers of the queue; "" wakes every consumer.

@@ -56,7 +56,7 @@ func (o *osWatch) run(ws *watchers) {
 				name = name[:len(name)-1]
 			}
 			if f, ok := parseName(string(name)); ok {
-				ws.notify(f.queue)
+				ws.appeared(f)
 			}
 		}
 	}
