@@ -137,7 +137,7 @@ func (a *ackScope) reject(tag uint64, requeue bool, reason string) error {
 	e := a.ents[i]
 	a.tags = slices.Delete(a.tags, i, i+1)
 	a.ents = slices.Delete(a.ents, i, i+1)
-	var dl *deadLetterConfig
+	var dl *virtual.DeadLetter
 	if !requeue {
 		if dl = a.c.deadLetterFor(e.queue); dl == nil {
 			a.c.settle([]*entry{e})

@@ -32,16 +32,9 @@ import (
 // unacked, to be restored to its queue after the visibility timeout, or
 // dead-lettered, never both.
 
-// deadLetterConfig is a queue's dead-letter exchange and routing key.
-type deadLetterConfig struct {
-	exchange      string // "": the default exchange
-	routingKey    string
-	hasRoutingKey bool
-}
-
 // deadLetterFor returns the dead-letter configuration this connection
 // declared the queue with, or nil.
-func (c *conn) deadLetterFor(queue string) *deadLetterConfig {
+func (c *conn) deadLetterFor(queue string) *virtual.DeadLetter {
 	c.dlxMu.Lock()
 	defer c.dlxMu.Unlock()
 	return c.dlx[queue]
@@ -49,7 +42,7 @@ func (c *conn) deadLetterFor(queue string) *deadLetterConfig {
 
 // setDeadLetter records a queue's dead-letter configuration (nil: none).
 // The latest declaration wins.
-func (c *conn) setDeadLetter(queue string, dl *deadLetterConfig) {
+func (c *conn) setDeadLetter(queue string, dl *virtual.DeadLetter) {
 	c.dlxMu.Lock()
 	defer c.dlxMu.Unlock()
 	if dl == nil {
@@ -63,7 +56,7 @@ func (c *conn) setDeadLetter(queue string, dl *deadLetterConfig) {
 // dead-letter exchange. On error the message stays unacked (or was
 // dead-lettered and the reply lost) and, no longer leased, is restored to
 // its queue after the visibility timeout if it is still unacked then.
-func (c *conn) deadLetter(ctx context.Context, e *entry, dl *deadLetterConfig, reason string) error {
+func (c *conn) deadLetter(ctx context.Context, e *entry, dl *virtual.DeadLetter, reason string) error {
 	if e.hkey != "" {
 		c.unlease([]string{e.hkey})
 	}
@@ -76,7 +69,7 @@ func (c *conn) deadLetter(ctx context.Context, e *entry, dl *deadLetterConfig, r
 		c.settle([]*entry{e})
 		return nil
 	}
-	if dl.exchange == "" {
+	if dl.Exchange == "" {
 		if key == "" {
 			// The default exchange with an empty key names no queue.
 			c.settle([]*entry{e})
@@ -87,17 +80,17 @@ func (c *conn) deadLetter(ctx context.Context, e *entry, dl *deadLetterConfig, r
 			e.hkey, string(virtual.AppendEnvelopeTail(head, virtual.NewDeliveryTag())), "L").Result()
 		return err
 	}
-	typ := c.exchangeType(dl.exchange)
+	typ := c.exchangeType(dl.Exchange)
 	for range 10 {
-		t := c.routes.get(dl.exchange)
+		t := c.routes.get(dl.Exchange)
 		if t == nil {
-			if t, err = c.freshTable(ctx, dl.exchange); err != nil {
+			if t, err = c.freshTable(ctx, dl.Exchange); err != nil {
 				return err
 			}
 		}
 		queues := t.Lookup(typ, key)
 		keys := make([]string, 0, 3+len(queues))
-		keys = append(keys, c.ks.binding(dl.exchange))
+		keys = append(keys, c.ks.binding(dl.Exchange))
 		args := make([]any, 0, 2+len(queues))
 		args = append(args, t.fp)
 		for _, q := range queues {
@@ -120,7 +113,7 @@ func (c *conn) deadLetter(ctx context.Context, e *entry, dl *deadLetterConfig, r
 					members = append(members, s)
 				}
 			}
-			c.routes.put(dl.exchange, newRouteTable(members))
+			c.routes.put(dl.Exchange, newRouteTable(members))
 		default:
 			return fmt.Errorf("redis: dead-letter: unexpected reply %T", v)
 		}
@@ -131,17 +124,17 @@ func (c *conn) deadLetter(ctx context.Context, e *entry, dl *deadLetterConfig, r
 // deadLetterHead builds the envelope (up to its delivery tag) a rejected
 // entry is dead-lettered as, with reason (if any) in transport.ErrorHeader,
 // and returns it with the routing key and the priority step it goes with.
-func deadLetterHead(e *entry, dl *deadLetterConfig, reason string, now time.Time) (head []byte, routingKey string, step int, err error) {
+func deadLetterHead(e *entry, dl *virtual.DeadLetter, reason string, now time.Time) (head []byte, routingKey string, step int, err error) {
 	d, err := virtual.DecodeEnvelope([]byte(e.raw))
 	if err != nil {
 		return nil, "", 0, err
 	}
 	routingKey = d.RoutingKey
-	if dl.hasRoutingKey {
-		routingKey = dl.routingKey
+	if dl.HasRoutingKey {
+		routingKey = dl.RoutingKey
 	}
 	p := &transport.Publishing{
-		Exchange:   dl.exchange,
+		Exchange:   dl.Exchange,
 		RoutingKey: routingKey,
 		Body:       d.Body,
 		Headers: virtual.WithDeath(d.Headers, virtual.Death{Queue: e.queue, Reason: virtual.ReasonRejected,

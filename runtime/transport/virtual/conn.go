@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -43,28 +42,10 @@ const features = transport.FeatureDirect | transport.FeatureTopic | transport.Fe
 // restoring, dead-lettering), which has no caller's context.
 const opTimeout = 30 * time.Second
 
-// directReplyTo is RabbitMQ's pseudo-queue for direct reply-to, which
-// no virtual transport has.
-const directReplyTo = "amq.rabbitmq.reply-to"
-
-// exchangeDecl is an exchange as declared on this connection.
-type exchangeDecl struct {
-	typ        string
-	durable    bool
-	autoDelete bool
-}
-
 // queueDecl is a queue declared on this connection.
 type queueDecl struct {
 	exclusive bool
-	dlx       *deadLetterConfig // nil: none
-}
-
-// deadLetterConfig is a queue's dead-letter exchange and routing key.
-type deadLetterConfig struct {
-	exchange      string // "": the default exchange
-	routingKey    string
-	hasRoutingKey bool
+	dlx       *DeadLetter // nil: none
 }
 
 // conn is a transport.Conn over a Store.
@@ -76,12 +57,13 @@ type conn struct {
 	poll         time.Duration
 	onUnroutable func(exchange, routingKey, reason string)
 
-	mu        sync.Mutex
-	closed    bool
-	exchanges map[string]exchangeDecl
-	queues    map[string]queueDecl
-	subs      map[*subscription]struct{}
-	lastCtag  uint64
+	exchanges *Exchanges
+
+	mu       sync.Mutex
+	closed   bool
+	queues   map[string]queueDecl
+	subs     map[*subscription]struct{}
+	lastCtag uint64
 
 	gets     *scope         // Get's deliveries
 	settling sync.WaitGroup // settlements under way, which Close waits for
@@ -136,16 +118,11 @@ func NewConn(store Store, cfg Config) transport.Conn {
 		log:          cfg.Logger,
 		poll:         cfg.PollInterval,
 		onUnroutable: cfg.Unroutable,
-		// The broker's predefined exchanges, which nobody declares.
-		exchanges: map[string]exchangeDecl{
-			"amq.direct": {typ: transport.ExchangeDirect, durable: true},
-			"amq.topic":  {typ: transport.ExchangeTopic, durable: true},
-			"amq.fanout": {typ: transport.ExchangeFanout, durable: true},
-		},
-		queues:   map[string]queueDecl{},
-		subs:     map[*subscription]struct{}{},
-		done:     make(chan struct{}),
-		finished: make(chan struct{}),
+		exchanges:    NewExchanges(),
+		queues:       map[string]queueDecl{},
+		subs:         map[*subscription]struct{}{},
+		done:         make(chan struct{}),
+		finished:     make(chan struct{}),
 	}
 	if c.name == "" {
 		c.name = "virtual"
@@ -194,17 +171,6 @@ func (c *conn) check(ctx context.Context) error {
 	return nil
 }
 
-// exchangeType returns the type this connection knows an exchange by.
-// Like Kombu, an exchange it never declared is taken to be direct.
-func (c *conn) exchangeType(name string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ex, ok := c.exchanges[name]; ok {
-		return ex.typ
-	}
-	return transport.ExchangeDirect
-}
-
 // DeclareExchange records the exchange in this connection's memory, as
 // Kombu's virtual transport does: nothing is stored. A passive declaration
 // succeeds if this connection declared the exchange or the store holds
@@ -213,49 +179,22 @@ func (c *conn) DeclareExchange(ctx context.Context, ex transport.Exchange) error
 	if err := c.check(ctx); err != nil {
 		return err
 	}
-	if ex.Passive {
-		c.mu.Lock()
-		_, known := c.exchanges[ex.Name]
-		c.mu.Unlock()
-		if known || ex.Name == "" {
-			return nil
-		}
-		bs, err := c.store.Bindings(ctx, ex.Name)
-		if err != nil {
-			return c.wrap("declare exchange "+ex.Name, err)
-		}
-		if len(bs) == 0 {
-			return c.errorf("exchange %q: not declared on this connection and has no bindings: %w", ex.Name, transport.ErrNotFound)
+	if !ex.Passive {
+		if err := c.exchanges.Declare(ex); err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
 		}
 		return nil
 	}
-	switch ex.Type {
-	case transport.ExchangeDirect, transport.ExchangeTopic, transport.ExchangeFanout:
-	case "":
-		ex.Type = transport.ExchangeDirect
-	default:
-		return c.errorf("exchange %q: type %q (Kombu's virtual transports have direct, topic and fanout): %w", ex.Name, ex.Type, transport.ErrNotSupported)
-	}
-	if ex.Name == "" {
-		return c.errorf("the default exchange cannot be declared: %w", transport.ErrAccessRefused)
-	}
-	if ex.Internal {
-		return c.errorf("exchange %q: internal exchanges: %w", ex.Name, transport.ErrNotSupported)
-	}
-	if len(ex.Arguments) > 0 {
-		return c.errorf("exchange %q: arguments %v: %w", ex.Name, slices.Sorted(maps.Keys(ex.Arguments)), transport.ErrNotSupported)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	decl := exchangeDecl{typ: ex.Type, durable: ex.Durable, autoDelete: ex.AutoDelete}
-	if prev, ok := c.exchanges[ex.Name]; ok {
-		if prev != decl {
-			return c.errorf("exchange %q was declared as %s (durable=%t, auto_delete=%t) on this connection: %w",
-				ex.Name, prev.typ, prev.durable, prev.autoDelete, transport.ErrPrecondition)
-		}
+	if c.exchanges.Known(ex.Name) {
 		return nil
 	}
-	c.exchanges[ex.Name] = decl
+	bs, err := c.store.Bindings(ctx, ex.Name)
+	if err != nil {
+		return c.wrap("declare exchange "+ex.Name, err)
+	}
+	if len(bs) == 0 {
+		return c.errorf("exchange %q: not declared on this connection and has no bindings: %w", ex.Name, transport.ErrNotFound)
+	}
 	return nil
 }
 
@@ -276,11 +215,7 @@ func (c *conn) DeleteExchange(ctx context.Context, name string, ifUnused bool) e
 	if err := c.store.DeleteExchange(ctx, name); err != nil {
 		return c.wrap("delete exchange "+name, err)
 	}
-	c.mu.Lock()
-	if !strings.HasPrefix(name, "amq.") {
-		delete(c.exchanges, name)
-	}
-	c.mu.Unlock()
+	c.exchanges.Forget(name)
 	return nil
 }
 
@@ -306,9 +241,9 @@ func (c *conn) DeclareQueue(ctx context.Context, q transport.Queue) (transport.Q
 		}
 		return transport.QueueInfo{Name: q.Name, Messages: n}, nil
 	}
-	dlx, err := c.checkQueueArgs(q)
+	dlx, err := QueueArguments(q)
 	if err != nil {
-		return transport.QueueInfo{}, err
+		return transport.QueueInfo{}, fmt.Errorf("%s: %w", c.name, err)
 	}
 	if q.Name == "" {
 		q.Name = "amq.gen-" + NewDeliveryTag()
@@ -326,46 +261,9 @@ func (c *conn) DeclareQueue(ctx context.Context, q transport.Queue) (transport.Q
 	return transport.QueueInfo{Name: q.Name, Messages: n}, nil
 }
 
-// checkQueueArgs accepts the arguments a virtual queue honours:
-// x-queue-type=classic, and x-dead-letter-exchange with
-// x-dead-letter-routing-key, which it returns (nil without a dead-letter
-// exchange).
-func (c *conn) checkQueueArgs(q transport.Queue) (*deadLetterConfig, error) {
-	var dlx *deadLetterConfig
-	hasRK := false
-	var rk string
-	for _, name := range slices.Sorted(maps.Keys(q.Arguments)) {
-		v := q.Arguments[name]
-		switch {
-		case name == "x-queue-type" && v == "classic":
-		case name == "x-dead-letter-exchange":
-			s, ok := v.(string)
-			if !ok {
-				return nil, c.errorf("queue %q: argument %s=%v: not a string: %w", q.Name, name, v, transport.ErrPrecondition)
-			}
-			dlx = &deadLetterConfig{exchange: s}
-		case name == "x-dead-letter-routing-key":
-			s, ok := v.(string)
-			if !ok {
-				return nil, c.errorf("queue %q: argument %s=%v: not a string: %w", q.Name, name, v, transport.ErrPrecondition)
-			}
-			rk, hasRK = s, true
-		default:
-			return nil, c.errorf("queue %q: argument %s=%v: %w", q.Name, name, v, transport.ErrNotSupported)
-		}
-	}
-	if hasRK {
-		if dlx == nil {
-			return nil, c.errorf("queue %q: argument x-dead-letter-routing-key needs x-dead-letter-exchange: %w", q.Name, transport.ErrPrecondition)
-		}
-		dlx.routingKey, dlx.hasRoutingKey = rk, true
-	}
-	return dlx, nil
-}
-
 // deadLetterFor returns the dead-letter configuration this connection
 // declared the queue with, or nil.
-func (c *conn) deadLetterFor(queue string) *deadLetterConfig {
+func (c *conn) deadLetterFor(queue string) *DeadLetter {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.queues[queue].dlx
@@ -458,7 +356,7 @@ func (c *conn) Bind(ctx context.Context, b transport.Binding) error {
 	if source == "" {
 		source = "amq.direct" // as Kombu's queue_bind
 	}
-	row := BindingFor(c.exchangeType(source), b.RoutingKey, b.Destination)
+	row := BindingFor(c.exchanges.Type(source), b.RoutingKey, b.Destination)
 	return c.wrap("bind "+b.Destination+" to "+source, c.store.Bind(ctx, source, row))
 }
 

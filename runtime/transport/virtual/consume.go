@@ -3,6 +3,7 @@ package virtual
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
@@ -43,30 +44,8 @@ type subscription struct {
 
 // Consume starts a subscription.
 func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transport.Subscription, error) {
-	if len(spec.Queues) == 0 {
-		return nil, c.errorf("consume: no queue given")
-	}
-	if spec.Prefetch < 0 {
-		return nil, c.errorf("consume: negative prefetch %d", spec.Prefetch)
-	}
-	if spec.Exclusive {
-		return nil, c.errorf("exclusive consumers (the store cannot refuse other consumers): %w", transport.ErrNotSupported)
-	}
-	for name, v := range spec.Arguments {
-		if name != "x-cancel-on-ha-failover" { // advisory
-			return nil, c.errorf("consume: argument %s=%#v: %w", name, v, transport.ErrNotSupported)
-		}
-	}
-	for i, q := range spec.Queues {
-		if q == "" {
-			return nil, c.errorf("consume: empty queue name")
-		}
-		if q == directReplyTo {
-			return nil, c.errorf("consume: %s (RabbitMQ's direct reply-to): %w", q, transport.ErrNotSupported)
-		}
-		if slices.Contains(spec.Queues[:i], q) {
-			return nil, c.errorf("consume: queue %q given twice", q)
-		}
+	if err := CheckConsumeSpec(spec); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.name, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -125,5 +125,5 @@ func (c *conn) route(ctx context.Context, p *transport.Publishing, tables map[st
 			tables[p.Exchange] = bindings
 		}
 	}
-	return Route(bindings, c.exchangeType(p.Exchange), p.RoutingKey), nil
+	return Route(bindings, c.exchanges.Type(p.Exchange), p.RoutingKey), nil
 }

@@ -241,7 +241,7 @@ func (c *conn) restore(hs []*held) error {
 // restored to its queue instead, and the error returned. (A crash between
 // the two leaves both: the dead letter, and the message for the store's
 // recovery.)
-func (c *conn) deadLetter(h *held, dl *deadLetterConfig, reason string) error {
+func (c *conn) deadLetter(h *held, dl *DeadLetter, reason string) error {
 	d, err := DecodeEnvelope(h.taken.Envelope)
 	if err != nil {
 		// Not an envelope: it cannot carry an x-death header or name its
@@ -251,8 +251,8 @@ func (c *conn) deadLetter(h *held, dl *deadLetterConfig, reason string) error {
 		return c.ack(h)
 	}
 	key := d.RoutingKey
-	if dl.hasRoutingKey {
-		key = dl.routingKey
+	if dl.HasRoutingKey {
+		key = dl.RoutingKey
 	}
 	headers := WithDeath(d.Headers, Death{Queue: h.queue, Reason: ReasonRejected,
 		Exchange: d.Exchange, RoutingKey: d.RoutingKey, Expiration: d.Properties.Expiration}, time.Now())
@@ -261,7 +261,7 @@ func (c *conn) deadLetter(h *held, dl *deadLetterConfig, reason string) error {
 	if reason != "" {
 		headers[transport.ErrorHeader] = reason
 	}
-	p := &transport.Publishing{Exchange: dl.exchange, RoutingKey: key, Body: d.Body, Headers: headers, Properties: d.Properties}
+	p := &transport.Publishing{Exchange: dl.Exchange, RoutingKey: key, Body: d.Body, Headers: headers, Properties: d.Properties}
 	p.Expiration = 0 // as RabbitMQ: a dead letter does not expire again
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
