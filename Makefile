@@ -7,6 +7,14 @@ BIN   := $(CURDIR)/.tmp/bin
 BUF   := $(BIN)/buf
 STATICCHECK := $(BIN)/staticcheck
 GO    ?= go
+# Every Go module in this repository, named once: adding a module is one word here.
+# A nested module's go.mod replaces the root module with its relative path. make lint and
+# make check-generate cover every module (tools holds only the pinned tools' imports:
+# nothing to vet); make test runs the tests of every module but chaos (its fault suite
+# stops the brokers: make chaos runs it alone).
+MODULES      := . bench chaos tools
+CODE_MODULES := $(filter-out tools,$(MODULES))
+TEST_MODULES := $(filter-out chaos,$(CODE_MODULES))
 
 .PHONY: all generate check-generate build test demo bench lint chaos clean
 
@@ -18,43 +26,56 @@ $(BUF): tools/go.mod tools/go.sum
 $(STATICCHECK): tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(BIN)/ honnef.co/go/tools/cmd/staticcheck
 
-GENERATED := gen cmd/protoc-gen-kombu/internal/testgen cmd/protoc-gen-kombu/testdata
+GENERATED := gen cmd/protoc-gen-kombu/internal/testgen cmd/protoc-gen-kombu/testdata bench/gen
 
-## generate: regenerate gen/, the plugin's test packages and its golden descriptor set
+## generate: regenerate gen/, the plugin's test packages and its golden descriptor set, and
+## the benchmark's stubs (bench/gen)
 generate: $(BUF)
 	$(BUF) generate
+	$(BUF) generate --template bench/buf.gen.yaml
 	$(BUF) generate --template cmd/protoc-gen-kombu/testdata/buf.gen.yaml
 	$(BUF) build cmd/protoc-gen-kombu/testdata/proto --as-file-descriptor-set \
 		-o cmd/protoc-gen-kombu/testdata/kombutest.binpb
 
-## check-generate: fail if gen/ differs from what `make generate` writes
+## check-generate: fail if gen/ differs from what `make generate` writes, or if a module's
+## go.mod or go.sum differs from what `go mod tidy` writes
 check-generate: generate
 	@changes=$$(git status --porcelain -- $(GENERATED)); \
 	if [ -n "$$changes" ]; then \
 		echo "generated files are stale; run 'make generate' and commit:"; echo "$$changes"; \
 		git --no-pager diff --stat -- $(GENERATED); exit 1; \
 	fi; echo "gen/ is up to date"
+	@for m in $(MODULES); do \
+		(cd $$m && $(GO) mod tidy -diff >/dev/null) || { echo "$$m: go.mod/go.sum not tidy; run 'go mod tidy' there"; exit 1; }; \
+	done; echo "go.mod files are tidy: $(MODULES)"
 
 ## build: compile every package and the plugin
 build:
 	$(GO) build ./...
 
-## test: vet, then every test with the race detector
+## test: vet, then every test with the race detector, then the allocation budgets
+## (*_alloc_test.go) without it: the race detector changes allocation counts
 test:
-	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	@for m in $(TEST_MODULES); do echo "test $$m/"; \
+		(cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 ./... && \
+		$(GO) test -count=1 -run 'Allocs$$' ./...) || exit 1; done
 
 ## demo: run the quickstart on the in-process broker (or on $KOMBU_URL)
 demo:
 	$(GO) run ./examples/quickstart
 
-BENCH_TRANSPORTS ?= amqp,redis
+# BENCH_FLAGS passes flags to the harness: -short for a quick check (under two minutes,
+# rougher figures), -transports memory,amqp to pick transports, -run to pick workloads,
+# -v for each round's figures (cd bench && go run . -h lists them all).
+BENCH_FLAGS ?=
 
-## bench: the SDK beside the bare clients and Python Kombu on the real brokers, as
-## ratios; then encode+compress / decompress+decode per codec on a 1 KiB message
+## bench: per transport and workload, the SDK at its defaults and tuned beside the bare client,
+## Watermill and Python Kombu, in one run, with ratios, allocations and CPU per message (bench/,
+## its own module); then the SDK's own cost per publish and per codec on a 1 KiB message
 bench:
-	$(GO) run ./internal/bench -transports $(BENCH_TRANSPORTS)
-	$(GO) test -run '^$$' -bench 'BenchmarkCodecs|BenchmarkPublishOverhead' -benchmem ./runtime/
+	cd bench && $(GO) run . $(BENCH_FLAGS)
+	$(GO) test -run '^$$' -bench 'BenchmarkCodecs|BenchmarkPublishOverhead' -benchmem \
+		$(if $(filter -short,$(BENCH_FLAGS)),-benchtime 100ms) ./runtime/
 
 ## chaos: the fault-injection suite (chaos/, its own module): toxiproxy, rabbitmqctl and redis-cli faults
 ## with a Jepsen-style checker. It stops and alarms the brokers: run it alone. KOMBU_CHAOS_FIGURES=1 rewrites
@@ -66,9 +87,8 @@ chaos:
 lint: $(BUF) $(STATICCHECK)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet ./...
-	$(STATICCHECK) ./...
-	cd chaos && $(GO) vet ./... && $(STATICCHECK) ./...
+	@for m in $(CODE_MODULES); do echo "lint $$m/"; \
+		(cd $$m && $(GO) vet ./... && $(STATICCHECK) ./...) || exit 1; done
 	$(BUF) lint
 	$(BUF) format -d --exit-code .
 

@@ -349,8 +349,8 @@ func TestAMQP04BrokerRestart(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if c, err := kombu.Dial(ctx, direct, kombu.WithRetryPolicy(kombu.RetryPolicy{MaxRetries: 20, IntervalStart: 500 * time.Millisecond})); err == nil {
-			_ = ex.Delete(ctx, c, false)
+		if c, err := kombu.Dial(ctx, direct, kombu.WithReconnectPolicy(kombu.RetryPolicy{MaxRetries: 20, IntervalStart: 500 * time.Millisecond})); err == nil {
+			_ = ex.Delete(ctx, c)
 			c.Close()
 		}
 	})
@@ -559,7 +559,7 @@ func TestAMQP06Unroutable(t *testing.T) {
 	ex := kombu.Exchange{Name: uniq(t, "ex")}
 	cleanupQueue(t, direct, qname)
 	adm := admin(t, direct)
-	t.Cleanup(func() { _ = ex.Delete(context.Background(), adm, false) })
+	t.Cleanup(func() { _ = ex.Delete(context.Background(), adm) })
 	ctx := ctxFor(t, 60*time.Second)
 	if err := ex.Declare(ctx, adm); err != nil {
 		t.Fatal(err)
@@ -705,7 +705,7 @@ func TestAMQP06bUnroutableSameMessageID(t *testing.T) {
 	ex := kombu.Exchange{Name: uniq(t, "ex")}
 	cleanupQueue(t, direct, qname)
 	adm := admin(t, direct)
-	t.Cleanup(func() { _ = ex.Delete(context.Background(), adm, false) })
+	t.Cleanup(func() { _ = ex.Delete(context.Background(), adm) })
 	ctx := ctxFor(t, 60*time.Second)
 	if err := ex.Declare(ctx, adm); err != nil {
 		t.Fatal(err)
@@ -890,7 +890,7 @@ func poisonSetup(t *testing.T, ctx context.Context, adm *kombu.Connection, direc
 	dlx = kombu.Exchange{Name: uniq(t, "dlx"), Type: kombu.ExchangeFanout}
 	dlq = uniq(t, "dlq")
 	cleanupQueue(t, direct, dlq)
-	t.Cleanup(func() { _ = dlx.Delete(context.Background(), adm, false) })
+	t.Cleanup(func() { _ = dlx.Delete(context.Background(), adm) })
 	if err := dlx.Declare(ctx, adm); err != nil {
 		t.Fatal(err)
 	}
@@ -904,7 +904,7 @@ func poisonSetup(t *testing.T, ctx context.Context, adm *kombu.Connection, direc
 func getDead(ctx context.Context, t *testing.T, adm *kombu.Connection, dlq string) *kombu.Message {
 	t.Helper()
 	for ctx.Err() == nil {
-		m, err := (kombu.Queue{Name: dlq}).Get(ctx, adm, kombu.GetAutoAck())
+		m, err := (kombu.Queue{Name: dlq}).Get(ctx, adm, kombu.WithAutoAck())
 		if err == nil {
 			return m
 		}
@@ -1008,9 +1008,9 @@ func TestAMQP08PoisonMessageQuorumDeliveryLimit(t *testing.T) {
 }
 
 // 8b. The same on a classic queue, relying on the SDK's own retry counter
-// (kombu.WithRetry): the handler returns an error every time.
+// (kombu.WithMessageRetry): the handler returns an error every time.
 func TestAMQP08bPoisonMessageClassicSDKRetries(t *testing.T) {
-	row := figure(t, "8b", "poison message, handler always fails; classic queue + DLX, kombu.WithRetry(MaxRetries 3)", "amqp")
+	row := figure(t, "8b", "poison message, handler always fails; classic queue + DLX, kombu.WithMessageRetry(MaxRetries 3)", "amqp")
 	b := rabbit(t)
 	direct := b.amqpURL(b.addr)
 	qname := uniq(t, "q")
@@ -1047,7 +1047,7 @@ func TestAMQP08bPoisonMessageClassicSDKRetries(t *testing.T) {
 		return nil
 	})
 	c, err := kombu.NewConsumer(cons, []kombu.Subscription{{Queue: q, Handler: h}}, kombu.WithPrefetch(10),
-		kombu.WithRetry(kombu.RetryPolicy{MaxRetries: maxRetries, IntervalStart: 100 * time.Millisecond, IntervalStep: 100 * time.Millisecond, IntervalMax: 300 * time.Millisecond}))
+		kombu.WithMessageRetry(kombu.RetryPolicy{MaxRetries: maxRetries, IntervalStart: 100 * time.Millisecond, IntervalStep: 100 * time.Millisecond, IntervalMax: 300 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1166,7 +1166,7 @@ func TestAMQP09ConsumerAckTimeout(t *testing.T) {
 	var ready atomic.Int64
 	failed := make(chan error, 10)
 	w := kombu.NewWorker(cons,
-		kombu.WithRestartPolicy(kombu.RetryPolicy{IntervalStart: 200 * time.Millisecond, IntervalStep: 200 * time.Millisecond, IntervalMax: 400 * time.Millisecond}),
+		kombu.WithRestartBackoff(kombu.RetryPolicy{IntervalStart: 200 * time.Millisecond, IntervalStep: 200 * time.Millisecond, IntervalMax: 400 * time.Millisecond}),
 		kombu.WithWorkerHooks(kombu.WorkerHooks{
 			ConsumeReady: func(*kombu.Consumer) { ready.Add(1) },
 			ConsumerFailed: func(err error) {

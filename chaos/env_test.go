@@ -337,7 +337,7 @@ func dial(t testing.TB, rawURL, name string, sink *logSink, extra ...kombu.DialO
 	opts := []kombu.DialOption{
 		kombu.WithHeartbeat(2 * time.Second),
 		kombu.WithConnectTimeout(3 * time.Second),
-		kombu.WithRetryPolicy(fastRetry),
+		kombu.WithReconnectPolicy(fastRetry),
 		kombu.WithConnectionName(name),
 	}
 	if sink != nil {
@@ -359,7 +359,7 @@ func admin(t testing.TB, rawURL string) *kombu.Connection {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	c, err := kombu.Dial(ctx, rawURL, kombu.WithRetryPolicy(kombu.RetryPolicy{MaxRetries: 5, IntervalStart: 200 * time.Millisecond}))
+	c, err := kombu.Dial(ctx, rawURL, kombu.WithReconnectPolicy(kombu.RetryPolicy{MaxRetries: 5, IntervalStart: 200 * time.Millisecond}))
 	if err != nil {
 		t.Fatalf("admin dial: %v", err)
 	}
@@ -373,7 +373,7 @@ func cleanupQueue(t testing.TB, rawURL string, names ...string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		c, err := kombu.Dial(ctx, rawURL, kombu.WithRetryPolicy(kombu.RetryPolicy{MaxRetries: 10, IntervalStart: 500 * time.Millisecond}))
+		c, err := kombu.Dial(ctx, rawURL, kombu.WithReconnectPolicy(kombu.RetryPolicy{MaxRetries: 10, IntervalStart: 500 * time.Millisecond}))
 		if err != nil {
 			t.Logf("cleanup: %v", err)
 			return

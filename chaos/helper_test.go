@@ -58,7 +58,7 @@ func helperConsumer() int {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute) // never outlive the suite
 	defer cancel()
-	conn, err := kombu.Dial(ctx, env("URL"), kombu.WithHeartbeat(2*time.Second), kombu.WithRetryPolicy(fastRetry),
+	conn, err := kombu.Dial(ctx, env("URL"), kombu.WithHeartbeat(2*time.Second), kombu.WithReconnectPolicy(fastRetry),
 		kombu.WithConnectionName(env("NAME")))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper: dial:", err)

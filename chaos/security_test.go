@@ -139,7 +139,7 @@ func deadLettered(ctx context.Context, t *testing.T, led *Ledger, adm *kombu.Con
 	t.Helper()
 	var ids []string
 	for {
-		m, err := (kombu.Queue{Name: dlq}).Get(ctx, adm, kombu.GetAutoAck())
+		m, err := (kombu.Queue{Name: dlq}).Get(ctx, adm, kombu.WithAutoAck())
 		if errors.Is(err, kombu.ErrEmpty) {
 			return ids
 		}
@@ -330,7 +330,7 @@ func TestSecurity14cOversizeBodyPublished(t *testing.T) {
 	sent := depth(ctx, t, adm, qname)
 	row.Note("Publish returned %v; messages in the queue afterwards: %d", err, sent)
 	for range sent {
-		if m, gerr := (kombu.Queue{Name: qname}).Get(ctx, adm, kombu.GetAutoAck()); gerr == nil {
+		if m, gerr := (kombu.Queue{Name: qname}).Get(ctx, adm, kombu.WithAutoAck()); gerr == nil {
 			led.Delivered("queue", idOf(m), m.Redelivered())
 		}
 	}
@@ -509,7 +509,7 @@ func TestSecurity15bTLSVerification(t *testing.T) {
 		try := func(url string, opts ...kombu.DialOption) error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := kombu.Dial(ctx, url, append([]kombu.DialOption{kombu.WithConnectTimeout(3 * time.Second), kombu.WithRetryPolicy(kombu.NoRetry)}, opts...)...)
+			c, err := kombu.Dial(ctx, url, append([]kombu.DialOption{kombu.WithConnectTimeout(3 * time.Second), kombu.WithReconnectPolicy(kombu.NoRetry())}, opts...)...)
 			if err == nil {
 				c.Close()
 			}
@@ -556,7 +556,7 @@ func TestSecurity15dInsecureOptOutIsLogged(t *testing.T) {
 		}
 		sink := &logSink{}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		c, err := kombu.Dial(ctx, url, kombu.WithConnectTimeout(3*time.Second), kombu.WithRetryPolicy(kombu.NoRetry), kombu.WithLogger(sink.logger()))
+		c, err := kombu.Dial(ctx, url, kombu.WithConnectTimeout(3*time.Second), kombu.WithReconnectPolicy(kombu.NoRetry()), kombu.WithLogger(sink.logger()))
 		cancel()
 		if err == nil {
 			c.Close()
@@ -608,7 +608,7 @@ func TestSecurity15cPasswordNeverLogged(t *testing.T) {
 			}()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := kombu.Dial(ctx, u, kombu.WithLogger(sink.logger()), kombu.WithRetryPolicy(policy), kombu.WithConnectTimeout(3*time.Second))
+			c, err := kombu.Dial(ctx, u, kombu.WithLogger(sink.logger()), kombu.WithReconnectPolicy(policy), kombu.WithConnectTimeout(3*time.Second))
 			if err == nil {
 				texts = append(texts, c.URL())
 				c.Close()

@@ -99,8 +99,8 @@ func goGet(t *testing.T, conn *kombu.Connection) *kombu.Message {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
-		msg, err := kombu.Queue{Name: codecQueue}.Get(ctx, conn, kombu.GetAutoAck(),
-			kombu.GetAccept("json", "msgpack", "yaml", "text", "raw"))
+		msg, err := kombu.Queue{Name: codecQueue}.Get(ctx, conn, kombu.WithAutoAck(),
+			kombu.WithAccept("json", "msgpack", "yaml", "text", "raw"))
 		if err == nil {
 			return msg
 		}

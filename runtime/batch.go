@@ -34,7 +34,7 @@ type Batch struct {
 // InBatch makes Publish add the message to b instead of sending it. Publish
 // still serializes the body and declares the exchange, so its errors come
 // at once; the broker's verdict comes from b.Send.
-func InBatch(b *Batch) PublishOption { return func(c *publishConfig) { c.batch = b } }
+func InBatch(b *Batch) PublishOption { return publishOption(func(c *publishConfig) { c.batch = b }) }
 
 // Len returns how many messages wait to be sent.
 func (b *Batch) Len() int {

@@ -57,7 +57,7 @@ func TestPublishAndRetryWithoutConfirms(t *testing.T) {
 			close(handled)
 			return nil
 		}),
-	}}, kombu.WithRetry(kombu.RetryPolicy{MaxRetries: 1, IntervalStart: time.Millisecond}))
+	}}, kombu.WithMessageRetry(kombu.RetryPolicy{MaxRetries: 1, IntervalStart: time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,9 +63,6 @@ type Connection struct {
 	router  *replyRouter // set up by the first Call
 }
 
-// DialOption configures Dial.
-type DialOption func(*dialConfig)
-
 type dialConfig struct {
 	logger         *slog.Logger
 	heartbeat      time.Duration
@@ -91,67 +88,75 @@ type session struct {
 
 // WithLogger sets where the connection and everything made from it log.
 // The default discards log records.
-func WithLogger(l *slog.Logger) DialOption { return func(c *dialConfig) { c.logger = l } }
+func WithLogger(l *slog.Logger) DialOption { return dialOption(func(c *dialConfig) { c.logger = l }) }
 
 // WithHeartbeat sets the heartbeat interval on transports that have one.
-func WithHeartbeat(d time.Duration) DialOption { return func(c *dialConfig) { c.heartbeat = d } }
+func WithHeartbeat(d time.Duration) DialOption {
+	return dialOption(func(c *dialConfig) { c.heartbeat = d })
+}
 
 // WithConnectTimeout bounds each connection attempt.
 func WithConnectTimeout(d time.Duration) DialOption {
-	return func(c *dialConfig) { c.connectTimeout = d }
+	return dialOption(func(c *dialConfig) { c.connectTimeout = d })
 }
 
 // WithTLSConfig sets the TLS configuration for amqps:// and rediss:// URLs.
 // Without it those schemes verify the server against the system roots.
-func WithTLSConfig(cfg *tls.Config) DialOption { return func(c *dialConfig) { c.tls = cfg } }
+func WithTLSConfig(cfg *tls.Config) DialOption {
+	return dialOption(func(c *dialConfig) { c.tls = cfg })
+}
 
 // WithConnectionName names the connection in the broker's management UI.
-func WithConnectionName(name string) DialOption { return func(c *dialConfig) { c.name = name } }
+func WithConnectionName(name string) DialOption {
+	return dialOption(func(c *dialConfig) { c.name = name })
+}
 
-// WithSerializers adds serializers to the connection's registry, next to the
+// WithCustomSerializers adds serializers to the connection's registry, next to the
 // built-in json, protojson, protobuf, msgpack, yaml, raw and text. A
 // serializer with a built-in's name or content type replaces it on this
 // connection.
-func WithSerializers(s ...Serializer) DialOption {
-	return func(c *dialConfig) { c.serializers = append(c.serializers, s...) }
+func WithCustomSerializers(s ...Serializer) DialOption {
+	return dialOption(func(c *dialConfig) { c.serializers = append(c.serializers, s...) })
 }
 
-// WithCompressors adds compressors to the connection's registry, next to
+// WithCustomCompressors adds compressors to the connection's registry, next to
 // the built-in zlib (gzip), bzip2, lzma (xz), brotli and zstd.
-func WithCompressors(z ...Compressor) DialOption {
-	return func(c *dialConfig) { c.compressors = append(c.compressors, z...) }
+func WithCustomCompressors(z ...Compressor) DialOption {
+	return dialOption(func(c *dialConfig) { c.compressors = append(c.compressors, z...) })
 }
 
 // WithMaxBodySize bounds the size of a message body, as published and as
 // received (after decompression), DefaultMaxBodySize by default;
 // math.MaxInt64 means no bound. A larger body fails with ErrLimitExceeded:
 // Publish refuses it before sending, and a consumer rejects it.
-func WithMaxBodySize(n int64) DialOption { return func(c *dialConfig) { c.maxBodySize = n } }
+func WithMaxBodySize(n int64) DialOption {
+	return dialOption(func(c *dialConfig) { c.maxBodySize = n })
+}
 
 // WithDeclareTimeout bounds declarations made by calls that take no
 // context, such as NewConsumer (30 seconds by default).
 func WithDeclareTimeout(d time.Duration) DialOption {
-	return func(c *dialConfig) { c.declareTimeout = d }
+	return dialOption(func(c *dialConfig) { c.declareTimeout = d })
 }
 
-// WithRetryPolicy makes Dial, and reconnection after a lost connection,
+// WithReconnectPolicy makes Dial, and reconnection after a lost connection,
 // retry as policy says (see RetryPolicy; its zero value is Kombu's default,
 // retrying until the context ends). Without it Dial tries each URL once, and
 // reconnection retries with the zero policy until the connection is closed.
-func WithRetryPolicy(policy RetryPolicy) DialOption {
-	return func(c *dialConfig) { c.retry = &policy }
+func WithReconnectPolicy(policy RetryPolicy) DialOption {
+	return dialOption(func(c *dialConfig) { c.retry = &policy })
 }
 
 // WithFailoverStrategy sets the order in which a ";"-separated URL list is
 // tried: RoundRobin (the default) or Shuffle.
 func WithFailoverStrategy(s FailoverStrategy) DialOption {
-	return func(c *dialConfig) { c.failover = s }
+	return dialOption(func(c *dialConfig) { c.failover = s })
 }
 
 // WithoutRecovery turns automatic recovery off: when the broker connection
 // is lost, the Connection is done (Done closes, Err says why) and every
 // operation fails with ErrClosed.
-func WithoutRecovery() DialOption { return func(c *dialConfig) { c.noRecovery = true } }
+func WithoutRecovery() DialOption { return dialOption(func(c *dialConfig) { c.noRecovery = true }) }
 
 // Dial connects to the broker at url. The URL takes Kombu's forms:
 //
@@ -163,7 +168,7 @@ func WithoutRecovery() DialOption { return func(c *dialConfig) { c.noRecovery = 
 func Dial(ctx context.Context, url string, opts ...DialOption) (*Connection, error) {
 	cfg := dialConfig{maxBodySize: DefaultMaxBodySize, declareTimeout: 30 * time.Second}
 	for _, o := range opts {
-		o(&cfg)
+		o.applyDial(&cfg)
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
@@ -190,7 +195,7 @@ func Dial(ctx context.Context, url string, opts ...DialOption) (*Connection, err
 		done:           make(chan struct{}),
 		revived:        make(chan struct{}),
 	}
-	policy := NoRetry
+	policy := NoRetry()
 	if len(urls) > 1 {
 		policy = RetryPolicy{MaxRetries: len(urls) - 1} // one round over the URLs
 	}
@@ -467,7 +472,8 @@ func (c *Connection) Revived() <-chan struct{} {
 	return c.revived
 }
 
-// Err says why the connection is done: nil after Close, the loss otherwise.
+// Err says why the connection is done: nil while it is open, ErrClosed after
+// Close, and why it was lost when recovery gave up or was turned off.
 func (c *Connection) Err() error {
 	select {
 	case <-c.done:

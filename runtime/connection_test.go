@@ -162,7 +162,7 @@ func TestPublishPropertiesAndGet(t *testing.T) {
 	}
 	// The producer's default headers were not changed by the per-call ones.
 	mustPublish(t, p.Publish(ctx, "y", kombu.WithRoutingKey("props")))
-	msg, err = q.Get(ctx, conn, kombu.GetAutoAck())
+	msg, err = q.Get(ctx, conn, kombu.WithAutoAck())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,15 +65,11 @@ type Subscription struct {
 	Handler Handler
 }
 
-// ConsumerOption configures NewConsumer.
-type ConsumerOption func(*consumerConfig)
-
 type consumerConfig struct {
-	topology        Topology
-	accept          []string
-	prefetch        int
-	concurrency     int
-	autoAck         bool
+	topology    Topology
+	prefetch    int
+	concurrency int
+	receiveConfig
 	tag             string
 	onDecodeError   func(*Message, error)
 	shutdownTimeout time.Duration
@@ -85,54 +81,64 @@ type consumerConfig struct {
 // WithTopology declares t (exchanges, named queues, bindings) before the
 // consumer's own queues.
 func WithTopology(t Topology) ConsumerOption {
-	return func(c *consumerConfig) { c.topology = c.topology.Merge(t) }
+	return consumerOption(func(c *consumerConfig) { c.topology = c.topology.Merge(t) })
 }
 
-// WithAccept limits the content types the consumer decodes to the given
-// serializer names or MIME types. Others are refused with
-// ErrContentDisallowed, passed to the decode-error handler and rejected.
-// application/data and application/text are always accepted, as in Kombu.
-// Without WithAccept a consumer refuses what Kombu disables by default
-// (pickle, yaml, msgpack) and accepts the rest.
-func WithAccept(names ...string) ConsumerOption {
-	return func(c *consumerConfig) { c.accept = append(c.accept, names...) }
+// WithAccept limits the content types a consumer, or Queue.Get, decodes to
+// the given serializer names or MIME types. Others are refused with
+// ErrContentDisallowed: a consumer passes such a message to the
+// decode-error handler and rejects it; Get rejects it and returns it with
+// the error. application/data and application/text are always accepted, as
+// in Kombu. Without WithAccept, what Kombu disables by default (pickle,
+// yaml, msgpack) is refused and the rest accepted.
+func WithAccept(names ...string) ReceiveOption {
+	return receiveOption(func(c *receiveConfig) { c.accept = append(c.accept, names...) })
 }
 
 // WithPrefetch sets how many unsettled messages the broker may hand the
 // consumer at once (AMQP basic.qos). The default is four per handler
 // goroutine, as Celery's worker_prefetch_multiplier.
-func WithPrefetch(n int) ConsumerOption { return func(c *consumerConfig) { c.prefetch = n } }
+func WithPrefetch(n int) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) { c.prefetch = n })
+}
 
 // WithConcurrency sets how many messages are handled at once (1 by default:
 // in order, one at a time).
-func WithConcurrency(n int) ConsumerOption { return func(c *consumerConfig) { c.concurrency = n } }
+func WithConcurrency(n int) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) { c.concurrency = n })
+}
 
-// WithAutoAck has the broker consider each message settled as soon as it is
-// sent. Faster, and a message is lost if its handler fails or the process
-// dies. Handler results are then only logged.
-func WithAutoAck() ConsumerOption { return func(c *consumerConfig) { c.autoAck = true } }
+// WithAutoAck has the broker consider each message settled as soon as it
+// hands it over, to a consumer or to Queue.Get. Faster, and a message is
+// lost if its handler fails or the process dies; a consumer's handler
+// results are then only logged.
+func WithAutoAck() ReceiveOption { return receiveOption(func(c *receiveConfig) { c.autoAck = true }) }
 
 // WithConsumerArguments passes arguments to the broker's basic.consume for
 // every queue of the consumer (RabbitMQ: "x-priority", or "x-stream-offset"
 // on streams). A transport that cannot honour one fails with
 // ErrNotSupported.
 func WithConsumerArguments(args map[string]any) ConsumerOption {
-	return func(c *consumerConfig) { c.arguments = args }
+	return consumerOption(func(c *consumerConfig) { c.arguments = args })
 }
 
 // WithExclusiveConsumer asks the broker to make this the only consumer of
 // its queues; a second one is refused with ErrResourceLocked.
-func WithExclusiveConsumer() ConsumerOption { return func(c *consumerConfig) { c.exclusive = true } }
+func WithExclusiveConsumer() ConsumerOption {
+	return consumerOption(func(c *consumerConfig) { c.exclusive = true })
+}
 
 // WithConsumerTag sets the prefix of the consumer's tags.
-func WithConsumerTag(prefix string) ConsumerOption { return func(c *consumerConfig) { c.tag = prefix } }
+func WithConsumerTag(prefix string) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) { c.tag = prefix })
+}
 
 // WithDecodeErrorHandler is called with a message that cannot be decoded
 // (refused content type, bad compression, malformed body) and the error.
 // The message is rejected afterwards unless the function settled it. The
 // default logs the error.
 func WithDecodeErrorHandler(fn func(msg *Message, err error)) ConsumerOption {
-	return func(c *consumerConfig) { c.onDecodeError = fn }
+	return consumerOption(func(c *consumerConfig) { c.onDecodeError = fn })
 }
 
 // WithShutdownTimeout bounds how long Run waits for running handlers when
@@ -146,7 +152,7 @@ func WithDecodeErrorHandler(fn func(msg *Message, err error)) ConsumerOption {
 // Run returns stays unsettled until the handler returns, or until the
 // connection closes, which puts it back in its queue.
 func WithShutdownTimeout(d time.Duration) ConsumerOption {
-	return func(c *consumerConfig) { c.shutdownTimeout = d }
+	return consumerOption(func(c *consumerConfig) { c.shutdownTimeout = d })
 }
 
 // Consumer consumes from one or more queues and hands each message to the
@@ -155,7 +161,7 @@ type Consumer struct {
 	conn    *Connection
 	cfg     consumerConfig
 	accept  *acceptList
-	retrier *retrier // nil without WithRetry
+	retrier *retrier // nil without WithMessageRetry
 	subs    []Subscription
 	routes  atomic.Pointer[routes] // what the current session's declarations named
 
@@ -182,7 +188,7 @@ type routes struct {
 func NewConsumer(conn *Connection, subs []Subscription, opts ...ConsumerOption) (*Consumer, error) {
 	cfg := consumerConfig{concurrency: 1, shutdownTimeout: 30 * time.Second}
 	for _, o := range opts {
-		o(&cfg)
+		o.applyConsumer(&cfg)
 	}
 	if len(subs) == 0 {
 		return nil, errors.New("kombu: NewConsumer needs at least one subscription")

@@ -71,7 +71,7 @@ func getBody(t *testing.T, conn *kombu.Connection, q string) (string, *kombu.Mes
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		msg, err := kombu.Queue{Name: q}.Get(ctxT(t), conn, kombu.GetAutoAck())
+		msg, err := kombu.Queue{Name: q}.Get(ctxT(t), conn, kombu.WithAutoAck())
 		if err == nil {
 			return string(msg.Body), msg
 		}

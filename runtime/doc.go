@@ -137,8 +137,8 @@
 //   - RabbitMQ dead-letters in the broker, whose x-death records the death
 //     (reason "rejected", queue, time, count) but can be given no text:
 //     there the error is only logged, unless the message went through
-//     WithRetry;
-//   - WithRetry puts the failed attempt's error in ErrorHeader of every
+//     WithMessageRetry;
+//   - WithMessageRetry puts the failed attempt's error in ErrorHeader of every
 //     retry copy it publishes, so a message that used up its retries
 //     carries, on RabbitMQ, the error of its last retry (the final
 //     attempt's error is logged), and on memory and Redis the final one.

@@ -243,11 +243,16 @@ func (ex Exchange) Inspect(ctx context.Context, conn *Connection) error {
 	return conn.op("inspect exchange "+ex.Name, conn.transport().DeclareExchange(ctx, te))
 }
 
-// Delete deletes the exchange. With ifUnused it fails with ErrInUse while
-// the exchange has bindings.
-func (ex Exchange) Delete(ctx context.Context, conn *Connection, ifUnused bool) error {
+// Delete deletes the exchange. With IfUnused it fails with ErrInUse while
+// the exchange has bindings; IfEmpty, which only queues can honour, fails
+// with ErrNotSupported before anything is deleted.
+func (ex Exchange) Delete(ctx context.Context, conn *Connection, opts ...DeleteOption) error {
+	c := deleteOptions(opts)
+	if c.ifEmpty {
+		return fmt.Errorf("kombu: delete exchange %s: IfEmpty applies to queues, which hold messages: %w", ex.Name, ErrNotSupported)
+	}
 	conn.forget(ex.Name)
-	return conn.op("delete exchange "+ex.Name, conn.transport().DeleteExchange(ctx, ex.Name, ifUnused))
+	return conn.op("delete exchange "+ex.Name, conn.transport().DeleteExchange(ctx, ex.Name, c.ifUnused))
 }
 
 // Bind binds the exchange, as destination, to the source exchange in b.
@@ -327,35 +332,39 @@ func (q Queue) Purge(ctx context.Context, conn *Connection) (int, error) {
 	return n, conn.op("purge queue "+q.Name, err)
 }
 
-// DeleteOption qualifies Queue.Delete.
-type DeleteOption func(*deleteConfig)
-
 type deleteConfig struct{ ifUnused, ifEmpty bool }
 
-// IfUnused makes Delete fail with ErrInUse while the queue has consumers.
-func IfUnused() DeleteOption { return func(c *deleteConfig) { c.ifUnused = true } }
+// IfUnused makes Delete fail with ErrInUse while a queue has consumers, or
+// an exchange has bindings.
+func IfUnused() DeleteOption { return deleteOption(func(c *deleteConfig) { c.ifUnused = true }) }
 
-// IfEmpty makes Delete fail with ErrInUse while the queue has messages.
-func IfEmpty() DeleteOption { return func(c *deleteConfig) { c.ifEmpty = true } }
+// IfEmpty makes Queue.Delete fail with ErrInUse while the queue has
+// messages. Exchanges hold no messages: Exchange.Delete refuses it.
+func IfEmpty() DeleteOption { return deleteOption(func(c *deleteConfig) { c.ifEmpty = true }) }
+
+func deleteOptions(opts []DeleteOption) deleteConfig {
+	var c deleteConfig
+	for _, o := range opts {
+		o.applyDelete(&c)
+	}
+	return c
+}
 
 // Delete deletes the queue and returns how many messages it held.
 func (q Queue) Delete(ctx context.Context, conn *Connection, opts ...DeleteOption) (int, error) {
-	var c deleteConfig
-	for _, o := range opts {
-		o(&c)
-	}
+	c := deleteOptions(opts)
 	n, err := conn.transport().DeleteQueue(ctx, q.Name, c.ifUnused, c.ifEmpty)
 	return n, conn.op("delete queue "+q.Name, err)
 }
 
 // Get fetches one message from the queue (AMQP basic.get) and returns
 // ErrEmpty when there is none. The message must be settled unless
-// GetAutoAck is given. A message that cannot be decompressed or whose
-// content type GetAccept refuses is rejected, and returned with the error.
+// WithAutoAck is given. A message that cannot be decompressed or whose
+// content type WithAccept refuses is rejected, and returned with the error.
 func (q Queue) Get(ctx context.Context, conn *Connection, opts ...GetOption) (*Message, error) {
 	var c getConfig
 	for _, o := range opts {
-		o(&c)
+		o.applyGet(&c)
 	}
 	accept, err := conn.codecs.accept(c.accept)
 	if err != nil {
@@ -378,21 +387,8 @@ func (q Queue) Get(ctx context.Context, conn *Connection, opts ...GetOption) (*M
 	return msg, err
 }
 
-// GetOption qualifies Queue.Get.
-type GetOption func(*getConfig)
-
 type getConfig struct {
-	autoAck bool
-	accept  []string
-}
-
-// GetAutoAck settles the message as soon as the broker hands it over.
-func GetAutoAck() GetOption { return func(c *getConfig) { c.autoAck = true } }
-
-// GetAccept refuses, with ErrContentDisallowed, a message whose content type
-// is not one of the given serializer names or MIME types.
-func GetAccept(accept ...string) GetOption {
-	return func(c *getConfig) { c.accept = append(c.accept, accept...) }
+	receiveConfig
 }
 
 func (q Queue) describe() string {

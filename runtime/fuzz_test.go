@@ -339,7 +339,7 @@ func FuzzHeaders(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		dead, err := Queue{Name: "dead"}.Get(ctx, conn, GetAutoAck())
+		dead, err := Queue{Name: "dead"}.Get(ctx, conn, WithAutoAck())
 		if err != nil {
 			checkDecodeError(t, err)
 		}

@@ -23,19 +23,6 @@ type Producer struct {
 	declare  *declareSet // nil: nothing to declare but the exchange
 }
 
-// PublishOption sets how one message is published. Passed to NewProducer, a
-// PublishOption sets the producer's default instead.
-type PublishOption func(*publishConfig)
-
-// ProducerOption configures NewProducer. Every PublishOption is one.
-type ProducerOption interface{ applyProducer(*Producer) }
-
-func (o PublishOption) applyProducer(p *Producer) { o(&p.defaults) }
-
-type producerOption func(*Producer)
-
-func (o producerOption) applyProducer(p *Producer) { o(p) }
-
 // WithDeclare declares entities (exchanges, queues with their bindings,
 // topologies), in the order given, before the producer's first publish on
 // each broker connection, as Kombu's Producer(declare=[queue]) does: a
@@ -122,68 +109,74 @@ type publishConfig struct {
 // exchange, an amq.* exchange, or marked NoDeclare. The declaration is made
 // once per connection.
 func WithExchange(ex Exchange) PublishOption {
-	return func(c *publishConfig) { c.exchange = &ex }
+	return publishOption(func(c *publishConfig) { c.exchange = &ex })
 }
 
 // WithRoutingKey sets the routing key.
 func WithRoutingKey(key string) PublishOption {
-	return func(c *publishConfig) { c.routingKey = key }
+	return publishOption(func(c *publishConfig) { c.routingKey = key })
 }
 
 // WithSerializer sets the serializer by name: "json" (the default for
-// values), "protobuf", "raw", "text", or one added with WithSerializers.
+// values), "protobuf", "raw", "text", or one added with WithCustomSerializers.
 func WithSerializer(name string) PublishOption {
-	return func(c *publishConfig) { c.serializer = name }
+	return publishOption(func(c *publishConfig) { c.serializer = name })
 }
 
 // WithContentType sends a []byte or string body as it is, labelled with the
 // given content type and encoding, as Kombu's publish(content_type=...)
 // does.
 func WithContentType(contentType, encoding string) PublishOption {
-	return func(c *publishConfig) { c.contentType, c.encoding = contentType, encoding }
+	return publishOption(func(c *publishConfig) { c.contentType, c.encoding = contentType, encoding })
 }
 
 // WithCompression compresses the body: "zlib" (alias "gzip"), or a
-// compressor added with WithCompressors.
+// compressor added with WithCustomCompressors.
 func WithCompression(name string) PublishOption {
-	return func(c *publishConfig) { c.compression = name }
+	return publishOption(func(c *publishConfig) { c.compression = name })
 }
 
 // WithHeaders adds application headers. Several WithHeaders merge; a later
 // value for the same key wins.
 func WithHeaders(h map[string]any) PublishOption {
-	return func(c *publishConfig) {
-		if c.headers == nil || c.sharedHeader {
-			c.headers = maps.Clone(c.headers)
-			if c.headers == nil {
-				c.headers = make(map[string]any, len(h))
-			}
-			c.sharedHeader = false
+	return publishOption(func(c *publishConfig) { c.addHeaders(h) })
+}
+
+func (c *publishConfig) addHeaders(h map[string]any) {
+	if c.headers == nil || c.sharedHeader {
+		c.headers = maps.Clone(c.headers)
+		if c.headers == nil {
+			c.headers = make(map[string]any, len(h))
 		}
-		maps.Copy(c.headers, h)
+		c.sharedHeader = false
 	}
+	maps.Copy(c.headers, h)
 }
 
 // WithPriority sets the message priority (0 to 255; the queue needs
 // MaxPriority, and the broker caps the priority at it). On AMQP a higher
 // number is served first. On Redis, as in Kombu, priorities fall in buckets
 // 0, 3, 6 and 9 and a LOWER number is served first: the opposite order.
-func WithPriority(p uint8) PublishOption { return func(c *publishConfig) { c.props.Priority = p } }
+func WithPriority(p uint8) PublishOption {
+	return publishOption(func(c *publishConfig) { c.props.Priority = p })
+}
 
 // WithExpiration makes the broker drop (or dead-letter) the message if it is
 // not consumed within d. It travels as integer milliseconds, as Kombu sends it.
 func WithExpiration(d time.Duration) PublishOption {
-	return func(c *publishConfig) { c.props.Expiration = d }
+	return publishOption(func(c *publishConfig) { c.props.Expiration = d })
 }
 
 // WithDeliveryMode sets Persistent (the default) or Transient delivery.
 func WithDeliveryMode(m DeliveryMode) PublishOption {
-	return func(c *publishConfig) { c.props.DeliveryMode = uint8(m) }
+	return publishOption(func(c *publishConfig) { c.props.DeliveryMode = uint8(m) })
 }
 
 // WithMandatory makes Publish fail with ErrUnroutable when no queue is bound
 // to receive the message, instead of the broker dropping it.
-func WithMandatory() PublishOption { return func(c *publishConfig) { c.mandatory = true } }
+func WithMandatory() PublishOption {
+	return publishOption(func(c *publishConfig) { c.mandatory = true })
+}
 
 // WithUnroutableWarning logs a warning when a message reaches no queue and
 // the broker drops it, once per exchange and routing key on the connection,
@@ -194,39 +187,45 @@ func WithMandatory() PublishOption { return func(c *publishConfig) { c.mandatory
 // background. Transports without mandatory publishing cannot tell, and do
 // not warn. Generated producers set it.
 func WithUnroutableWarning() PublishOption {
-	return func(c *publishConfig) { c.warnDropped = true }
+	return publishOption(func(c *publishConfig) { c.warnDropped = true })
 }
 
 // WithReplyTo sets the reply_to property: where a reply should be sent.
 func WithReplyTo(queue string) PublishOption {
-	return func(c *publishConfig) { c.props.ReplyTo = queue }
+	return publishOption(func(c *publishConfig) { c.props.ReplyTo = queue })
 }
 
 // WithCorrelationID sets the correlation_id property.
 func WithCorrelationID(id string) PublishOption {
-	return func(c *publishConfig) { c.props.CorrelationID = id }
+	return publishOption(func(c *publishConfig) { c.props.CorrelationID = id })
 }
 
 // WithMessageID sets the message_id property.
 func WithMessageID(id string) PublishOption {
-	return func(c *publishConfig) { c.props.MessageID = id }
+	return publishOption(func(c *publishConfig) { c.props.MessageID = id })
 }
 
 // WithTimestamp sets the timestamp property.
 func WithTimestamp(t time.Time) PublishOption {
-	return func(c *publishConfig) { c.props.Timestamp = t }
+	return publishOption(func(c *publishConfig) { c.props.Timestamp = t })
 }
 
 // WithType sets the type property. Generated producers set it to the rpc
 // method's full name.
-func WithType(t string) PublishOption { return func(c *publishConfig) { c.props.Type = t } }
+func WithType(t string) PublishOption {
+	return publishOption(func(c *publishConfig) { c.props.Type = t })
+}
 
 // WithAppID sets the app_id property.
-func WithAppID(id string) PublishOption { return func(c *publishConfig) { c.props.AppID = id } }
+func WithAppID(id string) PublishOption {
+	return publishOption(func(c *publishConfig) { c.props.AppID = id })
+}
 
 // WithUserID sets the user_id property. RabbitMQ checks it against the
 // connection's user.
-func WithUserID(id string) PublishOption { return func(c *publishConfig) { c.props.UserID = id } }
+func WithUserID(id string) PublishOption {
+	return publishOption(func(c *publishConfig) { c.props.UserID = id })
+}
 
 // NewProducer returns a producer on conn. Options set its defaults.
 func NewProducer(conn *Connection, opts ...ProducerOption) *Producer {
@@ -334,7 +333,7 @@ func (p *Producer) withOptions(opts []PublishOption) *publishConfig {
 	cfg := new(publishConfig)
 	*cfg = p.defaults
 	for _, o := range opts {
-		o(cfg)
+		o.applyPublish(cfg)
 	}
 	return cfg
 }

@@ -24,7 +24,7 @@ import (
 // max 30s), retrying until the context ends.
 type RetryPolicy struct {
 	// MaxRetries bounds the retries after the first attempt; 0 means no
-	// bound but the context's. Use NoRetry for a single attempt.
+	// bound but the context's. Use NoRetry() for a single attempt.
 	MaxRetries    int
 	IntervalStart time.Duration // first wait (default 2s)
 	IntervalStep  time.Duration // added per wait (default 2s)
@@ -32,7 +32,7 @@ type RetryPolicy struct {
 }
 
 // NoRetry makes one attempt only.
-var NoRetry = RetryPolicy{MaxRetries: -1}
+func NoRetry() RetryPolicy { return RetryPolicy{MaxRetries: -1} }
 
 func (p RetryPolicy) withDefaults() RetryPolicy {
 	if p.IntervalStart == 0 {

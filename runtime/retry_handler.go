@@ -12,11 +12,11 @@ import (
 )
 
 // RetriesHeader counts how many times a message has been retried by a
-// consumer with WithRetry. It travels with the message, so every consumer
+// consumer with WithMessageRetry. It travels with the message, so every consumer
 // of the queue, in any process, sees the same count.
 const RetriesHeader = "kombu_retries"
 
-// WithRetry retries a message whose handler failed (returned an error other
+// WithMessageRetry retries a message whose handler failed (returned an error other
 // than a Requeue, or panicked) up to policy.MaxRetries times, waiting
 // policy's back-off before each retry, and then rejects it for good: it is
 // dead-lettered where the queue has a dead-letter exchange. A poison message
@@ -39,8 +39,8 @@ const RetriesHeader = "kombu_retries"
 // counts deliveries itself (x-delivery-count); prefer that and Requeue there.
 //
 // policy.MaxRetries must be positive.
-func WithRetry(policy RetryPolicy) ConsumerOption {
-	return func(c *consumerConfig) { c.retry = &policy }
+func WithMessageRetry(policy RetryPolicy) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) { c.retry = &policy })
 }
 
 // retrier republishes failed messages for a consumer.
@@ -55,14 +55,15 @@ type retrier struct {
 
 func newRetrier(conn *Connection, policy RetryPolicy) (*retrier, error) {
 	if policy.MaxRetries <= 0 {
-		return nil, fmt.Errorf("kombu: WithRetry needs MaxRetries > 0, got %d", policy.MaxRetries)
+		return nil, fmt.Errorf("kombu: WithMessageRetry needs MaxRetries > 0, got %d", policy.MaxRetries)
 	}
 	return &retrier{policy: policy, conn: conn, producer: NewProducer(conn), declared: map[string]uint64{}}, nil
 }
 
-// retries returns how many times msg was retried so far.
-func retries(msg *Message) int {
-	switch n := msg.Headers[RetriesHeader].(type) {
+// Retries returns how many times WithMessageRetry has retried the message
+// so far, from its RetriesHeader: 0 on the first attempt.
+func (m *Message) Retries() int {
+	switch n := m.Headers[RetriesHeader].(type) {
 	case int:
 		return n
 	case int32:
@@ -80,7 +81,7 @@ func retries(msg *Message) int {
 // the original.
 func (r *retrier) retry(ctx context.Context, msg *Message, failure error) (bool, error) {
 	queue := msg.DeliveryInfo.Queue
-	done := retries(msg)
+	done := msg.Retries()
 	if done >= r.policy.MaxRetries || queue == "" || strings.HasPrefix(queue, "amq.") {
 		return false, nil
 	}

@@ -30,7 +30,7 @@ func TestWithRetryRetriesThenDeadLetters(t *testing.T) {
 			return nil
 		}),
 	}}, kombu.WithTopology(workAndDeadLetter),
-		kombu.WithRetry(kombu.RetryPolicy{MaxRetries: 3, IntervalStart: 20 * time.Millisecond, IntervalStep: 20 * time.Millisecond, IntervalMax: 100 * time.Millisecond}))
+		kombu.WithMessageRetry(kombu.RetryPolicy{MaxRetries: 3, IntervalStart: 20 * time.Millisecond, IntervalStep: 20 * time.Millisecond, IntervalMax: 100 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,8 +75,8 @@ func TestWithRetryNeedsAPositiveBound(t *testing.T) {
 	conn := dial(t)
 	_, err := kombu.NewConsumer(conn, []kombu.Subscription{{Queue: kombu.Queue{Name: "q"},
 		Handler: kombu.HandlerFunc(func(context.Context, *kombu.Message) error { return nil })}},
-		kombu.WithRetry(kombu.RetryPolicy{}))
+		kombu.WithMessageRetry(kombu.RetryPolicy{}))
 	if err == nil {
-		t.Fatal("WithRetry without MaxRetries accepted")
+		t.Fatal("WithMessageRetry without MaxRetries accepted")
 	}
 }

@@ -130,7 +130,7 @@ func TestDialMakesOneAttemptPerURLByDefault(t *testing.T) {
 	conn := testConnection(defaultCodecs)
 	conn.logger = discardLogger()
 	calls := 0
-	policy := NoRetry
+	policy := NoRetry()
 	_ = retry(context.Background(), policy, 1, RoundRobin, func(context.Context, int) error {
 		calls++
 		return &OperationalError{Err: transport.ErrClosed}

@@ -100,8 +100,8 @@ func (m *Message) ReplyError(ctx context.Context, err error) error {
 // the caller's options, and reads the clock then.
 func (p *Producer) expiringAt(deadline time.Time) PublishOption {
 	ttl := p.conn.features.Has(transport.FeatureTTL)
-	return func(c *publishConfig) {
-		WithHeaders(map[string]any{ExpiresHeader: float64(deadline.UnixNano()) / 1e9})(c)
+	return publishOption(func(c *publishConfig) {
+		c.addHeaders(map[string]any{ExpiresHeader: float64(deadline.UnixNano()) / 1e9})
 		if !ttl {
 			return
 		}
@@ -111,7 +111,7 @@ func (p *Producer) expiringAt(deadline time.Time) PublishOption {
 		if c.props.Expiration == 0 || left < c.props.Expiration {
 			c.props.Expiration = left
 		}
-	}
+	})
 }
 
 func (m *Message) replyProducer() (*Producer, error) {

@@ -31,7 +31,7 @@ import (
 // names, 64-bit integers as numbers, floats as floats, enums by name, bytes
 // in base64 (see marshalProtoDict).
 //
-// Add serializers per connection with WithSerializers; one with a
+// Add serializers per connection with WithCustomSerializers; one with a
 // built-in's name or content type replaces it on that connection. There is
 // no global registry.
 //
@@ -68,7 +68,7 @@ const (
 
 // builtinSerializers are the serializers every connection has, in the order
 // error messages list them. Further ones are added per connection with
-// WithSerializers. The list is never modified.
+// WithCustomSerializers. The list is never modified.
 var builtinSerializers = []Serializer{
 	jsonSerializer{},
 	protobufSerializer{},

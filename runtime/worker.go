@@ -47,23 +47,24 @@ type WorkerHooks struct {
 	ConsumerFailed func(err error)
 }
 
-// WorkerOption configures NewWorker.
-type WorkerOption func(*Worker)
-
 // WithProducerConnection sets the connection ProducerConnection returns.
 // Without it, the worker's producers share the consuming connection.
 func WithProducerConnection(conn *Connection) WorkerOption {
-	return func(w *Worker) { w.producerConn = conn }
+	return workerOption(func(w *Worker) { w.producerConn = conn })
 }
 
 // WithWorkerHooks sets the worker's hooks.
-func WithWorkerHooks(h WorkerHooks) WorkerOption { return func(w *Worker) { w.hooks = h } }
+func WithWorkerHooks(h WorkerHooks) WorkerOption {
+	return workerOption(func(w *Worker) { w.hooks = h })
+}
 
-// WithRestartPolicy throttles the recreation of a consumer that failed:
+// WithRestartBackoff throttles the recreation of a consumer that failed:
 // the n-th restart in a row waits policy.Interval(n). The default waits
 // 1s, 2s, 3s, then 3s; a consumer that ran for a minute starts over.
 // MaxRetries bounds the restarts in a row; past it, Run returns the error.
-func WithRestartPolicy(p RetryPolicy) WorkerOption { return func(w *Worker) { w.restart = p } }
+func WithRestartBackoff(p RetryPolicy) WorkerOption {
+	return workerOption(func(w *Worker) { w.restart = p })
+}
 
 // NewWorker returns a worker whose consumers use conn.
 func NewWorker(conn *Connection, opts ...WorkerOption) *Worker {
@@ -73,7 +74,7 @@ func NewWorker(conn *Connection, opts ...WorkerOption) *Worker {
 		restart:      RetryPolicy{IntervalStart: time.Second, IntervalStep: time.Second, IntervalMax: 2 * time.Second},
 	}
 	for _, o := range opts {
-		o(w)
+		o.applyWorker(w)
 	}
 	return w
 }

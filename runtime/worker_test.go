@@ -20,7 +20,7 @@ func counting(q string, n *atomic.Int64) kombu.ConsumerFactory {
 }
 
 func fastRestarts(maxRetries int) kombu.WorkerOption {
-	return kombu.WithRestartPolicy(kombu.RetryPolicy{MaxRetries: maxRetries,
+	return kombu.WithRestartBackoff(kombu.RetryPolicy{MaxRetries: maxRetries,
 		IntervalStart: 5 * time.Millisecond, IntervalStep: 5 * time.Millisecond, IntervalMax: 10 * time.Millisecond})
 }
 

@@ -239,7 +239,7 @@ func TestOrders(t *testing.T) {
 		}
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			msg, err := kombu.Queue{Name: "orders.dead"}.Get(ctx, conn, kombu.GetAutoAck())
+			msg, err := kombu.Queue{Name: "orders.dead"}.Get(ctx, conn, kombu.WithAutoAck())
 			if errors.Is(err, kombu.ErrEmpty) && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 				continue

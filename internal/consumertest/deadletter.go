@@ -21,7 +21,7 @@ import (
 //   - a handler error: the text where the transport writes the dead
 //     letter, none where the broker does;
 //   - a message that does not decode: likewise, the decoding error;
-//   - a message that used up WithRetry: the final attempt's error where
+//   - a message that used up WithMessageRetry: the final attempt's error where
 //     the transport writes the dead letter, the error of the last retry
 //     (the attempt before) where the broker does;
 //   - a long error is cut to 1 KiB.
@@ -55,7 +55,7 @@ func DeadLetterReason(t *testing.T, url string, brokerDeadLetters bool) {
 		var attempts atomic.Int32
 		dead := s.deadLetter(kombu.HandlerFunc(func(context.Context, *kombu.Message) error {
 			return fmt.Errorf("attempt %d failed", attempts.Add(1))
-		}), "invoice 42", kombu.WithRetry(kombu.RetryPolicy{
+		}), "invoice 42", kombu.WithMessageRetry(kombu.RetryPolicy{
 			MaxRetries: 1, IntervalStart: time.Millisecond, IntervalStep: time.Millisecond, IntervalMax: time.Millisecond,
 		}))
 		want := "attempt 2 failed"
@@ -109,7 +109,7 @@ func (s *scene) deadLetter(h kombu.Handler, body string, opts ...kombu.ConsumerO
 		t.Fatal(err)
 	}
 	for {
-		msg, err := s.dead.Get(ctx, s.admin, kombu.GetAutoAck())
+		msg, err := s.dead.Get(ctx, s.admin, kombu.WithAutoAck())
 		if err == nil {
 			return msg
 		}

@@ -168,9 +168,9 @@ func newScene(t *testing.T, url string) *scene {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
 		_, _ = s.work.Delete(ctx, s.admin)
-		_, _ = kombu.Queue{Name: s.work.Name + ".retry"}.Delete(ctx, s.admin) // WithRetry's holding queue
+		_, _ = kombu.Queue{Name: s.work.Name + ".retry"}.Delete(ctx, s.admin) // WithMessageRetry's holding queue
 		_, _ = s.dead.Delete(ctx, s.admin)
-		_ = s.dlx.Delete(ctx, s.admin, false)
+		_ = s.dlx.Delete(ctx, s.admin)
 	})
 	return s
 }

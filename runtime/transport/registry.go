@@ -7,8 +7,8 @@ import (
 	"sync"
 )
 
-// The scheme registry is the only package-level state in kombu-go besides the
-// optional global pools, as database/sql's driver registry is for that package.
+// The scheme registry is the only package-level state in kombu-go, as
+// database/sql's driver registry is for that package.
 var (
 	registryMu sync.RWMutex
 	registry   = map[string]Driver{}

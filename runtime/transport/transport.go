@@ -342,7 +342,7 @@ type Acknowledger interface {
 
 // ErrorHeader is the header in which a failed message carries the text of
 // the error that failed it: on the copy the runtime republishes for another
-// attempt (kombu.WithRetry), and on the dead-lettered copy where the
+// attempt (kombu.WithMessageRetry), and on the dead-lettered copy where the
 // transport writes that copy itself (see ReasonRejecter). A broker that
 // dead-letters on its own (RabbitMQ) adds x-death, which says "rejected"
 // and nothing of why.

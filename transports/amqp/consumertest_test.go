@@ -12,7 +12,7 @@ func TestShutdownNeverDeadLettersOrStrands(t *testing.T) {
 }
 
 // RabbitMQ dead-letters in the broker: x-death, and no error text but what
-// WithRetry's copies carry.
+// WithMessageRetry's copies carry.
 func TestDeadLetterSaysWhy(t *testing.T) {
 	consumertest.DeadLetterReason(t, brokertest.AMQPURL(t), true)
 }

@@ -191,7 +191,7 @@ func TestDialWithAWrongPasswordFailsPromptly(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := kombu.Dial(context.Background(), "amqp://guest:wrong-password@127.0.0.1:5672//",
-			kombu.WithRetryPolicy(kombu.RetryPolicy{IntervalStart: 10 * time.Millisecond}))
+			kombu.WithReconnectPolicy(kombu.RetryPolicy{IntervalStart: 10 * time.Millisecond}))
 		done <- err
 	}()
 	select {
@@ -288,7 +288,7 @@ func TestConcurrencyBoundHoldsAcrossRecovery(t *testing.T) {
 func dialRecovering(t *testing.T, ctx context.Context, connName string) *kombu.Connection {
 	t.Helper()
 	conn, err := kombu.Dial(ctx, brokertest.AMQPURL(t), kombu.WithConnectionName(connName),
-		kombu.WithRetryPolicy(kombu.RetryPolicy{IntervalStart: 50 * time.Millisecond, IntervalStep: 50 * time.Millisecond, IntervalMax: 200 * time.Millisecond}))
+		kombu.WithReconnectPolicy(kombu.RetryPolicy{IntervalStart: 50 * time.Millisecond, IntervalStep: 50 * time.Millisecond, IntervalMax: 200 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	kombu "github.com/kombu-go/kombu/runtime"
 )
 
-// kombu.WithRetry on RabbitMQ: a failing message waits out its back-off in
+// kombu.WithMessageRetry on RabbitMQ: a failing message waits out its back-off in
 // "<queue>.retry" (per-message TTL, dead-lettered back through the default
 // exchange), is retried MaxRetries times, then goes to the queue's DLX.
 func TestWithRetryOnRabbitMQ(t *testing.T) {
@@ -43,7 +43,7 @@ func TestWithRetryOnRabbitMQ(t *testing.T) {
 			return errors.New("always fails")
 		}),
 	}}, kombu.WithTopology(topo),
-		kombu.WithRetry(kombu.RetryPolicy{MaxRetries: 2, IntervalStart: 50 * time.Millisecond, IntervalStep: 50 * time.Millisecond, IntervalMax: 100 * time.Millisecond}))
+		kombu.WithMessageRetry(kombu.RetryPolicy{MaxRetries: 2, IntervalStart: 50 * time.Millisecond, IntervalStep: 50 * time.Millisecond, IntervalMax: 100 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestWithRetryOnRabbitMQ(t *testing.T) {
 	}
 	var msg *kombu.Message
 	for msg == nil {
-		if msg, err = (kombu.Queue{Name: dead}).Get(ctx, conn, kombu.GetAutoAck()); err != nil && !errors.Is(err, kombu.ErrEmpty) {
+		if msg, err = (kombu.Queue{Name: dead}).Get(ctx, conn, kombu.WithAutoAck()); err != nil && !errors.Is(err, kombu.ErrEmpty) {
 			t.Fatal(err)
 		}
 		time.Sleep(10 * time.Millisecond)

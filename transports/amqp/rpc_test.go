@@ -94,7 +94,7 @@ func TestStaleRequestExpiresOnRabbitMQ(t *testing.T) {
 	var msg *kombu.Message
 	for msg == nil {
 		var err error
-		if msg, err = (kombu.Queue{Name: dead}).Get(ctx, conn, kombu.GetAutoAck()); err != nil && !errors.Is(err, kombu.ErrEmpty) {
+		if msg, err = (kombu.Queue{Name: dead}).Get(ctx, conn, kombu.WithAutoAck()); err != nil && !errors.Is(err, kombu.ErrEmpty) {
 			t.Fatal(err)
 		}
 		time.Sleep(10 * time.Millisecond)

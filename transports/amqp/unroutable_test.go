@@ -98,7 +98,7 @@ func TestWithDeclareAfterRecovery(t *testing.T) {
 	if err := p.Publish(ctx, "after"); err != nil {
 		t.Fatal(err)
 	}
-	msg, err := q.Get(ctx, conn, kombu.GetAutoAck())
+	msg, err := q.Get(ctx, conn, kombu.WithAutoAck())
 	if err != nil {
 		t.Fatalf("get after recovery: %v (the queue was not declared again)", err)
 	}

@@ -315,7 +315,7 @@ func TestConsumerErrorDeadLetters(t *testing.T) {
 	}
 }
 
-// WithRetry on Redis republishes at once, MaxRetries times, then rejects:
+// WithMessageRetry on Redis republishes at once, MaxRetries times, then rejects:
 // the message ends in the dead-letter queue.
 func TestRetryEndsInTheDeadLetterQueue(t *testing.T) {
 	e := newEnv(t)
@@ -335,7 +335,7 @@ func TestRetryEndsInTheDeadLetterQueue(t *testing.T) {
 			return errors.New("cannot")
 		})}},
 		kombu.WithTopology(kombu.Topology{Queues: []kombu.Queue{{Name: "dead"}}}),
-		kombu.WithRetry(kombu.RetryPolicy{MaxRetries: 3, IntervalStart: time.Millisecond}))
+		kombu.WithMessageRetry(kombu.RetryPolicy{MaxRetries: 3, IntervalStart: time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}

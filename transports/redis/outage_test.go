@@ -161,7 +161,7 @@ func TestPublishAndAckThroughARedisRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	conn, err := kombu.Dial(ctx, srv.URL(0)+"?visibility_timeout=3600",
-		kombu.WithRetryPolicy(kombu.RetryPolicy{IntervalStart: 50 * time.Millisecond, IntervalStep: 50 * time.Millisecond, IntervalMax: 200 * time.Millisecond}))
+		kombu.WithReconnectPolicy(kombu.RetryPolicy{IntervalStart: 50 * time.Millisecond, IntervalStep: 50 * time.Millisecond, IntervalMax: 200 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}
