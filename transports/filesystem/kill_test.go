@@ -20,11 +20,47 @@ import (
 // until it is killed.
 const childEnv = "KOMBU_FILESYSTEM_TEST_CONSUMER"
 
+// drainEnv makes the test binary a consumer that acks and prints every
+// message of the folder and queue named in it until none came for two
+// seconds.
+const drainEnv = "KOMBU_FILESYSTEM_TEST_DRAIN"
+
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(childEnv); spec != "" {
 		os.Exit(consumeAndHang(spec))
 	}
+	if spec := os.Getenv(drainEnv); spec != "" {
+		os.Exit(drain(spec))
+	}
 	os.Exit(m.Run())
+}
+
+func drain(spec string) int {
+	url, queue, _ := strings.Cut(spec, " ")
+	c, err := dial(url)
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	defer c.Close()
+	sub, err := c.Consume(context.Background(), transport.ConsumeSpec{Queues: []string{queue}, Prefetch: 5})
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	fmt.Println("ready")
+	for {
+		select {
+		case d := <-sub.Deliveries():
+			if err := d.Acknowledger.Ack(d.Tag, false); err != nil {
+				fmt.Println("error:", err)
+				return 1
+			}
+			fmt.Printf("got %s\n", d.Body)
+		case <-time.After(2 * time.Second):
+			return 0
+		}
+	}
 }
 
 func consumeAndHang(spec string) int {
@@ -154,4 +190,73 @@ func TestKilledConsumerLosesNothing(t *testing.T) {
 			return len(taken) == 2
 		})
 	})
+}
+
+// Consumers in several processes share a queue: each message is taken by
+// exactly one of them.
+func TestConsumersInManyProcesses(t *testing.T) {
+	dir := t.TempDir()
+	url := "filesystem://" + dir + "?polling_interval=0.05"
+	const processes, messages = 3, 300
+	type child struct {
+		cmd  *exec.Cmd
+		got  []string
+		done chan struct{}
+	}
+	children := make([]*child, processes)
+	for i := range children {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), drainEnv+"="+url+" work")
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c := &child{cmd: cmd, done: make(chan struct{})}
+		children[i] = c
+		ready := make(chan struct{})
+		go func() {
+			defer close(c.done)
+			s := bufio.NewScanner(out)
+			for s.Scan() {
+				switch line := s.Text(); {
+				case line == "ready":
+					close(ready)
+				case strings.HasPrefix(line, "got "):
+					c.got = append(c.got, strings.TrimPrefix(line, "got "))
+				default:
+					t.Errorf("child %d: %s", i, line)
+				}
+			}
+		}()
+		select {
+		case <-ready:
+		case <-time.After(transporttest.DefaultTimeout):
+			t.Fatalf("child %d did not start consuming", i)
+		}
+	}
+	c := open(t, url)
+	for i := range messages {
+		transporttest.Publish(t, c, &transport.Publishing{RoutingKey: "work", Body: []byte(fmt.Sprint(i))})
+	}
+	seen := map[string]int{}
+	for i, ch := range children {
+		if err := ch.cmd.Wait(); err != nil {
+			t.Errorf("child %d: %v", i, err)
+		}
+		<-ch.done
+		for _, b := range ch.got {
+			seen[b]++
+		}
+		t.Logf("child %d took %d messages", i, len(ch.got))
+	}
+	for i := range messages {
+		if n := seen[fmt.Sprint(i)]; n != 1 {
+			t.Errorf("message %d was taken %d times", i, n)
+		}
+	}
+	wantEmpty(t, c, "work")
 }

@@ -390,7 +390,9 @@ func (c *conn) Get(ctx context.Context, queue string, autoAck bool) (*transport.
 		return nil, c.wrap("get from "+queue, err)
 	}
 	if autoAck {
-		c.ack(h)
+		if err := c.ack(h); err != nil {
+			c.log.Warn(c.name+": an auto-acked message could not be removed from the store; it will be delivered again", "queue", queue, "error", err)
+		}
 		return d, nil
 	}
 	if !c.gets.track(h, d) {

@@ -20,7 +20,10 @@
 //     and the routing table of direct, topic and fanout exchanges
 //     (Binding, Routes);
 //   - RabbitMQ's x-death record, for transports that dead-letter messages
-//     themselves (WithDeath, DeathTimes).
+//     themselves (WithDeath, DeathTimes);
+//   - what Kombu keeps in a connection's memory and what a virtual queue
+//     and consumer take: exchange declarations (Exchanges), queue arguments
+//     (QueueArguments, DeadLetter) and consumer specs (CheckConsumeSpec).
 //
 // The second is a whole transport.Conn over a Store: a driver implements
 // its storage primitives (put, take, ack, restore, purge, size, a binding
