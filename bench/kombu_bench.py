@@ -11,7 +11,10 @@ opened) and only the rest is timed, as the Go sides get an untimed turn
 before theirs. The body is a
 100-byte JSON dict with the Go order's fields (Python Kombu has no protobuf
 serializer). On memory:// the broker lives in this process, so the script
-declares the queue itself, and fills it (untimed) before consuming.
+declares the queue itself, and fills it (untimed) before consuming. On
+filesystem:///path the folder is both data folders (control folder
+path/control, as kombu-go's shorthand), and the script declares the queue
+too: Debian's Kombu 5.2 keeps a filesystem's bindings in process memory.
 """
 import json
 import socket
@@ -24,12 +27,13 @@ url, exchange_name, routing_key, binding, queue_name, count, workload = sys.argv
 count = int(count)
 warm = count // 10
 in_process = url.startswith("memory:")
+folder = url[len("filesystem://"):] if url.startswith("filesystem://") else None
 body = {"order_id": "A-0000001", "customer": "ada", "amount_cents": 1250, "items": ["tea", "mug"]}
 body["customer"] += "." * (100 - len(json.dumps(body)))
 # The exchange is declared as the Go side declares it: on Redis and in
 # memory Kombu keeps exchange types in client memory only.
 exchange = Exchange(exchange_name, "topic", durable=True)
-queue = Queue(queue_name, exchange, routing_key=binding, no_declare=not in_process)
+queue = Queue(queue_name, exchange, routing_key=binding, no_declare=not (in_process or folder))
 
 
 def timed(fn):
@@ -40,7 +44,7 @@ def timed(fn):
 
 def publish(conn, confirm, n, warm):
     producer = Producer(conn, exchange=exchange)
-    if in_process:
+    if in_process or folder:
         queue(conn.default_channel).declare()
     channel = conn.channel()
     sent = 0
@@ -83,6 +87,8 @@ def consume(conn):
 
 
 opts = {"confirm_publish": True} if workload == "publish-confirmed" else {}
+if folder:
+    opts.update(data_folder_in=folder, data_folder_out=folder, control_folder=folder + "/control")
 with Connection(url, transport_options=opts) as conn:
     if workload == "publish-confirmed":
         elapsed, cpu = publish(conn, True, count - warm, warm)

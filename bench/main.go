@@ -45,6 +45,7 @@ var transports = []struct {
 	{"memory", benchMemory},
 	{"amqp", benchAMQP},
 	{"redis", benchRedis},
+	{"filesystem", benchFilesystem},
 }
 
 type config struct {

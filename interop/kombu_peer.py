@@ -67,6 +67,23 @@ exact values.
                                   "reencoded", the body written again by the
                                   message's serializer (json: compact
                                   separators, no ASCII escaping) in base64.
+
+  Options added for the filesystem interop tests (all optional):
+    --kombu53-filesystem          (publish, consume, declare) give the
+                                  filesystem transport Kombu 5.3's control
+                                  folder: bindings in
+                                  control_folder/<exchange>.exchange files
+                                  and fanout. Debian's Kombu 5.2.4 keeps
+                                  bindings in process memory and has no
+                                  filesystem fanout; this is the Channel
+                                  code of kombu/transport/filesystem.py of
+                                  5.3 to 5.5, as it is there.
+    --declare QUEUE:EXCHANGE:TYPE:KEY
+                                  (publish, repeatable) declare the queue
+                                  bound to the exchange before publishing
+                                  (Kombu 5.2.4's filesystem transport routes
+                                  only through bindings its own process
+                                  made).
 """
 import argparse
 import base64
@@ -148,6 +165,74 @@ def install_kombu53_json():
     registry._set_default_serializer("json")
 
 
+def install_kombu53_filesystem():
+    """Kombu 5.3's filesystem Channel additions (PR #1499), verbatim."""
+    from collections import namedtuple
+    from pathlib import Path
+
+    from kombu.exceptions import ChannelError
+    from kombu.transport import filesystem as fs
+    from kombu.utils.encoding import bytes_to_str, str_to_bytes
+    from kombu.utils.json import dumps, loads
+
+    lock, unlock, LOCK_EX, LOCK_SH = fs.lock, fs.unlock, fs.LOCK_EX, fs.LOCK_SH
+    exchange_queue_t = namedtuple("exchange_queue_t",
+                                  ["routing_key", "pattern", "queue"])
+
+    class Channel(fs.Channel):
+        supports_fanout = True
+
+        def get_table(self, exchange):
+            file = self.control_folder / f"{exchange}.exchange"
+            try:
+                f_obj = file.open("r")
+                try:
+                    lock(f_obj, LOCK_SH)
+                    exchange_table = loads(bytes_to_str(f_obj.read()))
+                    return [exchange_queue_t(*q) for q in exchange_table]
+                finally:
+                    unlock(f_obj)
+                    f_obj.close()
+            except FileNotFoundError:
+                return []
+            except OSError:
+                raise ChannelError(f"Cannot open {file}")
+
+        def _queue_bind(self, exchange, routing_key, pattern, queue):
+            file = self.control_folder / f"{exchange}.exchange"
+            self.control_folder.mkdir(exist_ok=True)
+            queue_val = exchange_queue_t(routing_key or "", pattern or "",
+                                         queue or "")
+            try:
+                if file.exists():
+                    f_obj = file.open("rb+", buffering=0)
+                    lock(f_obj, LOCK_EX)
+                    exchange_table = loads(bytes_to_str(f_obj.read()))
+                    queues = [exchange_queue_t(*q) for q in exchange_table]
+                    if queue_val not in queues:
+                        queues.insert(0, queue_val)
+                        f_obj.seek(0)
+                        f_obj.write(str_to_bytes(dumps(queues)))
+                else:
+                    f_obj = file.open("wb", buffering=0)
+                    lock(f_obj, LOCK_EX)
+                    queues = [queue_val]
+                    f_obj.write(str_to_bytes(dumps(queues)))
+            finally:
+                unlock(f_obj)
+                f_obj.close()
+
+        def _put_fanout(self, exchange, payload, routing_key, **kwargs):
+            for q in self.get_table(exchange):
+                self._put(q.queue, payload, **kwargs)
+
+        @property
+        def control_folder(self):
+            return Path(self.transport_options.get('control_folder', 'control'))
+
+    fs.Transport.Channel = Channel
+
+
 def from_typed(value):
     """Turns {"__py__": T, "v": V} markers into Python values."""
     if isinstance(value, dict):
@@ -208,6 +293,9 @@ def publish(args):
         for spec in args.exchange or []:
             name, type_ = spec.rsplit(":", 1)
             Exchange(name, type=type_)(conn.default_channel).declare()
+        for spec in args.declare or []:
+            queue, name, type_, key = spec.split(":", 3)
+            Queue(queue, Exchange(name, type=type_), routing_key=key)(conn.default_channel).declare()
         producer = Producer(conn)
         for m in messages:
             kwargs = {k: m[k] for k in PUBLISH_KEYS if k in m}
@@ -349,6 +437,8 @@ def main():
     p.add_argument("--exchange", action="append")
     p.add_argument("--kombu53-json", action="store_true")
     p.add_argument("--typed", action="store_true")
+    p.add_argument("--declare", action="append")
+    p.add_argument("--kombu53-filesystem", action="store_true")
     p.set_defaults(fn=publish)
     c = sub.add_parser("consume")
     c.add_argument("url")
@@ -362,10 +452,12 @@ def main():
     c.add_argument("--hold", type=float, default=0)
     c.add_argument("--kombu53-json", action="store_true")
     c.add_argument("--typed", action="store_true")
+    c.add_argument("--kombu53-filesystem", action="store_true")
     c.set_defaults(fn=consume)
     d = sub.add_parser("declare")
     d.add_argument("url")
     d.add_argument("--transport-options")
+    d.add_argument("--kombu53-filesystem", action="store_true")
     d.set_defaults(fn=declare)
     sp = sub.add_parser("simple-put")
     sp.add_argument("url")
@@ -384,6 +476,8 @@ def main():
     args = parser.parse_args()
     if getattr(args, "kombu53_json", False):
         install_kombu53_json()
+    if getattr(args, "kombu53_filesystem", False):
+        install_kombu53_filesystem()
     args.fn(args)
 
 

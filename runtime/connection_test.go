@@ -53,6 +53,9 @@ func TestDialURLMistakes(t *testing.T) {
 		"memroy://":                           `unknown transport scheme "memroy": did you mean "memory"? (registered: `,
 		// This test binary does not import the Redis transport.
 		"redis-sentinel://h:26379?master_name=m": `did you mean "sentinel", with import _ "github.com/kombu-go/kombu/transports/redis" to register it?`,
+		// Nor the filesystem transport.
+		"filesystem:///var/spool/kombu": `import _ "github.com/kombu-go/kombu/transports/filesystem"`,
+		"fs:///var/spool/kombu":         `did you mean "filesystem", with import _ "github.com/kombu-go/kombu/transports/filesystem" to register it?`,
 	} {
 		_, err := kombu.Dial(context.Background(), raw)
 		if err == nil {

@@ -54,7 +54,8 @@ func Schemes() []string {
 var driverPackages = map[string]string{
 	"amqp": "amqp", "amqps": "amqp", "pyamqp": "amqp", "librabbitmq": "amqp",
 	"redis": "redis", "rediss": "redis", "sentinel": "redis",
-	"memory": "memory",
+	"memory":     "memory",
+	"filesystem": "filesystem",
 }
 
 // schemeAliases are names people write for a transport, with the scheme
@@ -65,6 +66,7 @@ var schemeAliases = map[string]string{
 	"redis-sentinel": "sentinel", "redissentinel": "sentinel",
 	"valkey": "redis", "keydb": "redis", "redis-tls": "rediss", "redis-ssl": "rediss",
 	"mem": "memory", "inmemory": "memory", "in-memory": "memory",
+	"fs": "filesystem", "file": "filesystem", "files": "filesystem", "folder": "filesystem", "dir": "filesystem",
 }
 
 // DriverPackage names the package that registers a scheme kombu-go knows

@@ -163,6 +163,7 @@ func TestSuggestScheme(t *testing.T) {
 		"rabbitmq": "amqp", "rabbit": "amqp", "RabbitMQ": "amqp", "ampq": "amqp", "amqb": "amqp", "AMQP": "amqp",
 		"redis-sentinel": "sentinel", "reddis": "redis", "redsi": "redis", "valkey": "redis",
 		"memroy": "memory", "inmemory": "memory",
+		"filesytem": "filesystem", "fs": "filesystem", "file": "filesystem",
 		"kafka": "", "http": "", "sqs": "", "x": "",
 	} {
 		got, ok := SuggestScheme(unknown)

@@ -1,18 +1,17 @@
 package memory
 
 import (
-	"maps"
-	"strconv"
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
 
 // Dead-letter reasons, as RabbitMQ writes them into x-death.
 const (
-	reasonRejected = "rejected"
-	reasonExpired  = "expired"
-	reasonMaxLen   = "maxlen"
+	reasonRejected = virtual.ReasonRejected
+	reasonExpired  = virtual.ReasonExpired
+	reasonMaxLen   = virtual.ReasonMaxLen
 )
 
 // deadLetter is a message leaving queue q for the given reason, to be
@@ -67,47 +66,12 @@ func (b *broker) deadLetter(d deadLetter) {
 	}
 }
 
-// withDeath returns m's headers with its death in queue recorded. As
-// RabbitMQ does, a repeated death (same queue, reason and exchange)
-// increments the count of its entry and moves it to the front; a new one is
-// prepended. x-first-death-* keep the first death.
+// withDeath returns m's headers with its death in queue recorded in
+// x-death, as RabbitMQ records it (virtual.WithDeath, shared with the
+// transports that dead-letter by themselves).
 func withDeath(m *message, queue, reason string, now time.Time) map[string]any {
-	h := make(map[string]any, len(m.headers)+4)
-	maps.Copy(h, m.headers)
-	old, _ := h["x-death"].([]any)
-	deaths := make([]any, 1, len(old)+1)
-	for _, d := range old {
-		t, _ := d.(map[string]any)
-		if deaths[0] == nil && t["queue"] == queue && t["reason"] == reason && t["exchange"] == m.exchange {
-			t = maps.Clone(t)
-			n, _ := intArg(t["count"])
-			t["count"] = n + 1
-			deaths[0] = t
-			continue
-		}
-		deaths = append(deaths, d)
-	}
-	if deaths[0] == nil {
-		t := map[string]any{
-			"count":        int64(1),
-			"reason":       reason,
-			"queue":        queue,
-			"time":         now.Truncate(time.Second), // AMQP timestamps have second precision
-			"exchange":     m.exchange,
-			"routing-keys": []any{m.routingKey},
-		}
-		if exp := m.props.Expiration; exp > 0 {
-			t["original-expiration"] = strconv.FormatInt(exp.Milliseconds(), 10)
-		}
-		deaths[0] = t
-	}
-	h["x-death"] = deaths
-	if _, ok := h["x-first-death-reason"]; !ok {
-		h["x-first-death-reason"] = reason
-		h["x-first-death-queue"] = queue
-		h["x-first-death-exchange"] = m.exchange
-	}
-	return h
+	return virtual.WithDeath(m.headers, virtual.Death{Queue: queue, Reason: reason,
+		Exchange: m.exchange, RoutingKey: m.routingKey, Expiration: m.props.Expiration}, now)
 }
 
 // deathCycle reports whether dead-lettering into queue would close a cycle

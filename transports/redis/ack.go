@@ -11,6 +11,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
 
 // entry is a message this connection took from a queue.
@@ -22,21 +23,10 @@ type entry struct {
 	delivered bool // handed to a consumer (or returned by Get)
 }
 
-// invalidEnvelope labels a stored message that is not a Kombu envelope. It
-// is delivered with this content type and as the "compression" header, which
-// no decompressor has, so that the runtime sends it to the consumer's
-// decode-error handler and rejects it, rather than handing garbage to a
-// handler or dropping it unseen.
-const invalidEnvelope = "application/x-kombu-invalid-envelope"
-
 func (e *entry) delivery(consumerTag string) *transport.Delivery {
-	d, err := decodeEnvelope(e.raw)
+	d, err := virtual.DecodeEnvelope([]byte(e.raw))
 	if err != nil {
-		d = &transport.Delivery{
-			Body:       []byte(e.raw),
-			Headers:    map[string]any{"compression": invalidEnvelope, "x-kombu-error": err.Error()},
-			Properties: transport.Properties{ContentType: invalidEnvelope},
-		}
+		d = virtual.UndecodableDelivery([]byte(e.raw), err)
 	}
 	d.Queue = e.queue
 	d.ConsumerTag = consumerTag
@@ -147,7 +137,7 @@ func (a *ackScope) reject(tag uint64, requeue bool, reason string) error {
 	e := a.ents[i]
 	a.tags = slices.Delete(a.tags, i, i+1)
 	a.ents = slices.Delete(a.ents, i, i+1)
-	var dl *deadLetterConfig
+	var dl *virtual.DeadLetter
 	if !requeue {
 		if dl = a.c.deadLetterFor(e.queue); dl == nil {
 			a.c.settle([]*entry{e})

@@ -14,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
 
 const features = transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout |
@@ -23,14 +24,6 @@ const features = transport.FeatureDirect | transport.FeatureTopic | transport.Fe
 // opTimeout bounds the commands a connection sends on its own behalf
 // (taking, acknowledging, restoring), which have no caller's context.
 const opTimeout = 30 * time.Second
-
-// exchangeDecl is an exchange as declared on this connection. Kombu keeps
-// exchanges in client memory only; so does this driver.
-type exchangeDecl struct {
-	typ        string
-	durable    bool
-	autoDelete bool
-}
 
 // queueDecl is a queue declared on this connection.
 type queueDecl struct {
@@ -46,7 +39,6 @@ type conn struct {
 	mu        sync.Mutex
 	closed    bool
 	lost      *lostError // set once Redis was found unreachable (see loss.go)
-	exchanges map[string]exchangeDecl
 	queues    map[string]queueDecl
 	subs      map[*subscription]struct{}
 	lastCtag  uint64
@@ -59,7 +51,10 @@ type conn struct {
 	// Dead-letter configurations of the queues declared here, under a lock
 	// of their own, taken last (Reject reads them under its scope's lock).
 	dlxMu sync.Mutex
-	dlx   map[string]*deadLetterConfig
+	dlx   map[string]*virtual.DeadLetter
+
+	// Exchanges live in this connection's memory only, as in Kombu.
+	exchanges *virtual.Exchanges
 
 	routes routeCache
 	gets   *ackScope
@@ -95,16 +90,11 @@ func newConn(rdb *goredis.Client, o *options, log *slog.Logger) *conn {
 			unackedIndex:   o.keyprefix + o.unackedIndexKey,
 			unackedMutex:   o.keyprefix + o.unackedMutexKey,
 		},
-		log: log,
-		// The broker's predefined exchanges, which nobody declares.
-		exchanges: map[string]exchangeDecl{
-			"amq.direct": {typ: transport.ExchangeDirect, durable: true},
-			"amq.topic":  {typ: transport.ExchangeTopic, durable: true},
-			"amq.fanout": {typ: transport.ExchangeFanout, durable: true},
-		},
+		log:        log,
+		exchanges:  virtual.NewExchanges(),
 		queues:     map[string]queueDecl{},
 		unroutable: map[string]struct{}{},
-		dlx:        map[string]*deadLetterConfig{},
+		dlx:        map[string]*virtual.DeadLetter{},
 		subs:       map[*subscription]struct{}{},
 		leased:     map[string]struct{}{},
 		bgStop:     make(chan struct{}),
@@ -170,14 +160,7 @@ func wrapErr(op string, err error) error {
 
 // exchangeType returns the type this connection knows an exchange by.
 // Like Kombu, an exchange it never declared is taken to be direct.
-func (c *conn) exchangeType(name string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ex, ok := c.exchanges[name]; ok {
-		return ex.typ
-	}
-	return transport.ExchangeDirect
-}
+func (c *conn) exchangeType(name string) string { return c.exchanges.Type(name) }
 
 // DeclareExchange records the exchange in this connection's memory, as
 // Kombu's virtual transport does: nothing is written to Redis. A passive
@@ -187,49 +170,22 @@ func (c *conn) DeclareExchange(ctx context.Context, ex transport.Exchange) error
 	if err := c.check(ctx); err != nil {
 		return err
 	}
-	if ex.Passive {
-		c.mu.Lock()
-		_, known := c.exchanges[ex.Name]
-		c.mu.Unlock()
-		if known || ex.Name == "" {
-			return nil
-		}
-		n, err := c.rdb.Exists(ctx, c.ks.binding(ex.Name)).Result()
-		if err != nil {
-			return c.wrap("declare exchange "+ex.Name, err)
-		}
-		if n == 0 {
-			return fmt.Errorf("redis: exchange %q: not declared on this connection and has no bindings: %w", ex.Name, transport.ErrNotFound)
+	if !ex.Passive {
+		if err := c.exchanges.Declare(ex); err != nil {
+			return fmt.Errorf("redis: %w", err)
 		}
 		return nil
 	}
-	switch ex.Type {
-	case transport.ExchangeDirect, transport.ExchangeTopic, transport.ExchangeFanout:
-	case "":
-		ex.Type = transport.ExchangeDirect
-	default:
-		return fmt.Errorf("redis: exchange %q: type %q (Kombu's Redis transport has direct, topic and fanout): %w", ex.Name, ex.Type, transport.ErrNotSupported)
-	}
-	if ex.Name == "" {
-		return fmt.Errorf("redis: the default exchange cannot be declared: %w", transport.ErrAccessRefused)
-	}
-	if ex.Internal {
-		return fmt.Errorf("redis: exchange %q: internal exchanges: %w", ex.Name, transport.ErrNotSupported)
-	}
-	if len(ex.Arguments) > 0 {
-		return fmt.Errorf("redis: exchange %q: arguments %v: %w", ex.Name, slices.Sorted(maps.Keys(ex.Arguments)), transport.ErrNotSupported)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	decl := exchangeDecl{typ: ex.Type, durable: ex.Durable, autoDelete: ex.AutoDelete}
-	if prev, ok := c.exchanges[ex.Name]; ok {
-		if prev.typ != decl.typ || prev.durable != decl.durable || prev.autoDelete != decl.autoDelete {
-			return fmt.Errorf("redis: exchange %q was declared as %s (durable=%t, auto_delete=%t) on this connection: %w",
-				ex.Name, prev.typ, prev.durable, prev.autoDelete, transport.ErrPrecondition)
-		}
+	if c.exchanges.Known(ex.Name) {
 		return nil
 	}
-	c.exchanges[ex.Name] = decl
+	n, err := c.rdb.Exists(ctx, c.ks.binding(ex.Name)).Result()
+	if err != nil {
+		return c.wrap("declare exchange "+ex.Name, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("redis: exchange %q: not declared on this connection and has no bindings: %w", ex.Name, transport.ErrNotFound)
+	}
 	return nil
 }
 
@@ -251,11 +207,7 @@ func (c *conn) DeleteExchange(ctx context.Context, name string, ifUnused bool) e
 	if err := c.rdb.Del(ctx, key).Err(); err != nil {
 		return c.wrap("delete exchange "+name, err)
 	}
-	c.mu.Lock()
-	if !strings.HasPrefix(name, "amq.") {
-		delete(c.exchanges, name)
-	}
-	c.mu.Unlock()
+	c.exchanges.Forget(name)
 	c.relay.dropExchange(name)
 	c.routes.forget(name)
 	return nil
@@ -284,12 +236,14 @@ func (c *conn) DeclareQueue(ctx context.Context, q transport.Queue) (transport.Q
 		}
 		return transport.QueueInfo{Name: q.Name, Messages: n}, nil
 	}
-	dlx, err := checkQueueArgs(q)
+	// Every Kombu queue on Redis has priority buckets 0, 3, 6 and 9,
+	// whatever its x-max-priority.
+	dlx, err := virtual.QueueArguments(q, "x-max-priority")
 	if err != nil {
-		return transport.QueueInfo{}, err
+		return transport.QueueInfo{}, fmt.Errorf("redis: %w", err)
 	}
 	if q.Name == "" {
-		q.Name = "amq.gen-" + newTag()
+		q.Name = "amq.gen-" + virtual.NewDeliveryTag()
 	}
 	n, _, err := c.size(ctx, q.Name)
 	if err != nil {
@@ -300,45 +254,6 @@ func (c *conn) DeclareQueue(ctx context.Context, q transport.Queue) (transport.Q
 	c.mu.Unlock()
 	c.setDeadLetter(q.Name, dlx)
 	return transport.QueueInfo{Name: q.Name, Messages: n}, nil
-}
-
-// checkQueueArgs accepts the arguments a Redis queue honours:
-// x-max-priority (every Kombu queue on Redis has priority buckets 0, 3, 6
-// and 9, whatever the maximum), x-queue-type=classic, and
-// x-dead-letter-exchange with x-dead-letter-routing-key, which it returns
-// (nil without a dead-letter exchange).
-func checkQueueArgs(q transport.Queue) (*deadLetterConfig, error) {
-	var dlx *deadLetterConfig
-	hasRK := false
-	var rk string
-	for _, name := range slices.Sorted(maps.Keys(q.Arguments)) {
-		v := q.Arguments[name]
-		switch {
-		case name == "x-max-priority":
-		case name == "x-queue-type" && v == "classic":
-		case name == "x-dead-letter-exchange":
-			s, ok := v.(string)
-			if !ok {
-				return nil, fmt.Errorf("redis: queue %q: argument %s=%v: not a string: %w", q.Name, name, v, transport.ErrPrecondition)
-			}
-			dlx = &deadLetterConfig{exchange: s}
-		case name == "x-dead-letter-routing-key":
-			s, ok := v.(string)
-			if !ok {
-				return nil, fmt.Errorf("redis: queue %q: argument %s=%v: not a string: %w", q.Name, name, v, transport.ErrPrecondition)
-			}
-			rk, hasRK = s, true
-		default:
-			return nil, fmt.Errorf("redis: queue %q: argument %s=%v: %w", q.Name, name, v, transport.ErrNotSupported)
-		}
-	}
-	if hasRK {
-		if dlx == nil {
-			return nil, fmt.Errorf("redis: queue %q: argument x-dead-letter-routing-key needs x-dead-letter-exchange: %w", q.Name, transport.ErrPrecondition)
-		}
-		dlx.routingKey, dlx.hasRoutingKey = rk, true
-	}
-	return dlx, nil
 }
 
 // size returns the number of messages in a queue's lists (Kombu's _size)
@@ -451,7 +366,7 @@ func (c *conn) unbindEverywhere(ctx context.Context, queue string) error {
 			var gone []any
 			for _, m := range members {
 				if strings.HasSuffix(m, suffix) {
-					if _, _, q, ok := parseBindingMember(m); ok && q == queue {
+					if b, ok := parseBindingMember(m); ok && b.Queue == queue {
 						gone = append(gone, m)
 					}
 				}
@@ -538,11 +453,7 @@ func (c *conn) Bind(ctx context.Context, b transport.Binding) error {
 		source = "amq.direct" // as Kombu's queue_bind
 	}
 	typ := c.exchangeType(source)
-	pattern := ""
-	if typ == transport.ExchangeTopic {
-		pattern = keyToPattern(b.RoutingKey)
-	}
-	if err := c.rdb.SAdd(ctx, c.ks.binding(source), bindingMember(b.RoutingKey, pattern, b.Destination)).Err(); err != nil {
+	if err := c.rdb.SAdd(ctx, c.ks.binding(source), bindingMember(virtual.BindingFor(typ, b.RoutingKey, b.Destination))).Err(); err != nil {
 		return c.wrap("bind "+b.Destination, err)
 	}
 	c.routes.forget(source)
@@ -578,8 +489,8 @@ func (c *conn) Unbind(ctx context.Context, b transport.Binding) error {
 		source = "amq.direct"
 	}
 	err := c.rdb.SRem(ctx, c.ks.binding(source),
-		bindingMember(b.RoutingKey, "", b.Destination),
-		bindingMember(b.RoutingKey, keyToPattern(b.RoutingKey), b.Destination)).Err()
+		bindingMember(virtual.BindingFor(transport.ExchangeDirect, b.RoutingKey, b.Destination)),
+		bindingMember(virtual.BindingFor(transport.ExchangeTopic, b.RoutingKey, b.Destination))).Err()
 	if err != nil {
 		return c.wrap("unbind "+b.Destination, err)
 	}
@@ -616,7 +527,7 @@ func (c *conn) Get(ctx context.Context, queue string, autoAck bool) (*transport.
 	return d, nil
 }
 
-func pyQuote(s string) string { return string(appendPyString(nil, s)) }
+func pyQuote(s string) string { return string(virtual.AppendPyString(nil, s)) }
 
 // Done is closed when the connection is lost (see loss.go) or closed.
 func (c *conn) Done() <-chan struct{} { return c.done }

@@ -13,6 +13,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
 
 const (
@@ -23,11 +24,6 @@ const (
 	// per round trip. They are out of Redis once taken, so it keeps few.
 	autoAckBatch = 16
 )
-
-// directReplyTo is RabbitMQ's pseudo-queue for direct reply-to. Redis has
-// no such thing (no FeatureDirectReplyTo): consuming it is refused rather
-// than served as an ordinary list every requester would share.
-const directReplyTo = "amq.rabbitmq.reply-to"
 
 // subscription consumes from its queues in a goroutine of its own: it takes
 // up to its free prefetch in one takeScript call, hands the messages over
@@ -60,30 +56,11 @@ type subscription struct {
 // exchange's broadcasts into its lists from the moment Bind returns (see
 // fanout.go), so broadcasts sent before Consume are waiting there.
 func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transport.Subscription, error) {
-	if len(spec.Queues) == 0 {
-		return nil, errors.New("redis: consume: no queue given")
-	}
-	if spec.Prefetch < 0 {
-		return nil, fmt.Errorf("redis: consume: negative prefetch %d", spec.Prefetch)
-	}
-	if spec.Exclusive {
-		return nil, fmt.Errorf("redis: exclusive consumers (Redis cannot refuse other consumers): %w", transport.ErrNotSupported)
-	}
-	for name, v := range spec.Arguments {
-		if name != "x-cancel-on-ha-failover" { // advisory
-			return nil, fmt.Errorf("redis: consume: argument %s=%#v: %w", name, v, transport.ErrNotSupported)
-		}
-	}
-	for i, q := range spec.Queues {
-		if q == "" {
-			return nil, errors.New("redis: consume: empty queue name")
-		}
-		if q == directReplyTo {
-			return nil, fmt.Errorf("redis: consume: %s (RabbitMQ's direct reply-to): %w", q, transport.ErrNotSupported)
-		}
-		if slices.Contains(spec.Queues[:i], q) {
-			return nil, fmt.Errorf("redis: consume: queue %q given twice", q)
-		}
+	// Amongst others, RabbitMQ's direct reply-to is refused (no
+	// FeatureDirectReplyTo) rather than served as an ordinary list every
+	// requester would share.
+	if err := virtual.CheckConsumeSpec(spec); err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
 	}
 	if err := c.check(ctx); err != nil {
 		return nil, err

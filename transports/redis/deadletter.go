@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
 
 // Dead-lettering. Kombu's Redis transport has none: its reject without
@@ -19,7 +19,9 @@ import (
 //
 // A rejected message is republished to the dead-letter exchange with the
 // dead-letter routing key if the queue has one, else with the routing key
-// it was published with, and with an x-death entry as RabbitMQ adds one.
+// it was published with, and with an x-death entry as RabbitMQ adds one
+// (virtual.WithDeath), its time stored as Kombu 5.2's JSON encoder writes a
+// datetime and read back as a time.Time.
 // Routing follows publishing's rules (the default exchange by queue name,
 // direct and topic through the binding set), except that a fanout
 // dead-letter exchange pushes to the lists of every queue in its binding
@@ -30,16 +32,9 @@ import (
 // unacked, to be restored to its queue after the visibility timeout, or
 // dead-lettered, never both.
 
-// deadLetterConfig is a queue's dead-letter exchange and routing key.
-type deadLetterConfig struct {
-	exchange      string // "": the default exchange
-	routingKey    string
-	hasRoutingKey bool
-}
-
 // deadLetterFor returns the dead-letter configuration this connection
 // declared the queue with, or nil.
-func (c *conn) deadLetterFor(queue string) *deadLetterConfig {
+func (c *conn) deadLetterFor(queue string) *virtual.DeadLetter {
 	c.dlxMu.Lock()
 	defer c.dlxMu.Unlock()
 	return c.dlx[queue]
@@ -47,7 +42,7 @@ func (c *conn) deadLetterFor(queue string) *deadLetterConfig {
 
 // setDeadLetter records a queue's dead-letter configuration (nil: none).
 // The latest declaration wins.
-func (c *conn) setDeadLetter(queue string, dl *deadLetterConfig) {
+func (c *conn) setDeadLetter(queue string, dl *virtual.DeadLetter) {
 	c.dlxMu.Lock()
 	defer c.dlxMu.Unlock()
 	if dl == nil {
@@ -57,15 +52,11 @@ func (c *conn) setDeadLetter(queue string, dl *deadLetterConfig) {
 	}
 }
 
-// reasonRejected is the x-death reason of a message rejected without
-// requeue.
-const reasonRejected = "rejected"
-
 // deadLetter settles a rejected entry by republishing it to the queue's
 // dead-letter exchange. On error the message stays unacked (or was
 // dead-lettered and the reply lost) and, no longer leased, is restored to
 // its queue after the visibility timeout if it is still unacked then.
-func (c *conn) deadLetter(ctx context.Context, e *entry, dl *deadLetterConfig, reason string) error {
+func (c *conn) deadLetter(ctx context.Context, e *entry, dl *virtual.DeadLetter, reason string) error {
 	if e.hkey != "" {
 		c.unlease([]string{e.hkey})
 	}
@@ -78,7 +69,7 @@ func (c *conn) deadLetter(ctx context.Context, e *entry, dl *deadLetterConfig, r
 		c.settle([]*entry{e})
 		return nil
 	}
-	if dl.exchange == "" {
+	if dl.Exchange == "" {
 		if key == "" {
 			// The default exchange with an empty key names no queue.
 			c.settle([]*entry{e})
@@ -86,25 +77,25 @@ func (c *conn) deadLetter(ctx context.Context, e *entry, dl *deadLetterConfig, r
 		}
 		_, err := returnScript.Run(ctx, c.rdb,
 			[]string{c.ks.unacked, c.ks.unackedIndex, c.ks.bucket(key, step)},
-			e.hkey, string(appendEnvelopeTail(head, newTag())), "L").Result()
+			e.hkey, string(virtual.AppendEnvelopeTail(head, virtual.NewDeliveryTag())), "L").Result()
 		return err
 	}
-	typ := c.exchangeType(dl.exchange)
+	typ := c.exchangeType(dl.Exchange)
 	for range 10 {
-		t := c.routes.get(dl.exchange)
+		t := c.routes.get(dl.Exchange)
 		if t == nil {
-			if t, err = c.freshTable(ctx, dl.exchange); err != nil {
+			if t, err = c.freshTable(ctx, dl.Exchange); err != nil {
 				return err
 			}
 		}
-		queues := t.route(typ, key)
+		queues := t.Lookup(typ, key)
 		keys := make([]string, 0, 3+len(queues))
-		keys = append(keys, c.ks.binding(dl.exchange))
+		keys = append(keys, c.ks.binding(dl.Exchange))
 		args := make([]any, 0, 2+len(queues))
 		args = append(args, t.fp)
 		for _, q := range queues {
 			keys = append(keys, c.ks.bucket(q, step))
-			args = append(args, appendEnvelopeTail(head[:len(head):len(head)], newTag()))
+			args = append(args, virtual.AppendEnvelopeTail(head[:len(head):len(head)], virtual.NewDeliveryTag()))
 		}
 		keys = append(keys, c.ks.unacked, c.ks.unackedIndex)
 		args = append(args, e.hkey)
@@ -122,7 +113,7 @@ func (c *conn) deadLetter(ctx context.Context, e *entry, dl *deadLetterConfig, r
 					members = append(members, s)
 				}
 			}
-			c.routes.put(dl.exchange, newRouteTable(members))
+			c.routes.put(dl.Exchange, newRouteTable(members))
 		default:
 			return fmt.Errorf("redis: dead-letter: unexpected reply %T", v)
 		}
@@ -133,20 +124,21 @@ func (c *conn) deadLetter(ctx context.Context, e *entry, dl *deadLetterConfig, r
 // deadLetterHead builds the envelope (up to its delivery tag) a rejected
 // entry is dead-lettered as, with reason (if any) in transport.ErrorHeader,
 // and returns it with the routing key and the priority step it goes with.
-func deadLetterHead(e *entry, dl *deadLetterConfig, reason string, now time.Time) (head []byte, routingKey string, step int, err error) {
-	d, err := decodeEnvelope(e.raw)
+func deadLetterHead(e *entry, dl *virtual.DeadLetter, reason string, now time.Time) (head []byte, routingKey string, step int, err error) {
+	d, err := virtual.DecodeEnvelope([]byte(e.raw))
 	if err != nil {
 		return nil, "", 0, err
 	}
 	routingKey = d.RoutingKey
-	if dl.hasRoutingKey {
-		routingKey = dl.routingKey
+	if dl.HasRoutingKey {
+		routingKey = dl.RoutingKey
 	}
 	p := &transport.Publishing{
-		Exchange:   dl.exchange,
+		Exchange:   dl.Exchange,
 		RoutingKey: routingKey,
 		Body:       d.Body,
-		Headers:    withDeath(d.Headers, e.queue, reasonRejected, d.Exchange, d.RoutingKey, d.Properties.Expiration, now),
+		Headers: virtual.WithDeath(d.Headers, virtual.Death{Queue: e.queue, Reason: virtual.ReasonRejected,
+			Exchange: d.Exchange, RoutingKey: d.RoutingKey, Expiration: d.Properties.Expiration}, now),
 		Properties: d.Properties,
 	}
 	// As RabbitMQ: a dead letter does not expire again, and is delivered
@@ -156,94 +148,9 @@ func deadLetterHead(e *entry, dl *deadLetterConfig, reason string, now time.Time
 	if reason != "" {
 		p.Headers[transport.ErrorHeader] = reason
 	}
-	head, err = appendEnvelopeHead(make([]byte, 0, 512+len(p.Body)*4/3), p)
+	head, err = virtual.AppendEnvelopeHead(make([]byte, 0, 512+len(p.Body)*4/3), p)
 	if err != nil {
 		return nil, "", 0, err
 	}
 	return head, routingKey, stepFor(int(p.Priority)), nil
-}
-
-// withDeath returns the headers with a death in queue recorded in x-death,
-// a list of tables as RabbitMQ writes it: a repeated death (same queue and
-// reason) increments its entry's count and moves it to the front, a new one
-// is prepended. x-first-death-* keep the first death. The time is a
-// time.Time, as in RabbitMQ's x-death; it is stored as Kombu's JSON encoder
-// writes a datetime (an ISO 8601 string), since a JSON envelope has no
-// timestamp type, and read back as a time.Time (withDeathTimes).
-func withDeath(headers map[string]any, queue, reason, exchange, routingKey string, expiration time.Duration, now time.Time) map[string]any {
-	h := make(map[string]any, len(headers)+4)
-	maps.Copy(h, headers)
-	old, _ := h["x-death"].([]any)
-	deaths := make([]any, 1, len(old)+1)
-	for _, d := range old {
-		t, _ := d.(map[string]any)
-		if deaths[0] == nil && t != nil && t["queue"] == queue && t["reason"] == reason {
-			t = maps.Clone(t)
-			n, _ := t["count"].(int64)
-			t["count"] = n + 1
-			deaths[0] = t
-			continue
-		}
-		deaths = append(deaths, d)
-	}
-	if deaths[0] == nil {
-		t := map[string]any{
-			"count":        int64(1),
-			"reason":       reason,
-			"queue":        queue,
-			"time":         now.UTC().Truncate(time.Second),
-			"exchange":     exchange,
-			"routing-keys": []any{routingKey},
-		}
-		if expiration > 0 {
-			t["original-expiration"] = fmt.Sprint(expiration.Milliseconds())
-		}
-		deaths[0] = t
-	}
-	h["x-death"] = deaths
-	if _, ok := h["x-first-death-reason"]; !ok {
-		h["x-first-death-reason"] = reason
-		h["x-first-death-queue"] = queue
-		h["x-first-death-exchange"] = exchange
-	}
-	return h
-}
-
-// withDeathTimes turns the time of each x-death entry, stored as an ISO
-// 8601 string, back into the time.Time that RabbitMQ's and the memory
-// broker's x-death carry, so that a consumer reads one type on every
-// transport. A time in Kombu 5.3's JSON envelope for datetimes
-// ({"__type__": "datetime", "__value__": ...}), or naive (UTC, as Python's
-// isoformat() writes it without a time zone), is read too; anything else is
-// left as it is. Written again, the time takes its stored form.
-func withDeathTimes(h map[string]any) map[string]any {
-	deaths, _ := h["x-death"].([]any)
-	for _, d := range deaths {
-		entry, ok := d.(map[string]any)
-		if !ok {
-			continue
-		}
-		raw := entry["time"]
-		if env, ok := raw.(map[string]any); ok && env["__type__"] == "datetime" {
-			raw = env["__value__"]
-		}
-		if s, ok := raw.(string); ok {
-			if t, ok := parseISOTime(s); ok {
-				entry["time"] = t
-			}
-		}
-	}
-	return h
-}
-
-// parseISOTime reads a time as appendPyTime and Python's isoformat() write
-// it: with "Z", with a UTC offset, or naive, taken as UTC.
-func parseISOTime(s string) (time.Time, bool) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, true
-	}
-	if t, err := time.ParseInLocation("2006-01-02T15:04:05.999999999", s, time.UTC); err == nil {
-		return t, true
-	}
-	return time.Time{}, false
 }

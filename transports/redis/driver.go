@@ -188,8 +188,10 @@
 //     exchange as RabbitMQ does: with the dead-letter routing key, else the
 //     message's own, an x-death header (a list of tables: count, reason
 //     "rejected", queue, exchange, routing-keys, time) whose count grows
-//     with each death in the same queue for the same reason, and
-//     x-first-death-*. Removing the unacked record and pushing to the
+//     with each death in the same queue, for the same reason, of a message
+//     published to the same exchange, and x-first-death-* (RabbitMQ's
+//     record, written by package virtual for every transport that
+//     dead-letters by itself). Removing the unacked record and pushing to the
 //     routed queues is one script, so a crash neither loses nor duplicates
 //     the message. Routing is publishing's (the exchange's type as this
 //     connection knows it, the binding set as it is now), except that a
@@ -197,8 +199,8 @@
 //     instead of PUBLISHing, so no subscriber need be listening. Only
 //     rejections dead-letter: there is no expiry (no FeatureTTL) and no
 //     length limit on Redis. The x-death time is stored as an ISO 8601
-//     string in UTC, whole seconds ("2024-05-06T07:08:09Z"), as Kombu's
-//     JSON writes a datetime, and delivered as a time.Time, as RabbitMQ's
+//     string in UTC, whole seconds ("2024-05-06T07:08:09Z"), as Kombu 5.2's
+//     JSON encoder writes a datetime (virtual.AppendISOTime), and delivered as a time.Time, as RabbitMQ's
 //     and the memory broker's are (Python reads the string). Python Kombu
 //     consumers of the same queue, and Go processes that did not declare
 //     it, do not dead-letter: their rejects drop the message. A message

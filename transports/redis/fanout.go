@@ -11,6 +11,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
 
 // Broadcasts. A fanout exchange on Redis is a PUB/SUB channel: Kombu
@@ -376,7 +377,7 @@ func (r *fanoutRelay) copy(m *goredis.Message) {
 		*l = lastBroadcast{channel: m.Channel, payload: m.Payload, patterns: map[string]bool{}, queues: map[string]bool{}}
 	}
 	l.patterns[m.Pattern] = true
-	step := stepFor(priorityOf(m.Payload))
+	step := stepFor(virtual.Priority([]byte(m.Payload)))
 	var keys []string
 	for _, q := range slices.Sorted(maps.Keys(qs)) {
 		if !l.queues[q] {

@@ -3,6 +3,8 @@ package redis
 import (
 	"strconv"
 	"strings"
+
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
 
 // Kombu's Redis layout (kombu/transport/redis.py):
@@ -25,9 +27,6 @@ const sep = "\x06\x16"
 var priorityStepValues = [...]int{0, 3, 6, 9}
 
 const numSteps = len(priorityStepValues)
-
-// maxPriority is the highest priority Kombu's virtual transports tell apart.
-const maxPriority = 9
 
 // keyspace names the keys and channels of one connection's database.
 type keyspace struct {
@@ -60,7 +59,7 @@ func (k *keyspace) buckets(queue string) [numSteps]string {
 // stepFor maps a message priority to its step as Kombu's _put does: the
 // priority is clamped to 0..9 and the largest step not above it is taken.
 func stepFor(priority int) int {
-	priority = min(max(priority, 0), maxPriority)
+	priority = min(max(priority, 0), virtual.MaxPriority)
 	step := 0
 	for i, v := range priorityStepValues {
 		if v <= priority {
@@ -85,16 +84,16 @@ func (k *keyspace) fanoutChannel(exchange, routingKey string) string {
 }
 
 // bindingMember is the set member Kombu writes for a binding.
-func bindingMember(routingKey, pattern, queue string) string {
-	return routingKey + sep + pattern + sep + queue
+func bindingMember(b virtual.Binding) string {
+	return b.RoutingKey + sep + b.Pattern + sep + b.Queue
 }
 
 // parseBindingMember splits a binding member. Members that do not have
 // three parts are not Kombu's and are skipped, as Python would fail on them.
-func parseBindingMember(m string) (routingKey, pattern, queue string, ok bool) {
+func parseBindingMember(m string) (virtual.Binding, bool) {
 	parts := strings.Split(m, sep)
 	if len(parts) != 3 {
-		return "", "", "", false
+		return virtual.Binding{}, false
 	}
-	return parts[0], parts[1], parts[2], true
+	return virtual.Binding{RoutingKey: parts[0], Pattern: parts[1], Queue: parts[2]}, true
 }

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"sync"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
 
 // Routing. Bindings live in Redis sets that any client (Go or Python) may
@@ -22,89 +22,21 @@ import (
 // therefore used by the very next publish, at the cost of one SMEMBERS on
 // the server per publish and no extra round trip.
 
-// binding is one member of a binding set.
-type binding struct {
-	key, pattern, queue string
-}
-
-// routeTable is the cached binding set of one exchange.
+// routeTable is the cached binding set of one exchange, with the
+// fingerprint publishScript checks it by.
 type routeTable struct {
-	fp       string
-	bindings []binding
-	mu       sync.Mutex
-	memo     map[memoKey][]string
+	*virtual.Routes
+	fp string
 }
-
-type memoKey struct{ typ, routingKey string }
-
-const maxMemo = 1024
 
 func newRouteTable(members []string) *routeTable {
-	t := &routeTable{fp: bindingFingerprint(members), memo: map[memoKey][]string{}}
+	bindings := make([]virtual.Binding, 0, len(members))
 	for _, m := range members {
-		if k, p, q, ok := parseBindingMember(m); ok {
-			t.bindings = append(t.bindings, binding{k, p, q})
+		if b, ok := parseBindingMember(m); ok {
+			bindings = append(bindings, b)
 		}
 	}
-	return t
-}
-
-// route returns the queues a message with the routing key goes to through
-// an exchange of the given type, as Kombu's exchange types look them up:
-// direct compares the binding's key, topic matches the binding's stored
-// pattern, fanout takes every queue. The result is sorted and has no
-// duplicates (Kombu collects a set).
-func (t *routeTable) route(typ, routingKey string) []string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if qs, ok := t.memo[memoKey{typ, routingKey}]; ok {
-		return qs
-	}
-	var qs []string
-	for _, b := range t.bindings {
-		var match bool
-		switch typ {
-		case transport.ExchangeTopic:
-			match = pyMatch(b.pattern, routingKey)
-		case transport.ExchangeFanout:
-			match = true
-		default:
-			match = b.key == routingKey
-		}
-		if match && !slices.Contains(qs, b.queue) {
-			qs = append(qs, b.queue)
-		}
-	}
-	slices.Sort(qs)
-	if len(t.memo) >= maxMemo {
-		clear(t.memo)
-	}
-	t.memo[memoKey{typ, routingKey}] = qs
-	return qs
-}
-
-// Compiled patterns are shared by every connection, as Kombu's
-// TopicExchange._compiled is.
-var (
-	patternsMu sync.RWMutex
-	patterns   = map[string]*regexp.Regexp{} // nil: does not compile
-)
-
-// pyMatch is re.match(pattern, routingKey) for the patterns Kombu stores.
-func pyMatch(pattern, routingKey string) bool {
-	patternsMu.RLock()
-	re, ok := patterns[pattern]
-	patternsMu.RUnlock()
-	if !ok {
-		re, _ = compilePyPattern(pattern)
-		patternsMu.Lock()
-		if len(patterns) > 10000 {
-			clear(patterns)
-		}
-		patterns[pattern] = re
-		patternsMu.Unlock()
-	}
-	return re != nil && re.MatchString(routingKey)
+	return &routeTable{Routes: virtual.NewRoutes(bindings), fp: bindingFingerprint(members)}
 }
 
 // routeCache holds a connection's route tables.
@@ -176,7 +108,7 @@ func (c *conn) publish(ctx context.Context, ps []*transport.Publishing) error {
 			op.done = true
 			continue
 		}
-		head, err := appendEnvelopeHead(make([]byte, 0, 256+len(p.Body)*4/3), p)
+		head, err := virtual.AppendEnvelopeHead(make([]byte, 0, 256+len(p.Body)*4/3), p)
 		if err != nil {
 			op.err, op.done = err, true
 			continue
@@ -355,15 +287,15 @@ func (c *conn) queueOp(ctx context.Context, pipe goredis.Pipeliner, op *pubOp) {
 	case 'd':
 		// The default exchange: the routing key names the queue (Kombu's
 		// anonymous exchange), with no lookup.
-		op.cmd = pipe.LPush(ctx, c.ks.bucket(p.RoutingKey, step), appendEnvelopeTail(op.head, newTag()))
+		op.cmd = pipe.LPush(ctx, c.ks.bucket(p.RoutingKey, step), virtual.AppendEnvelopeTail(op.head, virtual.NewDeliveryTag()))
 	case 'f':
-		op.cmd = pipe.Publish(ctx, c.ks.fanoutChannel(p.Exchange, p.RoutingKey), appendEnvelopeTail(op.head, newTag()))
+		op.cmd = pipe.Publish(ctx, c.ks.fanoutChannel(p.Exchange, p.RoutingKey), virtual.AppendEnvelopeTail(op.head, virtual.NewDeliveryTag()))
 	default:
 		t := c.routes.get(p.Exchange)
 		if t == nil {
 			t = newRouteTable(nil)
 		}
-		queues := t.route(op.typ, p.RoutingKey)
+		queues := t.Lookup(op.typ, p.RoutingKey)
 		keys := make([]string, 1, 1+len(queues))
 		keys[0] = c.ks.binding(p.Exchange)
 		args := make([]any, 1, 1+len(queues))
@@ -373,7 +305,7 @@ func (c *conn) queueOp(ctx context.Context, pipe goredis.Pipeliner, op *pubOp) {
 			// Each queue's copy gets its own delivery tag (Kombu gives them
 			// all the same one), so that the copies' unacked records, keyed
 			// by tag, cannot collide.
-			args = append(args, appendEnvelopeTail(op.head[:len(op.head):len(op.head)], newTag()))
+			args = append(args, virtual.AppendEnvelopeTail(op.head[:len(op.head):len(op.head)], virtual.NewDeliveryTag()))
 		}
 		op.routes = queues
 		op.cmd = publishScript.EvalSha(ctx, pipe, keys, args...)

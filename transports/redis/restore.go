@@ -2,12 +2,15 @@ package redis
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
 
 // take runs takeScript over the queues (in the order given, with their
@@ -120,8 +123,8 @@ func (c *conn) pushBack(ctx context.Context, es []*entry, where byte) error {
 		e := es[i]
 		payload := e.raw
 		if e.delivered {
-			if marked, err := markRedelivered(e.raw); err == nil {
-				payload = marked
+			if marked, err := virtual.MarkRedelivered([]byte(e.raw)); err == nil {
+				payload = string(marked)
 			}
 		}
 		calls = append(calls, &scriptCall{
@@ -180,7 +183,7 @@ func (c *conn) restoreLoop() {
 // score is older than the visibility timeout is put back on its queues,
 // at the front, marked redelivered. It returns how many it restored.
 func (c *conn) restoreVisible(ctx context.Context) (int, error) {
-	token := newTag()
+	token := virtual.NewDeliveryTag()
 	ok, err := c.rdb.SetNX(ctx, c.ks.unackedMutex, token, c.opts.mutexExpire).Result()
 	if err != nil || !ok {
 		return 0, err
@@ -241,7 +244,7 @@ func (c *conn) restoreTag(ctx context.Context, tag, ceil string) (bool, error) {
 			if err != nil {
 				return false, err
 			}
-			queues = t.route(c.exchangeType(exchange), routingKey)
+			queues = t.Lookup(c.exchangeType(exchange), routingKey)
 		}
 	}
 	if len(queues) == 0 {
@@ -263,10 +266,10 @@ func (c *conn) restoreTag(ctx context.Context, tag, ceil string) (bool, error) {
 		return false, nil
 	}
 	payload := envelope
-	if marked, err := markRedelivered(envelope); err == nil {
-		payload = marked
+	if marked, err := virtual.MarkRedelivered([]byte(envelope)); err == nil {
+		payload = string(marked)
 	}
-	step := stepFor(priorityOf(envelope))
+	step := stepFor(virtual.Priority([]byte(envelope)))
 	keys := []string{c.ks.unacked, c.ks.unackedIndex}
 	for _, q := range queues {
 		keys = append(keys, c.ks.bucket(q, step))
@@ -287,4 +290,20 @@ func (c *conn) freshTable(ctx context.Context, exchange string) (*routeTable, er
 	t := newRouteTable(members)
 	c.routes.put(exchange, t)
 	return t, nil
+}
+
+// parseUnacked splits an unacked hash value into the envelope text and the
+// exchange and routing key Kombu restores it through.
+func parseUnacked(v string) (envelope string, exchange, routingKey string, err error) {
+	var parts []json.RawMessage
+	if err := json.Unmarshal([]byte(v), &parts); err != nil || len(parts) != 3 {
+		return "", "", "", fmt.Errorf("%w: unacked entry is not [message, exchange, routing_key]", virtual.ErrEnvelope)
+	}
+	if err := json.Unmarshal(parts[1], &exchange); err != nil {
+		exchange = ""
+	}
+	if err := json.Unmarshal(parts[2], &routingKey); err != nil {
+		routingKey = ""
+	}
+	return string(parts[0]), exchange, routingKey, nil
 }

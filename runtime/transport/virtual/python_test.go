@@ -1,8 +1,9 @@
-package redis
+package virtual
 
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"os/exec"
 	"strconv"
@@ -81,8 +82,8 @@ func TestPyStringMatchesPython(t *testing.T) {
 import json, sys
 print(json.dumps([json.dumps(s) for s in json.load(sys.stdin)]))`, strs, &want)
 	for i, s := range strs {
-		if got := string(appendPyString(nil, s)); got != want[i] {
-			t.Errorf("appendPyString(%q) = %s, Python writes %s", s, got, want[i])
+		if got := string(AppendPyString(nil, s)); got != want[i] {
+			t.Errorf("AppendPyString(%q) = %s, Python writes %s", s, got, want[i])
 		}
 	}
 }
@@ -139,13 +140,13 @@ for raw in json.load(sys.stdin):
     out.append(dumps(payload))
 print(json.dumps(out))`, envelopes, &want)
 	for i, raw := range envelopes {
-		got, err := markRedelivered(raw)
+		got, err := MarkRedelivered([]byte(raw))
 		if err != nil {
-			t.Errorf("markRedelivered(%s): %v", raw, err)
+			t.Errorf("MarkRedelivered(%s): %v", raw, err)
 			continue
 		}
-		if got != want[i] {
-			t.Errorf("markRedelivered(%s)\n got  %s\n want %s", raw, got, want[i])
+		if string(got) != want[i] {
+			t.Errorf("MarkRedelivered(%s)\n got  %s\n want %s", raw, got, want[i])
 		}
 	}
 }
@@ -160,8 +161,8 @@ from kombu.transport.virtual.exchange import TopicExchange
 t = TopicExchange(None)
 print(json.dumps([t.key_to_pattern(k) for k in json.load(sys.stdin)]))`, keys, &want)
 	for i, k := range keys {
-		if got := keyToPattern(k); got != want[i] {
-			t.Errorf("keyToPattern(%q) = %q, Kombu writes %q", k, got, want[i])
+		if got := KeyToPattern(k); got != want[i] {
+			t.Errorf("KeyToPattern(%q) = %q, Kombu writes %q", k, got, want[i])
 		}
 	}
 }
@@ -191,7 +192,7 @@ for p in ["", "^a\\.b$", "^(?P<x>a)\\..*$", "^a\\Z", "^\\d+$"]:
 print(json.dumps(out))`, map[string]any{"keys": keys, "routing": routing}, &want)
 	for _, w := range want {
 		for j, rk := range routing {
-			if got := pyMatch(w.Pattern, rk); got != w.Match[j] {
+			if got := MatchPattern(w.Pattern, rk); got != w.Match[j] {
 				t.Errorf("pattern %q, routing key %q: Go matches %t, Python %t", w.Pattern, rk, got, w.Match[j])
 			}
 		}
@@ -207,11 +208,11 @@ func TestEnvelopeMatchesKombu(t *testing.T) {
 			CorrelationID: "cid", ReplyTo: "rq", MessageID: "m1", Type: "t", AppID: "ap",
 		},
 	}
-	head, err := appendEnvelopeHead(nil, p)
+	head, err := AppendEnvelopeHead(nil, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := string(appendEnvelopeTail(head, "TAG"))
+	got := string(AppendEnvelopeTail(head, "TAG"))
 	var want string
 	runPython(t, `
 import json, sys
@@ -233,12 +234,84 @@ print(json.dumps(dumps(msgs[0])))`, nil, &want)
 	if got != want {
 		t.Errorf("envelope\n got  %s\n want %s", got, want)
 	}
-	d, err := decodeEnvelope(got)
+	d, err := DecodeEnvelope([]byte(got))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(d.Body) != `{"x": 1}` || d.Properties != p.Properties || d.Exchange != "ex" || d.RoutingKey != "rk" ||
 		d.Headers["h"] != int64(1) || d.Redelivered {
 		t.Errorf("decoded %+v", d)
+	}
+}
+
+// One formatter writes every Python time: each offset form against
+// Python's own isoformat() and Kombu 5.2's JSON encoder.
+func TestISOTimeMatchesPython(t *testing.T) {
+	type sample struct {
+		Y, Mo, D, H, Mi, S, Us int
+		Offset                 int // seconds east of UTC
+	}
+	samples := []sample{
+		{2024, 5, 6, 7, 8, 9, 0, 0},
+		{2024, 5, 6, 7, 8, 9, 123456, 0},
+		{2024, 5, 6, 7, 8, 9, 1, 19800}, // +05:30
+		{1999, 12, 31, 23, 59, 59, 999999, -10800},
+		{1, 1, 1, 0, 0, 0, 0, 0},
+		{9999, 12, 31, 23, 59, 59, 999999, 0},
+		{1937, 6, 30, 12, 0, 0, 0, 1172},      // Amsterdam's +00:19:32
+		{2024, 2, 29, 0, 0, 5, 500000, -3723}, // -01:02:03
+	}
+	var want struct {
+		Aware []string `json:"aware"`
+		Naive []string `json:"naive"`
+		Kombu []string `json:"kombu"`
+	}
+	runPython(t, `
+import json, sys, datetime
+from kombu.utils.json import dumps
+out = {"aware": [], "naive": [], "kombu": []}
+for s in json.load(sys.stdin):
+    tz = datetime.timezone(datetime.timedelta(seconds=s["Offset"]))
+    naive = datetime.datetime(s["Y"], s["Mo"], s["D"], s["H"], s["Mi"], s["S"], s["Us"])
+    aware = naive.replace(tzinfo=tz)
+    out["aware"].append(aware.isoformat())
+    out["naive"].append(naive.isoformat())
+    out["kombu"].append(json.loads(dumps(aware)))
+print(json.dumps(out))`, samples, &want)
+	for i, s := range samples {
+		at := time.Date(s.Y, time.Month(s.Mo), s.D, s.H, s.Mi, s.S, s.Us*1000+321, time.FixedZone("", s.Offset))
+		for _, c := range []struct {
+			off  Offset
+			want string
+		}{{OffsetISO, want.Aware[i]}, {OffsetNone, want.Naive[i]}, {OffsetZ, want.Kombu[i]}} {
+			got, err := AppendISOTime(nil, at, c.off)
+			if err != nil || string(got) != c.want {
+				t.Errorf("AppendISOTime(%v, %d) = %q, %v; Python writes %q", at, c.off, got, err, c.want)
+			}
+		}
+	}
+	for _, year := range []int{0, -1, 10000} {
+		at := time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC)
+		if got, err := AppendISOTime([]byte("x"), at, OffsetZ); !errors.Is(err, ErrTimeRange) || got != nil {
+			t.Errorf("year %d: %q, %v; want ErrTimeRange", year, got, err)
+		}
+		_, err := AppendPyValue(nil, at)
+		if !errors.Is(err, ErrTimeRange) || !errors.Is(err, transport.ErrNotSupported) {
+			t.Errorf("a header time in year %d: %v; want ErrTimeRange and ErrNotSupported", year, err)
+		}
+	}
+}
+
+// What Python Kombu could not read as a message is not an envelope.
+func TestDecodeEnvelopeRefusesNonEnvelopes(t *testing.T) {
+	for _, raw := range []string{``, `null`, `[]`, `"text"`, `{"hello": "world"}`, `{"body": "eA==", "properties": null}`,
+		`{"body": "eA==", "properties": []}`, `{"properties": {}} x`} {
+		if d, err := DecodeEnvelope([]byte(raw)); !errors.Is(err, ErrEnvelope) {
+			t.Errorf("DecodeEnvelope(%s) = %+v, %v; want ErrEnvelope", raw, d, err)
+		}
+	}
+	d, err := DecodeEnvelope([]byte(`{"properties": {}}`))
+	if err != nil || len(d.Body) != 0 {
+		t.Errorf("the least envelope: %+v, %v", d, err)
 	}
 }

@@ -1,4 +1,4 @@
-package redis
+package virtual
 
 import (
 	"encoding/base64"
@@ -16,22 +16,22 @@ import (
 	"github.com/kombu-go/kombu/runtime/transport"
 )
 
-// Kombu stores messages on Redis as JSON written by Python's json.dumps with
-// its defaults: ", " and ": " separators, ensure_ascii escaping, floats as
-// repr() writes them. Writing the same bytes lets a Python reader, a person
-// running redis-cli and a byte-for-byte test see no difference between a
-// message Go wrote and one Kombu wrote. This file holds that encoder, and an
-// order-keeping parser for the one place Go edits a stored message: marking it
-// redelivered before it goes back to its queue, as Kombu does with
-// loads/dumps.
+// Kombu stores messages on its virtual transports as JSON written by Python's
+// json.dumps with its defaults: ", " and ": " separators, ensure_ascii
+// escaping, floats as repr() writes them. Writing the same bytes lets a
+// Python reader, a person looking at the store (redis-cli, cat) and a
+// byte-for-byte test see no difference between a message Go wrote and one
+// Kombu wrote. This file holds that encoder, and an order-keeping parser for
+// the one place Go edits a stored message: marking it redelivered before it
+// goes back to its queue, as Kombu does with loads/dumps.
 
 const hexDigits = "0123456789abcdef"
 
-// appendPyString appends s as a JSON string the way json.dumps writes it:
+// AppendPyString appends s as a JSON string the way json.dumps writes it:
 // every character outside printable ASCII (' ' to '~') as \uXXXX (a
 // surrogate pair above U+FFFF), and \" \\ \b \f \n \r \t for those five.
 // Bytes that are not UTF-8 are written as U+FFFD.
-func appendPyString(b []byte, s string) []byte {
+func AppendPyString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -159,37 +159,21 @@ func appendPyFloat(b []byte, f float64) []byte {
 	}
 }
 
-// appendPyTime writes a time as Kombu's JSON encoder writes a datetime:
-// isoformat(), with microseconds only when there are some, and "Z" for UTC.
-func appendPyTime(b []byte, t time.Time) []byte {
-	b = append(b, '"')
-	b = t.AppendFormat(b, "2006-01-02T15:04:05")
-	if us := t.Nanosecond() / 1000; us != 0 {
-		b = append(b, '.')
-		b = append(b, fmt.Sprintf("%06d", us)...)
-	}
-	_, off := t.Zone()
-	if off == 0 {
-		b = append(b, 'Z')
-	} else {
-		b = t.AppendFormat(b, "-07:00")
-	}
-	return append(b, '"')
-}
-
 // errHeaderType reports a header value JSON cannot carry: the transport
 // does not support it.
-var errHeaderType = fmt.Errorf("redis: header value of a type JSON cannot carry: %w", transport.ErrNotSupported)
+var errHeaderType = fmt.Errorf("header value of a type JSON cannot carry: %w", transport.ErrNotSupported)
 
-// appendPyValue appends a header value as json.dumps (with Kombu's encoder)
+// AppendPyValue appends a header value as json.dumps (with Kombu's encoder)
 // writes the Python value it stands for. Map keys are written in sorted
-// order, since Go maps have none.
-func appendPyValue(b []byte, v any) ([]byte, error) {
+// order, since Go maps have none. A time is written as Kombu 5.2's encoder
+// writes a datetime (see AppendISOTime and OffsetZ). A value JSON cannot
+// carry fails with an error wrapping transport.ErrNotSupported.
+func AppendPyValue(b []byte, v any) ([]byte, error) {
 	switch v := v.(type) {
 	case nil:
 		return append(b, "null"...), nil
 	case string:
-		return appendPyString(b, v), nil
+		return AppendPyString(b, v), nil
 	case bool:
 		if v {
 			return append(b, "true"...), nil
@@ -220,18 +204,23 @@ func appendPyValue(b []byte, v any) ([]byte, error) {
 	case float64:
 		return appendPyFloat(b, v), nil
 	case time.Time:
-		return appendPyTime(b, v), nil
+		b = append(b, '"')
+		b, err := AppendISOTime(b, v, OffsetZ)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errHeaderType, err)
+		}
+		return append(b, '"'), nil
 	case time.Duration:
 		return strconv.AppendInt(b, v.Milliseconds(), 10), nil
 	case []byte:
 		// Python's json cannot write bytes; Kombu's AMQP transport would
 		// send them as-is. Text stays text; anything else goes as base64.
 		if utf8.Valid(v) {
-			return appendPyString(b, string(v)), nil
+			return AppendPyString(b, string(v)), nil
 		}
-		return appendPyString(b, base64.StdEncoding.EncodeToString(v)), nil
+		return AppendPyString(b, base64.StdEncoding.EncodeToString(v)), nil
 	case fmt.Stringer:
-		return appendPyString(b, v.String()), nil
+		return AppendPyString(b, v.String()), nil
 	case map[string]any:
 		return appendPyMap(b, v)
 	case map[string]string:
@@ -241,9 +230,9 @@ func appendPyValue(b []byte, v any) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',', ' ')
 			}
-			b = appendPyString(b, k)
+			b = AppendPyString(b, k)
 			b = append(b, ':', ' ')
-			b = appendPyString(b, v[k])
+			b = AppendPyString(b, v[k])
 		}
 		return append(b, '}'), nil
 	case []any:
@@ -253,7 +242,7 @@ func appendPyValue(b []byte, v any) ([]byte, error) {
 				b = append(b, ',', ' ')
 			}
 			var err error
-			if b, err = appendPyValue(b, e); err != nil {
+			if b, err = AppendPyValue(b, e); err != nil {
 				return nil, err
 			}
 		}
@@ -264,7 +253,7 @@ func appendPyValue(b []byte, v any) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',', ' ')
 			}
-			b = appendPyString(b, e)
+			b = AppendPyString(b, e)
 		}
 		return append(b, ']'), nil
 	}
@@ -278,7 +267,7 @@ func appendPyValue(b []byte, v any) ([]byte, error) {
 				b = append(b, ',', ' ')
 			}
 			var err error
-			if b, err = appendPyValue(b, rv.Index(i).Interface()); err != nil {
+			if b, err = AppendPyValue(b, rv.Index(i).Interface()); err != nil {
 				return nil, err
 			}
 		}
@@ -302,10 +291,10 @@ func appendPyMap(b []byte, m map[string]any) ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',', ' ')
 		}
-		b = appendPyString(b, k)
+		b = AppendPyString(b, k)
 		b = append(b, ':', ' ')
 		var err error
-		if b, err = appendPyValue(b, m[k]); err != nil {
+		if b, err = AppendPyValue(b, m[k]); err != nil {
 			return nil, fmt.Errorf("key %q: %w", k, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package redis
+package virtual
 
 import (
 	"bytes"
@@ -16,7 +16,8 @@ import (
 )
 
 // The envelope is the JSON object Kombu's virtual channel stores for each
-// message (prepare_message and _inplace_augment_message), with this key order:
+// message (kombu/transport/virtual/base.py: Channel.prepare_message and
+// _inplace_augment_message), with this key order:
 //
 //	{"body": "<base64>", "content-encoding": "utf-8", "content-type": "application/json",
 //	 "headers": {...},
@@ -27,10 +28,12 @@ import (
 // Properties Kombu's publish takes as keyword arguments come first, in the
 // order AMQP lists them (which is also the order Celery passes them in).
 
-// appendEnvelopeHead appends a message's envelope up to the opening quote of
-// its delivery tag. The caller finishes it with appendEnvelopeTail, once
-// per copy, so that each queue's copy gets its own tag.
-func appendEnvelopeHead(b []byte, p *transport.Publishing) ([]byte, error) {
+// AppendEnvelopeHead appends a message's envelope, written as Python's
+// json.dumps writes it, up to the opening quote of its delivery tag. The
+// caller finishes it with AppendEnvelopeTail, once per copy, so that each
+// queue's copy can get its own tag. Header values follow AppendPyValue; one
+// JSON cannot carry fails with an error wrapping transport.ErrNotSupported.
+func AppendEnvelopeHead(b []byte, p *transport.Publishing) ([]byte, error) {
 	b = append(b, `{"body": "`...)
 	n := base64.StdEncoding.EncodedLen(len(p.Body))
 	b = growBy(b, n)
@@ -46,7 +49,7 @@ func appendEnvelopeHead(b []byte, p *transport.Publishing) ([]byte, error) {
 	} else {
 		var err error
 		if b, err = appendPyMap(b, p.Headers); err != nil {
-			return nil, fmt.Errorf("redis: headers: %w", err)
+			return nil, fmt.Errorf("headers: %w", err)
 		}
 	}
 	b = append(b, `, "properties": {`...)
@@ -55,7 +58,7 @@ func appendEnvelopeHead(b []byte, p *transport.Publishing) ([]byte, error) {
 			b = append(b, '"')
 			b = append(b, name...)
 			b = append(b, `": `...)
-			b = appendPyString(b, v)
+			b = AppendPyString(b, v)
 			b = append(b, ',', ' ')
 		}
 	}
@@ -82,17 +85,18 @@ func appendEnvelopeHead(b []byte, p *transport.Publishing) ([]byte, error) {
 		b = append(b, '"')
 	}
 	b = append(b, `, "delivery_info": {"exchange": `...)
-	b = appendPyString(b, p.Exchange)
+	b = AppendPyString(b, p.Exchange)
 	b = append(b, `, "routing_key": `...)
-	b = appendPyString(b, p.RoutingKey)
+	b = AppendPyString(b, p.RoutingKey)
 	b = append(b, `}, "priority": `...)
 	b = strconv.AppendUint(b, uint64(p.Priority), 10)
 	b = append(b, `, "body_encoding": "base64", "delivery_tag": "`...)
 	return b, nil
 }
 
-// appendEnvelopeTail finishes an envelope with its delivery tag.
-func appendEnvelopeTail(b []byte, tag string) []byte {
+// AppendEnvelopeTail finishes an envelope with its delivery tag (see
+// NewDeliveryTag).
+func AppendEnvelopeTail(b []byte, tag string) []byte {
 	b = append(b, tag...)
 	return append(b, `"}}`...)
 }
@@ -101,7 +105,7 @@ func appendPyStringOrNull(b []byte, s string) []byte {
 	if s == "" {
 		return append(b, "null"...)
 	}
-	return appendPyString(b, s)
+	return AppendPyString(b, s)
 }
 
 func growBy(b []byte, n int) []byte {
@@ -113,9 +117,9 @@ func growBy(b []byte, n int) []byte {
 	return b
 }
 
-// newTag returns a random (version 4) UUID in its usual text form, as
-// Kombu's uuid() does for delivery tags.
-func newTag() string {
+// NewDeliveryTag returns a random (version 4) UUID in its usual text form,
+// as Kombu's uuid() makes delivery tags.
+func NewDeliveryTag() string {
 	var u [16]byte
 	if _, err := rand.Read(u[:]); err != nil {
 		panic(err) // crypto/rand does not fail on supported platforms
@@ -143,7 +147,7 @@ type wireEnvelope struct {
 	ContentEncoding *string         `json:"content-encoding"`
 	ContentType     *string         `json:"content-type"`
 	Headers         json.RawMessage `json:"headers"`
-	Properties      struct {
+	Properties      *struct {
 		BodyEncoding  *string         `json:"body_encoding"`
 		DeliveryMode  json.RawMessage `json:"delivery_mode"`
 		Priority      json.RawMessage `json:"priority"`
@@ -164,25 +168,36 @@ type wireEnvelope struct {
 	Redelivered json.RawMessage `json:"redelivered"` // set by the virtual base _restore
 }
 
-// errEnvelope marks a stored message that is not a Kombu envelope.
-var errEnvelope = errors.New("redis: message is not a Kombu envelope")
+// ErrEnvelope marks a stored message that is not a Kombu envelope.
+var ErrEnvelope = errors.New("message is not a Kombu envelope")
 
-// decodeEnvelope turns a stored envelope into a delivery (without queue,
-// tags or acknowledger).
-func decodeEnvelope(raw string) (*transport.Delivery, error) {
+// DecodeEnvelope turns a stored envelope into a delivery (without its
+// queue, tags or acknowledger), reading it as leniently as Python Kombu
+// 5.2 to 5.5 write it: properties of other JSON types than Kombu's are
+// converted as Python would, header integers become int64 and other
+// numbers float64, and x-death times become a time.Time (see DeathTimes).
+// Redelivered is set from Kombu's marks (headers.redelivered,
+// properties.delivery_info.redelivered, or a top-level "redelivered").
+// What is not an envelope fails with ErrEnvelope.
+func DecodeEnvelope(raw []byte) (*transport.Delivery, error) {
 	var w wireEnvelope
-	if err := json.Unmarshal([]byte(raw), &w); err != nil {
-		return nil, fmt.Errorf("%w: %v", errEnvelope, err)
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrEnvelope, err)
+	}
+	p := w.Properties
+	if p == nil {
+		// Kombu reads payload['properties'] first thing, and fails without.
+		return nil, fmt.Errorf("%w: no \"properties\" object", ErrEnvelope)
 	}
 	d := &transport.Delivery{}
 	if w.Body != nil && *w.Body != "" {
-		if w.Properties.BodyEncoding != nil && *w.Properties.BodyEncoding == "base64" {
+		if p.BodyEncoding != nil && *p.BodyEncoding == "base64" {
 			body, err := base64.StdEncoding.DecodeString(*w.Body)
 			if err != nil {
 				// Python's b64decode skips characters outside the alphabet.
 				body, err = base64.StdEncoding.DecodeString(base64Clean(*w.Body))
 				if err != nil {
-					return nil, fmt.Errorf("%w: body is not base64: %v", errEnvelope, err)
+					return nil, fmt.Errorf("%w: body is not base64: %v", ErrEnvelope, err)
 				}
 			}
 			d.Body = body
@@ -193,11 +208,10 @@ func decodeEnvelope(raw string) (*transport.Delivery, error) {
 	if len(w.Headers) > 0 && string(w.Headers) != "null" {
 		h, err := decodeHeaders(w.Headers)
 		if err != nil {
-			return nil, fmt.Errorf("%w: headers: %v", errEnvelope, err)
+			return nil, fmt.Errorf("%w: headers: %v", ErrEnvelope, err)
 		}
-		d.Headers = withDeathTimes(h)
+		d.Headers = DeathTimes(h)
 	}
-	p := &w.Properties
 	props := &d.Properties
 	if w.ContentType != nil {
 		props.ContentType = *w.ContentType
@@ -226,18 +240,42 @@ func decodeEnvelope(raw string) (*transport.Delivery, error) {
 	return d, nil
 }
 
-// priorityOf returns an envelope's priority as Kombu's _get_message_priority
-// reads it: an integer clamped to 0..9, 0 when missing or not a number.
-func priorityOf(raw string) int {
+// MaxPriority is the highest priority Kombu's virtual transports tell
+// apart (virtual.Channel.max_priority).
+const MaxPriority = 9
+
+// Priority returns an envelope's priority as Kombu's _get_message_priority
+// reads it: an integer clamped to 0..MaxPriority, 0 when missing or not a
+// number.
+func Priority(raw []byte) int {
 	var w struct {
 		Properties struct {
 			Priority json.RawMessage `json:"priority"`
 		} `json:"properties"`
 	}
-	if json.Unmarshal([]byte(raw), &w) != nil {
+	if json.Unmarshal(raw, &w) != nil {
 		return 0
 	}
-	return int(min(max(rawInt(w.Properties.Priority), 0), maxPriority))
+	return int(min(max(rawInt(w.Properties.Priority), 0), MaxPriority))
+}
+
+// InvalidEnvelopeType labels a stored message that is not a Kombu
+// envelope (see UndecodableDelivery).
+const InvalidEnvelopeType = "application/x-kombu-invalid-envelope"
+
+// UndecodableDelivery is the delivery of a stored message that is not a
+// Kombu envelope: its raw bytes as the body, InvalidEnvelopeType as its
+// content type and as its "compression" header, which no decompressor has,
+// and the decoding error in "x-kombu-error". The runtime hands it to the
+// consumer's decode-error handler and rejects it (dead-lettering it where
+// the queue has a dead-letter exchange), rather than giving garbage to a
+// handler or dropping it unseen.
+func UndecodableDelivery(raw []byte, err error) *transport.Delivery {
+	return &transport.Delivery{
+		Body:       raw,
+		Headers:    map[string]any{"compression": InvalidEnvelopeType, "x-kombu-error": err.Error()},
+		Properties: transport.Properties{ContentType: InvalidEnvelopeType},
+	}
 }
 
 func base64Clean(s string) string {
@@ -345,13 +383,15 @@ func rawFloat(raw json.RawMessage) float64 {
 
 func rawTrue(raw json.RawMessage) bool { return string(raw) == "true" }
 
-// markRedelivered returns the envelope with headers.redelivered and
+// MarkRedelivered returns the envelope with headers.redelivered and
 // properties.delivery_info.redelivered set to true, written as Kombu's
-// _do_restore_message writes it (json.dumps after setting both keys).
-func markRedelivered(raw string) (string, error) {
-	n, err := parsePy(raw)
+// _do_restore_message writes it (json.dumps after setting both keys): the
+// rest keeps its key order and its values as Python reads and writes them.
+// What is not JSON fails with ErrEnvelope.
+func MarkRedelivered(raw []byte) ([]byte, error) {
+	n, err := parsePy(string(raw))
 	if err != nil {
-		return "", err
+		return nil, fmt.Errorf("%w: %v", ErrEnvelope, err)
 	}
 	if n.kind == '{' {
 		// Kombu sets both inside one try block: a missing "headers" skips
@@ -365,21 +405,5 @@ func markRedelivered(raw string) (string, error) {
 			}
 		}
 	}
-	return string(n.appendTo(make([]byte, 0, len(raw)+48))), nil
-}
-
-// parseUnacked splits an unacked hash value into the envelope text and the
-// exchange and routing key Kombu restores it through.
-func parseUnacked(v string) (envelope string, exchange, routingKey string, err error) {
-	var parts []json.RawMessage
-	if err := json.Unmarshal([]byte(v), &parts); err != nil || len(parts) != 3 {
-		return "", "", "", fmt.Errorf("%w: unacked entry is not [message, exchange, routing_key]", errEnvelope)
-	}
-	if err := json.Unmarshal(parts[1], &exchange); err != nil {
-		exchange = ""
-	}
-	if err := json.Unmarshal(parts[2], &routingKey); err != nil {
-		routingKey = ""
-	}
-	return string(parts[0]), exchange, routingKey, nil
+	return n.appendTo(make([]byte, 0, len(raw)+48)), nil
 }

@@ -1,9 +1,10 @@
-package redis
+package virtual
 
 import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -13,15 +14,16 @@ import (
 // (TopicExchange.key_to_pattern): words are split on ".", every
 // non-alphanumeric character is escaped, "*" becomes `.*?[^\.]` and "#"
 // becomes `.*?`, anchored with ^ and $. It stores that text in the binding
-// set and matches routing keys with re.match. So on Redis "*" can match
-// several words ("a.*" matches "a.b.c"), "#" matches within a word
-// ("a#" is not special but "a.#" needs at least "a."), and "a.#" does not
-// match "a". kombu-go writes the same text, so Python publishers route to
-// queues Go bound, and evaluates the stored text, so Go publishers route to
-// queues Python bound.
+// store (Redis's binding sets, the filesystem's control files) and matches
+// routing keys with re.match. So "*" can match several words ("a.*"
+// matches "a.b.c"), "#" matches within a word ("a#" is not special but
+// "a.#" needs at least "a."), and "a.#" does not match "a". kombu-go writes
+// the same text, so Python publishers route to queues Go bound, and
+// evaluates the stored text, so Go publishers route to queues Python bound.
 
-// keyToPattern is TopicExchange.key_to_pattern.
-func keyToPattern(bindingKey string) string {
+// KeyToPattern is Kombu's TopicExchange.key_to_pattern: the Python regular
+// expression a topic binding key is stored and matched as.
+func KeyToPattern(bindingKey string) string {
 	escaped := escapeRegex(bindingKey, ".#*")
 	words := strings.Split(escaped, ".")
 	for i, w := range words {
@@ -102,4 +104,30 @@ func compilePyPattern(pattern string) (*regexp.Regexp, error) {
 	}
 	b.WriteString(`)`)
 	return regexp.Compile(b.String())
+}
+
+// Compiled patterns are shared by every connection, as Kombu's
+// TopicExchange._compiled is.
+var (
+	patternsMu sync.RWMutex
+	patterns   = map[string]*regexp.Regexp{} // nil: does not compile
+)
+
+// MatchPattern is re.match(pattern, routingKey) for the patterns Kombu
+// stores with topic bindings, compiled once and cached. A pattern Go's
+// regexp cannot read (see compilePyPattern) matches nothing.
+func MatchPattern(pattern, routingKey string) bool {
+	patternsMu.RLock()
+	re, ok := patterns[pattern]
+	patternsMu.RUnlock()
+	if !ok {
+		re, _ = compilePyPattern(pattern)
+		patternsMu.Lock()
+		if len(patterns) > 10000 {
+			clear(patterns)
+		}
+		patterns[pattern] = re
+		patternsMu.Unlock()
+	}
+	return re != nil && re.MatchString(routingKey)
 }

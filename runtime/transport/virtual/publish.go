@@ -1,0 +1,129 @@
+package virtual
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+// Publish routes one message and stores a copy for each queue it reaches.
+// It returns once the store has every copy.
+func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
+	if err := c.check(ctx); err != nil {
+		return err
+	}
+	return c.publish(ctx, p, nil)
+}
+
+// PublishBatch publishes the messages in order, reading each exchange's
+// table once for the batch. A message that fails fails alone: the others
+// are published, and the error says how many failed, and why the first
+// did.
+func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
+	if err := c.check(ctx); err != nil {
+		return err
+	}
+	tables := map[string][]Binding{}
+	failed, first, firstAt := 0, error(nil), 0
+	for i, p := range ps {
+		if err := c.publish(ctx, p, tables); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("%s: %d of %d messages not published, from message %d: %w", c.name, len(ps)-i, len(ps), i, err)
+			}
+			if failed == 0 {
+				first, firstAt = err, i
+			}
+			failed++
+		}
+	}
+	switch {
+	case failed == 0:
+		return nil
+	case len(ps) == 1:
+		return first
+	}
+	return fmt.Errorf("%s: %d of %d messages not published; the first, message %d: %w", c.name, failed, len(ps), firstAt, first)
+}
+
+// publish refuses what a virtual transport does not have, then routes and
+// stores the message, telling of a message no queue takes as the
+// Publishing asks.
+func (c *conn) publish(ctx context.Context, p *transport.Publishing, tables map[string][]Binding) error {
+	switch {
+	case p.Expiration > 0:
+		return c.errorf("message expiration (Kombu's virtual transports store it, and nothing enforces it): %w", transport.ErrNotSupported)
+	case p.Priority != 0:
+		return c.errorf("message priority %d (this transport has no priority queues): %w", p.Priority, transport.ErrNotSupported)
+	}
+	n, err := c.routeAndPut(ctx, p, tables)
+	if err != nil || n > 0 {
+		return err
+	}
+	reason := "no queue is bound to the exchange with a matching key"
+	if p.Exchange == "" {
+		reason = "the default exchange with an empty routing key names no queue"
+	}
+	if p.Mandatory {
+		return c.errorf("exchange %q, routing key %q: %s: %w", p.Exchange, p.RoutingKey, reason, transport.ErrUnroutable)
+	}
+	if p.NotifyUnroutable && c.onUnroutable != nil {
+		c.onUnroutable(p.Exchange, p.RoutingKey, reason)
+	}
+	return nil
+}
+
+// routeAndPut writes the message's envelope, routes it as Kombu's virtual
+// exchanges do, and stores one copy per queue, each with a delivery tag of
+// its own (Kombu gives them one; distinct tags keep copies apart in stores
+// that key messages by tag). It returns how many queues it reached. tables,
+// if not nil, keeps the exchange tables read, for a batch.
+func (c *conn) routeAndPut(ctx context.Context, p *transport.Publishing, tables map[string][]Binding) (int, error) {
+	// Room for the tail: a tag and the closing `"}}`.
+	head, err := AppendEnvelopeHead(make([]byte, 0, 320+len(p.Body)*4/3), p)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", c.name, err)
+	}
+	queues, err := c.route(ctx, p, tables)
+	if err != nil {
+		return 0, err
+	}
+	priority := min(int(p.Priority), MaxPriority)
+	for i, q := range queues {
+		h := head
+		if i < len(queues)-1 {
+			h = head[:len(head):len(head)] // each copy its own array
+		}
+		m := Message{Queue: q, Envelope: AppendEnvelopeTail(h, NewDeliveryTag()), Priority: priority}
+		if err := c.store.Put(ctx, m); err != nil {
+			if i > 0 {
+				return i, c.wrap(fmt.Sprintf("publish to %q (stored for %q before)", q, queues[:i]), err)
+			}
+			return 0, c.wrap(fmt.Sprintf("publish to %q", q), err)
+		}
+	}
+	return len(queues), nil
+}
+
+// route returns the queues a message goes to: through the default
+// exchange, the queue its routing key names; through another, those its
+// table matches for the exchange's type.
+func (c *conn) route(ctx context.Context, p *transport.Publishing, tables map[string][]Binding) ([]string, error) {
+	if p.Exchange == "" {
+		if p.RoutingKey == "" {
+			return nil, nil
+		}
+		return []string{p.RoutingKey}, nil
+	}
+	bindings, cached := tables[p.Exchange]
+	if !cached {
+		var err error
+		if bindings, err = c.store.Bindings(ctx, p.Exchange); err != nil {
+			return nil, c.wrap("read the bindings of exchange "+p.Exchange, err)
+		}
+		if tables != nil {
+			tables[p.Exchange] = bindings
+		}
+	}
+	return Route(bindings, c.exchanges.Type(p.Exchange), p.RoutingKey), nil
+}
