@@ -35,12 +35,14 @@ const DefaultPoolLimit = 10
 // as in Kombu, so a pool of n connections has at most n operations in
 // flight, where one Connection pipelines any number: on RabbitMQ their
 // confirms on its channel, on Redis over go-redis's own sockets. `make
-// bench` measures 16 goroutines publishing one message at a time; on this
-// project's 2-core machine one connection made 2043 confirmed publishes a
-// second on RabbitMQ and 13585 on Redis, and a ProducerPool of 4, 10 and
-// 16 connections 0.50, 0.80 and 0.87 times that on RabbitMQ, 0.63, 0.79
-// and 0.98 on Redis: no pool beat one connection. A pool bounds how many
-// connections a program opens, and shares them between its parts.
+// bench` measures 16 goroutines publishing one message at a time. On this
+// project's 2-core machine one connection made 2413 confirmed publishes a
+// second on RabbitMQ and 18122 on Redis; a ProducerPool of 4, 10 and 16
+// connections made 0.45, 0.69 and 0.67 times that on RabbitMQ, 0.68, 0.72
+// and 1.01 on Redis (medians of the rounds' ratios; other runs read up to
+// 1.09 for 16 connections): no pool beat one connection beyond the noise.
+// A pool bounds how many connections a program opens, and shares them
+// between its parts.
 //
 // Pools is safe for concurrent use.
 type Pools struct {
