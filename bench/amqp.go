@@ -325,6 +325,10 @@ func benchAMQP(ctx context.Context, tab *table) error {
 		return err
 	}
 
+	if err := addPoolWorkload(ctx, tab, "publish, confirmed", url, defaults.conn, poolGoroutines*confirmedChunk, 0, purge); err != nil {
+		return err
+	}
+
 	// Unconfirmed publishing returns as soon as a message is written; the
 	// broker takes it in afterwards, and throttles a connection that
 	// writes faster than that (credit flow). So a turn lasts until the

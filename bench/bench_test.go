@@ -77,7 +77,7 @@ func samplesAt(rates ...float64) []sample {
 
 func TestSummarizeComparesEachRoundWithBare(t *testing.T) {
 	sides := []side{{kind: sdkDefaults}, {kind: bare}}
-	rows := summarize(sides, [][]sample{samplesAt(100, 300, 200), samplesAt(200, 300, 400)})
+	rows := summarize(sides, [][]sample{samplesAt(100, 300, 200), samplesAt(200, 300, 400)}, 1)
 	sdk, b := rows[0], rows[1]
 	if math.Abs(sdk.rate-200) > 1e-6 || math.Abs(b.rate-300) > 1e-6 {
 		t.Errorf("median rates %.1f and %.1f, want 200 and 300", sdk.rate, b.rate)
@@ -96,7 +96,7 @@ func TestSummarizeComparesEachRoundWithBare(t *testing.T) {
 }
 
 func TestSummarizeWithoutBare(t *testing.T) {
-	rows := summarize([]side{{kind: sdkTuned}}, [][]sample{samplesAt(100)})
+	rows := summarize([]side{{kind: sdkTuned}}, [][]sample{samplesAt(100)}, -1)
 	if !math.IsNaN(rows[0].vsBare) {
 		t.Errorf("×bare = %v without a bare side, want NaN", rows[0].vsBare)
 	}
@@ -150,6 +150,7 @@ func TestMemoryWorkloadsRun(t *testing.T) {
 	}
 	want := map[string]string{
 		"publish, one by one":        "SDK defaults, bare (Go channel), Watermill (GoChannel, persistent)",
+		"publish, 16 goroutines":     "SDK defaults (one connection), SDK pool (ProducerPool, limit 4), SDK pool (ProducerPool, limit 10), SDK pool (ProducerPool, limit 16)",
 		"consume, ack each":          "SDK defaults, SDK tuned (prefetch 100), bare (Go channel)",
 		"publish → consume, at once": "SDK defaults, SDK tuned (prefetch 100), bare (Go channel, buffer 100), Watermill (GoChannel)",
 	}
@@ -166,6 +167,14 @@ func TestMemoryWorkloadsRun(t *testing.T) {
 		}
 		if got := strings.Join(names, ", "); got != want[r.workload] {
 			t.Errorf("%s: sides %s, want %s", r.workload, got, want[r.workload])
+		}
+		// The pool rows compare each pool with one connection.
+		if r.workload == "publish, 16 goroutines" {
+			for i, s := range r.sides {
+				if s.reference != (i == 0) || !(s.vsBare > 0) {
+					t.Errorf("%s, %s: reference %v, ×one connection %v", r.workload, s.name(), s.reference, s.vsBare)
+				}
+			}
 		}
 	}
 }

@@ -180,7 +180,8 @@ func indexOf(xs []string, x string) int {
 func report(w io.Writer, cfg config, rows []row, took time.Duration) {
 	fmt.Fprintf(w, "kombu-go benchmark: %d messages per side per round (memory: %d), at least %d rounds and %v per workload; %d-byte protobuf body; %s %s/%s, %d CPUs; took %v\n",
 		cfg.n, memoryScale*cfg.n, cfg.rounds, cfg.minTime, len(mustEncode()), runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), took.Round(time.Second))
-	fmt.Fprintln(w, "msg/s, allocs/msg and CPU µs/msg are medians over the rounds; ×bare is the median of the rounds' rate ratios to the bare client, with their range;")
+	fmt.Fprintln(w, "msg/s, allocs/msg and CPU µs/msg are medians over the rounds; ×bare is the median of the rounds' rate ratios to the bare client"+
+		" (in the pool rows, to one connection), with their range;")
 	fmt.Fprintln(w, "SDK÷ is how many times the SDK (at its defaults where the row has them) outpaces that side. allocs/msg and CPU µs/msg are this process's,")
 	fmt.Fprintln(w, "per message: the broker's own work too on memory://, the client library's on the others (Python: its process's CPU, while timed)")
 	fmt.Fprintf(w, "decoding one order into a new OrderPlaced costs %.0f allocations: the floor of any consumer that decodes it, bare ones included\n\n", decodeAllocs())
@@ -196,7 +197,7 @@ func report(w io.Writer, cfg config, rows []row, took time.Duration) {
 			if !math.IsNaN(s.vsBare) {
 				ratio = fmt.Sprintf("%.2f", s.vsBare)
 			}
-			if !math.IsNaN(s.vsBareMin) && s.kind != bare {
+			if !math.IsNaN(s.vsBareMin) && !s.reference {
 				span = fmt.Sprintf("%.2f-%.2f", s.vsBareMin, s.vsBareMax)
 			}
 			if s.kind == viaWatermill || s.kind == viaPython {

@@ -23,10 +23,11 @@ const (
 	bareTwin                 // -calibrate: a second bare client, to show the harness's noise
 	viaWatermill             // Watermill on the same broker
 	viaPython                // Python Kombu, in a process of its own
+	sdkPool                  // the SDK through a kombu.ProducerPool
 )
 
 func (k kind) String() string {
-	return [...]string{"SDK defaults", "SDK tuned", "bare", "bare twin", "Watermill", "Python Kombu"}[k]
+	return [...]string{"SDK defaults", "SDK tuned", "bare", "bare twin", "Watermill", "Python Kombu", "SDK pool"}[k]
 }
 
 // run is one side's turn: it handles count messages.
@@ -48,9 +49,12 @@ type workload struct {
 	// setup runs before each round (purging queues, filling them, starting
 	// held consumers); the teardown it returns, if any, after the round.
 	// It must provide for a warm-up turn per side: a chunk more each.
-	setup   func() (teardown func() error, err error)
-	sides   []side
-	python  func(n int) (pythonResult, error) // nil: Python Kombu has no such row
+	setup  func() (teardown func() error, err error)
+	sides  []side
+	python func(n int) (pythonResult, error) // nil: Python Kombu has no such row
+	// vsFirst compares the sides with the first instead of the bare client
+	// (the pool rows: with one connection).
+	vsFirst bool
 	targets []target
 	note    string
 }
@@ -73,7 +77,8 @@ type sideRow struct {
 	label  string
 	rounds int
 	result
-	vsBare, vsBareMin, vsBareMax float64 // rate ÷ the bare client's: median and range of the rounds'
+	vsBare, vsBareMin, vsBareMax float64 // rate ÷ the reference's (the bare client's): median and range of the rounds'
+	reference                    bool    // the side the others are compared with
 }
 
 func (s sideRow) name() string {
@@ -218,9 +223,10 @@ const maxRounds = 50
 
 // summarize makes the report's lines from the sides' samples: each side's
 // median rate, allocations and CPU time, and the median and range of its
-// rounds' rates over the bare client's.
-func summarize(sides []side, samples [][]sample) []sideRow {
-	bareAt := slices.IndexFunc(sides, func(s side) bool { return s.kind == bare })
+// rounds' rates over the reference side's (sides[ref], usually the bare
+// client; -1: none).
+func summarize(sides []side, samples [][]sample, ref int) []sideRow {
+	bareAt := ref
 	rows := make([]sideRow, len(sides))
 	for i, s := range sides {
 		rounds := len(samples[i])
@@ -241,6 +247,7 @@ func summarize(sides []side, samples [][]sample) []sideRow {
 			kind: s.kind, label: s.label, rounds: rounds,
 			result: result{rate: median(rates), allocs: median(allocs), cpu: median(cpus)},
 			vsBare: median(vsBare), vsBareMin: slices.Min(vsBare), vsBareMax: slices.Max(vsBare),
+			reference: i == ref,
 		}
 	}
 	return rows
@@ -256,6 +263,15 @@ func median(xs []float64) float64 {
 		return xs[len(xs)/2]
 	}
 	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
+}
+
+// reference is the index of the side the others are compared with: the
+// bare client, or the first side with vsFirst; -1 for none.
+func (w workload) reference() int {
+	if w.vsFirst {
+		return 0
+	}
+	return slices.IndexFunc(w.sides, func(s side) bool { return s.kind == bare })
 }
 
 // table collects the rows of one transport's workloads.
@@ -278,7 +294,7 @@ func (t *table) add(w workload) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", w.name, err)
 	}
-	r := row{transport: t.transport, workload: w.name, n: w.n, sides: summarize(w.sides, samples), targets: w.targets, note: w.note}
+	r := row{transport: t.transport, workload: w.name, n: w.n, sides: summarize(w.sides, samples, w.reference()), targets: w.targets, note: w.note}
 	if r.n == 0 {
 		r.n = t.cfg.n
 	}

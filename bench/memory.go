@@ -110,6 +110,11 @@ func benchMemory(ctx context.Context, tab *table) error {
 		return err
 	}
 
+	err = addPoolWorkload(ctx, tab, "publish", "memory:///kombu-go-bench.defaults", defaults.conn, memoryChunk, n, purge)
+	if err != nil {
+		return err
+	}
+
 	// Consume: each round fills the queues (not timed), then the
 	// consumers, held between their turns (see turn), take turns.
 	consumeDefaults := sdkConsumer(ctx, sdkDefaults, defaults.conn)

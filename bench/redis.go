@@ -96,6 +96,9 @@ func benchRedis(ctx context.Context, tab *table) error {
 	if err != nil {
 		return err
 	}
+	if err := addPoolWorkload(ctx, tab, "publish", url, defaults.conn, 4*redisChunk, 0, purge); err != nil {
+		return err
+	}
 	err = tab.add(workload{
 		name: fmt.Sprintf("publish, pipelined (%d)", pipelineWindow), chunk: pipelineWindow, setup: only(purge),
 		sides: []side{

@@ -23,6 +23,16 @@ exact values.
       "bindings": [{"exchange", "type", "routing_key"}]}]} with Kombu.
       Prints {"declared": N}.
 
+  kombu_peer.py simple-put URL NAME [--buffer] < bodies.json
+      Puts each body of the JSON list with conn.SimpleQueue(NAME).put(body)
+      (conn.SimpleBuffer with --buffer), declaring what Kombu's SimpleQueue
+      declares. Prints {"put": N}.
+
+  kombu_peer.py simple-get URL NAME COUNT [--buffer] [--timeout S]
+      Takes COUNT messages with conn.SimpleQueue(NAME).get(timeout=...),
+      acking each (a SimpleBuffer's need no ack), and prints them as
+      consume does.
+
   Options added for the Redis interop tests (all optional):
     --transport-options JSON      (publish, consume, declare) Kombu transport
                                   options, such as {"global_keyprefix": "x:",
@@ -307,23 +317,28 @@ def jsonable(value):
     return str(value)
 
 
+def describe(body, message):
+    """A received message as the Go tests read it."""
+    return {
+        "body": jsonable(body),
+        "raw": base64.b64encode(message.body if isinstance(message.body, bytes)
+                                else message.body.encode()).decode(),
+        "content_type": message.content_type,
+        "content_encoding": message.content_encoding,
+        "headers": jsonable(message.headers),
+        "properties": jsonable({k: v for k, v in message.properties.items()
+                                if k != "application_headers"}),
+        "delivery_info": jsonable({k: message.delivery_info.get(k)
+                                   for k in ("exchange", "routing_key", "redelivered")}),
+    }
+
+
 def consume(args):
     out = []
     held = []
 
     def on_message(body, message):
-        out.append({
-            "body": jsonable(body),
-            "raw": base64.b64encode(message.body if isinstance(message.body, bytes)
-                                    else message.body.encode()).decode(),
-            "content_type": message.content_type,
-            "content_encoding": message.content_encoding,
-            "headers": jsonable(message.headers),
-            "properties": jsonable({k: v for k, v in message.properties.items()
-                                    if k != "application_headers"}),
-            "delivery_info": jsonable({k: message.delivery_info.get(k)
-                                       for k in ("exchange", "routing_key", "redelivered")}),
-        })
+        out.append(describe(body, message))
         if args.typed:
             out[-1]["pytypes"] = pytypes(body)
             out[-1]["reencoded"] = base64.b64encode(reencode(body, message.content_type)).decode()
@@ -380,6 +395,39 @@ def declare(args):
     print(json.dumps({"declared": n}))
 
 
+def simple_queue(conn, args):
+    return conn.SimpleBuffer(args.name) if args.buffer else conn.SimpleQueue(args.name)
+
+
+def simple_put(args):
+    bodies = json.load(sys.stdin)
+    with connect(args) as conn:
+        with simple_queue(conn, args) as q:
+            for body in bodies:
+                q.put(body)
+    print(json.dumps({"put": len(bodies)}))
+
+
+def simple_get(args):
+    out = []
+    with connect(args) as conn:
+        with simple_queue(conn, args) as q:
+            deadline = time.monotonic() + args.timeout
+            while len(out) < args.count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    message = q.get(timeout=left)
+                except q.Empty:
+                    break
+                out.append(describe(message.decode(), message))
+                message.ack()
+    print(json.dumps(out))
+    if len(out) < args.count:
+        sys.exit(f"got {len(out)} of {args.count} messages from {args.name} before the timeout")
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -411,6 +459,20 @@ def main():
     d.add_argument("--transport-options")
     d.add_argument("--kombu53-filesystem", action="store_true")
     d.set_defaults(fn=declare)
+    sp = sub.add_parser("simple-put")
+    sp.add_argument("url")
+    sp.add_argument("name")
+    sp.add_argument("--buffer", action="store_true")
+    sp.add_argument("--transport-options")
+    sp.set_defaults(fn=simple_put)
+    sg = sub.add_parser("simple-get")
+    sg.add_argument("url")
+    sg.add_argument("name")
+    sg.add_argument("count", type=int)
+    sg.add_argument("--buffer", action="store_true")
+    sg.add_argument("--timeout", type=float, default=10.0)
+    sg.add_argument("--transport-options")
+    sg.set_defaults(fn=simple_get)
     args = parser.parse_args()
     if getattr(args, "kombu53_json", False):
         install_kombu53_json()

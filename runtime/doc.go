@@ -85,6 +85,18 @@
 // producers, handlers and consumers from exchanges and routes declared in
 // .proto files (see the repository's README).
 //
+// # Simple queues and pools
+//
+// Two parts of Kombu's API are here for programs that want them.
+// NewSimpleQueue and NewSimpleBuffer are Kombu's SimpleQueue and
+// SimpleBuffer, typed: a queue used like a channel between programs (Put,
+// Get with a context, GetNowait, Len, Clear, Close), declared as Kombu
+// declares it, so that a Python conn.SimpleQueue("jobs") shares it. Pools
+// is Kombu's kombu.pools: connection and producer pools per broker URL,
+// with a limit, where Kombu has module globals. A Connection already
+// serves many goroutines, so a pool is for bounding connections, not for
+// speed (see Pools for the figures).
+//
 // # Request and reply
 //
 // Producer.Call publishes a request and waits for its reply, which a

@@ -19,7 +19,8 @@ var (
 	ErrUnroutable = transport.ErrUnroutable
 	// ErrNacked: the broker refused to take responsibility for a message.
 	ErrNacked = transport.ErrNacked
-	// ErrEmpty: Queue.Get found no message.
+	// ErrEmpty: Queue.Get or a simple queue's GetNowait found no message,
+	// or a simple queue's Get none before its context ended.
 	ErrEmpty = transport.ErrEmpty
 	// ErrNotFound: an exchange or queue does not exist.
 	ErrNotFound = transport.ErrNotFound
@@ -57,6 +58,12 @@ var (
 	ErrMessageState = errors.New("kombu: message already settled")
 	// ErrLimitExceeded: a size or pool limit was reached.
 	ErrLimitExceeded = errors.New("kombu: limit exceeded")
+	// ErrInvalidArgument: an argument out of its range, such as a pool limit
+	// below 1 or a simple queue without a name. The error says which.
+	ErrInvalidArgument = errors.New("kombu: invalid argument")
+	// ErrAlreadyReleased: a pooled connection or producer was released
+	// twice.
+	ErrAlreadyReleased = errors.New("kombu: already released to its pool")
 	// ErrStaleDelivery: a message delivered before the connection was lost
 	// and recovered cannot be settled: the broker has put it back in its
 	// queue, and its delivery tag could name another message now.

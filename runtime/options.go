@@ -9,19 +9,30 @@ package kombu
 //     Producer.With it sets the producer's default for every publish;
 //   - a ReceiveOption (WithAccept, WithAutoAck) applies wherever messages are
 //     received: NewConsumer and Queue.Get;
-//   - a DeleteOption qualifies Queue.Delete and Exchange.Delete alike.
+//   - a DeleteOption qualifies Queue.Delete and Exchange.Delete alike;
+//   - a DialOption is also a PoolOption: given to NewPools it configures
+//     every connection the pools dial;
+//   - a PublishOption and a ReceiveOption are also SimpleOptions: given to
+//     NewSimpleQueue or NewSimpleBuffer, the first sets the default of
+//     every Put, the second how Get receives.
 
-// DialOption configures Dial.
-type DialOption interface{ applyDial(*dialConfig) }
+// DialOption configures Dial. Passed to NewPools, it configures every
+// connection the pools dial.
+type DialOption interface {
+	PoolOption
+	applyDial(*dialConfig)
+}
 
 // ProducerOption configures NewProducer and Producer.With. Every
 // PublishOption is one, setting the producer's default.
 type ProducerOption interface{ applyProducer(*Producer) }
 
 // PublishOption sets how one message is published. Passed to NewProducer
-// or Producer.With, it sets the producer's default instead.
+// or Producer.With, it sets the producer's default instead; passed to
+// NewSimpleQueue or NewSimpleBuffer, the default of every Put.
 type PublishOption interface {
 	ProducerOption
+	SimpleOption
 	applyPublish(*publishConfig)
 }
 
@@ -31,11 +42,12 @@ type ConsumerOption interface{ applyConsumer(*consumerConfig) }
 // GetOption qualifies Queue.Get.
 type GetOption interface{ applyGet(*getConfig) }
 
-// ReceiveOption applies wherever messages are received: it is both a
-// ConsumerOption and a GetOption.
+// ReceiveOption applies wherever messages are received: it is a
+// ConsumerOption, a GetOption and a SimpleOption.
 type ReceiveOption interface {
 	ConsumerOption
 	GetOption
+	SimpleOption
 }
 
 // DeleteOption qualifies Queue.Delete and Exchange.Delete.
@@ -44,11 +56,19 @@ type DeleteOption interface{ applyDelete(*deleteConfig) }
 // WorkerOption configures NewWorker.
 type WorkerOption interface{ applyWorker(*Worker) }
 
+// PoolOption configures NewPools. Every DialOption is one.
+type PoolOption interface{ applyPool(*poolsConfig) }
+
+// SimpleOption configures NewSimpleQueue and NewSimpleBuffer. Every
+// PublishOption and ReceiveOption is one.
+type SimpleOption interface{ applySimple(*simpleConfig) }
+
 // The adapters below turn a function into the option it applies to.
 
 type dialOption func(*dialConfig)
 
-func (o dialOption) applyDial(c *dialConfig) { o(c) }
+func (o dialOption) applyDial(c *dialConfig)  { o(c) }
+func (o dialOption) applyPool(c *poolsConfig) { c.dial = append(c.dial, o) }
 
 type producerOption func(*Producer)
 
@@ -58,6 +78,7 @@ type publishOption func(*publishConfig)
 
 func (o publishOption) applyPublish(c *publishConfig) { o(c) }
 func (o publishOption) applyProducer(p *Producer)     { o(&p.defaults) }
+func (o publishOption) applySimple(c *simpleConfig)   { c.publish = append(c.publish, o) }
 
 type consumerOption func(*consumerConfig)
 
@@ -68,6 +89,7 @@ type receiveOption func(*receiveConfig)
 
 func (o receiveOption) applyConsumer(c *consumerConfig) { o(&c.receiveConfig) }
 func (o receiveOption) applyGet(c *getConfig)           { o(&c.receiveConfig) }
+func (o receiveOption) applySimple(c *simpleConfig)     { o(&c.receiveConfig) }
 
 // receiveConfig is what a consumer and Get are both told.
 type receiveConfig struct {
@@ -82,3 +104,11 @@ func (o deleteOption) applyDelete(c *deleteConfig) { o(c) }
 type workerOption func(*Worker)
 
 func (o workerOption) applyWorker(w *Worker) { o(w) }
+
+type poolOption func(*poolsConfig)
+
+func (o poolOption) applyPool(c *poolsConfig) { o(c) }
+
+type simpleOption func(*simpleConfig)
+
+func (o simpleOption) applySimple(c *simpleConfig) { o(c) }
