@@ -64,6 +64,17 @@ var (
 	// ErrNoRoute: a message on a queue shared by several generated routes
 	// matched none of them.
 	ErrNoRoute = errors.New("kombu: no route for message")
+	// ErrUnimplemented: a method of a generated Unimplemented…Handler ran,
+	// so the service's handler does not implement that route; the error
+	// names the route's proto method ("shop.v1.Shop.PlaceOrder"). Like any
+	// handler error, the consumer logs it and rejects the message without
+	// requeue (after WithRetry's retries, if it has them), so it is
+	// dead-lettered where its queue has a dead-letter exchange, ready to be moved back once a release implements the
+	// method. That is what Celery does with a task it has no registration
+	// for; requeueing instead would hand the message straight back to the
+	// same consumer, forever. A request/reply caller gets a *RemoteError
+	// with the error's text.
+	ErrUnimplemented = errors.New("kombu: method not implemented")
 )
 
 // URLError says what is wrong with a broker URL; its URL has the password

@@ -31,7 +31,6 @@ const (
 	kombuRuntimePath = protogen.GoImportPath("github.com/kombu-go/kombu/runtime")
 
 	contextPackage = protogen.GoImportPath("context")
-	errorsPackage  = protogen.GoImportPath("errors")
 	fmtPackage     = protogen.GoImportPath("fmt")
 	timePackage    = protogen.GoImportPath("time")
 )
@@ -386,14 +385,15 @@ func (g *fileGenerator) handler(s *service, names serviceNames) {
 	g.P("}")
 	g.P()
 
-	new(doc).text(fmt.Sprintf("%s implements %s with methods that return an error. Embed it by value in an implementation so that a route added to the service later does not break the build.",
+	new(doc).text(fmt.Sprintf("%s implements %s with methods that return an error wrapping kombu.ErrUnimplemented. Embed it by value in an implementation so that a route added to the service later does not break the build; until the implementation handles the new route, the consumer rejects its messages (dead-lettered where the queue has a dead-letter exchange), as Celery rejects a task it does not know.",
 		names.unimplemented, names.handler)).deprecated(deprecated).print(g.GeneratedFile)
 	g.P("type ", names.unimplemented, " struct{}")
 	g.P()
 	for _, r := range s.routes {
-		new(doc).text(fmt.Sprintf("%s returns an error: the method is not implemented.", r.method.GoName)).print(g.GeneratedFile)
+		new(doc).text(fmt.Sprintf("%s returns an error wrapping kombu.ErrUnimplemented that names the method, %s.", r.method.GoName, r.fullName())).print(g.GeneratedFile)
 		g.P("func (", names.unimplemented, ") ", r.method.GoName, "(", contextPackage.Ident("Context"), ", *", r.method.Input.GoIdent, ", *", kombuPackage.Ident("Message"), ") ", g.handlerResults(r), " {")
-		notImplemented := g.QualifiedGoIdent(errorsPackage.Ident("New")) + "(" + strconv.Quote(r.fullName()+" is not implemented") + ")"
+		// A proto full name holds no '%', so it is safe in the format.
+		notImplemented := g.QualifiedGoIdent(fmtPackage.Ident("Errorf")) + "(" + strconv.Quote("%w: "+r.fullName()) + ", " + g.QualifiedGoIdent(kombuPackage.Ident("ErrUnimplemented")) + ")"
 		if r.replies() {
 			g.P("return nil, ", notImplemented)
 		} else {
