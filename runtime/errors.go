@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/kombu-go/kombu/runtime/codec"
 	"github.com/kombu-go/kombu/runtime/transport"
 )
 
@@ -44,9 +45,9 @@ var (
 	// ErrContentDisallowed: a message's content type is not in the accept list.
 	ErrContentDisallowed = errors.New("kombu: content type not accepted")
 	// ErrDecode: a message body could not be decompressed or deserialized.
-	ErrDecode = errors.New("kombu: cannot decode message")
+	ErrDecode = codec.ErrDecode
 	// ErrEncode: a body could not be serialized or compressed.
-	ErrEncode = errors.New("kombu: cannot encode message")
+	ErrEncode = codec.ErrEncode
 	// ErrUnknownSerializer: no serializer is registered under that name.
 	ErrUnknownSerializer = errors.New("kombu: unknown serializer")
 	// ErrUnknownCompression: no compression is registered under that name
@@ -56,7 +57,7 @@ var (
 	// twice.
 	ErrMessageState = errors.New("kombu: message already settled")
 	// ErrLimitExceeded: a size or pool limit was reached.
-	ErrLimitExceeded = errors.New("kombu: limit exceeded")
+	ErrLimitExceeded = codec.ErrLimitExceeded
 	// ErrStaleDelivery: a message delivered before the connection was lost
 	// and recovered cannot be settled: the broker has put it back in its
 	// queue, and its delivery tag could name another message now.
