@@ -54,7 +54,7 @@ BENCH_TRANSPORTS ?= amqp,redis
 ## ratios; then encode+compress / decompress+decode per codec on a 1 KiB message
 bench:
 	$(GO) run ./internal/bench -transports $(BENCH_TRANSPORTS)
-	$(GO) test -run '^$$' -bench 'BenchmarkCodecs|BenchmarkPublishOverhead' -benchmem ./runtime/
+	$(GO) test -run '^$$' -bench 'BenchmarkCodecs|BenchmarkPublishOverhead' -benchmem ./runtime/ ./runtime/codec/
 
 ## chaos: the fault-injection suite (chaos/, its own module): toxiproxy, rabbitmqctl and redis-cli faults
 ## with a Jepsen-style checker. It stops and alarms the brokers: run it alone. KOMBU_CHAOS_FIGURES=1 rewrites
