@@ -314,8 +314,11 @@ func TestUnimplemented(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		msg, err := kombu.Queue{Name: "orders.dead"}.Get(ctx, conn, kombu.GetAutoAck())
+		msg, err := kombu.Queue{Name: "orders.dead"}.Get(ctx, conn)
 		if err == nil {
+			if err := msg.Ack(); err != nil {
+				t.Fatal(err)
+			}
 			var got kombutestv1.OrderPlaced
 			if err := msg.Decode(&got); err != nil || !proto.Equal(&got, order) {
 				t.Fatalf("dead letter %v, %v; want %v", &got, err, order)
