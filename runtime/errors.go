@@ -70,11 +70,11 @@ var (
 	// names the route's proto method ("shop.v1.Shop.PlaceOrder"). Like any
 	// handler error, the consumer logs it and rejects the message without
 	// requeue (after WithRetry's retries, if it has them), so it is
-	// dead-lettered where its queue has a dead-letter exchange, ready to be moved back once a release implements the
-	// method. That is what Celery does with a task it has no registration
-	// for; requeueing instead would hand the message straight back to the
-	// same consumer, forever. A request/reply caller gets a *RemoteError
-	// with the error's text.
+	// dead-lettered where its queue has a dead-letter exchange, ready to be
+	// moved back once a release implements the method. That is what Celery
+	// does with a task it has no registration for; requeueing instead would
+	// hand the message straight back to the same consumer, forever. A
+	// request/reply caller gets a *RemoteError with the error's text.
 	ErrUnimplemented = errors.New("kombu: method not implemented")
 )
 
