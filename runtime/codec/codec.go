@@ -19,6 +19,37 @@
 // ErrEncode; a decompressed body larger than its limit wraps
 // ErrLimitExceeded too. Package kombu's errors of the same names are these.
 //
+// # Serializers
+//
+// Their zero values are ready to use, and they are safe for concurrent use:
+//
+//	JSON       json       application/json        utf-8   Kombu's default, with its __type__ envelopes
+//	Protobuf   protobuf   application/x-protobuf  binary  proto messages
+//	ProtoJSON  protojson  application/json        utf-8   proto messages in the canonical proto3 JSON mapping
+//	Msgpack    msgpack    application/x-msgpack   binary  as Kombu: use_bin_type=True, raw=False
+//	YAML       yaml       application/x-yaml      utf-8   safe decoding only, as yaml.safe_load
+//	Raw        raw        application/data        binary  []byte or string as is
+//	Text       text       text/plain              utf-8   UTF-8 text
+//
+// # Compressions
+//
+// With Kombu's names, aliases and "compression" header values:
+//
+//	Zlib    zlib, gzip       application/x-gzip    a zlib stream (RFC 1950), as Kombu really sends
+//	Bzip2   bzip2, bzip      application/x-bz2
+//	LZMA    lzma, xz         application/x-lzma    the xz container, as Python's lzma.compress
+//	Brotli  brotli           application/x-brotli
+//	Zstd    zstd, zstandard  application/zstd
+//
+// Each keeps pools of encoders and decoders, so use one through a pointer
+// (its zero value is ready) and share it: its methods are safe for
+// concurrent use. Package kombu makes one of each per connection.
+//
+// Decompress returns at most limit bytes; a body that would be larger is an
+// error wrapping ErrLimitExceeded (and ErrDecode), so that a small
+// compressed bomb cannot exhaust memory. The memory a decompressor uses is
+// bounded by the limit too, whatever sizes the compressed body declares.
+//
 // # Proto messages as dicts
 //
 // JSON, Msgpack and YAML carry a proto message as a dict: the dict Python

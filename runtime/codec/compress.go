@@ -17,23 +17,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// Kombu's compressions, with its names, aliases and header values:
-//
-//	Zlib    zlib, gzip          application/x-gzip    a zlib stream (RFC 1950), as Kombu really sends
-//	Bzip2   bzip2, bzip         application/x-bz2
-//	LZMA    lzma, xz            application/x-lzma    the xz container, as Python's lzma.compress
-//	Brotli  brotli              application/x-brotli
-//	Zstd    zstd, zstandard     application/zstd
-//
-// Each keeps pools of encoders and decoders, so use one through a pointer
-// (its zero value is ready) and share it: its methods are safe for
-// concurrent use. Package kombu makes one of each per connection.
-//
-// Decompress returns at most limit bytes; a body that would be larger is an
-// error wrapping ErrLimitExceeded (and ErrDecode), so that a small
-// compressed bomb cannot exhaust memory. The memory a decompressor uses is
-// bounded by the limit too, whatever sizes the compressed body declares.
-
 // Zlib is Kombu's "zlib" (alias "gzip"): a zlib stream (RFC 1950), sent
 // under the header value application/x-gzip, which is what Kombu really
 // sends despite the name. A body in gzip framing (RFC 1952), which other

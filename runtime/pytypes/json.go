@@ -10,23 +10,6 @@ import (
 	"time"
 )
 
-// Kombu 5.3 and later write these values in JSON as envelopes,
-// {"__type__": T, "__value__": V} (kombu/utils/json.py), and read them back
-// with an object hook:
-//
-//	"datetime"         time.Time   datetime.isoformat(): "2024-03-01T10:00:00.250000+00:00"
-//	"date"             Date        date.isoformat()
-//	"time"             TimeOfDay   time.isoformat()
-//	"decimal"          Decimal     str(Decimal)
-//	"uuid"             UUID        {"hex": "<32 hex digits>"}
-//	"bytes", "base64"  []byte      the text when it is UTF-8, base64 otherwise
-//
-// The MarshalJSON methods below write these envelopes byte for byte as
-// Kombu does (without Python's spaces), and the UnmarshalJSON methods read
-// them, and the plain strings Kombu 5.2 and earlier wrote, with any JSON
-// package. FromEnvelope converts a decoded envelope, for a JSON decoder
-// that hands over objects as maps.
-
 // ErrEnvelope marks an object that looks like one of Kombu's envelopes
 // (exactly the keys "__type__" and "__value__") but is not one Kombu writes:
 // an unknown type, or a value that does not parse. Kombu's decoder raises on
@@ -38,6 +21,19 @@ var ErrEnvelope = errors.New("pytypes: bad __type__ envelope")
 // envelopes: the object's keys are exactly "__type__" and "__value__", as
 // Kombu's object hook requires. ok reports whether m is an envelope; an
 // envelope FromEnvelope cannot convert is an error wrapping ErrEnvelope.
+//
+// Kombu 5.3 and later (kombu/utils/json.py) write these envelopes, which
+// FromEnvelope turns into these Go values:
+//
+//	"datetime"         time.Time   datetime.isoformat(): "2024-03-01T10:00:00.250000+00:00"
+//	"date"             Date        date.isoformat()
+//	"time"             TimeOfDay   time.isoformat()
+//	"decimal"          Decimal     str(Decimal)
+//	"uuid"             UUID        {"hex": "<32 hex digits>"}
+//	"bytes", "base64"  []byte      the text when it is UTF-8, base64 otherwise
+//
+// The types' MarshalJSON methods write them byte for byte as Kombu does
+// (without Python's spaces).
 func FromEnvelope(m map[string]any) (v any, ok bool, err error) {
 	if len(m) != 2 {
 		return nil, false, nil
