@@ -104,6 +104,13 @@ func BenchmarkCodecs(b *testing.B) {
 		{"json-proto", JSON{}, pb, func() any { return new(apipb.Api) }},
 		{"raw", Raw{}, []byte(strings.Repeat(`{"k": "v", "n": 12345} `, 44)), func() any { return new([]byte) }},
 	}
+	// One of each compressor for the whole run, as a connection has: each
+	// keeps pools (zstd's encoder state is megabytes), and a set per payload
+	// would grow the heap the later benchmarks run in.
+	compressors := map[string]compressor{}
+	for _, name := range []string{"zlib", "bzip2", "lzma", "brotli", "zstd"} {
+		compressors[name] = compressorFor(b, name)
+	}
 	for _, p := range payloads {
 		s := p.serializer
 		plain, err := s.Marshal(p.value)
@@ -115,10 +122,7 @@ func BenchmarkCodecs(b *testing.B) {
 			decoder = JSON{} // as package kombu decodes protojson
 		}
 		for _, comp := range []string{"none", "zlib", "bzip2", "lzma", "brotli", "zstd"} {
-			var z compressor
-			if comp != "none" {
-				z = compressorFor(b, comp)
-			}
+			z := compressors[comp] // nil for "none"
 			name := fmt.Sprintf("%s/%s", p.name, comp)
 			b.Run(name+"/encode", func(b *testing.B) {
 				b.ReportAllocs()
