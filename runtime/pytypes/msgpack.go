@@ -7,36 +7,31 @@ import (
 )
 
 // The types travel in msgpack as a str of their text form, as Python's
-// msgpack has no date, time, decimal or UUID type of its own. The methods
-// below are msgpack's Marshaler and Unmarshaler (as
-// github.com/vmihailenco/msgpack/v5 defines them), written against the
-// msgpack specification rather than a library so that this package's API
-// holds no type of another module. Without them a msgpack library would
-// write MarshalText's output as bin, which Python reads as bytes.
+// msgpack has no date, time, decimal or UUID type of its own. MarshalMsgpack
+// is msgpack's Marshaler (as github.com/vmihailenco/msgpack/v5 defines it),
+// written against the msgpack specification rather than a library so that
+// this package's API holds no type of another module: without it a msgpack
+// library would write MarshalText's output as bin, which Python reads as
+// bytes. Reading needs no method of its own: a msgpack library hands a str
+// (or bin) to UnmarshalText, as vmihailenco/msgpack does, at no more cost
+// than the text. UUID alone has UnmarshalMsgpack, to read 16 bytes of bin as
+// well.
 
 // MarshalMsgpack writes the date as a msgpack str, "YYYY-MM-DD".
 func (d Date) MarshalMsgpack() ([]byte, error) { return msgpackText(d) }
-
-// UnmarshalMsgpack reads a date written as a msgpack str (or bin).
-func (d *Date) UnmarshalMsgpack(b []byte) error { return msgpackUnmarshalText(b, d) }
 
 // MarshalMsgpack writes the time as a msgpack str, as Python's
 // time.isoformat writes it.
 func (t TimeOfDay) MarshalMsgpack() ([]byte, error) { return msgpackText(t) }
 
-// UnmarshalMsgpack reads a time written as a msgpack str (or bin).
-func (t *TimeOfDay) UnmarshalMsgpack(b []byte) error { return msgpackUnmarshalText(b, t) }
-
 // MarshalMsgpack writes the decimal's text as a msgpack str.
 func (d Decimal) MarshalMsgpack() ([]byte, error) { return msgpackText(d) }
-
-// UnmarshalMsgpack reads a decimal written as a msgpack str (or bin).
-func (d *Decimal) UnmarshalMsgpack(b []byte) error { return msgpackUnmarshalText(b, d) }
 
 // MarshalMsgpack writes the UUID in its canonical form as a msgpack str.
 func (u UUID) MarshalMsgpack() ([]byte, error) { return msgpackText(u) }
 
-// UnmarshalMsgpack reads a UUID written as text, or as 16 bytes.
+// UnmarshalMsgpack reads a UUID written as a msgpack str of any form
+// ParseUUID accepts, or as 16 bytes of bin (Python's uuid.bytes).
 func (u *UUID) UnmarshalMsgpack(b []byte) error {
 	payload, err := msgpackStrOrBin(b)
 	if err != nil {
@@ -71,18 +66,6 @@ func msgpackText(v interface{ MarshalText() ([]byte, error) }) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d bytes of text do not fit a msgpack str", ErrInvalid, n)
 	}
 	return append(b, text...), nil
-}
-
-// msgpackUnmarshalText reads one msgpack str or bin value and hands its
-// bytes to v.UnmarshalText. nil reads as empty text, which no type accepts
-// (msgpack libraries handle a nil themselves before calling, by setting the
-// zero value).
-func msgpackUnmarshalText(b []byte, v interface{ UnmarshalText([]byte) error }) error {
-	payload, err := msgpackStrOrBin(b)
-	if err != nil {
-		return err
-	}
-	return v.UnmarshalText(payload)
 }
 
 // msgpackStrOrBin returns the bytes of the one msgpack value in b, which

@@ -76,14 +76,19 @@ func TestMsgpackRefusesWhatIsNotText(t *testing.T) {
 		"trailing bytes": {0xa1, '1', '2'},
 		"empty":          {},
 	} {
-		var d Decimal
-		if err := d.UnmarshalMsgpack(body); !errors.Is(err, ErrInvalid) {
+		var u UUID
+		if err := u.UnmarshalMsgpack(body); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
 	}
+	// The other types read through UnmarshalText.
 	var d Date
-	if err := d.UnmarshalMsgpack([]byte{0xaa, '2', '0', '2', '3', '-', '0', '2', '-', '2', '9'}); !errors.Is(err, ErrInvalid) {
+	if err := msgpack.Unmarshal([]byte{0xaa, '2', '0', '2', '3', '-', '0', '2', '-', '2', '9'}, &d); !errors.Is(err, ErrInvalid) {
 		t.Errorf("2023-02-29: %v, want ErrInvalid", err)
+	}
+	var dec Decimal
+	if err := msgpack.Unmarshal([]byte{0x01}, &dec); err == nil {
+		t.Errorf("an int read into a Decimal: %q", dec)
 	}
 	if _, err := (Date{Year: 2023, Month: 2, Day: 29}).MarshalMsgpack(); !errors.Is(err, ErrInvalid) {
 		t.Errorf("marshal 2023-02-29: %v, want ErrInvalid", err)

@@ -12,10 +12,11 @@
 //     FromEnvelope), through MarshalJSON and UnmarshalJSON, which work with
 //     any JSON package; struct fields also read the plain strings Kombu 5.2
 //     and earlier wrote.
-//   - msgpack: a str of the ISO 8601 or decimal text, through
-//     MarshalMsgpack and UnmarshalMsgpack, whose signatures hold only
-//     standard types (github.com/vmihailenco/msgpack honours them); Python's
-//     msgpack has no date, decimal or UUID type, so Python reads a str.
+//   - msgpack: a str of the ISO 8601 or decimal text, written by
+//     MarshalMsgpack, whose signature holds only standard types
+//     (github.com/vmihailenco/msgpack honours it), and read by UnmarshalText;
+//     Python's msgpack has no date, decimal or UUID type, so Python reads a
+//     str.
 //   - YAML, map keys and other text formats: MarshalText and UnmarshalText.
 //
 // The kombu-go json, msgpack and yaml serializers (package
