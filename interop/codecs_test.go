@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"reflect"
 	"strings"
@@ -28,7 +30,9 @@ import (
 // few lines of kombu/utils/json.py) in its place, so the envelopes are
 // checked against Kombu's own encoder and decoder logic, not against ours.
 
-const codecQueue = "kombu-go.interop.codecs"
+// codecQueue is this test process's own queue on the shared broker, so that
+// runs in other worktrees or CI jobs never read each other's messages.
+var codecQueue = fmt.Sprintf("kombu-go.interop.codecs.%d", os.Getpid())
 
 // codecConn connects, declares the test queue and empties it.
 func codecConn(t *testing.T, modules ...string) (string, *kombu.Connection) {
@@ -52,6 +56,13 @@ func codecConn(t *testing.T, modules ...string) (string, *kombu.Connection) {
 	if _, err := q.Declare(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := q.Delete(ctx, conn); err != nil {
+			t.Errorf("delete %s: %v", codecQueue, err)
+		}
+	})
 	if _, err := q.Purge(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
