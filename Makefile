@@ -75,7 +75,7 @@ BENCH_FLAGS ?=
 bench:
 	cd bench && $(GO) run . $(BENCH_FLAGS)
 	$(GO) test -run '^$$' -bench 'BenchmarkCodecs|BenchmarkPublishOverhead' -benchmem \
-		$(if $(filter -short,$(BENCH_FLAGS)),-benchtime 100ms) ./runtime/
+		$(if $(filter -short,$(BENCH_FLAGS)),-benchtime 100ms) ./runtime/ ./runtime/codec/
 
 ## chaos: the fault-injection suite (chaos/, its own module): toxiproxy, rabbitmqctl and redis-cli faults
 ## with a Jepsen-style checker. It stops and alarms the brokers: run it alone. KOMBU_CHAOS_FIGURES=1 rewrites

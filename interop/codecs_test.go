@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"reflect"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/kombu-go/kombu/internal/brokertest"
 	kombu "github.com/kombu-go/kombu/runtime"
+	"github.com/kombu-go/kombu/runtime/pytypes"
 )
 
 // The codec interop tests: every serializer Kombu and kombu-go share (json
@@ -27,7 +30,9 @@ import (
 // few lines of kombu/utils/json.py) in its place, so the envelopes are
 // checked against Kombu's own encoder and decoder logic, not against ours.
 
-const codecQueue = "kombu-go.interop.codecs"
+// codecQueue is this test process's own queue on the shared broker, so that
+// runs in other worktrees or CI jobs never read each other's messages.
+var codecQueue = fmt.Sprintf("kombu-go.interop.codecs.%d", os.Getpid())
 
 // codecConn connects, declares the test queue and empties it.
 func codecConn(t *testing.T, modules ...string) (string, *kombu.Connection) {
@@ -51,6 +56,13 @@ func codecConn(t *testing.T, modules ...string) (string, *kombu.Connection) {
 	if _, err := q.Declare(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := q.Delete(ctx, conn); err != nil {
+			t.Errorf("delete %s: %v", codecQueue, err)
+		}
+	})
 	if _, err := q.Purge(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
@@ -115,9 +127,9 @@ func goGet(t *testing.T, conn *kombu.Connection) *kombu.Message {
 	}
 }
 
-func mustUUID(t *testing.T, s string) kombu.UUID {
+func mustUUID(t *testing.T, s string) pytypes.UUID {
 	t.Helper()
-	u, err := kombu.ParseUUID(s)
+	u, err := pytypes.ParseUUID(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,10 +191,10 @@ func TestCodecsKombuPublishesGoDecodes(t *testing.T) {
 	want := map[string]any{
 		"aware":   time.Date(2024, 3, 1, 10, 0, 0, 250_000_000, time.UTC),
 		"offset":  time.Date(2024, 3, 1, 15, 30, 0, 0, time.UTC),
-		"naive":   kombu.Naive(time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)),
-		"date":    kombu.Date{Year: 2024, Month: 2, Day: 29},
-		"time":    kombu.TimeOfDay{Hour: 23, Minute: 59, Second: 58, Nanosecond: 1000},
-		"decimal": kombu.Decimal("12.50"),
+		"naive":   pytypes.Naive(time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)),
+		"date":    pytypes.Date{Year: 2024, Month: 2, Day: 29},
+		"time":    pytypes.TimeOfDay{Hour: 23, Minute: 59, Second: 58, Nanosecond: 1000},
+		"decimal": pytypes.Decimal("12.50"),
 		"uuid":    mustUUID(t, "12345678-1234-5678-1234-567812345678"),
 		"text":    []byte("héllo"),
 		"binary":  []byte{0xff, 0, 0x80},
@@ -191,7 +203,7 @@ func TestCodecsKombuPublishesGoDecodes(t *testing.T) {
 	for k, w := range want {
 		g := got[k]
 		if gt, ok := g.(time.Time); ok {
-			if wt := w.(time.Time); !gt.Equal(wt) || kombu.IsNaive(gt) != kombu.IsNaive(wt) {
+			if wt := w.(time.Time); !gt.Equal(wt) || pytypes.IsNaive(gt) != pytypes.IsNaive(wt) {
 				t.Errorf("json %s: got %v, want %v", k, gt, wt)
 			}
 			continue
@@ -202,12 +214,12 @@ func TestCodecsKombuPublishesGoDecodes(t *testing.T) {
 	}
 	// Typed fields read the same envelopes.
 	var typed struct {
-		Aware   time.Time       `json:"aware"`
-		Date    kombu.Date      `json:"date"`
-		Time    kombu.TimeOfDay `json:"time"`
-		Decimal kombu.Decimal   `json:"decimal"`
-		UUID    kombu.UUID      `json:"uuid"`
-		Binary  []byte          `json:"binary"`
+		Aware   time.Time         `json:"aware"`
+		Date    pytypes.Date      `json:"date"`
+		Time    pytypes.TimeOfDay `json:"time"`
+		Decimal pytypes.Decimal   `json:"decimal"`
+		UUID    pytypes.UUID      `json:"uuid"`
+		Binary  []byte            `json:"binary"`
 	}
 	if err := msg.Decode(&typed); err != nil || typed.Decimal != "12.50" || typed.Date.Day != 29 || len(typed.Binary) != 3 {
 		t.Errorf("typed: %+v %v", typed, err)
@@ -275,11 +287,11 @@ func TestCodecsGoPublishesKombuDecodes(t *testing.T) {
 	publish(map[string]any{
 		"aware":   time.Date(2024, 3, 1, 10, 0, 0, 250_000_000, time.UTC),
 		"offset":  time.Date(2024, 3, 1, 10, 0, 0, 0, time.FixedZone("", -(5*3600+30*60))),
-		"naive":   kombu.Naive(time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)),
-		"date":    kombu.Date{Year: 2024, Month: 2, Day: 29},
-		"time":    kombu.TimeOfDay{Hour: 23, Minute: 59, Second: 58, Nanosecond: 1000},
-		"tz_time": kombu.TimeOfDay{Hour: 8, Offset: 3600, HasOffset: true},
-		"decimal": kombu.Decimal("-1.50E+3"),
+		"naive":   pytypes.Naive(time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)),
+		"date":    pytypes.Date{Year: 2024, Month: 2, Day: 29},
+		"time":    pytypes.TimeOfDay{Hour: 23, Minute: 59, Second: 58, Nanosecond: 1000},
+		"tz_time": pytypes.TimeOfDay{Hour: 8, Offset: 3600, HasOffset: true},
+		"decimal": pytypes.Decimal("-1.50E+3"),
 		"uuid":    mustUUID(t, "0f8fad5b-d9cb-469f-a165-70867728950e"),
 		"text":    []byte("héllo"),
 		"binary":  []byte{0xff, 0, 0x80},

@@ -568,7 +568,7 @@ func (c *Consumer) handle(ctx context.Context, in inbound) {
 		settleErr = msg.Ack()
 	case isRequeue(err), stopped:
 		settleErr = msg.Reject(true)
-	case c.retrier != nil && !decodeErr:
+	case c.retrier != nil && !decodeErr && !errors.Is(err, ErrUnimplemented): // retrying cannot make it implemented
 		retried, rerr := c.retrier.retry(ctx, msg, err)
 		if rerr != nil {
 			c.conn.logger.Error("kombu: retry failed; message rejected", "queue", d.Queue, "error", rerr)

@@ -109,6 +109,21 @@
 // that ends at it, and sends no reply after it. The deadline is wall-clock
 // time: the hosts' clocks must agree, as Kombu and Celery assume.
 //
+// # Serializers and compression
+//
+// A producer serializes a body with the serializer WithSerializer names
+// (json unless the body is bytes or text, as in Kombu) and compresses it if
+// WithCompression asks; a consumer picks the decoder by the message's
+// content type and "compression" header, within its accept list
+// (WithAccept) and its body limit (WithMaxBodySize). Every connection has
+// Kombu's serializers (json, msgpack, yaml, raw, text, plus protobuf and
+// protojson) and compressions (zlib, bzip2, lzma, brotli, zstd), whose
+// implementations are in package github.com/kombu-go/kombu/runtime/codec;
+// add your own per connection with WithCustomSerializers and WithCustomCompressors.
+// The Python values Kombu's json envelopes carry (date, time, Decimal,
+// UUID, naive datetimes) are the types of package
+// github.com/kombu-go/kombu/runtime/pytypes.
+//
 // # Transports
 //
 // A transport is a driver registered under URL schemes, as database/sql
@@ -134,7 +149,10 @@
 // broker failures are *OperationalError values that say what was being done,
 // on which broker (password masked). A message that cannot be decoded never
 // stops a consumer: it goes to the decode-error handler and is rejected,
-// never acknowledged and lost.
+// never acknowledged and lost. A generated Unimplemented…Handler method
+// returns an error wrapping ErrUnimplemented, which the consumer treats as
+// any handler error: the message is rejected (dead-lettered where its queue
+// has a dead-letter exchange), as Celery rejects a task it does not know.
 //
 // # Dead letters
 //

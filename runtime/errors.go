@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/kombu-go/kombu/runtime/codec"
 	"github.com/kombu-go/kombu/runtime/transport"
 )
 
@@ -45,9 +46,9 @@ var (
 	// ErrContentDisallowed: a message's content type is not in the accept list.
 	ErrContentDisallowed = errors.New("kombu: content type not accepted")
 	// ErrDecode: a message body could not be decompressed or deserialized.
-	ErrDecode = errors.New("kombu: cannot decode message")
+	ErrDecode = codec.ErrDecode
 	// ErrEncode: a body could not be serialized or compressed.
-	ErrEncode = errors.New("kombu: cannot encode message")
+	ErrEncode = codec.ErrEncode
 	// ErrUnknownSerializer: no serializer is registered under that name.
 	ErrUnknownSerializer = errors.New("kombu: unknown serializer")
 	// ErrUnknownCompression: no compression is registered under that name
@@ -57,7 +58,7 @@ var (
 	// twice.
 	ErrMessageState = errors.New("kombu: message already settled")
 	// ErrLimitExceeded: a size or pool limit was reached.
-	ErrLimitExceeded = errors.New("kombu: limit exceeded")
+	ErrLimitExceeded = codec.ErrLimitExceeded
 	// ErrInvalidArgument: an argument out of its range, such as a pool limit
 	// below 1 or a simple queue without a name. The error says which.
 	ErrInvalidArgument = errors.New("kombu: invalid argument")
@@ -71,6 +72,17 @@ var (
 	// ErrNoRoute: a message on a queue shared by several generated routes
 	// matched none of them.
 	ErrNoRoute = errors.New("kombu: no route for message")
+	// ErrUnimplemented: a method of a generated Unimplemented…Handler ran,
+	// so the service's handler does not implement that route; the error
+	// names the route's proto method ("shop.v1.Shop.PlaceOrder"). Like any
+	// handler error, the consumer logs it and rejects the message without
+	// requeue (after WithMessageRetry's retries, if it has them), so it is
+	// dead-lettered where its queue has a dead-letter exchange, ready to be
+	// moved back once a release implements the method. That is what Celery
+	// does with a task it has no registration for; requeueing instead would
+	// hand the message straight back to the same consumer, forever. A
+	// request/reply caller gets a *RemoteError with the error's text.
+	ErrUnimplemented = errors.New("kombu: method not implemented")
 )
 
 // URLError says what is wrong with a broker URL; its URL has the password

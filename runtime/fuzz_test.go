@@ -1,7 +1,6 @@
 package kombu
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -12,12 +11,16 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/kombu-go/kombu/runtime/codec"
+	"github.com/kombu-go/kombu/runtime/pytypes"
 	"github.com/kombu-go/kombu/runtime/transport"
 )
 
-// Fuzz targets for everything that reads bytes a peer chose. `go test`
-// runs their seeds (f.Add and testdata/fuzz/<name>/) as regression tests;
-// `go test -run '^$' -fuzz '^FuzzX$' -fuzztime 60s ./runtime/` fuzzes one.
+// Fuzz targets for the consumer's path through bytes a peer chose (the
+// serializers and decompressors themselves are fuzzed in package codec).
+// `go test` runs their seeds (f.Add and testdata/fuzz/<name>/) as
+// regression tests; `go test -run '^$' -fuzz '^FuzzX$' -fuzztime 60s
+// ./runtime/` fuzzes one.
 // The properties: no panic, no hang, memory bounded by the body limit, and
 // errors that the consumer recognises (ErrDecode, ErrContentDisallowed,
 // ErrLimitExceeded, ErrUnknownCompression), never a success that returns
@@ -25,113 +28,11 @@ import (
 
 const fuzzLimit = 64 << 10 // small, so that a bomb costs each execution little
 
-// FuzzKombuJSON decodes a body with the json serializer, Kombu's
-// __type__ envelopes included, into any and into typed fields. What decodes
-// re-encodes, and decoding that gives the same value again.
-func FuzzKombuJSON(f *testing.F) {
-	for _, s := range []string{
-		`{"__type__": "datetime", "__value__": "2024-03-01T10:00:00.250000+00:00"}`,
-		`{"__type__": "date", "__value__": "2024-03-01"}`,
-		`{"__type__": "time", "__value__": "10:30:00.000250+05:30"}`,
-		`{"__type__": "decimal", "__value__": "-1.50E+3"}`,
-		`{"__type__": "uuid", "__value__": {"hex": "12345678123456781234567812345678", "version": 4}}`,
-		`{"__type__": "bytes", "__value__": "h\u00e9"}`,
-		`{"__type__": "base64", "__value__": "/wCA"}`,
-		`{"__type__": "nope", "__value__": 1}`,
-		`{"a": [1, 2.5, true, null, "x", {"b": {"__type__": "decimal", "__value__": "1"}}]}`,
-		`[[[[[[[[[[[[]]]]]]]]]]]]`,
-		`{"when": "2024-03-01T10:00:00Z", "id": "12345678-1234-5678-1234-567812345678", "n": 1e400}`,
-		"\"\xff\"",
-	} {
-		f.Add([]byte(s))
-	}
-	type typed struct {
-		When time.Time      `json:"when"`
-		Day  Date           `json:"day"`
-		At   TimeOfDay      `json:"at"`
-		Dec  Decimal        `json:"dec"`
-		ID   UUID           `json:"id"`
-		Raw  []byte         `json:"raw"`
-		Any  any            `json:"any"`
-		Map  map[string]any `json:"map"`
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		var v any
-		if err := (jsonSerializer{}).Unmarshal(body, &v); err == nil {
-			first, err := jsonSerializer{}.Marshal(v)
-			if err != nil {
-				if isUnrepresentable(v) {
-					return
-				}
-				t.Fatalf("decoded %#v does not re-encode: %v", v, err)
-			}
-			var again any
-			if err := (jsonSerializer{}).Unmarshal(first, &again); err != nil {
-				t.Fatalf("re-encoded %s does not decode: %v", first, err)
-			}
-			second, err := jsonSerializer{}.Marshal(again)
-			if err != nil || !bytes.Equal(first, second) {
-				t.Fatalf("not stable:\n%s\n%s %v", first, second, err)
-			}
-		}
-		var s typed
-		_ = jsonSerializer{}.Unmarshal(body, &s)
-	})
-}
-
-// isUnrepresentable reports values that decode but that Python could not
-// hold either, so refusing to encode them is right: datetimes whose UTC
-// offset pushes them outside years 1 to 9999 are the only ones.
-func isUnrepresentable(v any) bool {
-	found := false
-	var walk func(any)
-	walk = func(v any) {
-		switch x := v.(type) {
-		case time.Time:
-			if y := x.Year(); y < 1 || y > 9999 {
-				found = true
-			}
-		case map[string]any:
-			for _, e := range x {
-				walk(e)
-			}
-		case []any:
-			for _, e := range x {
-				walk(e)
-			}
-		}
-	}
-	walk(v)
-	return found
-}
-
-// FuzzISOTime parses ISO 8601 times as the datetime envelope carries them.
-func FuzzISOTime(f *testing.F) {
-	for _, s := range []string{"2024-03-01", "2024-03-01T10:00:00.123456+05:30", "2024-03-01 10:00Z",
-		"9999-12-31T23:59:59.999999-23:59:59.999999", "0001-01-01T00:00:00+00:00", "2024-02-30"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		tm, err := ParseISOTime(s)
-		if err != nil {
-			return
-		}
-		b, err := appendISOTime(nil, tm)
-		if err != nil {
-			return // an offset moved it outside years 1 to 9999
-		}
-		back, err := ParseISOTime(string(b))
-		if err != nil || !back.Equal(tm.Truncate(time.Microsecond)) || IsNaive(back) != IsNaive(tm) {
-			t.Fatalf("%q → %v → %s → %v, %v", s, tm, b, back, err)
-		}
-	})
-}
-
 // FuzzContentTypeDispatch sends a body with any content type, encoding,
 // compression header and accept list through the path a consumer takes:
 // newMessage (accept check, decompression) and Decode into several targets.
 func FuzzContentTypeDispatch(f *testing.F) {
-	z := &zlibCompressor{}
+	z := &codec.Zlib{}
 	packed, _ := z.Compress([]byte(`{"a": 1}`))
 	f.Add("application/json", "utf-8", "", []byte(`{"a": {"__type__": "decimal", "__value__": "1"}}`), uint8(0))
 	f.Add("application/json", "utf-8", "application/x-gzip", packed, uint8(1))
@@ -172,8 +73,8 @@ func FuzzContentTypeDispatch(f *testing.F) {
 			b   []byte
 			mp  map[string]any
 			str struct {
-				A any     `json:"a" yaml:"a"`
-				D Decimal `json:"d" yaml:"d"`
+				A any             `json:"a" yaml:"a"`
+				D pytypes.Decimal `json:"d" yaml:"d"`
 			}
 		)
 		for _, target := range []any{&a, &s, &b, &mp, &str} {
@@ -197,96 +98,6 @@ func mustCodecs(tb testing.TB, limit int64) *codecs {
 		tb.Fatal(err)
 	}
 	return c
-}
-
-// fuzzDecompressor fuzzes one decompressor with the limit; bodies it
-// compressed itself must come back whole.
-func fuzzDecompressor(f *testing.F, name string, seeds ...[]byte) {
-	z := compressorFor(f, name)
-	for _, in := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte("kombu "), 300), make([]byte, 3*fuzzLimit)} {
-		c, err := z.Compress(in)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(c)
-	}
-	for _, s := range seeds {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		out, err := z.Decompress(body, fuzzLimit)
-		if err != nil {
-			return
-		}
-		if int64(len(out)) > fuzzLimit {
-			t.Fatalf("%d bytes past the %d limit", len(out), fuzzLimit)
-		}
-	})
-}
-
-func FuzzDecompressZlib(f *testing.F) {
-	fuzzDecompressor(f, "zlib", []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}, []byte{0x78, 0x9c})
-}
-
-func FuzzDecompressBzip2(f *testing.F) {
-	fuzzDecompressor(f, "bzip2", []byte("BZh91AY&SY"), []byte("BZh0"))
-}
-
-func FuzzDecompressXZ(f *testing.F) {
-	fuzzDecompressor(f, "lzma", append(append([]byte(nil), xzMagic...), 0, 1))
-}
-
-func FuzzDecompressBrotli(f *testing.F) {
-	fuzzDecompressor(f, "brotli", []byte{0x1b, 0xff, 0xff}, []byte{0x06})
-}
-
-func FuzzDecompressZstd(f *testing.F) {
-	huge := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xe0}
-	huge = binary.LittleEndian.AppendUint64(huge, 1<<30)
-	huge = append(huge, byte(16<<3|1<<1|1), 0, 0, 'A')
-	fuzzDecompressor(f, "zstd", huge, []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0xf8, 1, 0, 0})
-}
-
-// FuzzMsgpack decodes msgpack bodies: the validator and the decoder must
-// agree that what passes the one decodes without a panic in the other, and
-// what decodes into any re-encodes.
-func FuzzMsgpack(f *testing.F) {
-	for _, in := range []any{map[string]any{"a": []any{int64(1), "x", []byte{0}, nil, true, 1.5}}, time.Unix(1, 5).UTC(), uint64(math.MaxUint64)} {
-		b, err := msgpackSerializer{}.Marshal(in)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	f.Add([]byte{0xd4, 0x05, 0x01})             // extension type 5
-	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff}) // 4G items
-	f.Add([]byte{0x81, 0x01, 0x02})             // int key
-	f.Fuzz(func(t *testing.T, body []byte) {
-		var v any
-		if err := (msgpackSerializer{}).Unmarshal(body, &v); err != nil {
-			return
-		}
-		if _, err := (msgpackSerializer{}).Marshal(v); err != nil {
-			t.Fatalf("decoded %#v does not re-encode: %v", v, err)
-		}
-		var s struct {
-			A []string       `json:"a"`
-			M map[string]int `json:"m"`
-		}
-		_ = msgpackSerializer{}.Unmarshal(body, &s)
-	})
-}
-
-// FuzzYAML decodes YAML bodies with the safe loader.
-func FuzzYAML(f *testing.F) {
-	for _, s := range []string{"a: 1\nb: [x, y]\n", "a: &x [1]\nb: *x\n", "!!python/object:x {}\n", "a: !!binary AP8=\n",
-		"- [[[[[[[[[]]]]]]]]]\n", "a: 2001-12-14t21:59:43.10-05:00\n", "? [a]\n: b\n", "<<: {a: 1}\n"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		var v any
-		_ = yamlSerializer{}.Unmarshal(body, &v)
-	})
 }
 
 // FuzzHeaders builds message headers of every type an AMQP field table can

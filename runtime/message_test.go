@@ -145,7 +145,7 @@ func TestMessageDecodeErrors(t *testing.T) {
 }
 
 func TestMessageDecompression(t *testing.T) {
-	z := zlibCompressor{}
+	z := compressorFor(t, "zlib")
 	body, _ := z.Compress([]byte(`{"id":1}`))
 	m, err := testMessage(t, &transport.Delivery{
 		Body:       body,

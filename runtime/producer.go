@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kombu-go/kombu/runtime/codec"
 	"github.com/kombu-go/kombu/runtime/transport"
 )
 
@@ -130,8 +131,13 @@ func WithContentType(contentType, encoding string) PublishOption {
 	return publishOption(func(c *publishConfig) { c.contentType, c.encoding = contentType, encoding })
 }
 
-// WithCompression compresses the body: "zlib" (alias "gzip"), or a
-// compressor added with WithCustomCompressors.
+// WithCompression compresses the body with the compression of that name,
+// alias or content type, as Kombu names them: "zlib" (alias "gzip"),
+// "bzip2" ("bzip"), "lzma" ("xz"), "brotli" or "zstd" ("zstandard"), or one
+// added with WithCustomCompressors (see Compressor). The message carries the
+// compression's content type in its "compression" header, and consumers
+// decompress it, within their WithMaxBodySize. An unknown name fails the
+// publish with ErrUnknownCompression.
 func WithCompression(name string) PublishOption {
 	return publishOption(func(c *publishConfig) { c.compression = name })
 }
@@ -411,7 +417,7 @@ func (p *Producer) prepare(pub *transport.Publishing, cfg *publishConfig, body a
 // and encoding.
 func (c *codecs) encode(cfg *publishConfig, body any) (data []byte, contentType, encoding string, err error) {
 	if cfg.contentType != "" {
-		if data, err = bytesOf(body); err != nil {
+		if data, err = (codec.Raw{}).Marshal(body); err != nil {
 			return nil, "", "", fmt.Errorf("%w: %v", ErrEncode, err)
 		}
 		encoding = cfg.encoding

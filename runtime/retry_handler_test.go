@@ -3,7 +3,9 @@ package kombu_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,5 +80,32 @@ func TestWithRetryNeedsAPositiveBound(t *testing.T) {
 		kombu.WithMessageRetry(kombu.RetryPolicy{}))
 	if err == nil {
 		t.Fatal("WithMessageRetry without MaxRetries accepted")
+	}
+}
+
+// A handler that is not implemented never will be on a retry: its message
+// is dead-lettered at once, without WithMessageRetry's copies.
+func TestUnimplementedIsNotRetried(t *testing.T) {
+	conn := dial(t)
+	var calls atomic.Int32
+	c, err := kombu.NewConsumer(conn, []kombu.Subscription{{
+		Queue: kombu.Queue{Name: "work", DeadLetterExchange: "dlx"},
+		Handler: kombu.HandlerFunc(func(context.Context, *kombu.Message) error {
+			calls.Add(1)
+			return fmt.Errorf("%w: shop.v1.Shop.Refund", kombu.ErrUnimplemented)
+		}),
+	}}, kombu.WithTopology(workAndDeadLetter),
+		kombu.WithMessageRetry(kombu.RetryPolicy{MaxRetries: 3, IntervalStart: time.Millisecond, IntervalStep: time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	mustPublish(t, kombu.NewProducer(conn, kombu.WithRoutingKey("work")).Publish(ctxT(t), []byte("refund")))
+	body, dead := getBody(t, conn, "dead")
+	if body != "refund" {
+		t.Fatalf("dead-lettered %q", body)
+	}
+	if n := dead.Retries(); n != 0 || calls.Load() != 1 {
+		t.Fatalf("the unimplemented message was retried %d times, handled %d times; want 0 and 1", n, calls.Load())
 	}
 }

@@ -4,9 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
-	"google.golang.org/protobuf/proto"
+	"github.com/kombu-go/kombu/runtime/codec"
 )
 
 // A Serializer turns values into message bodies and back. Its name is what
@@ -14,10 +13,10 @@ import (
 // travels with the message and selects the decoder on the other side, as in
 // Kombu's serialization registry.
 //
-// Every connection has these, with Kombu's names, content types and
-// content encodings:
+// Every connection has these, from package codec, with Kombu's names,
+// content types and content encodings:
 //
-//	json       application/json        utf-8   Kombu's default, with its __type__ envelopes (see Date)
+//	json       application/json        utf-8   Kombu's default, with its __type__ envelopes (see package pytypes)
 //	protobuf   application/x-protobuf  binary  proto messages (generated stubs' default)
 //	protojson  application/json        utf-8   proto messages in the canonical proto3 JSON mapping
 //	msgpack    application/x-msgpack   binary  as Kombu: use_bin_type=True, raw=False
@@ -29,7 +28,7 @@ import (
 // text and anything else as json, as Kombu does. json, msgpack and yaml
 // carry a proto message as the dict a Python consumer expects: proto field
 // names, 64-bit integers as numbers, floats as floats, enums by name, bytes
-// in base64 (see marshalProtoDict).
+// in base64 (see package codec).
 //
 // Add serializers per connection with WithCustomSerializers; one with a
 // built-in's name or content type replaces it on that connection. There is
@@ -56,12 +55,12 @@ type Serializer interface {
 // Content types kombu-go uses. Kombu always accepts application/data and
 // application/text, whatever the accept list says.
 const (
-	ContentTypeJSON     = "application/json"
-	ContentTypeProtobuf = "application/x-protobuf"
-	ContentTypeMsgpack  = "application/x-msgpack"
-	ContentTypeYAML     = "application/x-yaml"
-	ContentTypeData     = "application/data"
-	ContentTypeText     = "text/plain"
+	ContentTypeJSON     = codec.ContentTypeJSON
+	ContentTypeProtobuf = codec.ContentTypeProtobuf
+	ContentTypeMsgpack  = codec.ContentTypeMsgpack
+	ContentTypeYAML     = codec.ContentTypeYAML
+	ContentTypeData     = codec.ContentTypeData
+	ContentTypeText     = codec.ContentTypeText
 	contentTypeAppText  = "application/text"
 	contentTypePickle   = "application/x-python-serialize"
 )
@@ -70,13 +69,13 @@ const (
 // error messages list them. Further ones are added per connection with
 // WithCustomSerializers. The list is never modified.
 var builtinSerializers = []Serializer{
-	jsonSerializer{},
-	protobufSerializer{},
-	protojsonSerializer{},
-	msgpackSerializer{},
-	yamlSerializer{},
-	rawSerializer{},
-	textSerializer{},
+	codec.JSON{},
+	codec.Protobuf{},
+	codec.ProtoJSON{},
+	codec.Msgpack{},
+	codec.YAML{},
+	codec.Raw{},
+	codec.Text{},
 }
 
 // refusedByDefault are the content types a consumer without WithAccept
@@ -91,107 +90,15 @@ var refusedByDefault = map[string]string{
 	ContentTypeMsgpack: "msgpack",
 }
 
-// protobufSerializer writes the binary protobuf encoding.
-type protobufSerializer struct{}
-
-func (protobufSerializer) Name() string            { return "protobuf" }
-func (protobufSerializer) ContentType() string     { return ContentTypeProtobuf }
-func (protobufSerializer) ContentEncoding() string { return "binary" }
-
-func (protobufSerializer) Marshal(v any) ([]byte, error) {
-	m, ok := v.(proto.Message)
-	if !ok {
-		return nil, fmt.Errorf("the protobuf serializer needs a proto.Message, got %T", v)
-	}
-	return proto.Marshal(m)
-}
-
-func (protobufSerializer) Unmarshal(data []byte, v any) error {
-	m, ok := v.(proto.Message)
-	if !ok {
-		return fmt.Errorf("the protobuf serializer decodes into a proto.Message, got %T", v)
-	}
-	return proto.Unmarshal(data, m)
-}
-
-// rawSerializer sends bytes as they are, as Kombu's "raw" does
-// (application/data). It decodes into *[]byte, *string or *any (a []byte).
-type rawSerializer struct{}
-
-func (rawSerializer) Name() string                       { return "raw" }
-func (rawSerializer) ContentType() string                { return ContentTypeData }
-func (rawSerializer) ContentEncoding() string            { return "binary" }
-func (rawSerializer) Marshal(v any) ([]byte, error)      { return bytesOf(v) }
-func (rawSerializer) Unmarshal(data []byte, v any) error { return setBytes(data, v, false) }
-
-// textSerializer sends UTF-8 text (text/plain), as Kombu does for str
-// bodies. It decodes into *string, *[]byte or *any (a string), and refuses
-// a body that is not valid UTF-8.
-type textSerializer struct{}
-
-func (textSerializer) Name() string            { return "text" }
-func (textSerializer) ContentType() string     { return ContentTypeText }
-func (textSerializer) ContentEncoding() string { return "utf-8" }
-
-func (textSerializer) Marshal(v any) ([]byte, error) {
-	b, err := bytesOf(v)
-	if err == nil && !utf8.Valid(b) {
-		return nil, fmt.Errorf("text body is not valid UTF-8")
-	}
-	return b, err
-}
-
-func (textSerializer) Unmarshal(data []byte, v any) error {
-	if !utf8.Valid(data) {
-		return fmt.Errorf("text body is not valid UTF-8")
-	}
-	return setBytes(data, v, true)
-}
-
-func bytesOf(v any) ([]byte, error) {
-	switch b := v.(type) {
-	case []byte:
-		return b, nil
-	case string:
-		return []byte(b), nil
-	}
-	return nil, fmt.Errorf("a raw or text body must be []byte or string, got %T", v)
-}
-
-// setBytes stores data in *[]byte, *string or *any; text says whether an
-// any gets a string (text) or a []byte (raw bytes), as Python gets str or
-// bytes.
-func setBytes(data []byte, v any, text bool) error {
-	switch p := v.(type) {
-	case *[]byte:
-		*p = append((*p)[:0], data...)
-		return nil
-	case *string:
-		*p = string(data)
-		return nil
-	case *any:
-		if text {
-			*p = string(data)
-		} else {
-			*p = append([]byte(nil), data...)
-		}
-		return nil
-	}
-	return fmt.Errorf("decode into *[]byte, *string or *any, got %T", v)
-}
-
 // decodeUnregistered decodes a body whose content type no serializer
 // handles, as Kombu does: text in its content encoding, unless the encoding
 // is binary. Only UTF-8 (and its subset ASCII) text is supported.
 func decodeUnregistered(data []byte, encoding string, v any) error {
 	switch strings.ToLower(encoding) {
 	case "binary", "ascii-8bit":
-		return setBytes(data, v, false)
+		return codec.Raw{}.Unmarshal(data, v)
 	case "", "utf-8", "utf8", "us-ascii", "ascii":
-		if !utf8.Valid(data) {
-			return fmt.Errorf("body is not valid UTF-8")
-		}
-		return setBytes(data, v, true)
+		return codec.Text{}.Unmarshal(data, v)
 	}
 	return fmt.Errorf("content encoding %q is not supported (only utf-8 and binary)", encoding)
 }

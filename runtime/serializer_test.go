@@ -1,85 +1,15 @@
 package kombu
 
 import (
-	"bytes"
 	"errors"
 	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/kombu-go/kombu/runtime/transport"
-
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/apipb"
+
+	"github.com/kombu-go/kombu/runtime/transport"
 )
-
-func TestJSONUsesProtoFieldNames(t *testing.T) {
-	data, err := jsonSerializer{}.Marshal(&apipb.Method{Name: "Get", RequestTypeUrl: "type.googleapis.com/x"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Python Kombu consumers get the proto's own field names.
-	if !bytes.Contains(data, []byte(`"request_type_url"`)) {
-		t.Fatalf("json %s lacks the proto field name request_type_url", data)
-	}
-	// Reading accepts both the proto name and the lowerCamel JSON name, and
-	// ignores fields it does not know.
-	for _, in := range []string{
-		`{"name":"Get","request_type_url":"u"}`,
-		`{"name":"Get","requestTypeUrl":"u","added_later":1}`,
-	} {
-		var m apipb.Method
-		if err := (jsonSerializer{}).Unmarshal([]byte(in), &m); err != nil {
-			t.Fatalf("%s: %v", in, err)
-		}
-		if m.GetRequestTypeUrl() != "u" || m.GetName() != "Get" {
-			t.Fatalf("%s decoded to %v", in, &m)
-		}
-	}
-}
-
-func TestJSONPlainValues(t *testing.T) {
-	data, err := jsonSerializer{}.Marshal(map[string]any{"id": 42})
-	if err != nil || string(data) != `{"id":42}` {
-		t.Fatalf("got %s, %v", data, err)
-	}
-}
-
-func TestProtobufRoundTripAndMisuse(t *testing.T) {
-	in := &apipb.Method{Name: "Get", RequestStreaming: true}
-	data, err := protobufSerializer{}.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out apipb.Method
-	if err := (protobufSerializer{}).Unmarshal(data, &out); err != nil || !proto.Equal(in, &out) {
-		t.Fatalf("round trip: %v, %v", &out, err)
-	}
-	if _, err := (protobufSerializer{}).Marshal(map[string]int{}); err == nil {
-		t.Fatal("marshalling a map with protobuf succeeded")
-	}
-	var s string
-	if err := (protobufSerializer{}).Unmarshal(data, &s); err == nil {
-		t.Fatal("unmarshalling protobuf into *string succeeded")
-	}
-}
-
-func TestRawAndText(t *testing.T) {
-	var b []byte
-	if err := (rawSerializer{}).Unmarshal([]byte{0xff, 0}, &b); err != nil || !bytes.Equal(b, []byte{0xff, 0}) {
-		t.Fatalf("raw: %v %v", b, err)
-	}
-	var s string
-	if err := (textSerializer{}).Unmarshal([]byte("héllo"), &s); err != nil || s != "héllo" {
-		t.Fatalf("text: %q %v", s, err)
-	}
-	if err := (textSerializer{}).Unmarshal([]byte{0xff}, &s); err == nil {
-		t.Fatal("invalid UTF-8 text decoded without error")
-	}
-	if _, err := (rawSerializer{}).Marshal(42); err == nil {
-		t.Fatal("raw serializer accepted an int")
-	}
-}
 
 func TestAcceptListFollowsKombu(t *testing.T) {
 	c := defaultCodecs
@@ -214,9 +144,11 @@ func TestEncodeChoosesSerializerAsKombu(t *testing.T) {
 	if !errors.Is(err, ErrUnknownSerializer) || !strings.Contains(err.Error(), `"xml"`) {
 		t.Errorf("unknown serializer: got %v", err)
 	}
-	_, _, _, err = defaultCodecs.encode(&publishConfig{serializer: "json"}, make(chan int))
-	if !errors.Is(err, ErrEncode) {
-		t.Errorf("unencodable body: got %v, want ErrEncode", err)
+	for _, name := range []string{"json", "msgpack", "yaml"} {
+		_, _, _, err = defaultCodecs.encode(&publishConfig{serializer: name}, make(chan int))
+		if !errors.Is(err, ErrEncode) {
+			t.Errorf("%s: unencodable body: got %v, want ErrEncode", name, err)
+		}
 	}
 }
 
@@ -247,25 +179,60 @@ func (upperText) Unmarshal(data []byte, v any) error {
 	return nil
 }
 
-func TestZlibIsBoundedAndKombuCompatible(t *testing.T) {
-	z := zlibCompressor{}
-	small, err := z.Compress(bytes.Repeat([]byte("a"), 1000))
+// protojson shares application/json with json, which keeps decoding it.
+func TestProtojsonSharesJSONsContentType(t *testing.T) {
+	c := mustCodecs(t, DefaultMaxBodySize)
+	if _, err := c.serializer("protojson"); err != nil {
+		t.Fatal(err)
+	}
+	if c.byContentType[ContentTypeJSON].Name() != "json" {
+		t.Fatalf("application/json decodes with %s", c.byContentType[ContentTypeJSON].Name())
+	}
+	if !errors.Is(func() error { _, err := c.serializer("nope"); return err }(), ErrUnknownSerializer) {
+		t.Fatal("unknown serializer")
+	}
+}
+
+// The registry finds each built-in compressor by its name, its aliases and
+// its header value (their values, Kombu's, are checked in package codec).
+func TestRegistryFindsEveryCompressionName(t *testing.T) {
+	c := mustCodecs(t, DefaultMaxBodySize)
+	for _, z := range newBuiltinCompressors() {
+		for _, key := range append([]string{z.Name(), z.ContentType()}, z.Aliases()...) {
+			if got, err := c.compressor(key); err != nil || got.Name() != z.Name() {
+				t.Errorf("%s: found %v, %v; want %s", key, got, err, z.Name())
+			}
+		}
+	}
+}
+
+func TestUnknownCompressionIsADecodeError(t *testing.T) {
+	for _, header := range []any{"application/x-snappy", "lz4", 42} {
+		m, err := testMessage(t, &transport.Delivery{
+			Body:    []byte("x"),
+			Headers: map[string]any{"compression": header},
+		}, nil)
+		if !errors.Is(err, ErrDecode) || !errors.Is(err, ErrUnknownCompression) || m == nil {
+			t.Errorf("compression %v: got %v, want ErrDecode and ErrUnknownCompression", header, err)
+		}
+	}
+	// A body over the limit surfaces as ErrDecode and ErrLimitExceeded.
+	limited, _ := newCodecs(nil, nil, 1000)
+	conn := testConnection(limited)
+	bomb, _ := compressorFor(t, "zstd").Compress(make([]byte, 1<<20))
+	_, err := conn.newMessage(&transport.Delivery{Body: bomb, Headers: map[string]any{"compression": "application/zstd"}}, nil, 0)
+	if !errors.Is(err, ErrDecode) || !errors.Is(err, ErrLimitExceeded) {
+		t.Errorf("bomb: got %v", err)
+	}
+}
+
+// compressorFor returns the compressor a connection's registry has under a
+// name, alias or header value.
+func compressorFor(t testing.TB, name string) Compressor {
+	t.Helper()
+	z, err := mustCodecs(t, DefaultMaxBodySize).compressor(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Kombu's "zlib" is a zlib stream (0x78 ...) despite its application/x-gzip label.
-	if small[0] != 0x78 || z.ContentType() != "application/x-gzip" {
-		t.Fatalf("header byte %#x, content type %s", small[0], z.ContentType())
-	}
-	out, err := z.Decompress(small, 1000)
-	if err != nil || len(out) != 1000 {
-		t.Fatalf("decompress at the limit: %d bytes, %v", len(out), err)
-	}
-	bomb, _ := z.Compress(make([]byte, 4<<20)) // 4 MiB of zeros: ~4 KiB compressed
-	if _, err := z.Decompress(bomb, 1<<20); !errors.Is(err, ErrLimitExceeded) {
-		t.Fatalf("bomb: got %v, want ErrLimitExceeded", err)
-	}
-	if _, err := z.Decompress([]byte("not zlib"), 1<<20); err == nil {
-		t.Fatal("garbage decompressed without error")
-	}
+	return z
 }

@@ -1,8 +1,11 @@
 package kombu
 
-// Version is the version of kombu-go. protoc-gen-kombu prints it with
-// --version and writes it into the header of the code it generates.
-const Version = "0.1.0"
+import "github.com/kombu-go/kombu/internal/version"
+
+// Version is the version of kombu-go. protoc-gen-kombu prints the same
+// version with --version and writes it into the header of the code it
+// generates.
+const Version = version.Version
 
 // IsAtLeastVersion0_1_0 is referenced by code that protoc-gen-kombu generates
 // so that compiling it against an older runtime fails with a clear message

@@ -287,10 +287,55 @@ func TestOrders(t *testing.T) {
 	})
 }
 
+// TestUnimplemented: a generated Unimplemented…Handler method returns an
+// error that errors.Is matches with kombu.ErrUnimplemented and that names
+// the service and method, and the consumer rejects the message it was
+// given, so that it is dead-lettered rather than acked and lost or
+// requeued to come straight back.
 func TestUnimplemented(t *testing.T) {
-	err := kombutestv1.UnimplementedOrdersHandler{}.PlaceOrder(context.Background(), nil, nil)
-	if err == nil || err.Error() != "kombutest.v1.Orders.PlaceOrder is not implemented" {
-		t.Errorf("UnimplementedOrdersHandler.PlaceOrder: %v", err)
+	ctx := context.Background()
+	err := kombutestv1.UnimplementedOrdersHandler{}.PlaceOrder(ctx, nil, nil)
+	if !errors.Is(err, kombu.ErrUnimplemented) || !strings.Contains(err.Error(), "kombutest.v1.Orders.PlaceOrder") {
+		t.Errorf("UnimplementedOrdersHandler.PlaceOrder: %v, want ErrUnimplemented naming kombutest.v1.Orders.PlaceOrder", err)
+	}
+	_, err = kombutestv1.UnimplementedPricingHandler{}.Quote(ctx, nil, nil)
+	if !errors.Is(err, kombu.ErrUnimplemented) || !strings.Contains(err.Error(), "kombutest.v1.Pricing.Quote") {
+		t.Errorf("UnimplementedPricingHandler.Quote: %v, want ErrUnimplemented naming kombutest.v1.Pricing.Quote", err)
+	}
+
+	// orders.work, PlaceOrder's queue, dead-letters through orders.dlx into
+	// orders.dead.
+	conn := dial(t, broker(t))
+	c, err := kombutestv1.NewOrdersConsumer(conn, kombutestv1.UnimplementedOrdersHandler{})
+	start(t, c, err)
+	order := &kombutestv1.OrderPlaced{OrderId: "o-unimplemented"}
+	if err := kombutestv1.NewOrdersProducer(conn).PlaceOrder(ctx, order); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		msg, err := kombu.Queue{Name: "orders.dead"}.Get(ctx, conn)
+		if err == nil {
+			if err := msg.Ack(); err != nil {
+				t.Fatal(err)
+			}
+			var got kombutestv1.OrderPlaced
+			if err := msg.Decode(&got); err != nil || !proto.Equal(&got, order) {
+				t.Fatalf("dead letter %v, %v; want %v", &got, err, order)
+			}
+			if deaths, _ := msg.Headers["x-death"].([]any); len(deaths) == 0 ||
+				deaths[0].(map[string]any)["reason"] != "rejected" || deaths[0].(map[string]any)["queue"] != "orders.work" {
+				t.Fatalf("x-death %v, want a rejection from orders.work", msg.Headers["x-death"])
+			}
+			break
+		}
+		if !errors.Is(err, kombu.ErrEmpty) {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the message the unimplemented handler got was not dead-lettered")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

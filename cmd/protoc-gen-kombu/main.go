@@ -52,7 +52,7 @@ import (
 	"strings"
 
 	"github.com/kombu-go/kombu/cmd/protoc-gen-kombu/internal/generator"
-	kombu "github.com/kombu-go/kombu/runtime"
+	"github.com/kombu-go/kombu/internal/version"
 )
 
 const usage = `Usage: protoc-gen-kombu [--version | --help]
@@ -91,7 +91,7 @@ func runFlags(args []string) int {
 	}
 	switch arg {
 	case "--version", "-version":
-		fmt.Println("protoc-gen-kombu", kombu.Version)
+		fmt.Println("protoc-gen-kombu", version.Version)
 		return 0
 	case "--help", "-help", "-h":
 		fmt.Print(usage)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -80,6 +81,29 @@ func TestHelp(t *testing.T) {
 	}
 	if !strings.HasPrefix(string(out), "Usage: protoc-gen-kombu") {
 		t.Errorf("--help printed %q", out)
+	}
+}
+
+// TestLinksNoRuntime keeps the plugin free of the runtime: it needs the
+// version string and topic matching, which live in packages of their own
+// (internal/version, internal/topic). Linking the runtime would bring every
+// codec library and the in-process broker, which registers itself in the
+// plugin process: twice the packages and the binary size for nothing.
+func TestLinksNoRuntime(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/kombu-go/kombu/cmd/protoc-gen-kombu/internal/generator") {
+		t.Fatalf("go list -deps does not list the generator: %q", deps)
+	}
+	for _, pkg := range deps {
+		for _, banned := range []string{"github.com/kombu-go/kombu/runtime", "github.com/kombu-go/kombu/transports"} {
+			if pkg == banned || strings.HasPrefix(pkg, banned+"/") {
+				t.Errorf("protoc-gen-kombu depends on %s", pkg)
+			}
+		}
 	}
 }
 

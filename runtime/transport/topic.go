@@ -1,75 +1,27 @@
 package transport
 
-import "strings"
+import "github.com/kombu-go/kombu/internal/topic"
 
 // Topic matching follows RabbitMQ's rabbit_db_topic_exchange: keys are split
 // on "." into words, where empty words count ("a..b" is "a", "", "b" and ".b"
 // is "", "b"), except that the empty key is no words at all
 // (split_topic_key_binary(<<>>) -> []). So "#" matches "", "*" matches "" only
 // as part of a longer key such as ".b", and "*" alone does not match "".
+// The matching itself is in internal/topic, which protoc-gen-kombu shares.
 
 // TopicPattern is a topic binding key split into words once, so that
 // matching a routing key against it allocates nothing.
 type TopicPattern []string
 
 // CompileTopic splits a topic binding key into a TopicPattern.
-func CompileTopic(bindingKey string) TopicPattern {
-	if bindingKey == "" {
-		return nil
-	}
-	return strings.Split(bindingKey, ".")
-}
+func CompileTopic(bindingKey string) TopicPattern { return topic.Split(bindingKey) }
 
 // Match reports whether routingKey matches the pattern: "*" matches exactly
 // one word and "#" zero or more. It walks the key in place rather than
 // splitting it.
-func (p TopicPattern) Match(routingKey string) bool {
-	return matchWords(p, routingKey, routingKey == "")
-}
+func (p TopicPattern) Match(routingKey string) bool { return topic.Match(p, routingKey) }
 
 // MatchTopic reports whether a topic binding key matches a routing key.
 func MatchTopic(bindingKey, routingKey string) bool {
 	return CompileTopic(bindingKey).Match(routingKey)
-}
-
-// matchWords matches pattern against the words of key; none says key holds no
-// more words (which differs from holding one empty word).
-func matchWords(pattern []string, key string, none bool) bool {
-	for len(pattern) > 0 {
-		p := pattern[0]
-		pattern = pattern[1:]
-		if p == "#" {
-			if len(pattern) == 0 {
-				return true
-			}
-			// Let "#" swallow zero words, then one more at a time.
-			for {
-				if matchWords(pattern, key, none) {
-					return true
-				}
-				if none {
-					return false
-				}
-				_, key, none = nextWord(key)
-			}
-		}
-		if none {
-			return false
-		}
-		var w string
-		w, key, none = nextWord(key)
-		if p != "*" && p != w {
-			return false
-		}
-	}
-	return none
-}
-
-// nextWord splits the first word off key, which holds at least one word.
-func nextWord(key string) (word, rest string, none bool) {
-	i := strings.IndexByte(key, '.')
-	if i < 0 {
-		return key, "", true
-	}
-	return key[:i], key[i+1:], false
 }

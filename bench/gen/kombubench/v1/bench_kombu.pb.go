@@ -15,7 +15,7 @@ package kombubenchv1
 
 import (
 	context "context"
-	errors "errors"
+	fmt "fmt"
 	v1 "github.com/kombu-go/kombu/gen/examples/quickstart/v1"
 	kombu "github.com/kombu-go/kombu/runtime"
 )
@@ -115,13 +115,17 @@ type BenchHandler interface {
 }
 
 // UnimplementedBenchHandler implements BenchHandler with methods that return
-// an error. Embed it by value in an implementation so that a route added to
-// the service later does not break the build.
+// an error wrapping kombu.ErrUnimplemented. Embed it by value in an
+// implementation so that a route added to the service later does not break
+// the build; until the implementation handles the new route, the consumer
+// rejects its messages (dead-lettered where the queue has a dead-letter
+// exchange), as Celery rejects a task it does not know.
 type UnimplementedBenchHandler struct{}
 
-// PlaceOrder returns an error: the method is not implemented.
+// PlaceOrder returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombubench.v1.Bench.PlaceOrder.
 func (UnimplementedBenchHandler) PlaceOrder(context.Context, *v1.OrderPlaced, *kombu.Message) error {
-	return errors.New("kombubench.v1.Bench.PlaceOrder is not implemented")
+	return fmt.Errorf("%w: kombubench.v1.Bench.PlaceOrder", kombu.ErrUnimplemented)
 }
 
 // NewBenchConsumer returns a consumer that hands the messages of the

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	kombuv1 "github.com/kombu-go/kombu/gen/kombu/v1"
-	kombu "github.com/kombu-go/kombu/runtime"
+	"github.com/kombu-go/kombu/internal/topic"
 )
 
 // This file turns a proto file's kombu options into a checked model: for each
@@ -363,7 +363,7 @@ func (fm *fileModel) checkRouteReachesQueue(svc *service, r *route) error {
 		case kombuv1.ExchangeType_EXCHANGE_TYPE_HEADERS, kombuv1.ExchangeType_EXCHANGE_TYPE_FANOUT:
 			return nil
 		case kombuv1.ExchangeType_EXCHANGE_TYPE_TOPIC:
-			if kombu.MatchTopic(b.GetRoutingKey(), r.key) {
+			if topic.Match(topic.Split(b.GetRoutingKey()), r.key) {
 				return nil
 			}
 		default:

@@ -10,7 +10,7 @@ package notifyv1
 
 import (
 	context "context"
-	errors "errors"
+	fmt "fmt"
 	kombu "github.com/kombu-go/kombu/runtime"
 )
 
@@ -111,13 +111,17 @@ type ConfigHandler interface {
 }
 
 // UnimplementedConfigHandler implements ConfigHandler with methods that
-// return an error. Embed it by value in an implementation so that a route
-// added to the service later does not break the build.
+// return an error wrapping kombu.ErrUnimplemented. Embed it by value in an
+// implementation so that a route added to the service later does not break
+// the build; until the implementation handles the new route, the consumer
+// rejects its messages (dead-lettered where the queue has a dead-letter
+// exchange), as Celery rejects a task it does not know.
 type UnimplementedConfigHandler struct{}
 
-// Changed returns an error: the method is not implemented.
+// Changed returns an error wrapping kombu.ErrUnimplemented that names the
+// method, notify.v1.Config.Changed.
 func (UnimplementedConfigHandler) Changed(context.Context, *ConfigChanged, *kombu.Message) error {
-	return errors.New("notify.v1.Config.Changed is not implemented")
+	return fmt.Errorf("%w: notify.v1.Config.Changed", kombu.ErrUnimplemented)
 }
 
 // NewConfigConsumer returns a consumer that hands the messages of the

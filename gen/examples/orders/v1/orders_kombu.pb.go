@@ -11,7 +11,7 @@ package ordersv1
 
 import (
 	context "context"
-	errors "errors"
+	fmt "fmt"
 	kombu "github.com/kombu-go/kombu/runtime"
 )
 
@@ -118,13 +118,17 @@ type OrdersHandler interface {
 }
 
 // UnimplementedOrdersHandler implements OrdersHandler with methods that
-// return an error. Embed it by value in an implementation so that a route
-// added to the service later does not break the build.
+// return an error wrapping kombu.ErrUnimplemented. Embed it by value in an
+// implementation so that a route added to the service later does not break
+// the build; until the implementation handles the new route, the consumer
+// rejects its messages (dead-lettered where the queue has a dead-letter
+// exchange), as Celery rejects a task it does not know.
 type UnimplementedOrdersHandler struct{}
 
-// Place returns an error: the method is not implemented.
+// Place returns an error wrapping kombu.ErrUnimplemented that names the
+// method, orders.v1.Orders.Place.
 func (UnimplementedOrdersHandler) Place(context.Context, *OrderPlaced, *kombu.Message) error {
-	return errors.New("orders.v1.Orders.Place is not implemented")
+	return fmt.Errorf("%w: orders.v1.Orders.Place", kombu.ErrUnimplemented)
 }
 
 // NewOrdersConsumer returns a consumer that hands the messages of the
@@ -231,13 +235,17 @@ type DeadOrdersHandler interface {
 }
 
 // UnimplementedDeadOrdersHandler implements DeadOrdersHandler with methods
-// that return an error. Embed it by value in an implementation so that a
-// route added to the service later does not break the build.
+// that return an error wrapping kombu.ErrUnimplemented. Embed it by value in
+// an implementation so that a route added to the service later does not
+// break the build; until the implementation handles the new route, the
+// consumer rejects its messages (dead-lettered where the queue has a
+// dead-letter exchange), as Celery rejects a task it does not know.
 type UnimplementedDeadOrdersHandler struct{}
 
-// Inspect returns an error: the method is not implemented.
+// Inspect returns an error wrapping kombu.ErrUnimplemented that names the
+// method, orders.v1.DeadOrders.Inspect.
 func (UnimplementedDeadOrdersHandler) Inspect(context.Context, *OrderPlaced, *kombu.Message) error {
-	return errors.New("orders.v1.DeadOrders.Inspect is not implemented")
+	return fmt.Errorf("%w: orders.v1.DeadOrders.Inspect", kombu.ErrUnimplemented)
 }
 
 // NewDeadOrdersConsumer returns a consumer that hands the messages of the

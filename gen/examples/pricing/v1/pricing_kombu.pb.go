@@ -10,7 +10,7 @@ package pricingv1
 
 import (
 	context "context"
-	errors "errors"
+	fmt "fmt"
 	kombu "github.com/kombu-go/kombu/runtime"
 )
 
@@ -113,13 +113,17 @@ type PricingHandler interface {
 }
 
 // UnimplementedPricingHandler implements PricingHandler with methods that
-// return an error. Embed it by value in an implementation so that a route
-// added to the service later does not break the build.
+// return an error wrapping kombu.ErrUnimplemented. Embed it by value in an
+// implementation so that a route added to the service later does not break
+// the build; until the implementation handles the new route, the consumer
+// rejects its messages (dead-lettered where the queue has a dead-letter
+// exchange), as Celery rejects a task it does not know.
 type UnimplementedPricingHandler struct{}
 
-// Quote returns an error: the method is not implemented.
+// Quote returns an error wrapping kombu.ErrUnimplemented that names the
+// method, pricing.v1.Pricing.Quote.
 func (UnimplementedPricingHandler) Quote(context.Context, *QuoteRequest, *kombu.Message) (*QuoteReply, error) {
-	return nil, errors.New("pricing.v1.Pricing.Quote is not implemented")
+	return nil, fmt.Errorf("%w: pricing.v1.Pricing.Quote", kombu.ErrUnimplemented)
 }
 
 // NewPricingConsumer returns a consumer that hands the messages of the

@@ -15,7 +15,7 @@ package quickstartv1
 
 import (
 	context "context"
-	errors "errors"
+	fmt "fmt"
 	kombu "github.com/kombu-go/kombu/runtime"
 )
 
@@ -151,18 +151,23 @@ type ShopHandler interface {
 }
 
 // UnimplementedShopHandler implements ShopHandler with methods that return
-// an error. Embed it by value in an implementation so that a route added to
-// the service later does not break the build.
+// an error wrapping kombu.ErrUnimplemented. Embed it by value in an
+// implementation so that a route added to the service later does not break
+// the build; until the implementation handles the new route, the consumer
+// rejects its messages (dead-lettered where the queue has a dead-letter
+// exchange), as Celery rejects a task it does not know.
 type UnimplementedShopHandler struct{}
 
-// PlaceOrder returns an error: the method is not implemented.
+// PlaceOrder returns an error wrapping kombu.ErrUnimplemented that names the
+// method, quickstart.v1.Shop.PlaceOrder.
 func (UnimplementedShopHandler) PlaceOrder(context.Context, *OrderPlaced, *kombu.Message) error {
-	return errors.New("quickstart.v1.Shop.PlaceOrder is not implemented")
+	return fmt.Errorf("%w: quickstart.v1.Shop.PlaceOrder", kombu.ErrUnimplemented)
 }
 
-// ShipParcel returns an error: the method is not implemented.
+// ShipParcel returns an error wrapping kombu.ErrUnimplemented that names the
+// method, quickstart.v1.Shop.ShipParcel.
 func (UnimplementedShopHandler) ShipParcel(context.Context, *ParcelShipped, *kombu.Message) error {
-	return errors.New("quickstart.v1.Shop.ShipParcel is not implemented")
+	return fmt.Errorf("%w: quickstart.v1.Shop.ShipParcel", kombu.ErrUnimplemented)
 }
 
 // NewShopConsumer returns a consumer that hands the messages of the

@@ -15,7 +15,7 @@ package kombutestv1
 
 import (
 	context "context"
-	errors "errors"
+	fmt "fmt"
 	kombu "github.com/kombu-go/kombu/runtime"
 )
 
@@ -209,33 +209,41 @@ type BillingHandler interface {
 }
 
 // UnimplementedBillingHandler implements BillingHandler with methods that
-// return an error. Embed it by value in an implementation so that a route
-// added to the service later does not break the build.
+// return an error wrapping kombu.ErrUnimplemented. Embed it by value in an
+// implementation so that a route added to the service later does not break
+// the build; until the implementation handles the new route, the consumer
+// rejects its messages (dead-lettered where the queue has a dead-letter
+// exchange), as Celery rejects a task it does not know.
 type UnimplementedBillingHandler struct{}
 
-// IssueInvoice returns an error: the method is not implemented.
+// IssueInvoice returns an error wrapping kombu.ErrUnimplemented that names
+// the method, kombutest.v1.Billing.IssueInvoice.
 func (UnimplementedBillingHandler) IssueInvoice(context.Context, *Invoice, *kombu.Message) error {
-	return errors.New("kombutest.v1.Billing.IssueInvoice is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Billing.IssueInvoice", kombu.ErrUnimplemented)
 }
 
-// PackInvoice returns an error: the method is not implemented.
+// PackInvoice returns an error wrapping kombu.ErrUnimplemented that names
+// the method, kombutest.v1.Billing.PackInvoice.
 func (UnimplementedBillingHandler) PackInvoice(context.Context, *Invoice, *kombu.Message) error {
-	return errors.New("kombutest.v1.Billing.PackInvoice is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Billing.PackInvoice", kombu.ErrUnimplemented)
 }
 
-// WriteInvoice returns an error: the method is not implemented.
+// WriteInvoice returns an error wrapping kombu.ErrUnimplemented that names
+// the method, kombutest.v1.Billing.WriteInvoice.
 func (UnimplementedBillingHandler) WriteInvoice(context.Context, *Invoice, *kombu.Message) error {
-	return errors.New("kombutest.v1.Billing.WriteInvoice is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Billing.WriteInvoice", kombu.ErrUnimplemented)
 }
 
-// MapInvoice returns an error: the method is not implemented.
+// MapInvoice returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.v1.Billing.MapInvoice.
 func (UnimplementedBillingHandler) MapInvoice(context.Context, *Invoice, *kombu.Message) error {
-	return errors.New("kombutest.v1.Billing.MapInvoice is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Billing.MapInvoice", kombu.ErrUnimplemented)
 }
 
-// AnnounceRates returns an error: the method is not implemented.
+// AnnounceRates returns an error wrapping kombu.ErrUnimplemented that names
+// the method, kombutest.v1.Billing.AnnounceRates.
 func (UnimplementedBillingHandler) AnnounceRates(context.Context, *Rates, *kombu.Message) error {
-	return errors.New("kombutest.v1.Billing.AnnounceRates is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Billing.AnnounceRates", kombu.ErrUnimplemented)
 }
 
 // NewBillingConsumer returns a consumer that hands the messages of the

@@ -12,7 +12,7 @@ package kombutestv1
 
 import (
 	context "context"
-	errors "errors"
+	fmt "fmt"
 	kombu "github.com/kombu-go/kombu/runtime"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
 )
@@ -149,18 +149,23 @@ type NotificationsHandler interface {
 }
 
 // UnimplementedNotificationsHandler implements NotificationsHandler with
-// methods that return an error. Embed it by value in an implementation so
-// that a route added to the service later does not break the build.
+// methods that return an error wrapping kombu.ErrUnimplemented. Embed it by
+// value in an implementation so that a route added to the service later does
+// not break the build; until the implementation handles the new route, the
+// consumer rejects its messages (dead-lettered where the queue has a
+// dead-letter exchange), as Celery rejects a task it does not know.
 type UnimplementedNotificationsHandler struct{}
 
-// Email returns an error: the method is not implemented.
+// Email returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.v1.Notifications.Email.
 func (UnimplementedNotificationsHandler) Email(context.Context, *Notification, *kombu.Message) error {
-	return errors.New("kombutest.v1.Notifications.Email is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Notifications.Email", kombu.ErrUnimplemented)
 }
 
-// Page returns an error: the method is not implemented.
+// Page returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.v1.Notifications.Page.
 func (UnimplementedNotificationsHandler) Page(context.Context, *Notification, *kombu.Message) error {
-	return errors.New("kombutest.v1.Notifications.Page is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Notifications.Page", kombu.ErrUnimplemented)
 }
 
 // NewNotificationsConsumer returns a consumer that hands the messages of the
@@ -279,15 +284,19 @@ type HeartbeatsHandler interface {
 }
 
 // UnimplementedHeartbeatsHandler implements HeartbeatsHandler with methods
-// that return an error. Embed it by value in an implementation so that a
-// route added to the service later does not break the build.
+// that return an error wrapping kombu.ErrUnimplemented. Embed it by value in
+// an implementation so that a route added to the service later does not
+// break the build; until the implementation handles the new route, the
+// consumer rejects its messages (dead-lettered where the queue has a
+// dead-letter exchange), as Celery rejects a task it does not know.
 //
 // Deprecated: Do not use.
 type UnimplementedHeartbeatsHandler struct{}
 
-// Beat returns an error: the method is not implemented.
+// Beat returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.v1.Heartbeats.Beat.
 func (UnimplementedHeartbeatsHandler) Beat(context.Context, *Heartbeat, *kombu.Message) error {
-	return errors.New("kombutest.v1.Heartbeats.Beat is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Heartbeats.Beat", kombu.ErrUnimplemented)
 }
 
 // NewHeartbeatsConsumer returns a consumer that hands the messages of the
@@ -392,13 +401,17 @@ type DefaultsHandler interface {
 }
 
 // UnimplementedDefaultsHandler implements DefaultsHandler with methods that
-// return an error. Embed it by value in an implementation so that a route
-// added to the service later does not break the build.
+// return an error wrapping kombu.ErrUnimplemented. Embed it by value in an
+// implementation so that a route added to the service later does not break
+// the build; until the implementation handles the new route, the consumer
+// rejects its messages (dead-lettered where the queue has a dead-letter
+// exchange), as Celery rejects a task it does not know.
 type UnimplementedDefaultsHandler struct{}
 
-// Ping returns an error: the method is not implemented.
+// Ping returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.v1.Defaults.Ping.
 func (UnimplementedDefaultsHandler) Ping(context.Context, *emptypb.Empty, *kombu.Message) error {
-	return errors.New("kombutest.v1.Defaults.Ping is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Defaults.Ping", kombu.ErrUnimplemented)
 }
 
 // NewDefaultsConsumer returns a consumer that hands the messages of the
@@ -503,13 +516,17 @@ type ReportsHandler interface {
 }
 
 // UnimplementedReportsHandler implements ReportsHandler with methods that
-// return an error. Embed it by value in an implementation so that a route
-// added to the service later does not break the build.
+// return an error wrapping kombu.ErrUnimplemented. Embed it by value in an
+// implementation so that a route added to the service later does not break
+// the build; until the implementation handles the new route, the consumer
+// rejects its messages (dead-lettered where the queue has a dead-letter
+// exchange), as Celery rejects a task it does not know.
 type UnimplementedReportsHandler struct{}
 
-// Publish returns an error: the method is not implemented.
+// Publish returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.v1.Reports.Publish.
 func (UnimplementedReportsHandler) Publish(context.Context, *Report, *kombu.Message) error {
-	return errors.New("kombutest.v1.Reports.Publish is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Reports.Publish", kombu.ErrUnimplemented)
 }
 
 // NewReportsConsumer returns a consumer that hands the messages of the

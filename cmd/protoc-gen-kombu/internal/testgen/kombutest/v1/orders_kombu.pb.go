@@ -17,7 +17,6 @@ package kombutestv1
 
 import (
 	context "context"
-	errors "errors"
 	fmt "fmt"
 	kombu "github.com/kombu-go/kombu/runtime"
 	time "time"
@@ -274,38 +273,47 @@ type OrdersHandler interface {
 }
 
 // UnimplementedOrdersHandler implements OrdersHandler with methods that
-// return an error. Embed it by value in an implementation so that a route
-// added to the service later does not break the build.
+// return an error wrapping kombu.ErrUnimplemented. Embed it by value in an
+// implementation so that a route added to the service later does not break
+// the build; until the implementation handles the new route, the consumer
+// rejects its messages (dead-lettered where the queue has a dead-letter
+// exchange), as Celery rejects a task it does not know.
 type UnimplementedOrdersHandler struct{}
 
-// PlaceOrder returns an error: the method is not implemented.
+// PlaceOrder returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.v1.Orders.PlaceOrder.
 func (UnimplementedOrdersHandler) PlaceOrder(context.Context, *OrderPlaced, *kombu.Message) error {
-	return errors.New("kombutest.v1.Orders.PlaceOrder is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Orders.PlaceOrder", kombu.ErrUnimplemented)
 }
 
-// AmendOrder returns an error: the method is not implemented.
+// AmendOrder returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.v1.Orders.AmendOrder.
 func (UnimplementedOrdersHandler) AmendOrder(context.Context, *OrderPlaced, *kombu.Message) error {
-	return errors.New("kombutest.v1.Orders.AmendOrder is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Orders.AmendOrder", kombu.ErrUnimplemented)
 }
 
-// RetryOrder returns an error: the method is not implemented.
+// RetryOrder returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.v1.Orders.RetryOrder.
 func (UnimplementedOrdersHandler) RetryOrder(context.Context, *OrderPlaced, *kombu.Message) error {
-	return errors.New("kombutest.v1.Orders.RetryOrder is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Orders.RetryOrder", kombu.ErrUnimplemented)
 }
 
-// InvalidateCache returns an error: the method is not implemented.
+// InvalidateCache returns an error wrapping kombu.ErrUnimplemented that
+// names the method, kombutest.v1.Orders.InvalidateCache.
 func (UnimplementedOrdersHandler) InvalidateCache(context.Context, *CacheInvalidated, *kombu.Message) error {
-	return errors.New("kombutest.v1.Orders.InvalidateCache is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Orders.InvalidateCache", kombu.ErrUnimplemented)
 }
 
-// ArchiveOrder returns an error: the method is not implemented.
+// ArchiveOrder returns an error wrapping kombu.ErrUnimplemented that names
+// the method, kombutest.v1.Orders.ArchiveOrder.
 func (UnimplementedOrdersHandler) ArchiveOrder(context.Context, *OrderArchived, *kombu.Message) error {
-	return errors.New("kombutest.v1.Orders.ArchiveOrder is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Orders.ArchiveOrder", kombu.ErrUnimplemented)
 }
 
-// LegacyOrder returns an error: the method is not implemented.
+// LegacyOrder returns an error wrapping kombu.ErrUnimplemented that names
+// the method, kombutest.v1.Orders.LegacyOrder.
 func (UnimplementedOrdersHandler) LegacyOrder(context.Context, *OrderPlaced, *kombu.Message) error {
-	return errors.New("kombutest.v1.Orders.LegacyOrder is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Orders.LegacyOrder", kombu.ErrUnimplemented)
 }
 
 // NewOrdersConsumer returns a consumer that hands the messages of the
@@ -508,18 +516,23 @@ type FulfilmentHandler interface {
 }
 
 // UnimplementedFulfilmentHandler implements FulfilmentHandler with methods
-// that return an error. Embed it by value in an implementation so that a
-// route added to the service later does not break the build.
+// that return an error wrapping kombu.ErrUnimplemented. Embed it by value in
+// an implementation so that a route added to the service later does not
+// break the build; until the implementation handles the new route, the
+// consumer rejects its messages (dead-lettered where the queue has a
+// dead-letter exchange), as Celery rejects a task it does not know.
 type UnimplementedFulfilmentHandler struct{}
 
-// ShipOrder returns an error: the method is not implemented.
+// ShipOrder returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.v1.Fulfilment.ShipOrder.
 func (UnimplementedFulfilmentHandler) ShipOrder(context.Context, *OrderShipped, *kombu.Message) error {
-	return errors.New("kombutest.v1.Fulfilment.ShipOrder is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Fulfilment.ShipOrder", kombu.ErrUnimplemented)
 }
 
-// TrackOrder returns an error: the method is not implemented.
+// TrackOrder returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.v1.Fulfilment.TrackOrder.
 func (UnimplementedFulfilmentHandler) TrackOrder(context.Context, *OrderTracked, *kombu.Message) error {
-	return errors.New("kombutest.v1.Fulfilment.TrackOrder is not implemented")
+	return fmt.Errorf("%w: kombutest.v1.Fulfilment.TrackOrder", kombu.ErrUnimplemented)
 }
 
 // NewFulfilmentConsumer returns a consumer that hands the messages of the

@@ -11,7 +11,7 @@ package kombutestv1
 
 import (
 	context "context"
-	errors "errors"
+	fmt "fmt"
 	kombu "github.com/kombu-go/kombu/runtime"
 	time "time"
 )
@@ -144,18 +144,23 @@ type PricingHandler interface {
 }
 
 // UnimplementedPricingHandler implements PricingHandler with methods that
-// return an error. Embed it by value in an implementation so that a route
-// added to the service later does not break the build.
+// return an error wrapping kombu.ErrUnimplemented. Embed it by value in an
+// implementation so that a route added to the service later does not break
+// the build; until the implementation handles the new route, the consumer
+// rejects its messages (dead-lettered where the queue has a dead-letter
+// exchange), as Celery rejects a task it does not know.
 type UnimplementedPricingHandler struct{}
 
-// Quote returns an error: the method is not implemented.
+// Quote returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.v1.Pricing.Quote.
 func (UnimplementedPricingHandler) Quote(context.Context, *QuoteRequest, *kombu.Message) (*QuoteReply, error) {
-	return nil, errors.New("kombutest.v1.Pricing.Quote is not implemented")
+	return nil, fmt.Errorf("%w: kombutest.v1.Pricing.Quote", kombu.ErrUnimplemented)
 }
 
-// Convert returns an error: the method is not implemented.
+// Convert returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.v1.Pricing.Convert.
 func (UnimplementedPricingHandler) Convert(context.Context, *ConvertRequest, *kombu.Message) (*ConvertReply, error) {
-	return nil, errors.New("kombutest.v1.Pricing.Convert is not implemented")
+	return nil, fmt.Errorf("%w: kombutest.v1.Pricing.Convert", kombu.ErrUnimplemented)
 }
 
 // NewPricingConsumer returns a consumer that hands the messages of the

@@ -11,7 +11,7 @@ package editionsv1
 
 import (
 	context "context"
-	errors "errors"
+	fmt "fmt"
 	kombu "github.com/kombu-go/kombu/runtime"
 )
 
@@ -106,13 +106,17 @@ type LedgerHandler interface {
 }
 
 // UnimplementedLedgerHandler implements LedgerHandler with methods that
-// return an error. Embed it by value in an implementation so that a route
-// added to the service later does not break the build.
+// return an error wrapping kombu.ErrUnimplemented. Embed it by value in an
+// implementation so that a route added to the service later does not break
+// the build; until the implementation handles the new route, the consumer
+// rejects its messages (dead-lettered where the queue has a dead-letter
+// exchange), as Celery rejects a task it does not know.
 type UnimplementedLedgerHandler struct{}
 
-// Post returns an error: the method is not implemented.
+// Post returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.editions.v1.Ledger.Post.
 func (UnimplementedLedgerHandler) Post(context.Context, *Posting, *kombu.Message) error {
-	return errors.New("kombutest.editions.v1.Ledger.Post is not implemented")
+	return fmt.Errorf("%w: kombutest.editions.v1.Ledger.Post", kombu.ErrUnimplemented)
 }
 
 // NewLedgerConsumer returns a consumer that hands the messages of the

@@ -13,7 +13,6 @@ package namesv1
 
 import (
 	context "context"
-	errors "errors"
 	fmt "fmt"
 	v1 "github.com/kombu-go/kombu/cmd/protoc-gen-kombu/internal/testgen/kombutest/v1"
 	kombu "github.com/kombu-go/kombu/runtime"
@@ -281,58 +280,71 @@ type NamesHandler interface {
 }
 
 // UnimplementedNamesHandler implements NamesHandler with methods that return
-// an error. Embed it by value in an implementation so that a route added to
-// the service later does not break the build.
+// an error wrapping kombu.ErrUnimplemented. Embed it by value in an
+// implementation so that a route added to the service later does not break
+// the build; until the implementation handles the new route, the consumer
+// rejects its messages (dead-lettered where the queue has a dead-letter
+// exchange), as Celery rejects a task it does not know.
 type UnimplementedNamesHandler struct{}
 
-// Type returns an error: the method is not implemented.
+// Type returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.names.v1.Names.Type.
 func (UnimplementedNamesHandler) Type(context.Context, *Generic, *kombu.Message) error {
-	return errors.New("kombutest.names.v1.Names.Type is not implemented")
+	return fmt.Errorf("%w: kombutest.names.v1.Names.Type", kombu.ErrUnimplemented)
 }
 
-// Func returns an error: the method is not implemented.
+// Func returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.names.v1.Names.Func.
 func (UnimplementedNamesHandler) Func(context.Context, *Generic, *kombu.Message) error {
-	return errors.New("kombutest.names.v1.Names.Func is not implemented")
+	return fmt.Errorf("%w: kombutest.names.v1.Names.Func", kombu.ErrUnimplemented)
 }
 
-// Context returns an error: the method is not implemented.
+// Context returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.names.v1.Names.Context.
 func (UnimplementedNamesHandler) Context(context.Context, *Generic, *kombu.Message) error {
-	return errors.New("kombutest.names.v1.Names.Context is not implemented")
+	return fmt.Errorf("%w: kombutest.names.v1.Names.Context", kombu.ErrUnimplemented)
 }
 
-// Kombu returns an error: the method is not implemented.
+// Kombu returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.names.v1.Names.Kombu.
 func (UnimplementedNamesHandler) Kombu(context.Context, *Generic, *kombu.Message) error {
-	return errors.New("kombutest.names.v1.Names.Kombu is not implemented")
+	return fmt.Errorf("%w: kombutest.names.v1.Names.Kombu", kombu.ErrUnimplemented)
 }
 
-// HTTPRequest returns an error: the method is not implemented.
+// HTTPRequest returns an error wrapping kombu.ErrUnimplemented that names
+// the method, kombutest.names.v1.Names.HTTPRequest.
 func (UnimplementedNamesHandler) HTTPRequest(context.Context, *HTTPRequest, *kombu.Message) error {
-	return errors.New("kombutest.names.v1.Names.HTTPRequest is not implemented")
+	return fmt.Errorf("%w: kombutest.names.v1.Names.HTTPRequest", kombu.ErrUnimplemented)
 }
 
-// GetUrl returns an error: the method is not implemented.
+// GetUrl returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.names.v1.Names.get_url.
 func (UnimplementedNamesHandler) GetUrl(context.Context, *URLRequest, *kombu.Message) error {
-	return errors.New("kombutest.names.v1.Names.get_url is not implemented")
+	return fmt.Errorf("%w: kombutest.names.v1.Names.get_url", kombu.ErrUnimplemented)
 }
 
-// Imported returns an error: the method is not implemented.
+// Imported returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.names.v1.Names.Imported.
 func (UnimplementedNamesHandler) Imported(context.Context, *v1.OrderPlaced, *kombu.Message) error {
-	return errors.New("kombutest.names.v1.Names.Imported is not implemented")
+	return fmt.Errorf("%w: kombutest.names.v1.Names.Imported", kombu.ErrUnimplemented)
 }
 
-// Nested returns an error: the method is not implemented.
+// Nested returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.names.v1.Names.Nested.
 func (UnimplementedNamesHandler) Nested(context.Context, *Outer_Inner, *kombu.Message) error {
-	return errors.New("kombutest.names.v1.Names.Nested is not implemented")
+	return fmt.Errorf("%w: kombutest.names.v1.Names.Nested", kombu.ErrUnimplemented)
 }
 
-// Empty returns an error: the method is not implemented.
+// Empty returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.names.v1.Names.Empty.
 func (UnimplementedNamesHandler) Empty(context.Context, *emptypb.Empty, *kombu.Message) error {
-	return errors.New("kombutest.names.v1.Names.Empty is not implemented")
+	return fmt.Errorf("%w: kombutest.names.v1.Names.Empty", kombu.ErrUnimplemented)
 }
 
-// Producer returns an error: the method is not implemented.
+// Producer returns an error wrapping kombu.ErrUnimplemented that names the
+// method, kombutest.names.v1.Names.Producer.
 func (UnimplementedNamesHandler) Producer(context.Context, *NamesProducer, *kombu.Message) error {
-	return errors.New("kombutest.names.v1.Names.Producer is not implemented")
+	return fmt.Errorf("%w: kombutest.names.v1.Names.Producer", kombu.ErrUnimplemented)
 }
 
 // NewNamesConsumer returns a consumer that hands the messages of the
@@ -475,13 +487,17 @@ type HTTP_APIHandler interface {
 }
 
 // UnimplementedHTTP_APIHandler implements HTTP_APIHandler with methods that
-// return an error. Embed it by value in an implementation so that a route
-// added to the service later does not break the build.
+// return an error wrapping kombu.ErrUnimplemented. Embed it by value in an
+// implementation so that a route added to the service later does not break
+// the build; until the implementation handles the new route, the consumer
+// rejects its messages (dead-lettered where the queue has a dead-letter
+// exchange), as Celery rejects a task it does not know.
 type UnimplementedHTTP_APIHandler struct{}
 
-// Do returns an error: the method is not implemented.
+// Do returns an error wrapping kombu.ErrUnimplemented that names the method,
+// kombutest.names.v1.HTTP_API.Do.
 func (UnimplementedHTTP_APIHandler) Do(context.Context, *HTTPRequest, *kombu.Message) error {
-	return errors.New("kombutest.names.v1.HTTP_API.Do is not implemented")
+	return fmt.Errorf("%w: kombutest.names.v1.HTTP_API.Do", kombu.ErrUnimplemented)
 }
 
 // NewHTTP_APIConsumer returns a consumer that hands the messages of the

@@ -1,4 +1,29 @@
-package kombu
+// Package pytypes holds Go types for the Python values that Kombu's
+// serializers carry and Go has no type for: Date (datetime.date), TimeOfDay
+// (datetime.time), Decimal (decimal.Decimal) and UUID (uuid.UUID), and
+// naive datetimes (Naive). A time.Time is a Python datetime and a []byte
+// is Python bytes.
+//
+// Each type writes itself as Kombu writes the Python value and reads what
+// Kombu writes, so that a Go struct of these fields and a Python dict hold
+// the same data:
+//
+//   - JSON: Kombu's {"__type__": ..., "__value__": ...} envelopes (see
+//     FromEnvelope), through MarshalJSON and UnmarshalJSON, which work with
+//     any JSON package; struct fields also read the plain strings Kombu 5.2
+//     and earlier wrote.
+//   - msgpack: a str of the ISO 8601 or decimal text, written by
+//     MarshalMsgpack, whose signature holds only standard types
+//     (github.com/vmihailenco/msgpack honours it), and read by UnmarshalText;
+//     Python's msgpack has no date, decimal or UUID type, so Python reads a
+//     str.
+//   - YAML, map keys and other text formats: MarshalText and UnmarshalText.
+//
+// The kombu-go json, msgpack and yaml serializers (package
+// github.com/kombu-go/kombu/runtime/codec) decode Kombu's envelopes into
+// these types. The package imports only the standard library and
+// runtime/transport/virtual, whose one Python time formatter it uses.
+package pytypes
 
 import (
 	"encoding/hex"
@@ -7,34 +32,35 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
 
-// Go types for the values Kombu's JSON serializer wraps in
-// {"__type__": T, "__value__": V} envelopes (Kombu 5.3 and later). Decoding
-// into any (or a map[string]any, or a []any) turns each envelope into:
-//
-//	"datetime"         time.Time (a naive Python datetime: see Naive)
-//	"date"             Date
-//	"time"             TimeOfDay
-//	"decimal"          Decimal
-//	"uuid"             UUID
-//	"bytes", "base64"  []byte
-//
-// and encoding writes those Go types back as the same envelopes, exactly as
-// Kombu writes them, so that Python gets datetime, date, time, Decimal, UUID
-// and bytes back. Struct fields of these types (and of time.Time and
-// []byte) decode from the envelopes too, and also from the plain strings
-// Kombu 5.2 and earlier wrote for datetimes, dates, times, decimals and
-// UUIDs.
+// ErrInvalid marks a value Python could not hold (a 30th of February, a
+// year 10000 datetime, an hour of 25) or text that does not parse as the
+// type it is read into.
+var ErrInvalid = errors.New("pytypes: invalid value")
+
+func invalidDate(d Date) error {
+	return fmt.Errorf("%w: date %04d-%02d-%02d is not a valid Python date", ErrInvalid, d.Year, int(d.Month), d.Day)
+}
+
+func invalidTimeOfDay(t TimeOfDay) error {
+	return fmt.Errorf("%w: %+v is not a valid time of day", ErrInvalid, t)
+}
+
+func invalidDecimal(s string) error {
+	return fmt.Errorf("%w: %q is not a decimal number", ErrInvalid, s)
+}
 
 // naive is the location of a time.Time decoded from a naive Python datetime
 // (one without a UTC offset). It is created once and never changed.
 var naive = time.FixedZone("naive", 0)
 
-// Naive returns t's wall clock as a naive time: one that the json
-// serializer writes without a UTC offset, so that Python reads it as a
-// naive datetime. A naive datetime that came from Python decodes to a naive
-// time, and goes back unchanged.
+// Naive returns t's wall clock as a naive time: one that AppendISOTime
+// (and so kombu-go's json serializer) writes without a UTC offset, so that
+// Python reads it as a naive datetime. A naive datetime that came from
+// Python parses (ParseISOTime) to a naive time, and goes back unchanged.
 func Naive(t time.Time) time.Time {
 	y, mo, d := t.Date()
 	h, mi, s := t.Clock()
@@ -97,31 +123,10 @@ func ParseDate(s string) (Date, error) {
 	return DateOf(t), nil
 }
 
-// MarshalJSON writes Kombu's date envelope, or null for the zero Date.
-func (d Date) MarshalJSON() ([]byte, error) {
-	if d.IsZero() {
-		return []byte("null"), nil
-	}
-	if !d.valid() {
-		return nil, fmt.Errorf("kombu: date %v is not a valid Python date", d)
-	}
-	b := append([]byte(nil), `{"__type__":"date","__value__":"`...)
-	b = d.appendISO(b)
-	return append(b, `"}`...), nil
-}
-
-// UnmarshalJSON reads Kombu's date envelope or a "YYYY-MM-DD" string.
-func (d *Date) UnmarshalJSON(data []byte) error {
-	return unmarshalEnvelope(data, d, "Date", ParseDate, func(v any) (Date, bool) {
-		t, ok := v.(time.Time) // a datetime envelope: its date
-		return DateOf(t), ok
-	})
-}
-
-// MarshalText writes "YYYY-MM-DD" (for YAML, msgpack and map keys).
+// MarshalText writes "YYYY-MM-DD" (for YAML and map keys).
 func (d Date) MarshalText() ([]byte, error) {
 	if !d.valid() {
-		return nil, fmt.Errorf("kombu: date %v is not a valid Python date", d)
+		return nil, invalidDate(d)
 	}
 	return d.appendISO(nil), nil
 }
@@ -185,25 +190,10 @@ func ParseTimeOfDay(s string) (TimeOfDay, error) {
 	return t, nil
 }
 
-// MarshalJSON writes Kombu's time envelope.
-func (t TimeOfDay) MarshalJSON() ([]byte, error) {
-	if !t.valid() {
-		return nil, fmt.Errorf("kombu: %+v is not a valid time of day", t)
-	}
-	b := append([]byte(nil), `{"__type__":"time","__value__":"`...)
-	b = t.appendISO(b)
-	return append(b, `"}`...), nil
-}
-
-// UnmarshalJSON reads Kombu's time envelope or an ISO 8601 time string.
-func (t *TimeOfDay) UnmarshalJSON(data []byte) error {
-	return unmarshalEnvelope(data, t, "TimeOfDay", ParseTimeOfDay, nil)
-}
-
 // MarshalText writes the ISO 8601 time.
 func (t TimeOfDay) MarshalText() ([]byte, error) {
 	if !t.valid() {
-		return nil, fmt.Errorf("kombu: %+v is not a valid time of day", t)
+		return nil, invalidTimeOfDay(t)
 	}
 	return t.appendISO(nil), nil
 }
@@ -222,7 +212,7 @@ type Decimal string
 // (without surrounding spaces or underscores) and returns it.
 func ParseDecimal(s string) (Decimal, error) {
 	if !validDecimal(s) {
-		return "", fmt.Errorf("kombu: %q is not a decimal number", s)
+		return "", invalidDecimal(s)
 	}
 	return Decimal(s), nil
 }
@@ -230,31 +220,10 @@ func ParseDecimal(s string) (Decimal, error) {
 // String returns the decimal's text.
 func (d Decimal) String() string { return string(d) }
 
-// MarshalJSON writes Kombu's decimal envelope.
-func (d Decimal) MarshalJSON() ([]byte, error) {
-	if d == "" {
-		return []byte("null"), nil
-	}
-	if !validDecimal(string(d)) {
-		return nil, fmt.Errorf("kombu: %q is not a decimal number", string(d))
-	}
-	b := append([]byte(nil), `{"__type__":"decimal","__value__":"`...)
-	b = append(b, d...)
-	return append(b, `"}`...), nil
-}
-
-// UnmarshalJSON reads Kombu's decimal envelope, a string or a JSON number.
-func (d *Decimal) UnmarshalJSON(data []byte) error {
-	if n := strings.TrimSpace(string(data)); n != "" && (n[0] == '-' || n[0] >= '0' && n[0] <= '9') {
-		return parseInto(d, n, ParseDecimal)
-	}
-	return unmarshalEnvelope(data, d, "Decimal", ParseDecimal, nil)
-}
-
 // MarshalText writes the decimal's text.
 func (d Decimal) MarshalText() ([]byte, error) {
 	if !validDecimal(string(d)) {
-		return nil, fmt.Errorf("kombu: %q is not a decimal number", string(d))
+		return nil, invalidDecimal(string(d))
 	}
 	return []byte(d), nil
 }
@@ -317,10 +286,10 @@ func ParseUUID(s string) (UUID, error) {
 	h = strings.ReplaceAll(h, "-", "")
 	var u UUID
 	if len(h) != 32 {
-		return u, fmt.Errorf("kombu: %q is not a UUID", s)
+		return u, fmt.Errorf("%w: %q is not a UUID", ErrInvalid, s)
 	}
 	if _, err := hex.Decode(u[:], []byte(h)); err != nil {
-		return u, fmt.Errorf("kombu: %q is not a UUID", s)
+		return u, fmt.Errorf("%w: %q is not a UUID", ErrInvalid, s)
 	}
 	return u, nil
 }
@@ -344,73 +313,11 @@ func (u UUID) String() string {
 // Version returns the UUID's version number (4 for a random UUID).
 func (u UUID) Version() int { return int(u[6] >> 4) }
 
-// MarshalJSON writes Kombu's uuid envelope.
-func (u UUID) MarshalJSON() ([]byte, error) {
-	b := append([]byte(nil), `{"__type__":"uuid","__value__":{"hex":"`...)
-	b = hex.AppendEncode(b, u[:])
-	return append(b, `"}}`...), nil
-}
-
-// UnmarshalJSON reads Kombu's uuid envelope or a UUID string.
-func (u *UUID) UnmarshalJSON(data []byte) error {
-	return unmarshalEnvelope(data, u, "UUID", ParseUUID, nil)
-}
-
 // MarshalText writes the canonical form.
 func (u UUID) MarshalText() ([]byte, error) { return []byte(u.String()), nil }
 
 // UnmarshalText reads any form ParseUUID accepts.
 func (u *UUID) UnmarshalText(b []byte) error { return parseInto(u, string(b), ParseUUID) }
-
-// uuidFromKombu turns the value of Kombu's uuid envelope, the keyword
-// arguments of Python's UUID(**value), into a UUID. Kombu 5.3.0 to 5.3.x
-// also sent "version", which UUID() stamps into the value.
-func uuidFromKombu(v any) (UUID, error) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return UUID{}, fmt.Errorf("uuid envelope value is %s, want an object with hex", jsonKind(v))
-	}
-	h, ok := m["hex"].(string)
-	if !ok {
-		return UUID{}, errors.New(`uuid envelope lacks a "hex" string`)
-	}
-	for k := range m {
-		if k != "hex" && k != "version" {
-			return UUID{}, fmt.Errorf("uuid envelope has an unsupported key %q", k)
-		}
-	}
-	u, err := ParseUUID(h)
-	if err != nil {
-		return UUID{}, err
-	}
-	if ver, ok := m["version"]; ok && ver != nil {
-		f, ok := ver.(float64)
-		if !ok || f != float64(int(f)) || f < 1 || f > 8 {
-			return UUID{}, fmt.Errorf("uuid envelope has an illegal version %v", ver)
-		}
-		u[8] = u[8]&0x3f | 0x80       // RFC 4122 variant
-		u[6] = u[6]&0x0f | byte(f)<<4 // version
-	}
-	return u, nil
-}
-
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return "a string"
-	case float64:
-		return "a number"
-	case bool:
-		return "a boolean"
-	case []any:
-		return "an array"
-	case map[string]any:
-		return "an object"
-	}
-	return fmt.Sprintf("%T", v)
-}
 
 // ParseISOTime parses an ISO 8601 date and time the way Python's
 // datetime.fromisoformat does, and RFC 3339 too: "2024-03-01",
@@ -450,24 +357,24 @@ func ParseISOTime(s string) (time.Time, error) {
 	return time.Date(d.Year, d.Month, d.Day, c.Hour, c.Minute, c.Second, c.Nanosecond, loc), nil
 }
 
-// appendISOTime writes t as Python's datetime.isoformat does:
+// AppendISOTime appends t as Python's datetime.isoformat writes it, the
+// text of Kombu's datetime envelope:
 // "2024-03-01T10:00:00", then ".ffffff" when the microseconds are not zero,
 // then the UTC offset ("+00:00", "-05:30") unless t is naive. Nanoseconds
 // below the microsecond are dropped, as Python cannot hold them.
-func appendISOTime(b []byte, t time.Time) ([]byte, error) {
-	y, mo, d := t.Date()
-	if y < 1 || y > 9999 {
-		return nil, fmt.Errorf("kombu: time %v is outside Python's datetime range (years 1 to 9999)", t)
+//
+// The formatting is virtual.AppendISOTime's, the one Python time formatter
+// kombu-go has, which Kombu's envelopes on every virtual transport use too.
+func AppendISOTime(b []byte, t time.Time) ([]byte, error) {
+	off := virtual.OffsetISO
+	if IsNaive(t) {
+		off = virtual.OffsetNone
 	}
-	b = Date{y, mo, d}.appendISO(b)
-	b = append(b, 'T')
-	h, mi, s := t.Clock()
-	b = appendClock(b, h, mi, s, t.Nanosecond())
-	if !IsNaive(t) {
-		_, off := t.Zone()
-		b = appendOffset(b, off)
+	out, err := virtual.AppendISOTime(b, t, off)
+	if err != nil {
+		return nil, fmt.Errorf("%w: time %v is outside Python's datetime range (years 1 to 9999)", ErrInvalid, t)
 	}
-	return b, nil
+	return out, nil
 }
 
 func appendClock(b []byte, h, m, s, ns int) []byte {
@@ -523,7 +430,7 @@ type isoParser struct {
 
 func (p *isoParser) fail(why string) {
 	if p.err == nil {
-		p.err = fmt.Errorf("kombu: cannot parse %q as an ISO 8601 time: %s", p.s, why)
+		p.err = fmt.Errorf("%w: cannot parse %q as an ISO 8601 time: %s", ErrInvalid, p.s, why)
 	}
 }
 
@@ -646,32 +553,6 @@ func (p *isoParser) offset() int {
 		p.fail("UTC offset out of range")
 	}
 	return sign * (h*3600 + m*60 + s)
-}
-
-// unmarshalEnvelope stores in dst what the JSON in data holds: Kombu's
-// envelope of a T, or a string parse accepts (JSON null leaves dst as it
-// is). other, if set, converts what another envelope decodes to.
-func unmarshalEnvelope[T any](data []byte, dst *T, name string, parse func(string) (T, error), other func(any) (T, bool)) error {
-	v, err := decodeEnvelope(data)
-	if err != nil {
-		return err
-	}
-	switch x := v.(type) {
-	case nil:
-		return nil
-	case T:
-		*dst = x
-		return nil
-	case string:
-		return parseInto(dst, x, parse)
-	}
-	if other != nil {
-		if x, ok := other(v); ok {
-			*dst = x
-			return nil
-		}
-	}
-	return fmt.Errorf("kombu: cannot decode %s into a %s", jsonKind(v), name)
 }
 
 // parseInto stores parse(s) in dst, or leaves dst as it is on error.

@@ -1,4 +1,4 @@
-package kombu
+package codec
 
 import (
 	"bytes"
@@ -16,8 +16,9 @@ import (
 	"github.com/ulikunitz/xz/lzma"
 )
 
-// xzCompressor is Kombu's "lzma" (alias "xz"): Python's lzma.compress,
-// which writes the xz container, sent under application/x-lzma.
+// LZMA is Kombu's "lzma" (alias "xz"): Python's lzma.compress, which
+// writes the xz container, sent under application/x-lzma. It encodes with
+// github.com/ulikunitz/xz.
 //
 // Decoding reads the xz container here rather than with xz.NewReader,
 // because that reader allocates whatever dictionary each block header
@@ -25,13 +26,17 @@ import (
 // never larger than the limit on the decompressed size: a match cannot
 // reach further back than the output so far, which the limit bounds, so a
 // smaller dictionary decodes the same bytes.
-type xzCompressor struct{}
+type LZMA struct{}
 
-func (*xzCompressor) Name() string        { return "lzma" }
-func (*xzCompressor) Aliases() []string   { return []string{"xz"} }
-func (*xzCompressor) ContentType() string { return "application/x-lzma" }
+func (*LZMA) Name() string        { return "lzma" }
+func (*LZMA) Aliases() []string   { return []string{"xz"} }
+func (*LZMA) ContentType() string { return "application/x-lzma" }
 
-func (*xzCompressor) Compress(src []byte) ([]byte, error) {
+// Compress writes src as an xz stream with a dictionary no larger than it
+// needs.
+func (*LZMA) Compress(src []byte) ([]byte, error) { return encoded(compressXZ(src)) }
+
+func compressXZ(src []byte) ([]byte, error) {
 	// A dictionary larger than the message buys nothing and costs the
 	// decoder (Python's included) the memory.
 	dict := lzma.MinDictCap
@@ -52,8 +57,10 @@ func (*xzCompressor) Compress(src []byte) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func (*xzCompressor) Decompress(src []byte, limit int64) ([]byte, error) {
-	return decodeXZ(src, limit)
+// Decompress reads xz streams of at most limit bytes, in a dictionary no
+// larger than the limit whatever the stream declares.
+func (*LZMA) Decompress(src []byte, limit int64) ([]byte, error) {
+	return decoded(decodeXZ(src, limit))
 }
 
 var (

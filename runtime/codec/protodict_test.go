@@ -1,4 +1,4 @@
-package kombu
+package codec
 
 import (
 	"math"
@@ -18,11 +18,7 @@ import (
 // 64-bit integers as numbers, floats with a decimal point, enums by name,
 // bytes in base64.
 func TestJSONProtoDict(t *testing.T) {
-	c := mustCodecs(t, DefaultMaxBodySize)
-	s, err := c.serializer("json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := JSON{}
 	inv, want := prototest.Invoice()
 	got, err := s.Marshal(inv)
 	if err != nil {
@@ -40,11 +36,7 @@ func TestJSONProtoDict(t *testing.T) {
 // Decoding accepts protojson's forms too: 64-bit integers as strings,
 // lowerCamelCase names, enums by number.
 func TestJSONProtoDictDecodesProtojson(t *testing.T) {
-	c := mustCodecs(t, DefaultMaxBodySize)
-	s, err := c.serializer("json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := JSON{}
 	inv, _ := prototest.Invoice()
 	canonical, err := protojson.Marshal(inv)
 	if err != nil {
@@ -96,13 +88,9 @@ func TestJSONProtoDictAny(t *testing.T) {
 // msgpack and yaml carry the same dict, with Python's types: integers,
 // floats, base64 text.
 func TestProtoDictInMsgpackAndYAML(t *testing.T) {
-	c := mustCodecs(t, DefaultMaxBodySize)
 	inv, _ := prototest.Invoice()
-	for _, name := range []string{"msgpack", "yaml"} {
-		s, err := c.serializer(name)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, s := range []serializer{Msgpack{}, YAML{}} {
+		name := s.Name()
 		data, err := s.Marshal(inv)
 		if err != nil {
 			t.Fatal(err)
@@ -146,16 +134,13 @@ func yamlNumber(v any) any {
 // Python's msgpack and YAML have a binary type; a bytes field they send
 // decodes as well as the base64 text kombu-go sends.
 func TestProtoDictBytesFromPython(t *testing.T) {
-	c := mustCodecs(t, DefaultMaxBodySize)
 	sig := prototest.InvoiceDescriptor.Fields().ByName("signature")
+	serializers := map[string]serializer{"msgpack": Msgpack{}, "yaml": YAML{}}
 	for name, body := range map[string][]byte{
 		"msgpack": {0x81, 0xa9, 's', 'i', 'g', 'n', 'a', 't', 'u', 'r', 'e', 0xc4, 0x03, 0x00, 0xff, 'k'}, // {"signature": b"\x00\xffk"}
 		"yaml":    []byte("signature: !!binary |\n  AP9r\n"),                                              // yaml.safe_dump({"signature": b"\x00\xffk"})
 	} {
-		s, err := c.serializer(name)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := serializers[name]
 		m := prototest.NewInvoice()
 		if err := s.Unmarshal(body, m); err != nil {
 			t.Errorf("%s: %v", name, err)

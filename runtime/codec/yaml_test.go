@@ -1,4 +1,4 @@
-package kombu
+package codec
 
 import (
 	"math"
@@ -16,7 +16,7 @@ func TestYAMLSafeDumpBodies(t *testing.T) {
 	// 'price': 1.5, 'ok': True, 'none': None, 'raw': b'\x00\xff'}) writes it.
 	body := "id: 7\nname: x\nnone: null\nok: true\nprice: 1.5\nraw: !!binary |\n  AP8=\ntags:\n- a\n- b\n"
 	var got map[string]any
-	if err := (yamlSerializer{}).Unmarshal([]byte(body), &got); err != nil {
+	if err := (YAML{}).Unmarshal([]byte(body), &got); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]any{"id": 7, "name": "x", "none": nil, "ok": true, "price": 1.5, "raw": "\x00\xff", "tags": []any{"a", "b"}}
@@ -27,13 +27,13 @@ func TestYAMLSafeDumpBodies(t *testing.T) {
 		Raw  string    `yaml:"raw"` // yaml.v3 decodes !!binary into strings, not []byte
 		When time.Time `yaml:"when"`
 	}
-	if err := (yamlSerializer{}).Unmarshal([]byte("raw: !!binary AP8=\nwhen: 2024-03-01 10:00:00\n"), &typed); err != nil {
+	if err := (YAML{}).Unmarshal([]byte("raw: !!binary AP8=\nwhen: 2024-03-01 10:00:00\n"), &typed); err != nil {
 		t.Fatal(err)
 	}
 	if string(typed.Raw) != "\x00\xff" || !typed.When.Equal(time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)) {
 		t.Fatalf("typed %+v", typed)
 	}
-	out, err := yamlSerializer{}.Marshal(map[string]any{"b": 2, "a": []string{"x"}})
+	out, err := YAML{}.Marshal(map[string]any{"b": 2, "a": []string{"x"}})
 	if err != nil || string(out) != "a:\n    - x\nb: 2\n" {
 		t.Fatalf("marshal %q %v", out, err)
 	}
@@ -41,12 +41,12 @@ func TestYAMLSafeDumpBodies(t *testing.T) {
 
 func TestYAMLProtoGoesThroughProtojson(t *testing.T) {
 	in := &apipb.Method{Name: "Get", ResponseTypeUrl: "u"}
-	data, err := yamlSerializer{}.Marshal(in)
+	data, err := YAML{}.Marshal(in)
 	if err != nil || !strings.Contains(string(data), "response_type_url: u") {
 		t.Fatalf("%s %v", data, err)
 	}
 	var out apipb.Method
-	if err := (yamlSerializer{}).Unmarshal(data, &out); err != nil || !proto.Equal(in, &out) {
+	if err := (YAML{}).Unmarshal(data, &out); err != nil || !proto.Equal(in, &out) {
 		t.Fatalf("round trip %v %v", &out, err)
 	}
 }
@@ -78,7 +78,7 @@ i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
 	} {
 		var v any
 		start := time.Now()
-		err := yamlSerializer{}.Unmarshal([]byte(body), &v)
+		err := YAML{}.Unmarshal([]byte(body), &v)
 		if err == nil {
 			t.Errorf("%s: decoded to %.100v", name, v)
 		}
@@ -91,7 +91,7 @@ i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
 // Floats are written as YAML 1.1, which Python's yaml reads, needs them:
 // "2" would be an int there, and "1e+21" a string. Bytes are !!binary.
 func TestYAMLFloatsReadAsPythonFloats(t *testing.T) {
-	out, err := yamlSerializer{}.Marshal(map[string]any{
+	out, err := YAML{}.Marshal(map[string]any{
 		"whole": 2.0, "big": 1e21, "small": 1e-7, "half": 0.5, "inf": math.Inf(1), "ninf": math.Inf(-1), "nan": math.NaN(),
 		"list": []any{3.0, 4}, "raw": []byte{0, 0xff},
 	})
@@ -100,7 +100,7 @@ func TestYAMLFloatsReadAsPythonFloats(t *testing.T) {
 		t.Fatalf("marshal:\n%s(%v)\nwant\n%s", out, err, want)
 	}
 	var back map[string]any
-	if err := (yamlSerializer{}).Unmarshal(out, &back); err != nil || back["whole"] != 2.0 || back["big"] != 1e21 {
+	if err := (YAML{}).Unmarshal(out, &back); err != nil || back["whole"] != 2.0 || back["big"] != 1e21 {
 		t.Errorf("read back %#v (%v)", back, err)
 	}
 }

@@ -1,13 +1,13 @@
-package kombu
+package codec
 
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/kombu-go/kombu/runtime/pytypes"
 )
 
 // The envelopes below are written as Kombu 5.3+ writes them
@@ -28,16 +28,16 @@ func TestJSONEnvelopesEncodeAsKombu(t *testing.T) {
 			`{"__type__":"datetime","__value__":"2024-03-01T10:00:00-05:30"}`},
 		{"offset seconds", time.Date(1900, 1, 1, 0, 0, 0, 0, time.FixedZone("LMT", 3600+7)),
 			`{"__type__":"datetime","__value__":"1900-01-01T00:00:00+01:00:07"}`},
-		{"naive datetime", Naive(time.Date(2024, 3, 1, 10, 0, 0, 5000, time.UTC)),
+		{"naive datetime", pytypes.Naive(time.Date(2024, 3, 1, 10, 0, 0, 5000, time.UTC)),
 			`{"__type__":"datetime","__value__":"2024-03-01T10:00:00.000005"}`},
 		{"small year", time.Date(33, 1, 2, 0, 0, 0, 0, time.UTC), `{"__type__":"datetime","__value__":"0033-01-02T00:00:00+00:00"}`},
-		{"date", Date{2024, 2, 29}, `{"__type__":"date","__value__":"2024-02-29"}`},
-		{"zero date", Date{}, `null`},
-		{"time", TimeOfDay{Hour: 23, Minute: 59, Second: 58, Nanosecond: 1000}, `{"__type__":"time","__value__":"23:59:58.000001"}`},
-		{"aware time", TimeOfDay{Hour: 8, Offset: 7200, HasOffset: true}, `{"__type__":"time","__value__":"08:00:00+02:00"}`},
-		{"decimal", Decimal("12.50"), `{"__type__":"decimal","__value__":"12.50"}`},
-		{"decimal exponent", Decimal("-1E+3"), `{"__type__":"decimal","__value__":"-1E+3"}`},
-		{"decimal nan", Decimal("NaN"), `{"__type__":"decimal","__value__":"NaN"}`},
+		{"date", pytypes.Date{Year: 2024, Month: 2, Day: 29}, `{"__type__":"date","__value__":"2024-02-29"}`},
+		{"zero date", pytypes.Date{}, `null`},
+		{"time", pytypes.TimeOfDay{Hour: 23, Minute: 59, Second: 58, Nanosecond: 1000}, `{"__type__":"time","__value__":"23:59:58.000001"}`},
+		{"aware time", pytypes.TimeOfDay{Hour: 8, Offset: 7200, HasOffset: true}, `{"__type__":"time","__value__":"08:00:00+02:00"}`},
+		{"decimal", pytypes.Decimal("12.50"), `{"__type__":"decimal","__value__":"12.50"}`},
+		{"decimal exponent", pytypes.Decimal("-1E+3"), `{"__type__":"decimal","__value__":"-1E+3"}`},
+		{"decimal nan", pytypes.Decimal("NaN"), `{"__type__":"decimal","__value__":"NaN"}`},
 		{"uuid", mustUUID(t, "12345678-1234-5678-1234-567812345678"),
 			`{"__type__":"uuid","__value__":{"hex":"12345678123456781234567812345678"}}`},
 		{"utf-8 bytes", []byte("héllo"), `{"__type__":"bytes","__value__":"héllo"}`},
@@ -50,7 +50,7 @@ func TestJSONEnvelopesEncodeAsKombu(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := jsonSerializer{}.Marshal(tt.in)
+			got, err := JSON{}.Marshal(tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,25 +63,25 @@ func TestJSONEnvelopesEncodeAsKombu(t *testing.T) {
 
 func TestJSONEnvelopesInStructs(t *testing.T) {
 	type order struct {
-		ID      UUID       `json:"id"`
-		Placed  time.Time  `json:"placed"`
-		Shipped *time.Time `json:"shipped,omitempty"`
-		Due     Date       `json:"due"`
-		Cutoff  TimeOfDay  `json:"cutoff"`
-		Total   Decimal    `json:"total"`
-		Blob    []byte     `json:"blob"`
-		Note    string     `json:"note"`
+		ID      pytypes.UUID      `json:"id"`
+		Placed  time.Time         `json:"placed"`
+		Shipped *time.Time        `json:"shipped,omitempty"`
+		Due     pytypes.Date      `json:"due"`
+		Cutoff  pytypes.TimeOfDay `json:"cutoff"`
+		Total   pytypes.Decimal   `json:"total"`
+		Blob    []byte            `json:"blob"`
+		Note    string            `json:"note"`
 	}
 	in := order{
 		ID:     mustUUID(t, "0f8fad5b-d9cb-469f-a165-70867728950e"),
 		Placed: time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC),
-		Due:    Date{2024, 3, 15},
-		Cutoff: TimeOfDay{Hour: 17},
+		Due:    pytypes.Date{Year: 2024, Month: 3, Day: 15},
+		Cutoff: pytypes.TimeOfDay{Hour: 17},
 		Total:  "99.90",
 		Blob:   []byte{1, 2, 0xfe},
 		Note:   "ok",
 	}
-	data, err := jsonSerializer{}.Marshal(in)
+	data, err := JSON{}.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestJSONEnvelopesInStructs(t *testing.T) {
 		t.Fatalf("got  %s\nwant %s", data, want)
 	}
 	var out order
-	if err := (jsonSerializer{}).Unmarshal(data, &out); err != nil {
+	if err := (JSON{}).Unmarshal(data, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(in, out) {
@@ -106,15 +106,15 @@ func TestJSONEnvelopesInStructs(t *testing.T) {
 	old := `{"id":"0f8fad5b-d9cb-469f-a165-70867728950e","placed":"2024-03-01T10:00:00Z",` +
 		`"due":"2024-03-15","cutoff":"17:00:00","total":"99.90","blob":"AQL+","note":"ok"}`
 	out = order{}
-	if err := (jsonSerializer{}).Unmarshal([]byte(old), &out); err != nil {
+	if err := (JSON{}).Unmarshal([]byte(old), &out); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(in, out) {
 		t.Fatalf("plain strings:\n got %+v\nwant %+v", out, in)
 	}
 	// A JSON number is a fine Decimal.
-	var d struct{ Total Decimal }
-	if err := (jsonSerializer{}).Unmarshal([]byte(`{"Total": 12.5e3}`), &d); err != nil || d.Total != "12.5e3" {
+	var d struct{ Total pytypes.Decimal }
+	if err := (JSON{}).Unmarshal([]byte(`{"Total": 12.5e3}`), &d); err != nil || d.Total != "12.5e3" {
 		t.Fatalf("number into Decimal: %q %v", d.Total, err)
 	}
 }
@@ -133,20 +133,20 @@ func TestJSONEnvelopesDecodeIntoAny(t *testing.T) {
 		` "list": [{"__type__": "decimal", "__value__": "1"}],` +
 		` "not_an_envelope": {"__type__": "x", "__value__": 1, "more": true}}`
 	var got map[string]any
-	if err := (jsonSerializer{}).Unmarshal([]byte(body), &got); err != nil {
+	if err := (JSON{}).Unmarshal([]byte(body), &got); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]any{
 		"when":   time.Date(2024, 3, 1, 10, 0, 0, 250_000_000, time.UTC),
-		"naive":  Naive(time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)),
-		"day":    Date{2024, 3, 1},
-		"at":     TimeOfDay{Hour: 10, Minute: 30, Nanosecond: 250_000},
-		"price":  Decimal("19.99"),
+		"naive":  pytypes.Naive(time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)),
+		"day":    pytypes.Date{Year: 2024, Month: 3, Day: 1},
+		"at":     pytypes.TimeOfDay{Hour: 10, Minute: 30, Nanosecond: 250_000},
+		"price":  pytypes.Decimal("19.99"),
 		"id":     mustUUID(t, "12345678-1234-5678-1234-567812345678"),
 		"old_id": mustUUID(t, "12345678-1234-4678-9234-567812345678"), // UUID(hex, version=4) stamps the bits
 		"text":   []byte("hé"),
 		"bin":    []byte{0xff, 0, 0x80},
-		"list":   []any{Decimal("1")},
+		"list":   []any{pytypes.Decimal("1")},
 		"not_an_envelope": map[string]any{
 			"__type__": "x", "__value__": float64(1), "more": true,
 		},
@@ -158,11 +158,11 @@ func TestJSONEnvelopesDecodeIntoAny(t *testing.T) {
 			}
 		}
 	}
-	if !IsNaive(got["naive"].(time.Time)) || IsNaive(got["when"].(time.Time)) {
+	if !pytypes.IsNaive(got["naive"].(time.Time)) || pytypes.IsNaive(got["when"].(time.Time)) {
 		t.Error("naive and aware datetimes not told apart")
 	}
 	// Re-encoding gives Kombu's envelopes back.
-	again, err := jsonSerializer{}.Marshal(got["naive"])
+	again, err := JSON{}.Marshal(got["naive"])
 	if err != nil || string(again) != `{"__type__":"datetime","__value__":"2024-03-01T10:00:00"}` {
 		t.Errorf("naive re-encoded as %s %v", again, err)
 	}
@@ -172,7 +172,7 @@ func TestJSONIntoAnyHoldingAPointer(t *testing.T) {
 	// As encoding/json: an any holding a pointer decodes into its target.
 	type target struct{ When time.Time }
 	var v any = &target{}
-	if err := (jsonSerializer{}).Unmarshal([]byte(`{"When": {"__type__": "datetime", "__value__": "2024-03-01T10:00:00"}}`), &v); err != nil {
+	if err := (JSON{}).Unmarshal([]byte(`{"When": {"__type__": "datetime", "__value__": "2024-03-01T10:00:00"}}`), &v); err != nil {
 		t.Fatal(err)
 	}
 	if tt, ok := v.(*target); !ok || tt.When.Hour() != 10 {
@@ -197,85 +197,17 @@ func TestJSONEnvelopeErrors(t *testing.T) {
 		"{\"a\": \"\xff\"}", // invalid UTF-8: Kombu fails to decode it too
 	} {
 		var v any
-		if err := (jsonSerializer{}).Unmarshal([]byte(body), &v); err == nil {
+		if err := (JSON{}).Unmarshal([]byte(body), &v); err == nil {
 			t.Errorf("%s decoded to %#v without error", body, v)
 		}
 	}
 	var tm time.Time
-	if err := (jsonSerializer{}).Unmarshal([]byte(`{"__type__": "decimal", "__value__": "1"}`), &tm); err == nil {
+	if err := (JSON{}).Unmarshal([]byte(`{"__type__": "decimal", "__value__": "1"}`), &tm); err == nil {
 		t.Error("decimal envelope decoded into a time.Time")
 	}
-	for _, bad := range []any{Date{2023, 2, 29}, TimeOfDay{Hour: 25}, Decimal("abc"), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)} {
-		if b, err := (jsonSerializer{}).Marshal(bad); err == nil {
+	for _, bad := range []any{pytypes.Date{Year: 2023, Month: 2, Day: 29}, pytypes.TimeOfDay{Hour: 25}, pytypes.Decimal("abc"), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		if b, err := (JSON{}).Marshal(bad); err == nil {
 			t.Errorf("%#v encoded as %s", bad, b)
-		}
-	}
-}
-
-func TestISOTimeParsing(t *testing.T) {
-	for in, want := range map[string]time.Time{
-		"2024-03-01":                       Naive(time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)),
-		"2024-03-01T10":                    Naive(time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)),
-		"2024-03-01 10:20":                 Naive(time.Date(2024, 3, 1, 10, 20, 0, 0, time.UTC)),
-		"2024-03-01T10:20:30.5":            Naive(time.Date(2024, 3, 1, 10, 20, 30, 500_000_000, time.UTC)),
-		"2024-03-01T10:20:30.123456789Z":   time.Date(2024, 3, 1, 10, 20, 30, 123456789, time.UTC),
-		"2024-03-01T10:20:30+00:00":        time.Date(2024, 3, 1, 10, 20, 30, 0, time.UTC),
-		"2024-03-01T10:20:30-07:00":        time.Date(2024, 3, 1, 17, 20, 30, 0, time.UTC),
-		"2024-03-01T10:20:30+01:00:07.5":   time.Date(2024, 3, 1, 9, 20, 23, 0, time.UTC),
-		"2024-03-01T10:20:30.000001+05:45": time.Date(2024, 3, 1, 4, 35, 30, 1000, time.UTC),
-	} {
-		got, err := ParseISOTime(in)
-		if err != nil || !got.Equal(want) || IsNaive(got) != IsNaive(want) {
-			t.Errorf("ParseISOTime(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "2024", "2024-3-1", "2024-03-01T", "2024-03-01X10:00", "2024-13-01",
-		"2024-03-01T10:00:60", "2024-03-01T10:00:00+24:00", "2024-03-01T10:00:00.", "2024-03-01T10:00:00.1234567890",
-		"2024-03-01T10:00:00 ", "0000-01-01"} {
-		if got, err := ParseISOTime(in); err == nil {
-			t.Errorf("ParseISOTime(%q) = %v, want an error", in, got)
-		}
-	}
-}
-
-func TestKombuTypesText(t *testing.T) {
-	u, err := ParseUUID("urn:uuid:{12345678-1234-5678-1234-567812345678}")
-	if err != nil || u.String() != "12345678-1234-5678-1234-567812345678" || u.Version() != 5 {
-		t.Fatalf("ParseUUID: %v %v", u, err)
-	}
-	for _, bad := range []string{"", "1234", strings.Repeat("g", 32)} {
-		if _, err := ParseUUID(bad); err == nil {
-			t.Errorf("ParseUUID(%q) succeeded", bad)
-		}
-	}
-	for _, ok := range []string{"0", "-0", "+1.5", ".5", "5.", "1e10", "1E-10", "Infinity", "-inf", "NaN", "nan12", "sNaN"} {
-		if _, err := ParseDecimal(ok); err != nil {
-			t.Errorf("ParseDecimal(%q): %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", ".", "-", "1e", "e5", "1.2.3", "0x10", "1_000", " 1", "Infinit"} {
-		if _, err := ParseDecimal(bad); err == nil {
-			t.Errorf("ParseDecimal(%q) succeeded", bad)
-		}
-	}
-	d, err := ParseDate("2024-03-01T23:59:59+05:00")
-	if err != nil || d != (Date{2024, 3, 1}) || d.String() != "2024-03-01" {
-		t.Fatalf("ParseDate: %v %v", d, err)
-	}
-	tod, err := ParseTimeOfDay("07:08:09.5Z")
-	if err != nil || tod != (TimeOfDay{7, 8, 9, 500_000_000, 0, true}) || tod.String() != "07:08:09.500000+00:00" {
-		t.Fatalf("ParseTimeOfDay: %+v %v", tod, err)
-	}
-	now := time.Date(2024, 3, 1, 10, 0, 0, 0, time.FixedZone("", 3600))
-	if DateOf(now) != (Date{2024, 3, 1}) || TimeOfDayOf(now) != (TimeOfDay{Hour: 10, Offset: 3600, HasOffset: true}) {
-		t.Fatal("DateOf / TimeOfDayOf")
-	}
-	// Text forms, used by YAML, msgpack and map keys.
-	for _, v := range []interface {
-		MarshalText() ([]byte, error)
-	}{Date{2024, 3, 1}, TimeOfDay{Hour: 1}, Decimal("1.5"), u} {
-		if b, err := v.MarshalText(); err != nil || len(b) == 0 {
-			t.Errorf("%T.MarshalText: %q %v", v, b, err)
 		}
 	}
 }
@@ -284,7 +216,7 @@ func TestJSONDepthIsBounded(t *testing.T) {
 	deep := bytes.Repeat([]byte("["), 1<<20)
 	var v any
 	start := time.Now()
-	err := jsonSerializer{}.Unmarshal(deep, &v)
+	err := JSON{}.Unmarshal(deep, &v)
 	if err == nil {
 		t.Fatal("a megabyte of [ decoded")
 	}
@@ -293,32 +225,14 @@ func TestJSONDepthIsBounded(t *testing.T) {
 	}
 	// Objects recurse through the envelope hook: bounded as well.
 	deep = bytes.Repeat([]byte(`{"a":`), 20000)
-	if err := (jsonSerializer{}).Unmarshal(deep, &v); err == nil {
+	if err := (JSON{}).Unmarshal(deep, &v); err == nil {
 		t.Fatal("20000 nested objects decoded")
 	}
 }
 
-func TestProtojsonSerializer(t *testing.T) {
-	c, _ := newCodecs(nil, nil, DefaultMaxBodySize)
-	s, err := c.serializer("protojson")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Marshal(map[string]int{}); err == nil {
-		t.Fatal("protojson marshalled a map")
-	}
-	// It shares application/json with json, which keeps decoding it.
-	if c.byContentType[ContentTypeJSON].Name() != "json" {
-		t.Fatalf("application/json decodes with %s", c.byContentType[ContentTypeJSON].Name())
-	}
-	if !errors.Is(func() error { _, err := c.serializer("nope"); return err }(), ErrUnknownSerializer) {
-		t.Fatal("unknown serializer")
-	}
-}
-
-func mustUUID(t testing.TB, s string) UUID {
+func mustUUID(t testing.TB, s string) pytypes.UUID {
 	t.Helper()
-	u, err := ParseUUID(s)
+	u, err := pytypes.ParseUUID(s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package kombu
+package codec
 
 import (
 	"bytes"
@@ -12,11 +12,11 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// msgpackSerializer is Kombu's "msgpack" (application/x-msgpack, binary),
-// with the conventions Kombu sets in Python (packb(use_bin_type=True),
+// Msgpack is Kombu's "msgpack" (application/x-msgpack, binary), with the
+// conventions Kombu sets in Python (packb(use_bin_type=True),
 // unpackb(raw=False)): Go strings are msgpack str, []byte is bin, and str
 // must be valid UTF-8. Integers take their smallest encoding, as Python's
-// packer writes them.
+// packer writes them. It uses github.com/vmihailenco/msgpack/v5.
 //
 // Structs use their msgpack tags, falling back to their json tags, so one
 // struct reads the same in both. Decoding into any gives map[string]any,
@@ -25,26 +25,28 @@ import (
 // reads as msgpack.Timestamp). Any other extension type is refused, as are
 // map keys other than strings when decoding into any, nesting deeper than
 // 1024 levels (Python's msgpack stops there too), and a body with
-// anything after its one value.
+// anything after its one value. The types of package pytypes travel as str,
+// their text.
 //
-// A proto.Message is written as the same dict as with json (proto field
+// A proto.Message is written as the same dict as with JSON (proto field
 // names, 64-bit integers as integers, enums by name, bytes as base64 text;
-// see marshalProtoDict); reading one also takes bytes fields as bin, as
-// Python's msgpack packs bytes.
+// see the package documentation); reading one also takes bytes fields as
+// bin, as Python's msgpack packs bytes.
 //
 // Kombu refuses msgpack unless the consumer accepts it explicitly, and so
-// does kombu-go (see WithAccept).
-type msgpackSerializer struct{}
+// does package kombu (see kombu.WithAccept).
+type Msgpack struct{}
 
-func (msgpackSerializer) Name() string            { return "msgpack" }
-func (msgpackSerializer) ContentType() string     { return ContentTypeMsgpack }
-func (msgpackSerializer) ContentEncoding() string { return "binary" }
+func (Msgpack) Name() string            { return "msgpack" }
+func (Msgpack) ContentType() string     { return ContentTypeMsgpack }
+func (Msgpack) ContentEncoding() string { return "binary" }
 
-func (msgpackSerializer) Marshal(v any) ([]byte, error) {
+// Marshal encodes v as Python's msgpack.packb(v, use_bin_type=True) would.
+func (Msgpack) Marshal(v any) ([]byte, error) {
 	if m, ok := v.(proto.Message); ok {
 		g, err := protoToGeneric(m)
 		if err != nil {
-			return nil, err
+			return nil, encodeFailed(err)
 		}
 		v = g
 	}
@@ -53,23 +55,25 @@ func (msgpackSerializer) Marshal(v any) ([]byte, error) {
 	enc.SetCustomStructTag("json")
 	enc.UseCompactInts(true)
 	if err := enc.Encode(v); err != nil {
-		return nil, err
+		return nil, encodeFailed(err)
 	}
 	return buf.Bytes(), nil
 }
 
-func (msgpackSerializer) Unmarshal(data []byte, v any) error {
+// Unmarshal checks that data is one well-formed value within the limits
+// above, then decodes it into v.
+func (Msgpack) Unmarshal(data []byte, v any) error {
 	if err := checkMsgpack(data, maxMsgpackDepth); err != nil {
-		return err
+		return decodeFailed(err)
 	}
 	if m, ok := v.(proto.Message); ok {
 		var g any
 		if err := decodeMsgpack(data, &g); err != nil {
-			return err
+			return decodeFailed(err)
 		}
-		return protoFromGeneric(g, m)
+		return decodeFailed(protoFromGeneric(g, m))
 	}
-	return decodeMsgpack(data, v)
+	return decodeFailed(decodeMsgpack(data, v))
 }
 
 func decodeMsgpack(data []byte, v any) error {
@@ -257,58 +261,4 @@ func checkMsgpack(b []byte, maxDepth int) error {
 			left = items
 		}
 	}
-}
-
-// The Kombu types travel in msgpack as str, their text form (Python then
-// has str; msgpack has no date, decimal or UUID type of its own). Without
-// these methods msgpack would write their MarshalText output as bin.
-
-// EncodeMsgpack writes the date as "YYYY-MM-DD".
-func (d Date) EncodeMsgpack(enc *msgpack.Encoder) error { return encodeMsgpackText(enc, d) }
-
-// DecodeMsgpack reads a date written as text.
-func (d *Date) DecodeMsgpack(dec *msgpack.Decoder) error { return decodeMsgpackText(dec, d) }
-
-// EncodeMsgpack writes the time as Python's time.isoformat does.
-func (t TimeOfDay) EncodeMsgpack(enc *msgpack.Encoder) error { return encodeMsgpackText(enc, t) }
-
-// DecodeMsgpack reads a time written as text.
-func (t *TimeOfDay) DecodeMsgpack(dec *msgpack.Decoder) error { return decodeMsgpackText(dec, t) }
-
-// EncodeMsgpack writes the decimal's text.
-func (d Decimal) EncodeMsgpack(enc *msgpack.Encoder) error { return encodeMsgpackText(enc, d) }
-
-// DecodeMsgpack reads a decimal written as text.
-func (d *Decimal) DecodeMsgpack(dec *msgpack.Decoder) error { return decodeMsgpackText(dec, d) }
-
-// EncodeMsgpack writes the UUID in its canonical form.
-func (u UUID) EncodeMsgpack(enc *msgpack.Encoder) error { return encodeMsgpackText(enc, u) }
-
-// DecodeMsgpack reads a UUID written as text (or as 16 bytes of bin).
-func (u *UUID) DecodeMsgpack(dec *msgpack.Decoder) error {
-	b, err := dec.DecodeBytes()
-	if err != nil {
-		return err
-	}
-	if len(b) == 16 {
-		copy(u[:], b)
-		return nil
-	}
-	return u.UnmarshalText(b)
-}
-
-func encodeMsgpackText(enc *msgpack.Encoder, v interface{ MarshalText() ([]byte, error) }) error {
-	b, err := v.MarshalText()
-	if err != nil {
-		return err
-	}
-	return enc.EncodeString(string(b))
-}
-
-func decodeMsgpackText(dec *msgpack.Decoder, v interface{ UnmarshalText([]byte) error }) error {
-	b, err := dec.DecodeBytes() // str or bin
-	if err != nil {
-		return err
-	}
-	return v.UnmarshalText(b)
 }

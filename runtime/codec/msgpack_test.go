@@ -1,4 +1,4 @@
-package kombu
+package codec
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/apipb"
+
+	"github.com/kombu-go/kombu/runtime/pytypes"
 )
 
 func TestMsgpackAsPythonPacks(t *testing.T) {
@@ -26,7 +28,7 @@ func TestMsgpackAsPythonPacks(t *testing.T) {
 		{[]any{nil, true, 1.5}, "93c0c3cb3ff8000000000000"},
 	}
 	for _, tt := range tests {
-		got, err := msgpackSerializer{}.Marshal(tt.in)
+		got, err := Msgpack{}.Marshal(tt.in)
 		if err != nil || hex.EncodeToString(got) != tt.want {
 			t.Errorf("Marshal(%#v) = %x %v, want %s", tt.in, got, err, tt.want)
 		}
@@ -38,7 +40,7 @@ func TestMsgpackDecodesToPythonLikeTypes(t *testing.T) {
 	// as packb(use_bin_type=True) writes it.
 	body, _ := hex.DecodeString("87a16e01a3626967cfffffffffffffffffa36e6567d1ff38a166cb3fe0000000000000a173a178a162c40100a16c9101")
 	var got any
-	if err := (msgpackSerializer{}).Unmarshal(body, &got); err != nil {
+	if err := (Msgpack{}).Unmarshal(body, &got); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]any{
@@ -55,7 +57,7 @@ func TestMsgpackDecodesToPythonLikeTypes(t *testing.T) {
 		Data  []byte    `json:"data"`
 	}
 	in := item{"x", 3, time.Date(2024, 3, 1, 0, 0, 0, 5, time.UTC), []byte{9}}
-	data, err := msgpackSerializer{}.Marshal(in)
+	data, err := Msgpack{}.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,28 +65,28 @@ func TestMsgpackDecodesToPythonLikeTypes(t *testing.T) {
 		t.Fatalf("struct not written with its json tags: %x", data)
 	}
 	var out item
-	if err := (msgpackSerializer{}).Unmarshal(data, &out); err != nil || !out.When.Equal(in.When) || out.Name != "x" || out.Count != 3 || !bytes.Equal(out.Data, in.Data) {
+	if err := (Msgpack{}).Unmarshal(data, &out); err != nil || !out.When.Equal(in.When) || out.Name != "x" || out.Count != 3 || !bytes.Equal(out.Data, in.Data) {
 		t.Fatalf("round trip: %+v %v", out, err)
 	}
 }
 
 func TestMsgpackProtoGoesThroughProtojson(t *testing.T) {
 	in := &apipb.Method{Name: "Get", RequestStreaming: true, Options: nil}
-	data, err := msgpackSerializer{}.Marshal(in)
+	data, err := Msgpack{}.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var g map[string]any
-	if err := (msgpackSerializer{}).Unmarshal(data, &g); err != nil || g["name"] != "Get" || g["request_streaming"] != true {
+	if err := (Msgpack{}).Unmarshal(data, &g); err != nil || g["name"] != "Get" || g["request_streaming"] != true {
 		t.Fatalf("generic view %v %v", g, err)
 	}
 	var out apipb.Method
-	if err := (msgpackSerializer{}).Unmarshal(data, &out); err != nil || !proto.Equal(in, &out) {
+	if err := (Msgpack{}).Unmarshal(data, &out); err != nil || !proto.Equal(in, &out) {
 		t.Fatalf("round trip %v %v", &out, err)
 	}
 	// Integers stay integers, so that Python reads ints.
-	data, _ = msgpackSerializer{}.Marshal(&apipb.Api{Name: "a", Syntax: 1})
-	if err := (msgpackSerializer{}).Unmarshal(data, &g); err != nil {
+	data, _ = Msgpack{}.Marshal(&apipb.Api{Name: "a", Syntax: 1})
+	if err := (Msgpack{}).Unmarshal(data, &g); err != nil {
 		t.Fatal(err)
 	}
 	if g["syntax"] != "SYNTAX_PROTO3" {
@@ -119,14 +121,14 @@ func TestMsgpackRefusesHostileBodies(t *testing.T) {
 			b = append(b, 0xc0)
 		}
 		var v any
-		if err := (msgpackSerializer{}).Unmarshal(b, &v); err == nil {
+		if err := (Msgpack{}).Unmarshal(b, &v); err == nil {
 			t.Errorf("%s: decoded to %#v", name, v)
 		}
 	}
 	// The timestamp extension is fine.
-	ts, _ := msgpackSerializer{}.Marshal(time.Unix(1700000000, 0).UTC())
+	ts, _ := Msgpack{}.Marshal(time.Unix(1700000000, 0).UTC())
 	var v any
-	if err := (msgpackSerializer{}).Unmarshal(ts, &v); err != nil {
+	if err := (Msgpack{}).Unmarshal(ts, &v); err != nil {
 		t.Fatalf("timestamp: %v", err)
 	}
 	if tm, ok := v.(time.Time); !ok || tm.Unix() != 1700000000 {
@@ -144,18 +146,18 @@ func TestMsgpackRefusesHostileBodies(t *testing.T) {
 
 func TestMsgpackKombuTypesAreStrings(t *testing.T) {
 	type row struct {
-		ID    UUID      `json:"id"`
-		Price Decimal   `json:"price"`
-		Day   Date      `json:"day"`
-		At    TimeOfDay `json:"at"`
+		ID    pytypes.UUID      `json:"id"`
+		Price pytypes.Decimal   `json:"price"`
+		Day   pytypes.Date      `json:"day"`
+		At    pytypes.TimeOfDay `json:"at"`
 	}
-	in := row{mustUUID(t, "12345678-1234-5678-1234-567812345678"), "1.50", Date{2024, 1, 2}, TimeOfDay{Hour: 1}}
-	data, err := msgpackSerializer{}.Marshal(in)
+	in := row{mustUUID(t, "12345678-1234-5678-1234-567812345678"), "1.50", pytypes.Date{Year: 2024, Month: 1, Day: 2}, pytypes.TimeOfDay{Hour: 1}}
+	data, err := Msgpack{}.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var generic map[string]any
-	if err := (msgpackSerializer{}).Unmarshal(data, &generic); err != nil {
+	if err := (Msgpack{}).Unmarshal(data, &generic); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]any{"id": "12345678-1234-5678-1234-567812345678", "price": "1.50", "day": "2024-01-02", "at": "01:00:00"}
@@ -163,7 +165,7 @@ func TestMsgpackKombuTypesAreStrings(t *testing.T) {
 		t.Fatalf("as Python sees it: %#v", generic)
 	}
 	var out row
-	if err := (msgpackSerializer{}).Unmarshal(data, &out); err != nil || out != in {
+	if err := (Msgpack{}).Unmarshal(data, &out); err != nil || out != in {
 		t.Fatalf("round trip %+v %v", out, err)
 	}
 }

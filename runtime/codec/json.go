@@ -1,9 +1,8 @@
-package kombu
+package codec
 
 import (
 	"bytes"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -16,70 +15,79 @@ import (
 	jsonv1 "github.com/go-json-experiment/json/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/kombu-go/kombu/runtime/pytypes"
 )
 
-// jsonSerializer is Kombu's default serializer, with Kombu's
-// {"__type__": ..., "__value__": ...} envelopes (see the types in
-// codec_types.go).
+// JSON is Kombu's default serializer (application/json, utf-8), with
+// Kombu's {"__type__": ..., "__value__": ...} envelopes: time.Time values
+// are written as datetime envelopes and []byte as bytes or base64 ones, and
+// the types of package pytypes (Date, TimeOfDay, Decimal, UUID) as theirs.
+// Decoding into any (or a map[string]any, or a []any) turns each envelope
+// into its Go value (see pytypes.FromEnvelope); struct fields of those types
+// (and of time.Time and []byte) read the envelopes and also the plain
+// strings Kombu 5.2 and earlier wrote.
 //
 // Everything else follows encoding/json: struct tags, field matching,
 // numbers into any as float64, nil slices as null. Two differences: "<",
 // ">" and "&" are not escaped (Python does not escape them either), and a
 // body that is not valid UTF-8 does not decode (Kombu refuses it too).
-// time.Time and []byte values, which encoding/json writes as RFC 3339 and
-// base64 strings, are written as Kombu's datetime and bytes envelopes
-// instead; when decoding, they accept the envelopes and the plain strings.
 //
-// Proto messages are written as the dict Python Kombu consumers expect
-// (see marshalProtoDict): protojson's form with the proto field names
+// Proto messages are written as the dict Python Kombu consumers expect (see
+// the package documentation): protojson's form with the proto field names
 // ("order_id", not "orderId"), 64-bit integers as numbers and floats with a
 // decimal point. Reading accepts that and protojson's own form and ignores
 // unknown fields, so a newer producer does not break an older consumer.
-type jsonSerializer struct{}
+type JSON struct{}
 
-func (jsonSerializer) Name() string            { return "json" }
-func (jsonSerializer) ContentType() string     { return ContentTypeJSON }
-func (jsonSerializer) ContentEncoding() string { return "utf-8" }
+func (JSON) Name() string            { return "json" }
+func (JSON) ContentType() string     { return ContentTypeJSON }
+func (JSON) ContentEncoding() string { return "utf-8" }
 
-func (jsonSerializer) Marshal(v any) ([]byte, error) {
+// Marshal encodes v as Kombu's json serializer does.
+func (JSON) Marshal(v any) ([]byte, error) {
 	if m, ok := v.(proto.Message); ok {
-		return marshalProtoDict(m)
+		return encoded(marshalProtoDict(m))
 	}
-	return json.Marshal(v, kombuJSONEncode)
+	return encoded(json.Marshal(v, kombuJSONEncode))
 }
 
-func (jsonSerializer) Unmarshal(data []byte, v any) error {
+// Unmarshal decodes data into v, converting Kombu's envelopes.
+func (JSON) Unmarshal(data []byte, v any) error {
 	if m, ok := v.(proto.Message); ok {
-		return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, m)
+		return decodeFailed(protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, m))
 	}
-	return json.Unmarshal(data, v, kombuJSONDecode)
+	return decodeFailed(json.Unmarshal(data, v, kombuJSONDecode))
 }
 
-// protojsonSerializer writes proto messages in the canonical proto3 JSON
-// mapping (lowerCamelCase names, as protojson does by default) for
-// consumers that expect that rather than Kombu's dicts. It sends
-// application/json, so any JSON consumer reads it; on the receiving side
-// the json serializer decodes it (it accepts both name styles).
-type protojsonSerializer struct{}
+// ProtoJSON writes proto messages in the canonical proto3 JSON mapping
+// (lowerCamelCase names, as protojson does by default) for consumers that
+// expect that rather than Kombu's dicts. It sends application/json, so any
+// JSON consumer reads it; package kombu decodes application/json with JSON,
+// which accepts both name styles.
+type ProtoJSON struct{}
 
-func (protojsonSerializer) Name() string            { return "protojson" }
-func (protojsonSerializer) ContentType() string     { return ContentTypeJSON }
-func (protojsonSerializer) ContentEncoding() string { return "utf-8" }
+func (ProtoJSON) Name() string            { return "protojson" }
+func (ProtoJSON) ContentType() string     { return ContentTypeJSON }
+func (ProtoJSON) ContentEncoding() string { return "utf-8" }
 
-func (protojsonSerializer) Marshal(v any) ([]byte, error) {
+// Marshal encodes v, which must be a proto.Message, with protojson.
+func (ProtoJSON) Marshal(v any) ([]byte, error) {
 	m, ok := v.(proto.Message)
 	if !ok {
-		return nil, fmt.Errorf("the protojson serializer needs a proto.Message, got %T", v)
+		return nil, encodeFailed(fmt.Errorf("the protojson serializer needs a proto.Message, got %T", v))
 	}
-	return protojson.Marshal(m)
+	return encoded(protojson.Marshal(m))
 }
 
-func (protojsonSerializer) Unmarshal(data []byte, v any) error {
+// Unmarshal decodes data into v, which must be a proto.Message, ignoring
+// unknown fields.
+func (ProtoJSON) Unmarshal(data []byte, v any) error {
 	m, ok := v.(proto.Message)
 	if !ok {
-		return fmt.Errorf("the protojson serializer decodes into a proto.Message, got %T", v)
+		return decodeFailed(fmt.Errorf("the protojson serializer decodes into a proto.Message, got %T", v))
 	}
-	return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, m)
+	return decodeFailed(protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, m))
 }
 
 // The JSON options are built once and never changed.
@@ -99,7 +107,7 @@ var (
 			json.UnmarshalFromFunc(unmarshalAny),
 			json.UnmarshalFromFunc(unmarshalTime),
 			json.UnmarshalFromFunc(unmarshalBytes),
-			// The Kombu types' UnmarshalJSON methods work with any JSON
+			// The pytypes types' UnmarshalJSON methods work with any JSON
 			// package; these read the envelopes without the detour.
 			json.UnmarshalFromFunc(unmarshalDecimal),
 			json.UnmarshalFromFunc(unmarshalUUID),
@@ -126,7 +134,7 @@ func writeEnvelope(enc *jsontext.Encoder, typ string, value jsontext.Token) erro
 // marshalTime writes a time.Time as Kombu's datetime envelope.
 func marshalTime(enc *jsontext.Encoder, t time.Time) error {
 	var buf [40]byte
-	iso, err := appendISOTime(buf[:0], t)
+	iso, err := pytypes.AppendISOTime(buf[:0], t)
 	if err != nil {
 		return err
 	}
@@ -160,7 +168,7 @@ func unmarshalAny(dec *jsontext.Decoder, v *any) error {
 	if err := json.UnmarshalDecode(dec, &m); err != nil {
 		return err
 	}
-	x, isEnvelope, err := fromEnvelope(m)
+	x, isEnvelope, err := pytypes.FromEnvelope(m)
 	if err != nil {
 		return err
 	}
@@ -200,7 +208,7 @@ func readEnvelopeText(dec *jsontext.Decoder, types ...string) (text, typ string,
 		switch name.String() {
 		case "__type__":
 			if dec.PeekKind() != '"' || haveType {
-				return "", "", fmt.Errorf("%w: __type__ must be a string, once", errEnvelope)
+				return "", "", fmt.Errorf("%w: __type__ must be a string, once", pytypes.ErrEnvelope)
 			}
 			tok, err := dec.ReadToken()
 			if err != nil {
@@ -209,7 +217,7 @@ func readEnvelopeText(dec *jsontext.Decoder, types ...string) (text, typ string,
 			typ, haveType = tok.String(), true
 		case "__value__":
 			if dec.PeekKind() != '"' || haveValue {
-				return "", "", fmt.Errorf("%w: __value__ must be a string, once", errEnvelope)
+				return "", "", fmt.Errorf("%w: __value__ must be a string, once", pytypes.ErrEnvelope)
 			}
 			tok, err := dec.ReadToken()
 			if err != nil {
@@ -217,21 +225,21 @@ func readEnvelopeText(dec *jsontext.Decoder, types ...string) (text, typ string,
 			}
 			text, haveValue = tok.String(), true
 		default:
-			return "", "", fmt.Errorf("%w: unexpected key %q", errEnvelope, name.String())
+			return "", "", fmt.Errorf("%w: unexpected key %q", pytypes.ErrEnvelope, name.String())
 		}
 	}
 	if _, err := dec.ReadToken(); err != nil {
 		return "", "", err
 	}
 	if !haveType || !haveValue {
-		return "", "", fmt.Errorf("%w: want __type__ and __value__", errEnvelope)
+		return "", "", fmt.Errorf("%w: want __type__ and __value__", pytypes.ErrEnvelope)
 	}
 	for _, t := range types {
 		if typ == t {
 			return text, typ, nil
 		}
 	}
-	return "", "", fmt.Errorf("%w: a %q envelope where %s is expected", errEnvelope, typ, strings.Join(types, " or "))
+	return "", "", fmt.Errorf("%w: a %q envelope where %s is expected", pytypes.ErrEnvelope, typ, strings.Join(types, " or "))
 }
 
 // unmarshalTime reads a datetime (or date) envelope, or a string in ISO
@@ -241,7 +249,7 @@ func unmarshalTime(dec *jsontext.Decoder, t *time.Time) error {
 	if err != nil {
 		return err
 	}
-	p, err := ParseISOTime(text)
+	p, err := pytypes.ParseISOTime(text)
 	if err != nil {
 		return err
 	}
@@ -249,44 +257,44 @@ func unmarshalTime(dec *jsontext.Decoder, t *time.Time) error {
 	return nil
 }
 
-func unmarshalDecimal(dec *jsontext.Decoder, d *Decimal) error {
+func unmarshalDecimal(dec *jsontext.Decoder, d *pytypes.Decimal) error {
 	if dec.PeekKind() == '0' {
 		raw, err := dec.ReadValue()
 		if err != nil {
 			return err
 		}
-		*d = Decimal(raw)
+		*d = pytypes.Decimal(raw)
 		return nil
 	}
 	text, _, err := readEnvelopeText(dec, "decimal")
 	if err != nil {
 		return err
 	}
-	v, err := ParseDecimal(text)
+	v, err := pytypes.ParseDecimal(text)
 	if err == nil {
 		*d = v
 	}
 	return err
 }
 
-func unmarshalDate(dec *jsontext.Decoder, d *Date) error {
+func unmarshalDate(dec *jsontext.Decoder, d *pytypes.Date) error {
 	text, _, err := readEnvelopeText(dec, "date", "datetime")
 	if err != nil {
 		return err
 	}
-	v, err := ParseDate(text)
+	v, err := pytypes.ParseDate(text)
 	if err == nil {
 		*d = v
 	}
 	return err
 }
 
-func unmarshalTimeOfDay(dec *jsontext.Decoder, t *TimeOfDay) error {
+func unmarshalTimeOfDay(dec *jsontext.Decoder, t *pytypes.TimeOfDay) error {
 	text, _, err := readEnvelopeText(dec, "time")
 	if err != nil {
 		return err
 	}
-	v, err := ParseTimeOfDay(text)
+	v, err := pytypes.ParseTimeOfDay(text)
 	if err == nil {
 		*t = v
 	}
@@ -294,14 +302,14 @@ func unmarshalTimeOfDay(dec *jsontext.Decoder, t *TimeOfDay) error {
 }
 
 // unmarshalUUID reads a uuid envelope or a UUID string.
-func unmarshalUUID(dec *jsontext.Decoder, u *UUID) error {
+func unmarshalUUID(dec *jsontext.Decoder, u *pytypes.UUID) error {
 	switch dec.PeekKind() {
 	case '"':
 		tok, err := dec.ReadToken()
 		if err != nil {
 			return err
 		}
-		v, err := ParseUUID(tok.String())
+		v, err := pytypes.ParseUUID(tok.String())
 		if err == nil {
 			*u = v
 		}
@@ -311,9 +319,9 @@ func unmarshalUUID(dec *jsontext.Decoder, u *UUID) error {
 		if err != nil {
 			return err
 		}
-		x, ok := v.(UUID)
+		x, ok := v.(pytypes.UUID)
 		if !ok {
-			return fmt.Errorf("kombu: cannot decode %s into a UUID", jsonKind(v))
+			return fmt.Errorf("cannot decode %s into a UUID", describe(v))
 		}
 		*u = x
 		return nil
@@ -333,7 +341,7 @@ func unmarshalBytes(dec *jsontext.Decoder, b *[]byte) error {
 	}
 	x, ok := v.([]byte)
 	if !ok {
-		return fmt.Errorf("kombu: cannot decode %s into a []byte", jsonKind(v))
+		return fmt.Errorf("cannot decode %s into a []byte", describe(v))
 	}
 	*b = x
 	return nil
@@ -345,76 +353,19 @@ func decodeObject(dec *jsontext.Decoder) (any, error) {
 	if err := json.UnmarshalDecode(dec, &m); err != nil {
 		return nil, err
 	}
-	x, isEnvelope, err := fromEnvelope(m)
+	x, isEnvelope, err := pytypes.FromEnvelope(m)
 	if err != nil || isEnvelope {
 		return x, err
 	}
 	return m, nil
 }
 
-// decodeEnvelope decodes one JSON value with Kombu's rules; the Kombu
-// types' UnmarshalJSON methods use it.
-func decodeEnvelope(data []byte) (any, error) {
-	var v any
-	if err := json.Unmarshal(data, &v, kombuJSONDecode); err != nil {
-		return nil, err
+// describe names what decodeObject returned, for error messages.
+func describe(v any) string {
+	if _, ok := v.(map[string]any); ok {
+		return "an object"
 	}
-	return v, nil
-}
-
-// errEnvelope marks a malformed or unknown envelope.
-var errEnvelope = errors.New("kombu: bad __type__ envelope")
-
-// fromEnvelope converts m if it is an envelope: an object whose keys are
-// exactly __type__ and __value__, as Kombu's object_hook requires. An
-// unknown __type__ is an error, as in Kombu.
-func fromEnvelope(m map[string]any) (v any, isEnvelope bool, err error) {
-	if len(m) != 2 {
-		return nil, false, nil
-	}
-	rawType, ok1 := m["__type__"]
-	value, ok2 := m["__value__"]
-	if !ok1 || !ok2 {
-		return nil, false, nil
-	}
-	typ, ok := rawType.(string)
-	if !ok {
-		return nil, true, fmt.Errorf("%w: __type__ is %s, want a string", errEnvelope, jsonKind(rawType))
-	}
-	if typ == "uuid" {
-		u, err := uuidFromKombu(value)
-		if err != nil {
-			return nil, true, fmt.Errorf("%w: %v", errEnvelope, err)
-		}
-		return u, true, nil
-	}
-	switch typ {
-	case "datetime", "date", "time", "decimal", "bytes", "base64":
-	default:
-		return nil, true, fmt.Errorf("%w: unsupported __type__ %q", errEnvelope, typ)
-	}
-	s, ok := value.(string)
-	if !ok {
-		return nil, true, fmt.Errorf("%w: %s value is %s, want a string", errEnvelope, typ, jsonKind(value))
-	}
-	switch typ {
-	case "datetime":
-		v, err = ParseISOTime(s)
-	case "date":
-		v, err = ParseDate(s)
-	case "time":
-		v, err = ParseTimeOfDay(s)
-	case "decimal":
-		v, err = ParseDecimal(s)
-	case "bytes":
-		v = []byte(s)
-	case "base64":
-		v, err = base64.StdEncoding.DecodeString(s)
-	}
-	if err != nil {
-		return nil, true, fmt.Errorf("%w: %s: %v", errEnvelope, typ, err)
-	}
-	return v, true, nil
+	return fmt.Sprintf("a %T envelope", v)
 }
 
 // protoToGeneric turns a proto message into the maps, slices, strings,

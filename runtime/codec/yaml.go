@@ -1,4 +1,4 @@
-package kombu
+package codec
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// yamlSerializer is Kombu's "yaml" (application/x-yaml, utf-8), which
+// YAML is Kombu's "yaml" (application/x-yaml, utf-8), which
 // Python writes with yaml.safe_dump and reads with yaml.safe_load. It uses
 // go.yaml.in/yaml/v3, the YAML organisation's maintained continuation of
 // gopkg.in/yaml.v3, and decodes safely in the same sense as safe_load: only
@@ -26,8 +26,8 @@ import (
 // expansion ("billion laughs") and nesting (10000 levels) apply.
 //
 // Structs use their yaml tags (field names in lower case without one). A
-// proto.Message is written as the same dict as with json (see
-// marshalProtoDict); reading one also takes bytes fields as !!binary, as
+// proto.Message is written as the same dict as with JSON (see the package
+// documentation); reading one also takes bytes fields as !!binary, as
 // Python's yaml writes bytes. Python bytes arrive as !!binary, which
 // decodes into a string elsewhere (go-yaml does not decode it into []byte);
 // a Go []byte in a map or slice is written as !!binary.
@@ -36,22 +36,36 @@ import (
 // "2"), as YAML 1.1, which Python reads, needs them to be floats.
 //
 // Kombu refuses yaml unless the consumer accepts it explicitly, and so does
-// kombu-go (see WithAccept).
-type yamlSerializer struct{}
+// package kombu (see kombu.WithAccept).
+type YAML struct{}
 
-func (yamlSerializer) Name() string            { return "yaml" }
-func (yamlSerializer) ContentType() string     { return ContentTypeYAML }
-func (yamlSerializer) ContentEncoding() string { return "utf-8" }
+func (YAML) Name() string            { return "yaml" }
+func (YAML) ContentType() string     { return ContentTypeYAML }
+func (YAML) ContentEncoding() string { return "utf-8" }
 
-func (yamlSerializer) Marshal(v any) ([]byte, error) {
+// Marshal encodes v as YAML that Python's yaml.safe_load reads back.
+func (YAML) Marshal(v any) ([]byte, error) {
 	if m, ok := v.(proto.Message); ok {
 		g, err := protoToGeneric(m)
 		if err != nil {
-			return nil, err
+			return nil, encodeFailed(err)
 		}
 		v = g
 	}
-	return yaml.Marshal(forPython(v))
+	return encoded(marshalYAML(forPython(v)))
+}
+
+// marshalYAML is yaml.Marshal, with a panic turned into an error: go-yaml
+// panics, rather than failing, on a value it cannot represent (a channel, a
+// function), and a body a producer cannot encode must not take its process
+// down.
+func marshalYAML(v any) (b []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("yaml: %v", r)
+		}
+	}()
+	return yaml.Marshal(v)
 }
 
 // forPython returns v with the float64 and []byte values of its maps and
@@ -113,7 +127,10 @@ func (f pythonFloat) MarshalYAML() (any, error) {
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: s}, nil
 }
 
-func (yamlSerializer) Unmarshal(data []byte, v any) error {
+// Unmarshal decodes exactly one YAML document with safe types only into v.
+func (YAML) Unmarshal(data []byte, v any) error { return decodeFailed(unmarshalYAML(data, v)) }
+
+func unmarshalYAML(data []byte, v any) error {
 	if !utf8.Valid(data) {
 		return errors.New("yaml body is not valid UTF-8")
 	}

@@ -1,4 +1,4 @@
-package kombu
+package codec
 
 import (
 	"bytes"
@@ -14,28 +14,10 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
-// The json, msgpack and yaml serializers carry a proto message as a dict:
-// the dict Python Kombu hands its consumers, which they may also give to
-// google.protobuf.json_format.ParseDict. It is protojson's form with the
-// proto field names ("amount_cents", not "amountCents"), and two changes so
-// that Python gets the types it would have written itself:
-//
-//   - 64-bit integers (int64, uint64, sint64, fixed64, sfixed64, and the
-//     Int64Value and UInt64Value wrappers) are numbers, not strings.
-//     JavaScript would lose precision above 2^53; Python's int does not.
-//   - float and double values are written with a decimal point ("2.0", not
-//     "2"), so that Python reads a float, not an int.
-//
-// As in protojson, an enum is its value's name (its number when the value
-// is unknown), bytes are standard base64 with padding (JSON, msgpack and
-// YAML carry the same dict, so a consumer does not depend on the
-// serializer), a map's keys are strings, and the well-known types keep their
-// JSON forms (Timestamp and Duration as strings, Struct as an object, ...).
-// Decoding accepts this form and protojson's: integers as numbers or
-// strings, enums by name or number, either field name style, and bytes as
-// base64 (or, from msgpack and YAML, as their own binary type).
+// How JSON, Msgpack and YAML carry a proto message is described in the
+// package documentation, "Proto messages as dicts".
 
-// marshalProtoDict writes m as JSON in the form above.
+// marshalProtoDict writes m as JSON in that form.
 func marshalProtoDict(m proto.Message) ([]byte, error) {
 	data, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
 	if err != nil {
