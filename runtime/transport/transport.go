@@ -115,8 +115,10 @@ type Conn interface {
 	// mandatory and no queue was bound. Confirm on a connection without
 	// FeatureConfirms, and Mandatory without FeatureMandatory, fail with
 	// ErrNotSupported. The driver does not keep p, or anything it points to
-	// but the body (nested header tables and lists included), once Publish
-	// has returned: the runtime reuses it.
+	// (nested header tables and lists included), once Publish has returned:
+	// the runtime reuses it. The body is the exception where p.BodyOwned
+	// says so: a driver that keeps messages in memory may then keep it as
+	// it is.
 	//
 	// A publish to an exchange that does not exist fails with ErrNotFound
 	// (reported only with Confirm where the broker closes the channel
@@ -206,6 +208,10 @@ const (
 	// FeatureDirectReplyTo: consuming amq.rabbitmq.reply-to (with auto-ack),
 	// and publishing requests whose ReplyTo names it on the same connection.
 	FeatureDirectReplyTo
+	// FeatureLivePrefetch: the subscriptions Consume returns implement
+	// PrefetchSetter, so that the runtime can fit a consumer's prefetch to
+	// how fast its handlers turn out to be.
+	FeatureLivePrefetch
 )
 
 // Has reports whether every feature in want is in f.
@@ -298,7 +304,13 @@ type Publishing struct {
 	// has them) before Publish returns.
 	Confirm bool
 	Body    []byte
-	Headers map[string]any
+	// BodyOwned says that Body was made for this publish alone (the runtime
+	// serialized or compressed it into a new slice) and nobody writes to it
+	// afterwards, so a driver that keeps the body (the in-process broker)
+	// may keep it rather than copy it. Without it Body may be the caller's
+	// own slice, which the caller may reuse once Publish returns.
+	BodyOwned bool
+	Headers   map[string]any
 	Properties
 }
 
@@ -369,6 +381,19 @@ type ConsumeSpec struct {
 	Prefetch  int
 	Exclusive bool
 	Arguments map[string]any
+}
+
+// PrefetchSetter is implemented by the subscriptions of a driver that
+// claims FeatureLivePrefetch.
+type PrefetchSetter interface {
+	// SetPrefetch changes the subscription's prefetch (as ConsumeSpec's)
+	// while it runs. A higher one lets the broker send more at once from
+	// then on; a lower one takes nothing back: the broker sends no more
+	// until the unsettled deliveries are fewer than it. Deliveries made
+	// before the change settle as before, and the order in which a queue's
+	// messages arrive is kept. It does not bound auto-acked subscriptions.
+	// After the subscription ended it does nothing and returns nil.
+	SetPrefetch(ctx context.Context, n int) error
 }
 
 // Subscription is a running consumer.

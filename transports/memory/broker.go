@@ -138,8 +138,9 @@ func (b *broker) route(x *exchange, key string, headers map[string]any) []*queue
 
 // publish routes p and enqueues it on every queue it reaches. It reports
 // whether p reached no queue and asked to be told (NotifyUnroutable), for
-// the caller to say so once the broker lock is released.
-func (b *broker) publish(p *transport.Publishing) (unroutable bool, err error) {
+// the caller to say so once the broker lock is released. props is the
+// publishing connection's cache of properties.
+func (b *broker) publish(p *transport.Publishing, props *propsCache) (unroutable bool, err error) {
 	headers, err := cloneHeaders(p.Headers)
 	if err != nil {
 		return false, fmt.Errorf("memory: publish to exchange %q: %w", p.Exchange, err)
@@ -159,9 +160,10 @@ func (b *broker) publish(p *transport.Publishing) (unroutable bool, err error) {
 		// RabbitMQ drops an unroutable message that is not mandatory.
 		return p.NotifyUnroutable, nil
 	}
-	m := newMessage(p, headers)
-	for _, q := range queues {
-		q.publish(m)
+	env := newEnvelope(p, headers, props)
+	queues[0].enqueue(&env.first)
+	for _, q := range queues[1:] {
+		q.publish(&env.message)
 	}
 	return false, nil
 }

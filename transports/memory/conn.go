@@ -16,7 +16,7 @@ const directReplyTo = "amq.rabbitmq.reply-to"
 const features = transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout |
 	transport.FeatureHeaders | transport.FeatureExchangeBindings | transport.FeaturePriority |
 	transport.FeatureTTL | transport.FeatureDeadLetter | transport.FeatureMaxLength |
-	transport.FeatureConfirms | transport.FeatureMandatory
+	transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureLivePrefetch
 
 // conn is a connection to a broker. Its state is guarded by the broker's
 // lock like everything else.
@@ -30,6 +30,7 @@ type conn struct {
 	exclusive map[*queue]struct{}        // exclusive queues it declared
 
 	unroutable func(exchange, routingKey, reason string) // transport.Config.Unroutable; set once
+	props      propsCache                                // the properties of its last message
 }
 
 var (
@@ -151,7 +152,7 @@ func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
 	if err := c.begin(ctx); err != nil {
 		return err
 	}
-	unroutable, err := c.b.publish(p)
+	unroutable, err := c.b.publish(p, &c.props)
 	c.b.unlock()
 	if unroutable {
 		c.notifyUnroutable(p)
@@ -169,7 +170,7 @@ func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) err
 	var err error
 	for i, p := range ps {
 		var dropped bool
-		if dropped, err = c.b.publish(p); err != nil {
+		if dropped, err = c.b.publish(p, &c.props); err != nil {
 			err = fmt.Errorf("memory: batch message %d of %d and those after it were not published: %w", i+1, len(ps), err)
 			break
 		}

@@ -587,4 +587,5 @@ var allFeatures = []struct {
 	{transport.FeatureMandatory, "Mandatory"},
 	{transport.FeatureQueueTypes, "QueueTypes"},
 	{transport.FeatureDirectReplyTo, "DirectReplyTo"},
+	{transport.FeatureLivePrefetch, "LivePrefetch"},
 }
