@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 
 	"github.com/kombu-go/kombu/runtime/transport"
 )
@@ -31,6 +32,7 @@ type conn struct {
 
 	unroutable func(exchange, routingKey, reason string) // transport.Config.Unroutable; set once
 	props      propsCache                                // the properties of its last message
+	consumed   atomic.Bool                               // its last message's first queue had consumers
 }
 
 var (
@@ -149,40 +151,72 @@ func (c *conn) Unbind(ctx context.Context, b transport.Binding) error {
 // Publish routes the message to its queues before returning, so it is
 // always confirmed.
 func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
+	env, err := c.ready(p)
+	if err != nil {
+		return err
+	}
 	if err := c.begin(ctx); err != nil {
 		return err
 	}
-	unroutable, err := c.b.publish(p, &c.props)
+	unroutable, consumed, err := c.b.publish(p, env)
 	c.b.unlock()
+	c.consumed.Store(consumed)
 	if unroutable {
 		c.notifyUnroutable(p)
 	}
 	return err
 }
 
+// ready makes p into what the broker keeps, before the broker lock is
+// taken: the copies and the allocation hold up nobody else. Whether its
+// delivery is made ready too follows the connection's last message (see
+// newEnvelope): a producer publishes to the same place over and over.
+func (c *conn) ready(p *transport.Publishing) (*envelope, error) {
+	headers, err := cloneHeaders(p.Headers)
+	if err != nil {
+		return nil, fmt.Errorf("memory: publish to exchange %q: %w", p.Exchange, err)
+	}
+	return newEnvelope(p, headers, c.props.props(p), c.consumed.Load()), nil
+}
+
 // PublishBatch publishes in order under one lock, stopping at the first
 // failure.
 func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
+	// The messages before one that cannot be made ready are published.
+	envs := make([]*envelope, len(ps))
+	var err error
+	for i, p := range ps {
+		if envs[i], err = c.ready(p); err != nil {
+			envs = envs[:i]
+			break
+		}
+	}
 	if err := c.begin(ctx); err != nil {
 		return err
 	}
 	var unroutable []*transport.Publishing
-	var err error
-	for i, p := range ps {
+	consumed := c.consumed.Load()
+	for i, env := range envs {
 		var dropped bool
-		if dropped, err = c.b.publish(p, &c.props); err != nil {
-			err = fmt.Errorf("memory: batch message %d of %d and those after it were not published: %w", i+1, len(ps), err)
+		var perr error
+		if dropped, consumed, perr = c.b.publish(ps[i], env); perr != nil {
+			err = perr
+			envs = envs[:i]
 			break
 		}
 		if dropped {
-			unroutable = append(unroutable, p)
+			unroutable = append(unroutable, ps[i])
 		}
 	}
 	c.b.unlock()
+	c.consumed.Store(consumed)
 	for _, p := range unroutable {
 		c.notifyUnroutable(p)
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("memory: batch message %d of %d and those after it were not published: %w", len(envs)+1, len(ps), err)
+	}
+	return nil
 }
 
 // notifyUnroutable tells the runtime that p, published with

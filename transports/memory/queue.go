@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -30,7 +31,27 @@ type message struct {
 // next one to share if it has the same: a producer sets the same ones on
 // every message, and a queue of messages holding a pointer each instead of
 // a copy is smaller by two thirds.
-type propsCache struct{ last *transport.Properties }
+// Publishers of one connection may race to replace it; whichever wins, the
+// properties a message gets are its own.
+type propsCache struct {
+	last atomic.Pointer[transport.Properties]
+}
+
+// props returns p's properties as a message keeps them: the last message's
+// if they are the same.
+func (pc *propsCache) props(p *transport.Publishing) *transport.Properties {
+	props := p.Properties
+	if props.DeliveryMode == 0 {
+		props.DeliveryMode = transport.Persistent // what an AMQP client sends for 0
+	}
+	if last := pc.last.Load(); last != nil && *last == props {
+		return last
+	}
+	kept := new(transport.Properties)
+	*kept = props
+	pc.last.Store(kept)
+	return kept
+}
 
 // envelope is a published message with its entry in the first queue it
 // reaches, allocated together: most messages reach one queue.
@@ -39,42 +60,67 @@ type envelope struct {
 	first entry
 }
 
-// envelopeWithProps is an envelope with properties of its own, which
-// later messages with the same share.
-type envelopeWithProps struct {
-	envelope
-	props transport.Properties
-}
-
 // newEnvelope keeps what the publisher may reuse once Publish returns as a
 // copy (the body unless the publisher gave it away, see
 // transport.Publishing.BodyOwned); headers is p.Headers copied already
-// (see cloneHeaders), and pc the publishing connection's cache.
-func newEnvelope(p *transport.Publishing, headers map[string]any, pc *propsCache) *envelope {
+// (see cloneHeaders), and props the properties as propsCache keeps them.
+//
+// With prepare, the envelope also holds the first entry's delivery, made
+// ready now: the queue has a consumer, which is about to take it, and the
+// publisher's goroutine makes it rather than that consumer's, which has
+// the message to handle. A message for a queue nobody consumes may wait
+// there for long, and is kept small instead.
+func newEnvelope(p *transport.Publishing, headers map[string]any, props *transport.Properties, prepare bool) *envelope {
 	body := p.Body
 	if !p.BodyOwned {
 		body = bytes.Clone(body)
 	}
-	props := p.Properties
-	if props.DeliveryMode == 0 {
-		props.DeliveryMode = transport.Persistent // what an AMQP client sends for 0
-	}
 	var env *envelope
-	if pc.last != nil && *pc.last == props {
-		env = &envelope{message: message{props: pc.last}}
-	} else {
-		x := &envelopeWithProps{props: props}
-		env, pc.last = &x.envelope, &x.props
-		env.props = pc.last
+	var d *transport.Delivery
+	var room []byte
+	switch n := len(body); {
+	case !prepare:
+		env = new(envelope)
+	case n <= 64:
+		env, d, room = newPrepared[deliveryRoom64](n)
+	case n <= 128:
+		env, d, room = newPrepared[deliveryRoom128](n)
+	case n <= 256:
+		env, d, room = newPrepared[deliveryRoom256](n)
+	case n <= 512:
+		env, d, room = newPrepared[deliveryRoom512](n)
+	default:
+		env, d, room = newPrepared[deliveryNoRoom](n)
 	}
-	env.exchange, env.routingKey, env.body, env.headers = p.Exchange, p.RoutingKey, body, headers
+	env.exchange, env.routingKey, env.body, env.headers, env.props = p.Exchange, p.RoutingKey, body, headers, props
 	env.first.msg = &env.message
+	if d != nil {
+		fill(d, room, &env.message)
+		env.first.ready = d
+	}
 	return env
+}
+
+// newPrepared allocates an envelope with a delivery (and room for its
+// body, see roomy) in one allocation.
+func newPrepared[D any, PD interface {
+	*D
+	roomy
+}](int) (*envelope, *transport.Delivery, []byte) {
+	x := new(struct {
+		env envelope
+		d   D
+	})
+	d, room := PD(&x.d).parts()
+	return &x.env, d, room
 }
 
 // entry is a message's place in one queue.
 type entry struct {
-	msg         *message
+	msg *message
+	// ready is the message's delivery made ready in advance (see
+	// newEnvelope), until it is handed over; nil: made when needed.
+	ready       *transport.Delivery
 	seq         uint64 // order of arrival in the queue, kept across requeues
 	expires     int64  // monotime deadline; 0: never
 	priority    uint8
@@ -84,19 +130,47 @@ type entry struct {
 // delivery copies e for a consumer, who may then modify body and headers
 // without affecting other queues or a later redelivery.
 func (e *entry) delivery(q *queue, consumerTag string, tag uint64) *transport.Delivery {
-	m := e.msg
-	d := newDelivery(m.body)
-	d.Headers, d.Properties = copyHeaders(m.headers), *m.props
-	d.Exchange, d.RoutingKey, d.Queue = m.exchange, m.routingKey, q.name
-	d.ConsumerTag, d.Redelivered, d.Tag = consumerTag, e.redelivered, tag
+	d := e.ready
+	if d != nil {
+		e.ready = nil
+	} else {
+		var room []byte
+		switch n := len(e.msg.body); {
+		case n <= 64:
+			d, room = newRoomy[deliveryRoom64]()
+		case n <= 128:
+			d, room = newRoomy[deliveryRoom128]()
+		case n <= 256:
+			d, room = newRoomy[deliveryRoom256]()
+		case n <= 512:
+			d, room = newRoomy[deliveryRoom512]()
+		default:
+			d = new(transport.Delivery)
+		}
+		fill(d, room, e.msg)
+	}
+	d.Queue, d.ConsumerTag, d.Redelivered, d.Tag, d.Acknowledger = q.name, consumerTag, e.redelivered, tag, nil
 	return d
 }
 
-// Deliveries with a copy of a small body are allocated with room for it:
-// one allocation per delivery instead of two, as strings.Builder and
-// bytes.Buffer keep a small first buffer. The body is a slice of the
-// array, which keeps the delivery's memory alive as long as either is
-// used; a body larger than the largest room gets an allocation of its own.
+// fill makes d a copy of m, its body in room if it fits.
+func fill(d *transport.Delivery, room []byte, m *message) {
+	switch {
+	case m.body == nil:
+	case len(m.body) <= len(room):
+		d.Body = room[:copy(room, m.body):len(m.body)]
+	default:
+		d.Body = bytes.Clone(m.body)
+	}
+	d.Headers, d.Properties = copyHeaders(m.headers), *m.props
+	d.Exchange, d.RoutingKey = m.exchange, m.routingKey
+}
+
+// A delivery with a copy of a small body is allocated with room for it:
+// one allocation instead of two, as strings.Builder and bytes.Buffer keep
+// a small first buffer. The body is a slice of the room, which keeps the
+// delivery's memory alive as long as either is used; a body larger than
+// the largest room gets an allocation of its own.
 type (
 	deliveryRoom64 struct {
 		d    transport.Delivery
@@ -114,32 +188,26 @@ type (
 		d    transport.Delivery
 		room [512]byte
 	}
+	deliveryNoRoom struct{ d transport.Delivery }
 )
 
-// newDelivery returns a delivery whose Body is a copy of body.
-func newDelivery(body []byte) *transport.Delivery {
-	var d *transport.Delivery
-	var room []byte
-	switch n := len(body); {
-	case body == nil:
-		return new(transport.Delivery)
-	case n <= 64:
-		x := new(deliveryRoom64)
-		d, room = &x.d, x.room[:]
-	case n <= 128:
-		x := new(deliveryRoom128)
-		d, room = &x.d, x.room[:]
-	case n <= 256:
-		x := new(deliveryRoom256)
-		d, room = &x.d, x.room[:]
-	case n <= 512:
-		x := new(deliveryRoom512)
-		d, room = &x.d, x.room[:]
-	default:
-		d, room = new(transport.Delivery), make([]byte, n)
-	}
-	d.Body = room[:copy(room, body):len(body)]
-	return d
+// roomy is a delivery with room for its body.
+type roomy interface {
+	parts() (*transport.Delivery, []byte)
+}
+
+func (x *deliveryRoom64) parts() (*transport.Delivery, []byte)  { return &x.d, x.room[:] }
+func (x *deliveryRoom128) parts() (*transport.Delivery, []byte) { return &x.d, x.room[:] }
+func (x *deliveryRoom256) parts() (*transport.Delivery, []byte) { return &x.d, x.room[:] }
+func (x *deliveryRoom512) parts() (*transport.Delivery, []byte) { return &x.d, x.room[:] }
+func (x *deliveryNoRoom) parts() (*transport.Delivery, []byte)  { return &x.d, nil }
+
+// newRoomy allocates a delivery with room for its body.
+func newRoomy[D any, PD interface {
+	*D
+	roomy
+}]() (*transport.Delivery, []byte) {
+	return PD(new(D)).parts()
 }
 
 var epoch = time.Now()
