@@ -47,6 +47,7 @@ func BenchmarkMemory(b *testing.B) {
 			s := benchSDK(b, "memory:///bench-flow-"+bc.name)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := cpuTime()
 			runConsumer(b, s, b.N, bc.opts, func() {
 				for range b.N {
 					if err := s.producer.PlaceOrder(ctx, order); err != nil {
@@ -55,8 +56,34 @@ func BenchmarkMemory(b *testing.B) {
 					}
 				}
 			})
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
+	// The bare side of the flow: a Go channel of encoded bodies.
+	b.Run("flow/bare", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu := cpuTime()
+		ch := make(chan []byte, tunedPrefetch)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range b.N {
+				if err := decode(<-ch); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+		for range b.N {
+			body, err := encode()
+			if err != nil {
+				b.Fatal(err)
+			}
+			ch <- body
+		}
+		<-done
+		b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+	})
 }
 
 func benchSDK(b *testing.B, url string) *sdk {
