@@ -391,8 +391,13 @@ type PrefetchSetter interface {
 	// then on; a lower one takes nothing back: the broker sends no more
 	// until the unsettled deliveries are fewer than it. Deliveries made
 	// before the change settle as before, and the order in which a queue's
-	// messages arrive is kept. It does not bound auto-acked subscriptions.
-	// After the subscription ended it does nothing and returns nil.
+	// messages arrive is kept. Where the broker counts a prefetch per
+	// consumer (RabbitMQ, whose basic.qos applies only to consumers started
+	// after it, so the driver replaces its consumers), the deliveries made
+	// before the change count against the old prefetch until settled, and
+	// for a while up to those plus n may be unsettled. It does not bound
+	// auto-acked subscriptions. After the subscription ended it does
+	// nothing and returns nil.
 	SetPrefetch(ctx context.Context, n int) error
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -28,7 +29,7 @@ type subscription struct {
 	queues   []string          // in rotation order (round robin, as Kombu)
 	tags     map[string]string // consumer tag per queue
 	autoAck  bool
-	prefetch int
+	prefetch atomic.Int64 // read before each take: SetPrefetch changes it while the subscription runs
 
 	ch        chan *transport.Delivery
 	settledCh chan struct{} // a prefetch slot was freed
@@ -41,6 +42,8 @@ type subscription struct {
 	errMu sync.Mutex
 	err   error
 }
+
+var _ transport.PrefetchSetter = (*subscription)(nil)
 
 // Consume starts a subscription.
 func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transport.Subscription, error) {
@@ -55,12 +58,12 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 		queues:    slices.Clone(spec.Queues),
 		tags:      make(map[string]string, len(spec.Queues)),
 		autoAck:   spec.AutoAck,
-		prefetch:  spec.Prefetch,
 		ch:        make(chan *transport.Delivery),
 		settledCh: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	s.prefetch.Store(int64(spec.Prefetch))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.acks = scope{c: c, sub: s}
 	prefix := spec.Tag
@@ -101,7 +104,22 @@ func (s *subscription) stopped() bool {
 // full reports whether the subscription has as many unsettled deliveries
 // as its prefetch allows.
 func (s *subscription) full() bool {
-	return !s.autoAck && s.prefetch > 0 && s.acks.count() >= s.prefetch
+	p := int(s.prefetch.Load())
+	return !s.autoAck && p > 0 && s.acks.count() >= p
+}
+
+// SetPrefetch changes the prefetch of the running subscription; the next
+// take honours it.
+func (s *subscription) SetPrefetch(ctx context.Context, n int) error {
+	if n < 0 {
+		return fmt.Errorf("%s: set prefetch: negative prefetch %d", s.c.name, n)
+	}
+	s.prefetch.Store(int64(n))
+	select { // wake the subscription if it waits for a free slot
+	case s.settledCh <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 func (s *subscription) run(wake <-chan struct{}, stopWatching func()) {
