@@ -161,7 +161,8 @@ type Consumer struct {
 	conn    *Connection
 	cfg     consumerConfig
 	accept  *acceptList
-	retrier *retrier // nil without WithMessageRetry
+	retrier *retrier    // nil without WithMessageRetry
+	fit     *prefetcher // nil unless the prefetch follows the handlers (the default)
 	subs    []Subscription
 	routes  atomic.Pointer[routes] // what the current session's declarations named
 
@@ -196,9 +197,6 @@ func NewConsumer(conn *Connection, subs []Subscription, opts ...ConsumerOption) 
 	if cfg.concurrency < 1 {
 		return nil, fmt.Errorf("kombu: concurrency must be at least 1, got %d", cfg.concurrency)
 	}
-	if cfg.prefetch == 0 && !cfg.autoAck {
-		cfg.prefetch = 4 * cfg.concurrency
-	}
 	for _, s := range subs {
 		if s.Handler == nil {
 			return nil, fmt.Errorf("kombu: subscription to queue %s has no handler", s.Queue.describe())
@@ -223,6 +221,17 @@ func NewConsumer(conn *Connection, subs []Subscription, opts ...ConsumerOption) 
 		stop:    make(chan struct{}),
 		started: make(chan struct{}),
 		done:    make(chan struct{}),
+	}
+	if c.cfg.prefetch == 0 && !c.cfg.autoAck {
+		// The default: see WithPrefetch.
+		switch {
+		case !c.sharesQueues():
+			c.cfg.prefetch = c.cfg.concurrency + prefetchBuffer
+		case conn.features.Has(transport.FeatureLivePrefetch):
+			c.fit = newPrefetcher(c.cfg.concurrency, conn.logger)
+		default:
+			c.cfg.prefetch = fixedPrefetchPerHandler * c.cfg.concurrency
+		}
 	}
 	ctx, cancel := conn.declareContext()
 	defer cancel()
@@ -408,16 +417,23 @@ func (c *Consumer) subscribe(ctx context.Context, s *session) (transport.Subscri
 			return nil, err
 		}
 	}
+	prefetch := c.cfg.prefetch
+	if c.fit != nil {
+		prefetch = c.fit.prefetch()
+	}
 	sub, err := s.tc.Consume(ctx, transport.ConsumeSpec{
 		Queues:    c.routes.Load().queues,
 		Tag:       c.cfg.tag,
 		AutoAck:   c.cfg.autoAck,
-		Prefetch:  c.cfg.prefetch,
+		Prefetch:  prefetch,
 		Exclusive: c.cfg.exclusive,
 		Arguments: c.cfg.arguments,
 	})
 	if err != nil {
 		return nil, c.conn.op("consume", err)
+	}
+	if c.fit != nil {
+		c.fit.attach(sub)
 	}
 	return sub, nil
 }
@@ -440,6 +456,7 @@ func (c *Consumer) serve(ctx context.Context, s *session, sub transport.Subscrip
 			case <-sub.Done():
 				return
 			}
+			var m meter // the handlers' pace, for the default prefetch
 			for ctx.Err() == nil {
 				select {
 				case <-ctx.Done():
@@ -454,7 +471,13 @@ func (c *Consumer) serve(ctx context.Context, s *session, sub transport.Subscrip
 						c.unseen(s, d, hs)
 						return
 					}
+					if c.fit == nil {
+						c.handle(hs.ctx, inbound{d, s.gen})
+						continue
+					}
+					began := monotonic()
 					c.handle(hs.ctx, inbound{d, s.gen})
+					m.add(c.fit, monotonic()-began)
 				}
 			}
 		}()
