@@ -28,12 +28,13 @@ const (
 	prefetchBuffer = 100
 	// paceWindow is how much handling (per handler goroutine) the pace
 	// is averaged over: long enough that a handler that now and then
-	// waits on something slow does not shrink the prefetch (a wait of
-	// 400 ms every thousand quick messages leaves it whole), short enough
-	// that a consumer whose handlers turn slow stops taking more than it
-	// can handle within seconds (some 6 to 9 s of 40 ms messages after
-	// thousands of quick ones, the prefetch coming down a quarter at a
-	// time, every prefetchEvery at most).
+	// waits on something slow does not shrink the prefetch (a wait of a
+	// second every thousand quick messages leaves it whole; see
+	// prefetcher.longest), short enough that a consumer whose handlers
+	// turn slow stops taking more than it can handle within seconds
+	// (some 6 to 9 s of 40 ms messages after thousands of quick ones, the
+	// prefetch coming down a quarter at a time, every prefetchEvery at
+	// most).
 	paceWindow = time.Second
 	// prefetchEvery is the least time between a change and a change down
 	// (on RabbitMQ a change replaces the consumer, see
@@ -66,6 +67,14 @@ type prefetcher struct {
 	low, high   int     // concurrency, and concurrency plus prefetchBuffer
 	concurrency float64 // handler goroutines
 	logger      *slog.Logger
+	// longest is the most one message's handling counts for in the pace:
+	// one that waits far longer than the others (on a lock, a slow
+	// dependency, a benchmark's turn) says little about the next ones,
+	// and handlers that are that slow on every message still show it
+	// within a second or two. At a quarter of paceWindow, and at least
+	// prefetchBudget per handler goroutine, it changes no prefetch by
+	// more than one message: past it, fit's buffer is under one anyway.
+	longest time.Duration
 
 	mu       sync.Mutex
 	busy     float64 // seconds of handling, decayed over paceWindow
@@ -80,6 +89,7 @@ func newPrefetcher(concurrency int, logger *slog.Logger) *prefetcher {
 	return &prefetcher{
 		low: concurrency, high: concurrency + prefetchBuffer,
 		concurrency: float64(concurrency), logger: logger,
+		longest: max(paceWindow/4, prefetchBudget*time.Duration(concurrency)),
 		current: concurrency, // until it knows the handlers, it takes no more than they handle
 	}
 }
@@ -106,10 +116,10 @@ type meter struct {
 }
 
 // add records one message's handling, and reports the batch to p when it
-// is full.
+// is full. A message counts for at most p.longest.
 func (m *meter) add(p *prefetcher, took time.Duration) {
 	m.n++
-	m.busy += took
+	m.busy += min(took, p.longest)
 	if m.n >= meterCount || m.busy >= meterBusy {
 		p.observe(m.n, m.busy)
 		*m = meter{}

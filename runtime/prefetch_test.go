@@ -73,15 +73,16 @@ func TestDefaultPrefetchFollowsTheHandlers(t *testing.T) {
 }
 
 // A handler that now and then waits long (the benchmark's consumers,
-// held between their turns) is paced by its mean: one wait of 400 ms
-// among a thousand quick messages does not shrink the buffer.
+// held between their turns) is paced by its mean, one message counting
+// for a quarter of a second at most: one wait among a thousand quick
+// messages does not shrink the buffer.
 func TestDefaultPrefetchRidesOutALongWait(t *testing.T) {
 	p := newPrefetcher(1, slog.New(slog.DiscardHandler))
 	sub := &recordingSub{}
 	p.attach(sub)
-	for range 5 {
+	for _, wait := range []time.Duration{400 * time.Millisecond, time.Second, 3 * time.Second, time.Minute, 400 * time.Millisecond} {
 		handle(p, 1000, 60*time.Microsecond)
-		handle(p, 1, 400*time.Millisecond)
+		handle(p, 1, wait)
 	}
 	handle(p, 10, 50*time.Microsecond)
 	if got := p.prefetch(); got != 101 {
