@@ -10,15 +10,15 @@ import (
 // target is one of issue 13's goals for a workload, checked against one
 // side's figures. Zero fields are not checked.
 type target struct {
-	who         kind
-	minRate     float64 // msg/s
-	maxAllocs   float64 // allocations per message
+	who       kind
+	minRate   float64 // msg/s
+	maxAllocs float64 // allocations per message
 	// maxExtraAllocs bounds the allocations per message above the bare
 	// client's, which encodes and decodes the same message: what the SDK
 	// and the broker add to what any program sending it pays.
 	maxExtraAllocs float64
-	minVsBare   float64 // rate ÷ the bare client's (median of the rounds)
-	minVsPython float64 // rate ÷ Python Kombu's
+	minVsBare      float64 // rate ÷ the bare client's (median of the rounds)
+	minVsPython    float64 // rate ÷ Python Kombu's
 }
 
 // check is one criterion of a target, evaluated.
