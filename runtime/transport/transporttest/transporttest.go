@@ -21,8 +21,9 @@
 // concurrent use and PublishBatch where the driver has it. The sections for
 // optional features (topic, fanout and headers exchanges,
 // exchange-to-exchange bindings, priority, TTL, dead-lettering, max length,
-// confirms, mandatory publishing, queue types, direct reply-to) run where
-// Features claims them; for each feature it does not claim, the suite checks
+// confirms, mandatory publishing, queue types, direct reply-to, a prefetch
+// changed while consuming) run where Features claims them; for each
+// feature it does not claim, the suite checks
 // that the driver refuses it with transport.ErrNotSupported rather than
 // ignoring it. The BadInput section holds what every driver must survive: a
 // publish to a deleted exchange or queue, settling twice or after Close, a
