@@ -250,6 +250,7 @@ func (c *conn) delayed(ctx context.Context, p *transport.Publishing) (*transport
 		return nil, fmt.Errorf("amqp: %s: a delay of %v exceeds the topology's longest, %v: %w",
 			describePublish(p), p.Delay, transport.MaxDelay, transport.ErrNotSupported)
 	}
+	start := time.Now()
 	o := c.delay.opts
 	relay := o.relayName(p.Exchange, p.RoutingKey)
 	c.delay.mu.Lock()
@@ -274,9 +275,14 @@ func (c *conn) delayed(ctx context.Context, p *transport.Publishing) (*transport
 		c.delay.relays[relay] = struct{}{}
 	}
 	q := *p
-	q.Exchange = o.levelName(delayLevels - 1)
-	q.RoutingKey = delayedRoutingKey(delaySeconds(p.Delay), relay)
 	q.Delay = 0
+	// The delay runs from the call: the declarations took some of it.
+	left := p.Delay - time.Since(start)
+	if left <= 0 {
+		return &q, nil // due already: published as it is
+	}
+	q.Exchange = o.levelName(delayLevels - 1)
+	q.RoutingKey = delayedRoutingKey(delaySeconds(left), relay)
 	return &q, nil
 }
 
