@@ -282,6 +282,10 @@ func (c *conn) loadTables(ctx context.Context, ops []*pubOp) error {
 // queueOp adds the command that sends op to the pipeline.
 func (c *conn) queueOp(ctx context.Context, pipe goredis.Pipeliner, op *pubOp) {
 	p := op.p
+	if p.Delay > 0 {
+		c.queueDelayed(ctx, pipe, op) // delay.go
+		return
+	}
 	step := stepFor(int(p.Priority))
 	switch op.kind {
 	case 'd':
