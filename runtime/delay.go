@@ -1,7 +1,6 @@
 package kombu
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -9,9 +8,14 @@ import (
 )
 
 // ErrInvalidDelay is returned by a publish whose WithDelay is negative, or
-// whose WithDelay or WithETA lies more than MaxDelay ahead. It also wraps
-// ErrInvalidArgument.
-var ErrInvalidDelay = errors.New("kombu: invalid delay")
+// whose WithDelay or WithETA lies more than MaxDelay ahead. It is also an
+// ErrInvalidArgument (errors.Is reports both).
+var ErrInvalidDelay error = invalidDelay{}
+
+type invalidDelay struct{}
+
+func (invalidDelay) Error() string        { return "kombu: invalid delay" }
+func (invalidDelay) Is(target error) bool { return target == ErrInvalidArgument }
 
 // MaxDelay is the longest delay WithDelay and WithETA accept: 2^28 − 1
 // seconds (about 8.5 years), what Kombu 5.5's native delayed-delivery
@@ -72,11 +76,11 @@ func (s delaySpec) resolve(now time.Time) (time.Duration, error) {
 	if !s.eta.IsZero() {
 		d = max(s.eta.Sub(now), 0) // a time in the past is now
 	} else if d < 0 {
-		return 0, fmt.Errorf("%w: %w: negative delay %v", ErrInvalidDelay, ErrInvalidArgument, d)
+		return 0, fmt.Errorf("%w: negative delay %v", ErrInvalidDelay, d)
 	}
 	if d > MaxDelay {
-		return 0, fmt.Errorf("%w: %w: a delay of %v exceeds the longest, %v (2^28 - 1 seconds)",
-			ErrInvalidDelay, ErrInvalidArgument, d.Round(time.Second), MaxDelay)
+		return 0, fmt.Errorf("%w: a delay of %d s exceeds the longest, %d s (2^28 - 1 seconds, about 8.5 years)",
+			ErrInvalidDelay, int64(d/time.Second), int64(MaxDelay/time.Second))
 	}
 	return d, nil
 }
