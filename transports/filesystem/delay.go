@@ -57,7 +57,8 @@ func (s *store) PutDelayed(ctx context.Context, m virtual.Message, delay time.Du
 		return err
 	}
 	dir := filepath.Join(s.o.out, stateDir, delayedDir)
-	due := time.Now().Add(delay).UnixMilli()
+	// Rounded up to the millisecond: never due before its time.
+	due := (time.Now().Add(delay).UnixNano() + int64(time.Millisecond) - 1) / int64(time.Millisecond)
 	name := fileName(due, virtual.NewDeliveryTag(), m.Queue)
 	err := writeFile(dir, name, m.Envelope)
 	if errors.Is(err, fs.ErrNotExist) {

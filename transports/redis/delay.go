@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -81,7 +82,7 @@ if ARGV[1] ~= '' then
   if fp ~= ARGV[1] then return m end
 end
 local t = redis.call('TIME')
-local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+local due = tonumber(t[1]) * 1000 + math.ceil(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
 local n = #KEYS - 2
 for i = 1, n do
   local target = ARGV[1 + 2 * i]
@@ -144,6 +145,37 @@ return #items
 // delayMover is a connection's mover of due messages.
 type delayMover struct {
 	started atomic.Bool
+	wake    chan struct{} // set before started
+
+	mu       sync.Mutex
+	earliest time.Time // the earliest due time this connection published since the mover last looked
+}
+
+// published tells the mover of a message this connection delays, due at
+// about due (by the local clock; the server's due time is a little later,
+// never earlier), so that it does not sleep past it.
+func (m *delayMover) published(due time.Time) {
+	m.mu.Lock()
+	if m.earliest.IsZero() || due.Before(m.earliest) {
+		m.earliest = due
+	}
+	m.mu.Unlock()
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeEarliest returns how long until the earliest due time published
+// since the last call, bounded by limit.
+func (m *delayMover) takeEarliest(limit time.Duration) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.earliest.IsZero() {
+		limit = min(limit, max(time.Until(m.earliest), 0))
+		m.earliest = time.Time{}
+	}
+	return limit
 }
 
 func (k *keyspace) delayIndex() string { return k.prefix + delayIndexKey }
@@ -162,7 +194,9 @@ func (c *conn) queueDelayed(ctx context.Context, pipe goredis.Pipeliner, op *pub
 	p := op.p
 	step := stepFor(int(p.Priority))
 	keys := []string{c.ks.binding(p.Exchange), c.ks.delayIndex()}
-	args := []any{"", strconv.FormatInt(max(p.Delay.Milliseconds(), 1), 10)}
+	// In whole milliseconds, rounded up, as the due time is: never early.
+	ms := (p.Delay + time.Millisecond - 1) / time.Millisecond
+	args := []any{"", strconv.FormatInt(int64(ms), 10)}
 	add := func(target, member string) {
 		keys = append(keys, c.ks.delaySet(target))
 		args = append(args, target, member)
@@ -187,6 +221,7 @@ func (c *conn) queueDelayed(ctx context.Context, pipe goredis.Pipeliner, op *pub
 		}
 		op.routes = queues
 	}
+	c.delay.published(time.Now().Add(p.Delay))
 	// EVAL rather than EVALSHA: a pipeline cannot load a missing script,
 	// and delayed publishes are not the hot path.
 	op.cmd = delayPublishScript.Eval(ctx, pipe, keys, args...)
@@ -207,6 +242,7 @@ func (c *conn) startDelayMoverLocked() {
 	if c.delay.started.Load() || c.closed {
 		return
 	}
+	c.delay.wake = make(chan struct{}, 1)
 	c.delay.started.Store(true)
 	c.bgWG.Add(1)
 	go c.delayLoop()
@@ -216,12 +252,12 @@ func (c *conn) startDelayMoverLocked() {
 func (c *conn) delayLoop() {
 	defer c.bgWG.Done()
 	for {
-		sleep := c.moveDue()
-		t := time.NewTimer(sleep)
+		t := time.NewTimer(c.delay.takeEarliest(c.moveDue()))
 		select {
 		case <-c.bgStop:
 			t.Stop()
 			return
+		case <-c.delay.wake:
 		case <-t.C:
 		}
 		t.Stop()

@@ -1,7 +1,12 @@
 package transporttest
 
 import (
+	"context"
 	"errors"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -142,4 +147,73 @@ func (e *env) onTime(body string, start time.Time, delay time.Duration) {
 	default:
 		e.t.Logf("%q delayed by %v arrived %v late", body, delay, late.Round(time.Millisecond))
 	}
+}
+
+// DelayLateness measures how late delayed messages arrive: it publishes n
+// messages to queue through the default exchange, delayed from 1 s up in
+// steps of 75 ms (whole and fractional seconds), consumes them as they
+// come, and returns by how much each arrived after its delay had passed.
+// It fails the test if one arrives early or not within 30 s. The caller
+// declares queue (empty) and reports the figures (Lateness).
+func DelayLateness(t testing.TB, c transport.Conn, queue string, n int) []time.Duration {
+	t.Helper()
+	ctx, cancel := callContext()
+	defer cancel()
+	sub, err := c.Consume(ctx, transport.ConsumeSpec{Queues: []string{queue}, AutoAck: true})
+	if err != nil {
+		t.Fatalf("consume %q: %v", queue, err)
+	}
+	defer sub.Cancel(context.Background())
+	confirm := c.Features().Has(transport.FeatureConfirms)
+	var mu sync.Mutex
+	due := make(map[string]time.Time, n)
+	for i := range n {
+		d := time.Duration(1000+75*i) * time.Millisecond
+		body := strconv.Itoa(i)
+		start := time.Now()
+		if err := c.Publish(ctx, &transport.Publishing{RoutingKey: queue, Body: []byte(body), Delay: d, Confirm: confirm}); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+		mu.Lock()
+		due[body] = start.Add(d)
+		mu.Unlock()
+	}
+	out := make([]time.Duration, 0, n)
+	timeout := time.After(30 * time.Second)
+	for len(out) < n {
+		select {
+		case dl, ok := <-sub.Deliveries():
+			if !ok {
+				t.Fatalf("the subscription ended: %v", sub.Err())
+			}
+			now := time.Now()
+			mu.Lock()
+			at, found := due[string(dl.Body)]
+			delete(due, string(dl.Body))
+			mu.Unlock()
+			if !found {
+				t.Fatalf("unexpected or duplicate message %q", dl.Body)
+			}
+			late := now.Sub(at)
+			if late < 0 {
+				t.Errorf("message %s arrived %v early", dl.Body, -late)
+			}
+			out = append(out, late)
+		case <-timeout:
+			t.Fatalf("only %d of %d delayed messages arrived within 30 s", len(out), n)
+		}
+	}
+	return out
+}
+
+// Lateness summarizes DelayLateness's figures: the median, the 99th
+// percentile and the largest, to the millisecond.
+func Lateness(ds []time.Duration) (p50, p99, worst time.Duration) {
+	if len(ds) == 0 {
+		return 0, 0, 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))].Round(time.Millisecond) }
+	return at(0.50), at(0.99), s[len(s)-1].Round(time.Millisecond)
 }
