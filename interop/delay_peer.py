@@ -17,9 +17,11 @@ Kombu 5.5's documented behaviour:
       queue to its exchange, both with "#.<routing key>"), then as Celery's
       apply_async(countdown=...) publishes: to celery_delayed_27 with
       calculate_routing_key(countdown, routing_key). Prints {"sent": time}.
-  receive URL QUEUE COUNT TIMEOUT
+  receive URL QUEUE COUNT TIMEOUT [TRANSPORT_OPTIONS]
       Consume COUNT messages; print a JSON list of {body, at, routing_key}
-      with the wall-clock time each arrived.
+      with the wall-clock time each arrived. Works on any transport (the
+      Redis and filesystem tests use it too), with Kombu transport options
+      given as JSON.
 
 PREFIX "-" means none (Celery 5.5's names); any other is Kombu main's
 prefix argument.
@@ -94,14 +96,14 @@ def send(url, prefix, exchange, queue, key, countdown, body):
         json.dump({"sent": time.time()}, sys.stdout)
 
 
-def receive(url, queue, count, timeout):
+def receive(url, queue, count, timeout, options=None):
     got = []
 
     def on_message(body, message):
         got.append({"body": body, "at": time.time(), "routing_key": message.delivery_info.get("routing_key")})
         message.ack()
 
-    with Connection(url) as conn:
+    with Connection(url, transport_options=json.loads(options) if options else {}) as conn:
         with Consumer(conn, [Queue(queue, no_declare=True)], callbacks=[on_message]):
             deadline = time.time() + timeout
             while len(got) < count and time.time() < deadline:
@@ -122,7 +124,7 @@ def main():
     elif cmd == "send":
         send(args[0], prefix(args[1]), args[2], args[3], args[4], int(args[5]), args[6])
     elif cmd == "receive":
-        receive(args[0], args[1], int(args[2]), float(args[3]))
+        receive(args[0], args[1], int(args[2]), float(args[3]), args[4] if len(args) > 4 else None)
     else:
         sys.exit("unknown command " + cmd)
 
