@@ -27,7 +27,9 @@ func (noDelayDriver) Open(ctx context.Context, u *transport.URL, cfg transport.C
 
 type noDelayConn struct{ transport.Conn }
 
-func (c noDelayConn) Features() transport.Features { return c.Conn.Features() &^ transport.FeatureDelay }
+func (c noDelayConn) Features() transport.Features {
+	return c.Conn.Features() &^ transport.FeatureDelay
+}
 
 func (c noDelayConn) Publish(ctx context.Context, p *transport.Publishing) error {
 	if p.Delay > 0 {
