@@ -76,14 +76,16 @@ func TestDelayTopology(t *testing.T) {
 			url, prefix := delayURL(t, qt)
 			c := open(t, url)
 			q := queue(t, c, "dest", nil)
-			if err := c.Publish(ctxT(t), &transport.Publishing{RoutingKey: q, Body: []byte("x"), Delay: time.Second, Confirm: true}); err != nil {
+			// Three days (259200 s, whose highest bit is 2^17) waits in
+			// level 17 first (its first publish declares the topology).
+			if err := c.Publish(ctxT(t), &transport.Publishing{RoutingKey: q, Body: []byte("in three days"), Delay: 72 * time.Hour, Confirm: true}); err != nil {
 				t.Fatalf("delayed publish: %v", err)
 			}
 			queues := map[string]string{}
-			for _, line := range strings.Split(string(rabbitmqctl(t, "-q", "list_queues", "name", "type", "durable", "arguments")), "\n") {
-				f := strings.SplitN(line, "\t", 4)
-				if len(f) == 4 && strings.HasPrefix(f[0], prefix+"_celery_delayed_") {
-					queues[f[0]] = f[1] + " " + f[2] + " " + f[3]
+			for _, line := range strings.Split(string(rabbitmqctl(t, "-q", "list_queues", "name", "type", "durable", "arguments", "messages")), "\n") {
+				f := strings.Split(line, "\t")
+				if len(f) == 5 && strings.HasPrefix(f[0], prefix+"_celery_delayed_") {
+					queues[f[0]] = f[1] + " " + f[2] + " " + f[3] + " " + f[4]
 				}
 			}
 			if len(queues) != 28 {
@@ -106,6 +108,9 @@ func TestDelayTopology(t *testing.T) {
 					if !strings.Contains(got, want) {
 						t.Errorf("%s: %s, lacks %s", name, got, want)
 					}
+				}
+				if want := map[bool]string{true: " 1", false: " 0"}[level == 17]; !strings.HasSuffix(got, want) {
+					t.Errorf("%s holds %s messages, want%s (the three-day message waits in level 17)", name, got, want)
 				}
 				if strategy := strings.Contains(got, `{"x-dead-letter-strategy","at-least-once"}`); strategy != (qt == "quorum") {
 					t.Errorf("%s: %s: x-dead-letter-strategy present = %t, want %t", name, got, strategy, qt == "quorum")
