@@ -81,11 +81,19 @@ func TestDelayTopology(t *testing.T) {
 			if err := c.Publish(ctxT(t), &transport.Publishing{RoutingKey: q, Body: []byte("in three days"), Delay: 72 * time.Hour, Confirm: true}); err != nil {
 				t.Fatalf("delayed publish: %v", err)
 			}
-			queues := map[string]string{}
-			for _, line := range strings.Split(string(rabbitmqctl(t, "-q", "list_queues", "name", "type", "durable", "arguments", "messages")), "\n") {
-				f := strings.Split(line, "\t")
-				if len(f) == 5 && strings.HasPrefix(f[0], prefix+"_celery_delayed_") {
-					queues[f[0]] = f[1] + " " + f[2] + " " + f[3] + " " + f[4]
+			// Quorum queues report their message counts every few seconds:
+			// read until level 17 counts the message.
+			var queues map[string]string
+			for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+				queues = map[string]string{}
+				for _, line := range strings.Split(string(rabbitmqctl(t, "-q", "list_queues", "name", "type", "durable", "arguments", "messages")), "\n") {
+					f := strings.Split(line, "\t")
+					if len(f) == 5 && strings.HasPrefix(f[0], prefix+"_celery_delayed_") {
+						queues[f[0]] = f[1] + " " + f[2] + " " + f[3] + " " + f[4]
+					}
+				}
+				if strings.HasSuffix(queues[prefix+"_celery_delayed_17"], " 1") || time.Now().After(deadline) {
+					break
 				}
 			}
 			if len(queues) != 28 {
