@@ -36,12 +36,24 @@ func TestDelayLayout(t *testing.T) {
 		t.Errorf("delayed file %q: want its wall-clock due time, about %d", delayed[0], ms)
 	}
 	wantEmpty(t, c, "work")
+	// A delay of days is a file named days ahead.
+	if err := c.Publish(ctx(t), &transport.Publishing{RoutingKey: "someday", Body: []byte("x"), Delay: 72 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range messageFiles(t, filepath.Join(dir, ".kombu-go", "delayed")) {
+		if strings.HasSuffix(f, ".someday.msg") {
+			ms, _, _ := strings.Cut(f, "_")
+			if want := time.Now().Add(72 * time.Hour).UnixMilli(); ms < itoa(want-5000) || ms > itoa(want) {
+				t.Errorf("a three-day delay: %s, want it due about %d", f, want)
+			}
+		}
+	}
 	time.Sleep(time.Second)
 	if d := get(t, c, "work"); string(d.Body) != "later" {
 		t.Errorf("got %q", d.Body)
 	}
-	if left := messageFiles(t, filepath.Join(dir, ".kombu-go", "delayed")); len(left) != 0 {
-		t.Errorf("delayed folder still holds %q", left)
+	if left := messageFiles(t, filepath.Join(dir, ".kombu-go", "delayed")); len(left) != 1 || !strings.HasSuffix(left[0], ".someday.msg") {
+		t.Errorf("delayed folder holds %q, want only the three-day message", left)
 	}
 }
 

@@ -50,6 +50,14 @@ func TestDelayLayout(t *testing.T) {
 	if score, err := e.raw.ZScore(context.Background(), e.prefix+"_kombu_go.delayed", "q:"+q).Result(); err != nil || score != m.Score {
 		t.Errorf("index entry for q:%s: %v (%v), want %v", q, score, err, m.Score)
 	}
+	// A delay of days is a score days ahead.
+	if err := c.Publish(context.Background(), &transport.Publishing{RoutingKey: "someday", Body: []byte("x"), Delay: 72 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	far := e.raw.ZRangeWithScores(context.Background(), e.prefix+"_kombu_go.delayed.q:someday", 0, -1).Val()
+	if want := now.Add(72 * time.Hour).UnixMilli(); len(far) != 1 || int64(far[0].Score) < want || int64(far[0].Score) > want+5000 {
+		t.Errorf("a three-day delay: %v, want one message scored about %d", far, want)
+	}
 	time.Sleep(1200 * time.Millisecond)
 	d, err := c.Get(context.Background(), q, true)
 	if err != nil || string(d.Body) != "later" {
