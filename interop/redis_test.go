@@ -604,8 +604,12 @@ func TestRedisSameLayoutBothSides(t *testing.T) {
 			t.Errorf("Kombu's unacked record %s", v)
 		}
 	}
-	if !slices.Equal(e.keys(goPrefix), e.keys(pyPrefix)) {
-		t.Errorf("keys while unacked differ:\n Go    %q\n Kombu %q", e.keys(goPrefix), e.keys(pyPrefix))
+	// Beside Kombu's layout, a Go consumer keeps its take receipt
+	// (transports/redis/receipt.go), a key of kombu-go's own that Kombu
+	// never reads.
+	goKeys = slices.DeleteFunc(e.keys(goPrefix), func(k string) bool { return strings.HasPrefix(k, "_kombu-go.take.") })
+	if !slices.Equal(goKeys, e.keys(pyPrefix)) {
+		t.Errorf("keys while unacked differ:\n Go    %q\n Kombu %q", goKeys, e.keys(pyPrefix))
 	}
 }
 

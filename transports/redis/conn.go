@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -59,6 +60,9 @@ type conn struct {
 	routes routeCache
 	gets   *ackScope
 
+	receipts *receipts     // keys of take receipts (receipt.go)
+	takeSeq  atomic.Uint64 // numbers takes, for their receipts
+
 	leaseMu sync.Mutex
 	leased  map[string]struct{} // unacked hash keys of messages this connection holds unsettled
 
@@ -104,6 +108,7 @@ func newConn(rdb *goredis.Client, o *options, log *slog.Logger) *conn {
 	rdb.AddHook(lossHook{c})
 	c.routes.tables = map[string]*routeTable{}
 	c.gets = &ackScope{c: c}
+	c.receipts = newReceipts(o.keyprefix)
 	c.relay = newFanoutRelay(c)
 	c.acks = newAckFlusher(c)
 	c.bgWG.Add(2)
@@ -506,7 +511,15 @@ func (c *conn) Get(ctx context.Context, queue string, autoAck bool) (*transport.
 	if err := c.check(ctx); err != nil {
 		return nil, err
 	}
-	entries, err := c.take(ctx, []string{queue}, []string{pyQuote(queue)}, 1, !autoAck)
+	receipt := c.receipts.acquire()
+	entries, lost, err := c.take(ctx, []string{queue}, []string{pyQuote(queue)}, 1, !autoAck, receipt)
+	if lost != nil {
+		// The key stays with the recovery: no other take may overwrite
+		// its receipt first.
+		c.recoverLater(*lost)
+	} else {
+		c.receipts.release(receipt)
+	}
 	if err != nil {
 		return nil, c.wrap("get from "+queue, err)
 	}
@@ -596,6 +609,9 @@ func (c *conn) Close() error {
 	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
+	if keys := c.receipts.idle(); len(keys) > 0 && !lost {
+		_ = c.rdb.Del(ctx, keys...).Err() // they would expire anyway
+	}
 	for _, name := range doomed {
 		if _, err := c.deleteQueue(ctx, name); err != nil {
 			errs = append(errs, c.wrap("delete exclusive queue "+name, err))

@@ -254,7 +254,11 @@
 // one, which returns the messages still unsettled to their queues at once
 // (their handlers' later settlements fail as stale), not after the
 // visibility timeout. Only if Redis is still unreachable when the
-// connection is closed, or the process dies, do they wait for it.
+// connection is closed, or the process dies, do they wait for it. The same
+// holds for a take whose reply never came (Redis stopped after running it):
+// its receipt says what it took, and those messages go back to their
+// queues too (receipt.go), where Kombu leaves them for the visibility
+// timeout.
 //
 // Publish returns once Redis has applied the write (FeatureConfirms), which
 // is not once it is on disk: with Debian's default configuration (RDB
