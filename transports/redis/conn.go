@@ -57,8 +57,9 @@ type conn struct {
 	// Exchanges live in this connection's memory only, as in Kombu.
 	exchanges *virtual.Exchanges
 
-	routes routeCache
-	gets   *ackScope
+	routes   routeCache
+	watching atomic.Bool // the wake hub was started for the route cache
+	gets     *ackScope
 
 	receipts *receipts     // keys of take receipts (receipt.go)
 	takeSeq  atomic.Uint64 // numbers takes, for their receipts
@@ -107,6 +108,8 @@ func newConn(rdb *goredis.Client, o *options, log *slog.Logger) *conn {
 	}
 	rdb.AddHook(lossHook{c})
 	c.routes.tables = map[string]*routeTable{}
+	c.routes.trusted = map[string]bool{}
+	c.routes.gen = map[string]uint64{}
 	c.gets = &ackScope{c: c}
 	c.receipts = newReceipts(o.keyprefix)
 	c.relay = newFanoutRelay(c)
@@ -634,7 +637,23 @@ func (c *conn) startBackground() {
 		return
 	}
 	c.bgStarted = true
-	c.hub = newWakeHub(c)
+	c.startHubLocked()
 	c.bgWG.Add(1)
 	go c.restoreLoop()
+}
+
+// startHub starts the wake hub alone, for a connection that publishes
+// through bindings: it watches the binding sets (see publish.go).
+func (c *conn) startHub() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.startHubLocked()
+	}
+}
+
+func (c *conn) startHubLocked() {
+	if c.hub == nil {
+		c.hub = newWakeHub(c)
+	}
 }

@@ -51,3 +51,10 @@ func (h *loseReply) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
 		return lost
 	}
 }
+
+// RouteTrusted reports whether c trusts its cached binding set of the
+// exchange, publishing through it without a check (publish.go).
+func RouteTrusted(c transport.Conn, exchange string) bool {
+	_, trusted, _ := c.(*conn).routes.lookup(exchange)
+	return trusted
+}
