@@ -187,9 +187,9 @@ func queueTarget(queue string) string    { return "q:" + queue }
 func fanoutTarget(channel string) string { return "f:" + channel }
 
 // queueDelayed adds the command that stores op's delayed message to the
-// pipeline, in place of the one queueOp would add. Its reply has
-// publishScript's form, which publishChunk reads.
-func (c *conn) queueDelayed(ctx context.Context, pipe goredis.Pipeliner, op *pubOp) {
+// pipeline (or sends it, given the client), in place of the one queueOp
+// would add. Its reply has publishScript's form, which publishChunk reads.
+func (c *conn) queueDelayed(ctx context.Context, pipe goredis.Cmdable, op *pubOp) {
 	c.startDelayMover()
 	p := op.p
 	step := stepFor(int(p.Priority))
@@ -210,10 +210,13 @@ func (c *conn) queueDelayed(ctx context.Context, pipe goredis.Pipeliner, op *pub
 	case 'f':
 		add(fanoutTarget(c.ks.fanoutChannel(p.Exchange, p.RoutingKey)), envelope())
 	default:
-		t := c.routes.get(p.Exchange)
+		// Always checked by the script, trusted table or not: a delayed
+		// publish is not the hot path.
+		t, _, st := c.routes.lookup(p.Exchange)
 		if t == nil {
 			t = newRouteTable(nil)
 		}
+		op.table, op.stamp = t, st
 		args[0] = t.fp
 		queues := t.Lookup(op.typ, p.RoutingKey)
 		for _, q := range queues {
