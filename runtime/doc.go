@@ -97,6 +97,16 @@
 // serves many goroutines, so a pool is for bounding connections, not for
 // speed (see Pools for the figures).
 //
+// # Delayed delivery
+//
+// WithDelay and WithETA hold a message back at the broker: RabbitMQ keeps
+// it in Kombu 5.5's native delayed-delivery queues, which Celery 5.5
+// workers share; memory:// on a timer; Redis and the filesystem in a
+// layout of kombu-go's that Python consumers do not read, so that they see
+// the message only when it is due. Delays run from a millisecond to
+// MaxDelay (2^28 − 1 seconds); a transport that cannot delay refuses with
+// ErrNotSupported.
+//
 // # Request and reply
 //
 // Producer.Call publishes a request and waits for its reply, which a

@@ -206,6 +206,9 @@ const (
 	// FeatureDirectReplyTo: consuming amq.rabbitmq.reply-to (with auto-ack),
 	// and publishing requests whose ReplyTo names it on the same connection.
 	FeatureDirectReplyTo
+	// FeatureDelay: delayed delivery, Publishing.Delay (see its doc and
+	// delay.go).
+	FeatureDelay
 )
 
 // Has reports whether every feature in want is in f.
@@ -297,6 +300,11 @@ type Publishing struct {
 	// Confirm waits for the broker's publisher confirm (where the transport
 	// has them) before Publish returns.
 	Confirm bool
+	// Delay, when positive, holds the message back: no consumer sees it
+	// before Delay has passed, and it reaches its queues within a second
+	// after. It is at most MaxDelay. A driver without FeatureDelay refuses
+	// a positive Delay with ErrNotSupported.
+	Delay   time.Duration
 	Body    []byte
 	Headers map[string]any
 	Properties

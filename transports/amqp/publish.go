@@ -501,6 +501,9 @@ func sharedID(p *transport.Publishing) string {
 // exchange with transport.ErrNotFound. When ctx ends before the confirm, the
 // outcome is unknown and the error says so.
 func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
+	if p.Delay > 0 {
+		return c.publishDelayed(ctx, p) // delay.go
+	}
 	if id := sharedID(p); id != "" {
 		ids := []string{id}
 		if err := c.sharedIDs.lock(ctx, ids); err != nil {
@@ -521,6 +524,9 @@ func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
 // message's index in ps (from 0). Messages not named were confirmed (or,
 // with neither Confirm nor Mandatory set, written to the network).
 func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
+	if slices.ContainsFunc(ps, func(p *transport.Publishing) bool { return p.Delay > 0 }) {
+		return c.publishBatchDelayed(ctx, ps) // delay.go
+	}
 	errs := make([]error, len(ps))
 	// A batch whose mandatory messages share a message id goes in parts,
 	// each with every id once (see idLocks).

@@ -151,6 +151,10 @@ func (b *broker) publish(p *transport.Publishing) (unroutable bool, err error) {
 	if x.internal {
 		return false, fmt.Errorf("memory: exchange %q is internal: only other exchanges can route to it: %w", p.Exchange, transport.ErrAccessRefused)
 	}
+	if p.Delay > 0 {
+		b.publishLater(p, headers) // delay.go
+		return false, nil
+	}
 	queues := b.route(x, p.RoutingKey, p.Headers)
 	if len(queues) == 0 {
 		if p.Mandatory {

@@ -16,7 +16,7 @@ const directReplyTo = "amq.rabbitmq.reply-to"
 const features = transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout |
 	transport.FeatureHeaders | transport.FeatureExchangeBindings | transport.FeaturePriority |
 	transport.FeatureTTL | transport.FeatureDeadLetter | transport.FeatureMaxLength |
-	transport.FeatureConfirms | transport.FeatureMandatory
+	transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureDelay
 
 // conn is a connection to a broker. Its state is guarded by the broker's
 // lock like everything else.

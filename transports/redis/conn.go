@@ -20,7 +20,7 @@ import (
 
 const features = transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout |
 	transport.FeaturePriority | transport.FeatureConfirms | transport.FeatureMandatory |
-	transport.FeatureDeadLetter
+	transport.FeatureDeadLetter | transport.FeatureDelay
 
 // opTimeout bounds the commands a connection sends on its own behalf
 // (taking, acknowledging, restoring), which have no caller's context.
@@ -44,6 +44,7 @@ type conn struct {
 	subs      map[*subscription]struct{}
 	lastCtag  uint64
 	bgStarted bool // restorer and wake hub
+	delay     delayMover
 
 	unroutable map[string]struct{} // unacked tags the restorer could not route, warned about
 
@@ -514,6 +515,7 @@ func (c *conn) Get(ctx context.Context, queue string, autoAck bool) (*transport.
 	if err := c.check(ctx); err != nil {
 		return nil, err
 	}
+	c.startDelayMover() // delay.go: due messages reach the queue
 	receipt := c.receipts.acquire()
 	entries, lost, err := c.take(ctx, []string{queue}, []string{pyQuote(queue)}, 1, !autoAck, receipt)
 	if lost != nil {
@@ -637,6 +639,7 @@ func (c *conn) startBackground() {
 		return
 	}
 	c.bgStarted = true
+	c.startDelayMoverLocked() // delay.go
 	c.startHubLocked()
 	c.bgWG.Add(1)
 	go c.restoreLoop()

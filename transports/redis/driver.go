@@ -116,6 +116,11 @@
 // consumer (Go or Python) whose periodic restore gets the "unacked_mutex"
 // lock. Closing a connection returns its unsettled messages at once.
 //
+// Delayed messages (transport.FeatureDelay, which Kombu's Redis transport
+// does not have) wait in sorted sets of kombu-go's, "_kombu_go.delayed.q:<queue>"
+// with the index "_kombu_go.delayed", which no Kombu process reads, until a
+// kombu-go connection moves them into the lists when due: see delay.go.
+//
 // # Differences from Kombu
 //
 //   - Taking is atomic: a script pops the message and records it in

@@ -412,6 +412,10 @@ func (c *conn) loadTables(ctx context.Context, ops []*pubOp) error {
 // client itself, sends it.
 func (c *conn) queueOp(ctx context.Context, pipe goredis.Cmdable, op *pubOp) {
 	p := op.p
+	if p.Delay > 0 {
+		c.queueDelayed(ctx, pipe, op) // delay.go
+		return
+	}
 	step := stepFor(int(p.Priority))
 	switch op.kind {
 	case 'd':

@@ -55,6 +55,8 @@ func (c *conn) publish(ctx context.Context, p *transport.Publishing, tables map[
 		return c.errorf("message expiration (Kombu's virtual transports store it, and nothing enforces it): %w", transport.ErrNotSupported)
 	case p.Priority != 0:
 		return c.errorf("message priority %d (this transport has no priority queues): %w", p.Priority, transport.ErrNotSupported)
+	case p.Delay > 0 && c.delayer == nil:
+		return c.errorf("delayed delivery (this store cannot hold a message back): %w", transport.ErrNotSupported)
 	}
 	n, err := c.routeAndPut(ctx, p, tables)
 	if err != nil || n > 0 {
@@ -95,7 +97,13 @@ func (c *conn) routeAndPut(ctx context.Context, p *transport.Publishing, tables 
 			h = head[:len(head):len(head)] // each copy its own array
 		}
 		m := Message{Queue: q, Envelope: AppendEnvelopeTail(h, NewDeliveryTag()), Priority: priority}
-		if err := c.store.Put(ctx, m); err != nil {
+		var err error
+		if p.Delay > 0 {
+			err = c.delayer.PutDelayed(ctx, m, p.Delay)
+		} else {
+			err = c.store.Put(ctx, m)
+		}
+		if err != nil {
 			if i > 0 {
 				return i, c.wrap(fmt.Sprintf("publish to %q (stored for %q before)", q, queues[:i]), err)
 			}
