@@ -49,13 +49,22 @@ import (
 // Each message as it is: its body bytes, never decoded, still compressed
 // if they were; its headers and properties (content type and encoding,
 // delivery mode, message and correlation ids, reply-to, priority,
-// expiration, timestamp, type, app id) untouched; nothing added. The
-// routing key is the one the message was published with, unless
-// WithShovelRoutingKey sets another. A property the destination cannot
-// honour is dropped rather than refused: a priority where it has no
-// priorities, an expiration where it has no TTL (Redis, as Kombu, would
-// store both and enforce neither). An expiration, where it is kept,
-// counts again from the move, as with RabbitMQ's shovel.
+// expiration, timestamp, type, app id) untouched. The routing key is the
+// one the message was published with, unless WithShovelRoutingKey sets
+// another. Three things differ, none a Kombu consumer minds:
+//
+//   - a property the destination cannot honour is dropped rather than
+//     refused: a priority where it has no priorities, an expiration where
+//     it has no TTL (Redis, as Kombu, would store both and enforce
+//     neither); an expiration, where it is kept, counts again from the
+//     move, as with RabbitMQ's shovel;
+//   - the "redelivered" header Kombu's virtual transports (Redis, SQL,
+//     the filesystem) write into a message they return to its queue is
+//     removed: it marks the source's delivery, and the copy is a first
+//     delivery;
+//   - on RabbitMQ, a message without a message id is given one
+//     ("kombu-go-…"), as every mandatory publish of kombu-go's AMQP
+//     transport is, so that a return names the message it returns.
 //
 // Messages are moved in the order the source delivers them, except that
 // a message moved again after a failure may follow those behind it.
@@ -681,8 +690,11 @@ func (r *reader) release() {
 // requeue returns d to the source queue.
 func (s *Shovel) requeue(d *transport.Delivery) {
 	if err := d.Acknowledger.Reject(d.Tag, true); err != nil {
-		// The connection is gone, and the message back in its queue.
-		s.logger.Warn("kombu: shovel: return a message to the source queue", "error", err)
+		// After a lost connection (ErrClosed) the message is back in its
+		// queue already: nothing to say.
+		if !errors.Is(err, ErrClosed) {
+			s.logger.Warn("kombu: shovel: return a message to the source queue", "error", err)
+		}
 		return
 	}
 	s.stats.requeued.Add(1)
@@ -730,6 +742,12 @@ func (m *mover) move(ctx context.Context, ss *session, batch []*transport.Delive
 			Body:       d.Body,
 			Headers:    d.Headers,
 			Properties: d.Properties,
+		}
+		if d.Redelivered && d.Headers["redelivered"] == true {
+			// Kombu's virtual transports mark a message they return to its
+			// queue in its headers: a mark of the source's delivery, not
+			// the producer's, and the copy is a first delivery.
+			delete(d.Headers, "redelivered")
 		}
 		if s.cfg.keepExchange {
 			p.Exchange = d.Exchange
@@ -890,7 +908,7 @@ func (m *mover) unroutable(d *transport.Delivery, err error) bool {
 }
 
 // ack acknowledges at the source the messages the destination confirmed,
-// and returns how many.
+// and returns how many acknowledgements the source took.
 func (m *mover) ack(batch []*transport.Delivery) int {
 	s := m.s
 	var lost error
@@ -909,7 +927,7 @@ func (m *mover) ack(batch []*transport.Delivery) int {
 		s.logger.Warn("kombu: shovel: the source did not take the acknowledgement of moved messages; it delivers them again, and the destination gets them twice",
 			"messages", len(m.acks)-n, "error", lost)
 	}
-	return len(m.acks)
+	return n
 }
 
 // requeueAll returns the messages of batch at the given indices to the
