@@ -88,11 +88,13 @@ import (
 // default (ShovelStop) it goes back to the source queue and Run returns an
 // error wrapping ErrUnroutable that names the exchange and routing key;
 // WithShovelOnUnroutable can dead-letter it at the source instead, or
-// return it there and keep going. A message the broker nacks, or whose
-// channel closed under it, is published again after a back-off
-// (WithShovelBackoff). Any other refusal (the exchange does not exist, a
-// permission) returns the messages to the source queue and ends Run with
-// the error.
+// return it there and keep going. A refusal that waiting does not cure
+// (the exchange does not exist, access refused, a declaration that
+// conflicts, something the destination does not support) returns the
+// messages to the source queue and ends Run with the error. Any other (a
+// nack, a broker still loading its data after a restart, a channel closed
+// under the publish) is waited out: the shovel holds the messages and
+// publishes them again after a back-off (WithShovelBackoff).
 type Shovel struct {
 	src, dst *Connection
 	queue    Queue
@@ -161,15 +163,18 @@ func (a ShovelAction) String() string {
 
 // ShovelStats counts what a shovel did since it was made.
 type ShovelStats struct {
-	// Moved counts messages the destination confirmed and the source then
-	// took the acknowledgement of.
+	// Moved counts messages the destination confirmed and the source was
+	// then sent the acknowledgement of. A source connection lost at that
+	// moment may not have received it: the source then delivers the
+	// message again, and it is moved, and counted, twice.
 	Moved uint64
 	// Batches counts publishes to the destination: each batch, or each
 	// message where the batch size is 1; a batch published again counts
 	// again.
 	Batches uint64
 	// Republished counts messages published again after a failure: the
-	// destination's connection was lost, or it nacked them.
+	// destination's connection was lost, or it refused them for a reason
+	// that passed.
 	Republished uint64
 	// Requeued counts messages returned to the source queue unmoved: a
 	// refusal at the destination, or a shutdown with them in flight.
@@ -261,8 +266,9 @@ func WithShovelOnUnroutable(a ShovelAction) ShovelOption {
 }
 
 // WithShovelBackoff sets how long the shovel waits before publishing again
-// what the destination refused for a passing reason (a nack, a channel
-// closed under the publish), holding the messages unacknowledged at the
+// what the destination refused for a reason that may pass (a nack, a
+// broker still loading its data, a channel closed under the publish),
+// holding the messages unacknowledged at the
 // source meanwhile. The default waits 200ms, 600ms, 1s, ... up to 5.2s,
 // then 5.2s again, for as long as it takes; past policy.MaxRetries, if
 // set, Run returns the messages to the source and ends with the error.
@@ -792,18 +798,19 @@ func (m *mover) move(ctx context.Context, ss *session, batch []*transport.Delive
 				// Shutting down, and the shutdown timeout has run out: its
 				// fate is unknown, so it goes back (a copy may have gone).
 				s.requeue(batch[i])
-			case errors.Is(err, ErrClosed), errors.Is(err, ErrNacked):
-				m.retry = append(m.retry, i)
-				if errors.Is(err, ErrClosed) {
-					lost = err
-				} else {
-					passing = err
-				}
-			default:
+			case lasting(err):
 				s.requeue(batch[i])
 				if failure == nil {
 					failure = fmt.Errorf("kombu: shovel from queue %s: the destination refused a message, which went back to the source queue: %w", s.queue.Name, err)
 				}
+			case errors.Is(err, ErrClosed):
+				m.retry = append(m.retry, i)
+				lost = err
+			default:
+				// A nack, a broker still loading its data after a restart,
+				// a timeout: it may pass.
+				m.retry = append(m.retry, i)
+				passing = err
 			}
 		}
 		settled += m.ack(batch)
@@ -835,6 +842,20 @@ func (m *mover) move(ctx context.Context, ss *session, batch []*transport.Delive
 		}
 		s.stats.republished.Add(uint64(len(m.pending)))
 	}
+}
+
+// lasting reports whether a publish failed for a reason that waiting does
+// not cure: the exchange does not exist, access is refused, a declaration
+// conflicts, the destination cannot do what was asked, the message is too
+// large.
+func lasting(err error) bool {
+	for _, target := range []error{ErrNotFound, ErrAccessRefused, ErrPrecondition, ErrNotSupported,
+		ErrResourceLocked, ErrInvalidArgument, ErrEncode, ErrLimitExceeded} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // publish publishes the pending messages on the destination's session ds
