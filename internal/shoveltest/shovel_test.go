@@ -204,15 +204,19 @@ func TestShovelProcessKilled(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
+	start := time.Now()
 	go func() { runErr <- s.Run(ctx) }()
 	if !l.WaitAll(60 * time.Second) {
 		t.Errorf("after 60s %d of %d arrived", l.Distinct(), total)
 	}
+	elapsed := time.Since(start)
 	cancel()
 	if err := <-runErr; err != nil {
 		t.Errorf("Run: %v", err)
 	}
-	logResult(t, l.Check(t), s.Stats())
+	r := l.Check(t)
+	r.Elapsed = elapsed // the second shovel's
+	logResult(t, r, s.Stats())
 }
 
 // TestShovelChild is the shovel process TestShovelProcessKilled kills.
@@ -287,7 +291,9 @@ func benchShovel(b *testing.B, srcURL, dstURL string, size int) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 	b.StopTimer()
-	if st := s.Stats(); st.Moved != uint64(b.N) {
+	st := s.Stats()
+	if st.Moved != uint64(b.N) {
 		b.Fatalf("moved %d of %d", st.Moved, b.N)
 	}
+	b.ReportMetric(float64(st.Moved)/float64(st.Batches), "msgs/batch")
 }
