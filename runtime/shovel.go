@@ -451,6 +451,11 @@ func (s *Shovel) Run(ctx context.Context) error {
 	}
 	close(s.started)
 	defer close(s.done)
+	select {
+	case <-s.stop:
+		return nil // closed before it started
+	default:
+	}
 
 	// stopCtx ends when ctx does or Close is called; the batch in flight
 	// gets pubCtx, which outlives it by the shutdown timeout.
