@@ -292,10 +292,10 @@ func (l *Ledger) WaitAll(timeout time.Duration) bool {
 
 // Result is what a ledger saw.
 type Result struct {
-	Sent     int   // messages published to the source
-	Arrived  int   // distinct messages that arrived at the destination
-	Copies   int   // copies that arrived, duplicates included
-	Missing  []int // never arrived
+	Sent    int   // messages published to the source
+	Arrived int   // distinct messages that arrived at the destination
+	Copies  int   // copies that arrived, duplicates included
+	Missing []int // never arrived
 	// Elapsed is how long the shovel took to move every message, faults
 	// included; Recovery, for each fault, how long after the end of the
 	// fault (the server restarted, the network restored) the shovel moved
