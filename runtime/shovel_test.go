@@ -623,3 +623,86 @@ func benchmarkShovel(b *testing.B, srcURL, dstURL string, size int) {
 	}
 	b.ReportMetric(float64(st.Moved)/float64(st.Batches), "msgs/batch")
 }
+
+// A refusal that waiting does not cure (here the destination exchange was
+// deleted under the shovel: RabbitMQ refuses the publish, 404) returns the
+// messages to the source queue and ends Run with the error.
+func TestShovelStopsOnALastingRefusalOnRabbitMQ(t *testing.T) {
+	url := brokertest.AMQPURL(t)
+	src, dst := dialURL(t, url), dialURL(t, url)
+	ctx := ctxT(t)
+	prefix := fmt.Sprintf("kombu-go.shovel.%d.", time.Now().UnixNano())
+	in, gone := kombu.Queue{Name: prefix + "in"}, kombu.Exchange{Name: prefix + "gone"}
+	t.Cleanup(func() { _, _ = in.Delete(context.Background(), src) })
+	s := newShovel(t, src, in, dst, gone)
+	// Deleted by someone else: the shovel's connection still has it
+	// declared (through its own it would declare it again).
+	if err := gone.Delete(ctx, dialURL(t, url)); err != nil {
+		t.Fatal(err)
+	}
+	p := kombu.NewProducer(src, kombu.WithRoutingKey(in.Name))
+	for i := range 3 {
+		mustPublish(t, p.Publish(ctx, fmt.Sprint(i)))
+	}
+	stop, ended := runShovel(t, s)
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+	if err := stop(); !errors.Is(err, kombu.ErrNotFound) {
+		t.Fatalf("Run: %v, want ErrNotFound", err)
+	}
+	if got := bodies(t, src, in.Name, 3); len(got) != 3 {
+		t.Errorf("the source holds %q, want the three messages back", got)
+	}
+}
+
+// A destination that nacks (a RabbitMQ queue full, with x-overflow
+// reject-publish) is waited out: the shovel holds the nacked messages,
+// publishes them again after a back-off, and moves them all once there is
+// room.
+func TestShovelWaitsOutNacksOnRabbitMQ(t *testing.T) {
+	url := brokertest.AMQPURL(t)
+	src, dst := dialURL(t, url), dialURL(t, url)
+	ctx := ctxT(t)
+	prefix := fmt.Sprintf("kombu-go.shovel.%d.", time.Now().UnixNano())
+	in := kombu.Queue{Name: prefix + "in"}
+	full := kombu.Queue{Name: prefix + "full", MaxLength: 5, Arguments: map[string]any{"x-overflow": "reject-publish"}}
+	t.Cleanup(func() {
+		_, _ = in.Delete(context.Background(), src)
+		_, _ = full.Delete(context.Background(), src)
+	})
+	p := kombu.NewProducer(src, kombu.WithRoutingKey(in.Name), kombu.WithDeclare(in))
+	for i := range 12 {
+		mustPublish(t, p.Publish(ctx, fmt.Sprint(i)))
+	}
+	s := newShovel(t, src, in, dst, kombu.Exchange{}, kombu.WithShovelRoutingKey(full.Name),
+		kombu.WithShovelDeclare(kombu.ShovelDestination, full),
+		kombu.WithShovelBackoff(kombu.RetryPolicy{IntervalStart: 20 * time.Millisecond, IntervalStep: 20 * time.Millisecond, IntervalMax: 100 * time.Millisecond}))
+	stop, ended := runShovel(t, s)
+	waitUntil(t, "nacked messages published again", func() bool { return s.Stats().Republished >= 3 })
+	select {
+	case <-ended:
+		t.Fatalf("Run returned on a nack: %v", stop())
+	default:
+	}
+	got := bodies(t, dst, full.Name, 12) // taking them makes room
+	slices.SortFunc(got, func(a, b string) int { return len(a) - len(b) + strings.Compare(a, b)*boolInt(len(a) == len(b)) })
+	if want := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"}; !slices.Equal(got, want) {
+		t.Errorf("moved %q, want each of the 12 once", got)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Moved != 12 || st.Republished == 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
