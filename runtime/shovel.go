@@ -95,6 +95,10 @@ import (
 // nack, a broker still loading its data after a restart, a channel closed
 // under the publish) is waited out: the shovel holds the messages and
 // publishes them again after a back-off (WithShovelBackoff).
+//
+// What it does about failures, it logs through the source connection's
+// logger (WithLogger), each record with a "shovel" attribute naming the
+// queue and the exchange.
 type Shovel struct {
 	src, dst *Connection
 	queue    Queue

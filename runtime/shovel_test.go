@@ -348,7 +348,7 @@ func TestShovelDrainAndLimit(t *testing.T) {
 		mustPublish(t, p.Publish(ctx, fmt.Sprint(i)))
 	}
 	s = newShovel(t, src, kombu.Queue{Name: "in"}, dst, kombu.Exchange{}, kombu.WithShovelRoutingKey("out"),
-		kombu.WithShovelLimit(4), kombu.WithShovelBatchSize(3))
+		kombu.WithShovelLimit(4), kombu.WithShovelBatchSize(3), kombu.WithPrefetch(5))
 	if err := s.Run(ctx); err != nil {
 		t.Fatalf("Run with WithShovelLimit: %v", err)
 	}
@@ -379,7 +379,8 @@ func TestShovelShutdownLosesNothing(t *testing.T) {
 		mustPublish(t, p.Publish(ctx, fmt.Sprint(i), kombu.InBatch(&batch)))
 	}
 	mustPublish(t, batch.Send(ctx))
-	s := newShovel(t, src, kombu.Queue{Name: "in"}, dst, kombu.Exchange{}, kombu.WithShovelRoutingKey("out"), kombu.WithShovelBatchSize(7))
+	s := newShovel(t, src, kombu.Queue{Name: "in"}, dst, kombu.Exchange{}, kombu.WithShovelRoutingKey("out"), kombu.WithShovelBatchSize(7),
+		kombu.WithShutdownTimeout(5*time.Second))
 	stop, _ := runShovel(t, s)
 	waitUntil(t, "some messages moved", func() bool { return s.Stats().Moved > 100 })
 	if err := stop(); err != nil {
