@@ -169,11 +169,15 @@ type Conn interface {
 // and their confirmations. Without it the runtime publishes one at a time.
 type BatchPublisher interface {
 	// PublishBatch sends every message, in order, and returns once all are
-	// confirmed (those with Confirm set) or the first error. On error, some
-	// messages may have been delivered; the error says which did not, and
-	// wraps the first failure's error. An unroutable mandatory message
-	// fails alone: the messages before it are delivered. An empty batch
-	// does nothing.
+	// confirmed (those with Confirm set) or with an error. An unroutable
+	// mandatory message fails alone: the others are delivered. An empty
+	// batch does nothing.
+	//
+	// When some messages failed and others were delivered, the error is (or
+	// wraps) a *BatchError saying which failed. Any other error fails the
+	// batch as a whole: the caller takes none of its messages as
+	// delivered (some may have been, and are then sent twice if it sends
+	// them again: at least once, never lost).
 	PublishBatch(ctx context.Context, ps []*Publishing) error
 }
 

@@ -159,19 +159,22 @@ func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
 	return err
 }
 
-// PublishBatch publishes in order under one lock, stopping at the first
-// failure.
+// PublishBatch publishes in order under one lock. A message that fails
+// fails alone: the others are published, and a *transport.BatchError says
+// which failed.
 func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
 	if err := c.begin(ctx); err != nil {
 		return err
 	}
 	var unroutable []*transport.Publishing
-	var err error
+	var errs []error
 	for i, p := range ps {
-		var dropped bool
-		if dropped, err = c.b.publish(p); err != nil {
-			err = fmt.Errorf("memory: batch message %d of %d and those after it were not published: %w", i+1, len(ps), err)
-			break
+		dropped, err := c.b.publish(p)
+		if err != nil {
+			if errs == nil {
+				errs = make([]error, len(ps))
+			}
+			errs[i] = err
 		}
 		if dropped {
 			unroutable = append(unroutable, p)
@@ -181,7 +184,13 @@ func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) err
 	for _, p := range unroutable {
 		c.notifyUnroutable(p)
 	}
-	return err
+	if len(ps) == 1 && errs != nil {
+		return errs[0]
+	}
+	if err := transport.NewBatchError(errs); err != nil {
+		return fmt.Errorf("memory: %w", err)
+	}
+	return nil
 }
 
 // notifyUnroutable tells the runtime that p, published with

@@ -179,7 +179,8 @@ func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
 }
 
 // PublishBatch sends every message in pipelines of up to 512 commands: one
-// round trip per pipeline rather than one per message.
+// round trip per pipeline rather than one per message. A message that
+// fails fails alone; a *transport.BatchError says which did.
 func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
 	return c.publish(ctx, ps)
 }
@@ -190,7 +191,6 @@ const pipelineChunk = 512
 // needed to build that command again after its route went stale.
 type pubOp struct {
 	p      *transport.Publishing
-	index  int
 	kind   byte // 'd' default exchange, 'f' fanout, 'r' routed through bindings
 	typ    string
 	head   []byte // the envelope up to its delivery tag
@@ -208,7 +208,7 @@ func (c *conn) publish(ctx context.Context, ps []*transport.Publishing) error {
 	}
 	ops := make([]*pubOp, len(ps))
 	for i, p := range ps {
-		op := &pubOp{p: p, index: i}
+		op := &pubOp{p: p}
 		ops[i] = op
 		if p.Expiration > 0 {
 			op.err = fmt.Errorf("redis: message expiration (Kombu stores it on Redis but nothing enforces it): %w", transport.ErrNotSupported)
@@ -254,20 +254,17 @@ func (c *conn) publish(ctx context.Context, ps []*transport.Publishing) error {
 			break
 		}
 	}
-	var failed []*pubOp
-	for _, op := range ops {
-		if op.err != nil {
-			failed = append(failed, op)
-		}
+	if len(ops) == 1 {
+		return ops[0].err
 	}
-	switch {
-	case len(failed) == 0:
-		return nil
-	case len(ops) == 1:
-		return failed[0].err
+	errs := make([]error, len(ops))
+	for i, op := range ops {
+		errs[i] = op.err
 	}
-	return fmt.Errorf("redis: %d of %d messages not published; the first, message %d: %w",
-		len(failed), len(ops), failed[0].index, failed[0].err)
+	if err := transport.NewBatchError(errs); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
 }
 
 // publishChunk sends a chunk of messages in one pipeline, then again for
