@@ -198,7 +198,7 @@ func (a *scope) reject(tag uint64, requeue bool, reason string) error {
 	case dl != nil:
 		return a.c.deadLetter(h, dl, reason)
 	}
-	return a.c.ack(h)
+	return a.c.drop(h, reason)
 }
 
 // ack removes a message from the store for good.
@@ -206,6 +206,18 @@ func (c *conn) ack(h *held) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	return c.wrap("ack a message of "+h.queue, c.store.Ack(ctx, h.taken.Receipt))
+}
+
+// drop settles a rejected message that goes to no dead-letter exchange:
+// kept aside where the store is a Rejecter, removed otherwise.
+func (c *conn) drop(h *held, reason string) error {
+	r, ok := c.store.(Rejecter)
+	if !ok {
+		return c.ack(h)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	return c.wrap("reject a message of "+h.queue, r.Reject(ctx, h.taken.Receipt, reason))
 }
 
 // restore makes taken messages ready again: those delivered marked
@@ -246,9 +258,9 @@ func (c *conn) deadLetter(h *held, dl *DeadLetter, reason string) error {
 	if err != nil {
 		// Not an envelope: it cannot carry an x-death header or name its
 		// routing key. It is dropped, as without a dead-letter exchange.
-		c.log.Warn(c.name+": a rejected message is not a Kombu envelope and cannot be dead-lettered; dropped",
+		c.log.Warn(c.name+": a rejected message is not a Kombu envelope and cannot be dead-lettered; dropped, or kept aside where the store keeps rejected messages",
 			"queue", h.queue, "error", err)
-		return c.ack(h)
+		return c.drop(h, reason)
 	}
 	key := d.RoutingKey
 	if dl.HasRoutingKey {

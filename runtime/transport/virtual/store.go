@@ -175,6 +175,18 @@ type Quarantiner interface {
 	Quarantine(ctx context.Context, r Receipt, reason error) error
 }
 
+// Rejecter is implemented by a store that keeps a message rejected without
+// requeue, from a queue this connection gave no dead-letter exchange,
+// where a person can look at it (a table of rejected rows), instead of
+// dropping it as AMQP does. The connection then calls Reject where it
+// would call Ack: for a message a handler failed or the runtime could not
+// decode (reason says why, "" when the consumer gave no reason), and for
+// one that could not be dead-lettered because it is not a Kombu envelope.
+type Rejecter interface {
+	// Reject removes the taken message from its queue and keeps it aside.
+	Reject(ctx context.Context, r Receipt, reason string) error
+}
+
 // Waker is implemented by a store that can tell a consumer when a message
 // may have arrived (a file created in the folder, a PostgreSQL NOTIFY),
 // instead of leaving it to look again every Config.PollInterval.
