@@ -131,11 +131,18 @@ func parseURL(u *transport.URL, cfg transport.Config) (*options, error) {
 		db = inner
 	}
 
-	// The transport's own options; the rest are the driver's.
+	// The transport's own options; the rest are the driver's. An sqla+
+	// URL has them in its database URL, the rest of it after the '+'.
+	query := url.Values{}
+	for _, q := range []url.Values{u.Query, db.Query} {
+		for key, vals := range q {
+			query[key] = vals
+		}
+	}
 	driverQuery := url.Values{}
 	var prefix string
-	for _, key := range slices.Sorted(maps.Keys(u.Query)) {
-		val := u.Query.Get(key)
+	for _, key := range slices.Sorted(maps.Keys(query)) {
+		val := query.Get(key)
 		switch key {
 		case "polling_interval", "lease_timeout":
 			secs, err := strconv.ParseFloat(val, 64)
@@ -176,16 +183,7 @@ func parseURL(u *transport.URL, cfg transport.Config) (*options, error) {
 		case "failover_strategy":
 			// Read by the runtime for ";"-separated lists.
 		default:
-			driverQuery[key] = u.Query[key]
-		}
-	}
-	if db != u {
-		// Options written inside the database URL of sqla+...: the same.
-		for key, vals := range db.Query {
-			if slices.Contains(optionNames, key) {
-				return nil, bad("write %s after the whole URL, not inside the database URL (it is kombu-go's, not the database's)", key)
-			}
-			driverQuery[key] = vals
+			driverQuery[key] = query[key]
 		}
 	}
 	var err error
@@ -353,7 +351,7 @@ type tables struct {
 	exchange, binding, owner, lease, rejected string
 	// Index and constraint names: Kombu's for its default table names.
 	ixVisible, ixTimestamp, ixTimestampID, fkQueue, ixTake, ixLeaseOwner string
-	channel                                                             string // PostgreSQL NOTIFY channel
+	channel                                                              string // PostgreSQL NOTIFY channel
 }
 
 // newTables names the tables. The prefix goes in front of every table;

@@ -33,7 +33,7 @@ type statements struct {
 	leaseDelete   string // (id, owner)
 	deleteMessage string // (id)
 	// restore(payload, id): visible again, in its old place.
-	restore string
+	restore      string
 	keepRejected string // (id, queue, payload, reason): a rejected message kept aside
 	// size(name) -> ready rows; purge(name) -> deleted.
 	size  string
