@@ -50,7 +50,7 @@ func (s *store) ensureSchema(ctx context.Context) error {
 					"index", d.object, "table", s.o.tables.message, "error", err)
 				continue
 			}
-			return s.schemaError(d, err)
+			return s.schemaError(d, err, missing)
 		}
 	}
 	return nil
@@ -58,7 +58,17 @@ func (s *store) ensureSchema(ctx context.Context) error {
 
 // schemaError says which table could not be made and, when the database
 // refused for want of a privilege, which one.
-func (s *store) schemaError(d ddl, err error) error {
+func (s *store) schemaError(d ddl, err error, missing []ddl) error {
+	if noPrivilege(err) {
+		// Name the first missing table, rather than a sequence or an
+		// index a user would not know to look for.
+		for _, m := range missing {
+			if m.table == "" && !strings.HasSuffix(m.object, "_sequence") {
+				d = m
+				break
+			}
+		}
+	}
 	what := "table"
 	switch {
 	case d.table != "":
