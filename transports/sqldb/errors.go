@@ -130,24 +130,6 @@ func noPrivilege(err error) bool {
 	return false
 }
 
-// foreignKeyViolation reports whether err says a row names a queue that
-// is gone.
-func foreignKeyViolation(err error) bool {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return pe.Code == "23503"
-	}
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
-		return me.Number == 1452
-	}
-	var se *sqlite3.Error
-	if errors.As(err, &se) {
-		return se.Code() == 787 // SQLITE_CONSTRAINT_FOREIGNKEY
-	}
-	return false
-}
-
 // masked returns err's text with the password replaced by "**", should a
 // driver ever quote it.
 func masked(text, password string) string {

@@ -65,16 +65,17 @@ type options struct {
 
 	pollInterval time.Duration
 	leaseTimeout time.Duration
-	keepAcked    bool // Kombu's way: an acked row stays, visible=false
-	keepRejected bool // a rejected row goes to the rejected table (default) rather than away
-	notify       bool // PostgreSQL: NOTIFY on publish, LISTEN in consumers
-	maxConns     int  // 0: the default
+	keepAcked    bool   // Kombu's way: an acked row stays, visible=false
+	keepRejected bool   // a rejected row goes to the rejected table (default) rather than away
+	notify       bool   // PostgreSQL: NOTIFY on publish, LISTEN in consumers
+	maxConns     int    // 0: the default
+	synchronous  string // SQLite's PRAGMA synchronous: NORMAL (default) or FULL
 }
 
 // optionNames are the query options the transport reads itself; the rest
 // go to the database driver.
 var optionNames = []string{"polling_interval", "lease_timeout", "table_name_prefix", "queue_tablename",
-	"message_tablename", "keep_acked", "keep_rejected", "notify", "max_connections"}
+	"message_tablename", "keep_acked", "keep_rejected", "notify", "max_connections", "synchronous"}
 
 // pythonDrivers are the SQLAlchemy drivers Kombu users name after the
 // dialect ("postgresql+psycopg2"): kombu-go reaches each database with its
@@ -106,7 +107,7 @@ func parseURL(u *transport.URL, cfg transport.Config) (*options, error) {
 		}
 		db = inner
 	}
-	o := &options{display: display, pollInterval: defaultPollInterval, leaseTimeout: defaultLeaseTimeout, keepRejected: true, notify: true}
+	o := &options{display: display, pollInterval: defaultPollInterval, leaseTimeout: defaultLeaseTimeout, keepRejected: true, notify: true, synchronous: "NORMAL"}
 	switch strings.ToLower(db.Scheme) {
 	case "postgres", "postgresql", "psql", "pgsql":
 		o.dialect = postgres
@@ -180,6 +181,13 @@ func parseURL(u *transport.URL, cfg transport.Config) (*options, error) {
 				return nil, bad("max_connections=%q: want a positive number", val)
 			}
 			o.maxConns = n
+		case "synchronous":
+			switch v := strings.ToUpper(val); v {
+			case "NORMAL", "FULL", "EXTRA":
+				o.synchronous = v
+			default:
+				return nil, bad("synchronous=%q: NORMAL or FULL (SQLite only)", val)
+			}
 		case "failover_strategy":
 			// Read by the runtime for ";"-separated lists.
 		default:

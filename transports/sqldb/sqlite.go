@@ -33,7 +33,7 @@ const busyTimeoutMillis = 10000
 
 // acquireSQLite returns the process's pool for the file (":memory:": one
 // database in memory shared by the process's connections).
-func acquireSQLite(path string, maxConns int) (*sharedDB, error) {
+func acquireSQLite(path string, maxConns int, synchronous string) (*sharedDB, error) {
 	sqliteMu.Lock()
 	defer sqliteMu.Unlock()
 	if sh := sqlitePools[path]; sh != nil {
@@ -47,6 +47,10 @@ func acquireSQLite(path string, maxConns int) (*sharedDB, error) {
 	if path != ":memory:" {
 		q.Set("_journal_mode", "WAL")
 	}
+	// NORMAL: in WAL mode a commit survives the process (killed or not)
+	// without waiting for fsync; a power cut may lose the last ones.
+	// synchronous=FULL fsyncs every commit.
+	q.Set("_synchronous", synchronous)
 	db, err := sql.Open("sqlite", path+"?"+q.Encode())
 	if err != nil {
 		return nil, err

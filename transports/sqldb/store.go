@@ -120,7 +120,7 @@ func (s *store) connect(ctx context.Context) error {
 		s.db.SetMaxOpenConns(cmpOr(s.o.maxConns, 8))
 		s.db.SetMaxIdleConns(cmpOr(s.o.maxConns, 8))
 	case sqlite:
-		sh, err := acquireSQLite(s.o.sqlitePath, s.o.maxConns)
+		sh, err := acquireSQLite(s.o.sqlitePath, s.o.maxConns, s.o.synchronous)
 		if err != nil {
 			return fmt.Errorf("sqldb: %s: %w", s.o.display, err)
 		}
