@@ -132,13 +132,16 @@ func benchSQL(ctx context.Context, tab *table, b sqlBench) error {
 		_, err := stmt(st.purge).ExecContext(ctx, bareQueue)
 		return err
 	}
-	barePublish := func(count int) error {
-		for range count {
-			body, err := encode()
-			if err != nil {
-				return err
+	// publishOne is one bare publish, on the pool or in tx.
+	publishOne := func(tx *sql.Tx, readBindings bool) error {
+		st1 := func(q string) *sql.Stmt {
+			if tx != nil {
+				return tx.StmtContext(ctx, stmt(q))
 			}
-			rows, err := stmt(st.bindings).QueryContext(ctx, benchExchange)
+			return stmt(q)
+		}
+		if readBindings {
+			rows, err := st1(st.bindings).QueryContext(ctx, benchExchange)
 			if err != nil {
 				return err
 			}
@@ -150,13 +153,40 @@ func benchSQL(ctx context.Context, tab *table, b sqlBench) error {
 				}
 			}
 			rows.Close()
-			payload := base64.StdEncoding.EncodeToString(body)
-			if b.dialect == "postgresql" {
-				var one int
-				if err := stmt(st.put).QueryRowContext(ctx, payload, bareQueue, sqlPrefix+"kombu_go").Scan(&one); err != nil {
+		}
+		body, err := encode()
+		if err != nil {
+			return err
+		}
+		payload := base64.StdEncoding.EncodeToString(body)
+		if b.dialect == "postgresql" {
+			var one int
+			return st1(st.put).QueryRowContext(ctx, payload, bareQueue, sqlPrefix+"kombu_go").Scan(&one)
+		}
+		_, err = st1(st.put).ExecContext(ctx, payload, bareQueue)
+		return err
+	}
+	bareBatched := func(count int) error {
+		for sent := 0; sent < count; {
+			tx, err := b.db.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			for i := 0; sent < count && i < pipelineWindow; i, sent = i+1, sent+1 {
+				if err := publishOne(tx, i == 0); err != nil {
+					tx.Rollback()
 					return err
 				}
-			} else if _, err := stmt(st.put).ExecContext(ctx, payload, bareQueue); err != nil {
+			}
+			if err := tx.Commit(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	barePublish := func(count int) error {
+		for range count {
+			if err := publishOne(nil, true); err != nil {
 				return err
 			}
 		}
@@ -243,6 +273,19 @@ func benchSQL(ctx context.Context, tab *table, b sqlBench) error {
 		},
 		python:  pythonN(pyN, python("publish-unconfirmed", func(int) error { return purge() })),
 		targets: targets,
+	})
+	if err != nil {
+		return err
+	}
+	err = tab.add(workload{
+		name: fmt.Sprintf("publish, batched (%d)", pipelineWindow), n: 4 * n, chunk: pipelineWindow, setup: only(purge),
+		sides: []side{
+			{sdkTuned, "kombu.Batch: one transaction", publishBatched(ctx, tuned.producer)},
+			{bare, "database/sql, one transaction", bareBatched},
+		},
+		python:  pythonN(pyN, python("publish-unconfirmed", func(int) error { return purge() })),
+		targets: []target{{who: sdkTuned, minVsBare: 0.8, minVsPython: 10}},
+		note:    "Python Kombu has no batch: its row publishes one by one",
 	})
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -278,8 +279,12 @@ func (c *conn) exchangeExists(ctx context.Context, name string) error {
 	return nil
 }
 
-// PublishBatch checks every exchange first; a batch naming one that does
-// not exist publishes nothing.
+// PublishBatch writes the whole batch in one transaction of its own (in
+// the caller's, under WithTx): one commit, one wait for the disk, for all
+// of it. A message that is unroutable (mandatory) fails alone; a statement
+// that fails rolls the transaction back, and then none of the batch is
+// published, as the error says. A batch naming an exchange that does not
+// exist publishes nothing.
 func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
 	if err := c.lostErr(); err != nil {
 		return err
@@ -289,7 +294,29 @@ func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) err
 			return err
 		}
 	}
-	return c.Conn.(transport.BatchPublisher).PublishBatch(ctx, ps)
+	inner := c.Conn.(transport.BatchPublisher)
+	if len(ps) < 2 || txFrom(ctx) != nil {
+		return inner.PublishBatch(ctx, ps)
+	}
+	tx, err := c.s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqldb: %w", c.s.opError("begin the batch's transaction", err))
+	}
+	t := &txState{tx: tx, internal: true}
+	err = inner.PublishBatch(context.WithValue(ctx, txKey{}, t), ps)
+	if t.failed.Load() {
+		tx.Rollback()
+		return fmt.Errorf("sqldb: the batch's transaction was rolled back: none of its %d messages was published: %w", len(ps), err)
+	}
+	if cerr := tx.Commit(); cerr != nil {
+		return fmt.Errorf("sqldb: none of the batch's %d messages was published: %w", len(ps), c.s.opError("commit the batch", cerr))
+	}
+	t.mu.Lock()
+	for _, q := range slices.Compact(slices.Sorted(slices.Values(t.queues))) {
+		c.s.hub.wake(q)
+	}
+	t.mu.Unlock()
+	return err
 }
 
 func (c *conn) Get(ctx context.Context, queue string, autoAck bool) (*transport.Delivery, error) {

@@ -202,8 +202,10 @@ func TestKeepAcked(t *testing.T) {
 	if err := d.Acknowledger.Ack(d.Tag, false); err != nil {
 		t.Fatal(err)
 	}
-	_, message, _ := db.tables()
-	if n := count(t, db.sql(t), "SELECT count(*) FROM "+message+" WHERE visible = 0"); n != 1 {
+	_, message, goTables := db.tables()
+	d2 := db.sql(t)
+	transporttest.Eventually(t, "the ack written", func() bool { return count(t, d2, "SELECT count(*) FROM "+goTables[3]) == 0 })
+	if n := count(t, d2, "SELECT count(*) FROM "+message+" WHERE visible = 0"); n != 1 {
 		t.Fatalf("%d invisible rows after the ack, want the acked one", n)
 	}
 	wantEmpty(t, c, queue)

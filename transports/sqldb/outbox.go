@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -50,6 +51,14 @@ type txState struct {
 	once     sync.Once
 	identity string
 	err      error
+
+	// internal: the connection's own transaction for a batch (no check);
+	// failed: a statement in it failed, so it is rolled back; queues: the
+	// queues it wrote to, woken after the commit.
+	internal bool
+	failed   atomic.Bool
+	mu       sync.Mutex
+	queues   []string
 }
 
 func txFrom(ctx context.Context) *txState {
@@ -69,6 +78,9 @@ type runner interface {
 
 // runnerFor checks the caller's transaction and returns a runner for it.
 func (s *store) runnerFor(ctx context.Context, t *txState) (runner, error) {
+	if t.internal {
+		return sqlTx{t.tx.(*sql.Tx)}, nil
+	}
 	var r runner
 	switch tx := t.tx.(type) {
 	case *sql.Tx:

@@ -19,17 +19,18 @@ type statements struct {
 	// put(payload, queue name [, channel on PostgreSQL]): one row if the
 	// queue exists, none otherwise. putQuiet: PostgreSQL without NOTIFY.
 	put, putQuiet string
-	// take(queue name, owner) -> id, payload: PostgreSQL only (one
+	// take(queue name, owner, limit) -> id, payload: PostgreSQL only (one
 	// statement); elsewhere takeSelect, takeMark and leaseInsert in a
 	// transaction.
 	take        string
-	takeSelect  string // (queue name) -> id, payload
+	takeSelect  string // (queue name, limit) -> id, payload
 	takeMark    string // (id)
 	leaseInsert string // (id, owner)
 	// ack(id, owner): deletes the lease and the row (PostgreSQL and MySQL
 	// in one statement: rows affected > 0 when the lease was ours);
 	// elsewhere leaseDelete then deleteMessage.
 	ack           string
+	ackMany       string // PostgreSQL: (ids array, owner)
 	leaseDelete   string // (id, owner)
 	deleteMessage string // (id)
 	// restore(payload, id): visible again, in its old place.
@@ -145,12 +146,14 @@ m AS (INSERT INTO MESSAGE (id, visible, timestamp, payload, version, queue_id)
 		s.put += x("SELECT 1 FROM m, pg_notify({3}, {2})")
 		s.take = x(`WITH c AS (
   SELECT id FROM MESSAGE WHERE queue_id = (SELECT id FROM QUEUE WHERE name = {1}) AND visible = TRUE
-  ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED),
+  ORDER BY id LIMIT {3} FOR UPDATE SKIP LOCKED),
 t AS (UPDATE MESSAGE m SET visible = FALSE, timestamp = LOCALNOW, version = m.version + 1
       FROM c WHERE m.id = c.id RETURNING m.id, m.payload),
 l AS (INSERT INTO LEASE (message_id, owner) SELECT id, {2} FROM t)
-SELECT id, payload FROM t`)
+SELECT id, payload FROM t ORDER BY id`)
 		s.ack = x(`WITH l AS (DELETE FROM LEASE WHERE message_id = {1} AND owner = {2} RETURNING message_id)
+DELETE FROM MESSAGE WHERE id IN (SELECT message_id FROM l)`)
+		s.ackMany = x(`WITH l AS (DELETE FROM LEASE WHERE message_id = ANY({1}) AND owner = {2} RETURNING message_id)
 DELETE FROM MESSAGE WHERE id IN (SELECT message_id FROM l)`)
 		s.bind = x(`INSERT INTO BINDING (exchange, routing_key, queue, pattern) VALUES ({1}, {2}, {3}, {4})
 ON CONFLICT (exchange, routing_key, queue) DO UPDATE SET pattern = EXCLUDED.pattern`)
@@ -183,7 +186,7 @@ ON CONFLICT (owner) DO UPDATE SET expires = excluded.expires`)
 		if d == sqlite {
 			skip = "" // the transaction holds the database's write lock
 		}
-		s.takeSelect = x(`SELECT id, payload FROM MESSAGE WHERE queue_id = (SELECT id FROM QUEUE WHERE name = {1}) AND visible = TRUE ORDER BY id LIMIT 1` + skip)
+		s.takeSelect = x(`SELECT id, payload FROM MESSAGE WHERE queue_id = (SELECT id FROM QUEUE WHERE name = {1}) AND visible = TRUE ORDER BY id LIMIT {2}` + skip)
 		s.takeMark = x(`UPDATE MESSAGE SET visible = FALSE, timestamp = LOCALNOW, version = version + 1 WHERE id = {1}`)
 		s.leaseInsert = x(`INSERT INTO LEASE (message_id, owner) VALUES ({1}, {2})`)
 	}

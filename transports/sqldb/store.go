@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ type store struct {
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // prepared (MySQL, SQLite); pgx caches its own
 
+	acks    *acker
 	hub     *hub
 	onLost  func(error) // set by the connection: the database is unreachable
 	stop    chan struct{}
@@ -45,9 +47,10 @@ type store struct {
 }
 
 var (
-	_ virtual.Store    = (*store)(nil)
-	_ virtual.Waker    = (*store)(nil)
-	_ virtual.Rejecter = (*store)(nil)
+	_ virtual.Store      = (*store)(nil)
+	_ virtual.Waker      = (*store)(nil)
+	_ virtual.Rejecter   = (*store)(nil)
+	_ virtual.BatchTaker = (*store)(nil)
 )
 
 // takeTimeout bounds a take, which its caller cannot cut short.
@@ -70,6 +73,16 @@ func openStore(ctx context.Context, o *options, log *slog.Logger) (*store, error
 	fail := func(err error) (*store, error) {
 		s.closeDB()
 		return nil, err
+	}
+	if s.d == mariadb {
+		var version string
+		if err := s.db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+			return fail(s.opError("ask the server's version", err))
+		}
+		if !hasSkipLocked(version) {
+			s.st.takeSelect = strings.Replace(s.st.takeSelect, " SKIP LOCKED", "", 1)
+			log.Info("sqldb: this MySQL/MariaDB has no FOR UPDATE SKIP LOCKED (MySQL 8, MariaDB 10.6): consumers wait for each other's row locks", "version", version)
+		}
 	}
 	if err := s.ensureSchema(ctx); err != nil {
 		return fail(err)
@@ -100,8 +113,20 @@ WHERE table_schema = DATABASE() AND table_name = ? AND column_name = 'payload'`,
 	}
 	s.hub = acquireHub(s.identity+"/"+o.tables.message, o.tables.channel, log, listen)
 	s.recover(ctx)
+	s.acks = newAcker(s)
 	go s.leaseLoop()
 	return s, nil
+}
+
+// hasSkipLocked reports whether a MySQL or MariaDB server of the version
+// has SELECT ... FOR UPDATE SKIP LOCKED: MySQL 8.0 and MariaDB 10.6 on.
+func hasSkipLocked(version string) bool {
+	var major, minor int
+	fmt.Sscanf(version, "%d.%d", &major, &minor)
+	if strings.Contains(strings.ToLower(version), "mariadb") {
+		return major > 10 || major == 10 && minor >= 6
+	}
+	return major >= 8
 }
 
 // connect opens the pool and checks that the database answers.
@@ -416,14 +441,23 @@ func (s *store) Put(ctx context.Context, m virtual.Message) error {
 			n, err = r.exec(ctx, put, args...)
 		}
 		if err != nil {
+			if t != nil && t.internal {
+				t.failed.Store(true)
+				return s.opError("insert the message in the batch's transaction", err)
+			}
 			if t != nil {
 				return fmt.Errorf("insert the message in the caller's transaction: %w", &maskErr{err, s.password()})
 			}
 			return s.opError("insert the message", err)
 		}
 		if n > 0 {
-			if t == nil {
+			switch {
+			case t == nil:
 				s.hub.wake(m.Queue)
+			case t.internal:
+				t.mu.Lock()
+				t.queues = append(t.queues, m.Queue)
+				t.mu.Unlock()
 			}
 			return nil
 		}
@@ -468,72 +502,91 @@ func (r poolRunner) text(ctx context.Context, query string, args ...any) (string
 	return v, err
 }
 
-// Take takes the queue's oldest visible row: marks it invisible, as Kombu
-// does, and records this store's lease on it, in one transaction. Rows
-// locked by another taker are skipped (FOR UPDATE SKIP LOCKED) where the
-// database has it.
+// Take takes the queue's oldest visible row (see TakeBatch).
 func (s *store) Take(ctx context.Context, queue string) (virtual.Taken, error) {
-	if err := ctx.Err(); err != nil {
+	ts, err := s.TakeBatch(ctx, queue, 1)
+	if err != nil {
 		return virtual.Taken{}, err
 	}
+	return ts[0], nil
+}
+
+// TakeBatch takes up to max of the queue's oldest visible rows: marks them
+// invisible, as Kombu does, and records this store's lease on them, in one
+// transaction. Rows locked by another taker are skipped (FOR UPDATE SKIP
+// LOCKED) where the database has it.
+func (s *store) TakeBatch(ctx context.Context, queue string, max int) ([]virtual.Taken, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	// Not cut short by the caller: a take cancelled as the database
-	// commits it would leave a row leased that nobody knows it holds.
+	// commits it would leave rows leased that nobody knows it holds.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), takeTimeout)
 	defer cancel()
-	var id int64
-	var payload []byte
+	var out []virtual.Taken
+	scan := func(rows *sql.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			var payload []byte
+			if err := rows.Scan(&id, &payload); err != nil {
+				return err
+			}
+			out = append(out, virtual.Taken{Envelope: payload, Receipt: receipt{id: id, queue: queue}})
+		}
+		return rows.Err()
+	}
 	var err error
 	if s.d == postgres {
-		err = s.queryRow(ctx, s.st.take, queue, s.owner).Scan(&id, &payload)
+		var rows *sql.Rows
+		if rows, err = s.query(ctx, s.st.take, queue, s.owner, max); err == nil {
+			err = scan(rows)
+		}
 	} else {
 		err = s.inTx(ctx, func(tx *sql.Tx) error {
-			if err := s.txQueryRow(ctx, tx, s.st.takeSelect, queue).Scan(&id, &payload); err != nil {
+			out = out[:0]
+			var rows *sql.Rows
+			var err error
+			if st := s.txStmt(ctx, tx, s.st.takeSelect); st != nil {
+				rows, err = st.QueryContext(ctx, queue, max)
+			} else {
+				rows, err = tx.QueryContext(ctx, s.st.takeSelect, queue, max)
+			}
+			if err != nil {
 				return err
 			}
-			if _, err := s.txExec(ctx, tx, s.st.takeMark, id); err != nil {
+			if err := scan(rows); err != nil {
 				return err
 			}
-			_, err := s.txExec(ctx, tx, s.st.leaseInsert, id, s.owner)
-			return err
+			for _, t := range out {
+				id := t.Receipt.(receipt).id
+				if _, err := s.txExec(ctx, tx, s.st.takeMark, id); err != nil {
+					return err
+				}
+				if _, err := s.txExec(ctx, tx, s.st.leaseInsert, id, s.owner); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return virtual.Taken{}, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
-	}
 	if err != nil {
-		return virtual.Taken{}, s.opError("take a message", err)
+		return nil, s.opError("take messages", err)
 	}
-	return virtual.Taken{Envelope: payload, Receipt: receipt{id: id, queue: queue}}, nil
+	if len(out) == 0 {
+		return nil, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
+	}
+	return out, nil
 }
 
 // Ack deletes the row and its lease (keep_acked: leaves the row, as Kombu
-// does, invisible). A lease no longer this store's fails with
-// ErrLeaseLost.
+// does, invisible). It does not wait: acks are written in the background,
+// many in one transaction (one wait for the disk), as an AMQP broker takes
+// them without a reply. A connection that closes writes those still
+// pending first; one that dies leaves them for its lease's end, when the
+// messages are delivered again, as an unacked message would be.
 func (s *store) Ack(ctx context.Context, r virtual.Receipt) error {
-	rc := r.(receipt)
-	var n int64
-	var err error
-	switch {
-	case s.o.keepAcked:
-		n, err = s.exec(ctx, s.st.leaseDelete, rc.id, s.owner)
-	case s.st.ack != "":
-		n, err = s.exec(ctx, s.st.ack, rc.id, s.owner)
-	default:
-		err = s.inTx(ctx, func(tx *sql.Tx) error {
-			var err error
-			if n, err = s.txExec(ctx, tx, s.st.leaseDelete, rc.id, s.owner); err != nil || n == 0 {
-				return err
-			}
-			_, err = s.txExec(ctx, tx, s.st.deleteMessage, rc.id)
-			return err
-		})
-	}
-	if err != nil {
-		return s.opError("ack", err)
-	}
-	if n == 0 {
-		return fmt.Errorf("ack message %d of %q: %w", rc.id, rc.queue, ErrLeaseLost)
-	}
+	s.acks.add(r.(receipt))
 	return nil
 }
 
@@ -669,7 +722,14 @@ func (s *store) Unbind(ctx context.Context, exchange string, b virtual.Binding) 
 
 // Bindings reads the exchange's binding rows.
 func (s *store) Bindings(ctx context.Context, exchange string) ([]virtual.Binding, error) {
-	rows, err := s.query(ctx, s.st.bindings, exchange)
+	var rows *sql.Rows
+	var err error
+	if t := txFrom(ctx); t != nil && t.internal {
+		// In the batch's transaction: SQLite's one connection is in it.
+		rows, err = t.tx.(*sql.Tx).QueryContext(ctx, s.st.bindings, exchange)
+	} else {
+		rows, err = s.query(ctx, s.st.bindings, exchange)
+	}
 	if err != nil {
 		return nil, s.opError("read the bindings", err)
 	}
@@ -739,6 +799,7 @@ func (s *store) Watch(queues []string) (<-chan struct{}, func()) { return s.hub.
 func (s *store) Close() error {
 	var err error
 	s.closeMu.Do(func() {
+		s.acks.close()
 		close(s.stop)
 		<-s.stopped
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

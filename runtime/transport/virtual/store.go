@@ -175,6 +175,20 @@ type Quarantiner interface {
 	Quarantine(ctx context.Context, r Receipt, reason error) error
 }
 
+// BatchTaker is implemented by a store that can take several messages in
+// one operation (one transaction, one receive call) for less than as many
+// Takes. A consumer then takes up to as many messages as its prefetch has
+// room for at once, keeps those it has not handed over yet, and puts them
+// back, as they were, when it ends. A consumer without a prefetch, and
+// Get, take one at a time.
+type BatchTaker interface {
+	// TakeBatch takes up to max (at least 1) of the queue's oldest ready
+	// messages, oldest first, as Take takes one; it fails with an error
+	// wrapping transport.ErrEmpty when there is none. When it returns an
+	// error, it took nothing.
+	TakeBatch(ctx context.Context, queue string, max int) ([]Taken, error)
+}
+
 // Rejecter is implemented by a store that keeps a message rejected without
 // requeue, from a queue this connection gave no dead-letter exchange,
 // where a person can look at it (a table of rejected rows), instead of

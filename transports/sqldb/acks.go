@@ -1,0 +1,140 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// acker writes acks in the background: whatever arrived while it wrote
+// the last batch goes in the next, in one transaction (group commit), so
+// that a consumer's acks do not each wait for the disk.
+type acker struct {
+	s       *store
+	mu      sync.Mutex
+	pending []receipt
+	kick    chan struct{}
+	closed  bool
+	done    chan struct{}
+}
+
+func newAcker(s *store) *acker {
+	a := &acker{s: s, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	go a.loop()
+	return a
+}
+
+func (a *acker) add(r receipt) {
+	a.mu.Lock()
+	a.pending = append(a.pending, r)
+	a.mu.Unlock()
+	signal(a.kick)
+}
+
+// close writes what is pending, trying for a while if the database does
+// not answer, and stops.
+func (a *acker) close() {
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
+	signal(a.kick)
+	<-a.done
+}
+
+func (a *acker) loop() {
+	defer close(a.done)
+	backoff := 50 * time.Millisecond
+	var failingSince time.Time
+	for {
+		a.mu.Lock()
+		for len(a.pending) == 0 && !a.closed {
+			a.mu.Unlock()
+			<-a.kick
+			a.mu.Lock()
+		}
+		batch := a.pending
+		a.pending = nil
+		closed := a.closed
+		a.mu.Unlock()
+		if len(batch) == 0 && closed {
+			return
+		}
+		if err := a.write(batch); err != nil {
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			}
+			if closed && time.Since(failingSince) > 5*time.Second {
+				a.s.log.Warn("sqldb: acks could not be written; those messages are delivered again once this connection's lease runs out",
+					"count", len(batch), "error", err)
+				return
+			}
+			a.s.log.Warn("sqldb: writing acks failed; retrying", "count", len(batch), "error", err)
+			a.mu.Lock()
+			a.pending = append(batch, a.pending...)
+			a.mu.Unlock()
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 2*time.Second)
+			signal(a.kick)
+			continue
+		}
+		failingSince, backoff = time.Time{}, 50*time.Millisecond
+	}
+}
+
+// write deletes the batch's rows and leases (keep_acked: the leases) in
+// one transaction. A lease no longer this store's is left alone, with a
+// warning: its message was restored, and is delivered again.
+func (a *acker) write(batch []receipt) error {
+	s := a.s
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lost := 0
+	var err error
+	switch {
+	case s.d == postgres && !s.o.keepAcked:
+		ids := make([]int64, len(batch))
+		for i, r := range batch {
+			ids[i] = r.id
+		}
+		var n int64
+		if n, err = s.exec(ctx, s.st.ackMany, pgtype.FlatArray[int64](ids), s.owner); err == nil {
+			lost = len(batch) - int(n)
+		}
+	default:
+		err = s.inTx(ctx, func(tx *sql.Tx) error {
+			lost = 0
+			for _, r := range batch {
+				var n int64
+				var err error
+				switch {
+				case s.o.keepAcked:
+					n, err = s.txExec(ctx, tx, s.st.leaseDelete, r.id, s.owner)
+				case s.st.ack != "":
+					n, err = s.txExec(ctx, tx, s.st.ack, r.id, s.owner)
+				default:
+					if n, err = s.txExec(ctx, tx, s.st.leaseDelete, r.id, s.owner); err == nil && n > 0 {
+						_, err = s.txExec(ctx, tx, s.st.deleteMessage, r.id)
+					}
+				}
+				if err != nil {
+					return err
+				}
+				if n == 0 {
+					lost++
+				}
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return s.opError("ack", err)
+	}
+	if lost > 0 {
+		s.log.Warn("sqldb: acked messages whose lease this connection had lost: they were restored, and may be delivered twice",
+			"count", lost, "error", ErrLeaseLost)
+	}
+	return nil
+}
