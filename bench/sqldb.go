@@ -29,14 +29,18 @@ import (
 // modernc.org/sqlite) running the statements the SDK's transport runs, on
 // the same tables, with the same prepared statements: a publish reads the
 // exchange's bindings and inserts the row (NOTIFY included on
-// PostgreSQL); a consume takes the oldest visible row with its lease (FOR
-// UPDATE SKIP LOCKED), decodes it and deletes it with the lease. It
+// PostgreSQL), a batch does it in one transaction; a consumer takes the
+// oldest visible rows with their leases (FOR UPDATE SKIP LOCKED), four at
+// a time as the SDK's consumer at its default prefetch does, decodes each
+// and deletes it with its lease, one statement each (the SDK writes its
+// acks in the background, many to a transaction). It
 // stores the serialized body in base64 (the payload column is text) where
 // the SDK stores Kombu's JSON envelope: the difference between the two is
 // what kombu-go costs on top of the database's own work. Python Kombu's
 // SQLAlchemy transport runs on the same tables.
 
 const (
+	bareTake  = 4 // rows per take: the SDK's at its default prefetch (4)
 	sqlPrefix = "kombu_go_bench_"
 	sqlChunk  = 250 // messages per turn
 	sqlScale  = 4   // -n ÷ this: a database takes thousands of messages a second, not tens of thousands
@@ -192,34 +196,68 @@ func benchSQL(ctx context.Context, tab *table, b sqlBench) error {
 		}
 		return nil
 	}
+	type row struct {
+		id      int64
+		payload string
+	}
+	// takeRows takes up to bareTake rows with their leases, as the SDK's
+	// consumer at its default prefetch takes them.
+	takeRows := func(max int) ([]row, error) {
+		var out []row
+		scan := func(rows *sql.Rows) error {
+			defer rows.Close()
+			for rows.Next() {
+				var r row
+				if err := rows.Scan(&r.id, &r.payload); err != nil {
+					return err
+				}
+				out = append(out, r)
+			}
+			return rows.Err()
+		}
+		if b.dialect == "postgresql" {
+			rows, err := stmt(st.take).QueryContext(ctx, bareQueue, owner, max)
+			if err != nil {
+				return nil, err
+			}
+			return out, scan(rows)
+		}
+		tx, err := b.db.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := tx.StmtContext(ctx, stmt(st.takeSelect)).QueryContext(ctx, bareQueue, max)
+		if err == nil {
+			err = scan(rows)
+		}
+		for _, r := range out {
+			if err == nil {
+				_, err = tx.StmtContext(ctx, stmt(st.takeMark)).ExecContext(ctx, r.id)
+			}
+			if err == nil {
+				_, err = tx.StmtContext(ctx, stmt(st.leaseInsert)).ExecContext(ctx, r.id, owner)
+			}
+		}
+		if err != nil {
+			tx.Rollback()
+			return nil, err
+		}
+		return out, tx.Commit()
+	}
+	var taken []row
 	bareConsume := func(count int) error {
 		for range count {
-			var id int64
-			var payload string
-			if b.dialect == "postgresql" {
-				if err := stmt(st.take).QueryRowContext(ctx, bareQueue, owner).Scan(&id, &payload); err != nil {
+			if len(taken) == 0 {
+				var err error
+				if taken, err = takeRows(bareTake); err != nil {
 					return err
 				}
-			} else {
-				tx, err := b.db.BeginTx(ctx, nil)
-				if err != nil {
-					return err
-				}
-				err = tx.StmtContext(ctx, stmt(st.takeSelect)).QueryRowContext(ctx, bareQueue).Scan(&id, &payload)
-				if err == nil {
-					_, err = tx.StmtContext(ctx, stmt(st.takeMark)).ExecContext(ctx, id)
-				}
-				if err == nil {
-					_, err = tx.StmtContext(ctx, stmt(st.leaseInsert)).ExecContext(ctx, id, owner)
-				}
-				if err != nil {
-					tx.Rollback()
-					return err
-				}
-				if err := tx.Commit(); err != nil {
-					return err
+				if len(taken) == 0 {
+					return errors.New("the bare queue is empty")
 				}
 			}
+			id, payload := taken[0].id, taken[0].payload
+			taken = taken[1:]
 			body, err := base64.StdEncoding.DecodeString(payload)
 			if err != nil {
 				return err
@@ -399,11 +437,11 @@ m AS (INSERT INTO MESSAGE (id, visible, timestamp, payload, version, queue_id)
 SELECT 1 FROM m, pg_notify($3, $2)`,
 			take: `WITH c AS (
   SELECT id FROM MESSAGE WHERE queue_id = (SELECT id FROM QUEUE WHERE name = $1) AND visible = true
-  ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED),
+  ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED),
 t AS (UPDATE MESSAGE m SET visible = false, timestamp = LOCALTIMESTAMP, version = m.version + 1
       FROM c WHERE m.id = c.id RETURNING m.id, m.payload),
 l AS (INSERT INTO LEASE (message_id, owner) SELECT id, $2 FROM t)
-SELECT id, payload FROM t`,
+SELECT id, payload FROM t ORDER BY id`,
 			ack: `WITH l AS (DELETE FROM LEASE WHERE message_id = $1 AND owner = $2 RETURNING message_id)
 DELETE FROM MESSAGE WHERE id IN (SELECT message_id FROM l)`,
 			owner: `INSERT INTO OWNER (owner, expires) VALUES ($1, 9223372036854775807) ON CONFLICT (owner) DO NOTHING`,
@@ -414,7 +452,7 @@ DELETE FROM MESSAGE WHERE id IN (SELECT message_id FROM l)`,
 			purge:       `DELETE FROM MESSAGE WHERE queue_id = (SELECT id FROM QUEUE WHERE name = ?) AND visible = 1`,
 			bindings:    `SELECT routing_key, pattern, queue FROM BINDING WHERE exchange = ?`,
 			put:         `INSERT INTO MESSAGE (visible, timestamp, payload, version, queue_id) SELECT 1, NULL, ?, 1, id FROM QUEUE WHERE name = ?`,
-			takeSelect:  `SELECT id, payload FROM MESSAGE WHERE queue_id = (SELECT id FROM QUEUE WHERE name = ?) AND visible = 1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`,
+			takeSelect:  `SELECT id, payload FROM MESSAGE WHERE queue_id = (SELECT id FROM QUEUE WHERE name = ?) AND visible = 1 ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED`,
 			takeMark:    `UPDATE MESSAGE SET visible = 0, timestamp = NOW(), version = version + 1 WHERE id = ?`,
 			leaseInsert: `INSERT INTO LEASE (message_id, owner) VALUES (?, ?)`,
 			ack:         `DELETE m, l FROM LEASE l JOIN MESSAGE m ON m.id = l.message_id WHERE l.message_id = ? AND l.owner = ?`,
@@ -426,7 +464,7 @@ DELETE FROM MESSAGE WHERE id IN (SELECT message_id FROM l)`,
 			purge:         `DELETE FROM MESSAGE WHERE queue_id = (SELECT id FROM QUEUE WHERE name = ?) AND visible = 1`,
 			bindings:      `SELECT routing_key, pattern, queue FROM BINDING WHERE exchange = ?`,
 			put:           `INSERT INTO MESSAGE (visible, timestamp, payload, version, queue_id) SELECT 1, NULL, ?, 1, id FROM QUEUE WHERE name = ?`,
-			takeSelect:    `SELECT id, payload FROM MESSAGE WHERE queue_id = (SELECT id FROM QUEUE WHERE name = ?) AND visible = 1 ORDER BY id LIMIT 1`,
+			takeSelect:    `SELECT id, payload FROM MESSAGE WHERE queue_id = (SELECT id FROM QUEUE WHERE name = ?) AND visible = 1 ORDER BY id LIMIT ?`,
 			takeMark:      `UPDATE MESSAGE SET visible = 0, timestamp = strftime('%Y-%m-%d %H:%M:%f000', 'now', 'localtime'), version = version + 1 WHERE id = ?`,
 			leaseInsert:   `INSERT INTO LEASE (message_id, owner) VALUES (?, ?)`,
 			leaseDelete:   `DELETE FROM LEASE WHERE message_id = ? AND owner = ?`,

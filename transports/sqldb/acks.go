@@ -103,6 +103,20 @@ func (a *acker) write(batch []receipt) error {
 		if n, err = s.exec(ctx, s.st.ackMany, pgtype.FlatArray[int64](ids), s.owner); err == nil {
 			lost = len(batch) - int(n)
 		}
+	case s.d == mariadb && !s.o.keepAcked && len(batch) > 1:
+		args := make([]any, 0, len(batch)+1)
+		args = append(args, s.owner)
+		for _, r := range batch {
+			args = append(args, r.id)
+		}
+		err = s.retry(ctx, func() error {
+			res, err := s.db.ExecContext(ctx, s.st.ackIn(len(batch)), args...)
+			if err == nil {
+				n, _ := res.RowsAffected()
+				lost = len(batch) - int(n)/2
+			}
+			return err
+		})
 	default:
 		err = s.inTx(ctx, func(tx *sql.Tx) error {
 			lost = 0

@@ -130,6 +130,21 @@ func noPrivilege(err error) bool {
 	return false
 }
 
+// retryable reports whether err is the database giving up a transaction
+// that may succeed when made again: a deadlock, a lock wait that timed
+// out, a serialization failure.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "40P01" || pe.Code == "40001"
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == 1213 || me.Number == 1205
+	}
+	return false
+}
+
 // masked returns err's text with the password replaced by "**", should a
 // driver ever quote it.
 func masked(text, password string) string {

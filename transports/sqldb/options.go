@@ -303,6 +303,12 @@ func (o *options) mysqlConfig(db *transport.URL, q url.Values, cfg transport.Con
 	if c.Timeout == 0 {
 		c.Timeout = 10 * time.Second
 	}
+	if q.Get("interpolateParams") == "" {
+		// One round trip for a statement that is not prepared (the
+		// driver's own, with the connection's character set), rather than
+		// prepare, execute and close.
+		c.InterpolateParams = true
+	}
 	o.my = c
 	return nil
 }

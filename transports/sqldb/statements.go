@@ -63,6 +63,22 @@ type statements struct {
 	identity string // () -> one text identifying the database (outbox checks)
 }
 
+// takeMarkIn is takeMark for n rows at once (MySQL): (id...).
+func (s *statements) takeMarkIn(n int) string {
+	return strings.Replace(s.takeMark, "WHERE id = ?", "WHERE id IN (?"+strings.Repeat(", ?", n-1)+")", 1)
+}
+
+// leaseInsertValues is leaseInsert for n rows at once (MySQL): (id, owner)...
+func (s *statements) leaseInsertValues(n int) string {
+	return s.leaseInsert + strings.Repeat(", (?, ?)", n-1)
+}
+
+// ackIn is the MySQL ack of n rows at once: (owner, id...); it deletes two
+// rows (lease and message) per message whose lease was the owner's.
+func (s *statements) ackIn(n int) string {
+	return strings.Replace(s.ack, "WHERE l.message_id = ? AND l.owner = ?", "WHERE l.owner = ? AND l.message_id IN (?"+strings.Repeat(", ?", n-1)+")", 1)
+}
+
 // ddl is one schema statement and the object it makes: a table, a
 // sequence, or an index of table.
 type ddl struct {

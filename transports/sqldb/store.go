@@ -305,17 +305,33 @@ func (s *store) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args .
 }
 
 // inTx runs fn in a transaction of the store's, committed if fn returns
-// nil.
+// nil, and again (a few times) if the database gave the transaction up
+// for a deadlock (see retry).
 func (s *store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
+	return s.retry(ctx, func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	})
+}
+
+// retry runs fn again while it fails for a deadlock or a lock wait that
+// timed out (InnoDB picks a victim among transactions that lock rows of
+// one table in different orders), up to five times.
+func (s *store) retry(ctx context.Context, fn func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := fn()
+		if err == nil || attempt == 5 || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
 	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }
 
 // checkQueue refuses a queue name kombu_queue.name cannot hold.
@@ -437,8 +453,14 @@ func (s *store) Put(ctx context.Context, m virtual.Message) error {
 		var err error
 		if s.d == postgres {
 			n, err = r.rows(ctx, put, args...)
+		} else if t != nil {
+			n, err = r.exec(ctx, put, args...) // a deadlock aborted the caller's transaction: not ours to make again
 		} else {
-			n, err = r.exec(ctx, put, args...)
+			err = s.retry(ctx, func() error {
+				var err error
+				n, err = r.exec(ctx, put, args...)
+				return err
+			})
 		}
 		if err != nil {
 			if t != nil && t.internal {
@@ -556,6 +578,19 @@ func (s *store) TakeBatch(ctx context.Context, queue string, max int) ([]virtual
 				return err
 			}
 			if err := scan(rows); err != nil {
+				return err
+			}
+			if s.d == mariadb && len(out) > 1 {
+				// Two statements for the lot: round trips cost on a server.
+				ids, pairs := make([]any, len(out)), make([]any, 0, 2*len(out))
+				for i, t := range out {
+					ids[i] = t.Receipt.(receipt).id
+					pairs = append(pairs, ids[i], s.owner)
+				}
+				if _, err := tx.ExecContext(ctx, s.st.takeMarkIn(len(out)), ids...); err != nil {
+					return err
+				}
+				_, err := tx.ExecContext(ctx, s.st.leaseInsertValues(len(out)), pairs...)
 				return err
 			}
 			for _, t := range out {
