@@ -95,9 +95,16 @@
 // takes it under its write lock (BEGIN IMMEDIATE, as Kombu does). In the
 // same transaction it marks the row invisible, as Kombu does (visible
 // false, timestamp now, version + 1), and records its lease in
-// kombu_go_lease. An ack deletes the row and the lease (keep_acked: the
-// lease only); a requeue makes the row visible again in its old place,
-// marked redelivered; a reject without requeue dead-letters the message
+// kombu_go_lease. A consumer takes as many rows at once, in one
+// transaction, as its prefetch has room for (the rest wait in its memory,
+// taken, and go back as they were if it stops first); Get takes one. An
+// ack deletes the row and the lease (keep_acked: the lease only); acks are
+// written in the background, those that arrive while one batch is being
+// written in the next, in one transaction, as an AMQP broker takes acks
+// without a reply: a connection that closes writes those still pending,
+// and one that dies leaves them to come back when its lease runs out, as
+// unacked messages (at least once). A requeue makes the row visible again
+// in its old place, marked redelivered; a reject without requeue dead-letters the message
 // where the queue was declared with x-dead-letter-exchange, and otherwise
 // moves it to kombu_go_rejected with its reason. Kombu, which has no acks,
 // loses a message whose consumer dies before it is done; kombu-go does
@@ -106,7 +113,8 @@
 // lease_timeout after, makes the rows leased by owners whose expiry passed
 // visible again, marked redelivered. A consumer killed with SIGKILL
 // mid-handler has its message back within lease_timeout and a half.
-// Settling a message whose lease was taken over fails with ErrLeaseLost.
+// A requeue or reject of a message whose lease was taken over fails with
+// ErrLeaseLost; an ack of one is logged.
 // Rows Python took (invisible, no lease) are Kombu's and are left alone.
 //
 // # Wake-ups
@@ -157,8 +165,11 @@
 //
 // # Guarantees and limits
 //
-// A publish returns once its row is committed (transport.FeatureConfirms):
-// on PostgreSQL and MySQL as durable as the server's commit
+// A publish returns once its row is committed (transport.FeatureConfirms),
+// and a batch (kombu.Batch, PublishBatch) is one transaction: one commit,
+// one wait for the disk, for all of it; a statement that fails rolls it
+// back, and then none of it is published. Commits are, on PostgreSQL and
+// MySQL, as durable as the server's commit
 // (synchronous_commit, innodb_flush_log_at_trx_commit). SQLite files are
 // put in WAL mode with synchronous=NORMAL, in which a committed message
 // survives its process, killed or not, but a power cut may take the last
@@ -168,6 +179,8 @@
 // write lock. MySQL's TEXT payload holds 65535 bytes: a longer envelope is
 // refused with transport.ErrNotSupported, naming the ALTER TABLE that
 // lifts the limit. MySQL's default collations compare queue names without
-// case and trailing spaces, as they do for Kombu. Queue names are at most
+// case and trailing spaces, as they do for Kombu. A transaction InnoDB
+// gives up for a deadlock (consumers and acks lock rows in different
+// orders) is made again, up to five times. Queue names are at most
 // 200 characters, exchange names and binding keys 255.
 package sqldb

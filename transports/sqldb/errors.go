@@ -17,11 +17,11 @@ import (
 	"github.com/kombu-go/kombu/runtime/transport"
 )
 
-// ErrLeaseLost is what an ack, reject or requeue of a message fails with
-// when the connection no longer holds the message's lease: another
-// connection took it for dead (its lease ran out, see lease_timeout) and
-// made the message ready again, or the row was deleted. The message may be
-// delivered again.
+// ErrLeaseLost is what a reject or requeue of a message fails with when
+// the connection no longer holds the message's lease: another connection
+// took it for dead (its lease ran out, see lease_timeout) and made the
+// message ready again, or the row was deleted. The message may be
+// delivered again. An ack, written in the background, logs it instead.
 var ErrLeaseLost = errors.New("sqldb: the message's lease was lost; it may be delivered again")
 
 // ErrForeignTx is what a publish under WithTx fails with when the
