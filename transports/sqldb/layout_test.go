@@ -210,3 +210,37 @@ func TestKeepAcked(t *testing.T) {
 	}
 	wantEmpty(t, c, queue)
 }
+
+// sqlite:// is one database in memory, shared by the process's
+// connections.
+func TestSQLiteInMemory(t *testing.T) {
+	a, b := open(t, "sqlite://?polling_interval=0.05"), open(t, "sqlite:///:memory:?polling_interval=0.05")
+	queue := "mem." + randomHex(4)
+	transporttest.DeclareQueue(t, a, transport.Queue{Name: queue})
+	transporttest.Publish(t, a, &transport.Publishing{RoutingKey: queue, Body: []byte("shared")})
+	d := get(t, b, queue)
+	if string(d.Body) != "shared" {
+		t.Fatalf("got %q", d.Body)
+	}
+	d.Acknowledger.Ack(d.Tag, false)
+}
+
+// URL forms and their mistakes.
+func TestURLs(t *testing.T) {
+	for _, bad := range []struct{ url, want string }{
+		{"sqla://h/db", "needs a database URL"},
+		{"sqla+oracle://h/db", "unknown database"},
+		{"sqla+postgresql+nosuchdriver://h/db", "unknown postgresql driver"},
+		{"postgresql://h/db?lease_timeout=0", "lease_timeout"},
+		{"postgresql://h/db?table_name_prefix=a-b", "table_name_prefix"},
+		{"mysql://root@127.0.0.1:3306", "names no database"},
+		{"sqlite://host/x.db", "names no host"},
+		{"sqlite:///no/such/folder/x.db", "does not exist"},
+		{"sqlite:///tmp/x.db", "sqlite:////tmp/x.db"},
+	} {
+		_, err := dial(bad.url)
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: %v; want an error saying %q", bad.url, err, bad.want)
+		}
+	}
+}
