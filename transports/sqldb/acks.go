@@ -9,6 +9,10 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+// ackLinger is how long the acker leaves acks pending for a take to
+// write them.
+const ackLinger = 2 * time.Millisecond
+
 // acker writes acks in the background: whatever arrived while it wrote
 // the last batch goes in the next, in one transaction (group commit), so
 // that a consumer's acks do not each wait for the disk.
@@ -34,6 +38,27 @@ func (a *acker) add(r receipt) {
 	signal(a.kick)
 }
 
+// take hands the pending acks to a consumer's next take, which writes them
+// in its own transaction (one commit for both).
+func (a *acker) take() []receipt {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	batch := a.pending
+	a.pending = nil
+	return batch
+}
+
+// giveBack returns acks a take could not write.
+func (a *acker) giveBack(batch []receipt) {
+	if len(batch) == 0 {
+		return
+	}
+	a.mu.Lock()
+	a.pending = append(batch, a.pending...)
+	a.mu.Unlock()
+	signal(a.kick)
+}
+
 // close writes what is pending, trying for a while if the database does
 // not answer, and stops.
 func (a *acker) close() {
@@ -55,12 +80,23 @@ func (a *acker) loop() {
 			<-a.kick
 			a.mu.Lock()
 		}
+		closed := a.closed
+		if !closed {
+			// Linger a moment: a consumer's next take, which comes as soon
+			// as its prefetch has room, writes what is pending in its own
+			// transaction, and one commit does for both.
+			a.mu.Unlock()
+			time.Sleep(ackLinger)
+			a.mu.Lock()
+		}
 		batch := a.pending
 		a.pending = nil
-		closed := a.closed
 		a.mu.Unlock()
-		if len(batch) == 0 && closed {
-			return
+		if len(batch) == 0 {
+			if closed {
+				return
+			}
+			continue
 		}
 		if err := a.write(batch); err != nil {
 			if failingSince.IsZero() {
@@ -88,67 +124,78 @@ func (a *acker) loop() {
 // one transaction. A lease no longer this store's is left alone, with a
 // warning: its message was restored, and is delivered again.
 func (a *acker) write(batch []receipt) error {
-	s := a.s
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	lost := 0
-	var err error
+	err := a.s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		lost, err = a.writeIn(ctx, tx, batch)
+		return err
+	})
+	if err != nil {
+		return a.s.opError("ack", err)
+	}
+	a.warnLost(lost)
+	return nil
+}
+
+// writeIn writes acks in a transaction and returns how many leases were
+// no longer this store's: PostgreSQL and MySQL in one statement, SQLite
+// one statement each.
+func (a *acker) writeIn(ctx context.Context, tx *sql.Tx, batch []receipt) (int, error) {
+	s := a.s
 	switch {
 	case s.d == postgres && !s.o.keepAcked:
 		ids := make([]int64, len(batch))
 		for i, r := range batch {
 			ids[i] = r.id
 		}
-		var n int64
-		if n, err = s.exec(ctx, s.st.ackMany, pgtype.FlatArray[int64](ids), s.owner); err == nil {
-			lost = len(batch) - int(n)
+		res, err := tx.ExecContext(ctx, s.st.ackMany, pgtype.FlatArray[int64](ids), s.owner)
+		if err != nil {
+			return 0, err
 		}
+		n, _ := res.RowsAffected()
+		return len(batch) - int(n), nil
 	case s.d == mariadb && !s.o.keepAcked && len(batch) > 1:
 		args := make([]any, 0, len(batch)+1)
 		args = append(args, s.owner)
 		for _, r := range batch {
 			args = append(args, r.id)
 		}
-		err = s.retry(ctx, func() error {
-			res, err := s.db.ExecContext(ctx, s.st.ackIn(len(batch)), args...)
-			if err == nil {
-				n, _ := res.RowsAffected()
-				lost = len(batch) - int(n)/2
-			}
-			return err
-		})
-	default:
-		err = s.inTx(ctx, func(tx *sql.Tx) error {
-			lost = 0
-			for _, r := range batch {
-				var n int64
-				var err error
-				switch {
-				case s.o.keepAcked:
-					n, err = s.txExec(ctx, tx, s.st.leaseDelete, r.id, s.owner)
-				case s.st.ack != "":
-					n, err = s.txExec(ctx, tx, s.st.ack, r.id, s.owner)
-				default:
-					if n, err = s.txExec(ctx, tx, s.st.leaseDelete, r.id, s.owner); err == nil && n > 0 {
-						_, err = s.txExec(ctx, tx, s.st.deleteMessage, r.id)
-					}
-				}
-				if err != nil {
-					return err
-				}
-				if n == 0 {
-					lost++
-				}
-			}
-			return nil
-		})
+		res, err := tx.ExecContext(ctx, s.st.ackIn(len(batch)), args...)
+		if err != nil {
+			return 0, err
+		}
+		n, _ := res.RowsAffected()
+		return len(batch) - int(n)/2, nil
 	}
-	if err != nil {
-		return s.opError("ack", err)
+	lost := 0
+	for _, r := range batch {
+		var n int64
+		var err error
+		switch {
+		case s.o.keepAcked:
+			n, err = s.txExec(ctx, tx, s.st.leaseDelete, r.id, s.owner)
+		case s.st.ack != "":
+			n, err = s.txExec(ctx, tx, s.st.ack, r.id, s.owner)
+		default:
+			if n, err = s.txExec(ctx, tx, s.st.leaseDelete, r.id, s.owner); err == nil && n > 0 {
+				_, err = s.txExec(ctx, tx, s.st.deleteMessage, r.id)
+			}
+		}
+		if err != nil {
+			return lost, err
+		}
+		if n == 0 {
+			lost++
+		}
 	}
+	return lost, nil
+}
+
+func (a *acker) warnLost(lost int) {
 	if lost > 0 {
-		s.log.Warn("sqldb: acked messages whose lease this connection had lost: they were restored, and may be delivered twice",
+		a.s.log.Warn("sqldb: acked messages whose lease this connection had lost: they were restored, and may be delivered twice",
 			"count", lost, "error", ErrLeaseLost)
 	}
-	return nil
 }

@@ -79,7 +79,7 @@ type runner interface {
 // runnerFor checks the caller's transaction and returns a runner for it.
 func (s *store) runnerFor(ctx context.Context, t *txState) (runner, error) {
 	if t.internal {
-		return sqlTx{t.tx.(*sql.Tx)}, nil
+		return storeTx{s, t.tx.(*sql.Tx)}, nil
 	}
 	var r runner
 	switch tx := t.tx.(type) {
@@ -134,6 +134,25 @@ func (r sqlTx) text(ctx context.Context, query string, args ...any) (string, err
 	var s string
 	err := r.tx.QueryRowContext(ctx, query, args...).Scan(&s)
 	return s, err
+}
+
+// storeTx runs in a transaction of the store's own, with the statements
+// the store prepared.
+type storeTx struct {
+	s  *store
+	tx *sql.Tx
+}
+
+func (r storeTx) rows(ctx context.Context, query string, args ...any) (int64, error) {
+	return sqlTx{r.tx}.rows(ctx, query, args...)
+}
+
+func (r storeTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	return r.s.txExec(ctx, r.tx, query, args...)
+}
+
+func (r storeTx) text(ctx context.Context, query string, args ...any) (string, error) {
+	return sqlTx{r.tx}.text(ctx, query, args...)
 }
 
 type pgxTx struct{ tx pgx.Tx }

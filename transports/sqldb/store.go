@@ -558,8 +558,12 @@ func (s *store) TakeBatch(ctx context.Context, queue string, max int) ([]virtual
 		}
 		return rows.Err()
 	}
+	// Acks waiting to be written go in the take's transaction: one commit
+	// for both.
+	acks := s.acks.take()
+	lost := 0
 	var err error
-	if s.d == postgres {
+	if s.d == postgres && len(acks) == 0 {
 		var rows *sql.Rows
 		if rows, err = s.query(ctx, s.st.take, queue, s.owner, max); err == nil {
 			err = scan(rows)
@@ -567,6 +571,19 @@ func (s *store) TakeBatch(ctx context.Context, queue string, max int) ([]virtual
 	} else {
 		err = s.inTx(ctx, func(tx *sql.Tx) error {
 			out = out[:0]
+			if len(acks) > 0 {
+				var err error
+				if lost, err = s.acks.writeIn(ctx, tx, acks); err != nil {
+					return err
+				}
+			}
+			if s.d == postgres {
+				rows, err := tx.QueryContext(ctx, s.st.take, queue, s.owner, max)
+				if err != nil {
+					return err
+				}
+				return scan(rows)
+			}
 			var rows *sql.Rows
 			var err error
 			if st := s.txStmt(ctx, tx, s.st.takeSelect); st != nil {
@@ -604,6 +621,11 @@ func (s *store) TakeBatch(ctx context.Context, queue string, max int) ([]virtual
 			}
 			return nil
 		})
+	}
+	if err != nil {
+		s.acks.giveBack(acks)
+	} else {
+		s.acks.warnLost(lost)
 	}
 	if err != nil {
 		return nil, s.opError("take messages", err)
