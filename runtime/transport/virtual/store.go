@@ -77,9 +77,10 @@ import "context"
 // routes by itself (Pub/Sub subscriptions with filters, SNS, a MongoDB
 // broadcast collection) or that can wake consumers (PostgreSQL
 // LISTEN/NOTIFY, inotify, a blocking receive) adds an optional interface:
-// Waker and Quarantiner are the first; others (broker-side routing, lease
-// renewal, priorities, batches) come with the first store that needs
-// them.
+// Waker, Quarantiner, Rejecter (keeping rejected messages aside) and
+// BatchTaker (taking several at once; SQL's first) so far; others
+// (broker-side routing, lease renewal, priorities) come with the first
+// store that needs them.
 type Store interface {
 	// DeclareQueue makes the queue exist, where the store keeps queues
 	// apart from their messages; elsewhere it does nothing. Declaring an
