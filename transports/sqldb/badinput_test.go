@@ -157,20 +157,26 @@ func TestNoCreatePrivilege(t *testing.T) {
 	t.Run("postgresql", func(t *testing.T) {
 		db := newDB(t, "postgresql")
 		admin := db.sql(t)
+		u, _ := url.Parse(db.url())
+		dbName := strings.TrimPrefix(u.Path, "/")
 		role := "kombu_go_nocreate_" + randomHex(4)
-		for _, q := range []string{"CREATE ROLE " + role + " LOGIN", "GRANT CONNECT ON DATABASE test TO " + role} {
+		// A schema of the test's own, where the role may look but not
+		// create, first in its search_path: the same on every version
+		// (PostgreSQL 14 and older let everyone create in public).
+		for _, q := range []string{"CREATE ROLE " + role + " LOGIN", "GRANT CONNECT ON DATABASE " + dbName + " TO " + role,
+			"CREATE SCHEMA " + role, "GRANT USAGE ON SCHEMA " + role + " TO " + role,
+			"ALTER ROLE " + role + " SET search_path = " + role} {
 			if _, err := admin.ExecContext(ctx(t), q); err != nil {
 				t.Fatal(err)
 			}
 		}
 		t.Cleanup(func() {
-			for _, q := range []string{"REVOKE CONNECT ON DATABASE test FROM " + role, "DROP ROLE " + role} {
+			for _, q := range []string{"DROP SCHEMA " + role + " CASCADE", "REVOKE ALL ON DATABASE " + dbName + " FROM " + role, "DROP ROLE " + role} {
 				if _, err := admin.ExecContext(context.Background(), q); err != nil {
 					t.Logf("%s: %v", q, err)
 				}
 			}
 		})
-		u, _ := url.Parse(db.url())
 		u.User = url.User(role)
 		wantPrivilegeError(t, u.String(), db.prefix+"kombu_queue")
 	})
@@ -178,7 +184,9 @@ func TestNoCreatePrivilege(t *testing.T) {
 		db := newDB(t, "mysql")
 		admin := db.sql(t)
 		user := "kombu_go_nc_" + randomHex(4)
-		for _, q := range []string{"CREATE USER '" + user + "'@'%'", "GRANT SELECT, INSERT, UPDATE, DELETE ON test.* TO '" + user + "'@'%'"} {
+		u, _ := url.Parse(db.url())
+		dbName := strings.TrimPrefix(u.Path, "/")
+		for _, q := range []string{"CREATE USER '" + user + "'@'%'", "GRANT SELECT, INSERT, UPDATE, DELETE ON " + dbName + ".* TO '" + user + "'@'%'"} {
 			if _, err := admin.ExecContext(ctx(t), q); err != nil {
 				t.Fatal(err)
 			}
@@ -188,7 +196,6 @@ func TestNoCreatePrivilege(t *testing.T) {
 				t.Logf("drop user: %v", err)
 			}
 		})
-		u, _ := url.Parse(db.url())
 		u.User = url.User(user)
 		wantPrivilegeError(t, u.String(), db.prefix+"kombu_queue")
 	})
