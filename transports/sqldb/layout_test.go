@@ -244,3 +244,28 @@ func TestURLs(t *testing.T) {
 		}
 	}
 }
+
+// Every form a Kombu user writes reaches the same database.
+func TestURLForms(t *testing.T) {
+	db := newDB(t, "sqlite")
+	queue := "forms." + randomHex(4)
+	first := open(t, db.url())
+	transporttest.DeclareQueue(t, first, transport.Queue{Name: queue})
+	for _, form := range []string{"sqla+sqlite:///", "sqlalchemy+sqlite:///", "sqla+sqlite+pysqlite:///", "sqlite:///"} {
+		c := open(t, form+db.file+"?table_name_prefix="+db.prefix)
+		transporttest.Publish(t, c, &transport.Publishing{RoutingKey: queue, Body: []byte(form)})
+		if d := get(t, first, queue); string(d.Body) != form {
+			t.Fatalf("%s: got %q", form, d.Body)
+		} else {
+			d.Acknowledger.Ack(d.Tag, false)
+		}
+	}
+	pg := newDB(t, "postgresql")
+	for _, form := range []string{"sqla+", "sqlalchemy+"} {
+		u := form + strings.Replace(pg.base, "postgresql://", "postgresql+psycopg2://", 1) + "?table_name_prefix=" + pg.prefix
+		c := open(t, u)
+		transporttest.DeclareQueue(t, c, transport.Queue{Name: queue})
+	}
+	my := newDB(t, "mysql")
+	open(t, "sqla+"+strings.Replace(my.base, "mysql://", "mysql+pymysql://", 1)+"?table_name_prefix="+my.prefix)
+}
