@@ -321,7 +321,7 @@ func benchSQL(ctx context.Context, tab *table, b sqlBench) error {
 			{sdkTuned, "kombu.Batch: one transaction", publishBatched(ctx, tuned.producer)},
 			{bare, "database/sql, one transaction", bareBatched},
 		},
-		python:  pythonN(pyN, python("publish-unconfirmed", func(int) error { return purge() })),
+		python: pythonN(pyN, python("publish-unconfirmed", func(int) error { return purge() })),
 		// No target against the bare client: with one commit for a
 		// thousand rows the database waits no more, and what is left is
 		// the SDK's CPU, writing Kombu's JSON envelope (four times the
