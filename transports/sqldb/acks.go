@@ -127,7 +127,7 @@ func (a *acker) write(batch []receipt) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	lost := 0
-	err := a.s.inTx(ctx, func(tx *sql.Tx) error {
+	err := a.s.inTxOn(ctx, a.s.takeDB, func(tx *sql.Tx) error {
 		var err error
 		lost, err = a.writeIn(ctx, tx, batch)
 		return err

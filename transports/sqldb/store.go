@@ -26,6 +26,12 @@ type store struct {
 	st  *statements
 	log *slog.Logger
 	db  *sql.DB
+	// takeDB is the pool takes and acks run on: on PostgreSQL one whose
+	// sessions commit without waiting for the disk (synchronous_commit
+	// off), since a take or an ack lost in a crash only makes its message
+	// come back (at least once); publishes, restores and rejects wait.
+	// Elsewhere it is db.
+	takeDB *sql.DB
 	// sqlite: the process's one pool for the file, shared by its stores
 	// (SQLite lets one writer at a time: one connection per process keeps
 	// the process's own writers from waiting on each other's locks).
@@ -136,6 +142,12 @@ func (s *store) connect(ctx context.Context) error {
 		s.db = stdlib.OpenDB(*s.o.pg)
 		s.db.SetMaxOpenConns(cmpOr(s.o.maxConns, 8))
 		s.db.SetMaxIdleConns(cmpOr(s.o.maxConns, 8))
+		takeCfg := s.o.pg.Copy()
+		takeCfg.RuntimeParams["synchronous_commit"] = "off"
+		s.takeDB = stdlib.OpenDB(*takeCfg)
+		s.takeDB.SetMaxOpenConns(cmpOr(s.o.maxConns/2, 4))
+		s.takeDB.SetMaxIdleConns(cmpOr(s.o.maxConns/2, 4))
+		s.takeDB.SetConnMaxIdleTime(time.Minute)
 	case mariadb:
 		c, err := mysql.NewConnector(s.o.my)
 		if err != nil {
@@ -154,6 +166,9 @@ func (s *store) connect(ctx context.Context) error {
 	s.db.SetConnMaxIdleTime(time.Minute)
 	if s.d == sqlite {
 		s.db.SetConnMaxIdleTime(0)
+	}
+	if s.takeDB == nil {
+		s.takeDB = s.db
 	}
 	if err := s.db.PingContext(ctx); err != nil {
 		s.closeDB()
@@ -308,8 +323,13 @@ func (s *store) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args .
 // nil, and again (a few times) if the database gave the transaction up
 // for a deadlock (see retry).
 func (s *store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.inTxOn(ctx, s.db, fn)
+}
+
+// inTxOn is inTx on a pool of the store's: s.db, or s.takeDB.
+func (s *store) inTxOn(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) error {
 	return s.retry(ctx, func() error {
-		tx, err := s.db.BeginTx(ctx, nil)
+		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
@@ -565,11 +585,11 @@ func (s *store) TakeBatch(ctx context.Context, queue string, max int) ([]virtual
 	var err error
 	if s.d == postgres && len(acks) == 0 {
 		var rows *sql.Rows
-		if rows, err = s.query(ctx, s.st.take, queue, s.owner, max); err == nil {
+		if rows, err = s.takeDB.QueryContext(ctx, s.st.take, queue, s.owner, max); err == nil {
 			err = scan(rows)
 		}
 	} else {
-		err = s.inTx(ctx, func(tx *sql.Tx) error {
+		err = s.inTxOn(ctx, s.takeDB, func(tx *sql.Tx) error {
 			out = out[:0]
 			if len(acks) > 0 {
 				var err error
@@ -880,6 +900,9 @@ func (s *store) closeDB() error {
 	if s.shared != nil {
 		s.shared.release()
 		return nil
+	}
+	if s.takeDB != s.db {
+		s.takeDB.Close()
 	}
 	return s.db.Close()
 }
