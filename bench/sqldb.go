@@ -33,7 +33,9 @@ import (
 // oldest visible rows with their leases (FOR UPDATE SKIP LOCKED), four at
 // a time as the SDK's consumer at its default prefetch does, decodes each
 // and deletes it with its lease, one statement each (the SDK writes its
-// acks in the background, many to a transaction). It
+// acks in the background, many to a transaction); on PostgreSQL takes and
+// acks commit without waiting for the disk (synchronous_commit off), as
+// the SDK's do. It
 // stores the serialized body in base64 (the payload column is text) where
 // the SDK stores Kombu's JSON envelope: the difference between the two is
 // what kombu-go costs on top of the database's own work. Python Kombu's
@@ -55,7 +57,17 @@ func benchPostgres(ctx context.Context, tab *table) error {
 	if err != nil {
 		return err
 	}
-	return benchSQL(ctx, tab, sqlBench{dialect: "postgresql", goURL: base, pyURL: "sqla+" + strings.Replace(base, "postgresql://", "postgresql+psycopg2://", 1), db: d})
+	// Takes and acks on sessions that commit without waiting for the
+	// disk, as the SDK's transport runs them.
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	takeDB, err := sql.Open("pgx", base+sep+"synchronous_commit=off")
+	if err != nil {
+		return err
+	}
+	return benchSQL(ctx, tab, sqlBench{dialect: "postgresql", goURL: base, pyURL: "sqla+" + strings.Replace(base, "postgresql://", "postgresql+psycopg2://", 1), db: d, takeDB: takeDB})
 }
 
 func benchMySQL(ctx context.Context, tab *table) error {
@@ -99,10 +111,16 @@ type sqlBench struct {
 	dialect      string
 	goURL, pyURL string
 	db           *sql.DB // the bare client's
+	takeDB       *sql.DB // its takes and acks (PostgreSQL); nil: db
 }
 
 func benchSQL(ctx context.Context, tab *table, b sqlBench) error {
 	defer b.db.Close()
+	if b.takeDB == nil {
+		b.takeDB = b.db
+	} else {
+		defer b.takeDB.Close()
+	}
 	url := b.goURL + "?table_name_prefix=" + sqlPrefix
 	defaults, tuned, err := dialSides(ctx, url, url)
 	if err != nil {
@@ -216,7 +234,7 @@ func benchSQL(ctx context.Context, tab *table, b sqlBench) error {
 			return rows.Err()
 		}
 		if b.dialect == "postgresql" {
-			rows, err := stmt(st.take).QueryContext(ctx, bareQueue, owner, max)
+			rows, err := b.takeDB.QueryContext(ctx, st.take, bareQueue, owner, max) // pgx prepares and caches it
 			if err != nil {
 				return nil, err
 			}
@@ -279,6 +297,10 @@ func benchSQL(ctx context.Context, tab *table, b sqlBench) error {
 					return err
 				}
 				if err := tx.Commit(); err != nil {
+					return err
+				}
+			} else if b.dialect == "postgresql" {
+				if _, err := b.takeDB.ExecContext(ctx, st.ack, id, owner); err != nil {
 					return err
 				}
 			} else if _, err := stmt(st.ack).ExecContext(ctx, id, owner); err != nil {
