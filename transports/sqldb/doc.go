@@ -40,7 +40,7 @@
 //	keep_acked=false         true: an acked row stays, invisible, as Kombu leaves it (default: deleted)
 //	keep_rejected=true       false: a rejected message is deleted, as AMQP drops it (default: kept aside)
 //	notify=true              PostgreSQL: false sends no NOTIFY on publish
-//	max_connections=8        the connection pool's size (SQLite: 1, see below)
+//	max_connections=8        the connection pool's size (PostgreSQL: and half as many, at least 4, for takes and acks; SQLite: 1, see below)
 //	synchronous=NORMAL       SQLite: FULL fsyncs every commit (see Guarantees)
 //
 // Kombu reads its transport options from transport_options rather than
@@ -170,7 +170,11 @@
 // one wait for the disk, for all of it; a statement that fails rolls it
 // back, and then none of it is published. Commits are, on PostgreSQL and
 // MySQL, as durable as the server's commit
-// (synchronous_commit, innodb_flush_log_at_trx_commit). SQLite files are
+// (synchronous_commit, innodb_flush_log_at_trx_commit), but for takes
+// and acks on PostgreSQL, which commit without waiting for the disk
+// (synchronous_commit off for their sessions): one lost in a server crash
+// only makes its message ready again, to be delivered again (at least
+// once), and nothing is ever lost that way. SQLite files are
 // put in WAL mode with synchronous=NORMAL, in which a committed message
 // survives its process, killed or not, but a power cut may take the last
 // commits; synchronous=FULL fsyncs every commit. SQLite lets one writer at
