@@ -145,8 +145,8 @@ func (s *store) connect(ctx context.Context) error {
 		takeCfg := s.o.pg.Copy()
 		takeCfg.RuntimeParams["synchronous_commit"] = "off"
 		s.takeDB = stdlib.OpenDB(*takeCfg)
-		s.takeDB.SetMaxOpenConns(cmpOr(s.o.maxConns/2, 4))
-		s.takeDB.SetMaxIdleConns(cmpOr(s.o.maxConns/2, 4))
+		s.takeDB.SetMaxOpenConns(max(s.o.maxConns/2, 4))
+		s.takeDB.SetMaxIdleConns(max(s.o.maxConns/2, 4))
 		s.takeDB.SetConnMaxIdleTime(time.Minute)
 	case mariadb:
 		c, err := mysql.NewConnector(s.o.my)
