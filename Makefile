@@ -12,7 +12,7 @@ GO    ?= go
 # make check-generate cover every module (tools holds only the pinned tools' imports:
 # nothing to vet); make test runs the tests of every module but chaos (its fault suite
 # stops the brokers: make chaos runs it alone).
-MODULES      := . bench chaos tools
+MODULES      := . bench chaos tools transports/sqldb
 CODE_MODULES := $(filter-out tools,$(MODULES))
 TEST_MODULES := $(filter-out chaos,$(CODE_MODULES))
 
@@ -60,9 +60,14 @@ test:
 		(cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 ./... && \
 		$(GO) test -count=1 -run 'Allocs$$' ./...) || exit 1; done
 
-## demo: run the quickstart on the in-process broker (or on $KOMBU_URL)
+## demo: run the quickstart on the in-process broker (or on $KOMBU_URL; a SQL URL such as
+## sqlite:////tmp/shop.db runs it from transports/sqldb, which links the SQL transport in)
 demo:
-	$(GO) run ./examples/quickstart
+	@case "$$KOMBU_URL" in \
+	sqla+*|sqlalchemy+*|postgres://*|postgresql://*|mysql://*|sqlite://*) \
+		cd transports/sqldb && $(GO) run ./examples/quickstart ;; \
+	*) $(GO) run ./examples/quickstart ;; \
+	esac
 
 # BENCH_FLAGS passes flags to the harness: -short for a quick check (under two minutes,
 # rougher figures), -transports memory,amqp to pick transports, -run to pick workloads,

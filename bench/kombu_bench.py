@@ -17,6 +17,7 @@ path/control, as kombu-go's shorthand), and the script declares the queue
 too: Debian's Kombu 5.2 keeps a filesystem's bindings in process memory.
 """
 import json
+import os
 import socket
 import sys
 import time
@@ -28,12 +29,16 @@ count = int(count)
 warm = count // 10
 in_process = url.startswith("memory:")
 folder = url[len("filesystem://"):] if url.startswith("filesystem://") else None
+# SQLAlchemy (sqla+...): the table names come in KOMBU_BENCH_TRANSPORT_OPTIONS,
+# and, as on a folder, Debian's Kombu 5.2 keeps the bindings in process
+# memory, so the script declares the queue itself.
+sql = url.startswith("sqla+")
 body = {"order_id": "A-0000001", "customer": "ada", "amount_cents": 1250, "items": ["tea", "mug"]}
 body["customer"] += "." * (100 - len(json.dumps(body)))
 # The exchange is declared as the Go side declares it: on Redis and in
 # memory Kombu keeps exchange types in client memory only.
 exchange = Exchange(exchange_name, "topic", durable=True)
-queue = Queue(queue_name, exchange, routing_key=binding, no_declare=not (in_process or folder))
+queue = Queue(queue_name, exchange, routing_key=binding, no_declare=not (in_process or folder or sql))
 
 
 def timed(fn):
@@ -44,7 +49,7 @@ def timed(fn):
 
 def publish(conn, confirm, n, warm):
     producer = Producer(conn, exchange=exchange)
-    if in_process or folder:
+    if in_process or folder or sql:
         queue(conn.default_channel).declare()
     channel = conn.channel()
     sent = 0
@@ -87,6 +92,7 @@ def consume(conn):
 
 
 opts = {"confirm_publish": True} if workload == "publish-confirmed" else {}
+opts.update(json.loads(os.environ.get("KOMBU_BENCH_TRANSPORT_OPTIONS", "{}")))
 if folder:
     opts.update(data_folder_in=folder, data_folder_out=folder, control_folder=folder + "/control")
 with Connection(url, transport_options=opts) as conn:

@@ -46,6 +46,9 @@ var transports = []struct {
 	{"amqp", benchAMQP},
 	{"redis", benchRedis},
 	{"filesystem", benchFilesystem},
+	{"postgresql", benchPostgres},
+	{"mysql", benchMySQL},
+	{"sqlite", benchSQLite},
 }
 
 type config struct {

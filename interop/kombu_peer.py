@@ -395,6 +395,25 @@ def declare(args):
     print(json.dumps({"declared": n}))
 
 
+def rebind(args):
+    """Moves a binding: binds queue "add" to the exchange with the routing
+    key, then removes queue "remove"'s binding, and prints when each
+    returned (epoch seconds)."""
+    spec = json.load(sys.stdin)
+    ex = Exchange(spec["exchange"], type=spec.get("type", "direct"))
+    with connect(args) as conn:
+        channel = conn.default_channel
+        Queue(spec["add"], exchange=ex, routing_key=spec["routing_key"])(channel).declare()
+        bound = time.time()
+        # Kombu 5.2's queue_unbind edits a local copy of the table and
+        # leaves Redis alone, so the member is removed as Kombu's layout
+        # writes it, through Kombu's own (prefixing) client.
+        channel.client.srem(channel.keyprefix_queue % (spec["exchange"],),
+                            channel.sep.join([spec["routing_key"], "", spec["remove"]]))
+        unbound = time.time()
+    print(json.dumps({"bound": bound, "unbound": unbound}))
+
+
 def simple_queue(conn, args):
     return conn.SimpleBuffer(args.name) if args.buffer else conn.SimpleQueue(args.name)
 
@@ -459,6 +478,10 @@ def main():
     d.add_argument("--transport-options")
     d.add_argument("--kombu53-filesystem", action="store_true")
     d.set_defaults(fn=declare)
+    rb = sub.add_parser("rebind")
+    rb.add_argument("url")
+    rb.add_argument("--transport-options")
+    rb.set_defaults(fn=rebind)
     sp = sub.add_parser("simple-put")
     sp.add_argument("url")
     sp.add_argument("name")

@@ -56,8 +56,11 @@ func (b *Batch) add(conn *Connection, p *transport.Publishing) error {
 
 // Send publishes every message of the batch, in order, and returns once
 // all are confirmed (those from producers with confirms on) or with an
-// error saying which were not. The batch is empty afterwards, whatever the
-// outcome: a message whose publish failed is not retried by a second Send.
+// error saying which were not: where some were and some were not, a
+// *BatchError (errors.As) whose Errs[i] is nil for each message the broker
+// confirmed, in the order they were added. The batch is empty afterwards,
+// whatever the outcome: a message whose publish failed is not retried by a
+// second Send.
 func (b *Batch) Send(ctx context.Context) error {
 	b.mu.Lock()
 	conn, msgs := b.conn, b.msgs
@@ -89,8 +92,11 @@ func sendOn(ctx context.Context, conn *Connection, s *session, msgs []*transport
 	var errs []error
 	for i, p := range msgs {
 		if err := s.tc.Publish(ctx, p); err != nil {
-			errs = append(errs, fmt.Errorf("message %d: %w", i, conn.op(describePublish(p), err)))
+			if errs == nil {
+				errs = make([]error, len(msgs))
+			}
+			errs[i] = conn.op(describePublish(p), err)
 		}
 	}
-	return errors.Join(errs...)
+	return transport.NewBatchError(errs)
 }

@@ -67,15 +67,14 @@ type Subscription struct {
 
 type consumerConfig struct {
 	topology    Topology
-	prefetch    int
 	concurrency int
 	receiveConfig
-	tag             string
-	onDecodeError   func(*Message, error)
-	shutdownTimeout time.Duration
-	exclusive       bool
-	arguments       map[string]any
-	retry           *RetryPolicy
+	consumeConfig
+	tag           string
+	onDecodeError func(*Message, error)
+	exclusive     bool
+	arguments     map[string]any
+	retry         *RetryPolicy
 }
 
 // WithTopology declares t (exchanges, named queues, bindings) before the
@@ -146,8 +145,11 @@ func WithAccept(names ...string) ReceiveOption {
 // times the concurrency (Celery's default) is in between; 100 or more is
 // the fastest for quick handlers, and holds what other consumers of the
 // queue would wait for.
-func WithPrefetch(n int) ConsumerOption {
-	return consumerOption(func(c *consumerConfig) { c.prefetch = n })
+//
+// Given to NewShovel, it bounds what the shovel holds (twice its batch
+// size by default).
+func WithPrefetch(n int) ConsumeOption {
+	return consumeOption(func(c *consumeConfig) { c.prefetch = n })
 }
 
 // WithConcurrency sets how many messages are handled at once (1 by default:
@@ -199,8 +201,12 @@ func WithDecodeErrorHandler(fn func(msg *Message, err error)) ConsumerOption {
 // within that last tenth. A message whose handler is still running when
 // Run returns stays unsettled until the handler returns, or until the
 // connection closes, which puts it back in its queue.
-func WithShutdownTimeout(d time.Duration) ConsumerOption {
-	return consumerOption(func(c *consumerConfig) { c.shutdownTimeout = d })
+//
+// Given to NewShovel, it bounds how long Run lets the batch in flight
+// finish (its confirms come, or a lost destination comes back) before it
+// returns the batch's messages to the source queue.
+func WithShutdownTimeout(d time.Duration) ConsumeOption {
+	return consumeOption(func(c *consumeConfig) { c.shutdownTimeout = d })
 }
 
 // Consumer consumes from one or more queues and hands each message to the
@@ -241,7 +247,7 @@ type routes struct {
 // handler is slow (see WithPrefetch for how, the figures, and how to
 // trade one for the other).
 func NewConsumer(conn *Connection, subs []Subscription, opts ...ConsumerOption) (*Consumer, error) {
-	cfg := consumerConfig{concurrency: 1, shutdownTimeout: 30 * time.Second}
+	cfg := consumerConfig{concurrency: 1, consumeConfig: consumeConfig{shutdownTimeout: 30 * time.Second}}
 	for _, o := range opts {
 		o.applyConsumer(&cfg)
 	}

@@ -97,6 +97,29 @@
 // serves many goroutines, so a pool is for bounding connections, not for
 // speed (see Pools for the figures).
 //
+// # Delayed delivery
+//
+// WithDelay and WithETA hold a message back at the broker: RabbitMQ keeps
+// it in Kombu 5.5's native delayed-delivery queues, which Celery 5.5
+// workers share; memory:// on a timer; Redis and the filesystem in a
+// layout of kombu-go's that Python consumers do not read, so that they see
+// the message only when it is due. Delays run from a millisecond to
+// MaxDelay (2^28 − 1 seconds); a transport that cannot delay refuses with
+// ErrNotSupported.
+//
+// # Shovels
+//
+// NewShovel is RabbitMQ's shovel plugin as a library, over any
+// transports: it moves the messages of a queue on one connection to an
+// exchange on another (or the same), as they are, and acknowledges each at
+// the source only once the destination has confirmed its copy, so that
+// nothing is lost when either end, or the shovel, dies; a message may then
+// arrive twice. It replays a dead-letter queue into the exchange its
+// messages failed from, relays a database outbox to RabbitMQ or Redis, or
+// moves a queue from one broker to another. It publishes in batches of
+// what the source has ready, and stops, dead-letters or returns a message
+// the destination routes nowhere, never dropping it (see Shovel).
+//
 // # Request and reply
 //
 // Producer.Call publishes a request and waits for its reply, which a

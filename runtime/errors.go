@@ -89,6 +89,12 @@ var (
 // masked. errors.Is(err, ErrInvalidURL) reports true for it.
 type URLError = transport.URLError
 
+// BatchError says which messages of a batch failed when others were
+// delivered (Batch.Send, and what drivers' PublishBatch return): Errs[i]
+// is nil for each message the broker confirmed, in order, and why the
+// others failed. errors.Is and errors.As look into every failure.
+type BatchError = transport.BatchError
+
 // OperationalError wraps a broker or network failure with the operation that
 // failed and the broker's masked URL, like Kombu's OperationalError. Unwrap
 // gives the transport's error, so errors.Is(err, ErrNotFound) and the like

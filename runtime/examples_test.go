@@ -226,6 +226,58 @@ func ExampleWithMessageRetry() {
 	// dead-lettered invoice 7: the payment service is down
 }
 
+// A Shovel moves a queue's messages to an exchange, on the same broker or
+// on another of any transport, and acks each one at the source only once
+// the destination has confirmed its copy. Here it replays a dead-letter
+// queue into the work exchange, once the bug that failed the jobs is
+// fixed: each job keeps its routing key, body and headers.
+func ExampleShovel() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := kombu.Dial(ctx, "memory:///example-shovel")
+	if err != nil {
+		panic(err)
+	}
+	defer conn.Close()
+
+	work := kombu.Exchange{Name: "work"}
+	dlx := kombu.Exchange{Name: "dlx", Type: kombu.ExchangeFanout}
+	jobs := kombu.Queue{Name: "jobs", DeadLetterExchange: "dlx", Bindings: []kombu.Binding{{Exchange: "work", RoutingKey: "resize"}}}
+	dead := kombu.Queue{Name: "jobs.dead", Bindings: []kombu.Binding{{Exchange: "dlx"}}}
+	// What a failing consumer of jobs left behind: the broker dead-letters
+	// a message with the routing key it was published with.
+	failed := kombu.NewProducer(conn, kombu.WithExchange(dlx), kombu.WithDeclare(dead))
+	for _, img := range []string{"1.png", "2.png"} {
+		if err := failed.Publish(ctx, img, kombu.WithRoutingKey("resize")); err != nil {
+			panic(err)
+		}
+	}
+
+	shovel, err := kombu.NewShovel(conn, dead, conn, work,
+		kombu.WithShovelDeclare(kombu.ShovelDestination, jobs), // the queue that is to receive them
+		kombu.WithShovelDrain())                                // what jobs.dead holds now, then return
+	if err != nil {
+		panic(err)
+	}
+	if err := shovel.Run(ctx); err != nil {
+		panic(err)
+	}
+	fmt.Println("moved:", shovel.Stats().Moved)
+	for {
+		msg, err := jobs.Get(ctx, conn, kombu.WithAutoAck())
+		if errors.Is(err, kombu.ErrEmpty) {
+			break
+		} else if err != nil {
+			panic(err)
+		}
+		fmt.Println(msg.DeliveryInfo.RoutingKey, string(msg.Body))
+	}
+	// Output:
+	// moved: 2
+	// resize 1.png
+	// resize 2.png
+}
+
 // A Worker keeps consumers running, as Kombu's ConsumerMixin: it makes a
 // consumer the broker ended again, and its handlers publish through a
 // connection of their own.

@@ -1,5 +1,7 @@
 package kombu
 
+import "time"
+
 // Options follow one pattern throughout the package, connect-go's: each
 // call that takes options has an option interface with an unexported
 // method, so only this package can implement it, and an option whose
@@ -14,7 +16,9 @@ package kombu
 //     every connection the pools dial;
 //   - a PublishOption and a ReceiveOption are also SimpleOptions: given to
 //     NewSimpleQueue or NewSimpleBuffer, the first sets the default of
-//     every Put, the second how Get receives.
+//     every Put, the second how Get receives;
+//   - a ConsumeOption (WithPrefetch, WithShutdownTimeout) applies wherever
+//     a queue is consumed: NewConsumer and NewShovel.
 
 // DialOption configures Dial. Passed to NewPools, it configures every
 // connection the pools dial.
@@ -38,6 +42,16 @@ type PublishOption interface {
 
 // ConsumerOption configures NewConsumer.
 type ConsumerOption interface{ applyConsumer(*consumerConfig) }
+
+// ShovelOption configures NewShovel.
+type ShovelOption interface{ applyShovel(*shovelConfig) }
+
+// ConsumeOption applies wherever a queue is consumed: it is a
+// ConsumerOption and a ShovelOption.
+type ConsumeOption interface {
+	ConsumerOption
+	ShovelOption
+}
 
 // GetOption qualifies Queue.Get.
 type GetOption interface{ applyGet(*getConfig) }
@@ -83,6 +97,22 @@ func (o publishOption) applySimple(c *simpleConfig)   { c.publish = append(c.pub
 type consumerOption func(*consumerConfig)
 
 func (o consumerOption) applyConsumer(c *consumerConfig) { o(c) }
+
+// consumeOption sets what consumers and shovels share.
+type consumeOption func(*consumeConfig)
+
+func (o consumeOption) applyConsumer(c *consumerConfig) { o(&c.consumeConfig) }
+func (o consumeOption) applyShovel(c *shovelConfig)     { o(&c.consumeConfig) }
+
+// consumeConfig is what a consumer and a shovel are both told.
+type consumeConfig struct {
+	prefetch        int
+	shutdownTimeout time.Duration
+}
+
+type shovelOption func(*shovelConfig)
+
+func (o shovelOption) applyShovel(c *shovelConfig) { o(c) }
 
 // receiveOption sets what consumers and Get share.
 type receiveOption func(*receiveConfig)

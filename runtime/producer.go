@@ -104,6 +104,7 @@ type publishConfig struct {
 	sharedHeader bool // headers belongs to the producer's defaults: copy before writing
 	props        transport.Properties
 	batch        *Batch // set: queue the message there instead of sending it
+	delay        delaySpec
 }
 
 // WithExchange publishes to ex, declaring it first unless it is the default
@@ -412,7 +413,7 @@ func (p *Producer) prepare(pub *transport.Publishing, cfg *publishConfig, body a
 	if pub.DeliveryMode == 0 {
 		pub.DeliveryMode = transport.Persistent
 	}
-	return nil
+	return p.applyDelay(pub, cfg)
 }
 
 // encode serializes a body as cfg says and returns it with its content type

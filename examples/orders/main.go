@@ -1,6 +1,7 @@
 // Command orders runs three workers that share one work queue, retries an
-// order that fails for a passing reason, and dead-letters one that can never
-// succeed, where a separate consumer inspects it.
+// order that fails for a passing reason, dead-letters one that can never
+// succeed, where a separate consumer inspects it, and schedules a reminder
+// order that the broker holds back for a second (kombu.WithDelay).
 //
 //	go run ./examples/orders                 # in-process broker
 //	KOMBU_URL=amqp://guest:guest@127.0.0.1:5672// go run ./examples/orders
@@ -45,6 +46,14 @@ var orders = []*ordersv1.OrderPlaced{
 	{OrderId: "A-5", AmountCents: 750}, {OrderId: "A-6", AmountCents: -100},
 }
 
+// reminder is a delayed order: a subscription renewal placed now to be
+// processed a second from now. The broker holds it back (on RabbitMQ in
+// Kombu 5.5's delayed-delivery queues, which Celery 5.5 shares); no worker
+// sees it before its time.
+var reminder = &ordersv1.OrderPlaced{OrderId: "A-7", AmountCents: 500}
+
+const reminderDelay = time.Second
+
 func run(ctx context.Context, url string, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -54,7 +63,7 @@ func run(ctx context.Context, url string, out io.Writer) error {
 	}
 	defer conn.Close()
 
-	ledger := &ledger{outcome: map[string]string{}, done: make(chan struct{}), want: len(orders)}
+	ledger := &ledger{outcome: map[string]string{}, done: make(chan struct{}), want: len(orders) + 1}
 	var consumers []*kombu.Consumer
 	// Three workers read the one queue "orders.work": each order goes to one
 	// of them. Prefetch 1 hands a worker one order at a time.
@@ -83,6 +92,10 @@ func run(ctx context.Context, url string, out io.Writer) error {
 	}()
 
 	shop := ordersv1.NewOrdersProducer(conn)
+	ledger.schedule(reminder.OrderId, time.Now().Add(reminderDelay))
+	if err := shop.Place(ctx, reminder, kombu.WithDelay(reminderDelay)); err != nil {
+		return err
+	}
 	for _, o := range orders {
 		if err := shop.Place(ctx, o); err != nil {
 			return err
@@ -119,6 +132,12 @@ func (w *worker) Place(ctx context.Context, o *ordersv1.OrderPlaced, msg *kombu.
 	if msg.Redelivered() {
 		retry = ", on retry"
 	}
+	if due, ok := w.ledger.due(o.OrderId); ok {
+		retry = ", held back until due"
+		if time.Now().Before(due) {
+			retry = ", TOO EARLY"
+		}
+	}
 	w.ledger.settle(o.OrderId, fmt.Sprintf("processed ($%d.%02d%s)", o.AmountCents/100, o.AmountCents%100, retry))
 	return nil
 }
@@ -142,11 +161,28 @@ func (i *inspector) Inspect(ctx context.Context, o *ordersv1.OrderPlaced, msg *k
 
 // ledger records what became of each order this run published.
 type ledger struct {
-	mu      sync.Mutex
-	outcome map[string]string
-	notes   []string
-	want    int
-	done    chan struct{}
+	mu        sync.Mutex
+	outcome   map[string]string
+	notes     []string
+	scheduled map[string]time.Time // delayed orders and when they are due
+	want      int
+	done      chan struct{}
+}
+
+func (l *ledger) schedule(id string, due time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.scheduled == nil {
+		l.scheduled = map[string]time.Time{}
+	}
+	l.scheduled[id] = due
+}
+
+func (l *ledger) due(id string) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, ok := l.scheduled[id]
+	return t, ok
 }
 
 func (l *ledger) note(s string) {

@@ -77,14 +77,25 @@ func Check(t *testing.T, what string, budget float64, fn func()) {
 	}
 }
 
-// measure returns fn's allocations per call, averaged over Runs calls
-// after warmup more.
+// measure returns fn's allocations per call: the fewest of rounds
+// averages, each over Runs calls, after warmup more. Where the count
+// depends on timing (a consumer that wakes and finds its queue empty
+// allocates more), the fewest is the work itself; a regression raises
+// every round, so the check still catches it, without failing on a busy
+// machine's timing.
 func measure(fn func()) float64 {
 	for range warmup {
 		fn()
 	}
-	return testing.AllocsPerRun(Runs, fn)
+	best := testing.AllocsPerRun(Runs, fn)
+	for range rounds - 1 {
+		best = min(best, testing.AllocsPerRun(Runs, fn))
+	}
+	return best
 }
+
+// rounds is how many averages measure takes.
+const rounds = 3
 
 // Route is the measurements' exchange, queue and routing key: the
 // quickstart's PlaceOrder route, under names unique to the test, so that

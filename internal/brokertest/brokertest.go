@@ -12,10 +12,13 @@ import (
 	"time"
 )
 
-// Default URLs, overridden by KOMBU_TEST_AMQP_URL and KOMBU_TEST_REDIS_URL.
+// Default URLs, overridden by KOMBU_TEST_AMQP_URL, KOMBU_TEST_REDIS_URL,
+// KOMBU_TEST_POSTGRES_URL and KOMBU_TEST_MYSQL_URL.
 const (
-	DefaultAMQPURL  = "amqp://guest:guest@127.0.0.1:5672//"
-	DefaultRedisURL = "redis://127.0.0.1:6379/15"
+	DefaultAMQPURL     = "amqp://guest:guest@127.0.0.1:5672//"
+	DefaultRedisURL    = "redis://127.0.0.1:6379/15"
+	DefaultPostgresURL = "postgresql://postgres@127.0.0.1:5432/test"
+	DefaultMySQLURL    = "mysql://root@127.0.0.1:3306/test"
 )
 
 // AMQPURL returns the RabbitMQ URL tests use, after checking that the broker
@@ -30,6 +33,22 @@ func AMQPURL(t testing.TB) string {
 func RedisURL(t testing.TB) string {
 	t.Helper()
 	return reachable(t, "Redis", "KOMBU_TEST_REDIS_URL", DefaultRedisURL, "6379")
+}
+
+// PostgresURL returns the PostgreSQL URL tests use (a database they may
+// create tables in), after checking that the server accepts TCP
+// connections.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	return reachable(t, "PostgreSQL", "KOMBU_TEST_POSTGRES_URL", DefaultPostgresURL, "5432")
+}
+
+// MySQLURL returns the MySQL or MariaDB URL tests use (a database they may
+// create tables in), after checking that the server accepts TCP
+// connections.
+func MySQLURL(t testing.TB) string {
+	t.Helper()
+	return reachable(t, "MySQL/MariaDB", "KOMBU_TEST_MYSQL_URL", DefaultMySQLURL, "3306")
 }
 
 // Required reports whether CI demands every broker test to run.

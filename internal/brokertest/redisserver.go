@@ -85,6 +85,18 @@ func (r *RedisServer) Stop() {
 	r.cmd = nil
 }
 
+// Kill kills the server (SIGKILL), as a crash or the OOM killer would, and
+// returns once it has exited: what it acknowledged is on disk (AOF, fsync
+// always), nothing else. Start starts it again.
+func (r *RedisServer) Kill() {
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cmd = nil
+}
+
 // Log returns the end of the server's log, for a failing test's output.
 func (r *RedisServer) Log() string {
 	b, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))

@@ -56,6 +56,7 @@ var driverPackages = map[string]string{
 	"redis": "redis", "rediss": "redis", "sentinel": "redis",
 	"memory":     "memory",
 	"filesystem": "filesystem",
+	"sqla":       "sqldb", "sqlalchemy": "sqldb", "postgres": "sqldb", "postgresql": "sqldb", "mysql": "sqldb", "sqlite": "sqldb",
 }
 
 // schemeAliases are names people write for a transport, with the scheme
@@ -67,6 +68,15 @@ var schemeAliases = map[string]string{
 	"valkey": "redis", "keydb": "redis", "redis-tls": "rediss", "redis-ssl": "rediss",
 	"mem": "memory", "inmemory": "memory", "in-memory": "memory",
 	"fs": "filesystem", "file": "filesystem", "files": "filesystem", "folder": "filesystem", "dir": "filesystem",
+	"pg": "postgresql", "pgsql": "postgresql", "psql": "postgresql", "mariadb": "mysql", "sqlite3": "sqlite",
+}
+
+// otherTransports are Kombu's transports that kombu-go has no driver for
+// (yet): a scheme of theirs is not a typo of one of ours ("sqs" is not
+// "sqla").
+var otherTransports = map[string]bool{
+	"sqs": true, "mongodb": true, "zookeeper": true, "consul": true, "etcd": true, "confluentkafka": true,
+	"kafka": true, "azurestoragequeues": true, "azureservicebus": true, "gcpubsub": true, "pyro": true, "slmq": true, "qpid": true,
 }
 
 // DriverPackage names the package that registers a scheme kombu-go knows
@@ -87,6 +97,9 @@ func SuggestScheme(scheme string) (string, bool) {
 	s := strings.ToLower(scheme)
 	if to, ok := schemeAliases[s]; ok {
 		return to, true
+	}
+	if otherTransports[s] {
+		return "", false
 	}
 	candidates := Schemes()
 	for known := range driverPackages {

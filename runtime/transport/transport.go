@@ -171,11 +171,15 @@ type Conn interface {
 // and their confirmations. Without it the runtime publishes one at a time.
 type BatchPublisher interface {
 	// PublishBatch sends every message, in order, and returns once all are
-	// confirmed (those with Confirm set) or the first error. On error, some
-	// messages may have been delivered; the error says which did not, and
-	// wraps the first failure's error. An unroutable mandatory message
-	// fails alone: the messages before it are delivered. An empty batch
-	// does nothing.
+	// confirmed (those with Confirm set) or with an error. An unroutable
+	// mandatory message fails alone: the others are delivered. An empty
+	// batch does nothing.
+	//
+	// When some messages failed and others were delivered, the error is (or
+	// wraps) a *BatchError saying which failed. Any other error fails the
+	// batch as a whole: the caller takes none of its messages as
+	// delivered (some may have been, and are then sent twice if it sends
+	// them again: at least once, never lost).
 	PublishBatch(ctx context.Context, ps []*Publishing) error
 }
 
@@ -208,6 +212,9 @@ const (
 	// FeatureDirectReplyTo: consuming amq.rabbitmq.reply-to (with auto-ack),
 	// and publishing requests whose ReplyTo names it on the same connection.
 	FeatureDirectReplyTo
+	// FeatureDelay: delayed delivery, Publishing.Delay (see its doc and
+	// delay.go).
+	FeatureDelay
 	// FeatureLivePrefetch: the subscriptions Consume returns implement
 	// PrefetchSetter, so that the runtime can fit a consumer's prefetch to
 	// how fast its handlers turn out to be.
@@ -303,6 +310,11 @@ type Publishing struct {
 	// Confirm waits for the broker's publisher confirm (where the transport
 	// has them) before Publish returns.
 	Confirm bool
+	// Delay, when positive, holds the message back: no consumer sees it
+	// before Delay has passed, and it reaches its queues within a second
+	// after. It is at most MaxDelay. A driver without FeatureDelay refuses
+	// a positive Delay with ErrNotSupported.
+	Delay   time.Duration
 	Body    []byte
 	// BodyOwned says that Body was made for this publish alone (the runtime
 	// serialized or compressed it into a new slice) and nobody writes to it

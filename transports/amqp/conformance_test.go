@@ -15,9 +15,12 @@ func TestConformance(t *testing.T) {
 	all := transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout | transport.FeatureHeaders |
 		transport.FeatureExchangeBindings | transport.FeaturePriority | transport.FeatureTTL | transport.FeatureDeadLetter |
 		transport.FeatureMaxLength | transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureQueueTypes |
-		transport.FeatureDirectReplyTo
+		transport.FeatureDirectReplyTo | transport.FeatureDelay
+	// Delayed messages go through a topology of the test's own (quorum,
+	// the default), deleted afterwards.
+	url, _ := delayURL(t, "quorum")
 	transporttest.Run(t, func(t *testing.T) transport.Conn {
-		c, err := tryOpen(t, transport.Config{})
+		c, err := tryOpen(t, transport.Config{}, url)
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}

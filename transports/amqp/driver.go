@@ -31,6 +31,8 @@
 //	ssl_check_hostname=false         verify the chain but not the host name
 //	insecure=true                    skip certificate verification altogether
 //	failover_strategy=round-robin    read by the runtime for ";"-separated lists; ignored here
+//	native_delayed_delivery_queue_type=classic   quorum (default, as Celery's) or classic: the delay queues' type
+//	native_delayed_delivery_prefix=app           names the delay topology app_celery_delayed_… (Kombu main's prefix)
 //
 // Any other key is an error wrapping transport.ErrInvalidURL, as Kombu raises
 // for unknown keys. Options given through transport.Config (heartbeat,
@@ -135,6 +137,7 @@ type options struct {
 	channelMax     uint16
 	authMechanism  string
 	tls            *tls.Config // nil: plain TCP
+	delay          delayOptions
 }
 
 // Open connects to the broker described by u.
@@ -155,7 +158,9 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 	if err != nil {
 		return nil, describeDialError("connect to "+u.String(), err)
 	}
-	return newConn(ac, u.String(), cfg), nil
+	c := newConn(ac, u.String(), cfg)
+	c.delay.opts = opts.delay
+	return c, nil
 }
 
 // parseOptions reads u's options, with cfg's taking precedence.
@@ -171,6 +176,7 @@ func parseOptions(u *transport.URL, cfg transport.Config) (*options, error) {
 		user:      "guest",
 		password:  "guest",
 		heartbeat: defaultHeartbeat,
+		delay:     defaultDelayOptions(),
 	}
 	if u.HasPath && u.Path != "" {
 		o.vhost = u.Path
@@ -267,7 +273,11 @@ func parseOptions(u *transport.URL, cfg transport.Config) (*options, error) {
 		case "failover_strategy":
 			// The runtime's business: it walks ";"-separated lists.
 		default:
-			err = bad("unknown option %q for the amqp transport", key)
+			if ok, derr := o.delay.parse(key, v); !ok {
+				err = bad("unknown option %q for the amqp transport", key)
+			} else if derr != nil {
+				err = bad("%v", derr)
+			}
 		}
 		if err != nil {
 			return nil, err

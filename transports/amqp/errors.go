@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -121,7 +124,22 @@ func (c *conn) fail(op string, err error) error {
 	if c != nil && c.shut.Load() {
 		return fmt.Errorf("amqp: %s: %w", op, c.closedErr())
 	}
+	if lostNetwork(err) {
+		// The write failed before the connection's reader noticed the loss
+		// (amqp091-go then shuts the connection down): a lost connection
+		// all the same, so that the runtime makes the call again on the
+		// next one.
+		return fmt.Errorf("amqp: %s: the connection failed: %w: %w", op, transport.ErrClosed, err)
+	}
 	return fmt.Errorf("amqp: %s: %w", op, err)
+}
+
+// lostNetwork reports whether err is the network failing under the
+// connection: a reset, a broken pipe, an end of stream.
+func lostNetwork(err error) bool {
+	var ne *net.OpError
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
 }
 
 // channelClosed describes a channel the broker closed under a call: the

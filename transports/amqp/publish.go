@@ -501,6 +501,9 @@ func sharedID(p *transport.Publishing) string {
 // exchange with transport.ErrNotFound. When ctx ends before the confirm, the
 // outcome is unknown and the error says so.
 func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
+	if p.Delay > 0 {
+		return c.publishDelayed(ctx, p) // delay.go
+	}
 	if id := sharedID(p); id != "" {
 		ids := []string{id}
 		if err := c.sharedIDs.lock(ctx, ids); err != nil {
@@ -517,10 +520,13 @@ func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
 
 // PublishBatch sends every message before waiting for any confirm, so the
 // broker confirms them as a pipeline. It returns nil once all are confirmed,
-// or an error joining one error per failed message, each naming the
-// message's index in ps (from 0). Messages not named were confirmed (or,
+// or a *transport.BatchError with one error per failed message, each named
+// by its index in ps (from 0). Messages not named were confirmed (or,
 // with neither Confirm nor Mandatory set, written to the network).
 func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
+	if slices.ContainsFunc(ps, func(p *transport.Publishing) bool { return p.Delay > 0 }) {
+		return c.publishBatchDelayed(ctx, ps) // delay.go
+	}
 	errs := make([]error, len(ps))
 	// A batch whose mandatory messages share a message id goes in parts,
 	// each with every id once (see idLocks).
@@ -547,16 +553,10 @@ func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) err
 		c.sharedIDs.unlock(ids)
 		start = end
 	}
-	var failed []error
-	for i, err := range errs {
-		if err != nil {
-			failed = append(failed, fmt.Errorf("message %d of %d: %w", i, len(ps), err))
-		}
+	if err := transport.NewBatchError(errs); err != nil {
+		return fmt.Errorf("amqp: %w", err)
 	}
-	if len(failed) == 0 {
-		return nil
-	}
-	return fmt.Errorf("amqp: %d of %d messages in the batch failed: %w", len(failed), len(ps), errors.Join(failed...))
+	return nil
 }
 
 // publishPart sends every message of ps before waiting for any confirm,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kombu-go/kombu/internal/brokertest"
 	kombu "github.com/kombu-go/kombu/runtime"
+	"github.com/kombu-go/kombu/runtime/transport"
 )
 
 // A connection the broker closes comes back: the consumer resumes on the
@@ -361,4 +362,29 @@ func TestAutoAckShutdownKeepsConcurrency(t *testing.T) {
 		t.Errorf("%d handled + %d left in the queue, want %d: auto-acked messages lost", handled, left.Messages, messages)
 	}
 	t.Logf("%d handled, %d left in the queue", handled, left.Messages)
+}
+
+// A publish whose write fails because the network went is a lost
+// connection, ErrClosed, even when it comes before the driver has noticed
+// the loss: the runtime then publishes again on the next connection
+// (kombu.Shovel and Producer.Publish do), where a bare network error
+// would fail the publish for good.
+func TestPublishOnACutConnectionIsErrClosed(t *testing.T) {
+	proxy, url := brokertest.ProxyURL(t, brokertest.AMQPURL(t), "5672")
+	for i := range 20 {
+		c := open(t, url)
+		q := queue(t, c, "q", nil)
+		p := &transport.Publishing{RoutingKey: q, Confirm: i%2 == 0, Body: []byte("x")}
+		if err := c.Publish(ctxT(t), p); err != nil {
+			t.Fatal(err)
+		}
+		proxy.Cut()
+		for range 3 {
+			err := c.Publish(ctxT(t), p)
+			if err != nil && !errors.Is(err, transport.ErrClosed) {
+				t.Fatalf("publish %d after the cut (confirm %v): %v, want an error that is ErrClosed", i, p.Confirm, err)
+			}
+		}
+		proxy.Restore()
+	}
 }

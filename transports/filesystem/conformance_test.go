@@ -30,5 +30,5 @@ func dialer(t *testing.T) func(t *testing.T) transport.Conn {
 
 func TestConformance(t *testing.T) {
 	transporttest.Run(t, dialer(t), transporttest.WithFeatures(transport.FeatureDirect|transport.FeatureTopic|transport.FeatureFanout|
-		transport.FeatureConfirms|transport.FeatureMandatory|transport.FeatureDeadLetter))
+		transport.FeatureConfirms|transport.FeatureMandatory|transport.FeatureDeadLetter|transport.FeatureDelay))
 }

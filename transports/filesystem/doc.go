@@ -87,7 +87,9 @@
 // Direct, topic and fanout exchanges (topic keys matched as Kombu matches
 // them, see package virtual), publishes that return once the file is in
 // place (transport.FeatureConfirms), mandatory publishing and
-// dead-lettering emulated as on Redis. Priorities, TTLs, max length and
+// dead-lettering emulated as on Redis, delayed delivery in a folder of
+// kombu-go's (see delay.go: data_folder_out/.kombu-go/delayed/, which no
+// Python consumer reads). Priorities, TTLs, max length and
 // headers exchanges are refused with transport.ErrNotSupported, as Kombu's
 // filesystem transport has none. Queue and exchange names holding '/' or
 // NUL are refused too. Consumers are woken by inotify on Linux when any

@@ -66,6 +66,7 @@ type store struct {
 	watch       *watchers
 	stopRecover chan struct{}
 	recovered   chan struct{} // closed when the recovery loop has returned
+	delay       delayMover    // delay.go; stopped by stopRecover too
 	closeOnce   sync.Once
 }
 
@@ -73,6 +74,7 @@ var (
 	_ virtual.Store       = (*store)(nil)
 	_ virtual.Waker       = (*store)(nil)
 	_ virtual.Quarantiner = (*store)(nil)
+	_ virtual.Delayer     = (*store)(nil)
 )
 
 // receipt is a taken message: its file, under the taker's folder, and
@@ -104,6 +106,7 @@ func openStore(o *options, log *slog.Logger) (*store, error) {
 		busy:        map[string]time.Time{},
 		stopRecover: make(chan struct{}),
 		recovered:   make(chan struct{}),
+		delay:       newDelayMover(),
 	}
 	s.watch = newWatchers(o.in, s.addReady)
 	s.takenPath = filepath.Join(base, s.taker)
@@ -132,6 +135,7 @@ func openStore(o *options, log *slog.Logger) (*store, error) {
 	}
 	s.recoverAbandoned()
 	go s.recoverLoop()
+	go s.delayLoop()
 	return s, nil
 }
 
@@ -517,6 +521,7 @@ func (s *store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stopRecover)
 		<-s.recovered
+		<-s.delay.done
 		s.watch.close()
 		s.release()
 	})

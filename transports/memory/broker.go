@@ -148,6 +148,10 @@ func (b *broker) publish(p *transport.Publishing, env *envelope) (unroutable, co
 	if x.internal {
 		return false, false, fmt.Errorf("memory: exchange %q is internal: only other exchanges can route to it: %w", p.Exchange, transport.ErrAccessRefused)
 	}
+	if p.Delay > 0 {
+		b.publishLater(p, env) // delay.go
+		return false, false, nil
+	}
 	queues := b.route(x, p.RoutingKey, p.Headers)
 	if len(queues) == 0 {
 		if p.Mandatory {

@@ -23,7 +23,7 @@ func TestConformance(t *testing.T) {
 	raw := fmt.Sprintf("memory:///conformance-%d", conformanceRuns.Add(1))
 	all := transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout | transport.FeatureHeaders |
 		transport.FeatureExchangeBindings | transport.FeaturePriority | transport.FeatureTTL | transport.FeatureDeadLetter |
-		transport.FeatureMaxLength | transport.FeatureConfirms | transport.FeatureMandatory
+		transport.FeatureMaxLength | transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureDelay
 	transporttest.Run(t, func(t *testing.T) transport.Conn {
 		u, err := transport.Parse(raw)
 		if err != nil {

@@ -17,7 +17,7 @@ const directReplyTo = "amq.rabbitmq.reply-to"
 const features = transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout |
 	transport.FeatureHeaders | transport.FeatureExchangeBindings | transport.FeaturePriority |
 	transport.FeatureTTL | transport.FeatureDeadLetter | transport.FeatureMaxLength |
-	transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureLivePrefetch
+	transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureDelay | transport.FeatureLivePrefetch
 
 // conn is a connection to a broker. Its state is guarded by the broker's
 // lock like everything else.
@@ -179,33 +179,43 @@ func (c *conn) ready(p *transport.Publishing) (*envelope, error) {
 	return newEnvelope(p, headers, c.props.props(p), c.consumed.Load()), nil
 }
 
-// PublishBatch publishes in order under one lock, stopping at the first
-// failure.
+// PublishBatch publishes in order under one lock. A message that fails
+// fails alone: the others are published, and a *transport.BatchError says
+// which failed.
 func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
-	// The messages before one that cannot be made ready are published.
-	envs := make([]*envelope, len(ps))
-	var err error
-	for i, p := range ps {
-		if envs[i], err = c.ready(p); err != nil {
-			envs = envs[:i]
-			break
+	var errs []error
+	fail := func(i int, err error) {
+		if errs == nil {
+			errs = make([]error, len(ps))
 		}
+		errs[i] = err
+	}
+	envs := make([]*envelope, len(ps))
+	for i, p := range ps {
+		env, err := c.ready(p)
+		if err != nil {
+			fail(i, err)
+			continue
+		}
+		envs[i] = env
 	}
 	if err := c.begin(ctx); err != nil {
 		return err
 	}
 	var unroutable []*transport.Publishing
 	consumed := c.consumed.Load()
-	for i, env := range envs {
-		var dropped bool
-		var perr error
-		if dropped, consumed, perr = c.b.publish(ps[i], env); perr != nil {
-			err = perr
-			envs = envs[:i]
-			break
+	for i, p := range ps {
+		if envs[i] == nil {
+			continue // refused already
 		}
+		dropped, toConsumer, err := c.b.publish(p, envs[i])
+		if err != nil {
+			fail(i, err)
+			continue
+		}
+		consumed = toConsumer
 		if dropped {
-			unroutable = append(unroutable, ps[i])
+			unroutable = append(unroutable, p)
 		}
 	}
 	c.b.unlock()
@@ -213,8 +223,11 @@ func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) err
 	for _, p := range unroutable {
 		c.notifyUnroutable(p)
 	}
-	if err != nil {
-		return fmt.Errorf("memory: batch message %d of %d and those after it were not published: %w", len(envs)+1, len(ps), err)
+	if len(ps) == 1 && errs != nil {
+		return errs[0]
+	}
+	if err := transport.NewBatchError(errs); err != nil {
+		return fmt.Errorf("memory: %w", err)
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ func TestConformance(t *testing.T) {
 	e := newEnv(t)
 	raw := e.url()
 	all := transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout | transport.FeaturePriority |
-		transport.FeatureDeadLetter | transport.FeatureConfirms | transport.FeatureMandatory
+		transport.FeatureDeadLetter | transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureDelay
 	transporttest.Run(t, func(t *testing.T) transport.Conn {
 		u, err := transport.Parse(raw)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -19,7 +20,7 @@ import (
 
 const features = transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout |
 	transport.FeaturePriority | transport.FeatureConfirms | transport.FeatureMandatory |
-	transport.FeatureDeadLetter | transport.FeatureLivePrefetch
+	transport.FeatureDeadLetter | transport.FeatureDelay | transport.FeatureLivePrefetch
 
 // opTimeout bounds the commands a connection sends on its own behalf
 // (taking, acknowledging, restoring), which have no caller's context.
@@ -43,6 +44,7 @@ type conn struct {
 	subs      map[*subscription]struct{}
 	lastCtag  uint64
 	bgStarted bool // restorer and wake hub
+	delay     delayMover
 
 	unroutable map[string]struct{} // unacked tags the restorer could not route, warned about
 
@@ -56,8 +58,12 @@ type conn struct {
 	// Exchanges live in this connection's memory only, as in Kombu.
 	exchanges *virtual.Exchanges
 
-	routes routeCache
-	gets   *ackScope
+	routes   routeCache
+	watching atomic.Bool // the wake hub was started for the route cache
+	gets     *ackScope
+
+	receipts *receipts     // keys of take receipts (receipt.go)
+	takeSeq  atomic.Uint64 // numbers takes, for their receipts
 
 	leaseMu sync.Mutex
 	leased  map[string]struct{} // unacked hash keys of messages this connection holds unsettled
@@ -103,7 +109,10 @@ func newConn(rdb *goredis.Client, o *options, log *slog.Logger) *conn {
 	}
 	rdb.AddHook(lossHook{c})
 	c.routes.tables = map[string]*routeTable{}
+	c.routes.trusted = map[string]bool{}
+	c.routes.gen = map[string]uint64{}
 	c.gets = &ackScope{c: c}
+	c.receipts = newReceipts(o.keyprefix)
 	c.relay = newFanoutRelay(c)
 	c.acks = newAckFlusher(c)
 	c.bgWG.Add(2)
@@ -506,7 +515,16 @@ func (c *conn) Get(ctx context.Context, queue string, autoAck bool) (*transport.
 	if err := c.check(ctx); err != nil {
 		return nil, err
 	}
-	entries, err := c.take(ctx, []string{queue}, []string{pyQuote(queue)}, 1, !autoAck)
+	c.startDelayMover() // delay.go: due messages reach the queue
+	receipt := c.receipts.acquire()
+	entries, lost, err := c.take(ctx, []string{queue}, []string{pyQuote(queue)}, 1, !autoAck, receipt)
+	if lost != nil {
+		// The key stays with the recovery: no other take may overwrite
+		// its receipt first.
+		c.recoverLater(*lost)
+	} else {
+		c.receipts.release(receipt)
+	}
 	if err != nil {
 		return nil, c.wrap("get from "+queue, err)
 	}
@@ -596,6 +614,9 @@ func (c *conn) Close() error {
 	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
+	if keys := c.receipts.idle(); len(keys) > 0 && !lost {
+		_ = c.rdb.Del(ctx, keys...).Err() // they would expire anyway
+	}
 	for _, name := range doomed {
 		if _, err := c.deleteQueue(ctx, name); err != nil {
 			errs = append(errs, c.wrap("delete exclusive queue "+name, err))
@@ -618,7 +639,24 @@ func (c *conn) startBackground() {
 		return
 	}
 	c.bgStarted = true
-	c.hub = newWakeHub(c)
+	c.startDelayMoverLocked() // delay.go
+	c.startHubLocked()
 	c.bgWG.Add(1)
 	go c.restoreLoop()
+}
+
+// startHub starts the wake hub alone, for a connection that publishes
+// through bindings: it watches the binding sets (see publish.go).
+func (c *conn) startHub() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.startHubLocked()
+	}
+}
+
+func (c *conn) startHubLocked() {
+	if c.hub == nil {
+		c.hub = newWakeHub(c)
+	}
 }

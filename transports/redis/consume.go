@@ -40,6 +40,8 @@ type subscription struct {
 	keys     []string          // every bucket key, for wake-ups
 	autoAck  bool
 	prefetch atomic.Int64 // read before each take: SetPrefetch changes it while the subscription runs
+	receipt  string       // the key of its takes' receipts (receipt.go)
+	tookAll  bool         // every take answered: the receipt is not needed
 
 	ch        chan *transport.Delivery
 	wakeCh    chan struct{}
@@ -74,6 +76,8 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 		quoted:    make(map[string]string, len(spec.Queues)),
 		tags:      make(map[string]string, len(spec.Queues)),
 		autoAck:   spec.AutoAck,
+		receipt:   c.receipts.key(),
+		tookAll:   true,
 		ch:        make(chan *transport.Delivery),
 		wakeCh:    make(chan struct{}, 1),
 		settledCh: make(chan struct{}, 1),
@@ -155,6 +159,7 @@ func (s *subscription) SetPrefetch(ctx context.Context, n int) error {
 func (s *subscription) run() {
 	defer func() {
 		s.c.hub.unregister(s)
+		s.dropReceipt()
 		close(s.ch)
 		close(s.done)
 	}()
@@ -176,6 +181,7 @@ func (s *subscription) run() {
 		}
 		entries, err := s.take(n)
 		if err != nil {
+			s.tookAll = false
 			if !s.stopped() {
 				s.fail(s.c.wrap("take", err))
 			}
@@ -205,6 +211,18 @@ func (s *subscription) run() {
 	}
 }
 
+// dropReceipt deletes the subscription's take receipt once it is not
+// needed: when every take was answered and Redis is there. Otherwise the
+// receipt expires by itself after the visibility timeout.
+func (s *subscription) dropReceipt() {
+	if s.autoAck || !s.tookAll || s.c.lostErr() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.c.rdb.Del(ctx, s.receipt).Err()
+}
+
 // takeRetryFor is how long a subscription keeps retrying takes that fail
 // for want of Redis (connection refused or lost, a master that is loading
 // or has just become a replica) before it ends with the error. go-redis
@@ -212,18 +230,39 @@ func (s *subscription) run() {
 // every consumer.
 const takeRetryFor = 30 * time.Second
 
-// take takes up to n messages, retrying while Redis is unreachable.
-func (s *subscription) take(n int) ([]*entry, error) {
+// take takes up to n messages, retrying while Redis is unreachable. A
+// take whose reply was lost is recovered (its messages returned to their
+// queues, see receipt.go) before the next take may overwrite its receipt;
+// if the subscription ends first, the connection recovers it once Redis
+// answers.
+func (s *subscription) take(n int) (entries []*entry, err error) {
 	quoted := make([]string, len(s.queues))
 	for i, q := range s.queues {
 		quoted[i] = s.quoted[q]
 	}
+	var pending *lostTake
+	defer func() {
+		if pending != nil {
+			s.c.recoverLater(*pending)
+		}
+	}()
 	var since time.Time
 	backoff := 100 * time.Millisecond
 	for {
-		entries, err := s.c.take(context.Background(), s.queues, quoted, n, !s.autoAck)
-		if err == nil || !transient(err) {
-			return entries, err
+		if pending == nil {
+			var lost *lostTake
+			entries, lost, err = s.c.take(context.Background(), s.queues, quoted, n, !s.autoAck, s.receipt)
+			pending = lost
+			if err == nil || !transient(err) {
+				return entries, err
+			}
+		} else if err = s.recover(*pending); err == nil || !unanswered(err) {
+			if err != nil {
+				s.c.log.Warn("redis: a take's reply was lost, and what it took could not be returned; it will be restored after the visibility timeout",
+					"queues", pending.queues, "error", err)
+			}
+			pending = nil
+			continue
 		}
 		if since.IsZero() {
 			since = time.Now()
@@ -238,6 +277,17 @@ func (s *subscription) take(n int) ([]*entry, error) {
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// recover returns the messages of a take whose reply was lost.
+func (s *subscription) recover(l lostTake) error {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	n, err := s.c.recoverTake(ctx, l)
+	if n > 0 {
+		s.c.log.Info("redis: messages taken by a take whose reply was lost are back in their queues", "count", n, "queues", l.queues)
+	}
+	return err
 }
 
 // transient reports whether an error is Redis being unreachable or not

@@ -28,6 +28,7 @@
 //	unacked_key, unacked_index_key, unacked_mutex_key   the key names (defaults unacked, unacked_index, unacked_mutex)
 //	fanout_prefix=true            false: no "/<db>." prefix on fanout channels (Kombu 3); or the prefix itself
 //	fanout_patterns=true          false: publish fanout messages on the exchange's channel only
+//	exact_bindings=false          true: check the binding set in Redis on every publish (see Routing below)
 //	max_connections=20            size of the command connection pool (default: go-redis's, 10 per CPU)
 //	socket_timeout=3              seconds for a command's reply
 //	socket_connect_timeout=5      seconds to connect
@@ -114,6 +115,11 @@
 // to the front of its queue (RPUSH), marked redelivered, by the first
 // consumer (Go or Python) whose periodic restore gets the "unacked_mutex"
 // lock. Closing a connection returns its unsettled messages at once.
+//
+// Delayed messages (transport.FeatureDelay, which Kombu's Redis transport
+// does not have) wait in sorted sets of kombu-go's, "_kombu_go.delayed.q:<queue>"
+// with the index "_kombu_go.delayed", which no Kombu process reads, until a
+// kombu-go connection moves them into the lists when due: see delay.go.
 //
 // # Differences from Kombu
 //
@@ -217,6 +223,21 @@
 //   - Exclusive queues, and auto-delete queues bound to a fanout exchange,
 //     are deleted when the connection that declared them closes.
 //
+// # Routing
+//
+// Bindings are Kombu's sets, which any client may change. A publish
+// through an exchange routes with a cached copy of the set, checked by the
+// publish script, or, while the connection watches the sets (client
+// tracking: Redis announces every write to them), trusted without a check,
+// which makes a publish to one queue a plain LPUSH. A binding changed by
+// any client is then used by every publish that starts after Redis's
+// announcement reached this process: normally well under a millisecond; at
+// worst, when tracking lapses unannounced, within 2 s (when the hub next
+// verifies tracking; until then nothing is trusted once a lapse is known).
+// exact_bindings=true checks the set on every publish instead, so that the
+// very next publish uses a change, as Kombu does (Kombu reads the set on
+// every publish, one more round trip), at a script run per publish.
+//
 // # Connections and costs
 //
 // A connection is a go-redis client with a pool of command connections.
@@ -254,7 +275,11 @@
 // one, which returns the messages still unsettled to their queues at once
 // (their handlers' later settlements fail as stale), not after the
 // visibility timeout. Only if Redis is still unreachable when the
-// connection is closed, or the process dies, do they wait for it.
+// connection is closed, or the process dies, do they wait for it. The same
+// holds for a take whose reply never came (Redis stopped after running it):
+// its receipt says what it took, and those messages go back to their
+// queues too (receipt.go), where Kombu leaves them for the visibility
+// timeout.
 //
 // Publish returns once Redis has applied the write (FeatureConfirms), which
 // is not once it is on disk: with Debian's default configuration (RDB

@@ -17,6 +17,10 @@ import (
 //	unacked_mutex                 STRING, the lock restore_visible takes
 //	/<db>.<exchange>[/<key>]      PUB/SUB channel of a fanout exchange
 //
+// kombu-go adds one kind of key of its own, which Kombu never reads:
+//
+//	_kombu-go.take.<conn id>.<n>  STRING, a take's receipt (receipt.go), expiring after the visibility timeout
+//
 // global_keyprefix is prepended to every key and channel name.
 
 // sep separates the parts of a binding member and a queue from its

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/runtime/transport/transporttest"
+	kredis "github.com/kombu-go/kombu/transports/redis"
 )
 
 func TestDirectLayout(t *testing.T) {
@@ -108,9 +109,11 @@ func TestTopicMatchesAsKombu(t *testing.T) {
 	}
 }
 
+// With exact_bindings, a binding changed by another client is used by the
+// very next publish, as in Kombu.
 func TestBindingAddedByAnotherClientRoutesAtOnce(t *testing.T) {
 	e := newEnv(t)
-	c := e.dial()
+	c := e.dial("exact_bindings=true")
 	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "dx", Type: transport.ExchangeDirect, Durable: true})
 	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
 	transporttest.Bind(t, c, transport.Binding{Source: "dx", Destination: "q", RoutingKey: "k"})
@@ -143,6 +146,55 @@ func TestBindingAddedByAnotherClientRoutesAtOnce(t *testing.T) {
 	if n := len(e.list("q")); n != 101 {
 		t.Errorf("q holds %d after the batch, want 101", n)
 	}
+}
+
+// By default a connection watches the binding sets and trusts its cached
+// copy until Redis announces a change: a binding changed by another client
+// is used once the announcement arrives, at most verifyInterval (2 s)
+// later, normally within a millisecond or so. Each publish here records
+// when it started; every publish that started after the bound must have
+// taken the new route, and the measured delay is logged.
+func TestBindingChangedByAnotherClientRoutesOnceAnnounced(t *testing.T) {
+	e := newEnv(t)
+	c := e.dial()
+	ctx := context.Background()
+	transporttest.DeclareExchange(t, c, transport.Exchange{Name: "wx", Type: transport.ExchangeDirect, Durable: true})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "old"})
+	transporttest.Bind(t, c, transport.Binding{Source: "wx", Destination: "old", RoutingKey: "k"})
+	// Publish until the route is trusted: a plain LPUSH, no script.
+	for range 50 {
+		transporttest.Publish(t, c, &transport.Publishing{Exchange: "wx", RoutingKey: "k", Body: []byte("warm")})
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !kredis.RouteTrusted(c, "wx") {
+		t.Fatal("the route is not trusted after 50 publishes: the watch never started")
+	}
+	const bound = 2*time.Second + 100*time.Millisecond
+	// Another client moves the binding from old to new.
+	e.raw.SAdd(ctx, e.prefix+"_kombu.binding.wx", "k"+sep+sep+"new")
+	e.raw.SRem(ctx, e.prefix+"_kombu.binding.wx", "k"+sep+sep+"old")
+	changed := time.Now()
+	var lastOld, firstNew time.Duration = -1, -1
+	for i := 0; time.Since(changed) < bound+200*time.Millisecond; i++ {
+		started := time.Since(changed)
+		before := len(e.list("old"))
+		transporttest.Publish(t, c, &transport.Publishing{Exchange: "wx", RoutingKey: "k", Body: []byte("m")})
+		if len(e.list("old")) > before {
+			lastOld = started
+			if started > bound {
+				t.Fatalf("a publish started %v after the binding moved still took the old route (bound %v)", started, bound)
+			}
+		} else if firstNew < 0 {
+			firstNew = started
+		}
+	}
+	if firstNew < 0 {
+		t.Fatal("no publish took the new route")
+	}
+	if !kredis.RouteTrusted(c, "wx") {
+		t.Error("the new route is not trusted: every publish pays the check")
+	}
+	t.Logf("last publish on the old route started %v after the change, first on the new one %v after", lastOld, firstNew)
 }
 
 func TestPrioritiesLowerFirst(t *testing.T) {

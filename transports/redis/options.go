@@ -56,6 +56,7 @@ type options struct {
 	fanoutPrefix      string // before formatting {db}
 	fanoutPrefixOff   bool
 	fanoutPatterns    bool
+	exactBindings     bool // check the binding set on every publish (publish.go)
 }
 
 // parseOptions reads a redis://, rediss://, redis+socket:// or sentinel://
@@ -158,6 +159,8 @@ func parseOptions(u *transport.URL, cfg transport.Config) (*options, error) {
 			}
 		case "fanout_patterns":
 			o.fanoutPatterns, err = parseBool(val)
+		case "exact_bindings":
+			o.exactBindings, err = parseBool(val)
 		case "max_connections":
 			o.poolSize, err = nonNegInt(val)
 		case "socket_timeout":
@@ -193,7 +196,7 @@ func parseOptions(u *transport.URL, cfg transport.Config) (*options, error) {
 		default:
 			return nil, bad("unknown option %q (the redis transport takes visibility_timeout, global_keyprefix, polling_interval, "+
 				"unacked_restore_interval, unacked_restore_limit, unacked_mutex_expire, unacked_key, unacked_index_key, unacked_mutex_key, "+
-				"fanout_prefix, fanout_patterns, max_connections, socket_timeout, socket_connect_timeout, client_name, "+
+				"fanout_prefix, fanout_patterns, exact_bindings, max_connections, socket_timeout, socket_connect_timeout, client_name, "+
 				"ssl, ssl_cert_reqs, ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_check_hostname, insecure, "+
 				"and for sentinel:// master_name, sentinel, sentinel_username, sentinel_password)", key)
 		}

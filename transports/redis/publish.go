@@ -14,13 +14,34 @@ import (
 )
 
 // Routing. Bindings live in Redis sets that any client (Go or Python) may
-// change at any time, so a route is never trusted without checking: the
-// connection caches each exchange's binding set with its fingerprint, routes
-// locally with it, and publishes through publishScript, which pushes only if
-// the set's fingerprint is still the same and otherwise returns the current
-// members for the connection to route again. A binding added by anyone is
-// therefore used by the very next publish, at the cost of one SMEMBERS on
-// the server per publish and no extra round trip.
+// change at any time, so a route is not trusted without a way to know it
+// changed. The connection caches each exchange's binding set and routes
+// locally with it, in one of two ways:
+//
+//   - Checked: it publishes through publishScript with the set's
+//     fingerprint; the script pushes only if the set is still the one
+//     routed with, and otherwise returns the current members for the
+//     connection to route again. A binding changed by anyone is used by the
+//     very next publish, at the cost of a script run (a few microseconds of
+//     server time) per publish.
+//   - Watched: while the connection's wake hub has Redis announce every
+//     write to the binding sets (client tracking in broadcast mode, see
+//     wake.go), a table that a publish confirmed (the script accepted its
+//     fingerprint) or read afresh, with no announcement for its exchange
+//     since, is trusted: a message to one queue is then a plain LPUSH, as
+//     fast as the bare client. An announcement drops the table, and the
+//     next publish checks again. A binding changed by anyone is therefore
+//     used by every publish that starts once the announcement reached this
+//     process (well under a millisecond on one host, as the tests measure);
+//     if the hub loses its tracking without a broken connection to tell it,
+//     it finds out within verifyInterval (2 s) by CLIENT TRACKINGINFO and
+//     trusts nothing until tracking is back: the bound on how stale a
+//     route can be. The URL option exact_bindings=true turns this off,
+//     for Kombu's own guarantee (it reads the set on every publish) at the
+//     script's cost.
+//
+// Publishing through an exchange to several queues always goes through the
+// script, which pushes to all of them in one step.
 
 // routeTable is the cached binding set of one exchange, with the
 // fingerprint publishScript checks it by.
@@ -39,10 +60,23 @@ func newRouteTable(members []string) *routeTable {
 	return &routeTable{Routes: virtual.NewRoutes(bindings), fp: bindingFingerprint(members)}
 }
 
-// routeCache holds a connection's route tables.
+// routeCache holds a connection's route tables, and which of them are
+// trusted (see above).
 type routeCache struct {
-	mu     sync.Mutex
-	tables map[string]*routeTable
+	mu       sync.Mutex
+	tables   map[string]*routeTable
+	trusted  map[string]bool
+	gen      map[string]uint64 // announcements of a change, per exchange
+	epoch    uint64            // bumped whenever all trust is withdrawn
+	watching bool              // the hub has Redis announce binding changes
+}
+
+// routeStamp is what a route cache knew before a read of a binding set:
+// a table read or confirmed after it may be trusted only if nothing was
+// announced for its exchange since, and the watch did not lapse.
+type routeStamp struct {
+	epoch, gen uint64
+	watching   bool
 }
 
 func (rc *routeCache) get(exchange string) *routeTable {
@@ -51,19 +85,90 @@ func (rc *routeCache) get(exchange string) *routeTable {
 	return rc.tables[exchange]
 }
 
+// lookup returns the exchange's table, whether it is trusted, and a stamp
+// to confirm it with later.
+func (rc *routeCache) lookup(exchange string) (*routeTable, bool, routeStamp) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.tables[exchange], rc.trusted[exchange], routeStamp{rc.epoch, rc.gen[exchange], rc.watching}
+}
+
+func (rc *routeCache) stamp(exchange string) routeStamp {
+	_, _, st := rc.lookup(exchange)
+	return st
+}
+
+func (rc *routeCache) valid(exchange string, st routeStamp) bool {
+	return st.watching && rc.watching && st.epoch == rc.epoch && st.gen == rc.gen[exchange]
+}
+
 func (rc *routeCache) put(exchange string, t *routeTable) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	rc.putLocked(exchange, t)
+}
+
+func (rc *routeCache) putLocked(exchange string, t *routeTable) {
 	if len(rc.tables) > 4096 {
 		clear(rc.tables)
+		clear(rc.trusted)
 	}
 	rc.tables[exchange] = t
+	delete(rc.trusted, exchange)
+}
+
+// putRead caches a table read from Redis after st was taken, trusted if
+// nothing changed meanwhile.
+func (rc *routeCache) putRead(exchange string, t *routeTable, st routeStamp) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.putLocked(exchange, t)
+	if rc.valid(exchange, st) {
+		rc.trusted[exchange] = true
+	}
+}
+
+// confirm trusts t, which the script just accepted, if it is still the
+// exchange's table and nothing changed since st.
+func (rc *routeCache) confirm(exchange string, t *routeTable, st routeStamp) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.tables[exchange] == t && rc.valid(exchange, st) {
+		rc.trusted[exchange] = true
+	}
 }
 
 func (rc *routeCache) forget(exchange string) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	delete(rc.tables, exchange)
+	delete(rc.trusted, exchange)
+}
+
+// changed records Redis's announcement that an exchange's binding set
+// changed.
+func (rc *routeCache) changed(exchange string) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.gen) > 4096 {
+		clear(rc.gen)
+		rc.epoch++
+		clear(rc.trusted)
+	}
+	rc.gen[exchange]++
+	delete(rc.tables, exchange)
+	delete(rc.trusted, exchange)
+}
+
+// watch says whether Redis now announces binding changes; every change of
+// that, and every doubt (an announcement without keys, a broken
+// subscriber), withdraws all trust.
+func (rc *routeCache) watch(on bool) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.watching = on
+	rc.epoch++
+	clear(rc.trusted)
 }
 
 // Publish sends one message. Redis acknowledges every write before the
@@ -74,7 +179,8 @@ func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
 }
 
 // PublishBatch sends every message in pipelines of up to 512 commands: one
-// round trip per pipeline rather than one per message.
+// round trip per pipeline rather than one per message. A message that
+// fails fails alone; a *transport.BatchError says which did.
 func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
 	return c.publish(ctx, ps)
 }
@@ -85,14 +191,15 @@ const pipelineChunk = 512
 // needed to build that command again after its route went stale.
 type pubOp struct {
 	p      *transport.Publishing
-	index  int
 	kind   byte // 'd' default exchange, 'f' fanout, 'r' routed through bindings
 	typ    string
 	head   []byte // the envelope up to its delivery tag
 	err    error
 	done   bool
-	cmd    goredis.Cmder
+	cmd    goredis.Cmder // nil: routed nowhere by a trusted table
 	routes []string
+	table  *routeTable // the table a routed message was routed with
+	stamp  routeStamp
 }
 
 func (c *conn) publish(ctx context.Context, ps []*transport.Publishing) error {
@@ -101,7 +208,7 @@ func (c *conn) publish(ctx context.Context, ps []*transport.Publishing) error {
 	}
 	ops := make([]*pubOp, len(ps))
 	for i, p := range ps {
-		op := &pubOp{p: p, index: i}
+		op := &pubOp{p: p}
 		ops[i] = op
 		if p.Expiration > 0 {
 			op.err = fmt.Errorf("redis: message expiration (Kombu stores it on Redis but nothing enforces it): %w", transport.ErrNotSupported)
@@ -130,6 +237,10 @@ func (c *conn) publish(ctx context.Context, ps []*transport.Publishing) error {
 				op.kind = 'f'
 			} else {
 				op.kind = 'r'
+				if !c.watching.Load() && !c.opts.exactBindings {
+					c.watching.Store(true)
+					c.startHub() // to watch the binding sets
+				}
 			}
 		}
 	}
@@ -143,20 +254,17 @@ func (c *conn) publish(ctx context.Context, ps []*transport.Publishing) error {
 			break
 		}
 	}
-	var failed []*pubOp
-	for _, op := range ops {
-		if op.err != nil {
-			failed = append(failed, op)
-		}
+	if len(ops) == 1 {
+		return ops[0].err
 	}
-	switch {
-	case len(failed) == 0:
-		return nil
-	case len(ops) == 1:
-		return failed[0].err
+	errs := make([]error, len(ops))
+	for i, op := range ops {
+		errs[i] = op.err
 	}
-	return fmt.Errorf("redis: %d of %d messages not published; the first, message %d: %w",
-		len(failed), len(ops), failed[0].index, failed[0].err)
+	if err := transport.NewBatchError(errs); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
 }
 
 // publishChunk sends a chunk of messages in one pipeline, then again for
@@ -179,16 +287,24 @@ func (c *conn) publishChunk(ctx context.Context, ops []*pubOp) error {
 		if err := c.loadTables(ctx, pending); err != nil {
 			return c.wrap("publish", err)
 		}
-		pipe := c.rdb.Pipeline()
-		for _, op := range pending {
-			c.queueOp(ctx, pipe, op)
-		}
-		if _, err := pipe.Exec(ctx); err != nil && !isCommandError(err) {
-			return c.wrap("publish", err)
+		if len(pending) == 1 {
+			// One message: its command alone, without a pipeline's
+			// bookkeeping (a publish one at a time is the common case).
+			c.queueOp(ctx, c.rdb, pending[0])
+		} else {
+			pipe := c.rdb.Pipeline()
+			for _, op := range pending {
+				c.queueOp(ctx, pipe, op)
+			}
+			if _, err := pipe.Exec(ctx); err != nil && !isCommandError(err) {
+				return c.wrap("publish", err)
+			}
 		}
 		noscript := false
 		for _, op := range pending {
 			switch cmd := op.cmd.(type) {
+			case nil: // a trusted table routed it nowhere
+				c.routed(op, 0)
 			case *goredis.IntCmd: // LPUSH or PUBLISH
 				if err := cmd.Err(); err != nil {
 					op.err, op.done = c.wrap("publish", err), true
@@ -210,12 +326,8 @@ func (c *conn) publishChunk(ctx context.Context, ops []*pubOp) error {
 				default:
 					switch v := v.(type) {
 					case int64:
-						op.done = true
-						if v == 0 && op.p.Mandatory {
-							op.err = fmt.Errorf("redis: no queue bound to exchange %q with routing key %q: %w", op.p.Exchange, op.p.RoutingKey, transport.ErrUnroutable)
-						} else if v == 0 {
-							c.notifyUnroutable(op.p, "no queue is bound to the exchange with a matching key")
-						}
+						c.routes.confirm(op.p.Exchange, op.table, op.stamp)
+						c.routed(op, v)
 					case []any:
 						members := make([]string, 0, len(v))
 						for _, m := range v {
@@ -223,7 +335,7 @@ func (c *conn) publishChunk(ctx context.Context, ops []*pubOp) error {
 								members = append(members, s)
 							}
 						}
-						c.routes.put(op.p.Exchange, newRouteTable(members))
+						c.routes.putRead(op.p.Exchange, newRouteTable(members), op.stamp)
 					default:
 						op.err, op.done = fmt.Errorf("redis: publish: unexpected reply %T", v), true
 					}
@@ -235,6 +347,16 @@ func (c *conn) publishChunk(ctx context.Context, ops []*pubOp) error {
 				return c.wrap("load publish script", err)
 			}
 		}
+	}
+}
+
+// routed settles a message routed through bindings to n queues.
+func (c *conn) routed(op *pubOp, n int64) {
+	op.done = true
+	if n == 0 && op.p.Mandatory {
+		op.err = fmt.Errorf("redis: no queue bound to exchange %q with routing key %q: %w", op.p.Exchange, op.p.RoutingKey, transport.ErrUnroutable)
+	} else if n == 0 {
+		c.notifyUnroutable(op.p, "no queue is bound to the exchange with a matching key")
 	}
 }
 
@@ -263,6 +385,10 @@ func (c *conn) loadTables(ctx context.Context, ops []*pubOp) error {
 	if len(missing) == 0 {
 		return nil
 	}
+	stamps := make([]routeStamp, len(missing))
+	for i, ex := range missing {
+		stamps[i] = c.routes.stamp(ex)
+	}
 	cmds := make([]*goredis.StringSliceCmd, len(missing))
 	_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, ex := range missing {
@@ -274,14 +400,19 @@ func (c *conn) loadTables(ctx context.Context, ops []*pubOp) error {
 		return err
 	}
 	for i, ex := range missing {
-		c.routes.put(ex, newRouteTable(cmds[i].Val()))
+		c.routes.putRead(ex, newRouteTable(cmds[i].Val()), stamps[i])
 	}
 	return nil
 }
 
-// queueOp adds the command that sends op to the pipeline.
-func (c *conn) queueOp(ctx context.Context, pipe goredis.Pipeliner, op *pubOp) {
+// queueOp adds the command that sends op to the pipeline, or, given the
+// client itself, sends it.
+func (c *conn) queueOp(ctx context.Context, pipe goredis.Cmdable, op *pubOp) {
 	p := op.p
+	if p.Delay > 0 {
+		c.queueDelayed(ctx, pipe, op) // delay.go
+		return
+	}
 	step := stepFor(int(p.Priority))
 	switch op.kind {
 	case 'd':
@@ -291,11 +422,21 @@ func (c *conn) queueOp(ctx context.Context, pipe goredis.Pipeliner, op *pubOp) {
 	case 'f':
 		op.cmd = pipe.Publish(ctx, c.ks.fanoutChannel(p.Exchange, p.RoutingKey), virtual.AppendEnvelopeTail(op.head, virtual.NewDeliveryTag()))
 	default:
-		t := c.routes.get(p.Exchange)
+		t, trusted, st := c.routes.lookup(p.Exchange)
 		if t == nil {
 			t = newRouteTable(nil)
 		}
 		queues := t.Lookup(op.typ, p.RoutingKey)
+		op.table, op.stamp = t, st
+		if trusted && len(queues) <= 1 {
+			op.routes = queues
+			if len(queues) == 0 {
+				op.cmd = nil // settled without a command: routed nowhere
+				return
+			}
+			op.cmd = pipe.LPush(ctx, c.ks.bucket(queues[0], step), virtual.AppendEnvelopeTail(op.head, virtual.NewDeliveryTag()))
+			return
+		}
 		keys := make([]string, 1, 1+len(queues))
 		keys[0] = c.ks.binding(p.Exchange)
 		args := make([]any, 1, 1+len(queues))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -15,12 +16,15 @@ import (
 
 // take runs takeScript over the queues (in the order given, with their
 // names pre-quoted as JSON) and returns what it took, recorded as unacked
-// and leased when record is set. It uses its own context: once the script
-// has run, its reply must be read, or the messages it recorded would wait a
-// visibility timeout for a restore.
-func (c *conn) take(ctx context.Context, queues, quoted []string, n int, record bool) ([]*entry, error) {
-	keys := make([]string, 2, 2+numSteps*len(queues))
-	keys[0], keys[1] = c.ks.unacked, c.ks.unackedIndex
+// and leased when record is set, with a receipt under the key given (see
+// receipt.go). It uses its own context: once the script has run, its reply
+// must be read, or the messages it recorded would wait a visibility
+// timeout for a restore. If the reply does not come, the error comes with
+// the lost take, which the caller must recover (see receipt.go) before it
+// takes again with the same receipt key.
+func (c *conn) take(ctx context.Context, queues, quoted []string, n int, record bool, receipt string) ([]*entry, *lostTake, error) {
+	keys := make([]string, 3, 3+numSteps*len(queues))
+	keys[0], keys[1], keys[2] = c.ks.unacked, c.ks.unackedIndex, receipt
 	for step := range numSteps {
 		for _, q := range queues {
 			keys = append(keys, c.ks.bucket(q, step))
@@ -30,22 +34,27 @@ func (c *conn) take(ctx context.Context, queues, quoted []string, n int, record 
 	if record {
 		rec = "1"
 	}
-	args := make([]any, 4, 4+len(queues))
+	seq := c.takeSeq.Add(1)
+	args := make([]any, 6, 6+len(queues))
 	args[0], args[1], args[2], args[3] = n, strconv.FormatFloat(nowScore(), 'f', -1, 64), rec, len(queues)
+	args[4], args[5] = seq, c.opts.visibilityTimeout.Milliseconds()
 	for _, q := range quoted {
 		args = append(args, q)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
 	res, err := takeScript.Run(tctx, c.rdb, keys, args...).Slice()
 	if err != nil {
-		return nil, err
+		if record {
+			return nil, &lostTake{receipt: receipt, seq: seq, queues: slices.Clone(queues)}, err
+		}
+		return nil, nil, err
 	}
 	if len(res)%4 != 0 {
-		return nil, fmt.Errorf("redis: take: malformed reply of %d values", len(res))
+		return nil, nil, fmt.Errorf("redis: take: malformed reply of %d values", len(res))
 	}
 	out := make([]*entry, 0, len(res)/4)
 	for i := 0; i < len(res); i += 4 {
@@ -54,14 +63,14 @@ func (c *conn) take(ctx context.Context, queues, quoted []string, n int, record 
 		raw, _ := res[i+2].(string)
 		hkey, _ := res[i+3].(string)
 		if q < 1 || int(q) > len(queues) || step < 0 || step >= int64(numSteps) {
-			return nil, fmt.Errorf("redis: take: malformed reply")
+			return nil, nil, fmt.Errorf("redis: take: malformed reply")
 		}
 		out = append(out, &entry{hkey: hkey, raw: raw, queue: queues[q-1], step: int(step)})
 	}
 	if record {
 		c.lease(out)
 	}
-	return out, nil
+	return out, nil, nil
 }
 
 // scriptCall is one script invocation in a pipeline.

@@ -33,16 +33,27 @@ import (
 // every queue's copy of a message the same tag) gets a ".2", ".3", ...
 // suffix, so that one copy's acknowledgement cannot drop another's record.
 //
-// KEYS: unacked, unacked_index, bucket keys (step-major, then queue).
+// A take that recorded messages also writes a receipt: the take's number
+// and, for each message recorded, its queue position, step and hash key, as
+// JSON under the caller's receipt key (one per subscription, overwritten by
+// each take, expiring after the visibility timeout). If the reply is lost
+// (Redis stopped after running the script but before sending the reply,
+// or the connection broke in between), the caller reads the receipt and
+// returns those messages to their queues at once (see recoverTakes), where
+// Kombu leaves them for the visibility timeout.
+//
+// KEYS: unacked, unacked_index, receipt, bucket keys (step-major, then queue).
 // ARGV: count, score (time taken, in seconds), record ("1" or "0"), number of
-// queues, then each queue's name as a JSON string.
+// queues, take number, receipt lifetime in milliseconds, then each queue's
+// name as a JSON string.
 // Returns a flat array: queue position (1-based), step (0-based), message,
 // hash key ("" when not recorded), for each message taken.
 var takeScript = goredis.NewScript(`
 local count = tonumber(ARGV[1])
 local record = ARGV[3] == '1'
 local nq = tonumber(ARGV[4])
-local ns = (#KEYS - 2) / nq
+local ns = (#KEYS - 3) / nq
+local receipt = {}
 local order = {}
 for i = 1, nq do order[i] = i end
 local out = {}
@@ -51,7 +62,7 @@ for n = 1, count do
   for s = 0, ns - 1 do
     for oi = 1, nq do
       local q = order[oi]
-      local item = redis.call('RPOP', KEYS[2 + s * nq + q])
+      local item = redis.call('RPOP', KEYS[3 + s * nq + q])
       if item then
         local hkey = ''
         if record and string.find(item, '^%s*{') then
@@ -74,7 +85,7 @@ for n = 1, count do
             end
           end
           if ok then
-            local value = '[' .. item .. ', "", ' .. ARGV[4 + q] .. ']'
+            local value = '[' .. item .. ', "", ' .. ARGV[6 + q] .. ']'
             hkey = tag
             local i = 1
             while redis.call('HSETNX', KEYS[1], hkey, value) == 0 do
@@ -82,6 +93,7 @@ for n = 1, count do
               hkey = tag .. '.' .. i
             end
             redis.call('ZADD', KEYS[2], ARGV[2], hkey)
+            receipt[#receipt + 1] = {q, s, hkey}
           end
         end
         out[#out + 1] = q
@@ -97,6 +109,9 @@ for n = 1, count do
     if found then break end
   end
   if not found then break end
+end
+if #receipt > 0 then
+  redis.call('SET', KEYS[3], cjson.encode({ARGV[5], receipt}), 'PX', ARGV[6])
 end
 return out
 `)

@@ -128,11 +128,12 @@ func (h *wakeHub) wakeAll() {
 // start with its step-0 key.
 func (h *wakeHub) prefixes() []string {
 	h.mu.Lock()
-	keys := make([]string, 0, len(h.subs))
+	keys := make([]string, 0, len(h.subs)+1)
 	for k := range h.subs {
 		keys = append(keys, k)
 	}
 	h.mu.Unlock()
+	keys = append(keys, h.bindingPrefix()) // the binding sets, for the route cache
 	slices.Sort(keys)
 	var out []string
 	for _, k := range keys {
@@ -143,6 +144,8 @@ func (h *wakeHub) prefixes() []string {
 	}
 	return out
 }
+
+func (h *wakeHub) bindingPrefix() string { return h.c.ks.binding("") }
 
 func (h *wakeHub) close() {
 	close(h.stop)
@@ -173,6 +176,7 @@ func (h *wakeHub) run() {
 		h.recvWG.Wait()
 	}()
 
+	defer h.c.routes.watch(false)
 	ticker := time.NewTicker(verifyInterval)
 	defer ticker.Stop()
 	current := ""
@@ -187,6 +191,8 @@ func (h *wakeHub) run() {
 		want := h.prefixes()
 		key := strings.Join(want, "\x00") + "\x00" + itoa64(h.clientID.Load())
 		if key != current || !h.verify(ctx, want) {
+			// Until tracking is on again, changes may go unannounced.
+			h.c.routes.watch(false)
 			if h.configure(ctx, want) {
 				current = key
 			} else {
@@ -208,7 +214,11 @@ func (h *wakeHub) receive(ctx context.Context) {
 		}
 		if err != nil {
 			// A FLUSHDB's invalidation carries no keys, which go-redis
-			// reports as an error; a broken connection is one too.
+			// reports as an error; a broken connection is one too. Either
+			// way announcements may have been missed: trust no route
+			// until tracking is set up again.
+			h.c.routes.watch(false)
+			h.signal()
 			h.wakeAll()
 			select {
 			case <-ctx.Done():
@@ -222,10 +232,24 @@ func (h *wakeHub) receive(ctx context.Context) {
 			h.signal()
 		case *goredis.Message:
 			if len(m.PayloadSlice) > 0 {
+				h.announce(m.PayloadSlice)
 				h.wake(m.PayloadSlice)
 			} else {
+				h.c.routes.watch(false)
+				h.signal()
 				h.wakeAll()
 			}
+		}
+	}
+}
+
+// announce drops the route tables of the exchanges whose binding sets
+// changed.
+func (h *wakeHub) announce(keys []string) {
+	prefix := h.bindingPrefix()
+	for _, k := range keys {
+		if ex, ok := strings.CutPrefix(k, prefix); ok {
+			h.c.routes.changed(ex)
 		}
 	}
 }
@@ -257,6 +281,7 @@ func (h *wakeHub) configure(ctx context.Context, prefixes []string) bool {
 		return false
 	}
 	h.active.Store(true)
+	h.c.routes.watch(true)
 	return true
 }
 

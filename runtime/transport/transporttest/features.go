@@ -430,6 +430,10 @@ var notSupportedChecks = []check{
 		e.refusesQueueArgument("x-queue-type", "quorum")
 		e.refusesQueueArgument("x-queue-type", "stream")
 	}},
+	{name: "Delay", run: func(e *env) {
+		e.skipIfClaimed(transport.FeatureDelay)
+		e.refusesPublish("a delayed delivery", func(p *transport.Publishing) { p.Delay = time.Second })
+	}},
 	{name: "LivePrefetch", run: func(e *env) {
 		e.skipIfClaimed(transport.FeatureLivePrefetch)
 		c := e.conn()

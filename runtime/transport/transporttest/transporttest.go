@@ -21,9 +21,9 @@
 // concurrent use and PublishBatch where the driver has it. The sections for
 // optional features (topic, fanout and headers exchanges,
 // exchange-to-exchange bindings, priority, TTL, dead-lettering, max length,
-// confirms, mandatory publishing, queue types, direct reply-to, a prefetch
-// changed while consuming) run where Features claims them; for each
-// feature it does not claim, the suite checks
+// confirms, mandatory publishing, queue types, direct reply-to, delayed
+// delivery, a prefetch changed while consuming) run where Features claims
+// them; for each feature it does not claim, the suite checks
 // that the driver refuses it with transport.ErrNotSupported rather than
 // ignoring it. The BadInput section holds what every driver must survive: a
 // publish to a deleted exchange or queue, settling twice or after Close, a
@@ -135,6 +135,7 @@ func Run(t *testing.T, open func(t *testing.T) transport.Conn, opts ...Option) {
 	s.section(t, "Concurrency", concurrencyChecks)
 	s.section(t, "PublishBatch", batchChecks)
 	s.section(t, "Features", featureChecks)
+	s.section(t, "Delay", delayChecks)
 	s.section(t, "NotSupported", notSupportedChecks)
 	s.section(t, "BadInput", badInputChecks)
 }
@@ -588,5 +589,6 @@ var allFeatures = []struct {
 	{transport.FeatureMandatory, "Mandatory"},
 	{transport.FeatureQueueTypes, "QueueTypes"},
 	{transport.FeatureDirectReplyTo, "DirectReplyTo"},
+	{transport.FeatureDelay, "Delay"},
 	{transport.FeatureLivePrefetch, "LivePrefetch"},
 }

@@ -52,7 +52,8 @@ type queueDecl struct {
 // conn is a transport.Conn over a Store.
 type conn struct {
 	store        Store
-	waker        Waker // nil: poll
+	waker        Waker   // nil: poll
+	delayer      Delayer // nil: no delayed delivery
 	name         string
 	log          *slog.Logger
 	poll         time.Duration
@@ -137,11 +138,19 @@ func NewConn(store Store, cfg Config) transport.Conn {
 	if w, ok := store.(Waker); ok {
 		c.waker = w
 	}
+	if d, ok := store.(Delayer); ok {
+		c.delayer = d
+	}
 	c.gets = &scope{c: c}
 	return c
 }
 
-func (c *conn) Features() transport.Features { return features }
+func (c *conn) Features() transport.Features {
+	if c.delayer != nil {
+		return features | transport.FeatureDelay
+	}
+	return features
+}
 
 // errorf formats an error with the transport's name in front.
 func (c *conn) errorf(format string, args ...any) error {

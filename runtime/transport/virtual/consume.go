@@ -31,6 +31,11 @@ type subscription struct {
 	autoAck  bool
 	prefetch atomic.Int64 // read before each take: SetPrefetch changes it while the subscription runs
 
+	// ahead are messages a batch took that are not handed over yet,
+	// delivered before the next take and put back when the subscription
+	// ends (BatchTaker).
+	ahead     []*held
+	aheadD    []*transport.Delivery
 	ch        chan *transport.Delivery
 	settledCh chan struct{} // a prefetch slot was freed
 	ctx       context.Context
@@ -126,6 +131,11 @@ func (s *subscription) run(wake <-chan struct{}, stopWatching func()) {
 	defer func() {
 		stopWatching()
 		s.cancel()
+		if len(s.ahead) > 0 {
+			// Taken in a batch, never handed over: back as they were.
+			s.c.restore(s.ahead)
+			s.ahead, s.aheadD = nil, nil
+		}
 		close(s.ch)
 		close(s.done)
 	}()
@@ -187,10 +197,41 @@ func (s *subscription) run(wake <-chan struct{}, stopWatching func()) {
 }
 
 // takeNext takes one message from the first of the queues, in rotation
-// order, that has one, and moves that queue to the end of the order.
+// order, that has one, and moves that queue to the end of the order. From
+// a BatchTaker it takes as many as the prefetch has room for and keeps
+// the rest for the next calls.
 func (s *subscription) takeNext() (*held, *transport.Delivery, error) {
+	if len(s.ahead) > 0 {
+		h, d := s.ahead[0], s.aheadD[0]
+		s.ahead, s.aheadD = s.ahead[1:], s.aheadD[1:]
+		return h, d, nil
+	}
+	b, batches := s.c.store.(BatchTaker)
+	room := 0
+	if p := int(s.prefetch.Load()); batches && !s.autoAck && p > 1 {
+		room = p - s.acks.count()
+	}
 	for _, q := range s.queues {
-		h, d, err := s.c.take(s.ctx, q)
+		var h *held
+		var d *transport.Delivery
+		var err error
+		if room > 1 {
+			var hs []*held
+			var ds []*transport.Delivery
+			hs, ds, err = s.c.takeBatch(s.ctx, b, q, room)
+			if err == nil && len(hs) == 0 {
+				err = transport.ErrEmpty // all quarantined
+			}
+			if err == nil {
+				h, d = hs[0], ds[0]
+				for _, dd := range ds[1:] {
+					dd.ConsumerTag = s.tags[q]
+				}
+				s.ahead, s.aheadD = hs[1:], ds[1:]
+			}
+		} else {
+			h, d, err = s.c.take(s.ctx, q)
+		}
 		if errors.Is(err, transport.ErrEmpty) {
 			continue
 		}

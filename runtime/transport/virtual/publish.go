@@ -18,32 +18,36 @@ func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
 
 // PublishBatch publishes the messages in order, reading each exchange's
 // table once for the batch. A message that fails fails alone: the others
-// are published, and the error says how many failed, and why the first
-// did.
+// are published, and a *transport.BatchError says which failed.
 func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
 	if err := c.check(ctx); err != nil {
 		return err
 	}
 	tables := map[string][]Binding{}
-	failed, first, firstAt := 0, error(nil), 0
+	var errs []error
 	for i, p := range ps {
-		if err := c.publish(ctx, p, tables); err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("%s: %d of %d messages not published, from message %d: %w", c.name, len(ps)-i, len(ps), i, err)
+		err := c.publish(ctx, p, tables)
+		if err == nil {
+			continue
+		}
+		if len(ps) == 1 {
+			return err
+		}
+		if errs == nil {
+			errs = make([]error, len(ps))
+		}
+		errs[i] = err
+		if ctx.Err() != nil {
+			for j := i + 1; j < len(ps); j++ {
+				errs[j] = fmt.Errorf("%s: not published: %w", c.name, ctx.Err())
 			}
-			if failed == 0 {
-				first, firstAt = err, i
-			}
-			failed++
+			break
 		}
 	}
-	switch {
-	case failed == 0:
-		return nil
-	case len(ps) == 1:
-		return first
+	if err := transport.NewBatchError(errs); err != nil {
+		return fmt.Errorf("%s: %w", c.name, err)
 	}
-	return fmt.Errorf("%s: %d of %d messages not published; the first, message %d: %w", c.name, failed, len(ps), firstAt, first)
+	return nil
 }
 
 // publish refuses what a virtual transport does not have, then routes and
@@ -55,6 +59,8 @@ func (c *conn) publish(ctx context.Context, p *transport.Publishing, tables map[
 		return c.errorf("message expiration (Kombu's virtual transports store it, and nothing enforces it): %w", transport.ErrNotSupported)
 	case p.Priority != 0:
 		return c.errorf("message priority %d (this transport has no priority queues): %w", p.Priority, transport.ErrNotSupported)
+	case p.Delay > 0 && c.delayer == nil:
+		return c.errorf("delayed delivery (this store cannot hold a message back): %w", transport.ErrNotSupported)
 	}
 	n, err := c.routeAndPut(ctx, p, tables)
 	if err != nil || n > 0 {
@@ -95,7 +101,13 @@ func (c *conn) routeAndPut(ctx context.Context, p *transport.Publishing, tables 
 			h = head[:len(head):len(head)] // each copy its own array
 		}
 		m := Message{Queue: q, Envelope: AppendEnvelopeTail(h, NewDeliveryTag()), Priority: priority}
-		if err := c.store.Put(ctx, m); err != nil {
+		var err error
+		if p.Delay > 0 {
+			err = c.delayer.PutDelayed(ctx, m, p.Delay)
+		} else {
+			err = c.store.Put(ctx, m)
+		}
+		if err != nil {
 			if i > 0 {
 				return i, c.wrap(fmt.Sprintf("publish to %q (stored for %q before)", q, queues[:i]), err)
 			}

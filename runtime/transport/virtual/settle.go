@@ -28,23 +28,60 @@ func (c *conn) take(ctx context.Context, queue string) (*held, *transport.Delive
 		if err != nil {
 			return nil, nil, err
 		}
-		h := &held{queue: queue, taken: t}
-		d, err := DecodeEnvelope(t.Envelope)
-		if err != nil {
-			if q, ok := c.store.(Quarantiner); ok {
-				if qerr := q.Quarantine(ctx, t.Receipt, err); qerr != nil {
-					c.restore([]*held{h})
-					return nil, nil, fmt.Errorf("quarantine a message that is not a Kombu envelope (%v): %w", err, qerr)
-				}
-				c.log.Warn(c.name+": a message that is not a Kombu envelope was set aside", "queue", queue, "error", err)
-				continue
-			}
-			d = UndecodableDelivery(t.Envelope, err)
+		h, d, err := c.decodeTaken(ctx, queue, t)
+		if err != nil || h != nil {
+			return h, d, err
 		}
-		d.Redelivered = d.Redelivered || t.Redelivered
-		d.Queue = queue
-		return h, d, nil
 	}
+}
+
+// decodeTaken decodes a taken message for its receiver. A message that is
+// not a Kombu envelope is quarantined where the store can (h is nil then),
+// and otherwise delivered as UndecodableDelivery describes.
+func (c *conn) decodeTaken(ctx context.Context, queue string, t Taken) (*held, *transport.Delivery, error) {
+	h := &held{queue: queue, taken: t}
+	d, err := DecodeEnvelope(t.Envelope)
+	if err != nil {
+		if q, ok := c.store.(Quarantiner); ok {
+			if qerr := q.Quarantine(ctx, t.Receipt, err); qerr != nil {
+				c.restore([]*held{h})
+				return nil, nil, fmt.Errorf("quarantine a message that is not a Kombu envelope (%v): %w", err, qerr)
+			}
+			c.log.Warn(c.name+": a message that is not a Kombu envelope was set aside", "queue", queue, "error", err)
+			return nil, nil, nil
+		}
+		d = UndecodableDelivery(t.Envelope, err)
+	}
+	d.Redelivered = d.Redelivered || t.Redelivered
+	d.Queue = queue
+	return h, d, nil
+}
+
+// takeBatch takes up to max messages of the queue at once from a
+// BatchTaker and decodes them, in order; those it quarantined are left
+// out, so it may return none.
+func (c *conn) takeBatch(ctx context.Context, b BatchTaker, queue string, max int) ([]*held, []*transport.Delivery, error) {
+	ts, err := b.TakeBatch(ctx, queue, max)
+	if err != nil {
+		return nil, nil, err
+	}
+	hs, ds := make([]*held, 0, len(ts)), make([]*transport.Delivery, 0, len(ts))
+	for i, t := range ts {
+		h, d, err := c.decodeTaken(ctx, queue, t)
+		if err != nil {
+			// Put back what is not handed over: the rest of the batch.
+			rest := hs
+			for _, t := range ts[i+1:] {
+				rest = append(rest, &held{queue: queue, taken: t})
+			}
+			c.restore(rest)
+			return nil, nil, err
+		}
+		if h != nil {
+			hs, ds = append(hs, h), append(ds, d)
+		}
+	}
+	return hs, ds, nil
 }
 
 // scope numbers the deliveries of a subscription (or of a connection's
@@ -198,7 +235,7 @@ func (a *scope) reject(tag uint64, requeue bool, reason string) error {
 	case dl != nil:
 		return a.c.deadLetter(h, dl, reason)
 	}
-	return a.c.ack(h)
+	return a.c.drop(h, reason)
 }
 
 // ack removes a message from the store for good.
@@ -206,6 +243,18 @@ func (c *conn) ack(h *held) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	return c.wrap("ack a message of "+h.queue, c.store.Ack(ctx, h.taken.Receipt))
+}
+
+// drop settles a rejected message that goes to no dead-letter exchange:
+// kept aside where the store is a Rejecter, removed otherwise.
+func (c *conn) drop(h *held, reason string) error {
+	r, ok := c.store.(Rejecter)
+	if !ok {
+		return c.ack(h)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	return c.wrap("reject a message of "+h.queue, r.Reject(ctx, h.taken.Receipt, reason))
 }
 
 // restore makes taken messages ready again: those delivered marked
@@ -246,9 +295,9 @@ func (c *conn) deadLetter(h *held, dl *DeadLetter, reason string) error {
 	if err != nil {
 		// Not an envelope: it cannot carry an x-death header or name its
 		// routing key. It is dropped, as without a dead-letter exchange.
-		c.log.Warn(c.name+": a rejected message is not a Kombu envelope and cannot be dead-lettered; dropped",
+		c.log.Warn(c.name+": a rejected message is not a Kombu envelope and cannot be dead-lettered; dropped, or kept aside where the store keeps rejected messages",
 			"queue", h.queue, "error", err)
-		return c.ack(h)
+		return c.drop(h, reason)
 	}
 	key := d.RoutingKey
 	if dl.HasRoutingKey {

@@ -77,9 +77,10 @@ import "context"
 // routes by itself (Pub/Sub subscriptions with filters, SNS, a MongoDB
 // broadcast collection) or that can wake consumers (PostgreSQL
 // LISTEN/NOTIFY, inotify, a blocking receive) adds an optional interface:
-// Waker and Quarantiner are the first; others (broker-side routing, lease
-// renewal, priorities, batches) come with the first store that needs
-// them.
+// Waker, Quarantiner, Rejecter (keeping rejected messages aside) and
+// BatchTaker (taking several at once; SQL's first) so far; others
+// (broker-side routing, lease renewal, priorities) come with the first
+// store that needs them.
 type Store interface {
 	// DeclareQueue makes the queue exist, where the store keeps queues
 	// apart from their messages; elsewhere it does nothing. Declaring an
@@ -173,6 +174,32 @@ type Quarantiner interface {
 	// Quarantine moves the taken message aside for good; reason says what
 	// is wrong with it.
 	Quarantine(ctx context.Context, r Receipt, reason error) error
+}
+
+// BatchTaker is implemented by a store that can take several messages in
+// one operation (one transaction, one receive call) for less than as many
+// Takes. A consumer then takes up to as many messages as its prefetch has
+// room for at once, keeps those it has not handed over yet, and puts them
+// back, as they were, when it ends. A consumer without a prefetch, and
+// Get, take one at a time.
+type BatchTaker interface {
+	// TakeBatch takes up to max (at least 1) of the queue's oldest ready
+	// messages, oldest first, as Take takes one; it fails with an error
+	// wrapping transport.ErrEmpty when there is none. When it returns an
+	// error, it took nothing.
+	TakeBatch(ctx context.Context, queue string, max int) ([]Taken, error)
+}
+
+// Rejecter is implemented by a store that keeps a message rejected without
+// requeue, from a queue this connection gave no dead-letter exchange,
+// where a person can look at it (a table of rejected rows), instead of
+// dropping it as AMQP does. The connection then calls Reject where it
+// would call Ack: for a message a handler failed or the runtime could not
+// decode (reason says why, "" when the consumer gave no reason), and for
+// one that could not be dead-lettered because it is not a Kombu envelope.
+type Rejecter interface {
+	// Reject removes the taken message from its queue and keeps it aside.
+	Reject(ctx context.Context, r Receipt, reason string) error
 }
 
 // Waker is implemented by a store that can tell a consumer when a message

@@ -1,0 +1,60 @@
+package redis
+
+import (
+	"context"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+// LoseNextTakeReply makes the next take on c run on the server and then
+// fail as if the connection had broken before its reply arrived (what
+// Redis does when it is stopped between running a script and sending the
+// reply), or, with timeout, as if the reply had not come in time (a slow
+// server: the connection is not lost). The fault is injected in the
+// client; the server is real.
+func LoseNextTakeReply(c transport.Conn, timeout bool) {
+	h := &loseReply{sha: takeScript.Hash(), timeout: timeout}
+	h.armed.Store(true)
+	c.(*conn).rdb.AddHook(h)
+}
+
+type loseReply struct {
+	sha     string
+	timeout bool
+	armed   atomic.Bool
+}
+
+func (h *loseReply) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (h *loseReply) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return next
+}
+
+func (h *loseReply) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		err := next(ctx, cmd)
+		args := cmd.Args()
+		if err != nil || len(args) < 2 || args[0] != "evalsha" || args[1] != h.sha || !h.armed.CompareAndSwap(true, false) {
+			return err
+		}
+		lost := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+		if h.timeout {
+			lost.Err = os.ErrDeadlineExceeded
+		}
+		cmd.SetErr(lost)
+		return lost
+	}
+}
+
+// RouteTrusted reports whether c trusts its cached binding set of the
+// exchange, publishing through it without a check (publish.go).
+func RouteTrusted(c transport.Conn, exchange string) bool {
+	_, trusted, _ := c.(*conn).routes.lookup(exchange)
+	return trusted
+}
