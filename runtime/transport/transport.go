@@ -314,8 +314,8 @@ type Publishing struct {
 	// before Delay has passed, and it reaches its queues within a second
 	// after. It is at most MaxDelay. A driver without FeatureDelay refuses
 	// a positive Delay with ErrNotSupported.
-	Delay   time.Duration
-	Body    []byte
+	Delay time.Duration
+	Body  []byte
 	// BodyOwned says that Body was made for this publish alone (the runtime
 	// serialized or compressed it into a new slice) and nobody writes to it
 	// afterwards, so a driver that keeps the body (the in-process broker)
