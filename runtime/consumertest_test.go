@@ -12,6 +12,10 @@ func TestShutdownNeverDeadLettersOrStrands(t *testing.T) {
 	consumertest.Shutdown(t, brokerURL(t))
 }
 
+func TestDefaultPrefetchFitsTheHandlers(t *testing.T) {
+	consumertest.Prefetch(t, brokerURL(t))
+}
+
 func TestDeadLetterSaysWhy(t *testing.T) {
 	consumertest.DeadLetterReason(t, brokerURL(t), false)
 }

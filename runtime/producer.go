@@ -278,8 +278,8 @@ func (p *Producer) Publish(ctx context.Context, body any, opts ...PublishOption)
 		}
 		// A raw body is the caller's slice, which the caller may reuse as soon
 		// as Publish returns; the batch holds it until Send, so it keeps a copy.
-		if b, ok := body.([]byte); ok && len(b) > 0 && len(pub.Body) > 0 && &b[0] == &pub.Body[0] {
-			pub.Body = bytes.Clone(pub.Body)
+		if !pub.BodyOwned && aliases(body, pub.Body) {
+			pub.Body, pub.BodyOwned = bytes.Clone(pub.Body), true
 		}
 		return cfg.batch.add(p.conn, pub)
 	}
@@ -368,7 +368,7 @@ func (p *Producer) prepare(pub *transport.Publishing, cfg *publishConfig, body a
 			return err
 		}
 	}
-	data, ct, enc, err := p.conn.codecs.encode(cfg, body)
+	data, ct, enc, owned, err := p.conn.codecs.encode(cfg, body)
 	if err != nil {
 		return err
 	}
@@ -386,6 +386,7 @@ func (p *Producer) prepare(pub *transport.Publishing, cfg *publishConfig, body a
 		if data, err = z.Compress(data); err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrEncode, z.Name(), err)
 		}
+		owned = isBuiltinCompressor(z)
 		headers = maps.Clone(headers)
 		if headers == nil {
 			headers = make(map[string]any, 1)
@@ -398,6 +399,7 @@ func (p *Producer) prepare(pub *transport.Publishing, cfg *publishConfig, body a
 		NotifyUnroutable: cfg.warnDropped && !cfg.mandatory,
 		Confirm:          p.confirms && p.conn.features.Has(transport.FeatureConfirms),
 		Body:             data,
+		BodyOwned:        owned,
 		Headers:          headers,
 		Properties:       cfg.props,
 	}
@@ -415,17 +417,20 @@ func (p *Producer) prepare(pub *transport.Publishing, cfg *publishConfig, body a
 }
 
 // encode serializes a body as cfg says and returns it with its content type
-// and encoding.
-func (c *codecs) encode(cfg *publishConfig, body any) (data []byte, contentType, encoding string, err error) {
+// and encoding, and whether the bytes are new, made for this message alone
+// (see transport.Publishing.BodyOwned): what the built-in serializers
+// return is, unless it is the caller's own []byte passed through; what a
+// custom serializer returns may be a buffer it reuses.
+func (c *codecs) encode(cfg *publishConfig, body any) (data []byte, contentType, encoding string, owned bool, err error) {
 	if cfg.contentType != "" {
 		if data, err = (codec.Raw{}).Marshal(body); err != nil {
-			return nil, "", "", fmt.Errorf("%w: %v", ErrEncode, err)
+			return nil, "", "", false, fmt.Errorf("%w: %v", ErrEncode, err)
 		}
 		encoding = cfg.encoding
 		if encoding == "" {
 			encoding = "binary"
 		}
-		return data, cfg.contentType, encoding, nil
+		return data, cfg.contentType, encoding, !aliases(body, data), nil
 	}
 	name := cfg.serializer
 	if name == "" {
@@ -440,12 +445,40 @@ func (c *codecs) encode(cfg *publishConfig, body any) (data []byte, contentType,
 	}
 	s, err := c.serializer(name)
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", "", false, err
 	}
 	if data, err = s.Marshal(body); err != nil {
-		return nil, "", "", fmt.Errorf("%w: %s: %v", ErrEncode, name, err)
+		return nil, "", "", false, fmt.Errorf("%w: %s: %v", ErrEncode, name, err)
 	}
-	return data, s.ContentType(), s.ContentEncoding(), nil
+	return data, s.ContentType(), s.ContentEncoding(), isBuiltinSerializer(s) && !aliases(body, data), nil
+}
+
+// isBuiltinSerializer reports whether s is one of kombu-go's serializers,
+// each of which returns a new slice from Marshal (or, raw and text, the
+// caller's own []byte, which aliases tells).
+func isBuiltinSerializer(s Serializer) bool {
+	switch s.(type) {
+	case codec.JSON, codec.Protobuf, codec.ProtoJSON, codec.Msgpack, codec.YAML, codec.Raw, codec.Text:
+		return true
+	}
+	return false
+}
+
+// isBuiltinCompressor reports whether z is one of kombu-go's compressors,
+// each of which returns a new slice from Compress.
+func isBuiltinCompressor(z Compressor) bool {
+	switch z.(type) {
+	case *codec.Zlib, *codec.Bzip2, *codec.LZMA, *codec.Brotli, *codec.Zstd:
+		return true
+	}
+	return false
+}
+
+// aliases reports whether data is the caller's []byte body (raw and text
+// pass it through).
+func aliases(body any, data []byte) bool {
+	b, ok := body.([]byte)
+	return ok && len(b) > 0 && len(data) > 0 && &b[0] == &data[0]
 }
 
 func describePublish(p *transport.Publishing) string {

@@ -127,25 +127,30 @@ func TestEncodeChoosesSerializerAsKombu(t *testing.T) {
 		cfg         publishConfig
 		contentType string
 		encoding    string
+		owned       bool
 	}{
-		{[]byte{1, 2}, publishConfig{}, ContentTypeData, "binary"},
-		{"hi", publishConfig{}, ContentTypeText, "utf-8"},
-		{map[string]int{"a": 1}, publishConfig{}, ContentTypeJSON, "utf-8"},
-		{&apipb.Method{}, publishConfig{serializer: "protobuf"}, ContentTypeProtobuf, "binary"},
-		{[]byte("<x/>"), publishConfig{contentType: "application/xml", encoding: "utf-8"}, "application/xml", "utf-8"},
+		{[]byte{1, 2}, publishConfig{}, ContentTypeData, "binary", false},
+		{"hi", publishConfig{}, ContentTypeText, "utf-8", true},
+		{[]byte("hi"), publishConfig{serializer: "text"}, ContentTypeText, "utf-8", false},
+		{map[string]int{"a": 1}, publishConfig{}, ContentTypeJSON, "utf-8", true},
+		{&apipb.Method{}, publishConfig{serializer: "protobuf"}, ContentTypeProtobuf, "binary", true},
+		{[]byte("<x/>"), publishConfig{contentType: "application/xml", encoding: "utf-8"}, "application/xml", "utf-8", false},
+		{"<x/>", publishConfig{contentType: "application/xml", encoding: "utf-8"}, "application/xml", "utf-8", true},
 	}
 	for _, tt := range tests {
-		_, ct, enc, err := defaultCodecs.encode(&tt.cfg, tt.body)
-		if err != nil || ct != tt.contentType || enc != tt.encoding {
-			t.Errorf("encode(%T, %+v) = %q %q %v, want %q %q", tt.body, tt.cfg, ct, enc, err, tt.contentType, tt.encoding)
+		// A body is the message's own (transport.Publishing.BodyOwned)
+		// unless it is the caller's []byte, passed through.
+		_, ct, enc, owned, err := defaultCodecs.encode(&tt.cfg, tt.body)
+		if err != nil || ct != tt.contentType || enc != tt.encoding || owned != tt.owned {
+			t.Errorf("encode(%T, %+v) = %q %q owned %v, %v; want %q %q owned %v", tt.body, tt.cfg, ct, enc, owned, err, tt.contentType, tt.encoding, tt.owned)
 		}
 	}
-	_, _, _, err := defaultCodecs.encode(&publishConfig{serializer: "xml"}, 1)
+	_, _, _, _, err := defaultCodecs.encode(&publishConfig{serializer: "xml"}, 1)
 	if !errors.Is(err, ErrUnknownSerializer) || !strings.Contains(err.Error(), `"xml"`) {
 		t.Errorf("unknown serializer: got %v", err)
 	}
 	for _, name := range []string{"json", "msgpack", "yaml"} {
-		_, _, _, err = defaultCodecs.encode(&publishConfig{serializer: name}, make(chan int))
+		_, _, _, _, err = defaultCodecs.encode(&publishConfig{serializer: name}, make(chan int))
 		if !errors.Is(err, ErrEncode) {
 			t.Errorf("%s: unencodable body: got %v, want ErrEncode", name, err)
 		}
@@ -157,9 +162,12 @@ func TestCustomSerializerReplacesPerConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, ct, _, err := c.encode(&publishConfig{serializer: "upper"}, "abc")
+	data, ct, _, owned, err := c.encode(&publishConfig{serializer: "upper"}, "abc")
 	if err != nil || string(data) != "ABC" || ct != "text/x-upper" {
 		t.Fatalf("got %q %q %v", data, ct, err)
+	}
+	if owned {
+		t.Error("a custom serializer's bytes marked as the message's own: it may reuse its buffer")
 	}
 	if _, err := defaultCodecs.serializer("upper"); err == nil {
 		t.Fatal("a serializer added to one connection leaked into the defaults")

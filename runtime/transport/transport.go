@@ -115,8 +115,10 @@ type Conn interface {
 	// mandatory and no queue was bound. Confirm on a connection without
 	// FeatureConfirms, and Mandatory without FeatureMandatory, fail with
 	// ErrNotSupported. The driver does not keep p, or anything it points to
-	// but the body (nested header tables and lists included), once Publish
-	// has returned: the runtime reuses it.
+	// (nested header tables and lists included), once Publish has returned:
+	// the runtime reuses it. The body is the exception where p.BodyOwned
+	// says so: a driver that keeps messages in memory may then keep it as
+	// it is.
 	//
 	// A publish to an exchange that does not exist fails with ErrNotFound
 	// (reported only with Confirm where the broker closes the channel
@@ -213,6 +215,10 @@ const (
 	// FeatureDelay: delayed delivery, Publishing.Delay (see its doc and
 	// delay.go).
 	FeatureDelay
+	// FeatureLivePrefetch: the subscriptions Consume returns implement
+	// PrefetchSetter, so that the runtime can fit a consumer's prefetch to
+	// how fast its handlers turn out to be.
+	FeatureLivePrefetch
 )
 
 // Has reports whether every feature in want is in f.
@@ -308,9 +314,15 @@ type Publishing struct {
 	// before Delay has passed, and it reaches its queues within a second
 	// after. It is at most MaxDelay. A driver without FeatureDelay refuses
 	// a positive Delay with ErrNotSupported.
-	Delay   time.Duration
-	Body    []byte
-	Headers map[string]any
+	Delay time.Duration
+	Body  []byte
+	// BodyOwned says that Body was made for this publish alone (the runtime
+	// serialized or compressed it into a new slice) and nobody writes to it
+	// afterwards, so a driver that keeps the body (the in-process broker)
+	// may keep it rather than copy it. Without it Body may be the caller's
+	// own slice, which the caller may reuse once Publish returns.
+	BodyOwned bool
+	Headers   map[string]any
 	Properties
 }
 
@@ -381,6 +393,24 @@ type ConsumeSpec struct {
 	Prefetch  int
 	Exclusive bool
 	Arguments map[string]any
+}
+
+// PrefetchSetter is implemented by the subscriptions of a driver that
+// claims FeatureLivePrefetch.
+type PrefetchSetter interface {
+	// SetPrefetch changes the subscription's prefetch (as ConsumeSpec's)
+	// while it runs. A higher one lets the broker send more at once from
+	// then on; a lower one takes nothing back: the broker sends no more
+	// until the unsettled deliveries are fewer than it. Deliveries made
+	// before the change settle as before, and the order in which a queue's
+	// messages arrive is kept. Where the broker counts a prefetch per
+	// consumer (RabbitMQ, whose basic.qos applies only to consumers started
+	// after it, so the driver replaces its consumers), the deliveries made
+	// before the change count against the old prefetch until settled, and
+	// for a while up to those plus n may be unsettled. It does not bound
+	// auto-acked subscriptions. After the subscription ended it does
+	// nothing and returns nil.
+	SetPrefetch(ctx context.Context, n int) error
 }
 
 // Subscription is a running consumer.

@@ -20,7 +20,7 @@ const features = transport.FeatureDirect | transport.FeatureTopic | transport.Fe
 	transport.FeatureHeaders | transport.FeatureExchangeBindings | transport.FeaturePriority |
 	transport.FeatureTTL | transport.FeatureDeadLetter | transport.FeatureMaxLength |
 	transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureQueueTypes |
-	transport.FeatureDirectReplyTo | transport.FeatureDelay
+	transport.FeatureDirectReplyTo | transport.FeatureDelay | transport.FeatureLivePrefetch
 
 // closeTimeout bounds the connection.close handshake in Close.
 // A healthy broker answers in milliseconds; a blocked one (memory alarm)

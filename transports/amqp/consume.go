@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -68,10 +69,16 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 		ch:        ch,
 		queues:    slices.Clone(spec.Queues),
 		autoAck:   spec.AutoAck,
+		exclusive: spec.Exclusive,
+		tagPrefix: spec.Tag,
+		args:      args,
+		prefetch:  spec.Prefetch,
 		out:       make(chan *transport.Delivery),
 		over:      make(chan struct{}),
 		stop:      make(chan struct{}),
 		finished:  make(chan struct{}, n),
+		added:     make(chan struct{}),
+		pumpDone:  make([]chan struct{}, n),
 		cancels:   ch.NotifyCancel(make(chan string, n+1)),
 		closes:    ch.NotifyClose(make(chan *amqp.Error, 1)),
 		active:    make(map[string]int, n),
@@ -104,7 +111,8 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 		dchs[i] = dch
 	}
 	for i, dch := range dchs {
-		go s.pump(i, dch)
+		s.pumpDone[i] = make(chan struct{})
+		go s.pump(i, dch, nil, s.pumpDone[i])
 	}
 	go s.supervise(n)
 	if s.reply != nil {
@@ -140,11 +148,19 @@ func (c *conn) forgetReplySub(s *subscription) {
 // every pump has finished. The subscription is its deliveries'
 // Acknowledger.
 type subscription struct {
-	c       *conn
-	ch      *amqp.Channel
-	queues  []string
-	autoAck bool
-	reply   *pubChan // set when consuming amq.rabbitmq.reply-to
+	c         *conn
+	ch        *amqp.Channel
+	queues    []string
+	autoAck   bool
+	exclusive bool
+	tagPrefix string     // ConsumeSpec.Tag
+	args      amqp.Table // ConsumeSpec.Arguments
+	reply     *pubChan   // set when consuming amq.rabbitmq.reply-to
+
+	prefetchMu sync.Mutex      // one SetPrefetch at a time
+	prefetch   int             // guarded by prefetchMu
+	added      chan struct{}   // a pump started by SetPrefetch, for supervise to count
+	pumpDone   []chan struct{} // per queue, closed when its latest pump returns; guarded by mu
 
 	out      chan *transport.Delivery
 	over     chan struct{} // closed with out
@@ -174,9 +190,23 @@ var (
 
 // pump forwards one consumer's deliveries. amqp091-go buffers them without
 // bound, but the broker sends no more than the prefetch allows, so a slow
-// reader holds up only its own subscription.
-func (s *subscription) pump(i int, dch <-chan amqp.Delivery) {
-	defer func() { s.finished <- struct{}{} }()
+// reader holds up only its own subscription. A pump that replaces another
+// on the same queue (SetPrefetch) starts once that one has handed over its
+// last delivery (after is closed), so that the queue's order holds.
+func (s *subscription) pump(i int, dch <-chan amqp.Delivery, after <-chan struct{}, done chan struct{}) {
+	defer func() {
+		close(done)
+		select {
+		case s.finished <- struct{}{}:
+		case <-s.over: // ended already: nobody counts
+		}
+	}()
+	if after != nil {
+		select {
+		case <-after:
+		case <-s.stop:
+		}
+	}
 	queue := s.queues[i]
 	for d := range dch {
 		td := toDelivery(&d, queue)
@@ -244,6 +274,8 @@ func (s *subscription) supervise(pumps int) {
 			s.abort(nil)
 		case <-s.finished:
 			pumps--
+		case <-s.added:
+			pumps++
 		}
 	}
 	// amqp091-go sends a notification before it closes the delivery
@@ -432,6 +464,96 @@ func (s *subscription) Cancel(ctx context.Context) error {
 			return fmt.Errorf("amqp: cancel consumer: %w", s.c.closedErr())
 		}
 		return s.c.fail("cancel consumer", err)
+	}
+	return nil
+}
+
+var _ transport.PrefetchSetter = (*subscription)(nil)
+
+// SetPrefetch changes the prefetch of the running subscription. RabbitMQ
+// applies a basic.qos (per consumer, as Consume sets it) only to consumers
+// started after it, so each queue's consumer is replaced: a new one starts
+// under the new prefetch, then the old one is cancelled. The old one's
+// deliveries stay unsettled on the same channel, settle as before, and are
+// handed over before the new one's. An exclusive consumer cannot have a
+// second beside it, and is refused with ErrNotSupported; a prefetch does
+// not bound an auto-acking one, which is left as it is.
+func (s *subscription) SetPrefetch(ctx context.Context, n int) error {
+	switch {
+	case n < 0:
+		return fmt.Errorf("amqp: set prefetch: negative prefetch %d", n)
+	case s.autoAck:
+		return nil
+	case s.exclusive:
+		return fmt.Errorf("amqp: set prefetch: an exclusive consumer cannot be replaced while it runs: %w", transport.ErrNotSupported)
+	case n > 0xFFFF:
+		n = 0 // no limit, as Consume reads it
+	}
+	s.prefetchMu.Lock()
+	defer s.prefetchMu.Unlock()
+	if n == s.prefetch {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	tags := maps.Clone(s.active)
+	stale := s.cancelled || s.chanDead || s.ended || s.brokerErr != nil
+	s.mu.Unlock()
+	if stale {
+		return nil
+	}
+	s.rpcMu.Lock()
+	err := s.ch.Qos(n, 0, false)
+	s.rpcMu.Unlock()
+	if err != nil {
+		return s.c.fail(fmt.Sprintf("set prefetch %d", n), err)
+	}
+	for tag, i := range tags {
+		if err := s.replace(tag, i); err != nil {
+			return err
+		}
+	}
+	s.prefetch = n
+	return nil
+}
+
+// replace starts a new consumer of the i-th queue under the channel's
+// current basic.qos and cancels the one with tag. If the subscription was
+// cancelled or ended meanwhile, the new one is cancelled instead.
+func (s *subscription) replace(tag string, i int) error {
+	q := s.queues[i]
+	newTag := consumerTag(s.tagPrefix, q)
+	s.rpcMu.Lock()
+	dch, err := s.ch.Consume(q, newTag, false, false, false, false, s.args)
+	s.rpcMu.Unlock()
+	if err != nil {
+		return s.c.fail(fmt.Sprintf("set prefetch: consume from queue %q", q), err)
+	}
+	s.mu.Lock()
+	_, running := s.active[tag]
+	stale := !running || s.cancelled || s.chanDead || s.ended || s.brokerErr != nil
+	if !stale {
+		delete(s.active, tag)
+		s.active[newTag] = i
+	}
+	after, done := s.pumpDone[i], make(chan struct{})
+	s.pumpDone[i] = done
+	s.mu.Unlock()
+	select {
+	case s.added <- struct{}{}: // counted before the old pump can finish
+	case <-s.over:
+	}
+	go s.pump(i, dch, after, done)
+	if stale {
+		tag = newTag
+	}
+	s.rpcMu.Lock()
+	err = s.ch.Cancel(tag, false)
+	s.rpcMu.Unlock()
+	if err != nil {
+		return s.c.fail(fmt.Sprintf("set prefetch: cancel the consumer of queue %q", q), err)
 	}
 	return nil
 }

@@ -16,3 +16,7 @@ func TestShutdownNeverDeadLettersOrStrands(t *testing.T) {
 func TestDeadLetterSaysWhy(t *testing.T) {
 	consumertest.DeadLetterReason(t, brokertest.AMQPURL(t), true)
 }
+
+func TestDefaultPrefetchFitsTheHandlers(t *testing.T) {
+	consumertest.Prefetch(t, brokertest.AMQPURL(t))
+}

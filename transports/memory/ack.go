@@ -62,7 +62,7 @@ func (a *ackScope) Ack(tag uint64, multiple bool) error {
 		}
 		n = i + 1
 		if !multiple {
-			a.unacked = slices.Delete(a.unacked, i, n)
+			a.remove(i)
 			a.settled()
 			return nil
 		}
@@ -95,7 +95,7 @@ func (a *ackScope) reject(tag uint64, requeue bool, reason string) error {
 		return err
 	}
 	u := a.unacked[i]
-	a.unacked = slices.Delete(a.unacked, i, i+1)
+	a.remove(i)
 	if requeue {
 		u.e.redelivered = true
 		u.q.requeue(u.e)
@@ -106,11 +106,39 @@ func (a *ackScope) reject(tag uint64, requeue bool, reason string) error {
 	return nil
 }
 
-// forget drops the record of a delivery that was never handed over.
-func (a *ackScope) forget(tag uint64) {
-	if i, err := a.find(tag); err == nil {
-		a.unacked = slices.Delete(a.unacked, i, i+1)
+// forget drops the record of a delivery that was never handed over, and
+// reports whether there was one (an ack of every delivery, multiple with
+// tag 0, settles those on their way too).
+func (a *ackScope) forget(tag uint64) bool {
+	_, ok := a.untrack(tag)
+	return ok
+}
+
+// untrack removes the record of a delivery and returns it.
+func (a *ackScope) untrack(tag uint64) (unacked, bool) {
+	i, err := a.find(tag)
+	if err != nil {
+		return unacked{}, false
 	}
+	u := a.unacked[i]
+	a.remove(i)
+	return u, true
+}
+
+// remove drops the i-th record. Deliveries are mostly settled in the order
+// they were made, so the first goes without moving the others.
+func (a *ackScope) remove(i int) {
+	switch {
+	case len(a.unacked) == 1:
+		a.unacked[0] = unacked{}
+		a.unacked = a.unacked[:0] // the room it had stays for the next
+		return
+	case i == 0:
+		a.unacked[0] = unacked{}
+		a.unacked = a.unacked[1:]
+		return
+	}
+	a.unacked = slices.Delete(a.unacked, i, i+1)
 }
 
 // requeueAll returns every unsettled delivery to its queue, marked

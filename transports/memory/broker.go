@@ -136,36 +136,33 @@ func (b *broker) route(x *exchange, key string, headers map[string]any) []*queue
 	return hits
 }
 
-// publish routes p and enqueues it on every queue it reaches. It reports
-// whether p reached no queue and asked to be told (NotifyUnroutable), for
-// the caller to say so once the broker lock is released.
-func (b *broker) publish(p *transport.Publishing) (unroutable bool, err error) {
-	headers, err := cloneHeaders(p.Headers)
-	if err != nil {
-		return false, fmt.Errorf("memory: publish to exchange %q: %w", p.Exchange, err)
-	}
+// publish routes p, made ready as env (see conn.ready), and enqueues it on
+// every queue it reaches. It reports whether p reached no queue and asked
+// to be told (NotifyUnroutable), for the caller to say so once the broker
+// lock is released, and whether its first queue has consumers.
+func (b *broker) publish(p *transport.Publishing, env *envelope) (unroutable, consumed bool, err error) {
 	x := b.exchanges[p.Exchange]
 	if x == nil {
-		return false, fmt.Errorf("memory: exchange %q: %w", p.Exchange, transport.ErrNotFound)
+		return false, false, fmt.Errorf("memory: exchange %q: %w", p.Exchange, transport.ErrNotFound)
 	}
 	if x.internal {
-		return false, fmt.Errorf("memory: exchange %q is internal: only other exchanges can route to it: %w", p.Exchange, transport.ErrAccessRefused)
+		return false, false, fmt.Errorf("memory: exchange %q is internal: only other exchanges can route to it: %w", p.Exchange, transport.ErrAccessRefused)
 	}
 	if p.Delay > 0 {
-		b.publishLater(p, headers) // delay.go
-		return false, nil
+		b.publishLater(p, env) // delay.go
+		return false, false, nil
 	}
 	queues := b.route(x, p.RoutingKey, p.Headers)
 	if len(queues) == 0 {
 		if p.Mandatory {
-			return false, fmt.Errorf("memory: exchange %q, routing key %q: no queue bound: %w", p.Exchange, p.RoutingKey, transport.ErrUnroutable)
+			return false, false, fmt.Errorf("memory: exchange %q, routing key %q: no queue bound: %w", p.Exchange, p.RoutingKey, transport.ErrUnroutable)
 		}
 		// RabbitMQ drops an unroutable message that is not mandatory.
-		return p.NotifyUnroutable, nil
+		return p.NotifyUnroutable, false, nil
 	}
-	m := newMessage(p, headers)
-	for _, q := range queues {
-		q.publish(m)
+	queues[0].enqueue(&env.first)
+	for _, q := range queues[1:] {
+		q.publish(&env.message)
 	}
-	return false, nil
+	return false, len(queues[0].consumers) > 0, nil
 }

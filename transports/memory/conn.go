@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 
 	"github.com/kombu-go/kombu/runtime/transport"
 )
@@ -16,7 +17,7 @@ const directReplyTo = "amq.rabbitmq.reply-to"
 const features = transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout |
 	transport.FeatureHeaders | transport.FeatureExchangeBindings | transport.FeaturePriority |
 	transport.FeatureTTL | transport.FeatureDeadLetter | transport.FeatureMaxLength |
-	transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureDelay
+	transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureDelay | transport.FeatureLivePrefetch
 
 // conn is a connection to a broker. Its state is guarded by the broker's
 // lock like everything else.
@@ -30,6 +31,8 @@ type conn struct {
 	exclusive map[*queue]struct{}        // exclusive queues it declared
 
 	unroutable func(exchange, routingKey, reason string) // transport.Config.Unroutable; set once
+	props      propsCache                                // the properties of its last message
+	consumed   atomic.Bool                               // its last message's first queue had consumers
 }
 
 var (
@@ -148,39 +151,75 @@ func (c *conn) Unbind(ctx context.Context, b transport.Binding) error {
 // Publish routes the message to its queues before returning, so it is
 // always confirmed.
 func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
+	env, err := c.ready(p)
+	if err != nil {
+		return err
+	}
 	if err := c.begin(ctx); err != nil {
 		return err
 	}
-	unroutable, err := c.b.publish(p)
+	unroutable, consumed, err := c.b.publish(p, env)
 	c.b.unlock()
+	c.consumed.Store(consumed)
 	if unroutable {
 		c.notifyUnroutable(p)
 	}
 	return err
 }
 
+// ready makes p into what the broker keeps, before the broker lock is
+// taken: the copies and the allocation hold up nobody else. Whether its
+// delivery is made ready too follows the connection's last message (see
+// newEnvelope): a producer publishes to the same place over and over.
+func (c *conn) ready(p *transport.Publishing) (*envelope, error) {
+	headers, err := cloneHeaders(p.Headers)
+	if err != nil {
+		return nil, fmt.Errorf("memory: publish to exchange %q: %w", p.Exchange, err)
+	}
+	return newEnvelope(p, headers, c.props.props(p), c.consumed.Load()), nil
+}
+
 // PublishBatch publishes in order under one lock. A message that fails
 // fails alone: the others are published, and a *transport.BatchError says
 // which failed.
 func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
+	var errs []error
+	fail := func(i int, err error) {
+		if errs == nil {
+			errs = make([]error, len(ps))
+		}
+		errs[i] = err
+	}
+	envs := make([]*envelope, len(ps))
+	for i, p := range ps {
+		env, err := c.ready(p)
+		if err != nil {
+			fail(i, err)
+			continue
+		}
+		envs[i] = env
+	}
 	if err := c.begin(ctx); err != nil {
 		return err
 	}
 	var unroutable []*transport.Publishing
-	var errs []error
+	consumed := c.consumed.Load()
 	for i, p := range ps {
-		dropped, err := c.b.publish(p)
-		if err != nil {
-			if errs == nil {
-				errs = make([]error, len(ps))
-			}
-			errs[i] = err
+		if envs[i] == nil {
+			continue // refused already
 		}
+		dropped, toConsumer, err := c.b.publish(p, envs[i])
+		if err != nil {
+			fail(i, err)
+			continue
+		}
+		consumed = toConsumer
 		if dropped {
 			unroutable = append(unroutable, p)
 		}
 	}
 	c.b.unlock()
+	c.consumed.Store(consumed)
 	for _, p := range unroutable {
 		c.notifyUnroutable(p)
 	}

@@ -55,8 +55,9 @@ func (b *broker) deadLetter(d deadLetter) {
 	if d.text != "" {
 		headers[transport.ErrorHeader] = d.text
 	}
-	dm := &message{exchange: x.name, routingKey: key, body: m.body, headers: headers, props: m.props}
-	dm.props.Expiration = 0
+	props := *m.props
+	props.Expiration = 0
+	dm := &message{exchange: x.name, routingKey: key, body: m.body, headers: headers, props: &props}
 	deaths := headers["x-death"].([]any)
 	for _, q := range b.route(x, key, headers) {
 		if d.reason != reasonRejected && deathCycle(deaths, q.name) {

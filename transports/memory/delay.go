@@ -1,7 +1,6 @@
 package memory
 
 import (
-	"bytes"
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -15,20 +14,21 @@ import (
 // it lives as long as the process; closing the connection that published it
 // does not cancel it.
 
-// publishLater keeps a copy of p, whose headers the caller has copied
-// already, and publishes it once p.Delay has passed.
-func (b *broker) publishLater(p *transport.Publishing, headers map[string]any) {
+// publishLater keeps a copy of p, whose body and headers env keeps for
+// the broker already (see conn.ready), and publishes it once p.Delay has
+// passed.
+func (b *broker) publishLater(p *transport.Publishing, env *envelope) {
 	later := *p
-	later.Body = bytes.Clone(p.Body)
-	later.Headers = headers
+	later.Body, later.BodyOwned, later.Headers = env.body, true, env.headers
 	later.Delay = 0
 	// Nobody waits for the outcome any more: the runtime refuses a
 	// delayed mandatory publish, and a drop at the due time is what
 	// RabbitMQ does with an unroutable dead letter.
 	later.Mandatory, later.NotifyUnroutable = false, false
 	time.AfterFunc(p.Delay, func() {
+		due := newEnvelope(&later, later.Headers, new(propsCache).props(&later), false)
 		b.mu.Lock()
 		defer b.unlock()
-		_, _ = b.publish(&later)
+		_, _, _ = b.publish(&later, due)
 	})
 }

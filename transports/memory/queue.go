@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -21,25 +22,105 @@ type message struct {
 	routingKey string
 	body       []byte
 	headers    map[string]any
-	props      transport.Properties
+	// props never change either: messages published with the same
+	// properties, as a producer's are, share them (see propsCache).
+	props *transport.Properties
 }
 
-// newMessage copies what the publisher may reuse once Publish returns;
-// headers is p.Headers copied already (see cloneHeaders).
-func newMessage(p *transport.Publishing, headers map[string]any) *message {
-	m := &message{
-		exchange: p.Exchange, routingKey: p.RoutingKey,
-		body: bytes.Clone(p.Body), headers: headers, props: p.Properties,
+// propsCache keeps the properties of a connection's last message, for the
+// next one to share if it has the same: a producer sets the same ones on
+// every message, and a queue of messages holding a pointer each instead of
+// a copy is smaller by two thirds.
+// Publishers of one connection may race to replace it; whichever wins, the
+// properties a message gets are its own.
+type propsCache struct {
+	last atomic.Pointer[transport.Properties]
+}
+
+// props returns p's properties as a message keeps them: the last message's
+// if they are the same.
+func (pc *propsCache) props(p *transport.Publishing) *transport.Properties {
+	props := p.Properties
+	if props.DeliveryMode == 0 {
+		props.DeliveryMode = transport.Persistent // what an AMQP client sends for 0
 	}
-	if m.props.DeliveryMode == 0 {
-		m.props.DeliveryMode = transport.Persistent // what an AMQP client sends for 0
+	if last := pc.last.Load(); last != nil && *last == props {
+		return last
 	}
-	return m
+	kept := new(transport.Properties)
+	*kept = props
+	pc.last.Store(kept)
+	return kept
+}
+
+// envelope is a published message with its entry in the first queue it
+// reaches, allocated together: most messages reach one queue.
+type envelope struct {
+	message
+	first entry
+}
+
+// newEnvelope keeps what the publisher may reuse once Publish returns as a
+// copy (the body unless the publisher gave it away, see
+// transport.Publishing.BodyOwned); headers is p.Headers copied already
+// (see cloneHeaders), and props the properties as propsCache keeps them.
+//
+// With prepare, the envelope also holds the first entry's delivery, made
+// ready now: the queue has a consumer, which is about to take it, and the
+// publisher's goroutine makes it rather than that consumer's, which has
+// the message to handle. A message for a queue nobody consumes may wait
+// there for long, and is kept small instead.
+func newEnvelope(p *transport.Publishing, headers map[string]any, props *transport.Properties, prepare bool) *envelope {
+	body := p.Body
+	if !p.BodyOwned {
+		body = bytes.Clone(body)
+	}
+	var env *envelope
+	var d *transport.Delivery
+	var room []byte
+	switch n := len(body); {
+	case !prepare:
+		env = new(envelope)
+	case n <= 64:
+		env, d, room = newPrepared[deliveryRoom64](n)
+	case n <= 128:
+		env, d, room = newPrepared[deliveryRoom128](n)
+	case n <= 256:
+		env, d, room = newPrepared[deliveryRoom256](n)
+	case n <= 512:
+		env, d, room = newPrepared[deliveryRoom512](n)
+	default:
+		env, d, room = newPrepared[deliveryNoRoom](n)
+	}
+	env.exchange, env.routingKey, env.body, env.headers, env.props = p.Exchange, p.RoutingKey, body, headers, props
+	env.first.msg = &env.message
+	if d != nil {
+		fill(d, room, &env.message)
+		env.first.ready = d
+	}
+	return env
+}
+
+// newPrepared allocates an envelope with a delivery (and room for its
+// body, see roomy) in one allocation.
+func newPrepared[D any, PD interface {
+	*D
+	roomy
+}](int) (*envelope, *transport.Delivery, []byte) {
+	x := new(struct {
+		env envelope
+		d   D
+	})
+	d, room := PD(&x.d).parts()
+	return &x.env, d, room
 }
 
 // entry is a message's place in one queue.
 type entry struct {
-	msg         *message
+	msg *message
+	// ready is the message's delivery made ready in advance (see
+	// newEnvelope), until it is handed over; nil: made when needed.
+	ready       *transport.Delivery
 	seq         uint64 // order of arrival in the queue, kept across requeues
 	expires     int64  // monotime deadline; 0: never
 	priority    uint8
@@ -49,12 +130,84 @@ type entry struct {
 // delivery copies e for a consumer, who may then modify body and headers
 // without affecting other queues or a later redelivery.
 func (e *entry) delivery(q *queue, consumerTag string, tag uint64) *transport.Delivery {
-	m := e.msg
-	return &transport.Delivery{
-		Body: bytes.Clone(m.body), Headers: copyHeaders(m.headers), Properties: m.props,
-		Exchange: m.exchange, RoutingKey: m.routingKey, Queue: q.name,
-		ConsumerTag: consumerTag, Redelivered: e.redelivered, Tag: tag,
+	d := e.ready
+	if d != nil {
+		e.ready = nil
+	} else {
+		var room []byte
+		switch n := len(e.msg.body); {
+		case n <= 64:
+			d, room = newRoomy[deliveryRoom64]()
+		case n <= 128:
+			d, room = newRoomy[deliveryRoom128]()
+		case n <= 256:
+			d, room = newRoomy[deliveryRoom256]()
+		case n <= 512:
+			d, room = newRoomy[deliveryRoom512]()
+		default:
+			d = new(transport.Delivery)
+		}
+		fill(d, room, e.msg)
 	}
+	d.Queue, d.ConsumerTag, d.Redelivered, d.Tag, d.Acknowledger = q.name, consumerTag, e.redelivered, tag, nil
+	return d
+}
+
+// fill makes d a copy of m, its body in room if it fits.
+func fill(d *transport.Delivery, room []byte, m *message) {
+	switch {
+	case m.body == nil:
+	case len(m.body) <= len(room):
+		d.Body = room[:copy(room, m.body):len(m.body)]
+	default:
+		d.Body = bytes.Clone(m.body)
+	}
+	d.Headers, d.Properties = copyHeaders(m.headers), *m.props
+	d.Exchange, d.RoutingKey = m.exchange, m.routingKey
+}
+
+// A delivery with a copy of a small body is allocated with room for it:
+// one allocation instead of two, as strings.Builder and bytes.Buffer keep
+// a small first buffer. The body is a slice of the room, which keeps the
+// delivery's memory alive as long as either is used; a body larger than
+// the largest room gets an allocation of its own.
+type (
+	deliveryRoom64 struct {
+		d    transport.Delivery
+		room [64]byte
+	}
+	deliveryRoom128 struct {
+		d    transport.Delivery
+		room [128]byte
+	}
+	deliveryRoom256 struct {
+		d    transport.Delivery
+		room [256]byte
+	}
+	deliveryRoom512 struct {
+		d    transport.Delivery
+		room [512]byte
+	}
+	deliveryNoRoom struct{ d transport.Delivery }
+)
+
+// roomy is a delivery with room for its body.
+type roomy interface {
+	parts() (*transport.Delivery, []byte)
+}
+
+func (x *deliveryRoom64) parts() (*transport.Delivery, []byte)  { return &x.d, x.room[:] }
+func (x *deliveryRoom128) parts() (*transport.Delivery, []byte) { return &x.d, x.room[:] }
+func (x *deliveryRoom256) parts() (*transport.Delivery, []byte) { return &x.d, x.room[:] }
+func (x *deliveryRoom512) parts() (*transport.Delivery, []byte) { return &x.d, x.room[:] }
+func (x *deliveryNoRoom) parts() (*transport.Delivery, []byte)  { return &x.d, nil }
+
+// newRoomy allocates a delivery with room for its body.
+func newRoomy[D any, PD interface {
+	*D
+	roomy
+}]() (*transport.Delivery, []byte) {
+	return PD(new(D)).parts()
 }
 
 var epoch = time.Now()
@@ -201,12 +354,17 @@ func (q *queue) touch() {
 	}
 }
 
-// publish adds a newly routed message. As on RabbitMQ, a message that finds
-// the queue empty and a consumer able to take it skips the queue: it is not
-// counted against x-max-length and cannot expire on the way.
-func (q *queue) publish(m *message) {
+// publish adds a newly routed message.
+func (q *queue) publish(m *message) { q.enqueue(&entry{msg: m}) }
+
+// enqueue adds the entry of a newly routed message. As on RabbitMQ, a
+// message that finds the queue empty and a consumer able to take it skips
+// the queue: it is not counted against x-max-length and cannot expire on
+// the way.
+func (q *queue) enqueue(e *entry) {
+	m := e.msg
 	q.lastSeq++
-	e := &entry{msg: m, seq: q.lastSeq}
+	e.seq = q.lastSeq
 	if q.maxPriority > 0 {
 		e.priority = min(m.props.Priority, q.maxPriority)
 	}

@@ -20,7 +20,7 @@ import (
 
 const features = transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout |
 	transport.FeaturePriority | transport.FeatureConfirms | transport.FeatureMandatory |
-	transport.FeatureDeadLetter | transport.FeatureDelay
+	transport.FeatureDeadLetter | transport.FeatureDelay | transport.FeatureLivePrefetch
 
 // opTimeout bounds the commands a connection sends on its own behalf
 // (taking, acknowledging, restoring), which have no caller's context.

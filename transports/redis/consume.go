@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -38,9 +39,9 @@ type subscription struct {
 	tags     map[string]string // consumer tag per queue
 	keys     []string          // every bucket key, for wake-ups
 	autoAck  bool
-	prefetch int
-	receipt  string // the key of its takes' receipts (receipt.go)
-	tookAll  bool   // every take answered: the receipt is not needed
+	prefetch atomic.Int64 // read before each take: SetPrefetch changes it while the subscription runs
+	receipt  string       // the key of its takes' receipts (receipt.go)
+	tookAll  bool         // every take answered: the receipt is not needed
 
 	ch        chan *transport.Delivery
 	wakeCh    chan struct{}
@@ -75,7 +76,6 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 		quoted:    make(map[string]string, len(spec.Queues)),
 		tags:      make(map[string]string, len(spec.Queues)),
 		autoAck:   spec.AutoAck,
-		prefetch:  spec.Prefetch,
 		receipt:   c.receipts.key(),
 		tookAll:   true,
 		ch:        make(chan *transport.Delivery),
@@ -84,6 +84,7 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	s.prefetch.Store(int64(spec.Prefetch))
 	s.acks = ackScope{c: c, sub: s}
 	prefix := spec.Tag
 	if prefix == "" {
@@ -132,13 +133,27 @@ func (s *subscription) stopped() bool {
 
 // capacity is how many messages the subscription may take now.
 func (s *subscription) capacity() int {
+	p := int(s.prefetch.Load())
 	switch {
 	case s.autoAck:
 		return autoAckBatch
-	case s.prefetch == 0:
+	case p == 0:
 		return unlimitedBatch
 	}
-	return s.prefetch - s.acks.count()
+	return p - s.acks.count()
+}
+
+var _ transport.PrefetchSetter = (*subscription)(nil)
+
+// SetPrefetch changes the prefetch of the running subscription; the next
+// take honours it.
+func (s *subscription) SetPrefetch(ctx context.Context, n int) error {
+	if n < 0 {
+		return fmt.Errorf("redis: set prefetch: negative prefetch %d", n)
+	}
+	s.prefetch.Store(int64(n))
+	s.poke(s.settledCh) // it may be waiting for a free slot
+	return nil
 }
 
 func (s *subscription) run() {

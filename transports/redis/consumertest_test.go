@@ -13,3 +13,7 @@ func TestShutdownNeverDeadLettersOrStrands(t *testing.T) {
 func TestDeadLetterSaysWhy(t *testing.T) {
 	consumertest.DeadLetterReason(t, newEnv(t).url(), false)
 }
+
+func TestDefaultPrefetchFitsTheHandlers(t *testing.T) {
+	consumertest.Prefetch(t, newEnv(t).url())
+}

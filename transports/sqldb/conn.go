@@ -364,6 +364,14 @@ type subscription struct {
 	endedByLoss atomic.Bool
 }
 
+var _ transport.PrefetchSetter = (*subscription)(nil)
+
+// SetPrefetch changes the prefetch of the virtual subscription, which reads
+// it before each take (transport.FeatureLivePrefetch).
+func (s *subscription) SetPrefetch(ctx context.Context, n int) error {
+	return s.Subscription.(transport.PrefetchSetter).SetPrefetch(ctx, n)
+}
+
 func (s *subscription) Err() error {
 	if err := s.Subscription.Err(); err != nil {
 		return err

@@ -15,6 +15,83 @@ const directReplyTo = "amq.rabbitmq.reply-to"
 
 // The optional parts of the contract, each run where Features claims it.
 var featureChecks = []check{
+	{name: "LivePrefetch", need: transport.FeatureLivePrefetch, run: func(e *env) {
+		c := e.conn()
+		q := e.queue(c, nil)
+		want := numbered(12)
+		e.send(c, q, want...)
+		sub := e.consume(c, transport.ConsumeSpec{Queues: []string{q}, Prefetch: 1})
+		ps, ok := sub.(transport.PrefetchSetter)
+		if !ok {
+			e.t.Fatalf("the driver claims LivePrefetch, but its subscription (%T) has no SetPrefetch", sub)
+		}
+		setPrefetch := func(n int) {
+			e.t.Helper()
+			if err := ps.SetPrefetch(e.ctx(), n); err != nil {
+				e.t.Fatalf("SetPrefetch(%d): %v", n, err)
+			}
+		}
+		var got []string
+		var unsettled []*transport.Delivery
+		// arrive takes what arrives until nothing more does, and checks
+		// how many that was.
+		arrive := func(least, most int) {
+			e.t.Helper()
+			n := 0
+			for {
+				select {
+				case d, ok := <-sub.Deliveries():
+					if !ok {
+						e.t.Fatalf("deliveries closed early: %v", sub.Err())
+					}
+					got = append(got, string(d.Body))
+					unsettled = append(unsettled, d)
+					n++
+					continue
+				case <-time.After(quietPeriod):
+				}
+				break
+			}
+			if n < least || n > most {
+				e.t.Fatalf("%d arrived, want %d to %d (got so far %q)", n, least, most, got)
+			}
+		}
+		settleAll := func() {
+			e.t.Helper()
+			for _, d := range unsettled {
+				e.ack(d)
+			}
+			unsettled = nil
+		}
+		arrive(1, 1)
+		// Raised, it lets more arrive before any is settled: 2 more, or up
+		// to 3 where the unsettled delivery counts against the prefetch it
+		// was made under (RabbitMQ's per-consumer basic.qos).
+		setPrefetch(3)
+		arrive(2, 3)
+		settleAll() // settled after the change, as before it
+		arrive(3, 3)
+		// Lowered, it takes nothing back, and holds back the deliveries
+		// after it until fewer than it are unsettled: none arrive, or at
+		// most the new prefetch where the earlier ones count apart.
+		setPrefetch(1)
+		arrive(0, 1)
+		settleAll()
+		arrive(1, 1)
+		setPrefetch(1) // the same again changes nothing
+		for len(got) < len(want) {
+			settleAll()
+			arrive(1, 1)
+		}
+		settleAll()
+		e.wantBodies("every message once, in the queue's order, across the changes", got, want...)
+		e.cancel(sub)
+		e.ended(sub)
+		if err := ps.SetPrefetch(e.ctx(), 5); err != nil {
+			e.t.Errorf("SetPrefetch after Cancel: %v, want nil", err)
+		}
+		e.empty(c, q)
+	}},
 	{name: "Topic", need: transport.FeatureTopic, run: func(e *env) {
 		c := e.conn()
 		x := e.exchange(c, transport.ExchangeTopic)
@@ -356,6 +433,17 @@ var notSupportedChecks = []check{
 	{name: "Delay", run: func(e *env) {
 		e.skipIfClaimed(transport.FeatureDelay)
 		e.refusesPublish("a delayed delivery", func(p *transport.Publishing) { p.Delay = time.Second })
+	}},
+	{name: "LivePrefetch", run: func(e *env) {
+		e.skipIfClaimed(transport.FeatureLivePrefetch)
+		c := e.conn()
+		q := e.queue(c, nil)
+		sub := e.consume(c, transport.ConsumeSpec{Queues: []string{q}, Prefetch: 1})
+		if ps, ok := sub.(transport.PrefetchSetter); ok {
+			e.wantErr(ps.SetPrefetch(e.ctx(), 2), transport.ErrNotSupported, "SetPrefetch without LivePrefetch")
+		}
+		e.cancel(sub)
+		e.ended(sub)
 	}},
 	{name: "DirectReplyTo", run: func(e *env) {
 		e.skipIfClaimed(transport.FeatureDirectReplyTo)

@@ -22,8 +22,8 @@
 // optional features (topic, fanout and headers exchanges,
 // exchange-to-exchange bindings, priority, TTL, dead-lettering, max length,
 // confirms, mandatory publishing, queue types, direct reply-to, delayed
-// delivery) run where
-// Features claims them; for each feature it does not claim, the suite checks
+// delivery, a prefetch changed while consuming) run where Features claims
+// them; for each feature it does not claim, the suite checks
 // that the driver refuses it with transport.ErrNotSupported rather than
 // ignoring it. The BadInput section holds what every driver must survive: a
 // publish to a deleted exchange or queue, settling twice or after Close, a
@@ -590,4 +590,5 @@ var allFeatures = []struct {
 	{transport.FeatureQueueTypes, "QueueTypes"},
 	{transport.FeatureDirectReplyTo, "DirectReplyTo"},
 	{transport.FeatureDelay, "Delay"},
+	{transport.FeatureLivePrefetch, "LivePrefetch"},
 }

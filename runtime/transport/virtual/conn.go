@@ -36,7 +36,8 @@ const DefaultPollInterval = time.Second
 // happens here, so an unroutable message is known at once) and
 // dead-lettering as Redis's driver emulates it.
 const features = transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout |
-	transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureDeadLetter
+	transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureDeadLetter |
+	transport.FeatureLivePrefetch
 
 // opTimeout bounds what the connection does on its own behalf (settling,
 // restoring, dead-lettering), which has no caller's context.

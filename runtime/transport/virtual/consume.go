@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -28,7 +29,7 @@ type subscription struct {
 	queues   []string          // in rotation order (round robin, as Kombu)
 	tags     map[string]string // consumer tag per queue
 	autoAck  bool
-	prefetch int
+	prefetch atomic.Int64 // read before each take: SetPrefetch changes it while the subscription runs
 
 	// ahead are messages a batch took that are not handed over yet,
 	// delivered before the next take and put back when the subscription
@@ -47,6 +48,8 @@ type subscription struct {
 	err   error
 }
 
+var _ transport.PrefetchSetter = (*subscription)(nil)
+
 // Consume starts a subscription.
 func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transport.Subscription, error) {
 	if err := CheckConsumeSpec(spec); err != nil {
@@ -60,12 +63,12 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 		queues:    slices.Clone(spec.Queues),
 		tags:      make(map[string]string, len(spec.Queues)),
 		autoAck:   spec.AutoAck,
-		prefetch:  spec.Prefetch,
 		ch:        make(chan *transport.Delivery),
 		settledCh: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	s.prefetch.Store(int64(spec.Prefetch))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.acks = scope{c: c, sub: s}
 	prefix := spec.Tag
@@ -106,7 +109,22 @@ func (s *subscription) stopped() bool {
 // full reports whether the subscription has as many unsettled deliveries
 // as its prefetch allows.
 func (s *subscription) full() bool {
-	return !s.autoAck && s.prefetch > 0 && s.acks.count() >= s.prefetch
+	p := int(s.prefetch.Load())
+	return !s.autoAck && p > 0 && s.acks.count() >= p
+}
+
+// SetPrefetch changes the prefetch of the running subscription; the next
+// take honours it.
+func (s *subscription) SetPrefetch(ctx context.Context, n int) error {
+	if n < 0 {
+		return fmt.Errorf("%s: set prefetch: negative prefetch %d", s.c.name, n)
+	}
+	s.prefetch.Store(int64(n))
+	select { // wake the subscription if it waits for a free slot
+	case s.settledCh <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 func (s *subscription) run(wake <-chan struct{}, stopWatching func()) {
@@ -190,8 +208,8 @@ func (s *subscription) takeNext() (*held, *transport.Delivery, error) {
 	}
 	b, batches := s.c.store.(BatchTaker)
 	room := 0
-	if batches && !s.autoAck && s.prefetch > 1 {
-		room = s.prefetch - s.acks.count()
+	if p := int(s.prefetch.Load()); batches && !s.autoAck && p > 1 {
+		room = p - s.acks.count()
 	}
 	for _, q := range s.queues {
 		var h *held
