@@ -45,6 +45,16 @@ func tablesFor(account string) *tables {
 	return t
 }
 
+// clean holds the messages this process gave back without delivering
+// them, with their dequeue count then: taken again, they are not
+// redelivered.
+var (
+	cleanMu sync.Mutex
+	clean   = map[string]int64{}
+)
+
+const maxClean = 1 << 16
+
 // store is the virtual.Store over one storage account: a queue is an
 // Azure queue (Kombu's entity name), a message its envelope as the
 // message text.
@@ -66,6 +76,7 @@ type store struct {
 type receipt struct {
 	queue    *azqueue.QueueClient
 	id       string
+	count    int64 // dequeue count when taken
 	envelope string
 	mu       sync.Mutex
 	pop      string
@@ -293,13 +304,21 @@ func (s *store) Take(ctx context.Context, queue string) (virtual.Taken, error) {
 		return virtual.Taken{}, err
 	}
 	m := resp.Messages[0]
-	r := &receipt{queue: q, id: deref(m.MessageID, ""), pop: deref(m.PopReceipt, ""), envelope: deref(m.MessageText, "")}
+	r := &receipt{queue: q, id: deref(m.MessageID, ""), pop: deref(m.PopReceipt, ""), envelope: deref(m.MessageText, ""), count: deref(m.DequeueCount, 1)}
 	if err := ctx.Err(); err != nil {
 		_ = s.Restore(context.Background(), r, []byte(r.envelope))
 		return virtual.Taken{}, err
 	}
 	s.track(r, true)
-	return virtual.Taken{Envelope: []byte(r.envelope), Receipt: r, Redelivered: deref(m.DequeueCount, 1) > 1}, nil
+	// A dequeue count above one means a taker before: one that died, or
+	// one that gave the message back undelivered, which this process
+	// remembers (the envelope marks the delivered ones).
+	cleanMu.Lock()
+	prev, wasClean := clean[r.id]
+	delete(clean, r.id)
+	cleanMu.Unlock()
+	redelivered := r.count > 1 && !(wasClean && prev == r.count-1)
+	return virtual.Taken{Envelope: []byte(r.envelope), Receipt: r, Redelivered: redelivered}, nil
 }
 
 // Ack deletes the message.
@@ -324,6 +343,14 @@ func (s *store) Restore(ctx context.Context, rc virtual.Receipt, envelope []byte
 	s.track(r, false)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if string(envelope) == r.envelope {
+		cleanMu.Lock()
+		if len(clean) >= maxClean {
+			clear(clean)
+		}
+		clean[r.id] = r.count
+		cleanMu.Unlock()
+	}
 	_, err := r.queue.UpdateMessage(ctx, r.id, r.pop, string(envelope), &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(0))})
 	r.pop = ""
 	if notFound(err) {
