@@ -342,9 +342,8 @@ func (s *store) makeOwn(ctx context.Context, queue string) error {
 func (s *store) pullAll(ctx context.Context, sub string, settle func([]string) error) (int, error) {
 	n := 0
 	for {
-		resp, err := s.client.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{
-			Subscription: sub, MaxMessages: pullBatch, ReturnImmediately: true, //nolint:staticcheck // an immediate answer is what a count needs
-		})
+		//lint:ignore SA1019 a count needs an immediate answer (the service still honours it)
+		resp, err := s.client.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: sub, MaxMessages: pullBatch, ReturnImmediately: true})
 		if err != nil {
 			return n, err
 		}
@@ -537,9 +536,8 @@ func (s *store) Take(ctx context.Context, queue string) (virtual.Taken, error) {
 	// the pull runs to its end (it returns at once) and a message that
 	// arrives after ctx ended goes back.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pullTimeout)
-	resp, err := s.client.SubscriptionAdminClient.Pull(pctx, &pubsubpb.PullRequest{
-		Subscription: sub, MaxMessages: 1, ReturnImmediately: true, //nolint:staticcheck // the virtual connection polls
-	})
+	//lint:ignore SA1019 the virtual connection polls: a take must not wait (the service still honours it)
+	resp, err := s.client.SubscriptionAdminClient.Pull(pctx, &pubsubpb.PullRequest{Subscription: sub, MaxMessages: 1, ReturnImmediately: true})
 	cancel()
 	if isCode(err, codes.NotFound) || (err == nil && len(resp.ReceivedMessages) == 0) {
 		return virtual.Taken{}, transport.ErrEmpty
