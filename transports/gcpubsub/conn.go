@@ -84,6 +84,9 @@ func (c *conn) DeclareExchange(ctx context.Context, ex transport.Exchange) error
 		return err
 	}
 	if ex.Passive {
+		if c.s.deletedHere(ex.Name) {
+			return errorf("exchange %q was deleted: %w", ex.Name, transport.ErrNotFound)
+		}
 		ok, err := c.s.topicExists(ctx, ex.Name)
 		if err != nil {
 			return wrap("declare exchange "+ex.Name, err)
@@ -108,6 +111,7 @@ func (c *conn) DeclareExchange(ctx context.Context, ex transport.Exchange) error
 	if err := c.s.ensureTopic(ctx, c.s.topicPath(ex.Name), retention); err != nil {
 		return wrap("declare exchange", err)
 	}
+	c.s.undelete(ex.Name)
 	c.mu.Lock()
 	c.types[ex.Name] = ex.Type
 	c.mu.Unlock()
@@ -201,6 +205,9 @@ func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
 	if err := c.closed(); err != nil {
 		return err
 	}
+	if c.s.deletedHere(p.Exchange) {
+		return errorf("publish to exchange %q: deleted: %w", p.Exchange, transport.ErrNotFound)
+	}
 	m, err := envelope(p)
 	if err != nil {
 		return err
@@ -246,6 +253,9 @@ func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) err
 		}
 	}
 	for _, ex := range order {
+		if c.s.deletedHere(ex) {
+			return errorf("publish to exchange %q: deleted: %w", ex, transport.ErrNotFound)
+		}
 		if err := c.s.publish(ctx, c.s.topicPath(ex), byTopic[ex]); err != nil {
 			return wrap("publish to exchange "+ex, err)
 		}

@@ -79,12 +79,12 @@
 //     (Kombu asks Cloud Monitoring, and answers -1 on the emulator).
 //     Purge acknowledges the ready messages (Kombu seeks to now, which
 //     also drops the unsettled ones).
-//   - Deleting an exchange deletes its topic (Kombu never does): the
-//     subscriptions of its queues go back to topics of their own where
-//     they are empty; one that holds messages stays detached, and a
-//     publish to that queue by name fails (ErrNotSupported) until it is
-//     emptied. The conformance suite's PublishToDeletedExchange check
-//     fails on this point.
+//   - Deleting an exchange deletes its topic (Kombu never does) after
+//     moving the subscriptions of its queues, its bindings, to topics of
+//     their own; a subscription that holds messages cannot move, so the
+//     topic stays for it and this process refuses publishes through the
+//     exchange until it is declared again, while other processes'
+//     publishes still reach that queue.
 //   - A body whose envelope exceeds Pub/Sub's 10 MB is refused before
 //     sending with kombu.ErrLimitExceeded.
 //

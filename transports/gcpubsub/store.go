@@ -36,10 +36,11 @@ const pullTimeout = 30 * time.Second
 // rewrite a message, and gives a delivery attempt count only to
 // subscriptions with a dead-letter policy).
 type shared struct {
-	mu     sync.Mutex
-	conns  int
-	fanout map[string]string // queue -> fanout subscription path
-	seen   map[string]struct{}
+	mu      sync.Mutex
+	conns   int
+	fanout  map[string]string // queue -> fanout subscription path
+	seen    map[string]struct{}
+	deleted map[string]bool // exchanges deleted while a subscription kept their topic
 }
 
 // maxSeen bounds the redelivered message ids a process remembers.
@@ -55,7 +56,7 @@ func sharedFor(key string) *shared {
 	defer sharedMu.Unlock()
 	sh := shareds[key]
 	if sh == nil {
-		sh = &shared{fanout: map[string]string{}, seen: map[string]struct{}{}}
+		sh = &shared{fanout: map[string]string{}, seen: map[string]struct{}{}, deleted: map[string]bool{}}
 		shareds[key] = sh
 	}
 	sh.conns++
@@ -775,11 +776,13 @@ func (s *store) Bindings(ctx context.Context, exchange string) ([]virtual.Bindin
 	}
 }
 
-// DeleteExchange deletes the exchange's topic. Its queues' subscriptions,
-// its bindings, go back to topics of their own where they are empty; a
-// subscription that holds messages stays, detached from any topic, until
-// its queue is emptied and deleted (Pub/Sub cannot move a subscription).
-// Kombu never deletes a topic.
+// DeleteExchange unbinds the exchange's queues and deletes its topic. A
+// binding is a subscription, which Pub/Sub cannot move to another topic:
+// an empty one is made again on its queue's own topic; one that holds
+// messages (ready, or taken by this process) cannot move, so the topic
+// stays for it, and this process refuses publishes through the exchange
+// until it is declared again (another process's publishes still reach
+// the queue). Kombu never deletes a topic.
 func (s *store) DeleteExchange(ctx context.Context, exchange string) error {
 	topic := s.topicPath(exchange)
 	it := s.client.TopicAdminClient.ListTopicSubscriptions(ctx, &pubsubpb.ListTopicSubscriptionsRequest{Topic: topic})
@@ -794,28 +797,71 @@ func (s *store) DeleteExchange(ctx context.Context, exchange string) error {
 		}
 		subs = append(subs, sub)
 	}
-	prefix := s.subPath(s.o.prefix)
+	stays := false
 	for _, sub := range subs {
-		if !strings.HasPrefix(sub, prefix) || strings.HasSuffix(sub, "-"+s.procID) || s.busy(sub) {
+		queue := strings.TrimPrefix(sub, s.subPath(""))
+		if strings.HasSuffix(queue, "-"+s.procID) {
+			// A fanout subscription of this process: it goes with the
+			// exchange, as Kombu's go when the channel closes.
+			s.sh.mu.Lock()
+			for q, p := range s.sh.fanout {
+				if p == sub {
+					delete(s.sh.fanout, q)
+				}
+			}
+			s.sh.mu.Unlock()
+			if err := s.deleteSub(ctx, sub); err != nil {
+				return err
+			}
 			continue
 		}
-		queue := strings.TrimPrefix(sub, s.subPath(""))
+		queue = strings.TrimPrefix(queue, s.o.prefix)
 		if s.queueSub(queue) != sub {
-			continue // not a name this prefix makes: leave it
+			stays = true // not a name this prefix makes: leave it
+			continue
 		}
 		own := s.ownTopic(queue)
 		if err := s.ensureTopic(ctx, own, 0); err != nil {
 			return err
 		}
-		if err := s.remake(ctx, queue, sub, own, nil, "delete exchange "+exchange); err != nil && !errors.Is(err, transport.ErrNotSupported) {
+		err := s.remake(ctx, queue, sub, own, nil, "delete exchange "+exchange)
+		switch {
+		case errors.Is(err, transport.ErrNotSupported):
+			stays = true
+		case err != nil:
 			return err
 		}
+	}
+	s.sh.mu.Lock()
+	if stays {
+		s.sh.deleted[exchange] = true
+	} else {
+		delete(s.sh.deleted, exchange)
+	}
+	s.sh.mu.Unlock()
+	if stays {
+		return nil
 	}
 	err := s.client.TopicAdminClient.DeleteTopic(ctx, &pubsubpb.DeleteTopicRequest{Topic: topic})
 	if err != nil && !isCode(err, codes.NotFound) {
 		return err
 	}
 	return nil
+}
+
+// deletedHere reports whether this process deleted the exchange while a
+// queue's subscription kept its topic.
+func (s *store) deletedHere(exchange string) bool {
+	s.sh.mu.Lock()
+	defer s.sh.mu.Unlock()
+	return s.sh.deleted[exchange]
+}
+
+// undelete forgets a deletion: the exchange is declared again.
+func (s *store) undelete(exchange string) {
+	s.sh.mu.Lock()
+	delete(s.sh.deleted, exchange)
+	s.sh.mu.Unlock()
 }
 
 // Close stops the deadline extender, deletes this process's fanout
