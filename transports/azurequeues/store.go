@@ -294,7 +294,11 @@ func (s *store) Take(ctx context.Context, queue string) (virtual.Taken, error) {
 	// A dequeue cancelled in flight could hide a message for the whole
 	// visibility timeout: it runs to its end, and one that arrives after
 	// ctx ended goes back at once.
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	wait := 30 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl)+time.Second)
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
 	resp, err := q.DequeueMessage(dctx, &azqueue.DequeueMessageOptions{VisibilityTimeout: to.Ptr(int32(s.o.visibility / time.Second))})
 	cancel()
 	if notFound(err) || (err == nil && len(resp.Messages) == 0) {

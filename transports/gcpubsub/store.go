@@ -28,6 +28,15 @@ const pullBatch = 1000
 // pullTimeout bounds a pull that asks for an immediate answer.
 const pullTimeout = 30 * time.Second
 
+// graceAfter is how long a call that must not be cut short may run: a
+// second past ctx's deadline, at most d.
+func graceAfter(ctx context.Context, d time.Duration) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return min(d, time.Until(dl)+time.Second)
+	}
+	return d
+}
+
 // shared is what every connection of this process to one project shares,
 // as Kombu's Channel keeps it in class attributes: the fanout
 // subscriptions this process made (Kombu's _tmp_subscriptions, one per
@@ -536,7 +545,7 @@ func (s *store) Take(ctx context.Context, queue string) (virtual.Taken, error) {
 	// server that the client never sees, hidden for a whole ack deadline:
 	// the pull runs to its end (it returns at once) and a message that
 	// arrives after ctx ended goes back.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pullTimeout)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), graceAfter(ctx, pullTimeout))
 	//lint:ignore SA1019 the virtual connection polls: a take must not wait (the service still honours it)
 	resp, err := s.client.SubscriptionAdminClient.Pull(pctx, &pubsubpb.PullRequest{Subscription: sub, MaxMessages: 1, ReturnImmediately: true})
 	cancel()
