@@ -37,5 +37,5 @@ func open(t testing.TB, addr, query string) transport.Conn {
 func TestConformance(t *testing.T) {
 	_, addr := startServer(t)
 	transporttest.Run(t, func(t *testing.T) transport.Conn { return open(t, addr, "&polling_interval=0.01") },
-		transporttest.WithUnordered(), transporttest.WithFeatures(transport.FeatureDirect|transport.FeatureFanout|transport.FeatureConfirms))
+		transporttest.WithUnordered(), transporttest.WithFeatures(transport.FeatureDirect|transport.FeatureFanout|transport.FeatureConfirms|transport.FeatureDeadLetter))
 }

@@ -16,7 +16,7 @@ import (
 // features are what Kombu's gcpubsub transport implements: direct and
 // fanout exchanges (Pub/Sub routes; Kombu raises NotImplementedError for
 // the others), and publishes that return once the service has them.
-const features = transport.FeatureDirect | transport.FeatureFanout | transport.FeatureConfirms
+const features = transport.FeatureDirect | transport.FeatureFanout | transport.FeatureConfirms | transport.FeatureDeadLetter
 
 // conn is Kombu's virtual connection with Pub/Sub's routing: a publish
 // through an exchange is one message on the exchange's topic, which the
@@ -132,11 +132,6 @@ func (c *conn) DeleteExchange(ctx context.Context, name string, ifUnused bool) e
 // DeclareQueue refuses dead-letter arguments (Pub/Sub's dead-letter topics
 // are not built yet) and declares the queue.
 func (c *conn) DeclareQueue(ctx context.Context, q transport.Queue) (transport.QueueInfo, error) {
-	for _, arg := range []string{"x-dead-letter-exchange", "x-dead-letter-routing-key"} {
-		if _, ok := q.Arguments[arg]; ok && !q.Passive {
-			return transport.QueueInfo{}, errorf("queue argument %s: %w", arg, transport.ErrNotSupported)
-		}
-	}
 	return c.Conn.DeclareQueue(ctx, q)
 }
 

@@ -57,10 +57,16 @@
 //
 // # Deviations from Kombu, and what is not here
 //
-//   - Topic and headers exchanges, priorities, TTL, mandatory publishing
-//     and dead-letter arguments are refused with ErrNotSupported (Kombu
-//     raises NotImplementedError for the exchange types and has the rest
-//     nowhere). Pub/Sub's own dead-letter topics are not wired up yet.
+//   - Topic and headers exchanges, priorities, TTL and mandatory
+//     publishing are refused with ErrNotSupported (Kombu raises
+//     NotImplementedError for the exchange types and has the rest
+//     nowhere).
+//   - Dead-lettering (beyond Kombu): a queue declared with
+//     x-dead-letter-exchange has a message rejected without requeue
+//     published to that exchange's topic with an x-death record, as
+//     RabbitMQ does, then acknowledged (the virtual transport's
+//     emulation). Pub/Sub's own dead-letter topics, which act only after
+//     a number of delivery attempts, are not used.
 //   - Order: Pub/Sub without ordering keys keeps none, and neither does
 //     this transport.
 //   - The default exchange: Kombu's queues exist only once bound; here a

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -489,8 +490,16 @@ func (s *store) Put(ctx context.Context, m virtual.Message) error {
 		return err
 	}
 	key := m.Queue
-	if len(in.keys) > 0 {
+	switch {
+	case len(in.keys) == 1:
 		key = in.keys[0]
+	case len(in.keys) > 1:
+		// The filter passes several keys: the message's own, where it is
+		// one of them (a dead letter routed by one of them).
+		key = in.keys[0]
+		if d, err := virtual.DecodeEnvelope(m.Envelope); err == nil && slices.Contains(in.keys, d.RoutingKey) {
+			key = d.RoutingKey
+		}
 	}
 	pm := []*pubsubpb.PubsubMessage{message(m.Envelope, key, true)}
 	err = s.publish(ctx, in.topic, pm)
@@ -754,9 +763,13 @@ func (s *store) Unbind(ctx context.Context, exchange string, b virtual.Binding) 
 	return s.unbind(ctx, exchange, b.RoutingKey, b.Queue)
 }
 
-// Bindings lists the subscriptions of the exchange's topic, each with the
-// keys of its filter, as rows of Kombu's table (the queue named as its
-// subscription, without the prefix).
+// Bindings lists the subscriptions of the exchange's topic as rows of
+// Kombu's table (the queue named as its subscription, without the
+// prefix), one row per routing key, and one for all the subscriptions
+// without a filter: the virtual connection, dead-lettering through the
+// exchange, stores one copy per row it matches, and Put publishes that
+// copy to the topic, where Pub/Sub hands it to every subscription the key
+// passes. Rows per queue would put a copy in each of them per queue.
 func (s *store) Bindings(ctx context.Context, exchange string) ([]virtual.Binding, error) {
 	it := s.client.TopicAdminClient.ListTopicSubscriptions(ctx, &pubsubpb.ListTopicSubscriptionsRequest{Topic: s.topicPath(exchange)})
 	var rows []virtual.Binding
@@ -776,11 +789,13 @@ func (s *store) Bindings(ctx context.Context, exchange string) ([]virtual.Bindin
 			return rows, err
 		}
 		queue := strings.TrimPrefix(sub[strings.LastIndexByte(sub, '/')+1:], s.o.prefix)
-		if len(in.keys) == 0 {
+		if len(in.keys) == 0 && !slices.ContainsFunc(rows, func(b virtual.Binding) bool { return b.RoutingKey == "" }) {
 			rows = append(rows, virtual.Binding{Queue: queue})
 		}
 		for _, k := range in.keys {
-			rows = append(rows, virtual.Binding{RoutingKey: k, Queue: queue})
+			if !slices.ContainsFunc(rows, func(b virtual.Binding) bool { return b.RoutingKey == k }) {
+				rows = append(rows, virtual.Binding{RoutingKey: k, Queue: queue})
+			}
 		}
 	}
 }
