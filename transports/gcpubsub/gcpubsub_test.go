@@ -142,3 +142,15 @@ func TestTooLarge(t *testing.T) {
 }
 
 var _ = pstest.NewServer
+
+// A queue name Pub/Sub refuses fails with ErrNotSupported, naming it.
+func TestRefusedName(t *testing.T) {
+	_, addr := startServer(t)
+	c := open(t, addr, "")
+	defer c.Close()
+	long := strings.Repeat("q", 300)
+	_, err := c.DeclareQueue(context.Background(), transport.Queue{Name: long})
+	if !errors.Is(err, transport.ErrNotSupported) || !strings.Contains(err.Error(), long) {
+		t.Fatalf("a 300-character queue name: %v, want ErrNotSupported naming it", err)
+	}
+}

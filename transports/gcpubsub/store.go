@@ -285,8 +285,30 @@ func (s *store) forget(sub string) {
 	s.mu.Unlock()
 }
 
+// checkID refuses, before asking, a topic or subscription id Pub/Sub
+// refuses: 3 to 255 letters, digits and "-_.~+%", beginning with a
+// letter and not with "goog" (emulators accept any).
+func checkID(kind, path string) error {
+	id := path[strings.LastIndexByte(path, '/')+1:]
+	ok := len(id) >= 3 && len(id) <= 255 && !strings.HasPrefix(strings.ToLower(id), "goog")
+	for i, r := range id {
+		letter := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+		if !ok || (i == 0 && !letter) || !(letter || r >= '0' && r <= '9' || strings.ContainsRune("-_.~+%", r)) {
+			ok = false
+			break
+		}
+	}
+	if !ok {
+		return fmt.Errorf("%s id %q refused by Pub/Sub (3 to 255 letters, digits and -_.~+%%, beginning with a letter, not with goog): %w", kind, id, transport.ErrNotSupported)
+	}
+	return nil
+}
+
 // ensureTopic creates the topic unless it exists.
 func (s *store) ensureTopic(ctx context.Context, path string, retention time.Duration) error {
+	if err := checkID("topic", path); err != nil {
+		return err
+	}
 	t := &pubsubpb.Topic{Name: path}
 	if retention > 0 {
 		t.MessageRetentionDuration = durationpb.New(retention)
@@ -302,6 +324,9 @@ func (s *store) ensureTopic(ctx context.Context, path string, retention time.Dur
 // the ack deadline, expiration policy, retention and exactly-once delivery
 // of the transport options, and the routing key filter.
 func (s *store) createSub(ctx context.Context, sub, topic string, keys []string, retention time.Duration) error {
+	if err := checkID("subscription", sub); err != nil {
+		return err
+	}
 	req := &pubsubpb.Subscription{
 		Name:                      sub,
 		Topic:                     topic,
