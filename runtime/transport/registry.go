@@ -57,6 +57,7 @@ var driverPackages = map[string]string{
 	"memory":     "memory",
 	"filesystem": "filesystem",
 	"sqla":       "sqldb", "sqlalchemy": "sqldb", "postgres": "sqldb", "postgresql": "sqldb", "mysql": "sqldb", "sqlite": "sqldb",
+	"gcpubsub": "gcpubsub", "azurestoragequeues": "azurequeues",
 }
 
 // schemeAliases are names people write for a transport, with the scheme

@@ -218,7 +218,11 @@ func (u *URL) String() string {
 	b.WriteString(u.Scheme)
 	b.WriteString("://")
 	if u.User != "" || u.Password != "" {
-		b.WriteString(url.PathEscape(u.User))
+		if secretUser[u.Scheme] && u.User != "" {
+			b.WriteString("**")
+		} else {
+			b.WriteString(url.PathEscape(u.User))
+		}
 		if u.Password != "" {
 			b.WriteString(":**")
 		}
@@ -261,6 +265,10 @@ func maskQuery(q url.Values) url.Values {
 	return out
 }
 
+// secretUser are the schemes whose user part is a secret: Kombu's
+// azurestoragequeues://<account key or SAS token>@<account URL>.
+var secretUser = map[string]bool{"azurestoragequeues": true}
+
 func isSecretKey(k string) bool {
 	k = strings.ToLower(k)
 	return strings.Contains(k, "password") || strings.Contains(k, "secret") || strings.Contains(k, "token")
@@ -293,6 +301,8 @@ func maskOne(s string) string {
 	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
 		if colon := strings.IndexByte(rest[:at], ':'); colon >= 0 {
 			rest = rest[:colon+1] + "**" + rest[at:]
+		} else if n := schemeLen(s); n > 0 && secretUser[strings.ToLower(s[:n])] {
+			rest = "**" + rest[at:]
 		}
 	}
 	if i := strings.IndexByte(rest, '?'); i >= 0 {

@@ -239,3 +239,23 @@ func TestRegistry(t *testing.T) {
 type fakeDriver struct{ Driver }
 
 var registrySeq atomic.Int64
+
+// Kombu's Azure URL carries the account key as its user part: it is masked
+// like a password, parsed or not.
+func TestAzureKeyMasked(t *testing.T) {
+	for _, raw := range []string{
+		"azurestoragequeues://s3cretKEY==@http://127.0.0.1:10001/devstoreaccount1",
+		"azurestoragequeues://s3cret/KEY==@http://127.0.0.1:10001/devstoreaccount1",
+	} {
+		u, err := Parse(raw)
+		var shown string
+		if err != nil {
+			shown = err.Error()
+		} else {
+			shown = u.String()
+		}
+		if strings.Contains(shown, "s3cret") {
+			t.Errorf("%s: shown as %s", raw, shown)
+		}
+	}
+}

@@ -1,0 +1,259 @@
+package gcpubsub
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
+)
+
+// features are what Kombu's gcpubsub transport implements: direct and
+// fanout exchanges (Pub/Sub routes; Kombu raises NotImplementedError for
+// the others), and publishes that return once the service has them.
+const features = transport.FeatureDirect | transport.FeatureFanout | transport.FeatureConfirms | transport.FeatureDeadLetter
+
+// conn is Kombu's virtual connection with Pub/Sub's routing: a publish
+// through an exchange is one message on the exchange's topic, which the
+// subscriptions' filters route, and a binding is a subscription. The
+// default exchange, consumers and settlement are the virtual
+// connection's, over the store.
+type conn struct {
+	transport.Conn
+	s *store
+
+	mu    sync.Mutex
+	types map[string]string // exchanges declared on this connection
+}
+
+var _ transport.BatchPublisher = (*conn)(nil)
+
+func newConn(inner transport.Conn, s *store) *conn {
+	return &conn{Conn: inner, s: s, types: map[string]string{}}
+}
+
+func (c *conn) Features() transport.Features { return features }
+
+func errorf(format string, args ...any) error { return fmt.Errorf("gcpubsub: "+format, args...) }
+
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctxErr(err) {
+		return err
+	}
+	return fmt.Errorf("gcpubsub: %s: %w", op, err)
+}
+
+func ctxErr(err error) bool {
+	return err == context.Canceled || err == context.DeadlineExceeded
+}
+
+// closed fails once the connection is closed.
+func (c *conn) closed() error {
+	select {
+	case <-c.Done():
+		return transport.ErrClosed
+	default:
+		return nil
+	}
+}
+
+// typeOf is the exchange's type as this connection declared it; direct
+// otherwise, as Kombu treats an exchange it does not know.
+func (c *conn) typeOf(name string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t, ok := c.types[name]; ok {
+		return t
+	}
+	return transport.ExchangeDirect
+}
+
+// DeclareExchange makes the exchange's topic (Kombu makes it at the first
+// binding; a publish to a topic that does not exist fails) and refuses
+// the exchange types Kombu's transport does not have.
+func (c *conn) DeclareExchange(ctx context.Context, ex transport.Exchange) error {
+	if err := c.closed(); err != nil {
+		return err
+	}
+	if ex.Passive {
+		if c.s.deletedHere(ex.Name) {
+			return errorf("exchange %q was deleted: %w", ex.Name, transport.ErrNotFound)
+		}
+		ok, err := c.s.topicExists(ctx, ex.Name)
+		if err != nil {
+			return wrap("declare exchange "+ex.Name, err)
+		}
+		if !ok {
+			return errorf("exchange %q: no topic: %w", ex.Name, transport.ErrNotFound)
+		}
+		return nil
+	}
+	switch ex.Type {
+	case transport.ExchangeDirect, transport.ExchangeFanout, "":
+	default:
+		return errorf("%s exchange %q (Pub/Sub routes direct and fanout exchanges only, as Kombu): %w", ex.Type, ex.Name, transport.ErrNotSupported)
+	}
+	if err := c.Conn.DeclareExchange(ctx, ex); err != nil {
+		return err
+	}
+	retention := c.s.o.expiration
+	if ex.Type == transport.ExchangeFanout {
+		retention = fanoutRetention
+	}
+	if err := c.s.ensureTopic(ctx, c.s.topicPath(ex.Name), retention); err != nil {
+		return wrap("declare exchange", err)
+	}
+	c.s.undelete(ex.Name)
+	c.mu.Lock()
+	c.types[ex.Name] = ex.Type
+	c.mu.Unlock()
+	return nil
+}
+
+// DeleteExchange deletes the topic and forgets the type.
+func (c *conn) DeleteExchange(ctx context.Context, name string, ifUnused bool) error {
+	if err := c.Conn.DeleteExchange(ctx, name, ifUnused); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	delete(c.types, name)
+	c.mu.Unlock()
+	return nil
+}
+
+// DeclareQueue refuses dead-letter arguments (Pub/Sub's dead-letter topics
+// are not built yet) and declares the queue.
+func (c *conn) DeclareQueue(ctx context.Context, q transport.Queue) (transport.QueueInfo, error) {
+	return c.Conn.DeclareQueue(ctx, q)
+}
+
+// Bind makes the exchange's subscription for the queue (see store.bind).
+func (c *conn) Bind(ctx context.Context, b transport.Binding) error {
+	if err := c.closed(); err != nil {
+		return err
+	}
+	switch {
+	case b.DestinationIsExchange:
+		return errorf("exchange-to-exchange bindings: %w", transport.ErrNotSupported)
+	case len(b.Arguments) > 0:
+		return errorf("binding arguments %v: %w", slices.Sorted(maps.Keys(b.Arguments)), transport.ErrNotSupported)
+	case b.Destination == "":
+		return errorf("bind: no queue given")
+	case b.Source == "":
+		return errorf("bind %q to the default exchange: every queue is bound to it already: %w", b.Destination, transport.ErrNotSupported)
+	}
+	return wrap("bind "+b.Destination+" to "+b.Source, c.s.bind(ctx, b.Source, c.typeOf(b.Source), b.RoutingKey, b.Destination))
+}
+
+// Unbind removes the binding (see store.unbind).
+func (c *conn) Unbind(ctx context.Context, b transport.Binding) error {
+	if err := c.closed(); err != nil {
+		return err
+	}
+	if b.DestinationIsExchange {
+		return errorf("exchange-to-exchange bindings: %w", transport.ErrNotSupported)
+	}
+	return wrap("unbind "+b.Destination+" from "+b.Source, c.s.unbind(ctx, b.Source, b.RoutingKey, b.Destination))
+}
+
+// refuse returns the error for what a Pub/Sub publish cannot do.
+func refuse(p *transport.Publishing) error {
+	switch {
+	case p.Mandatory:
+		return errorf("mandatory publishing (Pub/Sub does not tell whether a subscription took a message): %w", transport.ErrNotSupported)
+	case p.Expiration > 0:
+		return errorf("message expiration: %w", transport.ErrNotSupported)
+	case p.Priority != 0:
+		return errorf("message priority %d: %w", p.Priority, transport.ErrNotSupported)
+	}
+	return nil
+}
+
+// envelope writes Kombu's envelope for p.
+func envelope(p *transport.Publishing) (*pubsubpb.PubsubMessage, error) {
+	head, err := virtual.AppendEnvelopeHead(make([]byte, 0, 320+len(p.Body)*4/3), p)
+	if err != nil {
+		return nil, fmt.Errorf("gcpubsub: %w", err)
+	}
+	return message(virtual.AppendEnvelopeTail(head, virtual.NewDeliveryTag()), p.RoutingKey, true), nil
+}
+
+// Publish sends the message through the default exchange to its queue
+// (the virtual connection's way), or through another exchange to the
+// exchange's topic with the routing_key attribute, where the
+// subscriptions' filters route it (Kombu's _put and _put_fanout).
+func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
+	if err := refuse(p); err != nil {
+		return err
+	}
+	if p.Exchange == "" {
+		return c.Conn.Publish(ctx, p)
+	}
+	if err := c.closed(); err != nil {
+		return err
+	}
+	if c.s.deletedHere(p.Exchange) {
+		return errorf("publish to exchange %q: deleted: %w", p.Exchange, transport.ErrNotFound)
+	}
+	m, err := envelope(p)
+	if err != nil {
+		return err
+	}
+	if c.typeOf(p.Exchange) == transport.ExchangeFanout {
+		m.Attributes = nil
+	}
+	return wrap("publish to exchange "+p.Exchange, c.s.publish(ctx, c.s.topicPath(p.Exchange), []*pubsubpb.PubsubMessage{m}))
+}
+
+// PublishBatch sends the batch's messages for each exchange in one
+// request per exchange.
+func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
+	if err := c.closed(); err != nil {
+		return err
+	}
+	var direct []*transport.Publishing
+	byTopic := map[string][]*pubsubpb.PubsubMessage{}
+	var order []string
+	for _, p := range ps {
+		if err := refuse(p); err != nil {
+			return err
+		}
+		if p.Exchange == "" {
+			direct = append(direct, p)
+			continue
+		}
+		m, err := envelope(p)
+		if err != nil {
+			return err
+		}
+		if c.typeOf(p.Exchange) == transport.ExchangeFanout {
+			m.Attributes = nil
+		}
+		if _, ok := byTopic[p.Exchange]; !ok {
+			order = append(order, p.Exchange)
+		}
+		byTopic[p.Exchange] = append(byTopic[p.Exchange], m)
+	}
+	if len(direct) > 0 {
+		if err := c.Conn.(transport.BatchPublisher).PublishBatch(ctx, direct); err != nil {
+			return err
+		}
+	}
+	for _, ex := range order {
+		if c.s.deletedHere(ex) {
+			return errorf("publish to exchange %q: deleted: %w", ex, transport.ErrNotFound)
+		}
+		if err := c.s.publish(ctx, c.s.topicPath(ex), byTopic[ex]); err != nil {
+			return wrap("publish to exchange "+ex, err)
+		}
+	}
+	return nil
+}
