@@ -18,4 +18,9 @@ var (
 	ErrUnknownScheme  = errors.New("kombu: unknown transport scheme")
 	ErrInUse          = errors.New("kombu: entity in use")
 	ErrAccessRefused  = errors.New("kombu: access refused")
+	// ErrLimitExceeded: a size or count over a limit, such as a message
+	// body larger than its broker takes (SQS's 256 KiB), refused before it
+	// is sent. It is the value of codec.ErrLimitExceeded and
+	// kombu.ErrLimitExceeded too, so that errors.Is matches all three.
+	ErrLimitExceeded = errors.New("kombu: limit exceeded")
 )
