@@ -32,6 +32,8 @@ func (e *Error) Error() string {
 	switch {
 	case isAccessCode(e.Code):
 		b.WriteString(": SQS refused the credentials (check the access key id and secret in the URL, or the AWS environment)")
+	case e.Code == "" && isCredentialsFailure(e.Err):
+		b.WriteString(": no AWS credentials (put them in the URL, sqs://KEY_ID:SECRET@, or in the AWS environment)")
 	case isMissingQueueCode(e.Code):
 		b.WriteString(": no such queue")
 	}
@@ -45,7 +47,7 @@ func (e *Error) Unwrap() error { return e.Err }
 func (e *Error) Is(target error) bool {
 	switch target {
 	case transport.ErrAccessRefused:
-		return isAccessCode(e.Code)
+		return isAccessCode(e.Code) || e.Code == "" && isCredentialsFailure(e.Err)
 	case transport.ErrNotFound:
 		return isMissingQueueCode(e.Code)
 	}
@@ -64,6 +66,13 @@ func isAccessCode(c string) bool {
 		return true
 	}
 	return false
+}
+
+// isCredentialsFailure: the SDK found no credentials to sign with (it has
+// no error type of its own for it across versions: its text says so).
+func isCredentialsFailure(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "failed to retrieve credentials") || strings.Contains(s, "failed to refresh cached credentials")
 }
 
 func isMissingQueueCode(c string) bool {
