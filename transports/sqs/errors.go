@@ -93,8 +93,6 @@ func isGoneReceipt(c string) bool {
 	return false
 }
 
-func isPurgeInProgress(c string) bool { return code(c) == "PurgeQueueInProgress" }
-
 // errorCode is SQS's code for err, "" when SQS did not answer.
 func errorCode(err error) string {
 	var api smithy.APIError
