@@ -8,7 +8,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	s := startFerretDB(t)
+	s := ferret(t)
 	transporttest.Run(t, func(t *testing.T) transport.Conn { return s.open(t, "conformance", "") },
 		transporttest.WithFeatures(transport.FeatureDirect|transport.FeatureTopic|transport.FeatureFanout|
 			transport.FeatureConfirms|transport.FeatureMandatory|transport.FeatureDeadLetter))

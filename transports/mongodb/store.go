@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -123,6 +124,10 @@ type message struct {
 // message to other consumers before it reports the queue empty for now.
 const takeAttempts = 20
 
+// spread is how many of a queue's first messages a consumer that lost a
+// race picks from.
+const spread = 8
+
 // Take takes the queue's first message in Kombu's order (priority, then
 // insertion). It inserts a taken copy (queue takenPrefix+queue, leased to
 // this connection for visibility_timeout, extended while unsettled) and
@@ -135,10 +140,18 @@ const takeAttempts = 20
 // not at all.
 func (s *store) Take(ctx context.Context, queue string) (virtual.Taken, error) {
 	s.recover(ctx, queue)
-	for range takeAttempts {
+	for attempt := range takeAttempts {
+		// The first message; after a lost race, one of the first few at
+		// random, so that consumers racing for a queue spread out.
+		fo := options.FindOne().SetSort(bson.D{{Key: "priority", Value: 1}, {Key: "_id", Value: 1}})
+		if attempt > 0 {
+			fo.SetSkip(rand.Int64N(spread))
+		}
 		var m message
-		err := s.messages.FindOne(ctx, bson.D{{Key: "queue", Value: queue}},
-			options.FindOne().SetSort(bson.D{{Key: "priority", Value: 1}, {Key: "_id", Value: 1}})).Decode(&m)
+		err := s.messages.FindOne(ctx, bson.D{{Key: "queue", Value: queue}}, fo).Decode(&m)
+		if errors.Is(err, mongo.ErrNoDocuments) && attempt > 0 {
+			continue
+		}
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			return virtual.Taken{}, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
 		}
