@@ -56,7 +56,7 @@ var driverPackages = map[string]string{
 	"redis": "redis", "rediss": "redis", "sentinel": "redis",
 	"memory":     "memory",
 	"filesystem": "filesystem",
-	"sqs":        "sqs",
+	"sqs":        "sqs", "mongodb": "mongodb",
 }
 
 // schemeAliases are names people write for a transport, with the scheme

@@ -41,10 +41,6 @@ type settings struct {
 	pollInterval time.Duration
 }
 
-// kombuOptions are the query options the transport reads itself; every
-// other one goes to the MongoDB driver.
-var kombuOptions = []string{"visibility_timeout", "polling_interval"}
-
 func parseOptions(u *transport.URL) (*settings, error) {
 	bad := func(format string, args ...any) error {
 		return &transport.URLError{URL: u.String(), Reason: fmt.Sprintf(format, args...)}
@@ -93,7 +89,7 @@ func parseOptions(u *transport.URL) (*settings, error) {
 		return v.String()
 	}
 	o.uri = build(u.Password)
-	o.masked = build(map[bool]string{true: "****", false: ""}[u.Password != ""])
+	o.masked = strings.ReplaceAll(build(map[bool]string{true: "xxxx", false: ""}[u.Password != ""]), ":xxxx@", ":****@")
 	return o, nil
 }
 

@@ -63,5 +63,3 @@ type maskedError struct {
 
 func (e maskedError) Error() string { return e.msg }
 func (e maskedError) Unwrap() error { return e.err }
-
-

@@ -40,7 +40,30 @@ type store struct {
 	wg   sync.WaitGroup
 }
 
-var _ virtual.Store = (*store)(nil)
+var (
+	_ virtual.Store       = (*store)(nil)
+	_ virtual.Quarantiner = (*store)(nil)
+)
+
+// quarantineCollection holds the documents that were not Kombu envelopes,
+// with their queue and what is wrong with them.
+const quarantineCollection = "messages.kombu_go_quarantine"
+
+// Quarantine moves a taken document that is not a Kombu envelope to the
+// quarantine collection, where a person can look at it.
+func (s *store) Quarantine(ctx context.Context, rc virtual.Receipt, reason error) error {
+	r := rc.(receipt)
+	var m message
+	if err := s.messages.FindOne(ctx, bson.D{{Key: "_id", Value: r.copy}}).Decode(&m); err != nil {
+		return s.wrap("quarantine a message of "+r.queue, err)
+	}
+	q := s.messages.Database().Collection(quarantineCollection)
+	if _, err := q.InsertOne(ctx, bson.D{{Key: "_id", Value: r.original}, {Key: "payload", Value: m.Payload}, {Key: "queue", Value: r.queue}, {Key: "reason", Value: reason.Error()}}); err != nil && !mongo.IsDuplicateKeyError(err) {
+		return s.wrap("quarantine a message of "+r.queue, err)
+	}
+	s.log.Warn("mongodb: a message is not a Kombu envelope: moved to "+quarantineCollection, "queue", r.queue, "id", r.original.Hex(), "reason", reason)
+	return s.Ack(ctx, r)
+}
 
 type receipt struct {
 	copy, original bson.ObjectID
