@@ -62,8 +62,30 @@ func startGoaws(t testing.TB) *goaws {
 	return emulator
 }
 
+// queuesMu keeps goaws's requests that add or remove queues apart from
+// the others: goaws reads its map of queues without its lock in some
+// handlers (ReceiveMessage, CreateQueue), which a concurrent CreateQueue
+// or DeleteQueue turns into Go's fatal "concurrent map read and map
+// write".
+var queuesMu sync.RWMutex
+
+func serialized(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		switch r.FormValue("Action") {
+		case "CreateQueue", "DeleteQueue":
+			queuesMu.Lock()
+			defer queuesMu.Unlock()
+		default:
+			queuesMu.RLock()
+			defer queuesMu.RUnlock()
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 func (g *goaws) serve(ln net.Listener) {
-	srv := &http.Server{Handler: router.New(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: serialized(router.New()), ReadHeaderTimeout: 10 * time.Second}
 	g.srv = srv
 	go func() { _ = srv.Serve(ln) }()
 }
