@@ -74,7 +74,11 @@
 // base64 (or, from msgpack and YAML, as their own binary type).
 package codec
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
 
 // Sentinel errors. Package kombu re-exports each under the same name.
 var (
@@ -84,7 +88,7 @@ var (
 	ErrEncode = errors.New("kombu: cannot encode message")
 	// ErrLimitExceeded: a decompressed body would exceed its limit (package
 	// kombu uses it for every size or pool limit).
-	ErrLimitExceeded = errors.New("kombu: limit exceeded")
+	ErrLimitExceeded = transport.ErrLimitExceeded
 )
 
 // Content types of the serializers, as Kombu names them.

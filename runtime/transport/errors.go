@@ -22,6 +22,11 @@ var (
 	ErrUnknownScheme  = errors.New("kombu: unknown transport scheme")
 	ErrInUse          = errors.New("kombu: entity in use")
 	ErrAccessRefused  = errors.New("kombu: access refused")
+	// ErrLimitExceeded: a size or count over a limit, such as a message
+	// body larger than its broker takes (SQS's 256 KiB), refused before it
+	// is sent. It is the value of codec.ErrLimitExceeded and
+	// kombu.ErrLimitExceeded too, so that errors.Is matches all three.
+	ErrLimitExceeded = errors.New("kombu: limit exceeded")
 )
 
 // BatchError is a PublishBatch error that says which messages of the batch

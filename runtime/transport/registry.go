@@ -58,6 +58,7 @@ var driverPackages = map[string]string{
 	"filesystem": "filesystem",
 	"sqla":       "sqldb", "sqlalchemy": "sqldb", "postgres": "sqldb", "postgresql": "sqldb", "mysql": "sqldb", "sqlite": "sqldb",
 	"gcpubsub": "gcpubsub", "azurestoragequeues": "azurequeues",
+	"sqs": "sqs", "mongodb": "mongodb",
 }
 
 // schemeAliases are names people write for a transport, with the scheme
@@ -73,11 +74,11 @@ var schemeAliases = map[string]string{
 }
 
 // otherTransports are Kombu's transports that kombu-go has no driver for
-// (yet): a scheme of theirs is not a typo of one of ours ("sqs" is not
+// (yet): a scheme of theirs is not a typo of one of ours ("etcd" is not
 // "sqla").
 var otherTransports = map[string]bool{
-	"sqs": true, "mongodb": true, "zookeeper": true, "consul": true, "etcd": true, "confluentkafka": true,
-	"kafka": true, "azurestoragequeues": true, "azureservicebus": true, "gcpubsub": true, "pyro": true, "slmq": true, "qpid": true,
+	"zookeeper": true, "consul": true, "etcd": true, "confluentkafka": true,
+	"kafka": true, "azureservicebus": true, "pyro": true, "slmq": true, "qpid": true,
 }
 
 // DriverPackage names the package that registers a scheme kombu-go knows
@@ -99,8 +100,8 @@ func SuggestScheme(scheme string) (string, bool) {
 	if to, ok := schemeAliases[s]; ok {
 		return to, true
 	}
-	if otherTransports[s] {
-		return "", false
+	if _, ours := driverPackages[s]; ours && s == scheme || otherTransports[s] {
+		return "", false // a transport's scheme, not a typo: its package is not imported
 	}
 	candidates := Schemes()
 	for known := range driverPackages {

@@ -1,0 +1,64 @@
+// Package mongodb is Kombu's MongoDB transport for kombu-go, registered as
+// the "mongodb" scheme: Go and Python processes (Kombu, Celery) share
+// queues in one MongoDB database, with Kombu's collections and documents.
+// It is a module of its own (github.com/kombu-go/kombu/transports/mongodb),
+// so that only programs that import it download the MongoDB driver
+// (go.mongodb.org/mongo-driver/v2).
+//
+//	import _ "github.com/kombu-go/kombu/transports/mongodb"
+//
+//	conn, err := kombu.Dial(ctx, "mongodb://user:secret@db.example:27017/kombu_default")
+//
+// # URLs
+//
+// mongodb://[user:password@]host[:port][/database][?options]: the database
+// is Kombu's kombu_default unless named. Query options are MongoDB's
+// connection string options (authSource, tls, replicaSet, ...), passed to
+// the driver, except kombu-go's own: visibility_timeout (seconds a taken
+// message stays leased to its consumer without news of it, default 60;
+// the lease is extended every third of it while the message is unsettled)
+// and polling_interval (seconds between looks at an empty queue, default
+// 1, Kombu's). Open pings the server, bounded by its context: a server
+// that does not answer or refuses the credentials fails there, with the
+// password masked in the error (and in URL() and logs).
+//
+// # Layout
+//
+// Kombu's (kombu/transport/mongodb.py): the collection "messages" holds a
+// document {payload, queue, priority} per message, payload being Kombu's
+// JSON envelope (package virtual) and priority 9 minus the message's
+// (lower is served first); consumers take the first document of their
+// queue sorted by priority, then _id. "messages.routing" holds the
+// bindings, {exchange, queue, routing_key, pattern}, shared by every
+// process. The indexes are Kombu's.
+//
+// # Where kombu-go differs
+//
+// Kombu deletes a message when it takes it, so a consumer that dies loses
+// it. kombu-go keeps a taken message as a copy whose queue is
+// "kombu-go:taken:<queue>" (which no Kombu take matches), leased to its
+// consumer and extended while the handler runs; an ack deletes it, a
+// requeue puts it back under its old _id (so it keeps its place), and a
+// copy whose lease ran out (its consumer died) is put back marked
+// redelivered by the next consumer of its queue. A take inserts the copy
+// and then deletes the original, and only the consumer whose delete
+// removed it keeps it: a delete is atomic on every server that speaks
+// MongoDB's protocol, where findOneAndUpdate is not on FerretDB.
+//
+// A document that is not a Kombu envelope is moved to the collection
+// "messages.kombu_go_quarantine", with its queue and the reason, and
+// logged, not lost.
+//
+// Fanout exchanges route through the routing collection like the others
+// (each bound queue gets a copy in "messages"); Kombu's own fanout uses
+// the capped collection "messages.broadcast" read with tailable cursors,
+// which kombu-go neither writes nor reads: Python fanout consumers do not
+// see Go's fanout messages, nor Go's theirs. Kombu's ttl option (TTL
+// indexes, "messages.queues") is not implemented; TTLs and priorities are
+// refused with ErrNotSupported.
+//
+// Tested against FerretDB v1.24 (a MongoDB wire-protocol server in Go, on
+// SQLite) and interop-tested both ways with Python Kombu 5.2 (pymongo 3.11)
+// on it; not against a MongoDB server, which is not packaged for this
+// project's machines.
+package mongodb

@@ -1,0 +1,32 @@
+// Command ferretdb runs FerretDB embedded (github.com/FerretDB/FerretDB/ferretdb)
+// on SQLite for the tests of transports/mongodb, which build it without the
+// race detector and run it as a child process.
+//
+//	ferretdb LISTEN_ADDR SQLITE_DIR
+package main
+
+import (
+	"context"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+func main() {
+	if len(os.Args) != 3 {
+		log.Fatal("usage: ferretdb LISTEN_ADDR SQLITE_DIR")
+	}
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: os.Args[1]},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + os.Args[2] + "/",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = f.Run(context.Background())
+}
