@@ -108,7 +108,9 @@ func (p *PostgresServer) run(name string, args ...string) ([]byte, error) {
 func (p *PostgresServer) Addr() string { return fmt.Sprintf("127.0.0.1:%d", p.port) }
 
 // URL is a postgresql:// URL of the cluster's postgres database.
-func (p *PostgresServer) URL() string { return fmt.Sprintf("postgresql://postgres@%s/postgres", p.Addr()) }
+func (p *PostgresServer) URL() string {
+	return fmt.Sprintf("postgresql://postgres@%s/postgres", p.Addr())
+}
 
 // Start starts the cluster (again, after Stop) and returns once it accepts
 // connections.
