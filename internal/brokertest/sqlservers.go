@@ -20,9 +20,23 @@ import (
 // systemctl): each is started from the distribution's binaries, on a free
 // port, with its data in a temporary directory removed when the test ends.
 
-// PostgresBinDir is where PostgreSQL's server binaries are looked for
-// (Debian's layout); KOMBU_TEST_PG_BINDIR overrides it.
-const PostgresBinDir = "/usr/lib/postgresql/15/bin"
+// postgresBinDir is where PostgreSQL's server binaries are: the newest
+// version's in Debian's layout (/usr/lib/postgresql/<version>/bin), or
+// KOMBU_TEST_PG_BINDIR.
+func postgresBinDir() string {
+	if d := os.Getenv("KOMBU_TEST_PG_BINDIR"); d != "" {
+		return d
+	}
+	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	best, bestV := "/usr/lib/postgresql/15/bin", -1
+	for _, f := range found {
+		dir := filepath.Dir(f)
+		if v, err := strconv.Atoi(filepath.Base(filepath.Dir(dir))); err == nil && v > bestV {
+			best, bestV = dir, v
+		}
+	}
+	return best
+}
 
 // PostgresServer is a PostgreSQL cluster of one test's own.
 type PostgresServer struct {
@@ -40,10 +54,7 @@ type PostgresServer struct {
 // KOMBU_REQUIRE_BROKERS=1).
 func StartPostgres(t testing.TB) *PostgresServer {
 	t.Helper()
-	bin := os.Getenv("KOMBU_TEST_PG_BINDIR")
-	if bin == "" {
-		bin = PostgresBinDir
-	}
+	bin := postgresBinDir()
 	if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
 		Unavailable(t, "PostgreSQL server binaries not found in "+bin+" (KOMBU_TEST_PG_BINDIR)")
 	}
