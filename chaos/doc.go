@@ -22,6 +22,11 @@
 // the broker, from rabbitmqctl and redis-cli, and from SIGKILLing consumer
 // processes, which are this test binary re-executed (TestHelperProcess).
 //
+// The SQL faults (sql_test.go: PostgreSQL restart, killed backends,
+// MariaDB restart) run against database servers each test starts for
+// itself from the distribution's binaries (internal/brokertest's
+// StartPostgres and StartMariaDB), never against the shared ones.
+//
 // Brokers are found at 127.0.0.1:5672 (RabbitMQ, guest/guest) and
 // 127.0.0.1:6379 (Redis), or KOMBU_TEST_AMQP_URL / KOMBU_TEST_REDIS_URL. A
 // broker that cannot be reached skips its tests, unless
