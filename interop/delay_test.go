@@ -173,8 +173,12 @@ func TestDelayPythonPublishesGoConsumes(t *testing.T) {
 				t.Errorf("body %q (%v)", body, err)
 			}
 			t.Logf("kombu-go received Python's message with a countdown of 2 s %v after it was due (routing key %q)", late.Round(time.Millisecond), m.DeliveryInfo.RoutingKey)
-			if late < 0 || late > time.Second {
-				t.Errorf("arrived %v after due, want within [0, 1s]", late)
+			// Python notes the time after its publish returned; RabbitMQ
+			// starts the level's TTL when it enqueues the message, a few
+			// milliseconds earlier (seen: 4 ms under load). So "due" here
+			// can be late by that much, and the message seem early.
+			if late < -50*time.Millisecond || late > time.Second {
+				t.Errorf("arrived %v after due, want within [-50ms, 1s]", late)
 			}
 			if want := "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.tasks.remind"; m.DeliveryInfo.RoutingKey != want {
 				t.Errorf("routing key %q, want Kombu's %q", m.DeliveryInfo.RoutingKey, want)
