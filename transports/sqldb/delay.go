@@ -145,12 +145,26 @@ func (s *store) delayLoop() {
 }
 
 // moveDue moves the due rows and returns how long until the next is due
-// by the database's clock, at most delayLookEvery.
+// by the database's clock, at most delayLookEvery. It looks before it
+// moves: a connection with nothing due writes nothing (SQLite: takes no
+// write lock).
 func (s *store) moveDue() time.Duration {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for {
-		queues, more, err := s.moveBatch(ctx)
+	for range 100 {
+		var next sql.NullInt64
+		if err := s.db.QueryRowContext(ctx, s.st.delayedNext).Scan(&next); err != nil {
+			s.log.Warn("sqldb: looking for due delayed messages failed; trying again in a second", "table", s.o.tables.delayed, "error", &maskErr{err, s.password()})
+			return delayLookEvery
+		}
+		switch {
+		case !next.Valid:
+			return delayLookEvery
+		case next.Int64 >= 0:
+			// +1 ms: a row is due once the clock has passed due_at.
+			return min(delayLookEvery, time.Duration(next.Int64+1)*time.Millisecond)
+		}
+		queues, err := s.moveBatch(ctx)
 		if err != nil {
 			s.log.Warn("sqldb: moving due delayed messages failed; trying again in a second", "table", s.o.tables.delayed, "error", &maskErr{err, s.password()})
 			return delayLookEvery
@@ -158,40 +172,31 @@ func (s *store) moveDue() time.Duration {
 		for q := range queues {
 			s.announce(ctx, q)
 		}
-		if !more {
-			break
+		if len(queues) == 0 {
+			return 10 * time.Millisecond // another mover holds the due rows: see that it committed
 		}
 	}
-	var next sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, s.st.delayedNext).Scan(&next); err != nil || !next.Valid {
-		return delayLookEvery
-	}
-	// +1 ms: a row is due once the clock has passed due_at.
-	return min(delayLookEvery, max(time.Duration(next.Int64+1)*time.Millisecond, time.Millisecond))
+	return 0
 }
 
 // moveBatch moves up to delayedBatch due rows in one transaction and
-// returns the queues it moved to, and whether the batch was full (more
-// may be due).
-func (s *store) moveBatch(ctx context.Context) (map[string]int, bool, error) {
+// returns the queues it moved to.
+func (s *store) moveBatch(ctx context.Context) (map[string]int, error) {
 	out := map[string]int{}
-	more := false
 	if s.d == postgres {
 		rows, err := s.db.QueryContext(ctx, s.st.delayedMove)
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var q string
 			if err := rows.Scan(&q); err != nil {
-				return nil, false, err
+				return nil, err
 			}
 			out[q]++
 		}
-		// DISTINCT queues: a full batch is not told apart; the next look,
-		// at most a second later, moves the rest.
-		return out, false, rows.Err()
+		return out, rows.Err()
 	}
 	var opts *sql.TxOptions
 	if s.d == mariadb {
@@ -200,7 +205,6 @@ func (s *store) moveBatch(ctx context.Context) (map[string]int, bool, error) {
 	}
 	err := s.retry(ctx, func() error {
 		clear(out)
-		more = false
 		tx, err := s.db.BeginTx(ctx, opts)
 		if err != nil {
 			return err
@@ -237,11 +241,10 @@ func (s *store) moveBatch(ctx context.Context) (map[string]int, bool, error) {
 			}
 			out[r.queue]++
 		}
-		more = len(due) == delayedBatch
 		return tx.Commit()
 	})
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	return out, more, nil
+	return out, nil
 }
