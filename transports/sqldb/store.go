@@ -279,7 +279,8 @@ func (s *store) prepareAll(ctx context.Context) error {
 	for _, q := range []string{s.st.queueID, s.st.createQueue, s.st.put, s.st.takeSelect, s.st.takeMark, s.st.leaseInsert,
 		s.st.leaseDelete, s.st.deleteMessage, s.st.restore, s.st.keepRejected, s.st.size, s.st.purge, s.st.detach,
 		s.st.unbindQueue, s.st.deleteQueueRw, s.st.bind, s.st.unbind, s.st.bindings, s.st.dropBindings, s.st.exchangeType,
-		s.st.ownerRenew, s.st.payloadOf} {
+		s.st.ownerRenew, s.st.payloadOf, s.st.delayedPut, s.st.delayedNext, s.st.delayedSelect, s.st.delayedDelete,
+		s.st.delayedDropQueue} {
 		if _, err := s.stmt(ctx, q); err != nil {
 			return s.opError("prepare "+q, err)
 		}
