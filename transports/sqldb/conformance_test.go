@@ -14,6 +14,6 @@ func TestConformance(t *testing.T) {
 		url := db.url()
 		transporttest.Run(t, func(t *testing.T) transport.Conn { return open(t, url) },
 			transporttest.WithFeatures(transport.FeatureDirect|transport.FeatureTopic|transport.FeatureFanout|
-				transport.FeatureConfirms|transport.FeatureMandatory|transport.FeatureDeadLetter))
+				transport.FeatureConfirms|transport.FeatureMandatory|transport.FeatureDeadLetter|transport.FeatureDelay))
 	})
 }

@@ -71,7 +71,7 @@
 // after the message table (Kombu would reuse ix_kombu_message_timestamp_id,
 // which fails on PostgreSQL and SQLite where index names are per database).
 //
-// What kombu-go keeps beside Kombu's tables lives in five tables of its
+// What kombu-go keeps beside Kombu's tables lives in six tables of its
 // own, named after the message table (kombu_message: kombu_go_*;
 // app_kombu_message: app_kombu_go_*; a message table "jobs": jobs_go_*):
 //
@@ -80,6 +80,7 @@
 //	kombu_go_owner    (owner PRIMARY KEY, expires)                        one row per open connection; expires in unix ms of the database's clock
 //	kombu_go_lease    (message_id PRIMARY KEY, owner)                     who holds each taken row
 //	kombu_go_rejected (message_id, queue, payload, reason, rejected_at)   messages rejected with no dead-letter exchange, kept aside
+//	kombu_go_delayed  (id PRIMARY KEY, queue, payload, due_at)            delayed messages not yet due (see Delayed delivery); index on due_at
 //
 // A user without the privilege to create tables gets one error naming the
 // table and the privilege (transport.ErrAccessRefused); tables made
@@ -143,6 +144,38 @@
 // priorities, message and queue TTLs and max-length are refused with
 // transport.ErrNotSupported, as Kombu's SQL transport has none;
 // dead-lettering is emulated (x-dead-letter-exchange, x-death).
+//
+// # Delayed delivery
+//
+// A delayed publish (kombu.WithDelay, kombu.WithETA;
+// transport.FeatureDelay) is routed when it is published, as any publish,
+// and each queue's copy waits as a row of kombu_go_delayed: queue (the
+// queue's name; its kombu_queue row is made if missing), payload (Kombu's
+// envelope, as kombu_message.payload holds it) and due_at, in unix
+// milliseconds of the database server's clock (the publish's delay, rounded
+// up to the millisecond, added to the server's now), so that processes
+// whose own clocks disagree agree on when it is due. Kombu reads only
+// kombu_message: no Python consumer sees a delayed message, nor does any
+// Size or Purge count it, before it is due. Every open kombu-go connection
+// moves the rows due (due_at past the server's now) into kombu_message, as
+// visible rows inserted as a publish would insert them then, deleting them
+// from kombu_go_delayed in the same transaction (up to 500 a transaction);
+// the rows are locked FOR UPDATE SKIP LOCKED on PostgreSQL and on MySQL 8
+// and MariaDB 10.6 (FOR UPDATE on older ones), and moved under SQLite's
+// write lock, so that movers in many processes never move one row twice.
+// A connection looks every second, and sooner for the soonest row in the
+// table and for a row it stored itself, and wakes the queue's consumers
+// (NOTIFY on PostgreSQL). A message therefore arrives within about a
+// second of its time while any kombu-go process is connected to the
+// database (any consumer or publisher; measured: tens of milliseconds);
+// with none, it waits in its row, and the first connection that opens
+// moves it. A row is committed as durably as a publish's, so it survives
+// its process and the server as published messages do. Under WithTx the
+// row is written in the caller's transaction (a delayed outbox message):
+// nothing if it rolls back. A queue deleted while its messages wait takes
+// them with it (DeleteQueue deletes its kombu_go_delayed rows; a row whose
+// kombu_queue row is gone when due is dropped). A step of the server's
+// clock moves the due times with it.
 //
 // # The transactional outbox
 //

@@ -74,7 +74,7 @@ func (db *database) url(options ...string) string {
 // tables are the test's tables, Kombu's first.
 func (db *database) tables() (queue, message string, goTables []string) {
 	queue, message = db.prefix+"kombu_queue", db.prefix+"kombu_message"
-	for _, s := range []string{"exchange", "binding", "owner", "lease", "rejected"} {
+	for _, s := range []string{"exchange", "binding", "owner", "lease", "rejected", "delayed"} {
 		goTables = append(goTables, db.prefix+"kombu_go_"+s)
 	}
 	return

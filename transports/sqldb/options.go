@@ -363,8 +363,10 @@ type tables struct {
 	// kombu_go_exchange, ...; t1_kombu_message gives t1_kombu_go_exchange;
 	// a message table "jobs" gives jobs_go_exchange.
 	exchange, binding, owner, lease, rejected string
+	delayed                                   string // delayed delivery (delay.go)
 	// Index and constraint names: Kombu's for its default table names.
 	ixVisible, ixTimestamp, ixTimestampID, fkQueue, ixTake, ixLeaseOwner string
+	ixDelayedDue                                                         string
 	channel                                                              string // PostgreSQL NOTIFY channel
 }
 
@@ -386,9 +388,11 @@ func newTables(prefix, queue, message string) (tables, error) {
 	t.ixVisible, t.ixTimestamp = "ix_"+t.message+"_visible", "ix_"+t.message+"_timestamp"
 	t.ixTimestampID, t.fkQueue = "ix_"+t.message+"_timestamp_id", "FK_"+t.message+"_queue"
 	t.ixTake, t.ixLeaseOwner = "ix_"+t.message+"_kombu_go_take", "ix_"+t.lease+"_owner"
+	t.delayed = base + "_go_delayed"
+	t.ixDelayedDue = "ix_" + t.delayed + "_due"
 	t.channel = base + "_go"
 	for _, n := range []string{t.queue, t.message, t.exchange, t.binding, t.owner, t.lease, t.rejected, t.ixVisible,
-		t.ixTimestamp, t.ixTimestampID, t.fkQueue, t.ixTake, t.ixLeaseOwner} {
+		t.ixTimestamp, t.ixTimestampID, t.fkQueue, t.ixTake, t.ixLeaseOwner, t.delayed, t.ixDelayedDue} {
 		if len(n) > 63 {
 			return tables{}, fmt.Errorf("the name %s is longer than PostgreSQL's 63 bytes: shorten table_name_prefix or the table names", n)
 		}

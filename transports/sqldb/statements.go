@@ -61,6 +61,15 @@ type statements struct {
 	payloadOf    string // (id) -> payload
 
 	identity string // () -> one text identifying the database (outbox checks)
+
+	// Delayed delivery (delay.go). Due times are unix ms of the database's
+	// clock.
+	delayedPut       string // (queue, payload, delay ms)
+	delayedNext      string // () -> ms until the soonest row is due (NULL: none)
+	delayedMove      string // PostgreSQL: () -> queues; moves up to delayedBatch due rows in one statement
+	delayedSelect    string // elsewhere: () -> id, queue, payload of up to delayedBatch due rows, locked
+	delayedDelete    string // (id)
+	delayedDropQueue string // (queue): DeleteQueue drops the queue's delayed rows
 }
 
 // takeMarkIn is takeMark for n rows at once (MySQL): (id...).
@@ -109,7 +118,9 @@ func (d dialect) nowMillis() string {
 	case mariadb:
 		return "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)"
 	}
-	return "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+	// ROUND: julianday holds SQLite's clock in whole milliseconds, which
+	// the floating-point days would otherwise truncate a millisecond short.
+	return "CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER)"
 }
 
 // localNow is what Kombu writes in kombu_message.timestamp when it takes
@@ -142,7 +153,7 @@ func newStatements(d dialect, t tables) *statements {
 	T, F := d.boolean(true), d.boolean(false)
 	r := strings.NewReplacer(
 		"QUEUE", t.queue, "MESSAGE", t.message, "EXCHANGE", t.exchange, "BINDING", t.binding,
-		"OWNER", t.owner, "LEASE", t.lease, "REJECTED", t.rejected,
+		"OWNER", t.owner, "LEASE", t.lease, "REJECTED", t.rejected, "DELAYED", t.delayed,
 		"TRUE", T, "FALSE", F, "NOWMS", d.nowMillis(), "LOCALNOW", d.localNow(),
 	)
 	x := func(sql string) string { return d.q(r.Replace(sql)) }
@@ -225,6 +236,30 @@ ON CONFLICT (owner) DO UPDATE SET expires = excluded.expires`)
 	s.ownersExpire = x(`DELETE FROM OWNER WHERE expires < NOWMS`)
 	s.orphans = x(`SELECT l.message_id, l.owner FROM LEASE l LEFT JOIN OWNER o ON o.owner = l.owner WHERE o.owner IS NULL LIMIT 100`)
 	s.payloadOf = x(`SELECT payload FROM MESSAGE WHERE id = {1}`)
+
+	// A row is due once the database's clock has passed due_at (strictly:
+	// NOWMS rounds), so that nothing is moved early.
+	s.delayedPut = x(`INSERT INTO DELAYED (queue, payload, due_at) VALUES ({1}, {2}, NOWMS + {3})`)
+	s.delayedNext = x(`SELECT MIN(due_at) - NOWMS FROM DELAYED`)
+	due := fmt.Sprintf(`SELECT id FROM DELAYED WHERE due_at < NOWMS ORDER BY due_at, id LIMIT %d`, delayedBatch)
+	switch d {
+	case postgres:
+		// One statement, so one transaction: the rows are deleted and
+		// their messages inserted together; SKIP LOCKED leaves rows another
+		// mover is moving to it. A row whose queue is gone is dropped.
+		s.delayedMove = x(`WITH d AS (DELETE FROM DELAYED WHERE id IN (` + due + ` FOR UPDATE SKIP LOCKED)
+  RETURNING id, queue, payload, due_at),
+m AS (INSERT INTO MESSAGE (id, visible, timestamp, payload, version, queue_id)
+  SELECT nextval('message_id_sequence'), TRUE, NULL, d.payload, 1, q.id FROM d JOIN QUEUE q ON q.name = d.queue
+  ORDER BY d.due_at, d.id RETURNING 1)
+SELECT DISTINCT queue FROM d`)
+	case mariadb:
+		s.delayedSelect = x(strings.Replace(due, "SELECT id", "SELECT id, queue, payload", 1) + ` FOR UPDATE SKIP LOCKED`)
+	case sqlite:
+		s.delayedSelect = x(strings.Replace(due, "SELECT id", "SELECT id, queue, payload", 1)) // under the write lock
+	}
+	s.delayedDelete = x(`DELETE FROM DELAYED WHERE id = {1}`)
+	s.delayedDropQueue = x(`DELETE FROM DELAYED WHERE queue = {1}`)
 	return s
 }
 
@@ -234,7 +269,7 @@ ON CONFLICT (owner) DO UPDATE SET expires = excluded.expires`)
 func schema(d dialect, t tables) []ddl {
 	r := strings.NewReplacer(
 		"QUEUE", t.queue, "MESSAGE", t.message, "EXCHANGE", t.exchange, "BINDING", t.binding,
-		"OWNER", t.owner, "LEASE", t.lease, "REJECTED", t.rejected,
+		"OWNER", t.owner, "LEASE", t.lease, "REJECTED", t.rejected, "DELAYED", t.delayed, "IXDELAYEDDUE", t.ixDelayedDue,
 		"IXVISIBLE", t.ixVisible, "IXTIMESTAMPID", t.ixTimestampID, "IXTIMESTAMP", t.ixTimestamp,
 		"FKQUEUE", t.fkQueue, "IXTAKE", t.ixTake, "IXLEASEOWNER", t.ixLeaseOwner,
 	)
@@ -332,6 +367,22 @@ func schema(d dialect, t tables) []ddl {
 	owner VARCHAR(36) NOT NULL
 )`+engine)
 	index("IXLEASEOWNER", "LEASE", "CREATE INDEX"+ifNot+" IXLEASEOWNER ON LEASE (owner)")
+	// Delayed delivery (delay.go): a message waiting for due_at, in unix
+	// ms of the database's clock.
+	delayedID := "id BIGSERIAL NOT NULL PRIMARY KEY"
+	switch d {
+	case mariadb:
+		delayedID = "id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY"
+	case sqlite:
+		delayedID = "id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT"
+	}
+	add("DELAYED", `CREATE TABLE IF NOT EXISTS DELAYED (
+	`+delayedID+`,
+	queue VARCHAR(200) NOT NULL,
+	payload `+text+` NOT NULL,
+	due_at `+bigint+` NOT NULL
+)`+engine)
+	index("IXDELAYEDDUE", "DELAYED", "CREATE INDEX"+ifNot+" IXDELAYEDDUE ON DELAYED (due_at)")
 	add("REJECTED", `CREATE TABLE IF NOT EXISTS REJECTED (
 	message_id INTEGER NOT NULL,
 	queue VARCHAR(200) NOT NULL,

@@ -45,6 +45,7 @@ type store struct {
 	stmts  map[string]*sql.Stmt // prepared (MySQL, SQLite); pgx caches its own
 
 	acks    *acker
+	delay   *delayMover
 	hub     *hub
 	onLost  func(error) // set by the connection: the database is unreachable
 	stop    chan struct{}
@@ -72,7 +73,8 @@ type receipt struct {
 // store's lease and restores what connections that are gone left taken.
 func openStore(ctx context.Context, o *options, log *slog.Logger) (*store, error) {
 	s := &store{o: o, d: o.dialect, log: log, st: newStatements(o.dialect, o.tables), owner: virtual.NewDeliveryTag(),
-		stmts: map[string]*sql.Stmt{}, stop: make(chan struct{}), stopped: make(chan struct{}), onLost: func(error) {}}
+		stmts: map[string]*sql.Stmt{}, stop: make(chan struct{}), stopped: make(chan struct{}), onLost: func(error) {},
+		delay: newDelayMover()}
 	if err := s.connect(ctx); err != nil {
 		return nil, err
 	}
@@ -87,6 +89,7 @@ func openStore(ctx context.Context, o *options, log *slog.Logger) (*store, error
 		}
 		if !hasSkipLocked(version) {
 			s.st.takeSelect = strings.Replace(s.st.takeSelect, " SKIP LOCKED", "", 1)
+			s.st.delayedSelect = strings.Replace(s.st.delayedSelect, " SKIP LOCKED", "", 1)
 			log.Info("sqldb: this MySQL/MariaDB has no FOR UPDATE SKIP LOCKED (MySQL 8, MariaDB 10.6): consumers wait for each other's row locks", "version", version)
 		}
 	}
@@ -121,6 +124,7 @@ WHERE table_schema = DATABASE() AND table_name = ? AND column_name = 'payload'`,
 	s.recover(ctx)
 	s.acks = newAcker(s)
 	go s.leaseLoop()
+	go s.delayLoop()
 	return s, nil
 }
 
@@ -275,7 +279,8 @@ func (s *store) prepareAll(ctx context.Context) error {
 	for _, q := range []string{s.st.queueID, s.st.createQueue, s.st.put, s.st.takeSelect, s.st.takeMark, s.st.leaseInsert,
 		s.st.leaseDelete, s.st.deleteMessage, s.st.restore, s.st.keepRejected, s.st.size, s.st.purge, s.st.detach,
 		s.st.unbindQueue, s.st.deleteQueueRw, s.st.bind, s.st.unbind, s.st.bindings, s.st.dropBindings, s.st.exchangeType,
-		s.st.ownerRenew, s.st.payloadOf} {
+		s.st.ownerRenew, s.st.payloadOf, s.st.delayedPut, s.st.delayedNext, s.st.delayedSelect, s.st.delayedDelete,
+		s.st.delayedDropQueue} {
 		if _, err := s.stmt(ctx, q); err != nil {
 			return s.opError("prepare "+q, err)
 		}
@@ -429,6 +434,9 @@ func (s *store) DeleteQueue(ctx context.Context, queue string) (int, error) {
 			return err
 		}
 		if _, err = s.txExec(ctx, tx, s.st.unbindQueue, queue); err != nil {
+			return err
+		}
+		if _, err = s.txExec(ctx, tx, s.st.delayedDropQueue, queue); err != nil {
 			return err
 		}
 		_, err = s.txExec(ctx, tx, s.st.deleteQueueRw, queue)
@@ -879,6 +887,7 @@ func (s *store) Close() error {
 		s.acks.close()
 		close(s.stop)
 		<-s.stopped
+		<-s.delay.done
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if _, derr := s.exec(ctx, s.st.ownerDelete, s.owner); derr != nil {
