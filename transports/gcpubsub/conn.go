@@ -16,7 +16,10 @@ import (
 // features are what Kombu's gcpubsub transport implements: direct and
 // fanout exchanges (Pub/Sub routes; Kombu raises NotImplementedError for
 // the others), and publishes that return once the service has them.
-const features = transport.FeatureDirect | transport.FeatureFanout | transport.FeatureConfirms | transport.FeatureDeadLetter
+// Consumers are the virtual connection's, which read their prefetch before
+// every pull, so it can change while they run.
+const features = transport.FeatureDirect | transport.FeatureFanout | transport.FeatureConfirms | transport.FeatureDeadLetter |
+	transport.FeatureLivePrefetch
 
 // conn is Kombu's virtual connection with Pub/Sub's routing: a publish
 // through an exchange is one message on the exchange's topic, which the

@@ -84,7 +84,7 @@ var featureChecks = []check{
 			arrive(1, 1)
 		}
 		settleAll()
-		e.wantBodies("every message once, in the queue's order, across the changes", got, want...)
+		e.wantInOrder("every message once, in the queue's order, across the changes", got, want...)
 		e.cancel(sub)
 		e.ended(sub)
 		if err := ps.SetPrefetch(e.ctx(), 5); err != nil {
