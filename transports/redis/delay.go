@@ -69,16 +69,9 @@ const (
 // set per target. ARGV: fingerprint or "", delay in milliseconds, then
 // per target its index member and its set member. Returns the number of
 // targets.
-var delayPublishScript = goredis.NewScript(`
+var delayPublishScript = goredis.NewScript(fingerprintLua + `
 if ARGV[1] ~= '' then
-  local m = redis.call('SMEMBERS', KEYS[1])
-  local a, b = 0, 0
-  for i = 1, #m do
-    local h = redis.sha1hex(m[i])
-    a = a + tonumber(string.sub(h, 1, 7), 16)
-    b = b + tonumber(string.sub(h, 8, 14), 16)
-  end
-  local fp = #m .. ':' .. string.format('%.0f', a) .. ':' .. string.format('%.0f', b)
+  local m, fp = fingerprint(KEYS[1])
   if fp ~= ARGV[1] then return m end
 end
 local t = redis.call('TIME')

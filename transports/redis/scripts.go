@@ -135,15 +135,8 @@ return out
 // ARGV: fingerprint, one message per destination[, hash key to settle].
 // Returns the number of destinations pushed to, -1 if the record to settle
 // was gone, or the binding set's members if it changed.
-var publishScript = goredis.NewScript(`
-local m = redis.call('SMEMBERS', KEYS[1])
-local a, b = 0, 0
-for i = 1, #m do
-  local h = redis.sha1hex(m[i])
-  a = a + tonumber(string.sub(h, 1, 7), 16)
-  b = b + tonumber(string.sub(h, 8, 14), 16)
-end
-local fp = #m .. ':' .. string.format('%.0f', a) .. ':' .. string.format('%.0f', b)
+var publishScript = goredis.NewScript(fingerprintLua + `
+local m, fp = fingerprint(KEYS[1])
 if fp ~= ARGV[1] then return m end
 local n = #ARGV - 1
 if #KEYS > #ARGV then
@@ -158,6 +151,22 @@ end
 for i = 1, n do redis.call('LPUSH', KEYS[i + 1], ARGV[i + 1]) end
 return n
 `)
+
+// fingerprintLua defines fingerprint(key), which returns a binding set's
+// members and their fingerprint (see bindingFingerprint), for the scripts
+// that publish only through the binding set the client routed with.
+const fingerprintLua = `
+local function fingerprint(key)
+  local m = redis.call('SMEMBERS', key)
+  local a, b = 0, 0
+  for i = 1, #m do
+    local h = redis.sha1hex(m[i])
+    a = a + tonumber(string.sub(h, 1, 7), 16)
+    b = b + tonumber(string.sub(h, 8, 14), 16)
+  end
+  return m, #m .. ':' .. string.format('%.0f', a) .. ':' .. string.format('%.0f', b)
+end
+`
 
 // bindingFingerprint computes what publishScript computes from a binding
 // set: the member count and two sums of 28-bit slices of each member's
