@@ -283,11 +283,7 @@ func (s *subscription) take(n int) (entries []*entry, err error) {
 func (s *subscription) recover(l lostTake) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	n, err := s.c.recoverTake(ctx, l)
-	if n > 0 {
-		s.c.log.Info("redis: messages taken by a take whose reply was lost are back in their queues", "count", n, "queues", l.queues)
-	}
-	return err
+	return s.c.recoverAndLog(ctx, l)
 }
 
 // transient reports whether an error is Redis being unreachable or not

@@ -99,16 +99,21 @@ type lostTake struct {
 // have recorded.
 func (c *conn) recoverLater(l lostTake) {
 	err := c.settleNow("return messages taken by a take whose reply was lost", 0, func(ctx context.Context) error {
-		n, err := c.recoverTake(ctx, l)
-		if n > 0 {
-			c.log.Info("redis: messages taken by a take whose reply was lost are back in their queues", "count", n, "queues", l.queues)
-		}
-		return err
+		return c.recoverAndLog(ctx, l)
 	})
 	if err != nil {
 		c.log.Warn("redis: a take's reply was lost, and what it took could not be returned; it will be restored after the visibility timeout",
 			"queues", l.queues, "error", err)
 	}
+}
+
+// recoverAndLog is recoverTake, saying when it returned messages.
+func (c *conn) recoverAndLog(ctx context.Context, l lostTake) error {
+	n, err := c.recoverTake(ctx, l)
+	if n > 0 {
+		c.log.Info("redis: messages taken by a take whose reply was lost are back in their queues", "count", n, "queues", l.queues)
+	}
+	return err
 }
 
 // recoverTake returns to the front of their queues the messages the take
