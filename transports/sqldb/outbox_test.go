@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -88,10 +89,10 @@ func TestOutboxCommitDeliversOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if db.name != "sqlite" { // SQLite: the open transaction holds the write lock a take needs
-			if got := drainOrders(t, conn); len(got) != 0 {
-				t.Fatalf("before the commit a consumer got %q", got)
-			}
+		// On SQLite the open transaction holds the write lock a take
+		// needs: the take looks first, and finds nothing visible.
+		if got := drainOrders(t, conn); len(got) != 0 {
+			t.Fatalf("before the commit a consumer got %q", got)
 		}
 		if err := tx.Commit(); err != nil {
 			t.Fatal(err)
@@ -180,4 +181,61 @@ func TestOutboxForeignTx(t *testing.T) {
 			t.Fatalf("publish under WithTx(ctx, a string): %v", err)
 		}
 	})
+}
+
+// On SQLite the process's kombu-go connections share one database
+// connection, and a take needs the file's one write lock. A consumer taking
+// while a caller's transaction (the write lock's holder) publishes must not
+// make that publish wait for the connection the take holds: the take waits
+// for the transaction, which would wait for the take, until busy_timeout.
+func TestOutboxSQLiteTxBesideAWaitingTake(t *testing.T) {
+	db := newDB(t, "sqlite")
+	conn, producer, sqlDB := outboxSetup(t, db)
+	if err := producer.PlaceOrder(ctx(t), &quickstartv1.OrderPlaced{OrderId: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := sqlDB.BeginTx(ctx(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	txCtx := sqldb.WithTx(ctx(t), tx)
+	// The first publish writes: the transaction holds the write lock.
+	if err := producer.PlaceOrder(txCtx, &quickstartv1.OrderPlaced{OrderId: "in-tx-1"}); err != nil {
+		t.Fatal(err)
+	}
+	// A consumer takes: "before" is visible, so the take asks for the
+	// write lock and waits for the transaction, holding the connection.
+	taken := make(chan string, 1)
+	go func() {
+		msg, err := kombu.Queue{Name: ordersQueue}.Get(ctx(t), conn)
+		if err != nil {
+			taken <- "error: " + err.Error()
+			return
+		}
+		var o quickstartv1.OrderPlaced
+		if err := msg.Decode(&o); err != nil {
+			taken <- "error: " + err.Error()
+			return
+		}
+		msg.Ack()
+		taken <- o.OrderId
+	}()
+	time.Sleep(200 * time.Millisecond) // let the take start waiting
+	// Well under busy_timeout (10 s): a publish that waited for the
+	// take's connection would fail here with the context's deadline.
+	short, cancel := context.WithTimeout(txCtx, 3*time.Second)
+	defer cancel()
+	if err := producer.PlaceOrder(short, &quickstartv1.OrderPlaced{OrderId: "in-tx-2"}); err != nil {
+		t.Fatalf("a publish in the transaction while a take waits for its lock: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-taken; got != "before" {
+		t.Fatalf("the waiting take got %q, want the order published before the transaction", got)
+	}
+	if got := drainOrders(t, conn); len(got) != 2 || got[0] != "in-tx-1" || got[1] != "in-tx-2" {
+		t.Fatalf("after the commit the queue held %q, want [in-tx-1 in-tx-2]", got)
+	}
 }

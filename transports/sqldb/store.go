@@ -373,8 +373,16 @@ func (s *store) DeclareQueue(ctx context.Context, queue string) error {
 	if err := checkQueue(queue); err != nil {
 		return err
 	}
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return err
+	}
+	row := s.queryRow
+	if tx != nil {
+		row = tx.QueryRowContext
+	}
 	var id int64
-	err := s.queryRow(ctx, s.st.queueID, queue).Scan(&id)
+	err = row(ctx, s.st.queueID, queue).Scan(&id)
 	switch {
 	case err == nil:
 		return nil
@@ -591,6 +599,18 @@ func (s *store) TakeBatch(ctx context.Context, queue string, max int) ([]virtual
 	acks := s.acks.take()
 	lost := 0
 	var err error
+	if s.d == sqlite && len(acks) == 0 {
+		// Look before taking: a take's transaction waits for SQLite's one
+		// write lock, which a caller's open transaction (WithTx) may hold
+		// for as long as it likes. Nothing visible, nothing to wait for.
+		var n int64
+		if n, err = (poolRunner{s}).rows(ctx, s.st.takeSelect, queue, 1); err != nil {
+			return nil, s.opError("take messages", err)
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
+		}
+	}
 	if s.d == postgres && len(acks) == 0 {
 		var rows *sql.Rows
 		if rows, err = s.takeDB.QueryContext(ctx, s.st.take, queue, s.owner, max); err == nil {
@@ -805,13 +825,43 @@ func (s *store) Unbind(ctx context.Context, exchange string, b virtual.Binding) 
 	return s.opError("unbind", err)
 }
 
+// readTx returns the transaction a read on the publish path runs in, or
+// nil for the store's pool: the batch's own transaction (on SQLite the
+// process's one connection is in it), or on SQLite the caller's (WithTx).
+// The caller's transaction holds SQLite's one write lock; a take waiting
+// for that lock holds the process's one connection, so a read queued
+// behind it would wait for the transaction that waits for the read, until
+// busy_timeout. In the caller's transaction the read also sees what it
+// declared.
+func (s *store) readTx(ctx context.Context) (*sql.Tx, error) {
+	t := txFrom(ctx)
+	switch {
+	case t == nil:
+		return nil, nil
+	case t.internal:
+		return t.tx.(*sql.Tx), nil
+	case s.d != sqlite:
+		return nil, nil
+	}
+	if _, err := s.runnerFor(ctx, t); err != nil { // the same file?
+		return nil, err
+	}
+	tx, ok := t.tx.(*sql.Tx)
+	if !ok { // a pgx.Tx is on PostgreSQL: runnerFor refused it above
+		return nil, fmt.Errorf("%w: sqldb.WithTx was given a %T for a SQLite connection", ErrForeignTx, t.tx)
+	}
+	return tx, nil
+}
+
 // Bindings reads the exchange's binding rows.
 func (s *store) Bindings(ctx context.Context, exchange string) ([]virtual.Binding, error) {
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var rows *sql.Rows
-	var err error
-	if t := txFrom(ctx); t != nil && t.internal {
-		// In the batch's transaction: SQLite's one connection is in it.
-		rows, err = t.tx.(*sql.Tx).QueryContext(ctx, s.st.bindings, exchange)
+	if tx != nil {
+		rows, err = tx.QueryContext(ctx, s.st.bindings, exchange)
 	} else {
 		rows, err = s.query(ctx, s.st.bindings, exchange)
 	}
@@ -865,7 +915,15 @@ func (s *store) declareExchange(ctx context.Context, ex transport.Exchange) (tra
 // exchange reads an exchange's recorded declaration.
 func (s *store) exchange(ctx context.Context, name string) (transport.Exchange, bool, error) {
 	ex := transport.Exchange{Name: name}
-	err := s.queryRow(ctx, s.st.exchangeType, name).Scan(&ex.Type, &ex.Durable, &ex.AutoDelete)
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return ex, false, err
+	}
+	row := s.queryRow
+	if tx != nil {
+		row = tx.QueryRowContext
+	}
+	err = row(ctx, s.st.exchangeType, name).Scan(&ex.Type, &ex.Durable, &ex.AutoDelete)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ex, false, nil
 	}

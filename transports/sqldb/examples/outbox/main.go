@@ -127,6 +127,24 @@ func runOutbox(ctx context.Context, dbURL, brokerURL, run string, out io.Writer)
 	consumed := make(chan error, 1)
 	go func() { consumed <- consumer.Run(ctx) }()
 
+	// The relay: from the outbox queue in the database to the same
+	// exchange on the broker, each event acknowledged in the database only
+	// once the broker confirmed it. It runs beside the service, as it would
+	// in production; an event waits in the database until its transaction
+	// commits, and for as long as the relay or the broker is down. (On
+	// SQLite, kombu-go's connections to one file in one process share one
+	// database connection: a publish in an order's transaction reads in
+	// that transaction, so the relay waiting for the transaction's write
+	// lock never holds it up.)
+	shovel, err := kombu.NewShovel(store, outbox, broker, kombu.Exchange{},
+		kombu.WithShovelKeepExchange(),
+		kombu.WithShovelDeclare(kombu.ShovelDestination, outboxv1.OrdersTopology()))
+	if err != nil {
+		return err
+	}
+	shoveled := make(chan error, 1)
+	go func() { shoveled <- shovel.Run(ctx) }()
+
 	svc := &orderService{db: db, dollar: isPostgres(dbURL), events: outboxv1.NewOrdersProducer(store)}
 	orders := []*outboxv1.OrderPlaced{
 		{OrderId: ids[0], Customer: "ada", AmountCents: 1250},
@@ -144,25 +162,6 @@ func runOutbox(ctx context.Context, dbURL, brokerURL, run string, out io.Writer)
 			fmt.Fprintf(out, "order %s committed with its event\n", label(o.OrderId, run))
 		}
 	}
-
-	// The relay: from the outbox queue in the database to the same
-	// exchange on the broker, each event acknowledged in the database only
-	// once the broker confirmed it. It starts after the orders are placed,
-	// as a relay that was down would: the committed events wait in the
-	// database meanwhile. (On SQLite this order matters too: kombu-go's
-	// connections to one file in one process share one database
-	// connection, and a relay polling it while an order's transaction holds
-	// the write lock can leave the producer's first declaration waiting for
-	// it. Run the relay in a process of its own there, or start it after
-	// the producer's first publish, as here.)
-	shovel, err := kombu.NewShovel(store, outbox, broker, kombu.Exchange{},
-		kombu.WithShovelKeepExchange(),
-		kombu.WithShovelDeclare(kombu.ShovelDestination, outboxv1.OrdersTopology()))
-	if err != nil {
-		return err
-	}
-	shoveled := make(chan error, 1)
-	go func() { shoveled <- shovel.Run(ctx) }()
 
 	handled := make(chan struct{})
 	go func() { h.wg.Wait(); close(handled) }()
