@@ -318,7 +318,7 @@ func (c *Consumer) declare(ctx context.Context, s *session) error {
 		if _, dup := r.handlers[info.Name]; dup {
 			return fmt.Errorf("kombu: queue %s is subscribed twice", info.Name)
 		}
-		r.handlers[info.Name] = sub.Handler
+		r.handlers[info.Name] = c.conn.wrapHandler(sub.Handler)
 		r.queues = append(r.queues, info.Name)
 	}
 	c.routes.Store(r)
