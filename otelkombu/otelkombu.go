@@ -113,9 +113,9 @@ type Interceptor struct {
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
 
-	sent        metric.Int64Counter
-	consumed    metric.Int64Counter
-	opDuration  metric.Float64Histogram
+	sent         metric.Int64Counter
+	consumed     metric.Int64Counter
+	opDuration   metric.Float64Histogram
 	procDuration metric.Float64Histogram
 }
 
