@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	quickstartv1 "github.com/kombu-go/kombu/gen/examples/quickstart/v1"
+	"github.com/kombu-go/kombu/internal/payload"
 	kombu "github.com/kombu-go/kombu/runtime"
 )
 
@@ -234,5 +236,36 @@ func TestInterceptorsSeeRequestAndReply(t *testing.T) {
 	}
 	if publishes != 2 || handles != 1 {
 		t.Errorf("saw %d publishes and %d handler calls, want 2 and 1: %q", publishes, handles, log)
+	}
+}
+
+// Generated producers and consumers go through the connection's
+// interceptors with no change to the generated code.
+func TestGeneratedCodeIsIntercepted(t *testing.T) {
+	var mu sync.Mutex
+	var log []string
+	conn := dialWith(t, kombu.WithInterceptors(recorder{"r", &mu, &log}))
+	handled := make(chan struct{}, 1)
+	c, err := quickstartv1.NewShopConsumer(conn, shopFunc(func() { handled <- struct{}{} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, c)
+	if err := quickstartv1.NewShopProducer(conn).PlaceOrder(ctxT(t), payload.Order()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-handled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not handled")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := "[r publish order.placed r published <nil> r handle quickstart.orders r handled <nil>]"
+	if fmt.Sprint(log) != want {
+		t.Errorf("interceptor saw %q, want %s", log, want)
 	}
 }
