@@ -34,7 +34,10 @@
 // (messaging.rabbitmq.destination.routing_key), messaging.message.id,
 // messaging.message.conversation_id (the correlation id),
 // messaging.rabbitmq.message.delivery_tag on a process span, and
-// messaging.message.body.size. A failure sets the span's status to Error,
+// messaging.message.body.size. The routing key and the delivery tag keep
+// their RabbitMQ names on every transport: the conventions name them for
+// RabbitMQ alone, and every Kombu transport routes by exchange and routing
+// key as AMQP does. A failure sets the span's status to Error,
 // records the error as an event, and sets error.type.
 //
 // # Metrics

@@ -405,7 +405,7 @@ func wantCount(t *testing.T, rm metricdata.ResourceMetrics, name string, want ma
 	matches := func(set attribute.Set) bool {
 		for k, v := range want {
 			got, ok := set.Value(attribute.Key(k))
-			if !ok || got.Emit() != v {
+			if !ok || got.String() != v {
 				return false
 			}
 		}
