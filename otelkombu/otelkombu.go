@@ -24,8 +24,9 @@
 // publisher's span, read from the message's headers, so that a message's
 // publish and its handling are one trace (a request, its handling and its
 // reply too: Message.Reply publishes inside the handler's span), and it
-// carries a link to that span as the conventions recommend. A message
-// without trace headers starts a trace of its own.
+// carries a link to that span as the conventions recommend
+// (WithLinkedProcessSpans keeps the link alone, the conventions' default).
+// A message without trace headers starts a trace of its own.
 //
 // Span attributes (semantic conventions v1.43, status Development):
 // messaging.system ("rabbitmq", "redis", "kombu_memory", ..., see System),
@@ -85,9 +86,10 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	tp   trace.TracerProvider
-	mp   metric.MeterProvider
-	prop propagation.TextMapPropagator
+	tp         trace.TracerProvider
+	mp         metric.MeterProvider
+	prop       propagation.TextMapPropagator
+	linkedOnly bool
 }
 
 // WithTracerProvider sets where spans go. The default is otel's global
@@ -110,11 +112,23 @@ func WithPropagator(p propagation.TextMapPropagator) Option {
 	return optionFunc(func(c *config) { c.prop = p })
 }
 
+// WithLinkedProcessSpans makes each process span the root of a trace of
+// its own, linked to the publisher's span but not its child: the messaging
+// conventions' default, for consumers whose handling should not lengthen
+// the publisher's trace (a message fanned out to many queues, a backlog
+// handled hours later). Without it a process span is the publisher's
+// span's child (and linked to it too), so that a publish, its handling and
+// a reply read as one trace.
+func WithLinkedProcessSpans() Option {
+	return optionFunc(func(c *config) { c.linkedOnly = true })
+}
+
 // Interceptor traces and measures publishes and handler calls. Make it
 // with NewInterceptor and give it to kombu.Dial with kombu.WithInterceptors.
 type Interceptor struct {
-	tracer trace.Tracer
-	prop   propagation.TextMapPropagator
+	tracer     trace.Tracer
+	prop       propagation.TextMapPropagator
+	linkedOnly bool
 
 	sent         metric.Int64Counter
 	consumed     metric.Int64Counter
@@ -144,7 +158,7 @@ func NewInterceptor(opts ...Option) (*Interceptor, error) {
 		}
 	}
 	meter := c.mp.Meter(ScopeName, metric.WithInstrumentationVersion(kombu.Version))
-	i := &Interceptor{tracer: c.tp.Tracer(ScopeName, trace.WithInstrumentationVersion(kombu.Version)), prop: c.prop}
+	i := &Interceptor{tracer: c.tp.Tracer(ScopeName, trace.WithInstrumentationVersion(kombu.Version)), prop: c.prop, linkedOnly: c.linkedOnly}
 	var errs []error
 	var err error
 	i.sent, err = meter.Int64Counter("messaging.client.sent.messages",
@@ -248,7 +262,7 @@ func (i *Interceptor) WrapPublish(next kombu.PublishFunc) kombu.PublishFunc {
 // whose context the message carries.
 func (i *Interceptor) WrapHandle(next kombu.HandlerFunc) kombu.HandlerFunc {
 	return func(ctx context.Context, msg *kombu.Message) error {
-		parent := i.prop.Extract(ctx, messageCarrier{msg})
+		creation := i.prop.Extract(ctx, messageCarrier{msg})
 		system := System(msg.Transport())
 		info := msg.DeliveryInfo
 		attrs := []attribute.KeyValue{
@@ -269,8 +283,12 @@ func (i *Interceptor) WrapHandle(next kombu.HandlerFunc) kombu.HandlerFunc {
 			attrs = append(attrs, semconv.MessagingMessageConversationID(msg.Properties.CorrelationID))
 		}
 		opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...)}
-		if sc := trace.SpanContextFromContext(parent); sc.IsValid() {
+		if sc := trace.SpanContextFromContext(creation); sc.IsValid() {
 			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+		}
+		parent := creation
+		if i.linkedOnly {
+			parent, opts = ctx, append(opts, trace.WithNewRoot())
 		}
 		ctx, span := i.tracer.Start(parent, "process "+info.Queue, opts...)
 		defer span.End()

@@ -34,13 +34,13 @@ type telemetry struct {
 	ic     *otelkombu.Interceptor
 }
 
-func newTelemetry(t *testing.T) *telemetry {
+func newTelemetry(t *testing.T, opts ...otelkombu.Option) *telemetry {
 	t.Helper()
 	tel := &telemetry{spans: tracetest.NewSpanRecorder(), reader: sdkmetric.NewManualReader()}
 	tel.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tel.spans))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(tel.reader))
-	ic, err := otelkombu.NewInterceptor(otelkombu.WithTracerProvider(tel.tp), otelkombu.WithMeterProvider(mp),
-		otelkombu.WithPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))
+	ic, err := otelkombu.NewInterceptor(append([]otelkombu.Option{otelkombu.WithTracerProvider(tel.tp), otelkombu.WithMeterProvider(mp),
+		otelkombu.WithPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,4 +436,29 @@ func wantCount(t *testing.T, rm metricdata.ResourceMetrics, name string, want ma
 		}
 	}
 	t.Errorf("metric %s: no data point %v with count %d; saw %v", name, want, n, seen)
+}
+
+func TestLinkedProcessSpansStartTheirOwnTrace(t *testing.T) {
+	tel := newTelemetry(t, otelkombu.WithLinkedProcessSpans())
+	conn := dial(t, "memory:///"+unique("otel"), tel)
+	q := kombu.Queue{Name: unique("otelkombu.linked")}
+	handled := make(chan struct{}, 1)
+	consume(t, conn, q, kombu.HandlerFunc(func(context.Context, *kombu.Message) error {
+		handled <- struct{}{}
+		return nil
+	}))
+	ctx, caller := tel.tp.Tracer("test").Start(ctxT(t), "caller")
+	if err := kombu.NewProducer(conn, kombu.WithRoutingKey(q.Name)).Publish(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	caller.End()
+	<-handled
+	spans := tel.waitSpans(t, 3)
+	pub := find(t, spans, "publish "+q.Name, trace.SpanKindProducer)
+	proc := find(t, spans, "process "+q.Name, trace.SpanKindConsumer)
+	if proc.SpanContext().TraceID() == pub.SpanContext().TraceID() || proc.Parent().IsValid() {
+		t.Errorf("process span in trace %s with parent %v, want a new root apart from the publish's trace %s",
+			proc.SpanContext().TraceID(), proc.Parent().SpanID(), pub.SpanContext().TraceID())
+	}
+	linkedTo(t, proc, pub.SpanContext())
 }
