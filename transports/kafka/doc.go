@@ -1,0 +1,3 @@
+// Package kafka is Kombu's Kafka transport (kombu/transport/confluentkafka.py)
+// for kombu-go, on franz-go.
+package kafka
