@@ -39,3 +39,7 @@ func checkTopic(topic string) error {
 	}
 	return nil
 }
+
+// TopicName is the topic that holds a queue's messages: the queue's name
+// without '@', as Kombu sanitizes it.
+func TopicName(queue string) string { return topicName(queue) }

@@ -309,6 +309,9 @@ func (b *batch) fail(i int, err error) {
 // in-sync replicas), unless it is part of a PublishBatch.
 func (s *store) Put(ctx context.Context, m virtual.Message) error {
 	topic := topicName(m.Queue)
+	if err := checkTopic(topic); err != nil {
+		return err
+	}
 	if len(m.Envelope) > s.o.maxRecordBytes {
 		return fmt.Errorf("a %d-byte envelope for %q: over max_record_bytes (%d): %w",
 			len(m.Envelope), topic, s.o.maxRecordBytes, transport.ErrLimitExceeded)
