@@ -11,7 +11,15 @@ require (
 	github.com/kombu-go/kombu/transports/sqldb v0.0.0
 	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/redis/go-redis/v9 v9.22.0
+	github.com/twmb/franz-go v1.20.7
+	github.com/twmb/franz-go/pkg/kadm v1.17.2
 	google.golang.org/protobuf v1.36.12
+)
+
+require (
+	github.com/pierrec/lz4/v4 v4.1.25 // indirect
+	github.com/twmb/franz-go/pkg/kmsg v1.12.0 // indirect
+	golang.org/x/crypto v0.48.0 // indirect
 )
 
 require (
@@ -29,6 +37,7 @@ require (
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/klauspost/compress v1.19.2 // indirect
+	github.com/kombu-go/kombu/transports/kafka v0.0.0
 	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/ncruces/go-strftime v1.0.0 // indirect
@@ -52,3 +61,5 @@ require (
 replace github.com/kombu-go/kombu => ../
 
 replace github.com/kombu-go/kombu/transports/sqldb => ../transports/sqldb
+
+replace github.com/kombu-go/kombu/transports/kafka => ../transports/kafka
