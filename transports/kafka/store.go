@@ -45,12 +45,17 @@ var (
 )
 
 func newStore(o *options, cfg transport.Config, log *slog.Logger) (*store, error) {
-	base := o.clientOpts(cfg)
+	base := append(o.clientOpts(cfg), kgo.WithLogger(kgoLogger{log}))
 	popts := append(slices.Clip(base),
 		// The envelope is the record: one record fits in one batch, and a
 		// bigger one is refused before it is sent (Put).
 		kgo.ProducerBatchMaxBytes(int32(o.maxRecordBytes+512)),
 		kgo.ProducerLinger(0),
+		// Records have no key: librdkafka, under Kombu, spreads keyless
+		// records over the partitions one by one (consistent_random), so
+		// that every partition, and every member consuming one, gets its
+		// share. franz-go's default sticks to one partition per batch.
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
 	)
 	cl, err := kgo.NewClient(popts...)
 	if err != nil {

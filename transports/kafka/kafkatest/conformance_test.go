@@ -2,6 +2,8 @@ package kafkatest
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
@@ -40,7 +42,11 @@ func open(t testing.TB, raw string) transport.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := kafka.Driver{}.Open(context.Background(), u, transport.Config{})
+	var cfg transport.Config
+	if os.Getenv("KAFKA_TEST_DEBUG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	c, err := kafka.Driver{}.Open(context.Background(), u, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -275,6 +276,17 @@ func TestRebalance(t *testing.T) {
 	if err := a.(transport.BatchPublisher).PublishBatch(ctx, pubs); err != nil {
 		t.Fatal(err)
 	}
+	// Keyless records are spread over the partitions one by one, as
+	// librdkafka spreads them under Kombu.
+	ends, err := adm.ListEndOffsets(ctx, queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(lo kadm.ListedOffset) {
+		if lo.Offset != n/4 {
+			t.Errorf("partition %d holds %d records, want %d", lo.Partition, lo.Offset, n/4)
+		}
+	})
 
 	var mu sync.Mutex
 	seen := map[string]int{}
