@@ -52,9 +52,7 @@ func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) err
 	b := &batch{errs: make([]error, len(ps))}
 	bctx := context.WithValue(ctx, batchKey{}, b)
 	for i, p := range ps {
-		b.mu.Lock()
 		b.cur = i
-		b.mu.Unlock()
 		if err := c.Conn.Publish(bctx, p); err != nil {
 			b.fail(i, err)
 		}

@@ -22,7 +22,8 @@
 //     made with num_partitions (1) and replication_factor (1) when the
 //     queue is declared or first published to.
 //   - A message is one record: Kombu's JSON envelope as the value, no key,
-//     no headers. Publish returns once every in-sync replica has it
+//     no headers, spread over the topic's partitions one record after the
+//     other (as librdkafka spreads keyless records under Kombu). Publish returns once every in-sync replica has it
 //     (acks=all, idempotent producer): Confirm is always honoured.
 //   - A queue's consumers, in every process, are the members of the
 //     consumer group "<queue>-consumer-group", which start from the

@@ -295,10 +295,11 @@ type batchKey struct{}
 
 // batch collects the results of the records a PublishBatch produced.
 type batch struct {
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	cur  int     // the index of the publishing being routed
-	errs []error // by publishing
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	cur    int                          // the index of the publishing being routed (set and read in the publisher's goroutine)
+	errs   []error                      // by publishing
+	tables map[string][]virtual.Binding // the exchanges' tables, read once per batch
 }
 
 func (b *batch) fail(i int, err error) {
@@ -504,10 +505,23 @@ func (s *store) Unbind(_ context.Context, exchange string, b virtual.Binding) er
 	return nil
 }
 
-func (s *store) Bindings(_ context.Context, exchange string) ([]virtual.Binding, error) {
+func (s *store) Bindings(ctx context.Context, exchange string) ([]virtual.Binding, error) {
+	b, _ := ctx.Value(batchKey{}).(*batch)
+	if b != nil {
+		if t, ok := b.tables[exchange]; ok {
+			return t, nil
+		}
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.tables[exchange]), nil
+	t := slices.Clone(s.tables[exchange])
+	s.mu.Unlock()
+	if b != nil {
+		if b.tables == nil {
+			b.tables = map[string][]virtual.Binding{}
+		}
+		b.tables[exchange] = t
+	}
+	return t, nil
 }
 
 func (s *store) DeleteExchange(_ context.Context, exchange string) error {

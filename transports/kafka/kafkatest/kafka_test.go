@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/transports/kafka"
@@ -481,6 +483,33 @@ func TestBadInput(t *testing.T) {
 			if !errors.Is(err, transport.ErrNotSupported) {
 				t.Errorf("publish to %q: err = %v, want ErrNotSupported", name, err)
 			}
+		}
+	})
+	t.Run("TopicTheBrokerRefuses", func(t *testing.T) {
+		// A name Kafka's rules allow that this broker refuses (a policy,
+		// a collision of "a.b" with "a_b"): the broker's
+		// INVALID_TOPIC_EXCEPTION, answered here by kfake's control hook.
+		refused := unique("refused")
+		c.ControlKey(int16(kmsg.CreateTopics), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+			req := kreq.(*kmsg.CreateTopicsRequest)
+			if len(req.Topics) != 1 || req.Topics[0].Topic != refused {
+				return nil, nil, false
+			}
+			c.KeepControl()
+			resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+			rt := kmsg.NewCreateTopicsResponseTopic()
+			rt.Topic = refused
+			rt.ErrorCode = kerr.InvalidTopicException.Code
+			resp.Topics = append(resp.Topics, rt)
+			return resp, nil, true
+		})
+		_, err := conn.DeclareQueue(ctx, transport.Queue{Name: refused})
+		if !errors.Is(err, transport.ErrNotSupported) || !strings.Contains(err.Error(), refused) {
+			t.Fatalf("err = %v, want ErrNotSupported naming the topic", err)
+		}
+		err = conn.Publish(ctx, &transport.Publishing{RoutingKey: refused, Body: []byte("x"), Confirm: true})
+		if !errors.Is(err, transport.ErrNotSupported) {
+			t.Fatalf("publish: err = %v, want ErrNotSupported", err)
 		}
 	})
 	t.Run("Oversize", func(t *testing.T) {
