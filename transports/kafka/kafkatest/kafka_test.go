@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -372,11 +374,61 @@ func TestRebalance(t *testing.T) {
 	}())
 }
 
+// killable is a kfake listener that keeps the connections it accepted,
+// so that a broker can be killed: its listener closed (RemoveNode) and
+// its clients' connections cut.
+type killable struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (l *killable) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns = append(l.conns, c)
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *killable) cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		_ = c.Close()
+	}
+}
+
 // TestBrokerKilledMidStream publishes with confirms and consumes while
-// the partitions' leader and the group coordinator are taken out of the
-// cluster: every confirmed message arrives.
+// brokers are killed (the leader of a partition, then the group
+// coordinator: each taken out of the cluster and its connections cut):
+// every confirmed message arrives.
 func TestBrokerKilledMidStream(t *testing.T) {
-	c := startCluster(t, 3)
+	var mu sync.Mutex
+	listeners := map[string]*killable{}
+	c := startCluster(t, 3, kfake.ListenFn(func(network, address string) (net.Listener, error) {
+		ln, err := net.Listen(network, address)
+		if err != nil {
+			return nil, err
+		}
+		k := &killable{Listener: ln}
+		mu.Lock()
+		listeners[ln.Addr().String()] = k
+		mu.Unlock()
+		return k, nil
+	}))
+	addrs := c.ListenAddrs() // broker i is node i
+	kill := func(node int32) {
+		t.Helper()
+		if err := c.RemoveNode(node); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		listeners[addrs[node]].cut()
+		mu.Unlock()
+	}
 	ctx := ctxT(t, 180*time.Second)
 	raw := url(c, "num_partitions=3&replication_factor=3&polling_interval=0.05")
 	pub := open(t, raw)
@@ -391,7 +443,6 @@ func TestBrokerKilledMidStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
 	got := map[string]bool{}
 	go func() {
 		for d := range sub.Deliveries() {
@@ -421,17 +472,13 @@ func TestBrokerKilledMidStream(t *testing.T) {
 	}
 	victim := c.LeaderFor(queue, 0)
 	coordinator := c.CoordinatorFor(queue + "-consumer-group")
-	if err := c.RemoveNode(victim); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("removed broker %d (leader of partition 0; group coordinator %d)", victim, coordinator)
+	kill(victim)
+	t.Logf("killed broker %d (leader of partition 0; the group coordinator is %d)", victim, coordinator)
 	for i := 100; i < 200; i++ {
 		send(i)
 		if i == 150 && coordinator != victim {
-			if err := c.RemoveNode(coordinator); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("removed broker %d (the group coordinator)", coordinator)
+			kill(coordinator)
+			t.Logf("killed broker %d (the group coordinator)", coordinator)
 		}
 	}
 	if len(confirmed) < 150 {
