@@ -92,3 +92,47 @@ func TestNotAnEnvelope(t *testing.T) {
 		return ok && o.At == 3
 	})
 }
+
+type job struct {
+	ID   int    `json:"id"`
+	Task string `json:"task"`
+}
+
+// The SDK end to end on Kafka: Dial, a SimpleQueue, Put, Len, Get, Ack.
+func TestSimpleQueue(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx := ctxT(t, 60*time.Second)
+	conn, err := kombu.Dial(ctx, url(c, "polling_interval=0.05"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	jobs, err := kombu.NewSimpleQueue[job](ctx, conn, unique("jobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jobs.Close()
+	for i, task := range []string{"wash the car", "buy milk"} {
+		if err := jobs.Put(ctx, job{ID: i + 1, Task: task}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := jobs.Len(ctx); err != nil || n != 2 {
+		t.Fatalf("Len: %d, %v", n, err)
+	}
+	for want := 1; want <= 2; want++ {
+		j, msg, err := jobs.Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.ID != want {
+			t.Fatalf("got job %d, want %d (one partition keeps the order)", j.ID, want)
+		}
+		if err := msg.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := jobs.Len(ctx); err != nil || n != 0 {
+		t.Fatalf("Len after acks: %d, %v", n, err)
+	}
+}
