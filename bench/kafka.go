@@ -11,6 +11,10 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -34,12 +38,15 @@ import (
 // SDK commits after acks too). It writes the bare protobuf body; the SDK
 // writes Kombu's JSON envelope around it, and pays for that here.
 //
-// Watermill's Kafka publisher (watermill-kafka) is not in this machine's
-// module list, so it has no row: it does not build offline.
+// Watermill's side is watermill-kafka v3's Publisher (sarama's
+// SyncProducer, with the same acks: all in-sync replicas), in the
+// confirmed row only: it sends a Publish's messages one by one, so it has
+// no pipelined form, and its subscriber is not measured here.
 
 const (
-	bareTopic  = "kombu-go-bench.bare"
-	kafkaChunk = 500
+	watermillKafkaTopic = "kombu-go-bench.watermill"
+	bareTopic           = "kombu-go-bench.bare"
+	kafkaChunk          = 500
 )
 
 // kfakeProc is a kfake cluster in a child process.
@@ -165,11 +172,36 @@ func benchKafka(ctx context.Context, tab *table) error {
 		return nil
 	}
 
+	scfg := wmkafka.DefaultSaramaSyncPublisherConfig()
+	scfg.Producer.RequiredAcks = sarama.WaitForAll
+	wm, err := wmkafka.NewPublisher(wmkafka.PublisherConfig{Brokers: []string{seed}, Marshaler: wmkafka.DefaultMarshaler{},
+		OverwriteSaramaConfig: scfg}, watermill.NopLogger{})
+	if err != nil {
+		return fmt.Errorf("watermill-kafka: %w", err)
+	}
+	defer wm.Close()
+	wmEach := func(count int) error {
+		for range count {
+			body, err := encode()
+			if err != nil {
+				return err
+			}
+			if err := wm.Publish(watermillKafkaTopic, message.NewMessage(watermill.NewUUID(), body)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, watermillKafkaTopic); err != nil && !strings.Contains(err.Error(), "TOPIC_ALREADY_EXISTS") {
+		return err
+	}
+
 	err = tab.add(workload{
 		name: "publish, confirmed one by one", chunk: kafkaChunk, setup: only(purge),
 		sides: []side{
 			{sdkDefaults, "", publishEach(ctx, defaults.producer)},
 			{bare, "franz-go ProduceSync", bareEach},
+			{viaWatermill, "watermill-kafka v3, sarama", wmEach},
 		},
 		targets: []target{{who: sdkDefaults, minVsBare: 0.9}},
 	})
