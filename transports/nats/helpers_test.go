@@ -113,3 +113,7 @@ func openURL(raw string) (transport.Conn, error) {
 	defer cancel()
 	return knats.Driver{}.Open(ctx, u, transport.Config{})
 }
+
+func openWith(ctx context.Context, u *transport.URL) (transport.Conn, error) {
+	return knats.Driver{}.Open(ctx, u, transport.Config{})
+}

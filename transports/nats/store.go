@@ -103,7 +103,9 @@ func (s *store) start() error {
 		// subject (once, to whoever listens): the store copies it into the
 		// dead-letter stream and deletes it from its queue. Several
 		// connections may hear it; the copy's Nats-Msg-Id makes them one.
-		subj := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + s.o.streamPrefix + "_*." + consumerName
+		// A wildcard is a whole token: the handler keeps the streams of
+		// this prefix.
+		subj := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*." + consumerName
 		sub, err := s.nc.Subscribe(subj, s.onMaxDeliveries)
 		if err != nil {
 			return fmt.Errorf("subscribe to the max-deliveries advisory: %w", err)
