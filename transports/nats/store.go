@@ -53,8 +53,14 @@ type store struct {
 
 	kvOnce sync.Mutex
 	kv     jetstream.KeyValue
-	deadMu sync.Mutex
-	dead   bool // the dead-letter stream exists
+	// tables mirror the binding bucket, kept by a watcher, so that a
+	// publish through an exchange reads its table without a round trip.
+	tablesMu    sync.Mutex
+	tables      map[string]table
+	tablesReady chan struct{} // closed once the watcher has the bucket's values
+	watcher     jetstream.KeyWatcher
+	deadMu      sync.Mutex
+	dead        bool // the dead-letter stream exists
 
 	advisory *nats.Subscription
 	stop     chan struct{}
@@ -79,11 +85,20 @@ var (
 func newStore(nc *nats.Conn, js jetstream.JetStream, o *options, log *slog.Logger) *store {
 	return &store{
 		nc: nc, js: js, o: o, log: log,
-		consumers: map[string]jetstream.Consumer{},
-		held:      map[*receipt]struct{}{},
-		unmarked:  map[string]bool{},
-		stop:      make(chan struct{}),
+		consumers:   map[string]jetstream.Consumer{},
+		held:        map[*receipt]struct{}{},
+		unmarked:    map[string]bool{},
+		stop:        make(chan struct{}),
+		tables:      map[string]table{},
+		tablesReady: make(chan struct{}),
 	}
+}
+
+// table is a binding table as the mirror has it, with the revision it
+// was read at.
+type table struct {
+	rows []virtual.Binding
+	rev  uint64
 }
 
 // names are a queue's stream and subject.
@@ -600,7 +615,7 @@ func (s *store) Watch(queues []string) (<-chan struct{}, func()) {
 // <stream_prefix>_bindings, its value a JSON array of [routing key,
 // pattern, queue] rows; updates compare the revision they read.
 
-func (s *store) bindings(ctx context.Context, create bool) (jetstream.KeyValue, error) {
+func (s *store) bindings(ctx context.Context, _ bool) (jetstream.KeyValue, error) {
 	s.kvOnce.Lock()
 	defer s.kvOnce.Unlock()
 	if s.kv != nil {
@@ -609,9 +624,6 @@ func (s *store) bindings(ctx context.Context, create bool) (jetstream.KeyValue, 
 	bucket := s.o.streamPrefix + "_bindings"
 	kv, err := s.js.KeyValue(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		if !create {
-			return nil, nil
-		}
 		kv, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: bucket, Description: "kombu binding tables", History: 1,
 			Storage: s.o.storage, Replicas: s.o.replicas,
@@ -623,8 +635,60 @@ func (s *store) bindings(ctx context.Context, create bool) (jetstream.KeyValue, 
 	if err != nil {
 		return nil, fmt.Errorf("binding bucket %s: %w", bucket, err)
 	}
-	s.kv = kv
+	w, err := kv.WatchAll(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("watch binding bucket %s: %w", bucket, err)
+	}
+	s.kv, s.watcher = kv, w
+	s.wg.Add(1)
+	go s.mirror(w)
 	return kv, nil
+}
+
+// mirror keeps s.tables up to date with the bucket's changes, from every
+// connection of every process.
+func (s *store) mirror(w jetstream.KeyWatcher) {
+	defer s.wg.Done()
+	ready := false
+	for {
+		var e jetstream.KeyValueEntry
+		var ok bool
+		select {
+		case <-s.stop:
+			return
+		case e, ok = <-w.Updates():
+			if !ok {
+				return
+			}
+		}
+		if e == nil { // the initial values are in
+			if !ready {
+				ready = true
+				close(s.tablesReady)
+			}
+			continue
+		}
+		var rows []virtual.Binding
+		if e.Operation() == jetstream.KeyValuePut {
+			var err error
+			if rows, err = decodeRows(e.Value()); err != nil {
+				s.log.Warn("nats: a binding table that is not kombu's", "key", e.Key(), "error", err)
+				continue
+			}
+		}
+		s.setTable(e.Key(), rows, e.Revision())
+	}
+}
+
+// setTable keeps rows as the table under key unless the mirror has a
+// later revision already.
+func (s *store) setTable(key string, rows []virtual.Binding, rev uint64) {
+	s.tablesMu.Lock()
+	defer s.tablesMu.Unlock()
+	if t, ok := s.tables[key]; ok && t.rev > rev {
+		return
+	}
+	s.tables[key] = table{rows: rows, rev: rev}
 }
 
 func encodeRows(rows []virtual.Binding) []byte {
@@ -670,10 +734,11 @@ func (s *store) updateTable(ctx context.Context, kv jetstream.KeyValue, key stri
 		if !changed {
 			return nil
 		}
+		var newRev uint64
 		if rev == 0 {
-			_, err = kv.Create(ctx, key, encodeRows(rows))
+			newRev, err = kv.Create(ctx, key, encodeRows(rows))
 		} else {
-			_, err = kv.Update(ctx, key, encodeRows(rows), rev)
+			newRev, err = kv.Update(ctx, key, encodeRows(rows), rev)
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
 			continue
@@ -681,6 +746,9 @@ func (s *store) updateTable(ctx context.Context, kv jetstream.KeyValue, key stri
 		if err != nil {
 			return fmt.Errorf("write binding table %s: %w", key, err)
 		}
+		// This connection's next publish routes with it at once; the
+		// watcher brings it to the others.
+		s.setTable(key, rows, newRev)
 		return nil
 	}
 }
@@ -724,23 +792,25 @@ func (s *store) Unbind(ctx context.Context, exchange string, b virtual.Binding) 
 	})
 }
 
+// Bindings reads the exchange's table from the mirror of the bucket: a
+// binding made on another connection reaches this one's publishes once its
+// watcher has it (the server pushes it at once).
 func (s *store) Bindings(ctx context.Context, exchange string) ([]virtual.Binding, error) {
 	key, err := token("exchange", exchange)
 	if err != nil {
 		return nil, err
 	}
-	kv, err := s.bindings(ctx, false)
-	if err != nil || kv == nil {
+	if _, err := s.bindings(ctx, false); err != nil {
 		return nil, err
 	}
-	e, err := kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
+	select {
+	case <-s.tablesReady:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read binding table %s: %w", key, err)
-	}
-	return decodeRows(e.Value())
+	s.tablesMu.Lock()
+	defer s.tablesMu.Unlock()
+	return s.tables[key].rows, nil
 }
 
 func (s *store) DeleteExchange(ctx context.Context, exchange string) error {
@@ -755,6 +825,9 @@ func (s *store) DeleteExchange(ctx context.Context, exchange string) error {
 	if err := kv.Purge(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("delete binding table %s: %w", key, err)
 	}
+	s.tablesMu.Lock()
+	s.tables[key] = table{rev: s.tables[key].rev}
+	s.tablesMu.Unlock()
 	return nil
 }
 
@@ -762,6 +835,9 @@ func (s *store) DeleteExchange(ctx context.Context, exchange string) error {
 // fire-and-forget) and closes the NATS connection.
 func (s *store) Close() error {
 	close(s.stop)
+	if s.watcher != nil {
+		_ = s.watcher.Stop()
+	}
 	if s.advisory != nil {
 		_ = s.advisory.Unsubscribe()
 	}
