@@ -49,6 +49,7 @@ var transports = []struct {
 	{"postgresql", benchPostgres},
 	{"mysql", benchMySQL},
 	{"sqlite", benchSQLite},
+	{"nats", benchNATS},
 }
 
 type config struct {
