@@ -285,7 +285,11 @@ func (s *store) Purge(ctx context.Context, queue string) (int, error) {
 			break
 		}
 	}
-	if err := s.nc.FlushWithContext(ctx); err != nil {
+	// The acks went without replies: a flush makes the server have them
+	// before Purge returns (it wants a deadline).
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.nc.FlushWithContext(fctx); err != nil {
 		return n, fmt.Errorf("purge queue %q: %w", queue, err)
 	}
 	return n, nil
