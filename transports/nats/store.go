@@ -63,12 +63,13 @@ type store struct {
 	dead        bool // the dead-letter stream exists
 
 	advisory *nats.Subscription
+	pull     *puller
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
 
 type receipt struct {
-	msg         jetstream.Msg
+	msg         *nats.Msg // its Reply is the ack subject
 	queue       string
 	key         string // stream/sequence
 	env         []byte
@@ -113,6 +114,11 @@ func (s *store) names(queue string) (stream, subject string, err error) {
 // start runs the lease keeper, and with max_deliver the dead-lettering of
 // messages the server gave up on.
 func (s *store) start() error {
+	p, err := newPuller(s.nc)
+	if err != nil {
+		return fmt.Errorf("subscribe the pull inbox: %w", err)
+	}
+	s.pull = p
 	if s.o.maxDeliver > 0 {
 		// The server announces a message that reached MaxDeliver on this
 		// subject (once, to whoever listens): the store copies it into the
@@ -154,7 +160,7 @@ func (s *store) keepLeases() {
 		}
 		s.mu.Unlock()
 		for _, r := range held {
-			if err := r.msg.InProgress(); err != nil {
+			if err := s.nc.Publish(r.msg.Reply, []byte("+WPI")); err != nil {
 				s.log.Debug("nats: extend a held message's ack wait", "queue", r.queue, "error", err)
 			}
 		}
@@ -392,35 +398,35 @@ func (s *store) TakeBatch(ctx context.Context, queue string, max int) ([]virtual
 	if c == nil {
 		return nil, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
 	}
-	batch, err := c.FetchNoWait(max)
+	stream, _, err := s.names(queue)
 	if err != nil {
-		return nil, fmt.Errorf("take from queue %q: %w", queue, err)
+		return nil, err
+	}
+	msgs, err := s.pull.fetch(ctx, stream, consumerName, max)
+	if err == errNoStream {
+		// The stream was deleted (by another connection, perhaps): the
+		// queue is empty, as a virtual queue without messages.
+		s.forget(queue)
+		return nil, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
 	}
 	var out []virtual.Taken
-	for m := range batch.Messages() {
+	for _, m := range msgs {
 		out = append(out, s.hold(queue, m))
 	}
 	if len(out) > 0 {
 		return out, nil
 	}
-	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
-			errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
-			// The stream was deleted (by another connection, perhaps):
-			// the queue is empty, as a virtual queue without messages.
-			s.forget(queue)
-			return nil, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
-		}
+	if err != nil {
 		return nil, fmt.Errorf("take from queue %q: %w", queue, err)
 	}
 	return nil, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
 }
 
-func (s *store) hold(queue string, m jetstream.Msg) virtual.Taken {
-	r := &receipt{msg: m, queue: queue, env: m.Data()}
-	if md, err := m.Metadata(); err == nil {
-		r.key = md.Stream + "/" + strconv.FormatUint(md.Sequence.Stream, 10)
-		r.redelivered = md.NumDelivered > 1
+func (s *store) hold(queue string, m *nats.Msg) virtual.Taken {
+	r := &receipt{msg: m, queue: queue, env: m.Data}
+	if md, ok := parseAck(m.Reply); ok {
+		r.key = md.stream + "/" + strconv.FormatUint(md.seq, 10)
+		r.redelivered = md.delivered > 1
 	}
 	s.mu.Lock()
 	if st, ok := s.unmarked[r.key]; ok && r.key != "" {
@@ -441,7 +447,7 @@ func (s *store) release(r *receipt) {
 func (s *store) Ack(_ context.Context, rc virtual.Receipt) error {
 	r := rc.(*receipt)
 	s.release(r)
-	if err := r.msg.Ack(); err != nil {
+	if err := s.nc.Publish(r.msg.Reply, []byte("+ACK")); err != nil {
 		return fmt.Errorf("ack a message of queue %q: %w", r.queue, err)
 	}
 	return nil
@@ -469,7 +475,7 @@ func (s *store) Restore(ctx context.Context, rc virtual.Receipt, envelope []byte
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := s.nc.RequestWithContext(ctx, r.msg.Reply(), payload); err != nil {
+	if _, err := s.nc.RequestWithContext(ctx, r.msg.Reply, payload); err != nil {
 		return fmt.Errorf("requeue a message of queue %q: %w", r.queue, err)
 	}
 	return nil
@@ -844,6 +850,9 @@ func (s *store) Close() error {
 	}
 	if s.advisory != nil {
 		_ = s.advisory.Unsubscribe()
+	}
+	if s.pull != nil {
+		s.pull.close()
 	}
 	s.wg.Wait()
 	err := s.nc.FlushTimeout(5 * time.Second)
