@@ -62,10 +62,11 @@ type store struct {
 	deadMu      sync.Mutex
 	dead        bool // the dead-letter stream exists
 
-	advisory *nats.Subscription
-	pull     *puller
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	advisory  *nats.Subscription
+	nameCache sync.Map // queue name → queueNames: escaping at every publish shows in profiles
+	pull      *puller
+	stop      chan struct{}
+	wg        sync.WaitGroup
 }
 
 type receipt struct {
@@ -104,12 +105,20 @@ type table struct {
 
 // names are a queue's stream and subject.
 func (s *store) names(queue string) (stream, subject string, err error) {
+	if n, ok := s.nameCache.Load(queue); ok {
+		qn := n.(queueNames)
+		return qn.stream, qn.subject, nil
+	}
 	tok, err := token("queue", queue)
 	if err != nil {
 		return "", "", err
 	}
-	return s.o.streamPrefix + "_" + tok, s.o.subjectPrefix + ".q." + tok, nil
+	qn := queueNames{s.o.streamPrefix + "_" + tok, s.o.subjectPrefix + ".q." + tok}
+	s.nameCache.Store(queue, qn) // names are few: a process uses a handful of queues
+	return qn.stream, qn.subject, nil
 }
+
+type queueNames struct{ stream, subject string }
 
 // start runs the lease keeper, and with max_deliver the dead-lettering of
 // messages the server gave up on.
