@@ -634,7 +634,11 @@ func (s *store) Watch(queues []string) (<-chan struct{}, func()) {
 // <stream_prefix>_bindings, its value a JSON array of [routing key,
 // pattern, queue] rows; updates compare the revision they read.
 
-func (s *store) bindings(ctx context.Context, _ bool) (jetstream.KeyValue, error) {
+// bindings returns the binding bucket, watched into s.tables. Without
+// create a missing bucket is nil (deleting a queue or an exchange makes
+// none); publishes create it, so that a publish through an exchange never
+// looks for a missing bucket again.
+func (s *store) bindings(ctx context.Context, create bool) (jetstream.KeyValue, error) {
 	s.kvOnce.Lock()
 	defer s.kvOnce.Unlock()
 	if s.kv != nil {
@@ -643,6 +647,9 @@ func (s *store) bindings(ctx context.Context, _ bool) (jetstream.KeyValue, error
 	bucket := s.o.streamPrefix + "_bindings"
 	kv, err := s.js.KeyValue(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		if !create {
+			return nil, nil
+		}
 		kv, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: bucket, Description: "kombu binding tables", History: 1,
 			Storage: s.o.storage, Replicas: s.o.replicas,
@@ -819,7 +826,7 @@ func (s *store) Bindings(ctx context.Context, exchange string) ([]virtual.Bindin
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.bindings(ctx, false); err != nil {
+	if _, err := s.bindings(ctx, true); err != nil {
 		return nil, err
 	}
 	select {
