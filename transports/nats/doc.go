@@ -31,8 +31,12 @@
 // Exchanges and bindings are Kombu's: exchanges live in the memory of the
 // connections that declare them, bindings in the key-value bucket
 // <stream_prefix>_bindings (one key per exchange, a JSON list of [routing
-// key, pattern, queue] rows, updated with compare-and-set), read at every
-// publish through an exchange. A publish routes in the client (direct by
+// key, pattern, queue] rows, updated with compare-and-set). Each
+// connection mirrors the bucket with a watcher, so a publish through an
+// exchange reads its table from memory: a binding made on this connection
+// routes its next publish, one made elsewhere as soon as the server has
+// pushed it (milliseconds; Kombu's Redis transport, which reads the table
+// at every publish, has no such window). A publish routes in the client (direct by
 // key, topic with Kombu's '*' and '#', fanout to every bound queue) and
 // stores one copy per queue, in that queue's stream.
 //
@@ -44,8 +48,8 @@
 // ack, purge and count). A stream per queue, with routing done once in the
 // client, keeps AMQP's model (a message copied to each matching queue,
 // each copy settled alone) for every exchange type. The price is that a
-// publish through an exchange reads the binding table first, and a fanout
-// publish writes one copy per bound queue. Plain NATS publishers can still
+// fanout publish writes one copy per bound queue, and that routing is
+// Kombu's (in the client), not the server's subject wildcards. Plain NATS publishers can still
 // feed a queue: publishing a Kombu envelope to its subject is enough.
 //
 // # Delivery and settlement
@@ -59,10 +63,12 @@
 //     by its messages).
 //   - A message bigger than the server's max_payload (from its INFO) fails
 //     with transport.ErrLimitExceeded before it is sent.
-//   - Consumers pull with no-wait fetches of up to their prefetch, and are
-//     woken by a core subscription on their queues' subjects (every
-//     publish to the queue reaches it), polling every polling_interval as
-//     a fallback.
+//   - Consumers pull with no-wait pull requests for up to their prefetch's
+//     room, sent one at a time over one inbox subscription of the
+//     connection's, and are woken by a core subscription on their queues'
+//     subjects (every publish to the queue reaches it: a watched queue's
+//     messages cross the wire twice), polling every polling_interval as a
+//     fallback.
 //   - Ack acks. Reject with requeue naks, as a request (the server answers
 //     once it has the message back, so it can be taken at once), after
 //     requeue_delay when the URL sets one. A message a consumer holds is

@@ -314,3 +314,41 @@ func TestLongHandlerKeepsItsMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A binding made on one connection routes the publishes of another (the
+// bucket's watcher brings it over), and a queue deleted on one leaves the
+// other's table.
+func TestBindingsSharedAcrossConnections(t *testing.T) {
+	e := newEnv(t)
+	a := e.open(t, "")
+	defer a.Close()
+	b := e.open(t, "")
+	defer b.Close()
+	for _, c := range []transport.Conn{a, b} {
+		if err := c.DeclareExchange(tctx(t), transport.Exchange{Name: "orders", Type: transport.ExchangeTopic}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	transporttest.DeclareQueue(t, a, transport.Queue{Name: "placed"})
+	if err := a.Bind(tctx(t), transport.Binding{Source: "orders", Destination: "placed", RoutingKey: "order.*"}); err != nil {
+		t.Fatal(err)
+	}
+	sent := 0
+	transporttest.Eventually(t, "b routes through a's binding", func() bool {
+		err := b.Publish(tctx(t), &transport.Publishing{Exchange: "orders", RoutingKey: "order.placed", Mandatory: true, Confirm: true, Body: []byte("x")})
+		if err == nil {
+			sent++
+		}
+		return err == nil
+	})
+	if info := transporttest.DeclareQueue(t, b, transport.Queue{Name: "placed", Passive: true}); info.Messages != sent {
+		t.Fatalf("%d messages in the queue, %d sent", info.Messages, sent)
+	}
+	if _, err := a.DeleteQueue(tctx(t), "placed", false, false); err != nil {
+		t.Fatal(err)
+	}
+	transporttest.Eventually(t, "b sees the binding gone with its queue", func() bool {
+		err := b.Publish(tctx(t), &transport.Publishing{Exchange: "orders", RoutingKey: "order.placed", Mandatory: true, Confirm: true, Body: []byte("x")})
+		return errors.Is(err, transport.ErrUnroutable)
+	})
+}
