@@ -62,11 +62,12 @@ type store struct {
 	deadMu      sync.Mutex
 	dead        bool // the dead-letter stream exists
 
-	advisory  *nats.Subscription
-	nameCache sync.Map // queue name → queueNames: escaping at every publish shows in profiles
-	pull      *puller
-	stop      chan struct{}
-	wg        sync.WaitGroup
+	advisory     *nats.Subscription
+	nameCache    sync.Map // queue name → queueNames: escaping at every publish shows in profiles
+	exchangeKeys sync.Map // exchange name → its key in the binding bucket, as nameCache
+	pull         *puller
+	stop         chan struct{}
+	wg           sync.WaitGroup
 }
 
 type receipt struct {
@@ -822,9 +823,15 @@ func (s *store) Unbind(ctx context.Context, exchange string, b virtual.Binding) 
 // binding made on another connection reaches this one's publishes once its
 // watcher has it (the server pushes it at once).
 func (s *store) Bindings(ctx context.Context, exchange string) ([]virtual.Binding, error) {
-	key, err := token("exchange", exchange)
-	if err != nil {
-		return nil, err
+	var key string
+	if k, ok := s.exchangeKeys.Load(exchange); ok {
+		key = k.(string)
+	} else {
+		var err error
+		if key, err = token("exchange", exchange); err != nil {
+			return nil, err
+		}
+		s.exchangeKeys.Store(exchange, key)
 	}
 	if _, err := s.bindings(ctx, true); err != nil {
 		return nil, err
