@@ -10,7 +10,9 @@ import (
 )
 
 // Publish to a queue on a local NATS server with JetStream and take the
-// message back. The queue is a work-queue stream, KOMBU_example_2Ehello.
+// message back. The queue is a work-queue stream,
+// KOMBUEXAMPLE_example_2Ehello. (Compiled, not run: it needs a server, and
+// broker tests skip without one; TestConformance runs the same calls.)
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -40,6 +42,5 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(body["hello"])
-	// Output: nats
+	fmt.Println(body["hello"]) // nats
 }
