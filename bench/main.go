@@ -49,6 +49,7 @@ var transports = []struct {
 	{"postgresql", benchPostgres},
 	{"mysql", benchMySQL},
 	{"sqlite", benchSQLite},
+	{"kafka", benchKafka},
 	{"nats", benchNATS},
 }
 
