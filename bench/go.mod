@@ -10,7 +10,9 @@ require (
 	github.com/go-sql-driver/mysql v1.10.2
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/kombu-go/kombu v0.0.0
+	github.com/kombu-go/kombu/transports/nats v0.0.0
 	github.com/kombu-go/kombu/transports/sqldb v0.0.0
+	github.com/nats-io/nats.go v1.50.0
 	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/redis/go-redis/v9 v9.22.0
 	github.com/twmb/franz-go v1.20.7
@@ -39,8 +41,8 @@ require (
 	go.opentelemetry.io/otel v1.29.0 // indirect
 	go.opentelemetry.io/otel/metric v1.29.0 // indirect
 	go.opentelemetry.io/otel/trace v1.29.0 // indirect
-	golang.org/x/crypto v0.48.0 // indirect
-	golang.org/x/net v0.49.0 // indirect
+	golang.org/x/crypto v0.49.0 // indirect
+	golang.org/x/net v0.51.0 // indirect
 )
 
 require (
@@ -61,6 +63,8 @@ require (
 	github.com/kombu-go/kombu/transports/kafka v0.0.0
 	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
+	github.com/nats-io/nkeys v0.4.15 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ncruces/go-strftime v1.0.0 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
@@ -84,3 +88,5 @@ replace github.com/kombu-go/kombu => ../
 replace github.com/kombu-go/kombu/transports/sqldb => ../transports/sqldb
 
 replace github.com/kombu-go/kombu/transports/kafka => ../transports/kafka
+
+replace github.com/kombu-go/kombu/transports/nats => ../transports/nats

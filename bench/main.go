@@ -50,6 +50,7 @@ var transports = []struct {
 	{"mysql", benchMySQL},
 	{"sqlite", benchSQLite},
 	{"kafka", benchKafka},
+	{"nats", benchNATS},
 }
 
 type config struct {
