@@ -309,6 +309,9 @@ func (e *env) maskedURL() string {
 	return u.String()
 }
 
+// connectionName has no space: Redis refuses one in CLIENT SETNAME.
+const connectionName = "kombu-cli"
+
 // dial opens a runtime connection without recovery: a command reports a
 // lost connection rather than waiting for it to come back.
 func (e *env) dial(url string) (*kombu.Connection, error) {
@@ -318,7 +321,7 @@ func (e *env) dial(url string) (*kombu.Connection, error) {
 	ctx, cancel := context.WithTimeout(e.ctx, e.timeout)
 	defer cancel()
 	return kombu.Dial(ctx, url, kombu.WithLogger(e.logger()), kombu.WithConnectTimeout(e.timeout),
-		kombu.WithConnectionName("kombu command"), kombu.WithoutRecovery())
+		kombu.WithConnectionName(connectionName), kombu.WithoutRecovery())
 }
 
 // open opens a driver connection directly, for what the runtime does not
@@ -335,7 +338,7 @@ func (e *env) open(url string) (transport.Conn, error) {
 	d, _ := transport.Lookup(u.Scheme)
 	ctx, cancel := context.WithTimeout(e.ctx, e.timeout)
 	defer cancel()
-	tc, err := d.Open(ctx, u, transport.Config{Logger: e.logger(), ConnectTimeout: e.timeout, ConnectionName: "kombu command",
+	tc, err := d.Open(ctx, u, transport.Config{Logger: e.logger(), ConnectTimeout: e.timeout, ConnectionName: connectionName,
 		Unroutable: func(string, string, string) {}})
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", u.String(), err)
@@ -363,3 +366,35 @@ func checkScheme(url string) error {
 func (e *env) opCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(e.ctx, e.timeout)
 }
+
+// exchangeFor returns the exchange a verb publishes to. The command never
+// declares an exchange on a broker that keeps exchanges itself (AMQP): it
+// would need the exchange's every flag, and a misspelt name must fail, not
+// create one. Kombu's virtual transports (Redis, SQL, the filesystem, ...)
+// keep exchange types in each connection's memory instead, with only the
+// bindings in the broker: there the type given with --exchange-type is
+// declared on the command's connection so that it routes as the exchange's
+// owners do (direct, without it).
+func exchangeFor(url, name, typ string) (kombu.Exchange, error) {
+	ex := kombu.Exchange{Name: name, NoDeclare: true}
+	if typ == "" || name == "" {
+		return ex, nil
+	}
+	switch kombu.ExchangeType(typ) {
+	case kombu.ExchangeDirect, kombu.ExchangeTopic, kombu.ExchangeFanout, kombu.ExchangeHeaders:
+	default:
+		return ex, usagef("--exchange-type %q: want direct, topic, fanout or headers", typ)
+	}
+	u, err := transport.Parse(url)
+	if err != nil {
+		return ex, err
+	}
+	switch u.Scheme {
+	case "amqp", "amqps", "pyamqp":
+		return ex, nil // the broker knows the type
+	}
+	ex.Type, ex.NoDeclare = kombu.ExchangeType(typ), false
+	return ex, nil
+}
+
+const exchangeTypeUsage = "the exchange's type (direct, topic, fanout, headers): needed on Redis, SQL, the filesystem and the other virtual transports, where each connection keeps exchange types itself (default: direct); ignored on AMQP, where the broker knows it"

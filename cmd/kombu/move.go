@@ -13,6 +13,7 @@ import (
 
 type moveFlags struct {
 	toURL      string
+	exType     string
 	routingKey string
 	keyGiven   bool
 	count      int
@@ -53,6 +54,7 @@ Example:
   kombu move --dry-run orders.dlq shop
   kombu move --url redis://localhost:6379/0 --to-url amqp://guest:guest@rabbit// outbox events`,
 		flags: func(fs *flag.FlagSet, e *env) {
+			fs.StringVar(&f.exType, "exchange-type", "", exchangeTypeUsage)
 			fs.StringVar(&f.toURL, "to-url", "", "the destination broker (default: the --url broker)")
 			fs.Func("routing-key", "publish every message with this routing key (default: each message's own)", func(s string) error {
 				f.routingKey, f.keyGiven = s, true
@@ -98,7 +100,14 @@ func runMove(e *env, f *moveFlags, args []string) error {
 	}
 	// The exchange is checked, never declared: declaring it would need its
 	// type and flags, and moving into a misspelt name must take nothing.
-	ex := kombu.Exchange{Name: exchange, NoDeclare: true}
+	dstURL := e.url
+	if f.toURL != "" {
+		dstURL = f.toURL
+	}
+	ex, err := exchangeFor(dstURL, exchange, f.exType)
+	if err != nil {
+		return err
+	}
 	if exchange != "" {
 		ctx, cancel := e.opCtx()
 		err := ex.Inspect(ctx, dst)
@@ -191,13 +200,13 @@ func (e *env) moveReport(queue, exchange string, s kombu.ShovelStats, total int,
 // progress draws the move's progress on stderr: a bar redrawn in place on
 // a terminal, a line a second otherwise (logs, CI).
 type progress struct {
-	e      *env
-	total  int
-	start  time.Time
-	mu     sync.Mutex
-	last   time.Time
-	moved  uint64
-	drawn  bool
+	e     *env
+	total int
+	start time.Time
+	mu    sync.Mutex
+	last  time.Time
+	moved uint64
+	drawn bool
 }
 
 func (p *progress) update(s kombu.ShovelStats) {

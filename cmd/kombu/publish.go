@@ -18,14 +18,14 @@ import (
 )
 
 type publishFlags struct {
-	exchange, key, file, contentType, encoding, compression string
-	headers                                                   stringList
-	priority                                                  uint
-	expiration                                                time.Duration
-	messageID, correlationID, replyTo, typ                    string
-	mandatory                                                 bool
-	protos                                                    protoSource
-	message                                                   string
+	exchange, exType, key, file, contentType, encoding, compression string
+	headers                                                         stringList
+	priority                                                        uint
+	expiration                                                      time.Duration
+	messageID, correlationID, replyTo, typ                          string
+	mandatory                                                       bool
+	protos                                                          protoSource
+	message                                                         string
 }
 
 func publishVerb() *verb {
@@ -53,6 +53,7 @@ Example:
   kombu publish -k tasks --proto shop.proto --message shop.v1.Order '{"id": "7"}'`,
 		flags: func(fs *flag.FlagSet, e *env) {
 			fs.StringVar(&f.exchange, "exchange", "", "exchange to publish to (default: the default exchange)")
+			fs.StringVar(&f.exType, "exchange-type", "", exchangeTypeUsage)
 			fs.StringVar(&f.key, "k", "", "routing key (with the default exchange: the queue's name)")
 			fs.StringVar(&f.key, "routing-key", "", "same as -k")
 			fs.StringVar(&f.file, "file", "", "read the body from this file (- for stdin)")
@@ -83,7 +84,11 @@ func runPublish(e *env, f *publishFlags, args []string) error {
 	if f.exchange != "" {
 		// The exchange exists already: the command publishes, it does not
 		// declare (a declaration with other settings would fail).
-		opts = append(opts, kombu.WithExchange(kombu.Exchange{Name: f.exchange, NoDeclare: true}))
+		ex, err := exchangeFor(e.url, f.exchange, f.exType)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, kombu.WithExchange(ex))
 	}
 	switch {
 	case f.message != "":

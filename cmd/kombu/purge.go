@@ -49,7 +49,6 @@ Example:
 				switch strings.ToLower(strings.TrimSpace(line)) {
 				case "y", "yes":
 				default:
-					fmt.Fprintln(e.stderr, "not purged")
 					return errAborted
 				}
 			}
