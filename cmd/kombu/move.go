@@ -226,9 +226,6 @@ func (p *progress) update(s kombu.ShovelStats) {
 }
 
 func (p *progress) draw() {
-	if p.e.output == "json" && !p.e.stderrIsTTY {
-		return
-	}
 	rate := float64(p.moved) / max(time.Since(p.start).Seconds(), 0.001)
 	line := fmt.Sprintf("moved %d", p.moved)
 	if p.total > 0 {
