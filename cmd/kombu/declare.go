@@ -72,10 +72,10 @@ Example:
 					err := t.Declare(ctx, conn)
 					cancel()
 					if err != nil {
-						return fmt.Errorf("service %s: %w", s.Service, err)
+						return fmt.Errorf("service %s: %w", s.Name, err)
 					}
 				}
-				e.printTopology(s.Service, t, dryRun)
+				e.printTopology(s.Name, t, dryRun)
 			}
 			return nil
 		},

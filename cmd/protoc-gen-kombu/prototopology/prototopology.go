@@ -18,10 +18,14 @@ import (
 	"google.golang.org/protobuf/types/pluginpb"
 
 	"github.com/kombu-go/kombu/cmd/protoc-gen-kombu/internal/generator"
+	kombu "github.com/kombu-go/kombu/runtime"
 )
 
 // Service is the topology of one proto service.
-type Service = generator.ServiceTopology
+type Service struct {
+	Name     string // the service's full proto name
+	Topology kombu.Topology
+}
 
 // FromDescriptorSet returns the topologies of the services in the files of
 // set named by files (every file in the set when files is empty). The set
@@ -60,11 +64,13 @@ func FromDescriptorSet(set *descriptorpb.FileDescriptorSet, files ...string) ([]
 		if !f.Generate {
 			continue
 		}
-		ts, err := generator.FileTopologies(f)
+		models, err := generator.FileModels(f)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f.Desc.Path(), err)
 		}
-		out = append(out, ts...)
+		for _, m := range models {
+			out = append(out, Service{Name: m.Service, Topology: topologyValue(m)})
+		}
 	}
 	return out, nil
 }

@@ -43,13 +43,13 @@ func TestFromDescriptorSetMatchesGeneratedCode(t *testing.T) {
 	}
 	seen := 0
 	for _, s := range services {
-		w, ok := want[s.Service]
+		w, ok := want[s.Name]
 		if !ok {
 			continue
 		}
 		seen++
 		if !reflect.DeepEqual(s.Topology, w) {
-			t.Errorf("%s:\n got %+v\nwant %+v", s.Service, s.Topology, w)
+			t.Errorf("%s:\n got %+v\nwant %+v", s.Name, s.Topology, w)
 		}
 	}
 	if seen != len(want) {
