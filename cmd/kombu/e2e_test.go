@@ -440,6 +440,7 @@ func TestDeclare(t *testing.T) {
 	for _, tg := range targets[:3] {
 		t.Run(tg.name, func(t *testing.T) {
 			url := tg.url(t)
+			t.Cleanup(func() { deleteEntities(url, "kombu-cli-e2e.orders", "kombu-cli-e2e.shop") })
 			r := ok(t, url, "declare", "--output", "json", "--proto", "testdata/shop.proto")
 			l := jsonLines(t, r.stdout)
 			if len(l) != 1 || l[0]["service"] != "kombuclitest.v1.Shop" {
@@ -459,6 +460,19 @@ func TestDeclare(t *testing.T) {
 			wantCode(t, exitUsage, url, "", "declare", "--proto", "testdata/no-such.proto")
 		})
 	}
+}
+
+// deleteEntities deletes a queue and an exchange that a test declared.
+func deleteEntities(url, queue, exchange string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := kombu.Dial(ctx, url)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	kombu.Queue{Name: queue}.Delete(ctx, conn)
+	kombu.Exchange{Name: exchange}.Delete(ctx, conn)
 }
 
 // TestProto writes options.proto and compiles a file importing it from

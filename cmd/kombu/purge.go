@@ -46,6 +46,9 @@ Example:
 			if !yes {
 				fmt.Fprintf(e.stderr, "Purge %d ready message(s) from queue %s on %s? [y/N] ", info.Messages, queue, e.maskedURL())
 				line, _ := bufio.NewReader(e.stdin).ReadString('\n')
+				if !e.stdinIsTTY {
+					fmt.Fprintln(e.stderr) // the answer did not echo
+				}
 				switch strings.ToLower(strings.TrimSpace(line)) {
 				case "y", "yes":
 				default:
