@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -160,9 +161,6 @@ func runPublish(e *env, f *publishFlags, args []string) error {
 			opts = append(opts, o.fn(o.v))
 		}
 	}
-	if f.mandatory {
-		opts = append(opts, kombu.WithMandatory())
-	}
 	conn, err := e.dial(e.url)
 	if err != nil {
 		return err
@@ -170,7 +168,21 @@ func runPublish(e *env, f *publishFlags, args []string) error {
 	defer conn.Close()
 	ctx, cancel := e.opCtx()
 	defer cancel()
-	if err := kombu.NewProducer(conn).Publish(ctx, body, opts...); err != nil {
+	producer := kombu.NewProducer(conn)
+	err = errors.ErrUnsupported
+	if f.mandatory {
+		err = producer.Publish(ctx, body, append(opts, kombu.WithMandatory())...)
+		if errors.Is(err, kombu.ErrNotSupported) && strings.Contains(err.Error(), "mandatory") {
+			// The runtime refused before sending anything: this transport
+			// cannot tell whether a message reached a queue.
+			fmt.Fprintf(e.stderr, "kombu publish: warning: %s cannot report a message that reaches no queue; publishing without --mandatory\n", e.maskedURL())
+			err = errors.ErrUnsupported
+		}
+	}
+	if errors.Is(err, errors.ErrUnsupported) {
+		err = producer.Publish(ctx, body, opts...)
+	}
+	if err != nil {
 		return err
 	}
 	if e.output == "json" {
