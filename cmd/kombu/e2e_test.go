@@ -46,6 +46,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	ferretStop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

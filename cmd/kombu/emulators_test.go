@@ -1,8 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"net/http"
 	"sync"
 	"testing"
@@ -74,4 +78,68 @@ func pubsubURL(t testing.TB) string {
 	srv := pstest.NewServer()
 	t.Cleanup(func() { srv.Close() })
 	return "gcpubsub://projects/kombu-cli-test?emulator_host=" + srv.Addr + "&polling_interval=0.05"
+}
+
+// FerretDB, the MongoDB-compatible server transports/mongodb's tests
+// build from its testdata/ferretdb (over SQLite): built and started once,
+// on the first test that asks, and stopped when the tests end.
+func init() {
+	targets = append(targets, target{name: "mongodb", url: ferretURL, virtual: true})
+}
+
+var (
+	ferretOnce sync.Once
+	ferretAddr string
+	ferretErr  error
+	ferretStop = func() {}
+)
+
+func ferretURL(t testing.TB) string {
+	ferretOnce.Do(func() { ferretAddr, ferretStop, ferretErr = startFerretDB() })
+	if ferretErr != nil {
+		t.Fatalf("FerretDB: %v", ferretErr)
+	}
+	return "mongodb://" + ferretAddr + "/kombu_cli_test?polling_interval=0.05"
+}
+
+func startFerretDB() (string, func(), error) {
+	dir, err := os.MkdirTemp("", "kombu-cli-ferretdb-")
+	if err != nil {
+		return "", nil, err
+	}
+	bin := filepath.Join(dir, "ferretdb")
+	build := exec.Command("go", "build", "-o", bin, "./testdata/ferretdb")
+	build.Dir = filepath.Join("..", "..", "transports", "mongodb")
+	if out, err := build.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("build FerretDB: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(bin, addr, data)
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		os.RemoveAll(dir)
+	}
+	for range 200 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr, stop, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	return "", nil, fmt.Errorf("FerretDB did not listen on %s", addr)
 }
