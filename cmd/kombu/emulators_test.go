@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -142,4 +143,55 @@ func startFerretDB() (string, func(), error) {
 	}
 	stop()
 	return "", nil, fmt.Errorf("FerretDB did not listen on %s", addr)
+}
+
+// Azurite, Microsoft's Azure Storage emulator (its queue service), from
+// PATH or npm's global bin as transports/azurequeues's tests find it; one
+// per test, in memory, on a free port.
+func init() {
+	targets = append(targets, target{name: "azurequeues", url: azuriteURL, virtual: true, defaultExchangeOnly: true})
+}
+
+const (
+	azuriteAccount = "devstoreaccount1"
+	// Azurite's well-known development key (public, in Microsoft's docs).
+	azuriteKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+func azuriteURL(t testing.TB) string {
+	bin := os.Getenv("KOMBU_AZURITE_QUEUE")
+	if bin == "" {
+		bin, _ = exec.LookPath("azurite-queue")
+	}
+	if bin == "" {
+		if os.Getenv("KOMBU_REQUIRE_BROKERS") == "1" {
+			t.Fatal("azurite-queue not found (npm install -g azurite@3.35.0, or set KOMBU_AZURITE_QUEUE)")
+		}
+		t.Skip("azurite-queue not found (npm install -g azurite@3.35.0, or set KOMBU_AZURITE_QUEUE)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(bin, "--inMemoryPersistence", "--disableTelemetry", "--silent",
+		"--queueHost", "127.0.0.1", "--queuePort", fmt.Sprint(port))
+	cmd.Dir = t.TempDir()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start Azurite: %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Azurite did not listen on %s", addr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return "azurestoragequeues://" + url.QueryEscape(azuriteKey) + "@http://" + addr + "/" + azuriteAccount + "?polling_interval=0.05"
 }
