@@ -30,10 +30,10 @@ func TestFromDescriptorSetMatchesGeneratedCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]kombu.Topology{
-		"kombutest.v1.Orders":          kombutestv1.OrdersTopology(),
-		"kombutest.v1.Fulfilment":      kombutestv1.FulfilmentTopology(),
-		"kombutest.v1.Billing":         kombutestv1.BillingTopology(),
-		"kombutest.v1.Notifications":   kombutestv1.NotificationsTopology(),
+		"kombutest.v1.Orders":        kombutestv1.OrdersTopology(),
+		"kombutest.v1.Fulfilment":    kombutestv1.FulfilmentTopology(),
+		"kombutest.v1.Billing":       kombutestv1.BillingTopology(),
+		"kombutest.v1.Notifications": kombutestv1.NotificationsTopology(),
 		//lint:ignore SA1019 every service is compared, the deprecated one too
 		"kombutest.v1.Heartbeats":      kombutestv1.HeartbeatsTopology(),
 		"kombutest.v1.Defaults":        kombutestv1.DefaultsTopology(),
