@@ -26,8 +26,8 @@ import (
 // over TCP like any broker.
 func init() {
 	targets = append(targets,
-		target{name: "sqs", url: goawsURL, virtual: true, defaultExchangeOnly: true},
-		target{name: "gcpubsub", url: pubsubURL, virtual: true, defaultExchangeOnly: true},
+		target{name: "sqs", url: goawsURL, defaultExchangeOnly: true},
+		target{name: "gcpubsub", url: pubsubURL, defaultExchangeOnly: true},
 	)
 }
 
@@ -85,7 +85,7 @@ func pubsubURL(t testing.TB) string {
 // build from its testdata/ferretdb (over SQLite): built and started once,
 // on the first test that asks, and stopped when the tests end.
 func init() {
-	targets = append(targets, target{name: "mongodb", url: ferretURL, virtual: true})
+	targets = append(targets, target{name: "mongodb", url: ferretURL})
 }
 
 var (
@@ -149,7 +149,7 @@ func startFerretDB() (string, func(), error) {
 // PATH or npm's global bin as transports/azurequeues's tests find it; one
 // per test, in memory, on a free port.
 func init() {
-	targets = append(targets, target{name: "azurequeues", url: azuriteURL, virtual: true, defaultExchangeOnly: true})
+	targets = append(targets, target{name: "azurequeues", url: azuriteURL, defaultExchangeOnly: true})
 }
 
 const (

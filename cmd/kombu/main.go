@@ -233,9 +233,7 @@ func exitCode(err error) int {
 
 func topUsage(w io.Writer) {
 	fmt.Fprintf(w, "kombu: look at and move messages on any broker kombu-go speaks to.\n\nUsage: kombu <verb> [flags] [arguments]\n\nVerbs:\n")
-	vs := verbs()
-	sort.SliceStable(vs, func(i, j int) bool { return false })
-	for _, v := range vs {
+	for _, v := range verbs() {
 		fmt.Fprintf(w, "  %-8s %s\n", v.name, v.summary)
 	}
 	fmt.Fprintf(w, "\nThe broker URL comes from --url or $KOMBU_URL (schemes: %s).\n", strings.Join(schemes(), ", "))
