@@ -143,15 +143,21 @@ type target struct {
 	// (SQS, as Kombu's) or has no topic exchanges (Pub/Sub), so another
 	// process reaches a queue through the default exchange only.
 	defaultExchangeOnly bool
+	// requeueUncounted: a message given back is not in the queue's depth
+	// until the broker hands it out again (NATS counts a nak'd message as
+	// out with its consumer until then), so depth is not checked right
+	// after peek or consume --requeue; the steps after them take the
+	// messages again, which checks that they were given back.
+	requeueUncounted bool
 }
 
 var targets = []target{
-	{"amqp", brokertest.AMQPURL, false},
-	{"redis", brokertest.RedisURL, false},
-	{"sqlite", func(t testing.TB) string { return "sqlite:///" + filepath.Join(t.TempDir(), "kombu.db") }, false},
-	{"filesystem", func(t testing.TB) string { return "filesystem://" + t.TempDir() }, false},
-	{"postgresql", brokertest.PostgresURL, false},
-	{"mysql", brokertest.MySQLURL, false},
+	{"amqp", brokertest.AMQPURL, false, false},
+	{"redis", brokertest.RedisURL, false, false},
+	{"sqlite", func(t testing.TB) string { return "sqlite:///" + filepath.Join(t.TempDir(), "kombu.db") }, false, false},
+	{"filesystem", func(t testing.TB) string { return "filesystem://" + t.TempDir() }, false, false},
+	{"postgresql", brokertest.PostgresURL, false, false},
+	{"mysql", brokertest.MySQLURL, false, false},
 }
 
 func uniqueName(t *testing.T) string {
@@ -270,7 +276,7 @@ func TestVerbs(t *testing.T) {
 					t.Errorf("peek shows no body %s: %v", want, bodies)
 				}
 			}
-			if got := depth(t, url, dlq); got != 4 {
+			if got := depth(t, url, dlq); got != 4 && !tg.requeueUncounted {
 				t.Fatalf("after peek the queue holds %d, want 4", got)
 			}
 			// Text output, with --raw.
@@ -284,7 +290,7 @@ func TestVerbs(t *testing.T) {
 			if lines := jsonLines(t, r.stdout); len(lines) != 5 || lines[4]["requeued"] != float64(4) {
 				t.Fatalf("consume --requeue: %s", r)
 			}
-			if got := depth(t, url, dlq); got != 4 {
+			if got := depth(t, url, dlq); got != 4 && !tg.requeueUncounted {
 				t.Fatalf("after consume --requeue the queue holds %d, want 4", got)
 			}
 

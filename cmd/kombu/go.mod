@@ -1,12 +1,14 @@
 module github.com/kombu-go/kombu/cmd/kombu
 
-go 1.25.0
+go 1.26.0
 
 replace (
 	github.com/kombu-go/kombu => ../..
 	github.com/kombu-go/kombu/transports/azurequeues => ../../transports/azurequeues
 	github.com/kombu-go/kombu/transports/gcpubsub => ../../transports/gcpubsub
+	github.com/kombu-go/kombu/transports/kafka => ../../transports/kafka
 	github.com/kombu-go/kombu/transports/mongodb => ../../transports/mongodb
+	github.com/kombu-go/kombu/transports/nats => ../../transports/nats
 	github.com/kombu-go/kombu/transports/sqldb => ../../transports/sqldb
 	github.com/kombu-go/kombu/transports/sqs => ../../transports/sqs
 )
@@ -18,9 +20,12 @@ require (
 	github.com/kombu-go/kombu v0.0.0
 	github.com/kombu-go/kombu/transports/azurequeues v0.0.0
 	github.com/kombu-go/kombu/transports/gcpubsub v0.0.0
+	github.com/kombu-go/kombu/transports/kafka v0.0.0-00010101000000-000000000000
 	github.com/kombu-go/kombu/transports/mongodb v0.0.0
+	github.com/kombu-go/kombu/transports/nats v0.0.0-00010101000000-000000000000
 	github.com/kombu-go/kombu/transports/sqldb v0.0.0
 	github.com/kombu-go/kombu/transports/sqs v0.0.0
+	github.com/nats-io/nats.go v1.56.0
 	github.com/sirupsen/logrus v1.10.2
 	github.com/vmihailenco/msgpack/v5 v5.4.1
 	google.golang.org/protobuf v1.36.12
@@ -68,12 +73,18 @@ require (
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/pgx/v5 v5.13.0 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
-	github.com/klauspost/compress v1.19.2 // indirect
+	github.com/klauspost/compress v1.20.0 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
+	github.com/nats-io/nkeys v0.4.16 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ncruces/go-strftime v1.0.0 // indirect
+	github.com/pierrec/lz4/v4 v4.1.25 // indirect
 	github.com/rabbitmq/amqp091-go v1.16.0 // indirect
 	github.com/redis/go-redis/v9 v9.22.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
+	github.com/twmb/franz-go v1.20.7 // indirect
+	github.com/twmb/franz-go/pkg/kadm v1.17.2 // indirect
+	github.com/twmb/franz-go/pkg/kmsg v1.12.0 // indirect
 	github.com/ulikunitz/xz v0.5.17 // indirect
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
 	github.com/xdg-go/pbkdf2 v1.0.0 // indirect
@@ -91,12 +102,12 @@ require (
 	go.opentelemetry.io/otel/trace v1.44.0 // indirect
 	go.uber.org/atomic v1.11.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.6 // indirect
-	golang.org/x/crypto v0.53.0 // indirect
-	golang.org/x/net v0.56.0 // indirect
+	golang.org/x/crypto v0.57.0 // indirect
+	golang.org/x/net v0.58.0 // indirect
 	golang.org/x/oauth2 v0.36.0 // indirect
-	golang.org/x/sync v0.22.0 // indirect
-	golang.org/x/sys v0.47.0 // indirect
-	golang.org/x/text v0.41.0 // indirect
+	golang.org/x/sync v0.23.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
 	golang.org/x/time v0.15.0 // indirect
 	google.golang.org/api v0.287.1 // indirect
 	google.golang.org/genproto v0.0.0-20260319201613-d00831a3d3e7 // indirect
