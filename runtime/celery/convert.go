@@ -202,6 +202,9 @@ func scalarJSON(md protoreflect.MessageDescriptor) bool {
 func EncodeResult(m proto.Message) (json.RawMessage, error) {
 	rm := m.ProtoReflect()
 	md := rm.Descriptor()
+	if md.FullName() == "google.protobuf.Empty" {
+		return json.RawMessage("null"), nil // a task that returns nothing: None
+	}
 	if scalarJSON(md) {
 		data, err := codec.JSON{}.Marshal(m)
 		return data, err
@@ -236,6 +239,9 @@ func DecodeResult(raw json.RawMessage, m proto.Message) error {
 	md := m.ProtoReflect().Descriptor()
 	raw = bytes.TrimSpace(raw)
 	un := protojson.UnmarshalOptions{DiscardUnknown: true}
+	if md.FullName() == "google.protobuf.Empty" {
+		return nil // whatever the task returned, nothing is read
+	}
 	if scalarJSON(md) {
 		return un.Unmarshal(raw, m)
 	}

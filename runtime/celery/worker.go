@@ -88,6 +88,21 @@ func WithQueue(name string) WorkerOption {
 	return func(w *Worker) { w.queue, w.exchange, w.routingKey = name, name, name }
 }
 
+// WithRoute sets the queue the worker consumes and the direct exchange and
+// routing key it is bound with, for tasks sent with an exchange or routing
+// key other than the queue's name (celery_task's exchange and routing_key).
+func WithRoute(queue, exchange, routingKey string) WorkerOption {
+	return func(w *Worker) {
+		w.queue, w.exchange, w.routingKey = queue, exchange, routingKey
+		if w.exchange == "" {
+			w.exchange = queue
+		}
+		if w.routingKey == "" {
+			w.routingKey = queue
+		}
+	}
+}
+
 // WithWorkerConcurrency sets how many tasks run at once (default the
 // number of CPUs, as Celery's -c).
 func WithWorkerConcurrency(n int) WorkerOption { return func(w *Worker) { w.concurrency = n } }
