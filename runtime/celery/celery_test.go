@@ -198,7 +198,8 @@ func TestWorkerBadInput(t *testing.T) {
 
 	client := celery.NewClient(conn, celery.WithBackend(backend))
 	spec := celery.TaskSpec{Name: "t.add", Queue: queue}
-	p := kombu.NewProducer(conn, kombu.WithExchange(kombu.Exchange{Name: queue, Type: kombu.ExchangeDirect}))
+	p := kombu.NewProducer(conn, kombu.WithExchange(kombu.Exchange{Name: queue, Type: kombu.ExchangeDirect}),
+		kombu.WithDeclare(kombu.Queue{Name: queue, Bindings: []kombu.Binding{{Exchange: queue, RoutingKey: queue}}}))
 	malformedID := celery.NewID()
 	if err := p.Publish(ctx, []byte(`{"not": "a task"`), kombu.WithRoutingKey(queue), kombu.WithContentType("application/json", "utf-8"),
 		kombu.WithHeaders(map[string]any{"task": "t.add", "id": malformedID})); err != nil {
