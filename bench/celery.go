@@ -40,16 +40,18 @@ func benchCelery(ctx context.Context, tab *table, url string) error {
 		}
 		return nil
 	}
-	client := celery.NewClient(conn)
 	spec := celery.TaskSpec{Name: "bench.noop", Queue: celeryBenchQueue}
-	send := func(count int) error {
-		for range count {
-			if _, err := client.Send(ctx, spec, nil, nil); err != nil {
-				return err
+	sender := func(client *celery.Client) run {
+		return func(count int) error {
+			for range count {
+				if _, err := client.Send(ctx, spec, nil, nil); err != nil {
+					return err
+				}
 			}
+			return nil
 		}
-		return nil
 	}
+	send := sender(celery.NewClient(conn))
 	python := func(mode string) func(n int) (pythonResult, error) {
 		return func(n int) (pythonResult, error) {
 			if err := purge(); err != nil {
@@ -60,9 +62,12 @@ func benchCelery(ctx context.Context, tab *table, url string) error {
 	}
 	if err := tab.add(workload{
 		name: "celery send", chunk: redisChunk, setup: only(purge),
-		sides:  []side{{sdkDefaults, "celery.Client.Send", send}},
+		sides: []side{
+			{sdkDefaults, "celery.Client.Send, confirmed", send},
+			{sdkTuned, "WithConfirms(false), as Celery sends", sender(celery.NewClient(conn, celery.WithConfirms(false)))},
+		},
 		python: python("send"),
-		note:   "Python: Celery 5.2 send_task, one producer",
+		note:   "Python: Celery 5.2 send_task, one producer, unconfirmed (Celery's default)",
 	}); err != nil {
 		return err
 	}
