@@ -247,3 +247,80 @@ func TestWorkerBadInput(t *testing.T) {
 		t.Errorf("%d messages left in the queue", n.Messages)
 	}
 }
+
+// A task waiting for its ETA does not keep a due task waiting, even at a
+// concurrency of one; a retried task comes back with retries incremented.
+func TestWorkerETAAndRetry(t *testing.T) {
+	url := brokertest.RedisURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := kombu.Dial(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	backend, err := celery.NewRedisBackend(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	queue := "kgi-celery-eta-" + celery.NewID()
+	defer kombu.Queue{Name: queue}.Delete(context.Background(), conn)
+	w := celery.NewWorker(conn, backend, celery.WithQueue(queue), celery.WithWorkerConcurrency(1), celery.WithAcksLate(true))
+	var mu sync.Mutex
+	var retries []int
+	celery.RegisterProto(w, "t.add", func(ctx context.Context, r *celeryv1.AddRequest) (*celeryv1.AddReply, error) {
+		return &celeryv1.AddReply{Sum: r.X + r.Y}, nil
+	})
+	w.Register("t.flaky", func(ctx context.Context, task *celery.Task) (json.RawMessage, error) {
+		mu.Lock()
+		retries = append(retries, task.Retries)
+		mu.Unlock()
+		if task.Retries < 2 {
+			return nil, celery.Retry(errors.New("not yet"), 10*time.Millisecond)
+		}
+		return json.RawMessage(`"done"`), nil
+	})
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	defer func() { stop(); <-done }()
+
+	client := celery.NewClient(conn, celery.WithBackend(backend))
+	spec := celery.TaskSpec{Name: "t.add", Queue: queue}
+	later, err := celery.Call[*celeryv1.AddReply](ctx, client, spec, &celeryv1.AddRequest{X: 1, Y: 1}, celery.Countdown(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, err := celery.Call[*celeryv1.AddReply](ctx, client, spec, &celeryv1.AddRequest{X: 2, Y: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := now.Get(ctx); err != nil || got.Sum != 4 {
+		t.Fatalf("the due task: %v, %v", got, err)
+	}
+	if ready, err := later.Ready(ctx); err != nil || ready {
+		t.Fatalf("the task due in 5s is ready (%v, %v) when the one sent after it finished", ready, err)
+	}
+	flaky, err := client.Send(ctx, celery.TaskSpec{Name: "t.flaky", Queue: queue}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := flaky.Wait(ctx); err != nil || string(got) != `"done"` {
+		t.Fatalf("flaky: %s, %v", got, err)
+	}
+	mu.Lock()
+	if len(retries) != 3 || retries[0] != 0 || retries[1] != 1 || retries[2] != 2 {
+		t.Errorf("flaky ran with retries %v; want [0 1 2]", retries)
+	}
+	mu.Unlock()
+	if got, err := later.Get(ctx); err != nil || got.Sum != 2 {
+		t.Fatalf("the countdown task: %v, %v", got, err)
+	}
+	if err := later.Forget(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := later.Status(ctx); st != celery.StatePending {
+		t.Errorf("after Forget: %s; want PENDING", st)
+	}
+}
