@@ -403,5 +403,8 @@ func benchAMQP(ctx context.Context, tab *table) error {
 	if err != nil {
 		return err
 	}
+	if err := benchCelery(ctx, tab, url); err != nil {
+		return fmt.Errorf("celery: %w", err)
+	}
 	return defaults.remove(ctx)
 }

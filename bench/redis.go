@@ -157,5 +157,8 @@ func benchRedis(ctx context.Context, tab *table) error {
 	if err != nil {
 		return err
 	}
+	if err := benchCelery(ctx, tab, url); err != nil {
+		return fmt.Errorf("celery: %w", err)
+	}
 	return errors.Join(defaults.remove(ctx), rdb.Del(ctx, bareKey).Err())
 }

@@ -22,6 +22,36 @@ func TestValidation(t *testing.T) {
 		want   string
 	}{
 		{
+			name:   "celery task without a name",
+			file:   "kombutest/v1/tasks.proto",
+			mutate: editCeleryTask("Arithmetic", "Add", func(c *kombuv1.CeleryTask) { c.Name = "" }),
+			want:   `kombutest/v1/tasks.proto: service Arithmetic, method Add: celery_task needs a name (the task's registered name, e.g. "proj.tasks.add")`,
+		},
+		{
+			name:   "celery task result ignored with a reply type",
+			file:   "kombutest/v1/tasks.proto",
+			mutate: editCeleryTask("Arithmetic", "Add", func(c *kombuv1.CeleryTask) { c.Result = kombuv1.CeleryResult_CELERY_RESULT_IGNORE }),
+			want:   `kombutest/v1/tasks.proto: service Arithmetic, method Add: celery_task result IGNORE needs the method to return google.protobuf.Empty, not kombutest.v1.AddReply`,
+		},
+		{
+			name:   "celery task result awaited without a reply type",
+			file:   "kombutest/v1/tasks.proto",
+			mutate: editCeleryTask("Arithmetic", "Log", func(c *kombuv1.CeleryTask) { c.Result = kombuv1.CeleryResult_CELERY_RESULT_REPLY }),
+			want:   `kombutest/v1/tasks.proto: service Arithmetic, method Log: celery_task result REPLY needs a reply type other than google.protobuf.Empty`,
+		},
+		{
+			name:   "celery task name with white space",
+			file:   "kombutest/v1/tasks.proto",
+			mutate: editCeleryTask("Arithmetic", "Add", func(c *kombuv1.CeleryTask) { c.Name = "proj tasks" }),
+			want:   `kombutest/v1/tasks.proto: service Arithmetic, method Add: celery_task name "proj tasks" contains white space`,
+		},
+		{
+			name:   "celery task that is also a route",
+			file:   "kombutest/v1/tasks.proto",
+			mutate: editRoute("Arithmetic", "Add", func(r *kombuv1.Route) {}),
+			want:   `kombutest/v1/tasks.proto: service Arithmetic, method Add: a method is either a route or a Celery task, not both (it has route and celery_task options)`,
+		},
+		{
 			name:   "unknown serializer",
 			mutate: editRoute("Orders", "PlaceOrder", func(r *kombuv1.Route) { r.Serializer = "xml" }),
 			want:   `kombutest/v1/orders.proto: service Orders, method PlaceOrder: unknown serializer "xml" (want one of protobuf, json, protojson, msgpack, yaml)`,
@@ -373,5 +403,14 @@ func editTopology(edit func(*kombuv1.Topology)) func(*descriptorpb.FileDescripto
 		topo := proto.CloneOf(proto.GetExtension(f.GetOptions(), kombuv1.E_Topology).(*kombuv1.Topology))
 		edit(topo)
 		proto.SetExtension(f.GetOptions(), kombuv1.E_Topology, topo)
+	}
+}
+
+func editCeleryTask(service, name string, edit func(*kombuv1.CeleryTask)) func(*descriptorpb.FileDescriptorProto) {
+	return func(f *descriptorpb.FileDescriptorProto) {
+		m := method(f, service, name)
+		c := proto.CloneOf(proto.GetExtension(m.GetOptions(), kombuv1.E_CeleryTask).(*kombuv1.CeleryTask))
+		edit(c)
+		proto.SetExtension(m.GetOptions(), kombuv1.E_CeleryTask, c)
 	}
 }

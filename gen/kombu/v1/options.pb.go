@@ -210,6 +210,118 @@ func (QueueType) EnumDescriptor() ([]byte, []int) {
 	return file_kombu_v1_options_proto_rawDescGZIP(), []int{2}
 }
 
+// How a request message maps to a Celery task's arguments.
+type CeleryArgs int32
+
+const (
+	// Not set: keyword arguments.
+	CeleryArgs_CELERY_ARGS_UNSPECIFIED CeleryArgs = 0
+	// Every field is a keyword argument named by its proto field name:
+	// add.delay(x=1, y=2).
+	CeleryArgs_CELERY_ARGS_KWARGS CeleryArgs = 1
+	// The fields, in field-number order, are the positional arguments:
+	// add.delay(1, 2).
+	CeleryArgs_CELERY_ARGS_POSITIONAL CeleryArgs = 2
+)
+
+// Enum value maps for CeleryArgs.
+var (
+	CeleryArgs_name = map[int32]string{
+		0: "CELERY_ARGS_UNSPECIFIED",
+		1: "CELERY_ARGS_KWARGS",
+		2: "CELERY_ARGS_POSITIONAL",
+	}
+	CeleryArgs_value = map[string]int32{
+		"CELERY_ARGS_UNSPECIFIED": 0,
+		"CELERY_ARGS_KWARGS":      1,
+		"CELERY_ARGS_POSITIONAL":  2,
+	}
+)
+
+func (x CeleryArgs) Enum() *CeleryArgs {
+	p := new(CeleryArgs)
+	*p = x
+	return p
+}
+
+func (x CeleryArgs) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CeleryArgs) Descriptor() protoreflect.EnumDescriptor {
+	return file_kombu_v1_options_proto_enumTypes[3].Descriptor()
+}
+
+func (CeleryArgs) Type() protoreflect.EnumType {
+	return &file_kombu_v1_options_proto_enumTypes[3]
+}
+
+func (x CeleryArgs) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CeleryArgs.Descriptor instead.
+func (CeleryArgs) EnumDescriptor() ([]byte, []int) {
+	return file_kombu_v1_options_proto_rawDescGZIP(), []int{3}
+}
+
+// What becomes of a Celery task's result.
+type CeleryResult int32
+
+const (
+	// Not set: the reply type's result, or ignored when the rpc returns
+	// google.protobuf.Empty.
+	CeleryResult_CELERY_RESULT_UNSPECIFIED CeleryResult = 0
+	// The worker stores the result; the client awaits it and decodes it into
+	// the rpc's reply type (a JSON object by field name, or a plain value into
+	// a wrapper type or the reply's single field).
+	CeleryResult_CELERY_RESULT_REPLY CeleryResult = 1
+	// The task is sent with ignore_result: nothing is stored or awaited. The
+	// rpc must return google.protobuf.Empty.
+	CeleryResult_CELERY_RESULT_IGNORE CeleryResult = 2
+)
+
+// Enum value maps for CeleryResult.
+var (
+	CeleryResult_name = map[int32]string{
+		0: "CELERY_RESULT_UNSPECIFIED",
+		1: "CELERY_RESULT_REPLY",
+		2: "CELERY_RESULT_IGNORE",
+	}
+	CeleryResult_value = map[string]int32{
+		"CELERY_RESULT_UNSPECIFIED": 0,
+		"CELERY_RESULT_REPLY":       1,
+		"CELERY_RESULT_IGNORE":      2,
+	}
+)
+
+func (x CeleryResult) Enum() *CeleryResult {
+	p := new(CeleryResult)
+	*p = x
+	return p
+}
+
+func (x CeleryResult) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CeleryResult) Descriptor() protoreflect.EnumDescriptor {
+	return file_kombu_v1_options_proto_enumTypes[4].Descriptor()
+}
+
+func (CeleryResult) Type() protoreflect.EnumType {
+	return &file_kombu_v1_options_proto_enumTypes[4]
+}
+
+func (x CeleryResult) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CeleryResult.Descriptor instead.
+func (CeleryResult) EnumDescriptor() ([]byte, []int) {
+	return file_kombu_v1_options_proto_rawDescGZIP(), []int{4}
+}
+
 // An exchange: where producers publish.
 type Exchange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -757,6 +869,111 @@ func (x *Topology) GetQueues() []*Queue {
 	return nil
 }
 
+// Marks an rpc as a Celery task (Celery's task protocol v2): protoc-gen-kombu
+// generates a typed client that sends it to a Celery worker (Python or Go) and
+// a handler interface for a Go worker that runs it. The request message is
+// the task's arguments, the reply type its result.
+type CeleryTask struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The task's registered name, e.g. "proj.tasks.add". Required.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The queue the task is sent to. Empty means Celery's default, "celery".
+	Queue string `protobuf:"bytes,2,opt,name=queue,proto3" json:"queue,omitempty"`
+	// The direct exchange it is published to. Empty means the queue's name
+	// (Celery's default: "celery").
+	Exchange string `protobuf:"bytes,3,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	// The routing key. Empty means the queue's name.
+	RoutingKey string `protobuf:"bytes,4,opt,name=routing_key,json=routingKey,proto3" json:"routing_key,omitempty"`
+	// How the request maps to arguments. Unspecified means keyword arguments.
+	Args CeleryArgs `protobuf:"varint,5,opt,name=args,proto3,enum=kombu.v1.CeleryArgs" json:"args,omitempty"`
+	// Whether the result is awaited or ignored.
+	Result CeleryResult `protobuf:"varint,6,opt,name=result,proto3,enum=kombu.v1.CeleryResult" json:"result,omitempty"`
+	// The Go worker acknowledges the message after running the task rather
+	// than before (Celery's acks_late).
+	AcksLate      bool `protobuf:"varint,7,opt,name=acks_late,json=acksLate,proto3" json:"acks_late,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CeleryTask) Reset() {
+	*x = CeleryTask{}
+	mi := &file_kombu_v1_options_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CeleryTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CeleryTask) ProtoMessage() {}
+
+func (x *CeleryTask) ProtoReflect() protoreflect.Message {
+	mi := &file_kombu_v1_options_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CeleryTask.ProtoReflect.Descriptor instead.
+func (*CeleryTask) Descriptor() ([]byte, []int) {
+	return file_kombu_v1_options_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CeleryTask) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CeleryTask) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *CeleryTask) GetExchange() string {
+	if x != nil {
+		return x.Exchange
+	}
+	return ""
+}
+
+func (x *CeleryTask) GetRoutingKey() string {
+	if x != nil {
+		return x.RoutingKey
+	}
+	return ""
+}
+
+func (x *CeleryTask) GetArgs() CeleryArgs {
+	if x != nil {
+		return x.Args
+	}
+	return CeleryArgs_CELERY_ARGS_UNSPECIFIED
+}
+
+func (x *CeleryTask) GetResult() CeleryResult {
+	if x != nil {
+		return x.Result
+	}
+	return CeleryResult_CELERY_RESULT_UNSPECIFIED
+}
+
+func (x *CeleryTask) GetAcksLate() bool {
+	if x != nil {
+		return x.AcksLate
+	}
+	return false
+}
+
 var file_kombu_v1_options_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.ServiceOptions)(nil),
@@ -782,6 +999,14 @@ var file_kombu_v1_options_proto_extTypes = []protoimpl.ExtensionInfo{
 		Tag:           "bytes,51230,opt,name=topology",
 		Filename:      "kombu/v1/options.proto",
 	},
+	{
+		ExtendedType:  (*descriptorpb.MethodOptions)(nil),
+		ExtensionType: (*CeleryTask)(nil),
+		Field:         51231,
+		Name:          "kombu.v1.celery_task",
+		Tag:           "bytes,51231,opt,name=celery_task",
+		Filename:      "kombu/v1/options.proto",
+	},
 }
 
 // Extension fields to descriptorpb.ServiceOptions.
@@ -794,6 +1019,8 @@ var (
 var (
 	// optional kombu.v1.Route route = 51230;
 	E_Route = &file_kombu_v1_options_proto_extTypes[1]
+	// optional kombu.v1.CeleryTask celery_task = 51231;
+	E_CeleryTask = &file_kombu_v1_options_proto_extTypes[3]
 )
 
 // Extension fields to descriptorpb.FileOptions.
@@ -872,7 +1099,17 @@ const file_kombu_v1_options_proto_rawDesc = "" +
 	"\tmandatory\x18\b \x01(\bR\tmandatory\"e\n" +
 	"\bTopology\x120\n" +
 	"\texchanges\x18\x01 \x03(\v2\x12.kombu.v1.ExchangeR\texchanges\x12'\n" +
-	"\x06queues\x18\x02 \x03(\v2\x0f.kombu.v1.QueueR\x06queues*\x95\x01\n" +
+	"\x06queues\x18\x02 \x03(\v2\x0f.kombu.v1.QueueR\x06queues\"\xea\x01\n" +
+	"\n" +
+	"CeleryTask\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x1a\n" +
+	"\bexchange\x18\x03 \x01(\tR\bexchange\x12\x1f\n" +
+	"\vrouting_key\x18\x04 \x01(\tR\n" +
+	"routingKey\x12(\n" +
+	"\x04args\x18\x05 \x01(\x0e2\x14.kombu.v1.CeleryArgsR\x04args\x12.\n" +
+	"\x06result\x18\x06 \x01(\x0e2\x16.kombu.v1.CeleryResultR\x06result\x12\x1b\n" +
+	"\tacks_late\x18\a \x01(\bR\backsLate*\x95\x01\n" +
 	"\fExchangeType\x12\x1d\n" +
 	"\x19EXCHANGE_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EXCHANGE_TYPE_DIRECT\x10\x01\x12\x17\n" +
@@ -887,10 +1124,21 @@ const file_kombu_v1_options_proto_rawDesc = "" +
 	"\x16QUEUE_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12QUEUE_TYPE_CLASSIC\x10\x01\x12\x15\n" +
 	"\x11QUEUE_TYPE_QUORUM\x10\x02\x12\x15\n" +
-	"\x11QUEUE_TYPE_STREAM\x10\x03:Q\n" +
+	"\x11QUEUE_TYPE_STREAM\x10\x03*]\n" +
+	"\n" +
+	"CeleryArgs\x12\x1b\n" +
+	"\x17CELERY_ARGS_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12CELERY_ARGS_KWARGS\x10\x01\x12\x1a\n" +
+	"\x16CELERY_ARGS_POSITIONAL\x10\x02*`\n" +
+	"\fCeleryResult\x12\x1d\n" +
+	"\x19CELERY_RESULT_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13CELERY_RESULT_REPLY\x10\x01\x12\x18\n" +
+	"\x14CELERY_RESULT_IGNORE\x10\x02:Q\n" +
 	"\bexchange\x12\x1f.google.protobuf.ServiceOptions\x18\x9e\x90\x03 \x01(\v2\x12.kombu.v1.ExchangeR\bexchange:G\n" +
 	"\x05route\x12\x1e.google.protobuf.MethodOptions\x18\x9e\x90\x03 \x01(\v2\x0f.kombu.v1.RouteR\x05route:N\n" +
-	"\btopology\x12\x1c.google.protobuf.FileOptions\x18\x9e\x90\x03 \x01(\v2\x12.kombu.v1.TopologyR\btopologyB0Z.github.com/kombu-go/kombu/gen/kombu/v1;kombuv1b\x06proto3"
+	"\btopology\x12\x1c.google.protobuf.FileOptions\x18\x9e\x90\x03 \x01(\v2\x12.kombu.v1.TopologyR\btopology:W\n" +
+	"\vcelery_task\x12\x1e.google.protobuf.MethodOptions\x18\x9f\x90\x03 \x01(\v2\x14.kombu.v1.CeleryTaskR\n" +
+	"celeryTaskB0Z.github.com/kombu-go/kombu/gen/kombu/v1;kombuv1b\x06proto3"
 
 var (
 	file_kombu_v1_options_proto_rawDescOnce sync.Once
@@ -904,47 +1152,54 @@ func file_kombu_v1_options_proto_rawDescGZIP() []byte {
 	return file_kombu_v1_options_proto_rawDescData
 }
 
-var file_kombu_v1_options_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_kombu_v1_options_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_kombu_v1_options_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_kombu_v1_options_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_kombu_v1_options_proto_goTypes = []any{
 	(ExchangeType)(0),                   // 0: kombu.v1.ExchangeType
 	(DeliveryMode)(0),                   // 1: kombu.v1.DeliveryMode
 	(QueueType)(0),                      // 2: kombu.v1.QueueType
-	(*Exchange)(nil),                    // 3: kombu.v1.Exchange
-	(*Queue)(nil),                       // 4: kombu.v1.Queue
-	(*Binding)(nil),                     // 5: kombu.v1.Binding
-	(*Route)(nil),                       // 6: kombu.v1.Route
-	(*Topology)(nil),                    // 7: kombu.v1.Topology
-	nil,                                 // 8: kombu.v1.Exchange.ArgumentsEntry
-	nil,                                 // 9: kombu.v1.Queue.ArgumentsEntry
-	nil,                                 // 10: kombu.v1.Binding.ArgumentsEntry
-	(*descriptorpb.ServiceOptions)(nil), // 11: google.protobuf.ServiceOptions
-	(*descriptorpb.MethodOptions)(nil),  // 12: google.protobuf.MethodOptions
-	(*descriptorpb.FileOptions)(nil),    // 13: google.protobuf.FileOptions
+	(CeleryArgs)(0),                     // 3: kombu.v1.CeleryArgs
+	(CeleryResult)(0),                   // 4: kombu.v1.CeleryResult
+	(*Exchange)(nil),                    // 5: kombu.v1.Exchange
+	(*Queue)(nil),                       // 6: kombu.v1.Queue
+	(*Binding)(nil),                     // 7: kombu.v1.Binding
+	(*Route)(nil),                       // 8: kombu.v1.Route
+	(*Topology)(nil),                    // 9: kombu.v1.Topology
+	(*CeleryTask)(nil),                  // 10: kombu.v1.CeleryTask
+	nil,                                 // 11: kombu.v1.Exchange.ArgumentsEntry
+	nil,                                 // 12: kombu.v1.Queue.ArgumentsEntry
+	nil,                                 // 13: kombu.v1.Binding.ArgumentsEntry
+	(*descriptorpb.ServiceOptions)(nil), // 14: google.protobuf.ServiceOptions
+	(*descriptorpb.MethodOptions)(nil),  // 15: google.protobuf.MethodOptions
+	(*descriptorpb.FileOptions)(nil),    // 16: google.protobuf.FileOptions
 }
 var file_kombu_v1_options_proto_depIdxs = []int32{
 	0,  // 0: kombu.v1.Exchange.type:type_name -> kombu.v1.ExchangeType
 	1,  // 1: kombu.v1.Exchange.delivery_mode:type_name -> kombu.v1.DeliveryMode
-	8,  // 2: kombu.v1.Exchange.arguments:type_name -> kombu.v1.Exchange.ArgumentsEntry
-	5,  // 3: kombu.v1.Queue.bindings:type_name -> kombu.v1.Binding
+	11, // 2: kombu.v1.Exchange.arguments:type_name -> kombu.v1.Exchange.ArgumentsEntry
+	7,  // 3: kombu.v1.Queue.bindings:type_name -> kombu.v1.Binding
 	2,  // 4: kombu.v1.Queue.type:type_name -> kombu.v1.QueueType
-	9,  // 5: kombu.v1.Queue.arguments:type_name -> kombu.v1.Queue.ArgumentsEntry
-	10, // 6: kombu.v1.Binding.arguments:type_name -> kombu.v1.Binding.ArgumentsEntry
-	4,  // 7: kombu.v1.Route.queue:type_name -> kombu.v1.Queue
+	12, // 5: kombu.v1.Queue.arguments:type_name -> kombu.v1.Queue.ArgumentsEntry
+	13, // 6: kombu.v1.Binding.arguments:type_name -> kombu.v1.Binding.ArgumentsEntry
+	6,  // 7: kombu.v1.Route.queue:type_name -> kombu.v1.Queue
 	1,  // 8: kombu.v1.Route.delivery_mode:type_name -> kombu.v1.DeliveryMode
-	3,  // 9: kombu.v1.Topology.exchanges:type_name -> kombu.v1.Exchange
-	4,  // 10: kombu.v1.Topology.queues:type_name -> kombu.v1.Queue
-	11, // 11: kombu.v1.exchange:extendee -> google.protobuf.ServiceOptions
-	12, // 12: kombu.v1.route:extendee -> google.protobuf.MethodOptions
-	13, // 13: kombu.v1.topology:extendee -> google.protobuf.FileOptions
-	3,  // 14: kombu.v1.exchange:type_name -> kombu.v1.Exchange
-	6,  // 15: kombu.v1.route:type_name -> kombu.v1.Route
-	7,  // 16: kombu.v1.topology:type_name -> kombu.v1.Topology
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	14, // [14:17] is the sub-list for extension type_name
-	11, // [11:14] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	5,  // 9: kombu.v1.Topology.exchanges:type_name -> kombu.v1.Exchange
+	6,  // 10: kombu.v1.Topology.queues:type_name -> kombu.v1.Queue
+	3,  // 11: kombu.v1.CeleryTask.args:type_name -> kombu.v1.CeleryArgs
+	4,  // 12: kombu.v1.CeleryTask.result:type_name -> kombu.v1.CeleryResult
+	14, // 13: kombu.v1.exchange:extendee -> google.protobuf.ServiceOptions
+	15, // 14: kombu.v1.route:extendee -> google.protobuf.MethodOptions
+	16, // 15: kombu.v1.topology:extendee -> google.protobuf.FileOptions
+	15, // 16: kombu.v1.celery_task:extendee -> google.protobuf.MethodOptions
+	5,  // 17: kombu.v1.exchange:type_name -> kombu.v1.Exchange
+	8,  // 18: kombu.v1.route:type_name -> kombu.v1.Route
+	9,  // 19: kombu.v1.topology:type_name -> kombu.v1.Topology
+	10, // 20: kombu.v1.celery_task:type_name -> kombu.v1.CeleryTask
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	17, // [17:21] is the sub-list for extension type_name
+	13, // [13:17] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_kombu_v1_options_proto_init() }
@@ -959,9 +1214,9 @@ func file_kombu_v1_options_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kombu_v1_options_proto_rawDesc), len(file_kombu_v1_options_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   8,
-			NumExtensions: 3,
+			NumEnums:      5,
+			NumMessages:   9,
+			NumExtensions: 4,
 			NumServices:   0,
 		},
 		GoTypes:           file_kombu_v1_options_proto_goTypes,

@@ -81,7 +81,14 @@ func Generate(gen *protogen.Plugin) error {
 		}
 		fg.header(gen)
 		for _, s := range services {
+			if len(s.tasks) > 0 && len(s.routes) == 0 {
+				fg.celery(s, n) // a service of Celery tasks only has no kombu topology
+				continue
+			}
 			fg.service(s, newServiceNames(n, s))
+			if len(s.tasks) > 0 {
+				fg.celery(s, n)
+			}
 		}
 	}
 	return nil

@@ -34,6 +34,8 @@ type service struct {
 	// topology's other queues.
 	queues []*queue
 	routes []*route
+	// tasks are the methods marked as Celery tasks, in method order.
+	tasks []*celeryTask
 }
 
 // queue is one queue of a service's topology.
@@ -306,6 +308,14 @@ func (fm *fileModel) buildService(s *protogen.Service, ex *kombuv1.Exchange) (*s
 			return nil, methodError(m, "its Go name %s is also the Go name of method %s; rename one of them", m.GoName, other.Desc.Name())
 		}
 		goNames[m.GoName] = m
+		task, err := newCeleryTask(m)
+		if err != nil {
+			return nil, err
+		}
+		if task != nil {
+			svc.tasks = append(svc.tasks, task)
+			continue
+		}
 		r, err := newRoute(m)
 		if err != nil {
 			return nil, err
