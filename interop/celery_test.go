@@ -317,6 +317,7 @@ func TestCeleryPythonClientGoWorker(t *testing.T) {
 				{"task": "interop.flaky"},
 				{"task": "interop.add", "args": []any{5, 5}, "countdown": 2},
 				{"task": "interop.add", "args": []any{1, 1}, "countdown": 3, "expires": 1},
+				{"task": "interop.add", "args": []any{1, 1}, "expires": -5}, // expired before it was sent
 				{"task": "interop.echo", "kwargs": map[string]any{"s": "x"}},
 				{"task": "interop.add", "kwargs": map[string]any{"z": 1}},
 			})
@@ -327,6 +328,7 @@ func TestCeleryPythonClientGoWorker(t *testing.T) {
 				{"FAILURE", "", "Exception"},
 				{"SUCCESS", "2", ""},
 				{"SUCCESS", "10", ""},
+				{"REVOKED", "", "TaskRevokedError"},
 				{"REVOKED", "", "TaskRevokedError"},
 				{"SUCCESS", `{"s": "x"}`, ""},
 				{"FAILURE", "", "TypeError"},

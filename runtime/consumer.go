@@ -72,6 +72,7 @@ type consumerConfig struct {
 	consumeConfig
 	tag           string
 	onDecodeError func(*Message, error)
+	pastDeadline  Handler
 	exclusive     bool
 	arguments     map[string]any
 	retry         *RetryPolicy
@@ -191,6 +192,18 @@ func WithConsumerTag(prefix string) ConsumerOption {
 // default logs the error.
 func WithDecodeErrorHandler(fn func(msg *Message, err error)) ConsumerOption {
 	return consumerOption(func(c *consumerConfig) { c.onDecodeError = fn })
+}
+
+// WithPastDeadlineHandler hands a message that arrives already past its
+// deadline (Message.Deadline, from its "expires" header) to h, instead of
+// dropping it unhandled: a Celery worker, say, records the task as revoked
+// for whoever waits for its result. The message is rejected afterwards
+// (dead-lettered where the queue has a dead-letter exchange) unless h
+// settled it; h's error is logged. h runs as a handler does, its panic
+// contained, without the connection's interceptors (no handler of the
+// message's own runs).
+func WithPastDeadlineHandler(h Handler) ConsumerOption {
+	return consumerOption(func(c *consumerConfig) { c.pastDeadline = h })
 }
 
 // WithShutdownTimeout bounds how long Run waits for running handlers when

@@ -276,3 +276,49 @@ func TestNoReplyPastTheCallersDeadline(t *testing.T) {
 		t.Fatalf("%d late replies: the handler replied past the caller's deadline", n)
 	}
 }
+
+// WithPastDeadlineHandler sees the messages a consumer would drop for their
+// deadline; what it leaves unsettled is rejected (dead-lettered) as before,
+// what it settles stays settled.
+func TestPastDeadlineHandlerSeesStaleMessages(t *testing.T) {
+	conn := dial(t)
+	var mu sync.Mutex
+	var handled, stale []string
+	h := kombu.HandlerFunc(func(_ context.Context, msg *kombu.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		handled = append(handled, string(msg.Body))
+		return nil
+	})
+	late := kombu.HandlerFunc(func(_ context.Context, msg *kombu.Message) error {
+		mu.Lock()
+		stale = append(stale, string(msg.Body))
+		mu.Unlock()
+		if string(msg.Body) == "stale, acked" {
+			return msg.Ack()
+		}
+		return nil
+	})
+	c, err := kombu.NewConsumer(conn, []kombu.Subscription{{Queue: kombu.Queue{Name: "work", DeadLetterExchange: "dlx"}, Handler: h}},
+		kombu.WithTopology(workAndDeadLetter), kombu.WithPastDeadlineHandler(late))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := kombu.NewProducer(conn, kombu.WithRoutingKey("work"))
+	past := float64(time.Now().Add(-time.Second).UnixNano()) / 1e9
+	for _, body := range []string{"stale, acked", "stale, left"} {
+		mustPublish(t, p.Publish(ctxT(t), body, kombu.WithHeaders(map[string]any{kombu.ExpiresHeader: past})))
+	}
+	mustPublish(t, p.Publish(ctxT(t), "fresh", kombu.WithHeaders(map[string]any{kombu.ExpiresHeader: float64(time.Now().Add(time.Hour).Unix())})))
+	run(t, c)
+
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == 1 && len(stale) == 2 })
+	if body, dead := getBody(t, conn, "dead"); body != "stale, left" || deathReason(t, dead) != "rejected" {
+		t.Errorf("dead letter %q, want the stale message the handler left unsettled, rejected", body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(handled, []string{"fresh"}) || !slices.Equal(stale, []string{"stale, acked", "stale, left"}) {
+		t.Fatalf("handler saw %q, past-deadline handler %q", handled, stale)
+	}
+}

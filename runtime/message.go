@@ -346,7 +346,13 @@ func (c *Consumer) callBeforeDeadline(ctx context.Context, h Handler, msg *Messa
 		return c.call(ctx, h, msg)
 	}
 	if late := time.Since(deadline); late >= 0 {
-		c.conn.logger.Warn("kombu: message past its deadline dropped unhandled", msgLog(msg, "deadline", deadline, "late", late)...)
+		if h := c.cfg.pastDeadline; h != nil {
+			if err := c.call(ctx, h, msg); err != nil {
+				c.conn.logger.Error("kombu: past-deadline handler failed", msgLog(msg, "error", err)...)
+			}
+		} else {
+			c.conn.logger.Warn("kombu: message past its deadline dropped unhandled", msgLog(msg, "deadline", deadline, "late", late)...)
+		}
 		if msg.State() == StateUnsettled {
 			if err := msg.Reject(false); err != nil {
 				c.conn.logger.Error("kombu: settle message", msgLog(msg, "error", err)...)

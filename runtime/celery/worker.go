@@ -187,7 +187,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	q := kombu.Queue{Name: w.queue, Bindings: []kombu.Binding{{Exchange: w.exchange, RoutingKey: w.routingKey}}}
 	c, err := kombu.NewConsumer(w.conn, []kombu.Subscription{{Queue: q, Handler: kombu.HandlerFunc(w.handle)}},
 		kombu.WithTopology(kombu.Topology{Exchanges: []kombu.Exchange{ex}}),
-		kombu.WithConcurrency(w.maxHeld))
+		kombu.WithConcurrency(w.maxHeld),
+		// A task whose expires passed before it arrived is recorded as
+		// revoked, as Celery's worker does, not dropped unseen: a client
+		// waiting for its result learns at once.
+		kombu.WithPastDeadlineHandler(kombu.HandlerFunc(w.handle)))
 	if err != nil {
 		return err
 	}
