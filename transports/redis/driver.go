@@ -293,6 +293,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -331,7 +332,7 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 	}
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		rdb.Close()
-		return nil, wrapErr("connect to "+u.String(), err)
+		return nil, wrapErr("connect to "+u.String(), clusterCheck(err))
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -346,13 +347,16 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 type clientTweaks struct {
 	poolSize  int
 	onConnect func(context.Context, *goredis.Conn) error
+	// dialer, on a cluster, makes a plain client that dials one node
+	// (ownerDialer) instead of a cluster client.
+	dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // newClient makes a go-redis client for the options: a failover client
 // for sentinel://, a plain one otherwise. It speaks RESP2, as redis-py
 // does, which keeps pub/sub messages (and tracking invalidations) in the
 // form Kombu and this driver read.
-func (o *options) newClient(t clientTweaks) *goredis.Client {
+func (o *options) newClient(t clientTweaks) goredis.UniversalClient {
 	poolSize := o.poolSize
 	if t.poolSize > 0 {
 		poolSize = t.poolSize
@@ -381,6 +385,9 @@ func (o *options) newClient(t clientTweaks) *goredis.Client {
 		DisableIdentity:       true,
 		OnConnect:             t.onConnect,
 	}
+	if o.cluster != nil && t.dialer == nil {
+		return o.newClusterClient(u)
+	}
 	if len(o.sentinels) > 0 {
 		u.Addrs = o.sentinels
 		return goredis.NewFailoverClient(u.Failover())
@@ -388,6 +395,10 @@ func (o *options) newClient(t clientTweaks) *goredis.Client {
 	u.Addrs = []string{o.addr}
 	simple := u.Simple()
 	simple.Network = o.network // unix sockets: UniversalOptions has no Network
+	if t.dialer != nil {
+		simple.Dialer = t.dialer // a cluster's node (cluster.go), TLS included
+		simple.TLSConfig = nil
+	}
 	return goredis.NewClient(simple)
 }
 

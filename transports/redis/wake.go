@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,7 +44,7 @@ type wakeHub struct {
 	recvWG   sync.WaitGroup
 	warned   bool
 
-	pub, track *goredis.Client
+	pub, track goredis.UniversalClient // plain clients, to the owner of the keyprefix's slot on a cluster
 	ps         *goredis.PubSub
 }
 
@@ -155,14 +156,18 @@ func (h *wakeHub) close() {
 func (h *wakeHub) run() {
 	defer close(h.done)
 	o := h.c.opts
-	h.pub = o.newClient(clientTweaks{poolSize: 1, onConnect: func(ctx context.Context, cn *goredis.Conn) error {
+	var dialer func(context.Context, string, string) (net.Conn, error)
+	if cc, ok := h.c.rdb.(*goredis.ClusterClient); ok {
+		dialer = ownerDialer(cc, h.c.ks.prefix, o)
+	}
+	h.pub = o.newClient(clientTweaks{poolSize: 1, dialer: dialer, onConnect: func(ctx context.Context, cn *goredis.Conn) error {
 		id, err := cn.ClientID(ctx).Result()
 		if err == nil {
 			h.clientID.Store(id)
 		}
 		return nil
 	}})
-	h.track = o.newClient(clientTweaks{poolSize: 1})
+	h.track = o.newClient(clientTweaks{poolSize: 1, dialer: dialer})
 	defer h.pub.Close()
 	defer h.track.Close()
 
