@@ -58,3 +58,19 @@ func RouteTrusted(c transport.Conn, exchange string) bool {
 	_, trusted, _ := c.(*conn).routes.lookup(exchange)
 	return trusted
 }
+
+// ParsedOptions is what a test sees of a parsed URL.
+type ParsedOptions struct {
+	Cluster    []string
+	User, Pass string
+	Prefix     string
+}
+
+// ParseOptionsForTest parses a URL as Open does, without connecting.
+func ParseOptionsForTest(u *transport.URL) (ParsedOptions, error) {
+	o, err := parseOptions(u, transport.Config{})
+	if err != nil {
+		return ParsedOptions{}, err
+	}
+	return ParsedOptions{Cluster: o.cluster, User: o.user, Pass: o.pass, Prefix: o.keyprefix}, nil
+}

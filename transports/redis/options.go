@@ -200,6 +200,8 @@ func parseOptions(u *transport.URL, cfg transport.Config) (*options, error) {
 			useTLS, err = parseBool(val)
 		case "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname", "insecure":
 			tlsOpts[key] = val
+		case "cluster_mode":
+			// Checked with the other cluster options (checkCluster).
 		case "failover_strategy":
 			// Read by the runtime for ";"-separated lists.
 		default:
@@ -207,7 +209,7 @@ func parseOptions(u *transport.URL, cfg transport.Config) (*options, error) {
 				"unacked_restore_interval, unacked_restore_limit, unacked_mutex_expire, unacked_key, unacked_index_key, unacked_mutex_key, "+
 				"fanout_prefix, fanout_patterns, exact_bindings, max_connections, socket_timeout, socket_connect_timeout, client_name, "+
 				"ssl, ssl_cert_reqs, ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_check_hostname, insecure, "+
-				"and for sentinel:// master_name, sentinel, sentinel_username, sentinel_password)", key)
+				"for sentinel:// master_name, sentinel, sentinel_username, sentinel_password, and for redis+cluster:// cluster_mode)", key)
 		}
 		if err != nil {
 			return nil, bad("option %s=%q: %v", key, val, err)
