@@ -93,7 +93,7 @@ func (c *RedisCluster) start(port int) {
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log"),
 		"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-		"--cluster-node-timeout", "1000", "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+		"--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "yes", "--appendfsync", "always")
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start redis-server: %v", err)
 	}
@@ -152,6 +152,16 @@ func (c *RedisCluster) WaitOK() {
 			}
 		}
 		if ok {
+			// A replica that has not synced yet could not take over.
+			for p := range c.cmds {
+				out, err := c.CLI(p, "info", "replication")
+				if err != nil || strings.Contains(out, "role:slave") && !strings.Contains(out, "master_link_status:up") {
+					ok, last = false, out
+					break
+				}
+			}
+		}
+		if ok {
 			for p := range c.cmds {
 				out, err := c.CLI(p, "--cluster", "check", fmt.Sprintf("127.0.0.1:%d", p))
 				if err != nil || !strings.Contains(out, "[OK] All 16384 slots covered") || strings.Contains(out, "[ERR]") {
@@ -173,6 +183,16 @@ func (c *RedisCluster) WaitOK() {
 // MasterOf returns the port of the master that owns key's slot.
 func (c *RedisCluster) MasterOf(key string) int {
 	c.t.Helper()
+	p, ok := c.LiveMasterOf(key)
+	if !ok {
+		c.t.Fatalf("no live master owns the slot of %q", key)
+	}
+	return p
+}
+
+// LiveMasterOf returns the port of the master that owns key's slot, as a
+// running node sees it, unless that master is marked failed.
+func (c *RedisCluster) LiveMasterOf(key string) (int, bool) {
 	for p := range c.cmds {
 		slot, err := c.CLI(p, "cluster", "keyslot", key)
 		if err != nil {
@@ -200,13 +220,13 @@ func (c *RedisCluster) MasterOf(key string) int {
 					addr, _, _ := strings.Cut(f[1], "@")
 					_, port, _ := net.SplitHostPort(addr)
 					n, _ := strconv.Atoi(port)
-					return n
+					return n, true
 				}
 			}
 		}
+		return 0, false
 	}
-	c.t.Fatalf("no master owns the slot of %q", key)
-	return 0
+	return 0, false
 }
 
 // NodeID returns the cluster node ID of the node on port.
