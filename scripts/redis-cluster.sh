@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Starts or stops a local Redis Cluster for trying kombu-go's redis+cluster://
-# transport: 3 masters and 3 replicas on 127.0.0.1, ports $PORT..$PORT+5
-# (default 7100-7105; cluster bus ports +10000), data in $DIR (default
-# .tmp/redis-cluster). Needs redis-server and redis-cli (Redis 6 or later).
+# transport: $MASTERS masters (default 3) with $REPLICAS replicas each
+# (default 1) on 127.0.0.1, ports from $PORT (default 7100-7105; cluster bus
+# ports +10000), data in $DIR (default .tmp/redis-cluster). Needs
+# redis-server and redis-cli (Redis 6 or later).
 #
 #   scripts/redis-cluster.sh up     start it (does nothing if it is up)
 #   scripts/redis-cluster.sh down   stop it and remove its data
@@ -10,7 +11,9 @@
 set -euo pipefail
 PORT=${PORT:-7100}
 DIR=${DIR:-$(cd "$(dirname "$0")/.." && pwd)/.tmp/redis-cluster}
-N=6
+MASTERS=${MASTERS:-3}
+REPLICAS=${REPLICAS:-1}
+N=$((MASTERS * (1 + REPLICAS)))
 ports() { seq "$PORT" $((PORT + N - 1)); }
 url() {
 	local hosts
@@ -32,9 +35,14 @@ up)
 	for p in $(ports); do
 		for _ in $(seq 100); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
 	done
-	if ! redis-cli -p "$PORT" cluster info | grep -q 'cluster_known_nodes:6'; then
-		# shellcheck disable=SC2046
-		redis-cli --cluster create $(ports | sed 's/^/127.0.0.1:/') --cluster-replicas 1 --cluster-yes >/dev/null
+	if ! redis-cli -p "$PORT" cluster info | grep -q "cluster_slots_assigned:16384"; then
+		if [ "$MASTERS" -eq 1 ]; then
+			# redis-cli --cluster create wants 3 masters at least.
+			redis-cli -p "$PORT" cluster addslotsrange 0 16383 >/dev/null
+		else
+			# shellcheck disable=SC2046
+			redis-cli --cluster create $(ports | sed 's/^/127.0.0.1:/') --cluster-replicas "$REPLICAS" --cluster-yes >/dev/null
+		fi
 	fi
 	for _ in $(seq 300); do
 		redis-cli -p "$PORT" cluster info | grep -q cluster_state:ok && { echo "up: $(url)"; exit 0; }
