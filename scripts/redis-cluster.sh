@@ -57,7 +57,7 @@ down)
 		fi
 	done
 	for p in $(ports); do
-		for _ in $(seq 100); do [ -f "$DIR/$p/redis.pid" ] && kill -0 "$(cat "$DIR/$p/redis.pid")" 2>/dev/null || break; sleep 0.1; done
+		for _ in $(seq 100); do [ -f "$DIR/$p/redis.pid" ] && kill -0 "$(cat "$DIR/$p/redis.pid" 2>/dev/null)" 2>/dev/null || break; sleep 0.1; done
 	done
 	rm -rf "$DIR"
 	echo down

@@ -14,6 +14,7 @@
 //	rediss://[user:password@]host[:6379][/db]           TLS, verified
 //	redis+socket:///run/redis.sock[?virtual_host=db]
 //	sentinel://[user:password@]host[:26379][/db]?master_name=mymaster&sentinel=host2:26379&sentinel=host3
+//	redis+cluster://[user:password@]host1[:6379],host2[:6379]/[?global_keyprefix={app}:]   Redis Cluster (cluster.go)
 //
 // The path is the database number (0 when absent, "/" or empty), as Kombu's
 // virtual host. User and password authenticate to Redis (the user through
@@ -42,6 +43,7 @@
 //	master_name=mymaster          sentinel:// only, required: the master Sentinel monitors
 //	sentinel=h2:26379             sentinel:// only, repeatable or comma-separated: more Sentinels
 //	sentinel_username, sentinel_password   credentials for the Sentinels themselves
+//	cluster_mode=kombu            redis+cluster:// only: every key under global_keyprefix's hash tag (the only mode)
 //
 // Any other key is an error wrapping transport.ErrInvalidURL. Options from
 // transport.Config (connect timeout, TLS configuration, connection name)
@@ -55,6 +57,15 @@
 // "sentinel://h1:26379?master_name=m&sentinel=h2:26379". Connections go
 // through go-redis's failover client, which asks the Sentinels for the
 // current master and follows failovers.
+//
+// A redis+cluster:// URL lists seed nodes of a Redis Cluster (any one that
+// answers is enough) and goes through go-redis's cluster client, which
+// follows MOVED and ASK. Redis Cluster refuses scripts and transactions
+// whose keys are in different slots, so global_keyprefix must contain a
+// hash tag ("{kombu}:" by default), which puts the whole layout in one slot
+// on one master: Kombu compatible (Python Kombu with the same prefix,
+// pointed at that master, shares the keys), failover-capable, not sharded.
+// See cluster.go.
 //
 // # Layout
 //
