@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -181,6 +182,32 @@ func TestClusterNoCrossSlot(t *testing.T) {
 		}
 	}
 	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"orders", "audit"}, Prefetch: 6})
+	// Consumers are woken by client tracking on the tag's master.
+	for !kredis.WakeActive(c) {
+		if ctx.Err() != nil {
+			t.Fatal("client tracking never came on: consumers would poll")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// ... on that master: client tracking announces only its own writes.
+	owner, err := raw.MasterForKey(ctx, "{xs}:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracking := regexp.MustCompile(`flags=[A-Za-z]*t[A-Za-z]* .* redir=[1-9]`)
+	for {
+		list, err := owner.ClientList(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tracking.MatchString(list) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no tracking client on the tag's master %s:\n%s", owner.Options().Addr, list)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	bodies, ds := recvBodies(t, s, 6)
 	if len(bodies) != 6 {
 		t.Fatalf("got %v", bodies)

@@ -74,3 +74,12 @@ func ParseOptionsForTest(u *transport.URL) (ParsedOptions, error) {
 	}
 	return ParsedOptions{Cluster: o.cluster, User: o.user, Pass: o.pass, Prefix: o.keyprefix}, nil
 }
+
+// WakeActive reports whether c's wake hub has client tracking on.
+func WakeActive(c transport.Conn) bool {
+	cn := c.(*conn)
+	cn.mu.Lock()
+	h := cn.hub
+	cn.mu.Unlock()
+	return h != nil && h.active.Load()
+}
