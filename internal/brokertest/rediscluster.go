@@ -98,18 +98,10 @@ func (c *RedisCluster) start(port int) {
 		c.t.Fatalf("start redis-server: %v", err)
 	}
 	c.cmds[port] = cmd
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		nc, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			nc.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("redis-server on %s did not accept connections within 10 s: %v", addr, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitAccepting(c.t, fmt.Sprintf("127.0.0.1:%d", port), func() string {
+		b, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
+		return string(b)
+	})
 }
 
 // Addrs are the nodes' host:port.

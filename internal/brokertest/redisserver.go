@@ -59,14 +59,21 @@ func (r *RedisServer) Start() {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
 	}
+	waitAccepting(r.t, r.Addr(), r.Log)
+}
+
+// waitAccepting returns once addr accepts connections, or fails the test
+// after 10 s with the server's log.
+func waitAccepting(t testing.TB, addr string, log func() string) {
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.DialTimeout("tcp", r.Addr(), 100*time.Millisecond)
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
 		if err == nil {
 			c.Close()
 			return
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server on %s did not accept connections within 10 s: %v\n%s", r.Addr(), err, r.Log())
+			t.Fatalf("redis-server on %s did not accept connections within 10 s: %v\n%s", addr, err, log())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/kombu-go/kombu/internal/brokertest"
 	"github.com/kombu-go/kombu/runtime/transport"
-	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 	kredis "github.com/kombu-go/kombu/transports/redis"
 )
 
@@ -22,22 +21,7 @@ import (
 // Kombu-compatible mode: every key under one hash tag.
 func TestClusterConformance(t *testing.T) {
 	cl := brokertest.StartRedisCluster(t, 3, 0)
-	raw := cl.URL("global_keyprefix=" + "{kgt-conformance}:")
-	all := transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout | transport.FeaturePriority |
-		transport.FeatureDeadLetter | transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureDelay
-	transporttest.Run(t, func(t *testing.T) transport.Conn {
-		u, err := transport.Parse(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), transporttest.DefaultTimeout)
-		defer cancel()
-		c, err := kredis.Driver{}.Open(ctx, u, transport.Config{})
-		if err != nil {
-			t.Fatalf("open: %v", err)
-		}
-		return c
-	}, transporttest.WithFeatures(all), transporttest.WithLowestPriorityFirst())
+	runConformance(t, cl.URL("global_keyprefix={kgt-conformance}:"))
 }
 
 // Cluster URLs: the nodes, the hash tag the layout needs, database 0.
