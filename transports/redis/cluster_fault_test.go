@@ -2,8 +2,6 @@ package redis_test
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -157,7 +155,7 @@ func TestClusterReshard(t *testing.T) {
 	ctx := context.Background()
 	raw := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs()})
 	defer raw.Close()
-	ranges, err := raw.ClusterSlots(ctx).Result()
+	shards, err := raw.ClusterShards(ctx).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,11 +169,13 @@ func TestClusterReshard(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for j, r := range ranges {
-			if int64(r.Start) <= slot && slot <= int64(r.End) && slot-int64(r.Start) < 300 {
-				prefix, count = p, int(slot-int64(r.Start))+1
-				from = portOf(t, r.Nodes[0].Addr)
-				to = portOf(t, ranges[(j+1)%len(ranges)].Nodes[0].Addr)
+		for j, sh := range shards {
+			for _, r := range sh.Slots {
+				if r.Start <= slot && slot <= r.End && slot-r.Start < 300 {
+					prefix, count = p, int(slot-r.Start)+1
+					from = masterPort(t, sh)
+					to = masterPort(t, shards[(j+1)%len(shards)])
+				}
 			}
 		}
 	}
@@ -188,14 +188,13 @@ func TestClusterReshard(t *testing.T) {
 	})
 }
 
-func portOf(t *testing.T, addr string) int {
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatal(err)
+// masterPort returns the port of a shard's master.
+func masterPort(t *testing.T, sh goredis.ClusterShard) int {
+	for _, n := range sh.Nodes {
+		if n.Role == "master" {
+			return int(n.Port)
+		}
 	}
-	n, err := strconv.Atoi(p)
-	if err != nil {
-		t.Fatal(fmt.Errorf("port of %s: %w", addr, err))
-	}
-	return n
+	t.Fatalf("shard %+v has no master", sh)
+	return 0
 }
