@@ -2,6 +2,8 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
+	"regexp"
 	"strconv"
 	"sync"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/kombu-go/kombu/internal/brokertest"
 	kombu "github.com/kombu-go/kombu/runtime"
+	"github.com/kombu-go/kombu/runtime/transport"
 )
 
 // clusterTraffic publishes and consumes through package kombu on a
@@ -152,33 +155,7 @@ func TestClusterMasterKilledReplicaPromoted(t *testing.T) {
 // the migration, MOVED after it, followed; nothing confirmed is lost.
 func TestClusterReshard(t *testing.T) {
 	cl := brokertest.StartRedisCluster(t, 3, 0)
-	ctx := context.Background()
-	raw := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs()})
-	defer raw.Close()
-	shards, err := raw.ClusterShards(ctx).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// redis-cli moves a source's slots lowest first: pick a tag whose slot
-	// is near the start of its master's range, and move the slots up to it.
-	var prefix string
-	var from, to, count int
-	for i := 0; prefix == ""; i++ {
-		p := "{reshard-" + strconv.Itoa(i) + "}:"
-		slot, err := raw.ClusterKeySlot(ctx, p).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for j, sh := range shards {
-			for _, r := range sh.Slots {
-				if r.Start <= slot && slot <= r.End && slot-r.Start < 300 {
-					prefix, count = p, int(slot-r.Start)+1
-					from = masterPort(t, sh)
-					to = masterPort(t, shards[(j+1)%len(shards)])
-				}
-			}
-		}
-	}
+	prefix, from, to, count := reshardPlan(t, cl)
 	clusterTraffic(t, cl.URL("global_keyprefix="+prefix+"&visibility_timeout=3600"), func() {
 		cl.Reshard(from, to, count)
 		if got := cl.MasterOf(prefix); got != to {
@@ -197,4 +174,79 @@ func masterPort(t *testing.T, sh goredis.ClusterShard) int {
 	}
 	t.Fatalf("shard %+v has no master", sh)
 	return 0
+}
+
+// trackingOn waits until a client on the node at addr has client tracking
+// on, redirected (the wake hub's), and reports whether one came in time.
+func trackingOn(ctx context.Context, t *testing.T, addr string) bool {
+	t.Helper()
+	node := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer node.Close()
+	tracking := regexp.MustCompile(`flags=[A-Za-z]*t[A-Za-z]* .* redir=[1-9]`)
+	for ctx.Err() == nil {
+		if list, err := node.ClientList(ctx).Result(); err == nil && tracking.MatchString(list) {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+// Consumers' wake-ups follow the keyprefix's slot: after it is resharded
+// to another master, client tracking is set up again there (tracking on
+// the old master would announce nothing, and consumers would only poll).
+func TestClusterWakeUpsFollowTheSlot(t *testing.T) {
+	cl := brokertest.StartRedisCluster(t, 3, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	prefix, from, to, count := reshardPlan(t, cl)
+	c := openURL(t, cl.URL("global_keyprefix="+prefix))
+	if _, err := c.DeclareQueue(ctx, transport.Queue{Name: "q"}); err != nil {
+		t.Fatal(err)
+	}
+	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"q"}, Prefetch: 1})
+	if !trackingOn(ctx, t, fmt.Sprintf("127.0.0.1:%d", from)) {
+		t.Fatal("no tracking client on the slot's master")
+	}
+	cl.Reshard(from, to, count)
+	if !trackingOn(ctx, t, fmt.Sprintf("127.0.0.1:%d", to)) {
+		t.Fatal("tracking was not set up again on the slot's new master")
+	}
+	send(t, c, "q", "after")
+	if d := recv(t, s); string(d.Body) != "after" {
+		t.Fatalf("got %q", d.Body)
+	}
+}
+
+// reshardPlan picks a key prefix whose hash tag's slot is near the start
+// of its master's range, and the move that takes it to another master:
+// redis-cli moves a source's slots lowest first, so moving count slots
+// from from to to moves the tag's.
+func reshardPlan(t *testing.T, cl *brokertest.RedisCluster) (prefix string, from, to, count int) {
+	ctx := context.Background()
+	raw := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs()})
+	defer raw.Close()
+	shards, err := raw.ClusterShards(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// redis-cli moves a source's slots lowest first: pick a tag whose slot
+	// is near the start of its master's range, and move the slots up to it.
+	for i := 0; prefix == ""; i++ {
+		p := "{reshard-" + strconv.Itoa(i) + "}:"
+		slot, err := raw.ClusterKeySlot(ctx, p).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, sh := range shards {
+			for _, r := range sh.Slots {
+				if r.Start <= slot && slot <= r.End && slot-r.Start < 300 {
+					prefix, count = p, int(slot-r.Start)+1
+					from = masterPort(t, sh)
+					to = masterPort(t, shards[(j+1)%len(shards)])
+				}
+			}
+		}
+	}
+	return prefix, from, to, count
 }

@@ -34,6 +34,8 @@ func TestClusterURLs(t *testing.T) {
 		{"redis+cluster://h1:7000?global_keyprefix=app:", "no hash tag"},
 		{"redis+cluster://h1:7000?global_keyprefix={}app", "no hash tag"},
 		{"redis+cluster://h1:7000/2", "database 0 only"},
+		{"redis+cluster://u:secret@h1:7000,h2/2", "database 0 only"},
+		{"redis+cluster://u:secret@h1:7000,h2/?global_keyprefix=x", "no hash tag"},
 		{"redis+cluster:///", "at least one node"},
 		{"redis+cluster://h1:7000?cluster_mode=sharded", "not implemented"},
 		{"redis+cluster://h1:7000?cluster_mode=other", "want kombu"},
@@ -49,6 +51,8 @@ func TestClusterURLs(t *testing.T) {
 			t.Errorf("%s: %v", tc.raw, err)
 		case tc.want != "" && (err == nil || !errors.Is(err, transport.ErrInvalidURL) || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: error %v, want ErrInvalidURL saying %q", tc.raw, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), "secret"):
+			t.Errorf("%s: the error shows the password: %v", tc.raw, err)
 		}
 	}
 	u, _ := transport.Parse("redis+cluster://u:secret@h1:7000,h2/?socket_timeout=2")

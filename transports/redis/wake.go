@@ -306,6 +306,9 @@ func (h *wakeHub) verify(ctx context.Context, want []string) bool {
 	}
 	cctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
+	if h.moved(cctx) {
+		return false
+	}
 	v, err := h.track.Do(cctx, "CLIENT", "TRACKINGINFO").Slice()
 	if err != nil {
 		return false
@@ -326,6 +329,26 @@ func (h *wakeHub) verify(ctx context.Context, want []string) bool {
 	slices.Sort(prefixes)
 	return slices.Contains(flags, "on") && slices.Contains(flags, "bcast") && !slices.Contains(flags, "broken_redirect") &&
 		redirect == h.clientID.Load() && slices.Equal(prefixes, want)
+}
+
+// moved reports, on a cluster, that the keyprefix's slot has left the node
+// the hub's connections are on (a reshard, or a failover those connections
+// did not notice): tracking there no longer sees the writes. It then
+// closes both connections, so that they are made again on the slot's
+// owner (ownerDialer), and the subscriber's new ID is tracked again.
+func (h *wakeHub) moved(ctx context.Context) bool {
+	if _, ok := h.c.rdb.(*goredis.ClusterClient); !ok {
+		return false
+	}
+	err := h.track.Do(ctx, "EXISTS", h.c.ks.prefix).Err()
+	if err == nil || !strings.HasPrefix(err.Error(), "MOVED ") {
+		return false
+	}
+	if id, err := h.track.Do(ctx, "CLIENT", "ID").Int64(); err == nil {
+		_ = h.track.Do(ctx, "CLIENT", "KILL", "ID", h.clientID.Load()).Err()
+		_ = h.track.Do(ctx, "CLIENT", "KILL", "ID", id, "SKIPME", "no").Err()
+	}
+	return true
 }
 
 func strings_(v any) []string {
