@@ -39,10 +39,25 @@ func StartRedisCluster(t testing.TB, masters, replicas int) *RedisCluster {
 	}
 	n := masters * (1 + replicas)
 	c := &RedisCluster{t: t, dir: t.TempDir(), cmds: map[int]*exec.Cmd{}}
-	c.Ports = freeClusterPorts(t, n)
 	t.Cleanup(c.stopAll)
-	for _, p := range c.Ports {
-		c.start(p)
+	// A port found free can be taken before redis-server binds it (by
+	// another process's server or an outgoing connection): then the whole
+	// set is started again on other ports.
+	for attempt := 1; ; attempt++ {
+		c.Ports = freeClusterPorts(t, n)
+		var err error
+		for _, p := range c.Ports {
+			if err = c.start(p); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			break
+		}
+		c.stopAll()
+		if attempt == 3 {
+			t.Fatal(err)
+		}
 	}
 	args := []string{"--cluster", "create"}
 	for _, p := range c.Ports {
@@ -60,7 +75,7 @@ func StartRedisCluster(t testing.TB, masters, replicas int) *RedisCluster {
 func freeClusterPorts(t testing.TB, n int) []int {
 	t.Helper()
 	for range 100 {
-		base := 20000 + rand.IntN(20000)
+		base := 10000 + rand.IntN(12000) // bus ports (+10000) stay below Linux's ephemeral range, 32768 and up
 		ok := true
 		for p := base; p < base+n && ok; p++ {
 			for _, q := range []int{p, p + 10000} {
@@ -84,24 +99,24 @@ func freeClusterPorts(t testing.TB, n int) []int {
 	return nil
 }
 
-func (c *RedisCluster) start(port int) {
-	c.t.Helper()
+func (c *RedisCluster) start(port int) error {
 	dir := filepath.Join(c.dir, strconv.Itoa(port))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		c.t.Fatal(err)
+		return err
 	}
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log"),
 		"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 		"--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "yes", "--appendfsync", "always")
 	if err := cmd.Start(); err != nil {
-		c.t.Fatalf("start redis-server: %v", err)
+		return fmt.Errorf("start redis-server: %w", err)
 	}
 	c.cmds[port] = cmd
-	waitAccepting(c.t, fmt.Sprintf("127.0.0.1:%d", port), func() string {
+	if err := accepting(fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
 		b, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-		return string(b)
-	})
+		return fmt.Errorf("%w\n%s", err, b)
+	}
+	return nil
 }
 
 // Addrs are the nodes' host:port.

@@ -20,7 +20,7 @@ import (
 // cluster URL while fault runs, then checks that every publish that was
 // confirmed was consumed (at least once: a failover may hand a message out
 // again).
-func clusterTraffic(t *testing.T, url string, fault func()) {
+func clusterTraffic(t *testing.T, cl *brokertest.RedisCluster, prefix, url string, fault func()) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -97,7 +97,7 @@ func clusterTraffic(t *testing.T, url string, fault func()) {
 			break
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("%d of %d confirmed messages never consumed (first %s)", missing, len(confirmed), first)
+			t.Fatalf("%d of %d confirmed messages never consumed (first %s); where they are: %s", missing, len(confirmed), first, whereabouts(cl, prefix))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -125,7 +125,7 @@ func clusterTraffic(t *testing.T, url string, fault func()) {
 func TestClusterMasterKilledReplicaPromoted(t *testing.T) {
 	cl := brokertest.StartRedisCluster(t, 3, 1)
 	const prefix = "{failover}:"
-	clusterTraffic(t, cl.URL("global_keyprefix="+prefix+"&visibility_timeout=3600"), func() {
+	clusterTraffic(t, cl, prefix, cl.URL("global_keyprefix="+prefix+"&visibility_timeout=3600"), func() {
 		owner := cl.MasterOf(prefix)
 		cl.Kill(owner)
 		deadline := time.Now().Add(30 * time.Second)
@@ -156,7 +156,7 @@ func TestClusterMasterKilledReplicaPromoted(t *testing.T) {
 func TestClusterReshard(t *testing.T) {
 	cl := brokertest.StartRedisCluster(t, 3, 0)
 	prefix, from, to, count := reshardPlan(t, cl)
-	clusterTraffic(t, cl.URL("global_keyprefix="+prefix+"&visibility_timeout=3600"), func() {
+	clusterTraffic(t, cl, prefix, cl.URL("global_keyprefix="+prefix+"&visibility_timeout=3600"), func() {
 		cl.Reshard(from, to, count)
 		if got := cl.MasterOf(prefix); got != to {
 			t.Fatalf("after resharding %d slots the tag's slot is on :%d, want :%d", count, got, to)
@@ -249,4 +249,17 @@ func reshardPlan(t *testing.T, cl *brokertest.RedisCluster) (prefix string, from
 		}
 	}
 	return prefix, from, to, count
+}
+
+// whereabouts says how many messages the queue and the unacked hash hold,
+// for a failure's message: stuck in the queue, taken and not delivered,
+// or gone.
+func whereabouts(cl *brokertest.RedisCluster, prefix string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	raw := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs()})
+	defer raw.Close()
+	q, qerr := raw.LLen(ctx, prefix+"work").Result()
+	u, uerr := raw.HLen(ctx, prefix+"unacked").Result()
+	return fmt.Sprintf("queue %d (%v), unacked %d (%v)", q, qerr, u, uerr)
 }
