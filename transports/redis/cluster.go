@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -152,20 +153,34 @@ func clusterCheck(err error) error {
 	return err
 }
 
-// ownerDialer dials the master that owns the slot of key, as the cluster
-// client currently knows it, for connections that must sit on that node:
-// client tracking only announces writes made on the node it is enabled on.
-func ownerDialer(cc *goredis.ClusterClient, key string, o *options) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// ownerDialer dials the master that owns the slot of key, for connections
+// that must sit on that node: client tracking only announces writes made
+// on the node it is enabled on. The owner is the one a MOVED reply last
+// named (hint, set by the wake hub: the cluster client's slot map may not
+// have caught up yet), else the one the cluster client knows; a hinted
+// node that cannot be reached is forgotten. dialed is given every
+// connection made, and returns the one to use.
+func ownerDialer(cc *goredis.ClusterClient, key string, o *options, hint *atomic.Pointer[string], dialed func(net.Conn) net.Conn) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, _, _ string) (net.Conn, error) {
-		node, err := cc.MasterForKey(ctx, key)
-		if err != nil {
-			return nil, err
+		addr := ""
+		if p := hint.Load(); p != nil {
+			addr = *p
+		} else {
+			node, err := cc.MasterForKey(ctx, key)
+			if err != nil {
+				return nil, err
+			}
+			addr = node.Options().Addr
 		}
-		addr := node.Options().Addr
 		d := net.Dialer{Timeout: o.dialTimeout}
 		nc, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil || o.tls == nil {
-			return nc, err
+		if err != nil {
+			hint.Store(nil)
+			return nil, err
+		}
+		nc = dialed(nc)
+		if o.tls == nil {
+			return nc, nil
 		}
 		conf := o.tls.Clone()
 		if conf.ServerName == "" {

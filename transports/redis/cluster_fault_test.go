@@ -210,7 +210,9 @@ func TestClusterWakeUpsFollowTheSlot(t *testing.T) {
 	}
 	cl.Reshard(from, to, count)
 	if !trackingOn(ctx, t, fmt.Sprintf("127.0.0.1:%d", to)) {
-		t.Fatal("tracking was not set up again on the slot's new master")
+		a, _ := cl.CLI(from, "client", "list")
+		b, _ := cl.CLI(to, "client", "list")
+		t.Fatalf("tracking was not set up again on the slot's new master:\nold :%d\n%s\nnew :%d\n%s", from, a, to, b)
 	}
 	send(t, c, "q", "after")
 	if d := recv(t, s); string(d.Body) != "after" {

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -45,6 +46,9 @@ type wakeHub struct {
 	warned   bool
 
 	pub, track goredis.UniversalClient // plain clients, to the owner of the keyprefix's slot on a cluster
+	owner      atomic.Pointer[string]  // on a cluster, the owner a MOVED reply named (ownerDialer)
+	connsMu    sync.Mutex
+	conns      map[net.Conn]struct{} // on a cluster, the open connections ownerDialer made, closed when the slot moves
 	ps         *goredis.PubSub
 }
 
@@ -158,7 +162,7 @@ func (h *wakeHub) run() {
 	o := h.c.opts
 	var dialer func(context.Context, string, string) (net.Conn, error)
 	if cc, ok := h.c.rdb.(*goredis.ClusterClient); ok {
-		dialer = ownerDialer(cc, h.c.ks.prefix, o)
+		dialer = ownerDialer(cc, h.c.ks.prefix, o, &h.owner, h.dialed)
 	}
 	h.pub = o.newClient(clientTweaks{poolSize: 1, dialer: dialer, onConnect: func(ctx context.Context, cn *goredis.Conn) error {
 		id, err := cn.ClientID(ctx).Result()
@@ -337,18 +341,55 @@ func (h *wakeHub) verify(ctx context.Context, want []string) bool {
 // closes both connections, so that they are made again on the slot's
 // owner (ownerDialer), and the subscriber's new ID is tracked again.
 func (h *wakeHub) moved(ctx context.Context) bool {
-	if _, ok := h.c.rdb.(*goredis.ClusterClient); !ok {
+	cc, ok := h.c.rdb.(*goredis.ClusterClient)
+	if !ok {
 		return false
 	}
 	err := h.track.Do(ctx, "EXISTS", h.c.ks.prefix).Err()
-	if err == nil || !strings.HasPrefix(err.Error(), "MOVED ") {
+	if err == nil {
 		return false
 	}
-	if id, err := h.track.Do(ctx, "CLIENT", "ID").Int64(); err == nil {
-		_ = h.track.Do(ctx, "CLIENT", "KILL", "ID", h.clientID.Load()).Err()
-		_ = h.track.Do(ctx, "CLIENT", "KILL", "ID", id, "SKIPME", "no").Err()
+	// "MOVED <slot> <host:port>"
+	f := strings.Fields(err.Error())
+	if len(f) != 3 || f[0] != "MOVED" {
+		return false
+	}
+	h.owner.Store(&f[2])
+	cc.ReloadState(ctx)
+	// Closing them from this side makes go-redis dial both again, the
+	// subscriber included, and the subscriber's new ID is tracked.
+	h.connsMu.Lock()
+	conns := slices.Collect(maps.Keys(h.conns))
+	h.connsMu.Unlock()
+	for _, nc := range conns {
+		nc.Close()
 	}
 	return true
+}
+
+// dialed keeps a connection ownerDialer made, for moved to close, until
+// it is closed.
+func (h *wakeHub) dialed(nc net.Conn) net.Conn {
+	h.connsMu.Lock()
+	defer h.connsMu.Unlock()
+	if h.conns == nil {
+		h.conns = map[net.Conn]struct{}{}
+	}
+	tc := &trackedConn{Conn: nc, h: h}
+	h.conns[tc] = struct{}{}
+	return tc
+}
+
+type trackedConn struct {
+	net.Conn
+	h *wakeHub
+}
+
+func (c *trackedConn) Close() error {
+	c.h.connsMu.Lock()
+	delete(c.h.conns, c)
+	c.h.connsMu.Unlock()
+	return c.Conn.Close()
 }
 
 func strings_(v any) []string {
