@@ -16,7 +16,7 @@ MODULES      := . bench chaos tools transports/sqldb transports/gcpubsub transpo
 CODE_MODULES := $(filter-out tools,$(MODULES))
 TEST_MODULES := $(filter-out chaos,$(CODE_MODULES))
 
-.PHONY: all generate check-generate build test demo bench lint chaos clean
+.PHONY: all generate check-generate build test demo bench lint chaos clean cluster-up cluster-down
 
 all: build test
 
@@ -99,3 +99,10 @@ lint: $(BUF) $(STATICCHECK)
 
 clean:
 	rm -rf .tmp
+
+## cluster-up: start a local Redis Cluster (3 masters, 3 replicas, ports 7100-7105, data in
+## .tmp/redis-cluster) and print its redis+cluster:// URL; cluster-down stops it
+cluster-up:
+	scripts/redis-cluster.sh up
+cluster-down:
+	scripts/redis-cluster.sh down

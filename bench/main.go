@@ -45,6 +45,7 @@ var transports = []struct {
 	{"memory", benchMemory},
 	{"amqp", benchAMQP},
 	{"redis", benchRedis},
+	{"redis-cluster", benchRedisCluster},
 	{"filesystem", benchFilesystem},
 	{"postgresql", benchPostgres},
 	{"mysql", benchMySQL},

@@ -40,6 +40,7 @@ import (
 type redisEnv struct {
 	t      *testing.T
 	base   string // redis://host:port/db
+	goBase string // the URL Go dials, when not base (a cluster's redis+cluster://)
 	prefix string
 	raw    *goredis.Client
 }
@@ -87,6 +88,9 @@ func globEscape(s string) string {
 
 // goURL is the URL Go dials, with the test's prefix and more options.
 func (e *redisEnv) goURL(query ...string) string {
+	if e.goBase != "" {
+		return e.goBase + "?" + strings.Join(append([]string{"global_keyprefix=" + e.prefix}, query...), "&")
+	}
 	return e.base + "?" + strings.Join(append([]string{"global_keyprefix=" + e.prefix}, query...), "&")
 }
 

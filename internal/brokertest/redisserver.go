@@ -59,14 +59,28 @@ func (r *RedisServer) Start() {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
 	}
+	waitAccepting(r.t, r.Addr(), r.Log)
+}
+
+// waitAccepting returns once addr accepts connections, or fails the test
+// after 10 s with the server's log.
+func waitAccepting(t testing.TB, addr string, log func() string) {
+	t.Helper()
+	if err := accepting(addr); err != nil {
+		t.Fatalf("%v\n%s", err, log())
+	}
+}
+
+// accepting returns once addr accepts connections, or an error after 10 s.
+func accepting(addr string) error {
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.DialTimeout("tcp", r.Addr(), 100*time.Millisecond)
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server on %s did not accept connections within 10 s: %v\n%s", r.Addr(), err, r.Log())
+			return fmt.Errorf("redis-server on %s did not accept connections within 10 s: %w", addr, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -14,7 +14,11 @@ import (
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	raw := e.url()
+	runConformance(t, e.url())
+}
+
+// runConformance runs the driver contract on connections to raw.
+func runConformance(t *testing.T, raw string) {
 	all := transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout | transport.FeaturePriority |
 		transport.FeatureDeadLetter | transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureDelay
 	transporttest.Run(t, func(t *testing.T) transport.Conn {

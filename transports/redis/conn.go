@@ -32,7 +32,7 @@ type queueDecl struct {
 }
 
 type conn struct {
-	rdb  *goredis.Client
+	rdb  goredis.UniversalClient // *Client, or *ClusterClient for redis+cluster://
 	opts *options
 	ks   keyspace
 	log  *slog.Logger
@@ -84,7 +84,7 @@ var (
 	_ transport.BatchPublisher = (*conn)(nil)
 )
 
-func newConn(rdb *goredis.Client, o *options, log *slog.Logger) *conn {
+func newConn(rdb goredis.UniversalClient, o *options, log *slog.Logger) *conn {
 	c := &conn{
 		rdb:  rdb,
 		opts: o,
@@ -361,12 +361,7 @@ func (c *conn) deleteQueue(ctx context.Context, name string) (int, error) {
 func (c *conn) unbindEverywhere(ctx context.Context, queue string) error {
 	match := escapeGlob(c.ks.binding("")) + "*"
 	suffix := sep + queue
-	var cursor uint64
-	for {
-		keys, next, err := c.rdb.Scan(ctx, cursor, match, 1000).Result()
-		if err != nil {
-			return err
-		}
+	return c.scanKeys(ctx, match, func(keys []string) error {
 		for _, key := range keys {
 			members, err := c.rdb.SMembers(ctx, key).Result()
 			if err != nil {
@@ -387,10 +382,8 @@ func (c *conn) unbindEverywhere(ctx context.Context, queue string) error {
 				c.routes.forget(strings.TrimPrefix(key, c.ks.binding("")))
 			}
 		}
-		if cursor = next; cursor == 0 {
-			return nil
-		}
-	}
+		return nil
+	})
 }
 
 // escapeGlob escapes the characters SCAN MATCH and PSUBSCRIBE treat as

@@ -14,6 +14,7 @@
 //	rediss://[user:password@]host[:6379][/db]           TLS, verified
 //	redis+socket:///run/redis.sock[?virtual_host=db]
 //	sentinel://[user:password@]host[:26379][/db]?master_name=mymaster&sentinel=host2:26379&sentinel=host3
+//	redis+cluster://[user:password@]host1[:6379],host2[:6379]/[?global_keyprefix={app}:]   Redis Cluster (cluster.go)
 //
 // The path is the database number (0 when absent, "/" or empty), as Kombu's
 // virtual host. User and password authenticate to Redis (the user through
@@ -42,6 +43,7 @@
 //	master_name=mymaster          sentinel:// only, required: the master Sentinel monitors
 //	sentinel=h2:26379             sentinel:// only, repeatable or comma-separated: more Sentinels
 //	sentinel_username, sentinel_password   credentials for the Sentinels themselves
+//	cluster_mode=kombu            redis+cluster:// only: every key under global_keyprefix's hash tag (the only mode)
 //
 // Any other key is an error wrapping transport.ErrInvalidURL. Options from
 // transport.Config (connect timeout, TLS configuration, connection name)
@@ -55,6 +57,15 @@
 // "sentinel://h1:26379?master_name=m&sentinel=h2:26379". Connections go
 // through go-redis's failover client, which asks the Sentinels for the
 // current master and follows failovers.
+//
+// A redis+cluster:// URL lists seed nodes of a Redis Cluster (any one that
+// answers is enough) and goes through go-redis's cluster client, which
+// follows MOVED and ASK. Redis Cluster refuses scripts and transactions
+// whose keys are in different slots, so global_keyprefix must contain a
+// hash tag ("{kombu}:" by default), which puts the whole layout in one slot
+// on one master: Kombu compatible (Python Kombu with the same prefix,
+// pointed at that master, shares the keys), failover-capable, not sharded.
+// See cluster.go.
 //
 // # Layout
 //
@@ -293,6 +304,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -331,7 +343,7 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 	}
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		rdb.Close()
-		return nil, wrapErr("connect to "+u.String(), err)
+		return nil, wrapErr("connect to "+u.String(), clusterCheck(err))
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -346,13 +358,16 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 type clientTweaks struct {
 	poolSize  int
 	onConnect func(context.Context, *goredis.Conn) error
+	// dialer, on a cluster, makes a plain client that dials one node
+	// (ownerDialer) instead of a cluster client.
+	dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // newClient makes a go-redis client for the options: a failover client
 // for sentinel://, a plain one otherwise. It speaks RESP2, as redis-py
 // does, which keeps pub/sub messages (and tracking invalidations) in the
 // form Kombu and this driver read.
-func (o *options) newClient(t clientTweaks) *goredis.Client {
+func (o *options) newClient(t clientTweaks) goredis.UniversalClient {
 	poolSize := o.poolSize
 	if t.poolSize > 0 {
 		poolSize = t.poolSize
@@ -381,6 +396,9 @@ func (o *options) newClient(t clientTweaks) *goredis.Client {
 		DisableIdentity:       true,
 		OnConnect:             t.onConnect,
 	}
+	if o.cluster != nil && t.dialer == nil {
+		return o.newClusterClient(u)
+	}
 	if len(o.sentinels) > 0 {
 		u.Addrs = o.sentinels
 		return goredis.NewFailoverClient(u.Failover())
@@ -388,6 +406,10 @@ func (o *options) newClient(t clientTweaks) *goredis.Client {
 	u.Addrs = []string{o.addr}
 	simple := u.Simple()
 	simple.Network = o.network // unix sockets: UniversalOptions has no Network
+	if t.dialer != nil {
+		simple.Dialer = t.dialer // a cluster's node (cluster.go), TLS included
+		simple.TLSConfig = nil
+	}
 	return goredis.NewClient(simple)
 }
 

@@ -58,3 +58,28 @@ func RouteTrusted(c transport.Conn, exchange string) bool {
 	_, trusted, _ := c.(*conn).routes.lookup(exchange)
 	return trusted
 }
+
+// ParsedOptions is what a test sees of a parsed URL.
+type ParsedOptions struct {
+	Cluster    []string
+	User, Pass string
+	Prefix     string
+}
+
+// ParseOptionsForTest parses a URL as Open does, without connecting.
+func ParseOptionsForTest(u *transport.URL) (ParsedOptions, error) {
+	o, err := parseOptions(u, transport.Config{})
+	if err != nil {
+		return ParsedOptions{}, err
+	}
+	return ParsedOptions{Cluster: o.cluster, User: o.user, Pass: o.pass, Prefix: o.keyprefix}, nil
+}
+
+// WakeActive reports whether c's wake hub has client tracking on.
+func WakeActive(c transport.Conn) bool {
+	cn := c.(*conn)
+	cn.mu.Lock()
+	h := cn.hub
+	cn.mu.Unlock()
+	return h != nil && h.active.Load()
+}

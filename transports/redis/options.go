@@ -32,6 +32,7 @@ const (
 type options struct {
 	network, addr string // "tcp" host:port, or "unix" path
 	sentinels     []string
+	cluster       []string // redis+cluster:// seed nodes; nil: not a cluster (cluster.go)
 	masterName    string
 	sentinelUser  string
 	sentinelPass  string
@@ -82,9 +83,17 @@ func parseOptions(u *transport.URL, cfg transport.Config) (*options, error) {
 	query := u.Query
 	vhost, hasVhost := u.Path, u.HasPath
 	switch {
+	case u.SubURL != "" && u.Scheme == "redis" && strings.HasPrefix(u.SubURL, "cluster://"):
+		c, err := parseClusterURL(u)
+		if err != nil {
+			return nil, err
+		}
+		o.cluster, o.user, o.pass, query = c.nodes, c.user, c.pass, c.query
+		vhost, hasVhost = c.path, c.hasPath
+		o.addr = o.cluster[0]
 	case u.SubURL != "":
 		if u.Scheme != "redis" || !strings.HasPrefix(u.SubURL, "socket://") {
-			return nil, bad("only redis+socket:///path/to/redis.sock is supported after '+'")
+			return nil, bad("only redis+socket:///path/to/redis.sock and redis+cluster://host1:port,host2:port are supported after '+'")
 		}
 		path, q, _ := strings.Cut(strings.TrimPrefix(u.SubURL, "socket://"), "?")
 		if path == "" {
@@ -191,6 +200,8 @@ func parseOptions(u *transport.URL, cfg transport.Config) (*options, error) {
 			useTLS, err = parseBool(val)
 		case "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname", "insecure":
 			tlsOpts[key] = val
+		case "cluster_mode":
+			// Checked with the other cluster options (checkCluster).
 		case "failover_strategy":
 			// Read by the runtime for ";"-separated lists.
 		default:
@@ -198,7 +209,7 @@ func parseOptions(u *transport.URL, cfg transport.Config) (*options, error) {
 				"unacked_restore_interval, unacked_restore_limit, unacked_mutex_expire, unacked_key, unacked_index_key, unacked_mutex_key, "+
 				"fanout_prefix, fanout_patterns, exact_bindings, max_connections, socket_timeout, socket_connect_timeout, client_name, "+
 				"ssl, ssl_cert_reqs, ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_check_hostname, insecure, "+
-				"and for sentinel:// master_name, sentinel, sentinel_username, sentinel_password)", key)
+				"for sentinel:// master_name, sentinel, sentinel_username, sentinel_password, and for redis+cluster:// cluster_mode)", key)
 		}
 		if err != nil {
 			return nil, bad("option %s=%q: %v", key, val, err)
@@ -223,6 +234,9 @@ func parseOptions(u *transport.URL, cfg transport.Config) (*options, error) {
 	}
 	if o.fanoutPrefixOff {
 		o.fanoutPrefix = ""
+	}
+	if err := o.checkCluster(u, query); err != nil {
+		return nil, err
 	}
 	o.fanoutPrefix = strings.ReplaceAll(o.fanoutPrefix, "{db}", strconv.Itoa(o.db))
 	if o.restoreInterval == 0 {

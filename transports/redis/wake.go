@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,7 +45,10 @@ type wakeHub struct {
 	recvWG   sync.WaitGroup
 	warned   bool
 
-	pub, track *goredis.Client
+	pub, track goredis.UniversalClient // plain clients, to the owner of the keyprefix's slot on a cluster
+	owner      atomic.Pointer[string]  // on a cluster, the owner a MOVED reply named (ownerDialer)
+	connsMu    sync.Mutex
+	conns      map[net.Conn]struct{} // on a cluster, the open connections ownerDialer made, closed when the slot moves
 	ps         *goredis.PubSub
 }
 
@@ -155,14 +160,18 @@ func (h *wakeHub) close() {
 func (h *wakeHub) run() {
 	defer close(h.done)
 	o := h.c.opts
-	h.pub = o.newClient(clientTweaks{poolSize: 1, onConnect: func(ctx context.Context, cn *goredis.Conn) error {
+	var dialer func(context.Context, string, string) (net.Conn, error)
+	if cc, ok := h.c.rdb.(*goredis.ClusterClient); ok {
+		dialer = ownerDialer(cc, h.c.ks.prefix, o, &h.owner, h.dialed)
+	}
+	h.pub = o.newClient(clientTweaks{poolSize: 1, dialer: dialer, onConnect: func(ctx context.Context, cn *goredis.Conn) error {
 		id, err := cn.ClientID(ctx).Result()
 		if err == nil {
 			h.clientID.Store(id)
 		}
 		return nil
 	}})
-	h.track = o.newClient(clientTweaks{poolSize: 1})
+	h.track = o.newClient(clientTweaks{poolSize: 1, dialer: dialer})
 	defer h.pub.Close()
 	defer h.track.Close()
 
@@ -301,6 +310,9 @@ func (h *wakeHub) verify(ctx context.Context, want []string) bool {
 	}
 	cctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
+	if h.moved(cctx) {
+		return false
+	}
 	v, err := h.track.Do(cctx, "CLIENT", "TRACKINGINFO").Slice()
 	if err != nil {
 		return false
@@ -321,6 +333,63 @@ func (h *wakeHub) verify(ctx context.Context, want []string) bool {
 	slices.Sort(prefixes)
 	return slices.Contains(flags, "on") && slices.Contains(flags, "bcast") && !slices.Contains(flags, "broken_redirect") &&
 		redirect == h.clientID.Load() && slices.Equal(prefixes, want)
+}
+
+// moved reports, on a cluster, that the keyprefix's slot has left the node
+// the hub's connections are on (a reshard, or a failover those connections
+// did not notice): tracking there no longer sees the writes. It then
+// closes both connections, so that they are made again on the slot's
+// owner (ownerDialer), and the subscriber's new ID is tracked again.
+func (h *wakeHub) moved(ctx context.Context) bool {
+	cc, ok := h.c.rdb.(*goredis.ClusterClient)
+	if !ok {
+		return false
+	}
+	err := h.track.Do(ctx, "EXISTS", h.c.ks.prefix).Err()
+	if err == nil {
+		return false
+	}
+	// "MOVED <slot> <host:port>"
+	f := strings.Fields(err.Error())
+	if len(f) != 3 || f[0] != "MOVED" {
+		return false
+	}
+	h.owner.Store(&f[2])
+	cc.ReloadState(ctx)
+	// Closing them from this side makes go-redis dial both again, the
+	// subscriber included, and the subscriber's new ID is tracked.
+	h.connsMu.Lock()
+	conns := slices.Collect(maps.Keys(h.conns))
+	h.connsMu.Unlock()
+	for _, nc := range conns {
+		nc.Close()
+	}
+	return true
+}
+
+// dialed keeps a connection ownerDialer made, for moved to close, until
+// it is closed.
+func (h *wakeHub) dialed(nc net.Conn) net.Conn {
+	h.connsMu.Lock()
+	defer h.connsMu.Unlock()
+	if h.conns == nil {
+		h.conns = map[net.Conn]struct{}{}
+	}
+	tc := &trackedConn{Conn: nc, h: h}
+	h.conns[tc] = struct{}{}
+	return tc
+}
+
+type trackedConn struct {
+	net.Conn
+	h *wakeHub
+}
+
+func (c *trackedConn) Close() error {
+	c.h.connsMu.Lock()
+	delete(c.h.conns, c)
+	c.h.connsMu.Unlock()
+	return c.Conn.Close()
 }
 
 func strings_(v any) []string {

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	kombu "github.com/kombu-go/kombu/runtime"
+)
+
+// The Redis Cluster rows: the same publishes through redis+cluster://
+// (cluster_mode=kombu, every key under one hash tag) on clusters of 1, 3
+// and 6 masters, started for the run by scripts/redis-cluster.sh on
+// private ports (7300 and up) and stopped after it. In the Kombu mode the
+// whole keyspace lives on the master that owns the tag's slot, so the
+// figures are not expected to grow with the masters: these rows show
+// that, and what the cluster client costs against one master. A second
+// row spreads the publishes over 8 connections with a hash tag each (8
+// applications, in effect), which the cluster places on different masters.
+
+var clusterSizes = []int{1, 3, 6}
+
+const spreadTags = 8
+
+// startCluster runs scripts/redis-cluster.sh up for masters masters with
+// no replicas and returns its URL and the command that stops it.
+func startCluster(masters, port int) (url string, stop func() error, err error) {
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "scripts", "redis-cluster.sh")
+	dir, err := os.MkdirTemp("", "kombu-bench-cluster-")
+	if err != nil {
+		return "", nil, err
+	}
+	env := append(os.Environ(), "MASTERS="+strconv.Itoa(masters), "REPLICAS=0", "PORT="+strconv.Itoa(port), "DIR="+dir)
+	run := func(arg string) (string, error) {
+		cmd := exec.Command(script, arg)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("%s %s: %v: %s", script, arg, err, out)
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	stop = func() error {
+		_, err := run("down")
+		return errors.Join(err, os.RemoveAll(dir))
+	}
+	if _, err := run("up"); err != nil {
+		return "", nil, errors.Join(err, stop())
+	}
+	url, err = run("url")
+	if err != nil {
+		return "", nil, errors.Join(err, stop())
+	}
+	return url, stop, nil
+}
+
+func benchRedisCluster(ctx context.Context, tab *table) error {
+	var sides, spread []side
+	var conns []*sdk
+	var stops []func() error
+	defer func() {
+		for _, s := range conns {
+			s.conn.Close()
+		}
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	for i, m := range clusterSizes {
+		url, stop, err := startCluster(m, 7300+20*i)
+		if err != nil {
+			return err
+		}
+		stops = append(stops, stop)
+		s, err := dialSDK(ctx, sdkDefaults, url)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, s)
+		label := fmt.Sprintf("%d masters", m)
+		if m == 1 {
+			label = "1 master"
+		}
+		sides = append(sides, side{sdkDefaults, label, concurrently(func() error { return s.producer.PlaceOrder(ctx, order) })})
+		// The same on 8 connections with a hash tag each, which the
+		// cluster spreads over its masters.
+		base, _, _ := strings.Cut(url, "?")
+		var tagged []*sdk
+		for t := range spreadTags {
+			s, err := dialSDK(ctx, sdkDefaults, fmt.Sprintf("%s?global_keyprefix={t%d}:", base, t))
+			if err != nil {
+				return err
+			}
+			conns = append(conns, s)
+			tagged = append(tagged, s)
+		}
+		var next atomic.Uint64
+		spread = append(spread, side{sdkDefaults, label + ", 8 tags", concurrently(func() error {
+			return tagged[next.Add(1)%spreadTags].producer.PlaceOrder(ctx, order)
+		})})
+	}
+	purge := func() error {
+		var errs []error
+		for _, s := range conns {
+			if err := s.purge(ctx); err != nil && !errors.Is(err, kombu.ErrNotFound) {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+	err := tab.add(workload{
+		name:  fmt.Sprintf("publish, %d goroutines, cluster_mode=kombu", poolGoroutines),
+		chunk: redisChunk, setup: only(purge), sides: sides, vsFirst: true,
+		note: "one hash tag: every key on one master whatever the cluster's size (no sharding in this mode)",
+	})
+	if err != nil {
+		return err
+	}
+	return tab.add(workload{
+		name:  fmt.Sprintf("publish, %d goroutines over %d connections with a hash tag each", poolGoroutines, spreadTags),
+		chunk: redisChunk, setup: only(purge), sides: spread, vsFirst: true,
+		note: "what spreading applications over tags (one connection each) gives on more masters; on a 2-core machine the client's CPU, not Redis, bounds it",
+	})
+}

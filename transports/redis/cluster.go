@@ -1,0 +1,235 @@
+package redis
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kombu-go/kombu/runtime/transport"
+)
+
+// Redis Cluster. A redis+cluster:// URL names seed nodes; the connection
+// goes through go-redis's ClusterClient, which learns the slot map from
+// whichever seed answers and follows MOVED and ASK redirections
+// (resharding, failovers) by itself.
+//
+// Redis Cluster refuses a command, script or transaction whose keys hash
+// to different slots (CROSSSLOT). Kombu's layout has several: BRPOP over a
+// queue's priority lists, the take script (lists, unacked, unacked_index,
+// the receipt), the routing publish script (binding set and queues), the
+// restore's transaction. The one mode implemented, "kombu", puts every key
+// in one slot by requiring a hash tag in global_keyprefix ("{kombu}:" when
+// none is given): Redis hashes only the text between the first "{" and the
+// next "}", so "{kombu}:orders" and "{kombu}:unacked" share a slot. Every
+// script and transaction of the single-node transport then runs unchanged,
+// and Python Kombu configured with the same global_keyprefix reads and
+// writes the same keys. The cost is no sharding: the whole keyspace lives
+// on the master that owns that slot (its replicas follow it), so a cluster
+// brings failover, not throughput. Kombu 5.2's redis transport has no
+// cluster client: a plain redis.Redis pointed at the master owning the tag's
+// slot works, since every key it touches is in that slot (any other node
+// answers MOVED).
+//
+// What differs from a single node, besides the URL:
+//   - the database is always 0 (a cluster has no others);
+//   - consumers' wake-ups (client tracking, wake.go) are set up on the
+//     master owning the tag's slot, found again after each reconnect, so a
+//     failover or a reshard of that slot moves them with it;
+//   - a SCAN (deleting a queue removes it from every binding set) runs on
+//     every master;
+//   - fanout uses plain PUB/SUB, which a cluster broadcasts to every node.
+
+// defaultClusterPrefix is global_keyprefix on a cluster URL that sets none.
+const defaultClusterPrefix = "{kombu}:"
+
+type clusterURL struct {
+	nodes      []string
+	user, pass string
+	query      url.Values
+	path       string
+	hasPath    bool
+}
+
+// parseClusterURL reads redis+cluster://[user:password@]host1[:port],host2[:port]/[0][?options].
+func parseClusterURL(u *transport.URL) (*clusterURL, error) {
+	bad := func(format string, args ...any) error {
+		return &transport.URLError{URL: u.String(), Reason: fmt.Sprintf(format, args...)}
+	}
+	rest := strings.TrimPrefix(u.SubURL, "cluster://")
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	userinfo, hosts, hasUser := strings.Cut(authority, "@")
+	if !hasUser {
+		userinfo, hosts = "", authority
+	}
+	var nodes []string
+	for _, h := range strings.Split(hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			nodes = append(nodes, hostPort(h, defaultPort))
+		}
+	}
+	if len(nodes) == 0 {
+		return nil, bad("redis+cluster:// needs at least one node: redis+cluster://host1:7000,host2:7001")
+	}
+	// The rest is an ordinary URL's: let the common parser read it, with
+	// the first node as its host.
+	first := nodes[0]
+	if userinfo != "" {
+		first = userinfo + "@" + first
+	}
+	p, err := transport.Parse("redis://" + first + tail)
+	if err != nil {
+		return nil, err
+	}
+	return &clusterURL{nodes: nodes, user: p.User, pass: p.Password, query: p.Query, path: p.Path, hasPath: p.HasPath}, nil
+}
+
+// checkCluster validates a cluster URL's options once they are all read.
+func (o *options) checkCluster(u *transport.URL, query url.Values) error {
+	bad := func(format string, args ...any) error {
+		return &transport.URLError{URL: u.String(), Reason: fmt.Sprintf(format, args...)}
+	}
+	if o.cluster == nil {
+		if query.Has("cluster_mode") {
+			return bad("option cluster_mode is for redis+cluster:// URLs")
+		}
+		return nil
+	}
+	if o.db != 0 {
+		return bad("a Redis Cluster has database 0 only, not %d", o.db)
+	}
+	switch m := query.Get("cluster_mode"); m {
+	case "", "kombu":
+	case "sharded":
+		return bad("cluster_mode=sharded is not implemented; cluster_mode=kombu (the default) keeps every key in the slot of global_keyprefix's hash tag")
+	default:
+		return bad("cluster_mode=%q: want kombu", m)
+	}
+	if !query.Has("global_keyprefix") {
+		o.keyprefix = defaultClusterPrefix
+	}
+	if hashTag(o.keyprefix) == "" {
+		return bad("global_keyprefix=%q has no hash tag: on a cluster it must hold one, as {app}: so that every key of the layout hashes to one slot (else CROSSSLOT)", o.keyprefix)
+	}
+	return nil
+}
+
+// hashTag returns what Redis Cluster hashes in a key: the text between
+// the first "{" and the next "}", if not empty; "" when the key has no tag.
+func hashTag(key string) string {
+	_, after, ok := strings.Cut(key, "{")
+	if !ok {
+		return ""
+	}
+	tag, _, ok := strings.Cut(after, "}")
+	if !ok {
+		return ""
+	}
+	return tag
+}
+
+// newClusterClient makes the connection's cluster client.
+func (o *options) newClusterClient(u *goredis.UniversalOptions) *goredis.ClusterClient {
+	u.Addrs = o.cluster
+	return goredis.NewClusterClient(u.Cluster())
+}
+
+// clusterCheck turns the error of a cluster client pointed at a server
+// that is not a cluster into one that says so.
+func clusterCheck(err error) error {
+	if err != nil && strings.Contains(err.Error(), "cluster support disabled") {
+		return fmt.Errorf("%w: redis+cluster:// names a Redis that is not a cluster (cluster-enabled no); use redis:// for it: %v", transport.ErrInvalidURL, err)
+	}
+	return err
+}
+
+// ownerDialer dials the master that owns the slot of key, for connections
+// that must sit on that node: client tracking only announces writes made
+// on the node it is enabled on. The owner is the one a MOVED reply last
+// named (hint, set by the wake hub: the cluster client's slot map may not
+// have caught up yet), else the one the cluster client knows; a hinted
+// node that cannot be reached is forgotten. dialed is given every
+// connection made, and returns the one to use.
+func ownerDialer(cc *goredis.ClusterClient, key string, o *options, hint *atomic.Pointer[string], dialed func(net.Conn) net.Conn) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, _, _ string) (net.Conn, error) {
+		addr := ""
+		if p := hint.Load(); p != nil {
+			addr = *p
+		} else {
+			node, err := cc.MasterForKey(ctx, key)
+			if err != nil {
+				return nil, err
+			}
+			addr = node.Options().Addr
+		}
+		d := net.Dialer{Timeout: o.dialTimeout}
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			hint.Store(nil)
+			return nil, err
+		}
+		nc = dialed(nc)
+		if o.tls == nil {
+			return nc, nil
+		}
+		conf := o.tls.Clone()
+		if conf.ServerName == "" {
+			conf.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(nc, conf)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+}
+
+// scanKeys calls fn with the keys matching the glob: batch by batch on a
+// single server; on a cluster, once with those of every master (SCAN
+// walks one node's keys only).
+func (c *conn) scanKeys(ctx context.Context, match string, fn func(keys []string) error) error {
+	scan := func(ctx context.Context, cl goredis.Cmdable, fn func([]string) error) error {
+		var cursor uint64
+		for {
+			keys, next, err := cl.Scan(ctx, cursor, match, 1000).Result()
+			if err != nil {
+				return err
+			}
+			if err := fn(keys); err != nil {
+				return err
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	}
+	cc, ok := c.rdb.(*goredis.ClusterClient)
+	if !ok {
+		return scan(ctx, c.rdb, fn)
+	}
+	var mu sync.Mutex
+	var all []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+		return scan(ctx, node, func(keys []string) error {
+			mu.Lock()
+			all = append(all, keys...)
+			mu.Unlock()
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	return fn(all)
+}
