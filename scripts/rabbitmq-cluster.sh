@@ -85,7 +85,16 @@ start_node() {
 	as_rabbitmq "$n" "$RMQ_BIN/rabbitmq-server" -detached >/dev/null 2>&1
 }
 
-wait_node() { ctl "$1" -q --timeout 120 await_startup; }
+# wait_node waits for node N to register (await_startup fails at once on a
+# node that is not running yet: -detached returns before the VM is up), then
+# for RabbitMQ to have started on it.
+wait_node() {
+	for _ in $(seq 1 60); do
+		ctl "$1" -q ping >/dev/null 2>&1 && break
+		sleep 1
+	done
+	ctl "$1" -q --timeout 120 await_startup
+}
 
 up() {
 	if ctl 1 -q ping >/dev/null 2>&1 && ctl 2 -q ping >/dev/null 2>&1 && ctl 3 -q ping >/dev/null 2>&1; then
