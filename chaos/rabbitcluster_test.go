@@ -300,7 +300,9 @@ func TestAMQPCluster17bNodePartitioned(t *testing.T) {
 		t.Fatal(err)
 	}
 	var failover time.Duration = -1
-	if eventually(15*time.Second, func() bool { return !strings.Contains(prod.URL(), px.Addr()) && !strings.Contains(cons.URL(), px.Addr()) }) {
+	if eventually(15*time.Second, func() bool {
+		return !strings.Contains(prod.URL(), px.Addr()) && !strings.Contains(cons.URL(), px.Addr())
+	}) {
 		failover = time.Since(led.Windows()[0].Injected)
 	}
 	sleepUntil(start.Add(19 * time.Second))
