@@ -83,6 +83,7 @@ func leaderOf(t *testing.T, cl *brokertest.AMQPCluster, via int, q string) strin
 // only on a figures run).
 func logNotes(t *testing.T, row *Row) {
 	t.Cleanup(func() {
+		t.Logf("time to recover: %s", row.Recovery)
 		for _, n := range row.Notes {
 			t.Log(n)
 		}
