@@ -228,9 +228,13 @@ func TestAMQPCluster17LeaderNodeStopped(t *testing.T) {
 	t.Log(r.Summary())
 	salvage(t, cl.List(), q, led, &r, row)
 	newLeader := leaderOf(t, cl, other, qname)
-	row.Recovery = fmt.Sprintf("%s (node gone → first new message confirmed and consumed)", fmtDur(r.Recovery))
-	row.Note("time to recover = node gone → first message published after it confirmed and consumed; shutdown took %v, start-node %v; leader %s → %s; producer now on %s, consumer restarts by the worker: %d on the stopped node's connection, %d on the other",
-		stopTook.Round(100*time.Millisecond), restartTook.Round(100*time.Millisecond), leader, newLeader, prod.URL(), w1.restarts.Load(), w2.restarts.Load())
+	// rabbitmqctl shutdown closes the node's client connections first and
+	// takes seconds more to stop: the clients fail over while it runs, so
+	// recovery counts from the moment it was asked.
+	fromStop := firstConsumedAfter(led, stopped)
+	row.Recovery = fmt.Sprintf("%s (shutdown asked → first new message confirmed and consumed)", fmtDur(fromStop))
+	row.Note("time to recover = shutdown asked → first message published after that confirmed and consumed; from the node gone: %s; shutdown took %v, start-node %v; leader %s → %s; producer now on %s, consumer restarts by the worker: %d on the stopped node's connection, %d on the other",
+		fmtDur(r.Recovery), stopTook.Round(100*time.Millisecond), restartTook.Round(100*time.Millisecond), leader, newLeader, prod.URL(), w1.restarts.Load(), w2.restarts.Load())
 	t.Logf("restarts: %d (%v), %d (%v)", w1.restarts.Load(), w1.lastErr.Load(), w2.restarts.Load(), w2.lastErr.Load())
 
 	if n := len(sink.find("connection lost; reconnecting")) + len(prodSink.find("connection lost; reconnecting")); n < 2 {
@@ -243,8 +247,8 @@ func TestAMQPCluster17LeaderNodeStopped(t *testing.T) {
 		t.Errorf("%d confirmed messages not consumed within 40 s", len(missing))
 	}
 	clusterVerdict(t, r, row, timeout, 2*prefetch, publisherWindow(prodSink, workers))
-	if r.Recovery < 0 || r.Recovery > 15*time.Second {
-		t.Errorf("recovery took %s after the node went, want ≤ 15 s", fmtDur(r.Recovery))
+	if fromStop < 0 || fromStop > 15*time.Second {
+		t.Errorf("recovery took %s after the shutdown was asked, want ≤ 15 s", fmtDur(fromStop))
 	}
 }
 
