@@ -250,6 +250,7 @@ func mergeSentinels(urls []*transport.URL) []*transport.URL {
 func (c *Connection) connect(ctx context.Context, policy RetryPolicy, gen uint64, first int) (*session, error) {
 	var s *session
 	at := func(i int) int { return (i + first) % len(c.urls) }
+	var refusedAt time.Time // first access refusal while reconnecting
 	err := retry(ctx, policy, len(c.urls), c.cfg.failover, func(ctx context.Context, i int) error {
 		i = at(i)
 		u := c.urls[i]
@@ -266,7 +267,22 @@ func (c *Connection) connect(ctx context.Context, policy RetryPolicy, gen uint64
 			Unroutable:     c.unroutable,
 		})
 		if err != nil {
-			return &OperationalError{Op: "connect", URL: u.String(), Err: err}
+			oe := &OperationalError{Op: "connect", URL: u.String(), Err: err}
+			if gen > 1 && errors.Is(err, transport.ErrAccessRefused) {
+				// Reconnecting with credentials that were accepted before:
+				// a RabbitMQ node that is starting (a restarted cluster)
+				// takes connections before its user database is ready and
+				// refuses them (403, seen in chaos test 17c). Such a
+				// refusal is retried under the reconnect policy for
+				// refusedGrace after the first one; past that it is final.
+				if refusedAt.IsZero() {
+					refusedAt = time.Now()
+				}
+				if time.Since(refusedAt) < refusedGrace {
+					return retryAnyway{oe}
+				}
+			}
+			return oe
 		}
 		s = &session{tc: tc, gen: gen, url: u.String(), idx: i}
 		c.logger.Info("kombu: connected", "url", s.url)
@@ -276,6 +292,16 @@ func (c *Connection) connect(ctx context.Context, policy RetryPolicy, gen uint64
 	})
 	return s, err
 }
+
+// refusedGrace is how long reconnecting retries access refusals (see
+// connect): long enough for a RabbitMQ node to finish starting.
+const refusedGrace = time.Minute
+
+// retryAnyway marks an error that retry retries although Recoverable says
+// no; it still unwraps to its cause for the caller.
+type retryAnyway struct{ error }
+
+func (e retryAnyway) Unwrap() error { return e.error }
 
 // supervise replaces a lost session with a new one, until the connection
 // is closed or reconnecting fails for good.
