@@ -233,8 +233,8 @@ func TestAMQPCluster17LeaderNodeStopped(t *testing.T) {
 	// recovery counts from the moment it was asked.
 	fromStop := firstConsumedAfter(led, stopped)
 	row.Recovery = fmt.Sprintf("%s (shutdown asked → first new message confirmed and consumed)", fmtDur(fromStop))
-	row.Note("time to recover = shutdown asked → first message published after that confirmed and consumed; from the node gone: %s; shutdown took %v, start-node %v; leader %s → %s; producer now on %s, consumer restarts by the worker: %d on the stopped node's connection, %d on the other",
-		fmtDur(r.Recovery), stopTook.Round(100*time.Millisecond), restartTook.Round(100*time.Millisecond), leader, newLeader, prod.URL(), w1.restarts.Load(), w2.restarts.Load())
+	row.Note("time to recover = shutdown asked → first message published after that confirmed and consumed; from the node gone: %s; longest publish %v; shutdown took %v, start-node %v; leader %s → %s; producer now on %s, consumer restarts by the worker: %d on the stopped node's connection, %d on the other",
+		fmtDur(r.Recovery), r.MaxPublishLatency.Round(time.Millisecond), stopTook.Round(100*time.Millisecond), restartTook.Round(100*time.Millisecond), leader, newLeader, prod.URL(), w1.restarts.Load(), w2.restarts.Load())
 	t.Logf("restarts: %d (%v), %d (%v)", w1.restarts.Load(), w1.lastErr.Load(), w2.restarts.Load(), w2.lastErr.Load())
 
 	if n := len(sink.find("connection lost; reconnecting")) + len(prodSink.find("connection lost; reconnecting")); n < 2 {
