@@ -12,7 +12,7 @@ GO    ?= go
 # make check-generate cover every module (tools holds only the pinned tools' imports:
 # nothing to vet); make test runs the tests of every module but chaos (its fault suite
 # stops the brokers: make chaos runs it alone).
-MODULES      := . bench chaos tools transports/sqldb transports/gcpubsub transports/azurequeues transports/sqs transports/mongodb
+MODULES      := . bench chaos tools transports/sqldb transports/gcpubsub transports/azurequeues transports/sqs transports/mongodb otelkombu transports/kafka transports/kafka/kafkatest transports/nats cmd/kombu
 CODE_MODULES := $(filter-out tools,$(MODULES))
 TEST_MODULES := $(filter-out chaos,$(CODE_MODULES))
 

@@ -49,6 +49,8 @@ var transports = []struct {
 	{"postgresql", benchPostgres},
 	{"mysql", benchMySQL},
 	{"sqlite", benchSQLite},
+	{"kafka", benchKafka},
+	{"nats", benchNATS},
 }
 
 type config struct {

@@ -61,6 +61,8 @@ type Connection struct {
 	replies *Producer    // publishes Message.Reply answers
 	replyMu sync.Mutex   // guards router
 	router  *replyRouter // set up by the first Call
+
+	intercept *interceptors // nil without WithInterceptors: nothing to wrap
 }
 
 type dialConfig struct {
@@ -76,15 +78,17 @@ type dialConfig struct {
 	retry          *RetryPolicy // nil: one round over the URLs at Dial
 	failover       FailoverStrategy
 	noRecovery     bool
+	interceptors   []Interceptor
 }
 
 // session is one transport connection. gen numbers sessions from 1, so that
 // what came from an earlier one (a delivery tag, above all) is known stale.
 type session struct {
-	tc  transport.Conn
-	gen uint64
-	url string // masked
-	idx int    // which of the connection's URLs it is on
+	tc     transport.Conn
+	gen    uint64
+	url    string // masked
+	scheme string
+	idx    int // which of the connection's URLs it is on
 }
 
 // WithLogger sets where the connection and everything made from it log.
@@ -197,6 +201,7 @@ func Dial(ctx context.Context, url string, opts ...DialOption) (*Connection, err
 		closing:        make(chan struct{}),
 		done:           make(chan struct{}),
 		revived:        make(chan struct{}),
+		intercept:      newInterceptors(cfg.interceptors),
 	}
 	policy := NoRetry()
 	if len(urls) > 1 {
@@ -284,7 +289,7 @@ func (c *Connection) connect(ctx context.Context, policy RetryPolicy, gen uint64
 			}
 			return oe
 		}
-		s = &session{tc: tc, gen: gen, url: u.String(), idx: i}
+		s = &session{tc: tc, gen: gen, url: u.String(), scheme: u.Scheme, idx: i}
 		c.logger.Info("kombu: connected", "url", s.url)
 		return nil
 	}, func(err error, next int, wait time.Duration) {

@@ -318,7 +318,7 @@ func (c *Consumer) declare(ctx context.Context, s *session) error {
 		if _, dup := r.handlers[info.Name]; dup {
 			return fmt.Errorf("kombu: queue %s is subscribed twice", info.Name)
 		}
-		r.handlers[info.Name] = sub.Handler
+		r.handlers[info.Name] = c.conn.wrapHandler(sub.Handler)
 		r.queues = append(r.queues, info.Name)
 	}
 	c.routes.Store(r)
@@ -609,7 +609,7 @@ func (c *Consumer) drain(s *session, sub transport.Subscription, hs *handlers) {
 				select {
 				case hs.slots <- struct{}{}:
 				case <-ctx.Done():
-					c.conn.logger.Error("kombu: auto-acked message dropped: no handler free before the shutdown timeout", "queue", d.Queue)
+					c.conn.logger.Error("kombu: auto-acked message dropped: no handler free before the shutdown timeout", deliveryLog(d)...)
 					continue
 				}
 				c.unseen(s, d, hs)
@@ -633,7 +633,7 @@ func (c *Consumer) unseen(s *session, d *transport.Delivery, hs *handlers) {
 		return
 	}
 	if err := d.Acknowledger.Reject(d.Tag, true); err != nil {
-		c.conn.logger.Warn("kombu: requeue at shutdown", "queue", d.Queue, "error", err)
+		c.conn.logger.Warn("kombu: requeue at shutdown", deliveryLog(d, "error", err)...)
 	}
 }
 
@@ -655,9 +655,9 @@ func (c *Consumer) handle(ctx context.Context, in inbound) {
 	case decodeErr:
 		c.decodeFailed(msg, err)
 	case stopped && msg.State() == StateUnsettled:
-		c.conn.logger.Info("kombu: handler stopped by the shutdown; message returned to its queue", "queue", d.Queue, "error", err)
+		c.conn.logger.Info("kombu: handler stopped by the shutdown; message returned to its queue", deliveryLog(d, "error", err)...)
 	case err != nil:
-		c.conn.logger.Error("kombu: handler failed", "queue", d.Queue, "error", err)
+		c.conn.logger.Error("kombu: handler failed", deliveryLog(d, "error", err)...)
 	}
 	if msg.State() != StateUnsettled {
 		return // auto-acked, or the handler settled it itself
@@ -671,7 +671,7 @@ func (c *Consumer) handle(ctx context.Context, in inbound) {
 	case c.retrier != nil && !decodeErr && !errors.Is(err, ErrUnimplemented): // retrying cannot make it implemented
 		retried, rerr := c.retrier.retry(ctx, msg, err)
 		if rerr != nil {
-			c.conn.logger.Error("kombu: retry failed; message rejected", "queue", d.Queue, "error", rerr)
+			c.conn.logger.Error("kombu: retry failed; message rejected", deliveryLog(d, "error", rerr)...)
 		}
 		if retried {
 			settleErr = msg.Ack() // the retry copy is confirmed
@@ -682,7 +682,7 @@ func (c *Consumer) handle(ctx context.Context, in inbound) {
 		settleErr = msg.rejectFailed(err)
 	}
 	if settleErr != nil {
-		c.conn.logger.Error("kombu: settle message", "queue", d.Queue, "error", settleErr)
+		c.conn.logger.Error("kombu: settle message", deliveryLog(d, "error", settleErr)...)
 	}
 }
 
@@ -702,8 +702,7 @@ func (c *Consumer) handlerFor(queue string) Handler {
 func (c *Consumer) call(ctx context.Context, h Handler, msg *Message) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.conn.logger.Error("kombu: handler panicked", "queue", msg.DeliveryInfo.Queue,
-				"panic", r, "stack", string(debug.Stack()))
+			c.conn.logger.Error("kombu: handler panicked", msgLog(msg, "panic", r, "stack", string(debug.Stack()))...)
 			err = fmt.Errorf("kombu: handler panicked: %v", r)
 		}
 	}()
@@ -715,13 +714,12 @@ func (c *Consumer) call(ctx context.Context, h Handler, msg *Message) (err error
 // settled it.
 func (c *Consumer) decodeFailed(msg *Message, err error) {
 	if c.cfg.onDecodeError == nil {
-		c.conn.logger.Error("kombu: cannot decode message; rejected", "queue", msg.DeliveryInfo.Queue,
-			"content_type", msg.Properties.ContentType, "error", err)
+		c.conn.logger.Error("kombu: cannot decode message; rejected", msgLog(msg, "content_type", msg.Properties.ContentType, "error", err)...)
 		return
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			c.conn.logger.Error("kombu: decode-error handler panicked", "panic", r)
+			c.conn.logger.Error("kombu: decode-error handler panicked", msgLog(msg, "panic", r)...)
 		}
 	}()
 	c.cfg.onDecodeError(msg, err)

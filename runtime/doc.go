@@ -164,6 +164,17 @@
 // do something asked of it (priorities on a broker without them, say) fails
 // with ErrNotSupported; nothing is silently ignored.
 //
+// # Interceptors, tracing and logging
+//
+// WithInterceptors on Dial wraps every publish and every handler call made
+// through the connection (see Interceptor): the place for tracing, metrics
+// and header policies, which apply to generated and hand-written code
+// alike. The first interceptor given is the outermost. The runtime imports
+// no telemetry library; the otelkombu module is the OpenTelemetry
+// interceptor. The runtime logs through the *slog.Logger given with
+// WithLogger, never prints, and a line about a message carries its queue,
+// exchange, routing key, message id and delivery tag as attributes.
+//
 // # Errors
 //
 // Every error can be tested with errors.Is against the sentinels of this

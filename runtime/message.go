@@ -346,11 +346,10 @@ func (c *Consumer) callBeforeDeadline(ctx context.Context, h Handler, msg *Messa
 		return c.call(ctx, h, msg)
 	}
 	if late := time.Since(deadline); late >= 0 {
-		c.conn.logger.Warn("kombu: message past its deadline dropped unhandled", "queue", msg.DeliveryInfo.Queue,
-			"deadline", deadline, "late", late, "correlation_id", msg.Properties.CorrelationID)
+		c.conn.logger.Warn("kombu: message past its deadline dropped unhandled", msgLog(msg, "deadline", deadline, "late", late)...)
 		if msg.State() == StateUnsettled {
 			if err := msg.Reject(false); err != nil {
-				c.conn.logger.Error("kombu: settle message", "queue", msg.DeliveryInfo.Queue, "error", err)
+				c.conn.logger.Error("kombu: settle message", msgLog(msg, "error", err)...)
 			}
 		}
 		return nil

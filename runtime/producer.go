@@ -281,6 +281,9 @@ func (p *Producer) Publish(ctx context.Context, body any, opts ...PublishOption)
 		if !pub.BodyOwned && aliases(body, pub.Body) {
 			pub.Body, pub.BodyOwned = bytes.Clone(pub.Body), true
 		}
+		if p.conn.intercept != nil {
+			return p.conn.interceptPublish(ctx, p, cfg, pub, viaBatch, false)
+		}
 		return cfg.batch.add(p.conn, pub)
 	}
 	// Drivers do not keep a Publishing once Publish has returned, so one
@@ -293,9 +296,17 @@ func (p *Producer) Publish(ctx context.Context, body any, opts ...PublishOption)
 	if err := p.prepare(pub, cfg, body); err != nil {
 		return err
 	}
-	// A publish that meets a lost connection waits for the next one
-	// (bounded by ctx) and is made again: at least once, never silently
-	// dropped. Without confirms the broker may hold a first copy already.
+	if p.conn.intercept != nil {
+		return p.conn.interceptPublish(ctx, p, cfg, pub, viaProducer, false)
+	}
+	return p.send(ctx, cfg, pub)
+}
+
+// send publishes a prepared message. A publish that meets a lost
+// connection waits for the next one (bounded by ctx) and is made again: at
+// least once, never silently dropped. Without confirms the broker may hold
+// a first copy already.
+func (p *Producer) send(ctx context.Context, cfg *publishConfig, pub *transport.Publishing) error {
 	for {
 		s := p.conn.session()
 		err := p.publishOn(ctx, s, cfg.exchange, pub)

@@ -108,6 +108,12 @@ func (r *retrier) retry(ctx context.Context, msg *Message, failure error) (bool,
 		pub.RoutingKey = hold
 		pub.Expiration = max(r.policy.Interval(done), time.Millisecond)
 	}
+	if r.conn.intercept != nil {
+		if err := r.conn.interceptPublish(ctx, r.producer, nil, pub, viaRetry, true); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
 	s := r.conn.session()
 	if err := s.tc.Publish(ctx, pub); err != nil {
 		return false, r.conn.op(describePublish(pub), err)

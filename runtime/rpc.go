@@ -148,8 +148,7 @@ func Replying[T any, PT interface{ *T }, R any](fn func(ctx context.Context, m P
 		if deadline, ok := msg.Deadline(); ok && !time.Now().Before(deadline) {
 			// The caller's Call returned at its deadline: nobody reads a
 			// reply now. The request is settled by err alone.
-			msg.conn.logger.Debug("kombu: request finished past its caller's deadline; no reply sent",
-				"queue", msg.DeliveryInfo.Queue, "correlation_id", msg.Properties.CorrelationID, "error", err)
+			msg.conn.logger.Debug("kombu: request finished past its caller's deadline; no reply sent", msgLog(msg, "error", err)...)
 			return err
 		}
 		if msg.Properties.ReplyTo == "" {
@@ -228,7 +227,7 @@ func (r *replyRouter) route() {
 	for d := range r.sub.Deliveries() {
 		msg, err := r.conn.newMessage(d, nil, 0)
 		if err != nil {
-			r.conn.logger.Error("kombu: undecodable reply dropped", "error", err)
+			r.conn.logger.Error("kombu: undecodable reply dropped", deliveryLog(d, "error", err)...)
 			continue
 		}
 		r.mu.Lock()
@@ -237,7 +236,7 @@ func (r *replyRouter) route() {
 		r.mu.Unlock()
 		if !ok {
 			r.late.Add(1)
-			r.conn.logger.Debug("kombu: late reply dropped", "correlation_id", msg.Properties.CorrelationID)
+			r.conn.logger.Debug("kombu: late reply dropped", msgLog(msg)...)
 			continue
 		}
 		ch <- msg // buffered: never blocks

@@ -146,6 +146,7 @@ func Run(t *testing.T, open func(t *testing.T) transport.Conn, opts ...Option) {
 	s.section(t, "Delay", delayChecks)
 	s.section(t, "NotSupported", notSupportedChecks)
 	s.section(t, "BadInput", badInputChecks)
+	s.section(t, "Inspect", inspectChecks)
 }
 
 // suite is one Run.

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
+	json "github.com/go-json-experiment/json/v1"
 	"math"
 	"strconv"
 	"strings"
@@ -343,6 +343,9 @@ func rawString(raw json.RawMessage) string {
 	}
 	switch raw[0] {
 	case '"':
+		if s, ok := plainString(raw); ok {
+			return s
+		}
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
 			return s
@@ -367,18 +370,38 @@ func rawFloat(raw json.RawMessage) float64 {
 	if len(raw) == 0 {
 		return 0
 	}
-	s := string(raw)
-	if raw[0] == '"' {
-		if json.Unmarshal(raw, &s) != nil {
+	if raw[0] != '"' {
+		f, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil {
 			return 0
 		}
-		s = strings.TrimSpace(s)
+		return f
 	}
-	f, err := strconv.ParseFloat(s, 64)
+	s, ok := plainString(raw)
+	if !ok && json.Unmarshal(raw, &s) != nil {
+		return 0
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 	if err != nil {
 		return 0
 	}
 	return f
+}
+
+// plainString returns the text of a JSON string that has no escapes and
+// only ASCII, which is how Python's json.dumps writes most of them,
+// without a JSON decoder's work; ok is false for any other.
+func plainString(raw []byte) (s string, ok bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	inner := raw[1 : len(raw)-1]
+	for _, c := range inner {
+		if c == '\\' || c == '"' || c < 0x20 || c >= 0x80 {
+			return "", false
+		}
+	}
+	return string(inner), true
 }
 
 func rawTrue(raw json.RawMessage) bool { return string(raw) == "true" }

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	kombu "github.com/kombu-go/kombu/runtime"
+	_ "github.com/kombu-go/kombu/transports/kafka"
+)
+
+// The Kafka workloads. There is no Kafka broker on this machine: each
+// side's cluster is kfake, franz-go's Kafka in a process (one broker),
+// started from transports/kafka/kafkatest/cmd/kfake (its module has the go
+// line kfake needs; this one keeps its own). KOMBU_TEST_KAFKA_URL names a
+// real cluster instead. The SDK's two sides have a cluster each, because
+// a queue is a topic with one partition and one consumer group, which
+// one member alone consumes.
+//
+// The bare client is franz-go doing what the SDK does with a topic: the
+// same acks (all in-sync replicas), one record at a time with
+// ProduceSync, or a window of records produced at once and waited for;
+// a consumer group member that decodes each record and marks it for the
+// commit after (AutoCommitMarks, franz-go's at-least-once idiom; the
+// SDK commits after acks too). It writes the bare protobuf body; the SDK
+// writes Kombu's JSON envelope around it, and pays for that here.
+//
+// Watermill's side is watermill-kafka v3's Publisher (sarama's
+// SyncProducer, with the same acks: all in-sync replicas), in the
+// confirmed row only: it sends a Publish's messages one by one, so it has
+// no pipelined form, and its subscriber is not measured here.
+
+const (
+	watermillKafkaTopic = "kombu-go-bench.watermill"
+	bareTopic           = "kombu-go-bench.bare"
+	kafkaChunk          = 500
+)
+
+// kfakeProc is a kfake cluster in a child process.
+type kfakeProc struct {
+	addrs []string
+	stdin io.WriteCloser
+	cmd   *exec.Cmd
+}
+
+// startKfake runs cmd/kfake with go run and reads its brokers' addresses.
+func startKfake(ctx context.Context) (*kfakeProc, error) {
+	cmd := exec.CommandContext(ctx, "go", "run", "./cmd/kfake", "-brokers", "1")
+	cmd.Dir = "../transports/kafka/kafkatest"
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start kfake: %w", err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		_ = stdin.Close()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("kfake did not print its addresses: %w", err)
+	}
+	return &kfakeProc{addrs: strings.Split(strings.TrimSpace(line), ","), stdin: stdin, cmd: cmd}, nil
+}
+
+func (k *kfakeProc) url() string { return "kafka://" + k.addrs[0] }
+
+// stop closes kfake's standard input, on which it exits.
+func (k *kfakeProc) stop() error {
+	_ = k.stdin.Close()
+	return k.cmd.Wait()
+}
+
+func benchKafka(ctx context.Context, tab *table) error {
+	defaultsURL, tunedURL := os.Getenv("KOMBU_TEST_KAFKA_URL"), os.Getenv("KOMBU_TEST_KAFKA_URL_TUNED")
+	if defaultsURL == "" || tunedURL == "" {
+		a, err := startKfake(ctx)
+		if err != nil {
+			return err
+		}
+		defer a.stop()
+		b, err := startKfake(ctx)
+		if err != nil {
+			return err
+		}
+		defer b.stop()
+		defaultsURL, tunedURL = a.url(), b.url()
+	}
+	n := tab.cfg.n
+	defaults, tuned, err := dialSides(ctx, defaultsURL, tunedURL)
+	if err != nil {
+		return err
+	}
+	defer defaults.conn.Close()
+	defer tuned.conn.Close()
+	seed := strings.TrimPrefix(defaultsURL, "kafka://")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seed), kgo.ProducerLinger(0), kgo.DefaultProduceTopic(bareTopic))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, bareTopic); err != nil && !strings.Contains(err.Error(), "TOPIC_ALREADY_EXISTS") {
+		return err
+	}
+	purgeBare := func() error {
+		ends, err := adm.ListEndOffsets(ctx, bareTopic)
+		if err != nil {
+			return err
+		}
+		_, err = adm.DeleteRecords(ctx, ends.Offsets())
+		return err
+	}
+	purge := func() error {
+		return errors.Join(defaults.purge(ctx), tuned.purge(ctx), purgeBare())
+	}
+	bareEach := func(count int) error {
+		for range count {
+			body, err := encode()
+			if err != nil {
+				return err
+			}
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: body}).FirstErr(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	barePipelined := func(count int) error {
+		for sent := 0; sent < count; {
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var errs []error
+			for w := 0; sent < count && w < pipelineWindow; w, sent = w+1, sent+1 {
+				body, err := encode()
+				if err != nil {
+					return err
+				}
+				wg.Add(1)
+				cl.Produce(ctx, &kgo.Record{Value: body}, func(_ *kgo.Record, err error) {
+					if err != nil {
+						mu.Lock()
+						errs = append(errs, err)
+						mu.Unlock()
+					}
+					wg.Done()
+				})
+			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+
+	scfg := wmkafka.DefaultSaramaSyncPublisherConfig()
+	scfg.Producer.RequiredAcks = sarama.WaitForAll
+	wm, err := wmkafka.NewPublisher(wmkafka.PublisherConfig{Brokers: []string{seed}, Marshaler: wmkafka.DefaultMarshaler{},
+		OverwriteSaramaConfig: scfg}, watermill.NopLogger{})
+	if err != nil {
+		return fmt.Errorf("watermill-kafka: %w", err)
+	}
+	defer wm.Close()
+	wmEach := func(count int) error {
+		for range count {
+			body, err := encode()
+			if err != nil {
+				return err
+			}
+			if err := wm.Publish(watermillKafkaTopic, message.NewMessage(watermill.NewUUID(), body)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, watermillKafkaTopic); err != nil && !strings.Contains(err.Error(), "TOPIC_ALREADY_EXISTS") {
+		return err
+	}
+
+	err = tab.add(workload{
+		name: "publish, confirmed one by one", chunk: kafkaChunk, setup: only(purge),
+		sides: []side{
+			{sdkDefaults, "", publishEach(ctx, defaults.producer)},
+			{bare, "franz-go ProduceSync", bareEach},
+			{viaWatermill, "watermill-kafka v3, sarama", wmEach},
+		},
+		targets: []target{{who: sdkDefaults, minVsBare: 0.9}},
+	})
+	if err != nil {
+		return err
+	}
+	err = tab.add(workload{
+		name: fmt.Sprintf("publish, pipelined (%d)", pipelineWindow), chunk: pipelineWindow, setup: only(purge),
+		sides: []side{
+			{sdkTuned, "kombu.Batch", publishBatched(ctx, tuned.producer)},
+			{bare, "franz-go Produce, window 1000", barePipelined},
+		},
+		targets: []target{{who: sdkTuned, minVsBare: 0.9}},
+	})
+	if err != nil {
+		return err
+	}
+
+	consumers := []*held{
+		sdkConsumer(ctx, sdkDefaults, defaults.conn),
+		sdkConsumer(ctx, sdkTuned, tuned.conn, kombu.WithPrefetch(tunedPrefetch)),
+		bareKafkaConsumer(ctx, seed),
+	}
+	err = tab.add(workload{
+		name: "consume, ack each", chunk: consumeChunk,
+		setup: func() (func() error, error) {
+			if err := purge(); err != nil {
+				return nil, err
+			}
+			fill := n + consumeChunk + tunedPrefetch
+			if err := errors.Join(publishBatched(ctx, defaults.producer)(fill), publishBatched(ctx, tuned.producer)(fill),
+				barePipelined(fill)); err != nil {
+				return nil, err
+			}
+			return beginAll(consumers...)
+		},
+		sides: []side{
+			{sdkDefaults, "", defaults.explained(ctx, consumers[0].take)},
+			{sdkTuned, "prefetch 100", tuned.explained(ctx, consumers[1].take)},
+			{bare, "franz-go group member, commit marks", consumers[2].take},
+		},
+		targets: []target{{who: sdkDefaults, minVsBare: 0.9}, {who: sdkTuned, minVsBare: 0.9}},
+	})
+	if err != nil {
+		return err
+	}
+	return errors.Join(defaults.remove(ctx), tuned.remove(ctx))
+}
+
+// bareKafkaConsumer is a consumer group member of the bare topic that
+// decodes each record and marks it for the commit (AutoCommitMarks, as
+// franz-go advises for at-least-once), held between turns.
+func bareKafkaConsumer(ctx context.Context, seed string) *held {
+	return &held{name: bare.String(), start: func(t *turn) (func() error, error) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(seed), kgo.ConsumeTopics(bareTopic), kgo.ConsumerGroup(bareTopic+"-group"),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.AutoCommitMarks(),
+			kgo.MaxBufferedRecords(tunedPrefetch))
+		if err != nil {
+			return nil, err
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		records := make(chan *kgo.Record, tunedPrefetch)
+		go func() {
+			defer close(records)
+			for pctx.Err() == nil {
+				fs := cl.PollRecords(pctx, tunedPrefetch)
+				for _, r := range fs.Records() {
+					select {
+					case records <- r:
+					case <-pctx.Done():
+						return
+					}
+				}
+			}
+		}()
+		ended := serve(t, records, func(r *kgo.Record) []byte { return r.Value },
+			func(r *kgo.Record) error { cl.MarkCommitRecords(r); return nil }, func(*kgo.Record) {})
+		return func() error {
+			t.stop()
+			cancel()
+			<-ended
+			cl.Close()
+			return nil
+		}, nil
+	}}
+}
