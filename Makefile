@@ -97,6 +97,18 @@ lint: $(BUF) $(STATICCHECK)
 	$(BUF) lint
 	$(BUF) format -d --exit-code .
 
+## cluster-up / cluster-down: a three-node RabbitMQ cluster on this host (kc1..kc3@localhost,
+## AMQP on 5681-5683; scripts/rabbitmq-cluster.sh), beside any RabbitMQ already running.
+## The cluster tests (transports/amqp TestCluster*, chaos TestAMQPCluster*) use it. cluster-up and
+## cluster-down only name prerequisites, so other clusters add theirs with rules of their own.
+.PHONY: cluster-up cluster-down rabbitmq-cluster-up rabbitmq-cluster-down
+cluster-up: rabbitmq-cluster-up
+cluster-down: rabbitmq-cluster-down
+rabbitmq-cluster-up:
+	scripts/rabbitmq-cluster.sh up
+rabbitmq-cluster-down:
+	scripts/rabbitmq-cluster.sh down
+
 clean:
 	rm -rf .tmp
 

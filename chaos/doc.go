@@ -27,6 +27,12 @@
 // itself from the distribution's binaries (internal/brokertest's
 // StartPostgres and StartMariaDB), never against the shared ones.
 //
+// The RabbitMQ cluster faults (rabbitcluster_test.go, tests 17–17c: the
+// quorum queue leader's node stopped, a node cut off from the clients by
+// Toxiproxy, every node restarted) run against the three-node cluster of
+// scripts/rabbitmq-cluster.sh (make cluster-up; KOMBU_TEST_AMQP_CLUSTER_URL),
+// whose nodes they stop and start with that script, never the shared broker.
+//
 // Brokers are found at 127.0.0.1:5672 (RabbitMQ, guest/guest) and
 // 127.0.0.1:6379 (Redis), or KOMBU_TEST_AMQP_URL / KOMBU_TEST_REDIS_URL. A
 // broker that cannot be reached skips its tests, unless

@@ -88,6 +88,7 @@ type session struct {
 	gen    uint64
 	url    string // masked
 	scheme string
+	idx    int // which of the connection's URLs it is on
 }
 
 // WithLogger sets where the connection and everything made from it log.
@@ -168,7 +169,9 @@ func WithoutRecovery() DialOption { return dialOption(func(c *dialConfig) { c.no
 //	amqp://user:pass@host:5672//vhost  RabbitMQ (import transports/amqp)
 //	redis://host:6379/0                Redis (import transports/redis)
 //
-// A ";"-separated list names alternates, tried in order until one connects.
+// A ";"-separated list names alternates, tried in order until one connects
+// (the nodes of a RabbitMQ cluster, say); after a loss, reconnecting starts
+// with the URL after the one lost.
 func Dial(ctx context.Context, url string, opts ...DialOption) (*Connection, error) {
 	cfg := dialConfig{maxBodySize: DefaultMaxBodySize, declareTimeout: 30 * time.Second}
 	for _, o := range opts {
@@ -207,7 +210,7 @@ func Dial(ctx context.Context, url string, opts ...DialOption) (*Connection, err
 	if cfg.retry != nil {
 		policy = *cfg.retry
 	}
-	s, err := c.connect(ctx, policy, 1)
+	s, err := c.connect(ctx, policy, 1, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -244,10 +247,17 @@ func mergeSentinels(urls []*transport.URL) []*transport.URL {
 	return []*transport.URL{&first}
 }
 
-// connect opens a session on one of the URLs, retrying with policy.
-func (c *Connection) connect(ctx context.Context, policy RetryPolicy, gen uint64) (*session, error) {
+// connect opens a session on one of the URLs, retrying with policy. The
+// round starts at URL first: reconnecting starts at the one after the URL
+// just lost, as Kombu's round-robin failover does, so that a node that is
+// cut off (which answers nothing, and costs a whole connect timeout to
+// find out) is tried last rather than first.
+func (c *Connection) connect(ctx context.Context, policy RetryPolicy, gen uint64, first int) (*session, error) {
 	var s *session
+	at := func(i int) int { return (i + first) % len(c.urls) }
+	var refusedAt time.Time // first access refusal while reconnecting
 	err := retry(ctx, policy, len(c.urls), c.cfg.failover, func(ctx context.Context, i int) error {
+		i = at(i)
 		u := c.urls[i]
 		drv, err := lookupDriver(u.Scheme)
 		if err != nil {
@@ -262,16 +272,41 @@ func (c *Connection) connect(ctx context.Context, policy RetryPolicy, gen uint64
 			Unroutable:     c.unroutable,
 		})
 		if err != nil {
-			return &OperationalError{Op: "connect", URL: u.String(), Err: err}
+			oe := &OperationalError{Op: "connect", URL: u.String(), Err: err}
+			if gen > 1 && errors.Is(err, transport.ErrAccessRefused) {
+				// Reconnecting with credentials that were accepted before:
+				// a RabbitMQ node that is starting (a restarted cluster)
+				// takes connections before its user database is ready and
+				// refuses them (403, seen in chaos test 17c). Such a
+				// refusal is retried under the reconnect policy for
+				// refusedGrace after the first one; past that it is final.
+				if refusedAt.IsZero() {
+					refusedAt = time.Now()
+				}
+				if time.Since(refusedAt) < refusedGrace {
+					return retryAnyway{oe}
+				}
+			}
+			return oe
 		}
-		s = &session{tc: tc, gen: gen, url: u.String(), scheme: u.Scheme}
+		s = &session{tc: tc, gen: gen, url: u.String(), scheme: u.Scheme, idx: i}
 		c.logger.Info("kombu: connected", "url", s.url)
 		return nil
 	}, func(err error, next int, wait time.Duration) {
-		c.logger.Warn("kombu: connect failed; retrying", "error", err, "next_url", c.urls[next].String(), "wait", wait)
+		c.logger.Warn("kombu: connect failed; retrying", "error", err, "next_url", c.urls[at(next)].String(), "wait", wait)
 	})
 	return s, err
 }
+
+// refusedGrace is how long reconnecting retries access refusals (see
+// connect): long enough for a RabbitMQ node to finish starting.
+const refusedGrace = time.Minute
+
+// retryAnyway marks an error that retry retries although Recoverable says
+// no; it still unwraps to its cause for the caller.
+type retryAnyway struct{ error }
+
+func (e retryAnyway) Unwrap() error { return e.error }
 
 // supervise replaces a lost session with a new one, until the connection
 // is closed or reconnecting fails for good.
@@ -312,7 +347,7 @@ func (c *Connection) supervise() {
 		if c.cfg.retry != nil {
 			policy = *c.cfg.retry
 		}
-		next, err := c.connect(ctx, policy, s.gen+1)
+		next, err := c.connect(ctx, policy, s.gen+1, s.idx+1)
 		cancel()
 		if err != nil {
 			c.finish(fmt.Errorf("kombu: reconnecting after %v: %w", lost, err))

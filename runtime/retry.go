@@ -112,7 +112,9 @@ func retry(ctx context.Context, policy RetryPolicy, n int, order FailoverStrateg
 		// retrying while the caller's own context is alive: an outage longer
 		// than one attempt must not end recovery for good.
 		attemptTimedOut := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
-		if (!Recoverable(err) && !attemptTimedOut) || !policy.allows(tries) || ctx.Err() != nil {
+		var anyway retryAnyway
+		forced := errors.As(err, &anyway)
+		if (!Recoverable(err) && !attemptTimedOut && !forced) || !policy.allows(tries) || ctx.Err() != nil {
 			return errors.Join(errs...)
 		}
 		var wait time.Duration

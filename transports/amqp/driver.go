@@ -58,6 +58,17 @@
 // Publish sends such requests on the newest running subscription to it, and
 // fails without one.
 //
+// # Clusters
+//
+// A connection is to one node. kombu.Dial takes the nodes of a cluster as a
+// ";"-separated list of URLs, connects to the first that answers and, after
+// a loss, to the next: publishes whose confirm the loss took are made again
+// there, and consumers resume. Quorum queues (x-queue-type=quorum) survive
+// a node's loss; streams (x-queue-type=stream) are read from the offset a
+// consumer names in its x-stream-offset argument, with a prefetch. The
+// tests in cluster_test.go, and chaos/'s tests 17–17c, run on the
+// three-node cluster of scripts/rabbitmq-cluster.sh.
+//
 // # Tables
 //
 // Arguments and headers are converted once, on the way out: every Go integer
