@@ -97,24 +97,26 @@ lint: $(BUF) $(STATICCHECK)
 	$(BUF) lint
 	$(BUF) format -d --exit-code .
 
-## cluster-up / cluster-down: a three-node RabbitMQ cluster on this host (kc1..kc3@localhost,
-## AMQP on 5681-5683; scripts/rabbitmq-cluster.sh), beside any RabbitMQ already running.
-## The cluster tests (transports/amqp TestCluster*, chaos TestAMQPCluster*) use it. cluster-up and
-## cluster-down only name prerequisites, so other clusters add theirs with rules of their own.
-.PHONY: cluster-up cluster-down rabbitmq-cluster-up rabbitmq-cluster-down
-cluster-up: rabbitmq-cluster-up
-cluster-down: rabbitmq-cluster-down
+## cluster-up / cluster-down: both local clusters, to try kombu-go on them:
+## - a three-node RabbitMQ cluster on this host (kc1..kc3@localhost, AMQP on 5681-5683;
+##   scripts/rabbitmq-cluster.sh), beside any RabbitMQ already running; the cluster tests
+##   (transports/amqp TestCluster*, chaos TestAMQPCluster*) use it;
+## - a Redis Cluster (3 masters, 3 replicas, ports 7100-7105, data in .tmp/redis-cluster;
+##   scripts/redis-cluster.sh), whose redis+cluster:// URL it prints (the Redis cluster tests
+##   start clusters of their own).
+## rabbitmq-cluster-up/-down and redis-cluster-up/-down do one each.
+.PHONY: cluster-up cluster-down rabbitmq-cluster-up rabbitmq-cluster-down redis-cluster-up redis-cluster-down
+cluster-up: rabbitmq-cluster-up redis-cluster-up
+cluster-down: rabbitmq-cluster-down redis-cluster-down
 rabbitmq-cluster-up:
 	scripts/rabbitmq-cluster.sh up
 rabbitmq-cluster-down:
 	scripts/rabbitmq-cluster.sh down
+redis-cluster-up:
+	scripts/redis-cluster.sh up
+redis-cluster-down:
+	scripts/redis-cluster.sh down
 
 clean:
 	rm -rf .tmp
 
-## cluster-up: start a local Redis Cluster (3 masters, 3 replicas, ports 7100-7105, data in
-## .tmp/redis-cluster) and print its redis+cluster:// URL; cluster-down stops it
-cluster-up:
-	scripts/redis-cluster.sh up
-cluster-down:
-	scripts/redis-cluster.sh down
