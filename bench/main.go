@@ -49,6 +49,10 @@ var transports = []struct {
 	{"postgresql", benchPostgres},
 	{"mysql", benchMySQL},
 	{"sqlite", benchSQLite},
+	{"sqs", benchSQS},
+	{"mongodb", benchMongoDB},
+	{"gcpubsub", benchPubSub},
+	{"azurequeues", benchAzureQueues},
 }
 
 type config struct {
