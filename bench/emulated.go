@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +51,10 @@ type emulated struct {
 	// pyURL and pyOpts (JSON transport options): Python Kombu's side; ""
 	// for none.
 	pyURL, pyOpts, pyLabel, pyImports string
+	// chunk and scale: messages per turn (0: emuChunk) and -n ÷ scale
+	// messages per side per round (0: emuScale).
+	chunk, scale int
+	note         string
 }
 
 // emuSDK is one SDK side's connection and how it publishes one order.
@@ -174,8 +179,9 @@ func benchEmulated(ctx context.Context, tab *table, e emulated) error {
 	}
 	defer tuned.conn.Close()
 	purge := func() error { return errors.Join(defaults.purge(ctx), e.barePurge()) }
-	n := max(tab.cfg.n/emuScale, 2*emuChunk)
-	pyN := max(tab.cfg.pythonN/emuScale, 100)
+	chunk, scale := cmp.Or(e.chunk, emuChunk), cmp.Or(e.scale, emuScale)
+	n := max(tab.cfg.n/scale, 2*chunk)
+	pyN := max(tab.cfg.pythonN/scale, 100)
 	var python func(workload string, prepare func(int) error) func(int) (pythonResult, error)
 	if e.pyURL != "" && tab.cfg.python && hasPython(e.pyImports) {
 		python = func(workload string, prepare func(int) error) func(int) (pythonResult, error) {
@@ -192,7 +198,7 @@ func benchEmulated(ctx context.Context, tab *table, e emulated) error {
 	targets := []target{{who: sdkDefaults, minVsBare: 0.8, minVsPython: 5}}
 
 	err = tab.add(workload{
-		name: "publish, one by one", n: n, chunk: emuChunk, setup: only(purge),
+		name: "publish, one by one", n: n, chunk: chunk, setup: only(purge),
 		sides: []side{
 			{sdkDefaults, "", defaults.each(ctx)},
 			{bare, e.bareLabel, e.barePublish},
@@ -208,15 +214,15 @@ func benchEmulated(ctx context.Context, tab *table, e emulated) error {
 		e.consumer(ctx, sdkTuned, tuned, kombu.WithPrefetch(tunedPrefetch)),
 	}
 	err = tab.add(workload{
-		name: "consume, ack each", n: n, chunk: emuChunk,
+		name: "consume, ack each", n: n, chunk: chunk,
 		setup: func() (func() error, error) {
 			if err := purge(); err != nil {
 				return nil, err
 			}
-			if err := defaults.batched(ctx)(len(consumers) * (n + emuChunk + tunedPrefetch)); err != nil {
+			if err := defaults.batched(ctx)(len(consumers) * (n + chunk + tunedPrefetch)); err != nil {
 				return nil, err
 			}
-			if err := e.barePublish(n + emuChunk); err != nil {
+			if err := e.barePublish(n + chunk); err != nil {
 				return nil, err
 			}
 			return beginAll(consumers...)
@@ -230,6 +236,7 @@ func benchEmulated(ctx context.Context, tab *table, e emulated) error {
 			return errors.Join(purge(), defaults.batched(ctx)(n))
 		}),
 		targets: targets,
+		note:    e.note,
 	})
 	if err != nil {
 		return err
