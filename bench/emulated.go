@@ -157,6 +157,11 @@ func (s *emuSDK) batched(ctx context.Context) run {
 	}
 }
 
+// explained adds the benchmark queue's depth to a turn's error.
+func (s *emuSDK) explained(ctx context.Context, r run) run {
+	return (&sdk{conn: s.conn}).explained(ctx, r)
+}
+
 func (s *emuSDK) purge(ctx context.Context) error {
 	_, err := kombu.Queue{Name: benchQueue}.Purge(ctx, s.conn)
 	if errors.Is(err, kombu.ErrNotFound) {
@@ -228,8 +233,8 @@ func benchEmulated(ctx context.Context, tab *table, e emulated) error {
 			return beginAll(consumers...)
 		},
 		sides: []side{
-			{sdkDefaults, "", consumers[0].take},
-			{sdkTuned, fmt.Sprintf("prefetch %d", tunedPrefetch), consumers[1].take},
+			{sdkDefaults, "", defaults.explained(ctx, consumers[0].take)},
+			{sdkTuned, fmt.Sprintf("prefetch %d", tunedPrefetch), defaults.explained(ctx, consumers[1].take)},
 			{bare, e.bareLabel, e.bareConsume},
 		},
 		python: python("consume", func(n int) error {
