@@ -78,7 +78,8 @@ import "context"
 // broadcast collection) or that can wake consumers (PostgreSQL
 // LISTEN/NOTIFY, inotify, a blocking receive) adds an optional interface:
 // Waker, Quarantiner, Rejecter (keeping rejected messages aside) and
-// BatchTaker (taking several at once; SQL's first) so far; others
+// BatchTaker (taking several at once; SQL's first) and Broadcaster (a
+// fanout exchange's messages stored once; MongoDB's) so far; others
 // (broker-side routing, lease renewal, priorities) come with the first
 // store that needs them.
 type Store interface {
