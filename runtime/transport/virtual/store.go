@@ -77,7 +77,7 @@ import "context"
 // routes by itself (Pub/Sub subscriptions with filters, SNS, a MongoDB
 // broadcast collection) or that can wake consumers (PostgreSQL
 // LISTEN/NOTIFY, inotify, a blocking receive) adds an optional interface:
-// Waker, Quarantiner, Rejecter (keeping rejected messages aside) and
+// Waker, Quarantiner, Rejecter (keeping rejected messages aside),
 // BatchTaker (taking several at once; SQL's first) and Broadcaster (a
 // fanout exchange's messages stored once; MongoDB's) so far; others
 // (broker-side routing, lease renewal, priorities) come with the first
