@@ -11,6 +11,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 
+	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
+
 	_ "github.com/kombu-go/kombu/transports/azurequeues"
 	"github.com/kombu-go/kombu/transports/azurequeues/azuritetest"
 )
@@ -18,7 +21,10 @@ import (
 // benchAzureQueues measures Azure Storage Queues on Azurite's queue
 // service (npm's azurite 3.35), in memory, started as the transport's
 // tests start it. The bare client is azqueue: EnqueueMessage of the base64
-// body; DequeueMessage of one message and DeleteMessage. No Python peer:
+// body; DequeueMessage of one message and DeleteMessage. A second bare
+// publisher ("bare twin") sends a text the size and shape of the SDK's
+// envelope, with the SDK's message TTL (-1: never): Azurite's cost grows
+// with the text it stores. No Python peer:
 // Debian's Kombu lacks the Azure SDK.
 func benchAzureQueues(ctx context.Context, tab *table) error {
 	bin, err := azuritetest.Find()
@@ -53,6 +59,18 @@ func benchAzureQueues(ctx context.Context, tab *table) error {
 		return err
 	}
 	visibility := to.Ptr(int32(60))
+	// The text the SDK stores for an order: Kombu's envelope around it.
+	body, err := encode()
+	if err != nil {
+		return err
+	}
+	p := &transport.Publishing{Exchange: benchExchange, RoutingKey: benchRoutingKey, Body: body}
+	p.ContentType, p.Type = "application/x-protobuf", messageType
+	head, err := virtual.AppendEnvelopeHead(nil, p)
+	if err != nil {
+		return err
+	}
+	envelope := string(virtual.AppendEnvelopeTail(head, virtual.NewDeliveryTag()))
 	return benchEmulated(ctx, tab, emulated{
 		url:       "azurestoragequeues://" + url.QueryEscape(azuritetest.DevKey) + "@" + endpoint + "?polling_interval=0.01&visibility_timeout=60",
 		bareLabel: "azqueue",
@@ -67,6 +85,17 @@ func benchAzureQueues(ctx context.Context, tab *table) error {
 					return err
 				}
 				if _, err := q.EnqueueMessage(ctx, base64.StdEncoding.EncodeToString(body), nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		bareEnvelope: func(count int) error {
+			for range count {
+				if _, err := encode(); err != nil {
+					return err
+				}
+				if _, err := q.EnqueueMessage(ctx, envelope, &azqueue.EnqueueMessageOptions{TimeToLive: to.Ptr(int32(-1))}); err != nil {
 					return err
 				}
 			}

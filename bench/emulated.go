@@ -48,6 +48,10 @@ type emulated struct {
 	barePurge   func() error
 	barePublish run
 	bareConsume run
+	// bareEnvelope, if set, is a second bare publisher sending a text the
+	// size and shape of the SDK's envelope (Azurite: its cost grows with
+	// the text it stores).
+	bareEnvelope run
 	// pyURL and pyOpts (JSON transport options): Python Kombu's side; ""
 	// for none.
 	pyURL, pyOpts, pyLabel, pyImports string
@@ -202,12 +206,16 @@ func benchEmulated(ctx context.Context, tab *table, e emulated) error {
 	}
 	targets := []target{{who: sdkDefaults, minVsBare: 0.8, minVsPython: 5}}
 
+	publishers := []side{
+		{sdkDefaults, "", defaults.each(ctx)},
+		{bare, e.bareLabel, e.barePublish},
+	}
+	if e.bareEnvelope != nil {
+		publishers = append(publishers, side{bareTwin, e.bareLabel + ", the SDK's envelope as text", e.bareEnvelope})
+	}
 	err = tab.add(workload{
 		name: "publish, one by one", n: n, chunk: chunk, setup: only(purge),
-		sides: []side{
-			{sdkDefaults, "", defaults.each(ctx)},
-			{bare, e.bareLabel, e.barePublish},
-		},
+		sides:   publishers,
 		python:  python("publish-unconfirmed", func(int) error { return purge() }),
 		targets: targets,
 	})
