@@ -18,6 +18,13 @@ import (
 // tests run it. The bare client is aws-sdk-go-v2's SQS client (the version
 // the transport pins, which speaks goaws's query protocol): SendMessage of
 // the base64 body; ReceiveMessage of one message and DeleteMessage.
+//
+// Known limit: once a few thousand messages have been received and deleted
+// ten at a time in the process (the SDK's purge between rounds), goaws
+// with this SDK fails a ReceiveMessage ("failed to decode response body
+// ... use of closed network connection"); the bare client alone running
+// the same loop fails the same way, so it is the emulator's. -short runs
+// stay under it; a full run of this transport stops at such a purge.
 func benchSQS(ctx context.Context, tab *table) error {
 	g, err := sqstest.Start(30, sqs.MaxMessageSize)
 	if err != nil {
