@@ -33,6 +33,8 @@ folder = url[len("filesystem://"):] if url.startswith("filesystem://") else None
 # and, as on a folder, Debian's Kombu 5.2 keeps the bindings in process
 # memory, so the script declares the queue itself.
 sql = url.startswith("sqla+")
+# SQS: Kombu keeps its exchanges' bindings in process memory too.
+sql = sql or url.startswith("sqs:")
 body = {"order_id": "A-0000001", "customer": "ada", "amount_cents": 1250, "items": ["tea", "mug"]}
 body["customer"] += "." * (100 - len(json.dumps(body)))
 # The exchange is declared as the Go side declares it: on Redis and in

@@ -52,6 +52,10 @@ var transports = []struct {
 	{"sqlite", benchSQLite},
 	{"kafka", benchKafka},
 	{"nats", benchNATS},
+	{"sqs", benchSQS},
+	{"mongodb", benchMongoDB},
+	{"gcpubsub", benchPubSub},
+	{"azurequeues", benchAzureQueues},
 }
 
 type config struct {

@@ -49,13 +49,24 @@
 // "messages.kombu_go_quarantine", with its queue and the reason, and
 // logged, not lost.
 //
-// Fanout exchanges route through the routing collection like the others
-// (each bound queue gets a copy in "messages"); Kombu's own fanout uses
-// the capped collection "messages.broadcast" read with tailable cursors,
-// which kombu-go neither writes nor reads: Python fanout consumers do not
-// see Go's fanout messages, nor Go's theirs. Kombu's ttl option (TTL
-// indexes, "messages.queues") is not implemented; TTLs and priorities are
-// refused with ErrNotSupported.
+// Fanout exchanges work as Kombu's (supports_fanout): the connection
+// makes Kombu's capped collection "messages.broadcast" (100000 bytes, its
+// capped_queue_size) if it is missing; a publish through a fanout exchange
+// with bound queues inserts one document {payload, queue: <exchange>}
+// there, not a copy per queue; a queue bound to a fanout exchange reads
+// the exchange's documents through a tailable cursor, from the time of its
+// binding on. As in Kombu, which queues are fanout queues and how far they
+// have read lives in the process's memory (shared by its connections to
+// the database, so each message reaches each queue of a process once); an
+// ack does nothing, a requeue gives the message back to the queue in this
+// process, and the capped collection drops the oldest broadcasts beyond
+// its size. Python fanout consumers see Go's fanout messages and Go's see
+// theirs. FerretDB ends a tailable cursor that reached the end, and Kombu
+// 5.2 never opens another, so a Python fanout consumer on FerretDB sees
+// only what was broadcast before its first read (Python to Python alike);
+// kombu-go opens a new cursor after the last document read.
+// Kombu's ttl option (TTL indexes, "messages.queues") is not implemented;
+// TTLs and priorities are refused with ErrNotSupported.
 //
 // Tested against FerretDB v1.24 (a MongoDB wire-protocol server in Go, on
 // SQLite) and interop-tested both ways with Python Kombu 5.2 (pymongo 3.11)

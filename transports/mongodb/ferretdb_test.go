@@ -2,25 +2,17 @@ package mongodb_test
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
-	// FerretDB's module, required by this module for its tests: TestMain
-	// builds testdata/ferretdb with it and runs it.
-	_ "github.com/FerretDB/FerretDB/ferretdb"
 	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/transports/mongodb"
+	"github.com/kombu-go/kombu/transports/mongodb/mongotest"
 )
 
-// server is FerretDB v1.24 (a MongoDB wire-protocol server in Go) embedded
-// in testdata/ferretdb, on SQLite in a temporary folder, which TestMain
-// builds and runs as a child process: built without the race detector,
-// which slows a server in the test process tenfold under go test -race.
+// server is FerretDB (package mongotest), started by TestMain for every
+// test of the package.
 type server struct {
 	addr string
 }
@@ -31,62 +23,16 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	var cleanup func()
-	srv, cleanup, serverErr = startFerretDB()
+	f, err := mongotest.Start(context.Background())
+	if err == nil {
+		srv = &server{addr: f.Addr}
+	}
+	serverErr = err
 	code := m.Run()
-	if cleanup != nil {
-		cleanup()
+	if f != nil {
+		f.Stop()
 	}
 	os.Exit(code)
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-func startFerretDB() (*server, func(), error) {
-	dir, err := os.MkdirTemp("", "kombu-ferretdb-")
-	if err != nil {
-		return nil, nil, err
-	}
-	bin := filepath.Join(dir, "ferretdb")
-	build := exec.Command("go", "build", "-o", bin, "./testdata/ferretdb")
-	if out, err := build.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return nil, nil, fmt.Errorf("build FerretDB: %v\n%s", err, out)
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, nil, err
-	}
-	data := filepath.Join(dir, "data")
-	if err := os.Mkdir(data, 0o755); err != nil {
-		return nil, nil, err
-	}
-	cmd := exec.Command(bin, addr, data)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, nil, err
-	}
-	cleanup := func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		os.RemoveAll(dir)
-	}
-	for range 200 {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return &server{addr: addr}, cleanup, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	cleanup()
-	return nil, nil, fmt.Errorf("FerretDB did not listen on %s", addr)
 }
 
 func ferret(t testing.TB) *server {

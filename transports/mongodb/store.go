@@ -28,9 +28,12 @@ type store struct {
 	client   *mongo.Client
 	messages *mongo.Collection
 	routing  *mongo.Collection
-	o        *settings
-	log      *slog.Logger
-	password string
+	// broadcast is Kombu's capped collection of fanout messages
+	// (fanout.go).
+	broadcast *mongo.Collection
+	o         *settings
+	log       *slog.Logger
+	password  string
 
 	mu        sync.Mutex
 	held      map[bson.ObjectID]string // taken, unsettled: their queue
@@ -52,6 +55,14 @@ const quarantineCollection = "messages.kombu_go_quarantine"
 // Quarantine moves a taken document that is not a Kombu envelope to the
 // quarantine collection, where a person can look at it.
 func (s *store) Quarantine(ctx context.Context, rc virtual.Receipt, reason error) error {
+	if b, ok := rc.(broadcastReceipt); ok {
+		q := s.messages.Database().Collection(quarantineCollection)
+		if _, err := q.InsertOne(ctx, bson.D{{Key: "payload", Value: b.envelope}, {Key: "queue", Value: b.queue}, {Key: "reason", Value: reason.Error()}}); err != nil {
+			return s.wrap("quarantine a broadcast of "+b.queue, err)
+		}
+		s.log.Warn("mongodb: a broadcast is not a Kombu envelope: copied to "+quarantineCollection, "queue", b.queue, "reason", reason)
+		return nil
+	}
 	r := rc.(receipt)
 	var m message
 	if err := s.messages.FindOne(ctx, bson.D{{Key: "_id", Value: r.copy}}).Decode(&m); err != nil {
@@ -75,7 +86,8 @@ func newStore(ctx context.Context, client *mongo.Client, o *settings, log *slog.
 	db := client.Database(o.database)
 	s := &store{
 		client: client, messages: db.Collection(messagesCollection), routing: db.Collection(routingCollection),
-		o: o, log: log, password: password,
+		broadcast: db.Collection(broadcastCollection),
+		o:         o, log: log, password: password,
 		held: map[bson.ObjectID]string{}, recovered: map[string]time.Time{},
 		stop: make(chan struct{}),
 	}
@@ -85,6 +97,9 @@ func newStore(ctx context.Context, client *mongo.Client, o *settings, log *slog.
 	}
 	if _, err := s.routing.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "queue", Value: 1}, {Key: "exchange", Value: 1}}}); err != nil {
 		return nil, s.wrap("create the routing index", err)
+	}
+	if err := s.createBroadcast(ctx); err != nil {
+		return nil, err
 	}
 	s.wg.Add(1)
 	go s.renew()
@@ -98,6 +113,10 @@ func (s *store) wrap(op string, err error) error { return wrapErr(op, err, s.pas
 func (s *store) DeclareQueue(context.Context, string) error { return nil }
 
 func (s *store) Size(ctx context.Context, queue string) (int, bool, error) {
+	if f := s.fanout(queue); f != nil {
+		n, err := s.sizeFanout(ctx, f)
+		return n, err == nil, err
+	}
 	n, err := s.messages.CountDocuments(ctx, bson.D{{Key: "queue", Value: queue}})
 	if err != nil {
 		return 0, false, s.wrap("count "+queue, err)
@@ -106,6 +125,9 @@ func (s *store) Size(ctx context.Context, queue string) (int, bool, error) {
 }
 
 func (s *store) Purge(ctx context.Context, queue string) (int, error) {
+	if f := s.fanout(queue); f != nil {
+		return s.purgeFanout(ctx, f)
+	}
 	r, err := s.messages.DeleteMany(ctx, bson.D{{Key: "queue", Value: queue}})
 	if err != nil {
 		return 0, s.wrap("purge "+queue, err)
@@ -117,7 +139,9 @@ func (s *store) DeleteQueue(ctx context.Context, queue string) (int, error) {
 	if _, err := s.routing.DeleteMany(ctx, bson.D{{Key: "queue", Value: queue}}); err != nil {
 		return 0, s.wrap("delete the bindings of "+queue, err)
 	}
-	return s.Purge(ctx, queue)
+	n, err := s.Purge(ctx, queue)
+	s.dropFanout(queue)
+	return n, err
 }
 
 // Put inserts Kombu's document: the envelope as payload, the queue, and
@@ -162,6 +186,9 @@ const spread = 8
 // whose lease runs out and is put back: a message may come twice, never
 // not at all.
 func (s *store) Take(ctx context.Context, queue string) (virtual.Taken, error) {
+	if f := s.fanout(queue); f != nil {
+		return s.takeFanout(ctx, f, queue)
+	}
 	s.recover(ctx, queue)
 	for attempt := range takeAttempts {
 		// The first message; after a lost race, one of the first few at
@@ -260,6 +287,9 @@ func (s *store) settled(r receipt) {
 }
 
 func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
+	if _, ok := rc.(broadcastReceipt); ok {
+		return nil // the broadcast stays for the other queues, as in Kombu
+	}
 	r := rc.(receipt)
 	s.settled(r)
 	_, err := s.messages.DeleteOne(ctx, bson.D{{Key: "_id", Value: r.copy}})
@@ -267,6 +297,10 @@ func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
 }
 
 func (s *store) Restore(ctx context.Context, rc virtual.Receipt, envelope []byte) error {
+	if b, ok := rc.(broadcastReceipt); ok {
+		s.giveBack(b, envelope)
+		return nil
+	}
 	r := rc.(receipt)
 	s.settled(r)
 	if err := s.putBack(ctx, r.original, r.queue, string(envelope), r.priority); err != nil {
@@ -342,10 +376,12 @@ func (s *store) Bindings(ctx context.Context, exchange string) ([]virtual.Bindin
 
 func (s *store) DeleteExchange(ctx context.Context, exchange string) error {
 	_, err := s.routing.DeleteMany(ctx, bson.D{{Key: "exchange", Value: exchange}})
+	s.dropExchangeFanouts(exchange)
 	return s.wrap("delete exchange "+exchange, err)
 }
 
 func (s *store) Close() error {
+	s.closeCursors()
 	close(s.stop)
 	s.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -52,8 +52,9 @@ type queueDecl struct {
 // conn is a transport.Conn over a Store.
 type conn struct {
 	store        Store
-	waker        Waker   // nil: poll
-	delayer      Delayer // nil: no delayed delivery
+	waker        Waker       // nil: poll
+	delayer      Delayer     // nil: no delayed delivery
+	broadcaster  Broadcaster // nil: fanout stores a copy per queue
 	name         string
 	log          *slog.Logger
 	poll         time.Duration
@@ -140,6 +141,9 @@ func NewConn(store Store, cfg Config) transport.Conn {
 	}
 	if d, ok := store.(Delayer); ok {
 		c.delayer = d
+	}
+	if b, ok := store.(Broadcaster); ok {
+		c.broadcaster = b
 	}
 	c.gets = &scope{c: c}
 	return c
@@ -366,8 +370,15 @@ func (c *conn) Bind(ctx context.Context, b transport.Binding) error {
 	if source == "" {
 		source = "amq.direct" // as Kombu's queue_bind
 	}
-	row := BindingFor(c.exchanges.Type(source), b.RoutingKey, b.Destination)
-	return c.wrap("bind "+b.Destination+" to "+source, c.store.Bind(ctx, source, row))
+	typ := c.exchanges.Type(source)
+	row := BindingFor(typ, b.RoutingKey, b.Destination)
+	if err := c.store.Bind(ctx, source, row); err != nil {
+		return c.wrap("bind "+b.Destination+" to "+source, err)
+	}
+	if c.broadcaster != nil && typ == transport.ExchangeFanout {
+		return c.wrap("bind "+b.Destination+" to "+source, c.broadcaster.FanoutBound(ctx, source, b.Destination, true))
+	}
+	return nil
 }
 
 // Unbind removes the binding's rows, whatever pattern they were written
@@ -384,7 +395,13 @@ func (c *conn) Unbind(ctx context.Context, b transport.Binding) error {
 		source = "amq.direct"
 	}
 	row := Binding{RoutingKey: b.RoutingKey, Queue: b.Destination}
-	return c.wrap("unbind "+b.Destination+" from "+source, c.store.Unbind(ctx, source, row))
+	if err := c.store.Unbind(ctx, source, row); err != nil {
+		return c.wrap("unbind "+b.Destination+" from "+source, err)
+	}
+	if c.broadcaster != nil && c.exchanges.Type(source) == transport.ExchangeFanout {
+		return c.wrap("unbind "+b.Destination+" from "+source, c.broadcaster.FanoutBound(ctx, source, b.Destination, false))
+	}
+	return nil
 }
 
 // Get takes one message from the store (Kombu's basic_get).

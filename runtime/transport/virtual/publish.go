@@ -94,6 +94,13 @@ func (c *conn) routeAndPut(ctx context.Context, p *transport.Publishing, tables 
 	if err != nil {
 		return 0, err
 	}
+	if c.broadcaster != nil && len(queues) > 0 && p.Delay == 0 && p.Exchange != "" && c.exchanges.Type(p.Exchange) == transport.ExchangeFanout {
+		// One copy for all the bound queues, as Kombu's _put_fanout.
+		if err := c.broadcaster.PutFanout(ctx, p.Exchange, AppendEnvelopeTail(head, NewDeliveryTag())); err != nil {
+			return 0, c.wrap("publish to fanout exchange "+p.Exchange, err)
+		}
+		return len(queues), nil
+	}
 	priority := min(int(p.Priority), MaxPriority)
 	for i, q := range queues {
 		h := head

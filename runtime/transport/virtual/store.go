@@ -77,8 +77,9 @@ import "context"
 // routes by itself (Pub/Sub subscriptions with filters, SNS, a MongoDB
 // broadcast collection) or that can wake consumers (PostgreSQL
 // LISTEN/NOTIFY, inotify, a blocking receive) adds an optional interface:
-// Waker, Quarantiner, Rejecter (keeping rejected messages aside) and
-// BatchTaker (taking several at once; SQL's first) so far; others
+// Waker, Quarantiner, Rejecter (keeping rejected messages aside),
+// BatchTaker (taking several at once; SQL's first) and Broadcaster (a
+// fanout exchange's messages stored once; MongoDB's) so far; others
 // (broker-side routing, lease renewal, priorities) come with the first
 // store that needs them.
 type Store interface {
@@ -214,4 +215,21 @@ type Waker interface {
 	// came costs a Take; missing a message costs the consumer a
 	// PollInterval.
 	Watch(queues []string) (wake <-chan struct{}, stop func())
+}
+
+// Broadcaster is implemented by a store that carries a fanout exchange's
+// messages itself, as Kombu's transports with supports_fanout do (MongoDB:
+// one document in a capped collection, read by every bound queue through
+// a tailable cursor). A publish through a fanout exchange that has bound
+// queues is then one PutFanout instead of a Put per queue, and the store's
+// Take of a queue bound to a fanout exchange reads that exchange's
+// broadcast, from the time of the binding on.
+type Broadcaster interface {
+	// PutFanout stores the envelope once for every queue bound to the
+	// exchange. It returns once a Take of a bound queue can find it.
+	PutFanout(ctx context.Context, exchange string, envelope []byte) error
+	// FanoutBound tells the store, after Bind stored the row (or Unbind
+	// removed it), that queue is (or is no longer) bound to the fanout
+	// exchange.
+	FanoutBound(ctx context.Context, exchange, queue string, bound bool) error
 }

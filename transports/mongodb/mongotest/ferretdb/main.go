@@ -1,6 +1,6 @@
 // Command ferretdb runs FerretDB embedded (github.com/FerretDB/FerretDB/ferretdb)
-// on SQLite for the tests of transports/mongodb, which build it without the
-// race detector and run it as a child process.
+// on SQLite for package mongotest, which builds it without the race detector
+// and runs it as a child process for the tests and make bench.
 //
 //	ferretdb LISTEN_ADDR SQLITE_DIR
 package main
