@@ -46,7 +46,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
-	ferretStop()
+	if ferret != nil {
+		ferret.Stop()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

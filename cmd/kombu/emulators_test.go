@@ -1,23 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"cloud.google.com/go/pubsub/v2/pstest"
-	"github.com/Admiral-Piett/goaws/app"
-	"github.com/Admiral-Piett/goaws/app/gosqs"
-	"github.com/Admiral-Piett/goaws/app/router"
-	"github.com/sirupsen/logrus"
+
+	"github.com/kombu-go/kombu/internal/brokertest"
+	"github.com/kombu-go/kombu/transports/azurequeues/azuritetest"
+	"github.com/kombu-go/kombu/transports/mongodb/mongotest"
+	"github.com/kombu-go/kombu/transports/sqs/sqstest"
 )
 
 // The vendors' emulators that run inside this test process, as the sqs and
@@ -31,48 +26,14 @@ func init() {
 	)
 }
 
-var (
-	goawsOnce sync.Once
-	goawsAddr string
-	// goawsMu keeps goaws's requests that add or remove queues apart from
-	// the others: some of its handlers read its map of queues without its
-	// lock (see transports/sqs/goaws_test.go).
-	goawsMu sync.RWMutex
-)
-
+// goaws keeps its queues in package state: one emulator per process
+// (sqstest), each test with queues of its own names.
 func goawsURL(t testing.TB) string {
-	goawsOnce.Do(func() {
-		logrus.SetOutput(io.Discard)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("goaws: %v", err)
-		}
-		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		app.CurrentEnvironment = app.Environment{
-			Host: "127.0.0.1", Port: port, AccountID: "100010001000",
-			QueueAttributeDefaults: app.EnvQueueAttributes{VisibilityTimeout: 30, MaximumMessageSize: 262144},
-		}
-		go gosqs.PeriodicTasks(200*time.Millisecond, make(chan struct{}))
-		h := router.New()
-		srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_ = r.ParseForm()
-			switch r.FormValue("Action") {
-			case "CreateQueue", "DeleteQueue":
-				goawsMu.Lock()
-				defer goawsMu.Unlock()
-			default:
-				goawsMu.RLock()
-				defer goawsMu.RUnlock()
-			}
-			h.ServeHTTP(w, r)
-		})}
-		go func() { _ = srv.Serve(ln) }()
-		goawsAddr = ln.Addr().String()
-	})
-	if goawsAddr == "" {
-		t.Fatal("goaws did not start")
+	g, err := sqstest.Start(30, 262144)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return "sqs://AKIDTEST:s3cr3t%2Fkey@" + goawsAddr + "?region=us-east-1&emulator=goaws&polling_interval=0.05"
+	return "sqs://AKIDTEST:s3cr3t%2Fkey@" + g.Addr() + "?region=us-east-1&emulator=goaws&polling_interval=0.05"
 }
 
 func pubsubURL(t testing.TB) string {
@@ -90,59 +51,18 @@ func init() {
 
 var (
 	ferretOnce sync.Once
-	ferretAddr string
+	ferret     *mongotest.Server
 	ferretErr  error
-	ferretStop = func() {}
 )
 
+// ferretURL is FerretDB as mongotest builds and starts it: once, on the
+// first test that asks, stopped by TestMain.
 func ferretURL(t testing.TB) string {
-	ferretOnce.Do(func() { ferretAddr, ferretStop, ferretErr = startFerretDB() })
+	ferretOnce.Do(func() { ferret, ferretErr = mongotest.Start(context.Background()) })
 	if ferretErr != nil {
 		t.Fatalf("FerretDB: %v", ferretErr)
 	}
-	return "mongodb://" + ferretAddr + "/kombu_cli_test?polling_interval=0.05"
-}
-
-func startFerretDB() (string, func(), error) {
-	dir, err := os.MkdirTemp("", "kombu-cli-ferretdb-")
-	if err != nil {
-		return "", nil, err
-	}
-	bin := filepath.Join(dir, "ferretdb")
-	build := exec.Command("go", "build", "-o", bin, "./testdata/ferretdb")
-	build.Dir = filepath.Join("..", "..", "transports", "mongodb")
-	if out, err := build.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("build FerretDB: %v\n%s", err, out)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	data := filepath.Join(dir, "data")
-	if err := os.Mkdir(data, 0o755); err != nil {
-		return "", nil, err
-	}
-	cmd := exec.Command(bin, addr, data)
-	if err := cmd.Start(); err != nil {
-		return "", nil, err
-	}
-	stop := func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		os.RemoveAll(dir)
-	}
-	for range 200 {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr, stop, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	stop()
-	return "", nil, fmt.Errorf("FerretDB did not listen on %s", addr)
+	return "mongodb://" + ferret.Addr + "/kombu_cli_test?polling_interval=0.05"
 }
 
 // Azurite, Microsoft's Azure Storage emulator (its queue service), from
@@ -152,46 +72,22 @@ func init() {
 	targets = append(targets, target{name: "azurequeues", url: azuriteURL, defaultExchangeOnly: true})
 }
 
-const (
-	azuriteAccount = "devstoreaccount1"
-	// Azurite's well-known development key (public, in Microsoft's docs).
-	azuriteKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
-
+// azuriteURL is an Azurite of the test's own, in memory, on a free port.
 func azuriteURL(t testing.TB) string {
-	bin := os.Getenv("KOMBU_AZURITE_QUEUE")
-	if bin == "" {
-		bin, _ = exec.LookPath("azurite-queue")
+	bin, err := azuritetest.Find()
+	if err != nil {
+		brokertest.Unavailable(t, err.Error())
+		return ""
 	}
-	if bin == "" {
-		if os.Getenv("KOMBU_REQUIRE_BROKERS") == "1" {
-			t.Fatal("azurite-queue not found (npm install -g azurite@3.35.0, or set KOMBU_AZURITE_QUEUE)")
-		}
-		t.Skip("azurite-queue not found (npm install -g azurite@3.35.0, or set KOMBU_AZURITE_QUEUE)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := azuritetest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "--inMemoryPersistence", "--disableTelemetry", "--silent",
-		"--queueHost", "127.0.0.1", "--queuePort", fmt.Sprint(port))
-	cmd.Dir = t.TempDir()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start Azurite: %v", err)
+	cmd, err := azuritetest.Launch(bin, port, t.TempDir(), "--inMemoryPersistence")
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Azurite did not listen on %s", addr)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return "azurestoragequeues://" + url.QueryEscape(azuriteKey) + "@http://" + addr + "/" + azuriteAccount + "?polling_interval=0.05"
+	return fmt.Sprintf("azurestoragequeues://%s@http://127.0.0.1:%d/%s?polling_interval=0.05",
+		url.QueryEscape(azuritetest.DevKey), port, azuritetest.DevAccount)
 }

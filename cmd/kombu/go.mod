@@ -15,7 +15,6 @@ replace (
 
 require (
 	cloud.google.com/go/pubsub/v2 v2.7.0
-	github.com/Admiral-Piett/goaws v0.4.5
 	github.com/bufbuild/protocompile v0.14.1
 	github.com/kombu-go/kombu v0.0.0
 	github.com/kombu-go/kombu/transports/azurequeues v0.0.0
@@ -26,7 +25,6 @@ require (
 	github.com/kombu-go/kombu/transports/sqldb v0.0.0
 	github.com/kombu-go/kombu/transports/sqs v0.0.0
 	github.com/nats-io/nats.go v1.56.0
-	github.com/sirupsen/logrus v1.10.2
 	github.com/vmihailenco/msgpack/v5 v5.4.1
 	google.golang.org/protobuf v1.36.12
 )
@@ -38,6 +36,7 @@ require (
 	cloud.google.com/go/compute/metadata v0.9.0 // indirect
 	cloud.google.com/go/iam v1.11.0 // indirect
 	filippo.io/edwards25519 v1.2.0 // indirect
+	github.com/Admiral-Piett/goaws v0.4.5 // indirect
 	github.com/Azure/azure-sdk-for-go/sdk/azcore v1.18.0 // indirect
 	github.com/Azure/azure-sdk-for-go/sdk/internal v1.11.1 // indirect
 	github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue v1.0.1 // indirect
@@ -82,6 +81,7 @@ require (
 	github.com/rabbitmq/amqp091-go v1.16.0 // indirect
 	github.com/redis/go-redis/v9 v9.22.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
+	github.com/sirupsen/logrus v1.10.2 // indirect
 	github.com/twmb/franz-go v1.20.7 // indirect
 	github.com/twmb/franz-go/pkg/kadm v1.17.2 // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.12.0 // indirect
