@@ -204,11 +204,7 @@ func TestAMQPCluster17LeaderNodeStopped(t *testing.T) {
 	start := time.Now()
 	ctx, cancel := context.WithDeadline(context.Background(), start.Add(22*time.Second))
 	defer cancel()
-	pubDone := make(chan struct{})
-	go func() {
-		defer close(pubDone)
-		publisher{led: led, p: kombu.NewProducer(prod, kombu.WithRoutingKey(qname)), workers: workers, rate: 300, timeout: timeout}.run(ctx)
-	}()
+	pubDone := publishOn(ctx, led, prod, qname, workers, 300, timeout)
 	sleepUntil(start.Add(4 * time.Second))
 	led.Inject()
 	stopped := time.Now()
@@ -291,11 +287,7 @@ func TestAMQPCluster17bNodePartitioned(t *testing.T) {
 	start := time.Now()
 	ctx, cancel := context.WithDeadline(context.Background(), start.Add(24*time.Second))
 	defer cancel()
-	pubDone := make(chan struct{})
-	go func() {
-		defer close(pubDone)
-		publisher{led: led, p: kombu.NewProducer(prod, kombu.WithRoutingKey(qname)), workers: workers, rate: 300, timeout: timeout}.run(ctx)
-	}()
+	pubDone := publishOn(ctx, led, prod, qname, workers, 300, timeout)
 	sleepUntil(start.Add(4 * time.Second))
 	led.Inject()
 	if err := px.AddToxic("down", "timeout", Downstream, map[string]any{"timeout": 0}); err != nil {
@@ -341,6 +333,18 @@ func TestAMQPCluster17bNodePartitioned(t *testing.T) {
 
 // firstConsumedAfter is the time from at to the first delivery of a message
 // whose publish began after at and was confirmed; -1 if there is none.
+// publishOn runs the tests' publisher on conn (workers goroutines, rate
+// messages a second in all, to routingKey through the default exchange)
+// until ctx ends; the channel closes when it has stopped.
+func publishOn(ctx context.Context, led *Ledger, conn *kombu.Connection, routingKey string, workers, rate int, timeout time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		publisher{led: led, p: kombu.NewProducer(conn, kombu.WithRoutingKey(routingKey)), workers: workers, rate: rate, timeout: timeout}.run(ctx)
+	}()
+	return done
+}
+
 func firstConsumedAfter(led *Ledger, at time.Time) time.Duration {
 	led.mu.Lock()
 	defer led.mu.Unlock()
@@ -393,11 +397,7 @@ func TestAMQPCluster17cWholeClusterRestart(t *testing.T) {
 	start := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pubDone := make(chan struct{})
-	go func() {
-		defer close(pubDone)
-		publisher{led: led, p: kombu.NewProducer(prod, kombu.WithRoutingKey(qname)), workers: workers, rate: 200, timeout: timeout}.run(ctx)
-	}()
+	pubDone := publishOn(ctx, led, prod, qname, workers, 200, timeout)
 	sleepUntil(start.Add(4 * time.Second))
 	led.Inject()
 	down := time.Now()
