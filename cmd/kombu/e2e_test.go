@@ -158,8 +158,8 @@ var targets = []target{
 	{"redis", brokertest.RedisURL, false, false},
 	{"sqlite", func(t testing.TB) string { return "sqlite:///" + filepath.Join(t.TempDir(), "kombu.db") }, false, false},
 	{"filesystem", func(t testing.TB) string { return "filesystem://" + t.TempDir() }, false, false},
-	{"postgresql", brokertest.PostgresURL, false, false},
-	{"mysql", brokertest.MySQLURL, false, false},
+	{"postgresql", prefixedSQL(brokertest.PostgresURL), false, false},
+	{"mysql", prefixedSQL(brokertest.MySQLURL), false, false},
 }
 
 func uniqueName(t *testing.T) string {
