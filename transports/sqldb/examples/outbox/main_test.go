@@ -74,7 +74,7 @@ func dropTables(t *testing.T, pgURL, prefix string) {
 		return
 	}
 	defer db.Close()
-	for _, s := range []string{"kombu_go_exchange", "kombu_go_binding", "kombu_go_owner", "kombu_go_lease", "kombu_go_rejected", "kombu_message", "kombu_queue"} {
+	for _, s := range []string{"kombu_go_exchange", "kombu_go_binding", "kombu_go_owner", "kombu_go_lease", "kombu_go_rejected", "kombu_go_delayed", "kombu_message", "kombu_queue"} {
 		if _, err := db.Exec("DROP TABLE IF EXISTS " + prefix + s + " CASCADE"); err != nil {
 			t.Logf("drop %s%s: %v", prefix, s, err)
 		}
