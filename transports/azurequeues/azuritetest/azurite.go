@@ -70,7 +70,7 @@ func Launch(bin string, port int, dir string, args ...string) (*exec.Cmd, error)
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
-			return nil, fmt.Errorf("Azurite did not listen on %s within 30s", addr)
+			return nil, fmt.Errorf("azurite-queue did not listen on %s within 30s", addr)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
