@@ -4,15 +4,11 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
-	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	quickstartv1 "github.com/kombu-go/kombu/gen/examples/quickstart/v1"
 	"github.com/kombu-go/kombu/internal/alloctest"
 	"github.com/kombu-go/kombu/internal/payload"
 	kombu "github.com/kombu-go/kombu/runtime"
-	"github.com/kombu-go/kombu/runtime/transport"
 )
 
 // passThrough is an interceptor that only counts its calls and calls
@@ -74,52 +70,7 @@ func TestInterceptorPublishOverheadAllocs(t *testing.T) {
 func TestInterceptorDeliverOverheadAllocs(t *testing.T) {
 	for _, tc := range interceptorCases {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			deliveries := make(chan *transport.Delivery)
-			replays.Store(t.Name(), deliveries)
-			defer replays.Delete(t.Name())
-			conn, err := kombu.Dial(ctx, "replay-alloctest:///"+t.Name(), tc.opt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			handled := make(chan struct{})
-			consumer, err := quickstartv1.NewShopConsumer(conn, shopFunc(func() { handled <- struct{}{} }))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ran := make(chan error, 1)
-			go func() { ran <- consumer.Run(ctx) }()
-			defer func() {
-				consumer.Close()
-				if err := <-ran; err != nil {
-					t.Errorf("consumer: %v", err)
-				}
-			}()
-			body, err := proto.Marshal(payload.Order())
-			if err != nil {
-				t.Fatal(err)
-			}
-			d := &transport.Delivery{
-				Body: body,
-				Properties: transport.Properties{ContentType: "application/x-protobuf", ContentEncoding: "binary",
-					DeliveryMode: transport.Persistent, Type: "quickstart.v1.Shop.PlaceOrder"},
-				Exchange: "shop", RoutingKey: "order.placed", Queue: "quickstart.orders",
-				Tag: 1, Acknowledger: nopAcker{},
-			}
-			deliver := func() {
-				select {
-				case deliveries <- d:
-				case <-ctx.Done():
-					t.Fatal("the consumer did not take the delivery")
-				}
-				select {
-				case <-handled:
-				case <-ctx.Done():
-					t.Fatal("the handler did not see the delivery")
-				}
-			}
+			deliver := replayConsumer(t, tc.opt)
 			deliver() // seen by the interceptors even where Check is skipped (-race)
 			alloctest.Check(t, "deliver, SDK only, "+tc.name, deliverOverheadAllocBudget, deliver)
 		})

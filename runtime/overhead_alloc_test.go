@@ -56,16 +56,24 @@ func TestPublishOverheadAllocs(t *testing.T) {
 }
 
 func TestDeliverOverheadAllocs(t *testing.T) {
+	alloctest.Check(t, "deliver, SDK only", deliverOverheadAllocBudget, replayConsumer(t))
+}
+
+// replayConsumer runs the generated Shop consumer on a connection to the
+// replay driver (dialled with opts) and returns a function that hands it
+// one order and returns once its handler has seen it: the deliver path
+// without a broker. The consumer stops when the test ends.
+func replayConsumer(t *testing.T, opts ...kombu.DialOption) (deliver func()) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	deliveries := make(chan *transport.Delivery)
 	replays.Store(t.Name(), deliveries)
-	defer replays.Delete(t.Name())
-	conn, err := kombu.Dial(ctx, "replay-alloctest:///"+t.Name())
+	t.Cleanup(func() { replays.Delete(t.Name()) })
+	conn, err := kombu.Dial(ctx, "replay-alloctest:///"+t.Name(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	handled := make(chan struct{})
 	consumer, err := quickstartv1.NewShopConsumer(conn, shopFunc(func() { handled <- struct{}{} }))
 	if err != nil {
@@ -73,12 +81,12 @@ func TestDeliverOverheadAllocs(t *testing.T) {
 	}
 	ran := make(chan error, 1)
 	go func() { ran <- consumer.Run(ctx) }()
-	defer func() {
+	t.Cleanup(func() {
 		consumer.Close()
 		if err := <-ran; err != nil {
 			t.Errorf("consumer: %v", err)
 		}
-	}()
+	})
 	body, err := proto.Marshal(payload.Order())
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +98,7 @@ func TestDeliverOverheadAllocs(t *testing.T) {
 		Exchange: "shop", RoutingKey: "order.placed", Queue: "quickstart.orders",
 		Tag: 1, Acknowledger: nopAcker{},
 	}
-	alloctest.Check(t, "deliver, SDK only", deliverOverheadAllocBudget, func() {
+	return func() {
 		select {
 		case deliveries <- d:
 		case <-ctx.Done():
@@ -101,7 +109,7 @@ func TestDeliverOverheadAllocs(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("the handler did not see the delivery")
 		}
-	})
+	}
 }
 
 // shopFunc is a Shop handler whose PlaceOrder calls f.
