@@ -572,15 +572,22 @@ func (s *subscription) Reject(tag uint64, requeue bool) error {
 func (s *subscription) settle(tag uint64, multiple bool, send func() error, op string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.chanDead {
+	// Close marks the connection shut before it closes the channels, and
+	// the watcher that sets chanDead runs later: check both, so that every
+	// settlement after Close says so, not only the first.
+	if s.chanDead || s.c.shut.Load() {
 		return s.settleClosed(op, tag)
 	}
-	if err := forget(s.unsettled, tag, multiple); err != nil {
+	if err := known(s.unsettled, tag, multiple); err != nil {
 		return fmt.Errorf("amqp: %s delivery %d: %w", op, tag, err)
 	}
 	if err := send(); err != nil {
+		// The tags stay: the channel is gone, the broker requeues the
+		// messages, and a later settlement gets the same closed error,
+		// not "unknown delivery tag".
 		return s.c.fail(fmt.Sprintf("%s delivery %d", op, tag), err)
 	}
+	forget(s.unsettled, tag, multiple)
 	s.maybeCloseChannel()
 	return nil
 }
@@ -593,27 +600,35 @@ func (s *subscription) settleClosed(op string, tag uint64) error {
 		op, tag, transport.ErrClosed)
 }
 
-// forget removes settled tags from unsettled. AMQP closes the channel on an
-// unknown delivery tag, which would take every other unsettled delivery
-// with it, so an unknown tag is refused here instead.
-func forget(unsettled map[uint64]struct{}, tag uint64, multiple bool) error {
+// known refuses a tag this scope never delivered or has settled. AMQP
+// closes the channel on an unknown delivery tag, which would take every
+// other unsettled delivery with it, so an unknown tag is refused here
+// instead. With multiple, tag 0 means all of them.
+func known(unsettled map[uint64]struct{}, tag uint64, multiple bool) error {
 	if multiple && tag == 0 {
-		clear(unsettled)
 		return nil
 	}
 	if _, ok := unsettled[tag]; !ok {
 		return fmt.Errorf("unknown delivery tag: never delivered here, or already settled: %w", transport.ErrPrecondition)
 	}
-	if !multiple {
+	return nil
+}
+
+// forget removes settled tags from unsettled, once the broker has taken
+// the settlement.
+func forget(unsettled map[uint64]struct{}, tag uint64, multiple bool) {
+	switch {
+	case multiple && tag == 0:
+		clear(unsettled)
+	case !multiple:
 		delete(unsettled, tag)
-		return nil
-	}
-	for t := range unsettled {
-		if t <= tag {
-			delete(unsettled, t)
+	default:
+		for t := range unsettled {
+			if t <= tag {
+				delete(unsettled, t)
+			}
 		}
 	}
-	return nil
 }
 
 // getScope is the get channel's Acknowledger: Get deliveries are settled on
@@ -674,17 +689,21 @@ func (g *getScope) Reject(tag uint64, requeue bool) error {
 func (g *getScope) settle(tag uint64, multiple bool, send func() error, op string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.ch.IsClosed() {
+	if g.ch.IsClosed() || g.c.shut.Load() {
 		if g.c.shut.Load() {
 			return fmt.Errorf("amqp: %s delivery %d: %w", op, tag, g.c.closedErr())
 		}
 		return fmt.Errorf("amqp: %s delivery %d: the channel it came on is closed and the broker has requeued the message: %w",
 			op, tag, transport.ErrClosed)
 	}
-	if err := forget(g.unsettled, tag, multiple); err != nil {
+	if err := known(g.unsettled, tag, multiple); err != nil {
 		return fmt.Errorf("amqp: %s delivery %d: %w", op, tag, err)
 	}
-	return g.c.fail(fmt.Sprintf("%s delivery %d", op, tag), send())
+	if err := send(); err != nil {
+		return g.c.fail(fmt.Sprintf("%s delivery %d", op, tag), err)
+	}
+	forget(g.unsettled, tag, multiple)
+	return nil
 }
 
 // toDelivery converts a delivery from amqp091-go.

@@ -220,7 +220,7 @@ func TestReturnsBounded(t *testing.T) {
 	}
 }
 
-func TestForget(t *testing.T) {
+func TestKnownAndForget(t *testing.T) {
 	set := func(tags ...uint64) map[uint64]struct{} {
 		m := map[uint64]struct{}{}
 		for _, tag := range tags {
@@ -229,18 +229,30 @@ func TestForget(t *testing.T) {
 		return m
 	}
 	m := set(1, 2, 3, 5)
-	if err := forget(m, 3, true); err != nil || !reflect.DeepEqual(m, set(5)) {
-		t.Errorf("multiple up to 3: %v, left %v", err, m)
+	if err := known(m, 3, true); err != nil {
+		t.Errorf("multiple up to a known 3: %v", err)
 	}
-	if err := forget(m, 4, false); err == nil {
-		t.Error("an unknown tag was accepted")
+	forget(m, 3, true)
+	if !reflect.DeepEqual(m, set(5)) {
+		t.Errorf("multiple up to 3 left %v", m)
 	}
-	if err := forget(m, 5, false); err != nil || len(m) != 0 {
-		t.Errorf("single: %v, left %v", err, m)
+	if err := known(m, 4, false); !errors.Is(err, transport.ErrPrecondition) {
+		t.Errorf("an unknown tag: %v, want ErrPrecondition", err)
+	}
+	if err := known(m, 3, false); !errors.Is(err, transport.ErrPrecondition) {
+		t.Errorf("a settled tag: %v, want ErrPrecondition", err)
+	}
+	forget(m, 5, false)
+	if len(m) != 0 {
+		t.Errorf("single left %v", m)
 	}
 	m = set(7, 8)
-	if err := forget(m, 0, true); err != nil || len(m) != 0 {
-		t.Errorf("multiple with tag 0: %v, left %v", err, m)
+	if err := known(m, 0, true); err != nil {
+		t.Errorf("multiple with tag 0: %v", err)
+	}
+	forget(m, 0, true)
+	if len(m) != 0 {
+		t.Errorf("multiple with tag 0 left %v", m)
 	}
 }
 
