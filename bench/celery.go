@@ -25,7 +25,8 @@ import (
 const celeryBenchQueue = "kombu-go-bench.celery"
 
 func benchCelery(ctx context.Context, tab *table, url string) error {
-	if !tab.cfg.selected(tab.transport, "celery send") && !tab.cfg.selected(tab.transport, "celery run empty tasks") {
+	if !tab.cfg.selected(tab.transport, "celery send") && !tab.cfg.selected(tab.transport, "celery send, unconfirmed") &&
+		!tab.cfg.selected(tab.transport, "celery run empty tasks") {
 		return nil
 	}
 	conn, err := kombu.Dial(ctx, url)
@@ -60,12 +61,20 @@ func benchCelery(ctx context.Context, tab *table, url string) error {
 			return pythonCelery(url, mode, n)
 		}
 	}
+	// Two like-for-like rows: the Go client at its default (publisher
+	// confirms: Send returns once the broker has the task) beside Python
+	// Celery with confirm_publish, and both unconfirmed, Celery's default.
 	if err := tab.add(workload{
 		name: "celery send", chunk: redisChunk, setup: only(purge),
-		sides: []side{
-			{sdkDefaults, "celery.Client.Send, confirmed", send},
-			{sdkTuned, "WithConfirms(false), as Celery sends", sender(celery.NewClient(conn, celery.WithConfirms(false)))},
-		},
+		sides:  []side{{sdkDefaults, "celery.Client.Send, confirmed", send}},
+		python: python("send-confirmed"),
+		note:   "Python: Celery 5.2 send_task, one producer, broker_transport_options confirm_publish=True (on Redis every send waits for its reply anyway)",
+	}); err != nil {
+		return err
+	}
+	if err := tab.add(workload{
+		name: "celery send, unconfirmed", chunk: redisChunk, setup: only(purge),
+		sides:  []side{{sdkTuned, "WithConfirms(false), as Celery sends", sender(celery.NewClient(conn, celery.WithConfirms(false)))}},
 		python: python("send"),
 		note:   "Python: Celery 5.2 send_task, one producer, unconfirmed (Celery's default)",
 	}); err != nil {

@@ -1,6 +1,8 @@
 """Python Celery's side of bench/'s Celery rows (Debian python3-celery 5.2).
 
   python3 celery_bench.py URL QUEUE N send OUT    time N send_task calls of an empty task
+  python3 celery_bench.py URL QUEUE N send-confirmed OUT
+                                                  the same with confirm_publish=True
   python3 celery_bench.py URL QUEUE N work OUT    send N (untimed), then time a solo-pool
                                                   worker running them (first to last task)
 
@@ -18,6 +20,9 @@ url, queue, n, mode, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[
 app = Celery("bench", broker=url)
 app.conf.update(task_default_queue=queue, task_default_exchange=queue, task_default_routing_key=queue,
                 task_ignore_result=True, worker_hijack_root_logger=False)
+if mode == "send-confirmed":
+    # py-amqp waits for the broker's publisher confirm on each publish.
+    app.conf.broker_transport_options = {"confirm_publish": True}
 state = {"done": 0}
 
 
@@ -43,7 +48,7 @@ def send(count):
             app.send_task("bench.noop", producer=p)
 
 
-if mode == "send":
+if mode in ("send", "send-confirmed"):
     send(10)  # connect and declare before the clock starts
     t0, c0 = time.perf_counter(), time.process_time()
     send(n)
