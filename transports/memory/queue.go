@@ -413,7 +413,7 @@ func (q *queue) take() *entry {
 				continue
 			}
 		}
-		if q.ttlAt == 0 {
+		if q.ttlAt == 0 && q.ready.expiring > 0 {
 			// The new head may expire and needs the timer to do so.
 			if h := q.ready.peek(); h != nil {
 				q.armTTL(h.expires)
