@@ -56,6 +56,9 @@ func (a *ackScope) track(tag uint64, q *queue, e *entry) {
 
 // find returns the index of tag among the unsettled deliveries.
 func (a *ackScope) find(tag uint64) (int, error) {
+	if len(a.unacked) > 0 && a.unacked[0].tag == tag {
+		return 0, nil // settled in the order delivered, as a consumer acking each does
+	}
 	i, ok := slices.BinarySearchFunc(a.unacked, tag, func(u unacked, tag uint64) int { return cmp.Compare(u.tag, tag) })
 	if !ok {
 		// RabbitMQ closes the channel with PRECONDITION_FAILED here; a
