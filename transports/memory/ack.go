@@ -16,6 +16,12 @@ type ackScope struct {
 	sub     *subscription // nil for the connection's Get scope
 	lastTag uint64
 	unacked []unacked // ascending by tag
+	// backing is the array unacked was last allocated as: settling the
+	// first record moves unacked's start along it (see remove), and track
+	// moves the records back to its start rather than grow a new one once
+	// unacked reaches its end, so that a subscription acking in order
+	// reuses one array instead of allocating one every prefetch messages.
+	backing []unacked
 }
 
 // unacked is a delivered message not yet settled.
@@ -31,11 +37,28 @@ func (a *ackScope) nextTag() uint64 {
 }
 
 func (a *ackScope) track(tag uint64, q *queue, e *entry) {
-	a.unacked = append(a.unacked, unacked{tag, q, e})
+	if n := len(a.unacked); n == cap(a.unacked) {
+		if n < cap(a.backing)/2 {
+			// Half the array or more lies before unacked's start,
+			// settled: move the records back to its start.
+			moved := copy(a.backing[:n], a.unacked)
+			clear(a.backing[moved:cap(a.backing)])
+			a.unacked = a.backing[:moved]
+		} else {
+			grown := make([]unacked, n, max(2*n, 8))
+			copy(grown, a.unacked)
+			clear(a.unacked)
+			a.backing, a.unacked = grown[:0], grown
+		}
+	}
+	a.unacked = append(a.unacked, unacked{tag, q, e}) // room made above
 }
 
 // find returns the index of tag among the unsettled deliveries.
 func (a *ackScope) find(tag uint64) (int, error) {
+	if len(a.unacked) > 0 && a.unacked[0].tag == tag {
+		return 0, nil // settled in the order delivered, as a consumer acking each does
+	}
 	i, ok := slices.BinarySearchFunc(a.unacked, tag, func(u unacked, tag uint64) int { return cmp.Compare(u.tag, tag) })
 	if !ok {
 		// RabbitMQ closes the channel with PRECONDITION_FAILED here; a
@@ -148,7 +171,8 @@ func (a *ackScope) requeueAll() {
 		u.e.redelivered = true
 		u.q.requeue(u.e)
 	}
-	a.unacked = nil
+	clear(a.unacked)
+	a.unacked = a.unacked[:0]
 }
 
 // settled follows a settlement: a subscription below its prefetch limit may

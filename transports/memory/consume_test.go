@@ -1,6 +1,7 @@
 package memory_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -46,6 +47,50 @@ func TestPublishCopiesBody(t *testing.T) {
 	d := get(t, c, "q", true)
 	if string(d.Body) != "original" || d.Headers["k"] != "v" {
 		t.Fatalf("got %q %v", d.Body, d.Headers)
+	}
+}
+
+// Deliveries keep small bodies in room allocated with them, in tiers (see
+// newEnvelope): every size around a tier's edge arrives whole, whether the
+// delivery was made as the message was published to a queue with a
+// consumer or when it was taken from a queue without one, and a consumer
+// changing its copy changes nothing for a redelivery.
+func TestBodySizesAroundDeliveryRoom(t *testing.T) {
+	c := dial(t)
+	// A connection makes a message's delivery as it publishes it when its
+	// last message found a consumer: pub publishes only to the queue that
+	// has one.
+	pub := dial(t)
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "consumed"})
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "idle"})
+	s := consume(t, c, transport.ConsumeSpec{Queues: []string{"consumed"}, Prefetch: 1})
+	for _, n := range []int{0, 1, 63, 64, 65, 103, 104, 105, 127, 128, 129, 255, 256, 257, 511, 512, 513, 4096} {
+		body := make([]byte, n)
+		for i := range body {
+			body[i] = byte(n + i)
+		}
+		transporttest.Publish(t, pub, &transport.Publishing{RoutingKey: "consumed", Body: slices.Clone(body)})
+		transporttest.Publish(t, c, &transport.Publishing{RoutingKey: "idle", Body: slices.Clone(body)})
+		d := recv(t, s)
+		if !bytes.Equal(d.Body, body) {
+			t.Fatalf("%d bytes, published to a queue with a consumer: got %d bytes, not the body", n, len(d.Body))
+		}
+		if err := d.Acknowledger.Ack(d.Tag, false); err != nil {
+			t.Fatal(err)
+		}
+		d = get(t, c, "idle", false)
+		if !bytes.Equal(d.Body, body) {
+			t.Fatalf("%d bytes, taken from a queue: got %d bytes, not the body", n, len(d.Body))
+		}
+		for i := range d.Body {
+			d.Body[i]++
+		}
+		if err := d.Acknowledger.Reject(d.Tag, true); err != nil {
+			t.Fatal(err)
+		}
+		if d := get(t, c, "idle", true); !bytes.Equal(d.Body, body) || !d.Redelivered {
+			t.Fatalf("%d bytes, redelivered after the first delivery's body changed: got %d bytes (redelivered %v), not the body", n, len(d.Body), d.Redelivered)
+		}
 	}
 }
 

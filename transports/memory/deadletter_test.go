@@ -119,6 +119,26 @@ func TestExpiredMessageIsNotDelivered(t *testing.T) {
 	}
 }
 
+// A message that expires behind one that does not waits for the head to
+// go, as on RabbitMQ; then it expires without anyone taking it: taking the
+// head arms the expiry timer for the next one.
+func TestExpiryBehindAHeadThatDoesNotExpire(t *testing.T) {
+	c := dial(t)
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "q"})
+	send(t, c, "q", "kept")
+	transporttest.Publish(t, c, &transport.Publishing{RoutingKey: "q", Body: []byte("gone"), Properties: transport.Properties{Expiration: 20 * time.Millisecond}})
+	// The timer armed for "gone" fires, finds "kept" at the head, and is
+	// not armed again.
+	time.Sleep(100 * time.Millisecond)
+	if n := ready(t, c, "q"); n != 2 {
+		t.Fatalf("%d ready before the head is taken, want 2: an expired message behind the head waits", n)
+	}
+	if d := get(t, c, "q", true); string(d.Body) != "kept" {
+		t.Fatalf("got %q, want the head, kept", d.Body)
+	}
+	transporttest.Eventually(t, "the expired message gone once it is the head", func() bool { return ready(t, c, "q") == 0 })
+}
+
 func TestRejectDeadLettersAndCountsRepeats(t *testing.T) {
 	c := dial(t)
 	// a and b dead-letter into each other; rejections are never a cycle.

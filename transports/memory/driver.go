@@ -15,6 +15,18 @@
 // included; the last connection to close with messages still queued logs
 // a warning saying so.
 //
+// What a message costs: publishing allocates one object, the message
+// with its entry in its first queue, which also holds the message's
+// delivery and a copy of a body of up to 512 bytes when that queue has a
+// consumer (the publisher's goroutine makes it, not the consumer's); a
+// message taken from a queue without one, a backlog say, gets its
+// delivery, body copy included, in one allocation as it is handed over.
+// The runtime adds the Message for the handler, and decoding the body is
+// the application's: 7 allocations for the benchmarks' 100-byte order.
+// One mutex per broker guards everything, and each message takes it
+// twice, to be published and to be acked (the ack hands the subscription
+// the next ready message under the same lock).
+//
 // Import it for its side effect:
 //
 //	import _ "github.com/kombu-go/kombu/transports/memory"
