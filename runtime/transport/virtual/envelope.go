@@ -180,6 +180,16 @@ var ErrEnvelope = errors.New("message is not a Kombu envelope")
 // properties.delivery_info.redelivered, or a top-level "redelivered").
 // What is not an envelope fails with ErrEnvelope.
 func DecodeEnvelope(raw []byte) (*transport.Delivery, error) {
+	if d, ok := decodeEnvelopeFast(raw); ok {
+		return d, nil
+	}
+	return decodeEnvelopeSlow(raw)
+}
+
+// decodeEnvelopeSlow is DecodeEnvelope by reflection: the reference the
+// fast decoder (envfast.go) is checked against, and what decides every
+// envelope the fast one is not sure of.
+func decodeEnvelopeSlow(raw []byte) (*transport.Delivery, error) {
 	var w wireEnvelope
 	if err := json.Unmarshal(raw, &w); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrEnvelope, err)

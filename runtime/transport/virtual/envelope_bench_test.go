@@ -40,3 +40,16 @@ func BenchmarkDecodeEnvelope(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeEnvelopeSlow is the reflective decoder the fast one falls
+// back on, for comparison.
+func BenchmarkDecodeEnvelopeSlow(b *testing.B) {
+	raw := benchEnvelope(b)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeEnvelopeSlow(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
