@@ -94,6 +94,29 @@ func AppendEnvelopeHead(b []byte, p *transport.Publishing) ([]byte, error) {
 	return b, nil
 }
 
+// envelopeCap is about the length of p's finished envelope, so that its
+// buffer is allocated once: the fixed text, the body in base64, the
+// properties and headers with their names (escapes and other header types
+// may still make it grow).
+func envelopeCap(p *transport.Publishing) int {
+	n := 300 + base64.StdEncoding.EncodedLen(len(p.Body)) + len(p.ContentEncoding) + len(p.ContentType) +
+		len(p.Exchange) + len(p.RoutingKey)
+	for _, s := range [...]string{p.CorrelationID, p.ReplyTo, p.MessageID, p.Type, p.UserID, p.AppID} {
+		if s != "" {
+			n += len(s) + 20
+		}
+	}
+	for k, v := range p.Headers {
+		n += len(k) + 6
+		if s, ok := v.(string); ok {
+			n += len(s) + 2
+		} else {
+			n += 24
+		}
+	}
+	return n + n/8
+}
+
 // AppendEnvelopeTail finishes an envelope with its delivery tag (see
 // NewDeliveryTag).
 func AppendEnvelopeTail(b []byte, tag string) []byte {
@@ -120,6 +143,13 @@ func growBy(b []byte, n int) []byte {
 // NewDeliveryTag returns a random (version 4) UUID in its usual text form,
 // as Kombu's uuid() makes delivery tags.
 func NewDeliveryTag() string {
+	var s [36]byte
+	return string(appendNewDeliveryTag(s[:0]))
+}
+
+// appendNewDeliveryTag appends a new delivery tag (NewDeliveryTag) without
+// making a string of it first.
+func appendNewDeliveryTag(b []byte) []byte {
 	var u [16]byte
 	if _, err := rand.Read(u[:]); err != nil {
 		panic(err) // crypto/rand does not fail on supported platforms
@@ -136,7 +166,13 @@ func NewDeliveryTag() string {
 		s[j], s[j+1] = hexDigits[c>>4], hexDigits[c&0xF]
 		j += 2
 	}
-	return string(s[:])
+	return append(b, s[:]...)
+}
+
+// appendEnvelopeTailNewTag is AppendEnvelopeTail with a new delivery tag.
+func appendEnvelopeTailNewTag(b []byte) []byte {
+	b = appendNewDeliveryTag(b)
+	return append(b, `"}}`...)
 }
 
 // wireEnvelope is an envelope as decoded for delivery. Fields Python may

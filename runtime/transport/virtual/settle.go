@@ -184,6 +184,18 @@ func (a *scope) Ack(tag uint64, multiple bool) error {
 			lo = i
 		}
 	}
+	if n-lo == 1 {
+		// One message, as most acks are: settled without the slices
+		// the general case makes.
+		h := a.held[lo]
+		a.tags = slices.Delete(a.tags, lo, n)
+		a.held = slices.Delete(a.held, lo, n)
+		a.c.settling.Add(1)
+		a.mu.Unlock()
+		defer a.c.settling.Done()
+		defer a.settled()
+		return a.c.ack(h)
+	}
 	done := slices.Clone(a.held[lo:n])
 	a.tags = slices.Delete(a.tags, lo, n)
 	a.held = slices.Delete(a.held, lo, n)
@@ -242,7 +254,10 @@ func (a *scope) reject(tag uint64, requeue bool, reason string) error {
 func (c *conn) ack(h *held) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	return c.wrap("ack a message of "+h.queue, c.store.Ack(ctx, h.taken.Receipt))
+	if err := c.store.Ack(ctx, h.taken.Receipt); err != nil {
+		return c.wrap("ack a message of "+h.queue, err) // the name joined only for an error: acks are per message
+	}
+	return nil
 }
 
 // drop settles a rejected message that goes to no dead-letter exchange:
