@@ -462,7 +462,18 @@ func numberValue(text []byte) any {
 
 // decodeEnvelopeFast is DecodeEnvelope for the envelopes it is sure of;
 // ok is false where decodeEnvelopeSlow must decide.
-func decodeEnvelopeFast(raw []byte) (d *transport.Delivery, ok bool) {
+func decodeEnvelopeFast(raw []byte) (*transport.Delivery, bool) {
+	d := &transport.Delivery{}
+	if !decodeEnvelopeInto(raw, d) {
+		return nil, false
+	}
+	return d, true
+}
+
+// decodeEnvelopeInto is decodeEnvelopeFast into a delivery the caller
+// allocated (with what it allocates alongside); d is only written when it
+// reports true.
+func decodeEnvelopeInto(raw []byte, d *transport.Delivery) (ok bool) {
 	var e fastEnvelope
 	s := fastScanner{b: raw}
 	s.ws()
@@ -502,9 +513,9 @@ func decodeEnvelopeFast(raw []byte) (d *transport.Delivery, ok bool) {
 	})
 	s.ws()
 	if !ok || s.i != len(s.b) || !e.hasProperties {
-		return nil, false
+		return false
 	}
-	return e.delivery()
+	return e.delivery(d)
 }
 
 func (s *fastScanner) fastHeaders(e *fastEnvelope) bool {
@@ -622,27 +633,27 @@ func (s *fastScanner) fastDeliveryInfo(e *fastEnvelope) bool {
 
 // delivery builds the delivery as decodeEnvelopeSlow does from its
 // wireEnvelope.
-func (e *fastEnvelope) delivery() (*transport.Delivery, bool) {
-	d := &transport.Delivery{}
+func (e *fastEnvelope) delivery(out *transport.Delivery) bool {
+	var d transport.Delivery
 	if e.body.set && len(e.body.text) > 0 {
 		text := e.body.text
 		if e.body.escaped {
 			s, ok := e.body.value()
 			if !ok {
-				return nil, false
+				return false
 			}
 			text = []byte(s)
 		}
 		if len(text) > 0 {
 			enc, ok := e.bodyEncoding.value()
 			if !ok {
-				return nil, false
+				return false
 			}
 			if e.bodyEncoding.set && enc == "base64" {
 				body := make([]byte, base64.StdEncoding.DecodedLen(len(text)))
 				n, err := base64.StdEncoding.Decode(body, text)
 				if err != nil {
-					return nil, false // the slow decoder cleans it or fails
+					return false // the slow decoder cleans it or fails
 				}
 				d.Body = body[:n]
 			} else if e.body.escaped {
@@ -658,10 +669,10 @@ func (e *fastEnvelope) delivery() (*transport.Delivery, bool) {
 	props := &d.Properties
 	var ok bool
 	if props.ContentType, ok = e.contentType.value(); !ok {
-		return nil, false
+		return false
 	}
 	if props.ContentEncoding, ok = e.contentEncoding.value(); !ok {
-		return nil, false
+		return false
 	}
 	props.DeliveryMode = uint8(min(max(rawInt(e.deliveryMode), 0), math.MaxUint8))
 	props.Priority = uint8(min(max(rawInt(e.priority), 0), math.MaxUint8))
@@ -681,5 +692,6 @@ func (e *fastEnvelope) delivery() (*transport.Delivery, bool) {
 	d.Exchange = rawString(e.exchange)
 	d.RoutingKey = rawString(e.routingKey)
 	d.Redelivered = rawTrue(e.diRedelivered) || rawTrue(e.redelivered) || e.headersRedelivered
-	return d, true
+	*out = d
+	return true
 }

@@ -39,8 +39,19 @@ func (c *conn) take(ctx context.Context, queue string) (*held, *transport.Delive
 // not a Kombu envelope is quarantined where the store can (h is nil then),
 // and otherwise delivered as UndecodableDelivery describes.
 func (c *conn) decodeTaken(ctx context.Context, queue string, t Taken) (*held, *transport.Delivery, error) {
-	h := &held{queue: queue, taken: t}
-	d, err := DecodeEnvelope(t.Envelope)
+	// One allocation for both: a consumer pays per message for each.
+	hd := &struct {
+		h held
+		d transport.Delivery
+	}{h: held{queue: queue, taken: t}}
+	h, d := &hd.h, &hd.d
+	var err error
+	if !decodeEnvelopeInto(t.Envelope, d) {
+		var slow *transport.Delivery
+		if slow, err = decodeEnvelopeSlow(t.Envelope); err == nil {
+			*d = *slow
+		}
+	}
 	if err != nil {
 		if q, ok := c.store.(Quarantiner); ok {
 			if qerr := q.Quarantine(ctx, t.Receipt, err); qerr != nil {
