@@ -3,6 +3,8 @@ package virtual
 import (
 	"errors"
 	"reflect"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,4 +102,25 @@ func FuzzDecodeEnvelopeFastMatchesSlow(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		compareDecoders(t, raw)
 	})
+}
+
+// Delivery tags are version 4 UUIDs in their usual text form, as Kombu's
+// uuid() makes them, and do not repeat.
+func TestDeliveryTagsAreUUID4(t *testing.T) {
+	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	seen := map[string]bool{}
+	for range 10000 {
+		tag := NewDeliveryTag()
+		if !re.MatchString(tag) {
+			t.Fatalf("tag %q is not a version 4 UUID", tag)
+		}
+		if seen[tag] {
+			t.Fatalf("tag %q made twice", tag)
+		}
+		seen[tag] = true
+	}
+	env := string(appendEnvelopeTailNewTag([]byte(`{"properties": {"delivery_tag": "`)))
+	if tag := strings.TrimSuffix(strings.TrimPrefix(env, `{"properties": {"delivery_tag": "`), `"}}`); !re.MatchString(tag) {
+		t.Errorf("envelope tail %q has no version 4 UUID", env)
+	}
 }
