@@ -266,6 +266,9 @@ func (g *group) takeNow(max int) []virtual.Taken {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var ts []virtual.Taken
+	if n := min(max, len(g.again)+len(g.buf)); n > 0 {
+		ts = make([]virtual.Taken, 0, n) // one allocation for a batch, not one per doubling
+	}
 	for len(ts) < max && len(g.again) > 0 {
 		a := g.again[0]
 		g.again = g.again[1:]
@@ -275,10 +278,12 @@ func (g *group) takeNow(max int) []virtual.Taken {
 	if n <= 0 {
 		return ts
 	}
-	for _, r := range g.buf[:n] {
+	rcs := make([]receipt, n) // the batch's receipts in one allocation
+	for i, r := range g.buf[:n] {
 		pt := g.parts[r.Partition]
 		pt.t.handOut(r.Offset)
-		ts = append(ts, virtual.Taken{Envelope: r.Value, Receipt: &receipt{g: g, rec: r, epoch: pt.epoch},
+		rcs[i] = receipt{g: g, rec: r, epoch: pt.epoch}
+		ts = append(ts, virtual.Taken{Envelope: r.Value, Receipt: &rcs[i],
 			Redelivered: inSpans(pt.marked, r.Offset)})
 	}
 	clear(g.buf[:n])

@@ -161,7 +161,22 @@ type ackMeta struct {
 }
 
 func parseAck(reply string) (ackMeta, bool) {
-	tok := strings.Split(reply, ".")
+	// Split into an array on the stack: this runs twice for every message
+	// taken.
+	var arr [16]string
+	tok := arr[:0]
+	for rest := reply; ; {
+		t, after, more := strings.Cut(rest, ".")
+		if len(tok) == len(arr) {
+			tok = strings.Split(reply, ".") // longer than any ack subject nats-server writes today
+			break
+		}
+		tok = append(tok, t)
+		if !more {
+			break
+		}
+		rest = after
+	}
 	switch {
 	case len(tok) == 9:
 	case len(tok) >= 11:

@@ -73,7 +73,8 @@ type store struct {
 type receipt struct {
 	msg         *nats.Msg // its Reply is the ack subject
 	queue       string
-	key         string // stream/sequence
+	stream      string // from the ack subject; "" when it did not parse
+	seq         uint64
 	env         []byte
 	redelivered bool
 }
@@ -419,7 +420,7 @@ func (s *store) TakeBatch(ctx context.Context, queue string, max int) ([]virtual
 		s.forget(queue)
 		return nil, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
 	}
-	var out []virtual.Taken
+	out := make([]virtual.Taken, 0, len(msgs))
 	for _, m := range msgs {
 		out = append(out, s.hold(queue, m))
 	}
@@ -432,16 +433,28 @@ func (s *store) TakeBatch(ctx context.Context, queue string, max int) ([]virtual
 	return nil, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
 }
 
+// key names the message by stream and sequence ("" when its ack subject
+// did not parse). Made only where needed (a requeue, a dead letter), not
+// for every message taken.
+func (r *receipt) key() string {
+	if r.stream == "" {
+		return ""
+	}
+	return r.stream + "/" + strconv.FormatUint(r.seq, 10)
+}
+
 func (s *store) hold(queue string, m *nats.Msg) virtual.Taken {
 	r := &receipt{msg: m, queue: queue, env: m.Data}
 	if md, ok := parseAck(m.Reply); ok {
-		r.key = md.stream + "/" + strconv.FormatUint(md.seq, 10)
+		r.stream, r.seq = md.stream, md.seq
 		r.redelivered = md.delivered > 1
 	}
 	s.mu.Lock()
-	if st, ok := s.unmarked[r.key]; ok && r.key != "" {
-		r.redelivered = st
-		delete(s.unmarked, r.key)
+	if len(s.unmarked) > 0 && r.stream != "" {
+		if st, ok := s.unmarked[r.key()]; ok {
+			r.redelivered = st
+			delete(s.unmarked, r.key())
+		}
 	}
 	s.held[r] = struct{}{}
 	s.mu.Unlock()
@@ -454,10 +467,13 @@ func (s *store) release(r *receipt) {
 	s.mu.Unlock()
 }
 
+// ackPayload is the ack's body, shared: Publish copies it out.
+var ackPayload = []byte("+ACK")
+
 func (s *store) Ack(_ context.Context, rc virtual.Receipt) error {
 	r := rc.(*receipt)
 	s.release(r)
-	if err := s.nc.Publish(r.msg.Reply, []byte("+ACK")); err != nil {
+	if err := s.nc.Publish(r.msg.Reply, ackPayload); err != nil {
 		return fmt.Errorf("ack a message of queue %q: %w", r.queue, err)
 	}
 	return nil
@@ -470,10 +486,10 @@ func (s *store) Restore(ctx context.Context, rc virtual.Receipt, envelope []byte
 	r := rc.(*receipt)
 	s.release(r)
 	delivered := !bytes.Equal(envelope, r.env)
-	if !delivered && r.key != "" {
+	if !delivered && r.stream != "" {
 		s.mu.Lock()
 		if len(s.unmarked) < 100_000 {
-			s.unmarked[r.key] = r.redelivered
+			s.unmarked[r.key()] = r.redelivered
 		}
 		s.mu.Unlock()
 	}
@@ -495,7 +511,7 @@ func (s *store) Restore(ctx context.Context, rc virtual.Receipt, envelope []byte
 // the reason in headers, then acks it away from its queue.
 func (s *store) Reject(ctx context.Context, rc virtual.Receipt, reason string) error {
 	r := rc.(*receipt)
-	if err := s.deadLetter(ctx, r.queue, r.key, r.env, reason); err != nil {
+	if err := s.deadLetter(ctx, r.queue, r.key(), r.env, reason); err != nil {
 		return err
 	}
 	return s.Ack(ctx, r)

@@ -2,12 +2,13 @@ package virtual
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	json "github.com/go-json-experiment/json/v1"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -94,6 +95,29 @@ func AppendEnvelopeHead(b []byte, p *transport.Publishing) ([]byte, error) {
 	return b, nil
 }
 
+// envelopeCap is about the length of p's finished envelope, so that its
+// buffer is allocated once: the fixed text, the body in base64, the
+// properties and headers with their names (escapes and other header types
+// may still make it grow).
+func envelopeCap(p *transport.Publishing) int {
+	n := 300 + base64.StdEncoding.EncodedLen(len(p.Body)) + len(p.ContentEncoding) + len(p.ContentType) +
+		len(p.Exchange) + len(p.RoutingKey)
+	for _, s := range [...]string{p.CorrelationID, p.ReplyTo, p.MessageID, p.Type, p.UserID, p.AppID} {
+		if s != "" {
+			n += len(s) + 20
+		}
+	}
+	for k, v := range p.Headers {
+		n += len(k) + 6
+		if s, ok := v.(string); ok {
+			n += len(s) + 2
+		} else {
+			n += 24
+		}
+	}
+	return n + n/8
+}
+
 // AppendEnvelopeTail finishes an envelope with its delivery tag (see
 // NewDeliveryTag).
 func AppendEnvelopeTail(b []byte, tag string) []byte {
@@ -120,10 +144,19 @@ func growBy(b []byte, n int) []byte {
 // NewDeliveryTag returns a random (version 4) UUID in its usual text form,
 // as Kombu's uuid() makes delivery tags.
 func NewDeliveryTag() string {
+	var s [36]byte
+	return string(appendNewDeliveryTag(s[:0]))
+}
+
+// appendNewDeliveryTag appends a new delivery tag (NewDeliveryTag) without
+// making a string of it first.
+func appendNewDeliveryTag(b []byte) []byte {
+	// A tag only has to be unique, as Kombu's uuid4() is: the runtime's
+	// generator (ChaCha8, seeded by the system per thread) gives the
+	// same 122 random bits without crypto/rand's system call per publish.
 	var u [16]byte
-	if _, err := rand.Read(u[:]); err != nil {
-		panic(err) // crypto/rand does not fail on supported platforms
-	}
+	binary.LittleEndian.PutUint64(u[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(u[8:], rand.Uint64())
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
 	var s [36]byte
@@ -136,7 +169,13 @@ func NewDeliveryTag() string {
 		s[j], s[j+1] = hexDigits[c>>4], hexDigits[c&0xF]
 		j += 2
 	}
-	return string(s[:])
+	return append(b, s[:]...)
+}
+
+// appendEnvelopeTailNewTag is AppendEnvelopeTail with a new delivery tag.
+func appendEnvelopeTailNewTag(b []byte) []byte {
+	b = appendNewDeliveryTag(b)
+	return append(b, `"}}`...)
 }
 
 // wireEnvelope is an envelope as decoded for delivery. Fields Python may
@@ -180,6 +219,16 @@ var ErrEnvelope = errors.New("message is not a Kombu envelope")
 // properties.delivery_info.redelivered, or a top-level "redelivered").
 // What is not an envelope fails with ErrEnvelope.
 func DecodeEnvelope(raw []byte) (*transport.Delivery, error) {
+	if d, ok := decodeEnvelopeFast(raw); ok {
+		return d, nil
+	}
+	return decodeEnvelopeSlow(raw)
+}
+
+// decodeEnvelopeSlow is DecodeEnvelope by reflection: the reference the
+// fast decoder (envfast.go) is checked against, and what decides every
+// envelope the fast one is not sure of.
+func decodeEnvelopeSlow(raw []byte) (*transport.Delivery, error) {
 	var w wireEnvelope
 	if err := json.Unmarshal(raw, &w); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrEnvelope, err)

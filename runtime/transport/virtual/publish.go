@@ -85,8 +85,8 @@ func (c *conn) publish(ctx context.Context, p *transport.Publishing, tables map[
 // that key messages by tag). It returns how many queues it reached. tables,
 // if not nil, keeps the exchange tables read, for a batch.
 func (c *conn) routeAndPut(ctx context.Context, p *transport.Publishing, tables map[string][]Binding) (int, error) {
-	// Room for the tail: a tag and the closing `"}}`.
-	head, err := AppendEnvelopeHead(make([]byte, 0, 320+len(p.Body)*4/3), p)
+	// Room for the tail too: a tag and the closing `"}}`.
+	head, err := AppendEnvelopeHead(make([]byte, 0, envelopeCap(p)), p)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", c.name, err)
 	}
@@ -96,7 +96,7 @@ func (c *conn) routeAndPut(ctx context.Context, p *transport.Publishing, tables 
 	}
 	if c.broadcaster != nil && len(queues) > 0 && p.Delay == 0 && p.Exchange != "" && c.exchanges.Type(p.Exchange) == transport.ExchangeFanout {
 		// One copy for all the bound queues, as Kombu's _put_fanout.
-		if err := c.broadcaster.PutFanout(ctx, p.Exchange, AppendEnvelopeTail(head, NewDeliveryTag())); err != nil {
+		if err := c.broadcaster.PutFanout(ctx, p.Exchange, appendEnvelopeTailNewTag(head)); err != nil {
 			return 0, c.wrap("publish to fanout exchange "+p.Exchange, err)
 		}
 		return len(queues), nil
@@ -107,7 +107,7 @@ func (c *conn) routeAndPut(ctx context.Context, p *transport.Publishing, tables 
 		if i < len(queues)-1 {
 			h = head[:len(head):len(head)] // each copy its own array
 		}
-		m := Message{Queue: q, Envelope: AppendEnvelopeTail(h, NewDeliveryTag()), Priority: priority}
+		m := Message{Queue: q, Envelope: appendEnvelopeTailNewTag(h), Priority: priority}
 		var err error
 		if p.Delay > 0 {
 			err = c.delayer.PutDelayed(ctx, m, p.Delay)

@@ -285,7 +285,13 @@ func AppendPyValue(b []byte, v any) ([]byte, error) {
 }
 
 func appendPyMap(b []byte, m map[string]any) ([]byte, error) {
-	keys := sortedKeys(m)
+	// Most header maps are small: sort their keys on the stack.
+	var small [8]string
+	keys := small[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
 	b = append(b, '{')
 	for i, k := range keys {
 		if i > 0 {

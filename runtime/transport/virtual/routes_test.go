@@ -39,3 +39,38 @@ func TestRoutes(t *testing.T) {
 		}
 	}
 }
+
+// A literal pattern is matched by comparing strings: the same answers as
+// its regexp, for the keys that differ from it in the places that matter.
+func TestLiteralPatternsMatchAsTheirRegexp(t *testing.T) {
+	keys := []string{"", "a", "a.b", "a.b-c", "under_score", "x.y.z", "A9", "a b", "é.x", "a*b"}
+	routing := []string{"", "\n", "a", "a\n", "a\n\n", "\na", "a.b", "a.b\n", "axb", "a.b-c", "a.b-c\n", "under_score",
+		"x.y.z", "x.y.zz", "A9", "a9", "a b", "é.x", "a*b", "aab"}
+	literal := 0
+	for _, k := range keys {
+		p := KeyToPattern(k)
+		lit, isLit := literalPattern(p)
+		if !isLit {
+			continue
+		}
+		literal++
+		re, err := compilePyPattern(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &pyMatcher{lit: lit, isLit: true}
+		for _, rk := range routing {
+			if got, want := m.match(rk), re.MatchString(rk); got != want {
+				t.Errorf("pattern %q (literal %q), routing key %q: %t, regexp %t", p, lit, rk, got, want)
+			}
+		}
+	}
+	if literal < 5 {
+		t.Errorf("only %d of the keys' patterns were read as literals", literal)
+	}
+	for _, p := range []string{`^a.b$`, `^a\d$`, `^a\Z`, `^a\0$`, `a$`, `^a`, `^a\$`, `^.*?$`} {
+		if lit, ok := literalPattern(p); ok {
+			t.Errorf("literalPattern(%q) = %q: it is not a literal", p, lit)
+		}
+	}
+}

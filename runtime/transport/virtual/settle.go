@@ -39,8 +39,19 @@ func (c *conn) take(ctx context.Context, queue string) (*held, *transport.Delive
 // not a Kombu envelope is quarantined where the store can (h is nil then),
 // and otherwise delivered as UndecodableDelivery describes.
 func (c *conn) decodeTaken(ctx context.Context, queue string, t Taken) (*held, *transport.Delivery, error) {
-	h := &held{queue: queue, taken: t}
-	d, err := DecodeEnvelope(t.Envelope)
+	// One allocation for both: a consumer pays per message for each.
+	hd := &struct {
+		h held
+		d transport.Delivery
+	}{h: held{queue: queue, taken: t}}
+	h, d := &hd.h, &hd.d
+	var err error
+	if !decodeEnvelopeInto(t.Envelope, d) {
+		var slow *transport.Delivery
+		if slow, err = decodeEnvelopeSlow(t.Envelope); err == nil {
+			*d = *slow
+		}
+	}
 	if err != nil {
 		if q, ok := c.store.(Quarantiner); ok {
 			if qerr := q.Quarantine(ctx, t.Receipt, err); qerr != nil {
@@ -184,6 +195,18 @@ func (a *scope) Ack(tag uint64, multiple bool) error {
 			lo = i
 		}
 	}
+	if n-lo == 1 {
+		// One message, as most acks are: settled without the slices
+		// the general case makes.
+		h := a.held[lo]
+		a.tags = slices.Delete(a.tags, lo, n)
+		a.held = slices.Delete(a.held, lo, n)
+		a.c.settling.Add(1)
+		a.mu.Unlock()
+		defer a.c.settling.Done()
+		defer a.settled()
+		return a.c.ack(h)
+	}
 	done := slices.Clone(a.held[lo:n])
 	a.tags = slices.Delete(a.tags, lo, n)
 	a.held = slices.Delete(a.held, lo, n)
@@ -242,7 +265,10 @@ func (a *scope) reject(tag uint64, requeue bool, reason string) error {
 func (c *conn) ack(h *held) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	return c.wrap("ack a message of "+h.queue, c.store.Ack(ctx, h.taken.Receipt))
+	if err := c.store.Ack(ctx, h.taken.Receipt); err != nil {
+		return c.wrap("ack a message of "+h.queue, err) // the name joined only for an error: acks are per message
+	}
+	return nil
 }
 
 // drop settles a rejected message that goes to no dead-letter exchange:

@@ -110,24 +110,75 @@ func compilePyPattern(pattern string) (*regexp.Regexp, error) {
 // TopicExchange._compiled is.
 var (
 	patternsMu sync.RWMutex
-	patterns   = map[string]*regexp.Regexp{} // nil: does not compile
+	patterns   = map[string]*pyMatcher{} // nil: does not compile
 )
+
+// pyMatcher matches one stored pattern: by comparing strings where the
+// pattern is a literal key (KeyToPattern of a binding key without
+// wildcards, the most common binding: a regexp match costs a publish far
+// more), by its regexp otherwise.
+type pyMatcher struct {
+	re    *regexp.Regexp
+	lit   string
+	isLit bool
+}
+
+func (m *pyMatcher) match(routingKey string) bool {
+	if m.isLit {
+		// re.match(r"^lit$"): "$" matches before a final newline too.
+		return routingKey == m.lit ||
+			len(routingKey) == len(m.lit)+1 && routingKey[len(m.lit)] == '\n' && routingKey[:len(m.lit)] == m.lit
+	}
+	return m.re.MatchString(routingKey)
+}
+
+// literalPattern returns the text a pattern matches when it is "^", then
+// only ASCII letters, digits and backslash-escaped ASCII punctuation
+// (which both Python and RE2 read as the character itself), then "$".
+func literalPattern(pattern string) (string, bool) {
+	if len(pattern) < 2 || pattern[0] != '^' || pattern[len(pattern)-1] != '$' {
+		return "", false
+	}
+	mid := pattern[1 : len(pattern)-1]
+	b := make([]byte, 0, len(mid))
+	for i := 0; i < len(mid); i++ {
+		c := mid[i]
+		switch {
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9':
+			b = append(b, c)
+		case c == '\\' && i+1 < len(mid) && isASCIIPunct(mid[i+1]):
+			b = append(b, mid[i+1])
+			i++
+		default:
+			return "", false
+		}
+	}
+	return string(b), true
+}
+
+func isASCIIPunct(c byte) bool {
+	return c > ' ' && c < 0x7f && !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9')
+}
 
 // MatchPattern is re.match(pattern, routingKey) for the patterns Kombu
 // stores with topic bindings, compiled once and cached. A pattern Go's
 // regexp cannot read (see compilePyPattern) matches nothing.
 func MatchPattern(pattern, routingKey string) bool {
 	patternsMu.RLock()
-	re, ok := patterns[pattern]
+	m, ok := patterns[pattern]
 	patternsMu.RUnlock()
 	if !ok {
-		re, _ = compilePyPattern(pattern)
+		if lit, isLit := literalPattern(pattern); isLit {
+			m = &pyMatcher{lit: lit, isLit: true}
+		} else if re, err := compilePyPattern(pattern); err == nil {
+			m = &pyMatcher{re: re}
+		}
 		patternsMu.Lock()
 		if len(patterns) > 10000 {
 			clear(patterns)
 		}
-		patterns[pattern] = re
+		patterns[pattern] = m
 		patternsMu.Unlock()
 	}
-	return re != nil && re.MatchString(routingKey)
+	return m != nil && m.match(routingKey)
 }
