@@ -108,12 +108,25 @@ func (o *options) checkCluster(u *transport.URL, query url.Values) error {
 	if o.db != 0 {
 		return bad("a Redis Cluster has database 0 only, not %d", o.db)
 	}
-	switch m := query.Get("cluster_mode"); m {
-	case "", "kombu":
+	mode := query.Get("cluster_mode")
+	if mode == "" {
+		// A global_keyprefix with a hash tag asks for Kombu's layout in
+		// that tag's slot, as before the sharded mode existed.
+		mode = "sharded"
+		if hashTag(o.keyprefix) != "" {
+			mode = "kombu"
+		}
+	}
+	switch mode {
+	case "kombu":
 	case "sharded":
-		return bad("cluster_mode=sharded is not implemented; cluster_mode=kombu (the default) keeps every key in the slot of global_keyprefix's hash tag")
+		if strings.ContainsAny(o.keyprefix, "{}") {
+			return bad("global_keyprefix=%q holds a brace: in cluster_mode=sharded each queue's name is its keys' hash tag, and a brace in the prefix would take its place", o.keyprefix)
+		}
+		o.sharded = true
+		return nil
 	default:
-		return bad("cluster_mode=%q: want kombu", m)
+		return bad("cluster_mode=%q: want sharded or kombu", mode)
 	}
 	if !query.Has("global_keyprefix") {
 		o.keyprefix = defaultClusterPrefix

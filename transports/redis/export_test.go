@@ -64,6 +64,7 @@ type ParsedOptions struct {
 	Cluster    []string
 	User, Pass string
 	Prefix     string
+	Sharded    bool
 }
 
 // ParseOptionsForTest parses a URL as Open does, without connecting.
@@ -72,7 +73,7 @@ func ParseOptionsForTest(u *transport.URL) (ParsedOptions, error) {
 	if err != nil {
 		return ParsedOptions{}, err
 	}
-	return ParsedOptions{Cluster: o.cluster, User: o.user, Pass: o.pass, Prefix: o.keyprefix}, nil
+	return ParsedOptions{Cluster: o.cluster, User: o.user, Pass: o.pass, Prefix: o.keyprefix, Sharded: o.sharded}, nil
 }
 
 // WakeActive reports whether c's wake hub has client tracking on.

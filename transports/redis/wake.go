@@ -159,6 +159,15 @@ func (h *wakeHub) close() {
 
 func (h *wakeHub) run() {
 	defer close(h.done)
+	if h.c.ks.sharded {
+		// Tracking announces the writes made on the node it is enabled
+		// on, and a sharded cluster's queues are on every master: not
+		// done yet (one tracking pair per master would be), so consumers
+		// poll (fallbackPollInterval, or polling_interval), and routes
+		// are read on every publish (publish.go).
+		<-h.stop
+		return
+	}
 	o := h.c.opts
 	var dialer func(context.Context, string, string) (net.Conn, error)
 	if cc, ok := h.c.rdb.(*goredis.ClusterClient); ok {
