@@ -24,10 +24,21 @@ import (
 // that, and what the cluster client costs against one master. A second
 // row spreads the publishes over 8 connections with a hash tag each (8
 // applications, in effect), which the cluster places on different masters.
+//
+// The sharded rows (cluster_mode=sharded, the default for redis+cluster://)
+// publish through one connection to shardedQueues queues in turn (the
+// default exchange, routing key = queue): each queue is in the slot of its
+// own name, so the queues, and the writes, spread over the masters.
 
 var clusterSizes = []int{1, 3, 6}
 
-const spreadTags = 8
+const (
+	spreadTags    = 8
+	shardedQueues = 16
+)
+
+// shardedQueue names the sharded rows' queues.
+func shardedQueue(i int) string { return fmt.Sprintf("kombu-go-bench.shard.%d", i) }
 
 // startCluster runs scripts/redis-cluster.sh up for masters masters with
 // no replicas and returns its URL and the command that stops it.
@@ -63,8 +74,9 @@ func startCluster(masters, port int) (url string, stop func() error, err error) 
 }
 
 func benchRedisCluster(ctx context.Context, tab *table) error {
-	var sides, spread []side
+	var sides, spread, sharded []side
 	var conns []*sdk
+	var shardedConns []*kombu.Connection
 	var stops []func() error
 	defer func() {
 		for _, s := range conns {
@@ -106,12 +118,32 @@ func benchRedisCluster(ctx context.Context, tab *table) error {
 		spread = append(spread, side{sdkDefaults, label + ", 8 tags", concurrently(func() error {
 			return tagged[next.Add(1)%spreadTags].producer.PlaceOrder(ctx, order)
 		})})
+		// Sharded: one connection, the queues spread over the masters.
+		sh, err := dialSDK(ctx, sdkDefaults, base+"?cluster_mode=sharded")
+		if err != nil {
+			return err
+		}
+		conns = append(conns, sh)
+		shConn := sh.conn
+		var nextQ atomic.Uint64
+		sharded = append(sharded, side{sdkDefaults, label + ", sharded", concurrently(func() error {
+			q := shardedQueue(int(nextQ.Add(1) % shardedQueues))
+			return sh.producer.PlaceOrder(ctx, order, kombu.WithExchange(kombu.Exchange{}), kombu.WithRoutingKey(q))
+		})})
+		shardedConns = append(shardedConns, shConn)
 	}
 	purge := func() error {
 		var errs []error
 		for _, s := range conns {
 			if err := s.purge(ctx); err != nil && !errors.Is(err, kombu.ErrNotFound) {
 				errs = append(errs, err)
+			}
+		}
+		for _, c := range shardedConns {
+			for i := range shardedQueues {
+				if _, err := (kombu.Queue{Name: shardedQueue(i)}).Purge(ctx, c); err != nil && !errors.Is(err, kombu.ErrNotFound) {
+					errs = append(errs, err)
+				}
 			}
 		}
 		return errors.Join(errs...)
@@ -124,9 +156,17 @@ func benchRedisCluster(ctx context.Context, tab *table) error {
 	if err != nil {
 		return err
 	}
-	return tab.add(workload{
+	err = tab.add(workload{
 		name:  fmt.Sprintf("publish, %d goroutines over %d connections with a hash tag each", poolGoroutines, spreadTags),
 		chunk: redisChunk, setup: only(purge), sides: spread, vsFirst: true,
 		note: "what spreading applications over tags (one connection each) gives on more masters; on a 2-core machine the client's CPU, not Redis, bounds it",
+	})
+	if err != nil {
+		return err
+	}
+	return tab.add(workload{
+		name:  fmt.Sprintf("publish, %d goroutines over %d queues, cluster_mode=sharded", poolGoroutines, shardedQueues),
+		chunk: redisChunk, setup: only(purge), sides: sharded, vsFirst: true,
+		note: "each queue in the slot of its name: the queues, and the writes, spread over the masters; on a 2-core machine the client's CPU and the masters share the cores",
 	})
 }

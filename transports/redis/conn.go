@@ -265,6 +265,9 @@ func (c *conn) DeclareQueue(ctx context.Context, q transport.Queue) (transport.Q
 	if q.Name == "" {
 		q.Name = "amq.gen-" + virtual.NewDeliveryTag()
 	}
+	if err := c.ks.checkQueue(q.Name); err != nil {
+		return transport.QueueInfo{}, err
+	}
 	n, _, err := c.size(ctx, q.Name)
 	if err != nil {
 		return transport.QueueInfo{}, c.wrap("declare queue "+q.Name, err)
@@ -517,6 +520,9 @@ func (c *conn) Unbind(ctx context.Context, b transport.Binding) error {
 // buckets), recording it as unacked in the same step unless autoAck.
 func (c *conn) Get(ctx context.Context, queue string, autoAck bool) (*transport.Delivery, error) {
 	if err := c.check(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.ks.checkQueue(queue); err != nil {
 		return nil, err
 	}
 	c.startDelayMover() // delay.go: due messages reach the queue

@@ -65,6 +65,11 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 	if err := virtual.CheckConsumeSpec(spec); err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
+	for _, q := range spec.Queues {
+		if err := c.ks.checkQueue(q); err != nil {
+			return nil, err
+		}
+	}
 	if err := c.check(ctx); err != nil {
 		return nil, err
 	}

@@ -1,9 +1,11 @@
 package redis
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
 
@@ -77,6 +79,16 @@ func (k *keyspace) unackedMutexOf(queue string) string {
 		return k.queueKey(queue) + ":unacked_mutex"
 	}
 	return k.unackedMutex
+}
+
+// checkQueue refuses, in the sharded mode, a queue name that cannot be
+// its keys' hash tag: one starting with "}" makes the tag empty, and Redis
+// then hashes each key whole, scattering the queue's keys over slots.
+func (k *keyspace) checkQueue(queue string) error {
+	if k.sharded && strings.HasPrefix(queue, "}") {
+		return fmt.Errorf("redis: queue %q: in cluster_mode=sharded a queue name cannot start with '}' (its keys' hash tag would be empty): %w", queue, transport.ErrNotSupported)
+	}
+	return nil
 }
 
 // shardedIndexSuffix ends the name of a queue's unacked_index in the
