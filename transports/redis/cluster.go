@@ -24,26 +24,73 @@ import (
 // to different slots (CROSSSLOT). Kombu's layout has several: BRPOP over a
 // queue's priority lists, the take script (lists, unacked, unacked_index,
 // the receipt), the routing publish script (binding set and queues), the
-// restore's transaction. The one mode implemented, "kombu", puts every key
-// in one slot by requiring a hash tag in global_keyprefix ("{kombu}:" when
-// none is given): Redis hashes only the text between the first "{" and the
-// next "}", so "{kombu}:orders" and "{kombu}:unacked" share a slot. Every
-// script and transaction of the single-node transport then runs unchanged,
-// and Python Kombu configured with the same global_keyprefix reads and
-// writes the same keys. The cost is no sharding: the whole keyspace lives
-// on the master that owns that slot (its replicas follow it), so a cluster
-// brings failover, not throughput. Kombu 5.2's redis transport has no
-// cluster client: a plain redis.Redis pointed at the master owning the tag's
-// slot works, since every key it touches is in that slot (any other node
-// answers MOVED).
+// restore's transaction. Two modes avoid them, chosen by cluster_mode:
 //
-// What differs from a single node, besides the URL:
+// cluster_mode=sharded (the default) gives each queue its own hash tag,
+// its name, so each queue lives on one master and queues spread over the
+// cluster (global_keyprefix, if any, must hold no brace):
+//
+//	<prefix>{<queue>}                    LIST, priority step 0
+//	<prefix>{<queue>}\x06\x16<step>       LIST, priority steps 3, 6 and 9
+//	<prefix>{<queue>}:unacked            HASH, the queue's unacked records (Kombu's form)
+//	<prefix>{<queue>}:unacked_index      ZSET, their scores
+//	<prefix>{<queue>}:unacked_mutex      STRING, the queue's restore lock
+//	<prefix>{<queue>}:<receipt key>      STRING, a take's receipt (receipt.go)
+//	<prefix>_kombu.binding.<exchange>    SET, as Kombu's, in a slot of its own
+//
+// Every script and transaction then touches one queue's keys, in one slot:
+// the take script runs once per queue of a subscription, in the order of
+// the rotation, until the prefetch is taken (so priorities order messages
+// within a queue, not across the queues of one subscription); acks, lease
+// renewals, requeues, returns and receipts address the queue's own unacked
+// keys (a connection records each unsettled message with its queue); the
+// restorer finds the queues' unacked_index keys by SCAN on every master and
+// restores each queue under its own lock. A publish through an exchange
+// reads the binding set (one SMEMBERS per exchange per pipeline, every
+// time: nothing announces changes here, see below) and then LPUSHes to each
+// queue routed to, pipelined, which the cluster client sends to each
+// master at once.
+//
+// What the sharded mode gives up, against one node or the kombu mode:
+//   - a publish routed to several queues is several writes, not one
+//     script: if one fails, the publish fails (nothing confirmed is lost)
+//     but the queues written before it have the message, and a publish
+//     made again duplicates it there; a binding changed between the read
+//     of the set and the pushes is used by the next publish;
+//   - dead-lettering and delayed messages, which move a message between a
+//     queue's unacked keys and other queues' (or a delay index) in one
+//     step: the features are not offered (transport.ErrNotSupported);
+//   - wake-ups: client tracking announces the writes made on the node it
+//     is enabled on, and the queues are on every master; tracking one
+//     connection pair per master is not done yet, so consumers poll every
+//     100 ms (polling_interval sets it) when their queues are empty;
+//   - a queue name starting with "}" (its hash tag would be empty) is
+//     refused;
+//   - Python Kombu cannot read the layout (Kombu has no cluster support,
+//     and its keys have no braces): use the kombu mode to share queues
+//     with Python.
+//
+// cluster_mode=kombu puts every key in one slot by requiring a hash tag in
+// global_keyprefix ("{kombu}:" when none is given; a global_keyprefix that
+// holds a hash tag also selects this mode when cluster_mode is not given,
+// as it did before the sharded mode existed). Redis hashes only the text
+// between the first "{" and the next "}", so "{kombu}:orders" and
+// "{kombu}:unacked" share a slot. Every script and transaction of the
+// single-node transport then runs unchanged, and Python Kombu configured
+// with the same global_keyprefix reads and writes the same keys. The cost
+// is no sharding: the whole keyspace lives on the master that owns that
+// slot (its replicas follow it), so a cluster brings failover, not
+// throughput. Kombu 5.2's redis transport has no cluster client: a plain
+// redis.Redis pointed at the master owning the tag's slot works, since
+// every key it touches is in that slot (any other node answers MOVED).
+//
+// What differs from a single node in both modes, besides the URL:
 //   - the database is always 0 (a cluster has no others);
-//   - consumers' wake-ups (client tracking, wake.go) are set up on the
-//     master owning the tag's slot, found again after each reconnect, so a
-//     failover or a reshard of that slot moves them with it;
-//   - a SCAN (deleting a queue removes it from every binding set) runs on
-//     every master;
+//   - in the kombu mode, consumers' wake-ups (client tracking, wake.go) are
+//     set up on the master owning the tag's slot, found again after each
+//     reconnect, so a failover or a reshard of that slot moves them with it;
+//   - a SCAN (deleting a queue removes it from every binding set; the
+//     sharded restorer) runs on every master;
 //   - fanout uses plain PUB/SUB, which a cluster broadcasts to every node.
 
 // defaultClusterPrefix is global_keyprefix on a cluster URL that sets none.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,6 +151,28 @@ func TestClusterMasterKilledReplicaPromoted(t *testing.T) {
 	})
 }
 
+// The same in cluster_mode=sharded: the master holding the queue's slot
+// (the queue's own hash tag) is killed under traffic.
+func TestClusterShardedMasterKilledReplicaPromoted(t *testing.T) {
+	cl := brokertest.StartRedisCluster(t, 3, 1)
+	const key = "{work}" // the queue's list
+	clusterTraffic(t, cl, "", cl.URL("cluster_mode=sharded&visibility_timeout=3600"), func() {
+		owner := cl.MasterOf(key)
+		cl.Kill(owner)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if p, ok := cl.LiveMasterOf(key); ok && p != owner {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no replica was promoted within 30 s (master :%d killed)", owner)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("master :%d (the queue's) killed, :%d promoted", owner, cl.MasterOf(key))
+	})
+}
+
 // The hash tag's slot resharded to another master (redis-cli --cluster
 // reshard, MIGRATE key by key) while publishing and consuming: ASK during
 // the migration, MOVED after it, followed; nothing confirmed is lost.
@@ -261,7 +284,11 @@ func whereabouts(cl *brokertest.RedisCluster, prefix string) string {
 	defer cancel()
 	raw := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs()})
 	defer raw.Close()
-	q, qerr := raw.LLen(ctx, prefix+"work").Result()
-	u, uerr := raw.HLen(ctx, prefix+"unacked").Result()
+	queue, unacked := prefix+"work", prefix+"unacked"
+	if !strings.Contains(prefix, "{") { // cluster_mode=sharded
+		queue, unacked = prefix+"{work}", prefix+"{work}:unacked"
+	}
+	q, qerr := raw.LLen(ctx, queue).Result()
+	u, uerr := raw.HLen(ctx, unacked).Result()
 	return fmt.Sprintf("queue %d (%v), unacked %d (%v)", q, qerr, u, uerr)
 }
