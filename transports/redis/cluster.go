@@ -66,6 +66,8 @@ import (
 //     100 ms (polling_interval sets it) when their queues are empty;
 //   - a queue name starting with "}" (its hash tag would be empty) is
 //     refused;
+//   - the names of the unacked keys are fixed (unacked_key,
+//     unacked_index_key and unacked_mutex_key apply to the kombu mode);
 //   - Python Kombu cannot read the layout (Kombu has no cluster support,
 //     and its keys have no braces): use the kombu mode to share queues
 //     with Python.
