@@ -49,7 +49,12 @@ import (
 // reads the binding set (one SMEMBERS per exchange per pipeline, every
 // time: nothing announces changes here, see below) and then LPUSHes to each
 // queue routed to, pipelined, which the cluster client sends to each
-// master at once.
+// master at once. Consumers of empty queues are woken as on one node, by
+// client tracking, but on every master: client tracking announces only the
+// writes made on its own node, so the wake hub keeps a subscriber and a
+// tracking connection on each master (wake.go, runSharded), following
+// failovers as the master list changes. There is no blocking take: a take
+// is a script, and scripts cannot block; the wake-ups stand in for it.
 //
 // What the sharded mode gives up, against one node or the kombu mode:
 //   - a publish routed to several queues is several writes, not one
@@ -60,10 +65,6 @@ import (
 //   - dead-lettering and delayed messages, which move a message between a
 //     queue's unacked keys and other queues' (or a delay index) in one
 //     step: the features are not offered (transport.ErrNotSupported);
-//   - wake-ups: client tracking announces the writes made on the node it
-//     is enabled on, and the queues are on every master; tracking one
-//     connection pair per master is not done yet, so consumers poll every
-//     100 ms (polling_interval sets it) when their queues are empty;
 //   - a queue name starting with "}" (its hash tag would be empty) is
 //     refused;
 //   - the names of the unacked keys are fixed (unacked_key,
@@ -88,9 +89,10 @@ import (
 //
 // What differs from a single node in both modes, besides the URL:
 //   - the database is always 0 (a cluster has no others);
-//   - in the kombu mode, consumers' wake-ups (client tracking, wake.go) are
-//     set up on the master owning the tag's slot, found again after each
-//     reconnect, so a failover or a reshard of that slot moves them with it;
+//   - consumers' wake-ups (client tracking, wake.go) are set up, in the
+//     kombu mode, on the master owning the tag's slot, found again after
+//     each reconnect, so a failover or a reshard of that slot moves them
+//     with it; in the sharded mode on every master;
 //   - a SCAN (deleting a queue removes it from every binding set; the
 //     sharded restorer) runs on every master;
 //   - fanout uses plain PUB/SUB, which a cluster broadcasts to every node.
@@ -234,27 +236,43 @@ func ownerDialer(cc *goredis.ClusterClient, key string, o *options, hint *atomic
 			}
 			addr = node.Options().Addr
 		}
-		d := net.Dialer{Timeout: o.dialTimeout}
-		nc, err := d.DialContext(ctx, "tcp", addr)
+		nc, err := dialNode(ctx, addr, o, dialed)
 		if err != nil {
 			hint.Store(nil)
-			return nil, err
 		}
-		nc = dialed(nc)
-		if o.tls == nil {
-			return nc, nil
-		}
-		conf := o.tls.Clone()
-		if conf.ServerName == "" {
-			conf.ServerName, _, _ = net.SplitHostPort(addr)
-		}
-		tc := tls.Client(nc, conf)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			nc.Close()
-			return nil, err
-		}
-		return tc, nil
+		return nc, err
 	}
+}
+
+// nodeDialer dials the node at addr, always: the sharded mode's wake-up
+// connections, one pair per master (wake.go).
+func nodeDialer(addr string, o *options) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return dialNode(ctx, addr, o, func(nc net.Conn) net.Conn { return nc })
+	}
+}
+
+// dialNode connects to addr, with TLS if the options say so.
+func dialNode(ctx context.Context, addr string, o *options, dialed func(net.Conn) net.Conn) (net.Conn, error) {
+	d := net.Dialer{Timeout: o.dialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	nc = dialed(nc)
+	if o.tls == nil {
+		return nc, nil
+	}
+	conf := o.tls.Clone()
+	if conf.ServerName == "" {
+		conf.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	tc := tls.Client(nc, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // scanKeys calls fn with the keys matching the glob: batch by batch on a

@@ -230,3 +230,50 @@ func TestClusterShardedRestore(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Consumers of empty queues on every master are woken by a write to any
+// of them, not by polling: the hub tracks keys on each master (a write is
+// announced only by the node it is made on). polling_interval=30 leaves
+// polling no chance within the test's limits.
+func TestClusterShardedWakeUps(t *testing.T) {
+	cl := brokertest.StartRedisCluster(t, 3, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	raw := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs()})
+	defer raw.Close()
+	queues, owners := shardedQueues(ctx, t, raw, "", 6)
+	c := openURL(t, cl.URL("polling_interval=30"))
+	s := consume(t, c, transport.ConsumeSpec{Queues: queues, Prefetch: 10})
+	for !kredis.WakeActive(c) {
+		if ctx.Err() != nil {
+			t.Fatal("client tracking never came on on every master: consumers would poll")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, addr := range owners {
+		if !trackingOn(ctx, t, addr) {
+			t.Fatalf("no tracking client on master %s", addr)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the consumer is waiting, its queues empty
+	pub := openURL(t, cl.URL(""))
+	for _, q := range queues {
+		start := time.Now()
+		send(t, pub, q, "wake "+q)
+		wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+		select {
+		case d, ok := <-s.Deliveries():
+			if !ok {
+				t.Fatalf("subscription ended: %v", s.Err())
+			}
+			if string(d.Body) != "wake "+q {
+				t.Fatalf("got %q, want %q", d.Body, "wake "+q)
+			}
+			ack(t, d)
+		case <-wctx.Done():
+			t.Fatalf("a message to %s (on master %s) was not delivered within 3 s: no wake-up", q, owners[q])
+		}
+		wcancel()
+		t.Logf("%s on %s: delivered after %v", q, owners[q], time.Since(start).Round(time.Millisecond))
+	}
+}

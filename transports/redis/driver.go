@@ -67,8 +67,9 @@
 // the queue's name as hash tag ("{orders}", "{orders}:unacked", ...), so
 // each queue lives on one master and queues spread over the cluster; each
 // script touches one queue's slot, a publish to several queues is several
-// pipelined writes, there is no dead-lettering or delay, consumers of empty
-// queues poll, and Python Kombu cannot read the layout. cluster_mode=kombu
+// pipelined writes, there is no dead-lettering or delay, consumers are
+// woken by client tracking on every master, and Python Kombu cannot read
+// the layout. cluster_mode=kombu
 // requires a hash tag in global_keyprefix ("{kombu}:" by default; a prefix
 // with a tag selects this mode), which puts the whole layout in one slot on
 // one master: Kombu compatible (Python Kombu with the same prefix, pointed
