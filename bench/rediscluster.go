@@ -77,6 +77,9 @@ func benchRedisCluster(ctx context.Context, tab *table) error {
 	var sides, spread, sharded []side
 	var conns []*sdk
 	var shardedConns []*kombu.Connection
+	var shardedFills []run
+	var shardedConsumers []*held
+	var shardedLabels []string
 	var stops []func() error
 	defer func() {
 		for _, s := range conns {
@@ -131,6 +134,12 @@ func benchRedisCluster(ctx context.Context, tab *table) error {
 			return sh.producer.PlaceOrder(ctx, order, kombu.WithExchange(kombu.Exchange{}), kombu.WithRoutingKey(q))
 		})})
 		shardedConns = append(shardedConns, shConn)
+		shardedFills = append(shardedFills, concurrently(func() error {
+			q := shardedQueue(int(nextQ.Add(1) % shardedQueues))
+			return sh.producer.PlaceOrder(ctx, order, kombu.WithExchange(kombu.Exchange{}), kombu.WithRoutingKey(q))
+		}))
+		shardedConsumers = append(shardedConsumers, shardedConsumer(ctx, shConn))
+		shardedLabels = append(shardedLabels, label+", sharded")
 	}
 	purge := func() error {
 		var errs []error
@@ -164,9 +173,63 @@ func benchRedisCluster(ctx context.Context, tab *table) error {
 	if err != nil {
 		return err
 	}
-	return tab.add(workload{
+	err = tab.add(workload{
 		name:  fmt.Sprintf("publish, %d goroutines over %d queues, cluster_mode=sharded", poolGoroutines, shardedQueues),
 		chunk: redisChunk, setup: only(purge), sides: sharded, vsFirst: true,
 		note: "each queue in the slot of its name: the queues, and the writes, spread over the masters; on a 2-core machine the client's CPU and the masters share the cores",
 	})
+	if err != nil {
+		return err
+	}
+	// Consume: each round fills the 16 queues of each cluster (not timed),
+	// then one consumer per cluster, subscribed to all 16 (prefetch 100),
+	// takes and acks, turn about.
+	var consumeSides []side
+	for i, h := range shardedConsumers {
+		consumeSides = append(consumeSides, side{sdkTuned, shardedLabels[i] + ", prefetch 100", h.take})
+	}
+	return tab.add(workload{
+		name:  fmt.Sprintf("consume over %d queues, ack each, cluster_mode=sharded", shardedQueues),
+		chunk: consumeChunk,
+		setup: func() (func() error, error) {
+			if err := purge(); err != nil {
+				return nil, err
+			}
+			for _, fill := range shardedFills {
+				if err := fill(tab.cfg.n + consumeChunk + tunedPrefetch + shardedQueues); err != nil {
+					return nil, err
+				}
+			}
+			return beginAll(shardedConsumers...)
+		},
+		sides: consumeSides, vsFirst: true,
+		note: "one subscription over queues spread over the masters: a take per queue, wake-ups from every master",
+	})
+}
+
+// shardedConsumer is a held consumer of the sharded rows' queues on conn.
+func shardedConsumer(ctx context.Context, conn *kombu.Connection) *held {
+	return &held{name: sdkTuned.String(), start: func(t *turn) (func() error, error) {
+		h := heldHandler{t: t}
+		subs := make([]kombu.Subscription, shardedQueues)
+		for i := range subs {
+			subs[i] = kombu.Subscription{Queue: kombu.Queue{Name: shardedQueue(i)}, Handler: kombu.Typed(h.PlaceOrder)}
+		}
+		consumer, err := kombu.NewConsumer(conn, subs, kombu.WithAccept("protobuf"), kombu.WithPrefetch(tunedPrefetch))
+		if err != nil {
+			return nil, err
+		}
+		ended := make(chan error, 1)
+		go func() {
+			err := consumer.Run(ctx)
+			if err != nil {
+				t.fail(err)
+			}
+			ended <- err
+		}()
+		return func() error {
+			t.stop()
+			return errors.Join(consumer.Close(), <-ended)
+		}, nil
+	}}
 }

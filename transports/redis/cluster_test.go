@@ -21,7 +21,7 @@ import (
 // Kombu-compatible mode: every key under one hash tag.
 func TestClusterConformance(t *testing.T) {
 	cl := brokertest.StartRedisCluster(t, 3, 0)
-	runConformance(t, cl.URL("global_keyprefix={kgt-conformance}:"))
+	runConformance(t, cl.URL("cluster_mode=kombu&global_keyprefix={kgt-conformance}:"))
 }
 
 // Cluster URLs: the nodes, the hash tag the layout needs, database 0.
