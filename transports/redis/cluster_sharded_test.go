@@ -149,7 +149,7 @@ func TestClusterShardedSpansMasters(t *testing.T) {
 	err = raw.ForEachMaster(ctx, func(ctx context.Context, n *goredis.Client) error {
 		ks, err := n.Keys(ctx, "*").Result()
 		for _, k := range ks {
-			if strings.HasPrefix(k, "_kombu.binding.") || strings.HasPrefix(k, "{sq.") {
+			if strings.HasPrefix(k, "_kombu.binding.") || strings.HasPrefix(k, "{sq.") || strings.HasPrefix(k, "{lq.") {
 				continue
 			}
 			return fmt.Errorf("key %q is neither a queue's nor a binding set", k)
@@ -158,6 +158,37 @@ func TestClusterShardedSpansMasters(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Listing queues finds bindings on every master: one exchange per
+	// queue, whose binding sets are spread over the masters.
+	setMasters := map[string]bool{}
+	for i := range 8 {
+		ex, q := "lx."+strconv.Itoa(i), "lq."+strconv.Itoa(i)
+		if err := c.Bind(ctx, transport.Binding{Destination: q, Source: ex, RoutingKey: "k"}); err != nil {
+			t.Fatal(err)
+		}
+		node, err := raw.MasterForKey(ctx, "_kombu.binding."+ex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		setMasters[node.Options().Addr] = true
+	}
+	if len(setMasters) < 2 {
+		t.Fatal("the binding sets are all on one master; the listing proves nothing")
+	}
+	other := openURL(t, cl.URL(""))
+	infos, err := other.(transport.QueueLister).ListQueues(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, qi := range infos {
+		listed[qi.Name] = true
+	}
+	for i := range 8 {
+		if q := "lq." + strconv.Itoa(i); !listed[q] {
+			t.Errorf("ListQueues misses %s (bound on another master): %v", q, infos)
+		}
 	}
 	// Acknowledged: the unacked hashes are empty (they were written).
 	for _, q := range queues {
