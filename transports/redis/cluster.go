@@ -39,9 +39,13 @@ import (
 //	<prefix>_kombu.binding.<exchange>    SET, as Kombu's, in a slot of its own
 //
 // Every script and transaction then touches one queue's keys, in one slot:
-// the take script runs once per queue of a subscription, in the order of
-// the rotation, until the prefetch is taken (so priorities order messages
-// within a queue, not across the queues of one subscription); acks, lease
+// a take from a subscription's queues runs the take script once per queue,
+// first each for an equal share of the free prefetch, pipelined (the
+// cluster client sends each master its queues' takes at once, so a look
+// at idle queues is one round trip), then one queue after another, in the
+// rotation's order, for the rest from the queues that gave their whole
+// share (so priorities order messages within a queue, not across the
+// queues of one subscription; see conn.take); acks, lease
 // renewals, requeues, returns and receipts address the queue's own unacked
 // keys (a connection records each unsettled message with its queue); the
 // restorer finds the queues' unacked_index keys by SCAN on every master and

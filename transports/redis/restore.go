@@ -31,9 +31,22 @@ func (c *conn) take(ctx context.Context, queues, quoted []string, n int, record 
 	// until n are taken. Priorities are therefore honoured within a queue,
 	// not across queues as Kombu's BRPOP over every queue's lists does.
 	var out []*entry
+	more := make([]bool, len(queues)) // the queue may hold more than it gave
+	for i := range more {
+		more[i] = true
+	}
+	if len(queues) > 1 {
+		var err error
+		if out, err = c.takeShares(ctx, queues, quoted, n, record, receipt, more); err != nil {
+			return nil, nil, err
+		}
+	}
 	for i, q := range queues {
 		if len(out) >= n {
 			break
+		}
+		if !more[i] {
+			continue
 		}
 		es, lost, err := c.takeSlot(ctx, queues[i:i+1], quoted[i:i+1], n-len(out), record, c.ks.receiptOf(receipt, q))
 		if err != nil {
@@ -52,9 +65,90 @@ func (c *conn) take(ctx context.Context, queues, quoted []string, n int, record 
 	return out, nil, nil
 }
 
+// takeShares is the sharded mode's first round of a take from several
+// queues: a take per queue, for an equal share of n (one each from the
+// first n queues when n is smaller than their number), pipelined, so that
+// the cluster client sends them to every master at once: a consumer woken
+// to look at its queues makes one round trip, not one per queue. It
+// clears more[i] for a queue that gave less than its share (it is empty).
+// A take whose reply did not come is recovered (receipt.go) now or once
+// Redis answers; if none answered, the error is returned.
+func (c *conn) takeShares(ctx context.Context, queues, quoted []string, n int, record bool, receipt string, more []bool) ([]*entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	share := max(n/len(queues), 1)
+	m := min(len(queues), n)
+	calls := make([]*scriptCall, m)
+	seqs := make([]uint64, m)
+	for i := range m {
+		keys, args, seq := c.takeCall(queues[i:i+1], quoted[i:i+1], share, record, c.ks.receiptOf(receipt, queues[i]))
+		calls[i], seqs[i] = &scriptCall{keys: keys, args: args}, seq
+	}
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	defer cancel()
+	perr := c.evalPipelined(tctx, takeScript, calls)
+	var out []*entry
+	answered := false
+	for i, call := range calls {
+		var res []any
+		err := perr
+		if call.cmd != nil {
+			res, err = call.cmd.Slice()
+		}
+		if err != nil {
+			if record {
+				c.recoverLater(lostTake{receipt: c.ks.receiptOf(receipt, queues[i]), seq: seqs[i], queues: queues[i : i+1]})
+			}
+			more[i] = false // not again in this take
+			continue
+		}
+		es, err := parseTake(res, queues[i:i+1])
+		if err != nil {
+			return nil, err
+		}
+		answered = true
+		if record {
+			c.lease(es)
+		}
+		out = append(out, es...)
+		more[i] = len(es) == share
+	}
+	if !answered && perr != nil {
+		return nil, perr
+	}
+	return out, nil
+}
+
 // takeSlot is take for queues whose keys share a slot: all of them in the
 // Kombu layout, one in the sharded mode.
 func (c *conn) takeSlot(ctx context.Context, queues, quoted []string, n int, record bool, receipt string) ([]*entry, *lostTake, error) {
+	keys, args, seq := c.takeCall(queues, quoted, n, record, receipt)
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	defer cancel()
+	res, err := takeScript.Run(tctx, c.rdb, keys, args...).Slice()
+	if err != nil {
+		if record {
+			return nil, &lostTake{receipt: receipt, seq: seq, queues: slices.Clone(queues)}, err
+		}
+		return nil, nil, err
+	}
+	out, err := parseTake(res, queues)
+	if err != nil {
+		return nil, nil, err
+	}
+	if record {
+		c.lease(out)
+	}
+	return out, nil, nil
+}
+
+// takeCall returns takeScript's keys and arguments for a take, and the
+// take's number.
+func (c *conn) takeCall(queues, quoted []string, n int, record bool, receipt string) ([]string, []any, uint64) {
 	keys := make([]string, 3, 3+numSteps*len(queues))
 	keys[0], keys[1], keys[2] = c.ks.unackedOf(queues[0]), c.ks.unackedIndexOf(queues[0]), receipt
 	for step := range numSteps {
@@ -73,20 +167,13 @@ func (c *conn) takeSlot(ctx context.Context, queues, quoted []string, n int, rec
 	for _, q := range quoted {
 		args = append(args, q)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, nil, err
-	}
-	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
-	defer cancel()
-	res, err := takeScript.Run(tctx, c.rdb, keys, args...).Slice()
-	if err != nil {
-		if record {
-			return nil, &lostTake{receipt: receipt, seq: seq, queues: slices.Clone(queues)}, err
-		}
-		return nil, nil, err
-	}
+	return keys, args, seq
+}
+
+// parseTake reads takeScript's reply.
+func parseTake(res []any, queues []string) ([]*entry, error) {
 	if len(res)%4 != 0 {
-		return nil, nil, fmt.Errorf("redis: take: malformed reply of %d values", len(res))
+		return nil, fmt.Errorf("redis: take: malformed reply of %d values", len(res))
 	}
 	out := make([]*entry, 0, len(res)/4)
 	for i := 0; i < len(res); i += 4 {
@@ -95,14 +182,11 @@ func (c *conn) takeSlot(ctx context.Context, queues, quoted []string, n int, rec
 		raw, _ := res[i+2].(string)
 		hkey, _ := res[i+3].(string)
 		if q < 1 || int(q) > len(queues) || step < 0 || step >= int64(numSteps) {
-			return nil, nil, fmt.Errorf("redis: take: malformed reply")
+			return nil, fmt.Errorf("redis: take: malformed reply")
 		}
 		out = append(out, &entry{hkey: hkey, raw: raw, queue: queues[q-1], step: int(step)})
 	}
-	if record {
-		c.lease(out)
-	}
-	return out, nil, nil
+	return out, nil
 }
 
 // scriptCall is one script invocation in a pipeline.
