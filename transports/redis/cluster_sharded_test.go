@@ -308,3 +308,31 @@ func TestClusterShardedWakeUps(t *testing.T) {
 		t.Logf("%s on %s: delivered after %v", q, owners[q], time.Since(start).Round(time.Millisecond))
 	}
 }
+
+// A pipelined take over several queues whose reply for one queue is lost:
+// what it took from that queue goes back at once, from the receipt in the
+// queue's slot, and is delivered (not after the visibility timeout, an
+// hour here).
+func TestClusterShardedLostPipelinedTake(t *testing.T) {
+	cl := brokertest.StartRedisCluster(t, 3, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	raw := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs()})
+	defer raw.Close()
+	queues, _ := shardedQueues(ctx, t, raw, "", 4)
+	c := openURL(t, cl.URL("polling_interval=0.05"))
+	send(t, c, queues[0], "lost reply")
+	fired := kredis.LoseNextPipelinedTakeReply(c)
+	s := consume(t, c, transport.ConsumeSpec{Queues: queues, Prefetch: 8})
+	d := recv(t, s)
+	if string(d.Body) != "lost reply" {
+		t.Fatalf("got %q", d.Body)
+	}
+	if !fired() {
+		t.Fatal("no pipelined take lost its reply: the test proves nothing")
+	}
+	ack(t, d)
+	if n, _ := raw.HLen(ctx, "{"+queues[0]+"}:unacked").Result(); n != 0 {
+		t.Fatalf("%d records left in the unacked hash", n)
+	}
+}
