@@ -71,6 +71,15 @@ import (
 //     step: the features are not offered (transport.ErrNotSupported);
 //   - a queue name starting with "}" (its hash tag would be empty) is
 //     refused;
+//   - the restorer finds the queues' unacked_index keys by SCAN of every
+//     master's keyspace, every restore interval (10 s by default), per
+//     connection that consumes: cheap for a broker's keyspace, not for a
+//     master shared with millions of application keys;
+//   - a take over several queues whose reply is lost for one queue while
+//     others answered returns what it took from that queue now, or once
+//     Redis answers; should a later take from that queue overwrite the
+//     receipt first, those messages wait for the visibility timeout (they
+//     are not lost);
 //   - the names of the unacked keys are fixed (unacked_key,
 //     unacked_index_key and unacked_mutex_key apply to the kombu mode);
 //   - Python Kombu cannot read the layout (Kombu has no cluster support,
