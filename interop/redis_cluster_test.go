@@ -43,9 +43,10 @@ func newRedisClusterEnv(t *testing.T) *redisEnv {
 	raw := goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", owner), Protocol: 2})
 	t.Cleanup(func() { raw.Close() })
 	return &redisEnv{
-		t:      t,
-		base:   fmt.Sprintf("redis://127.0.0.1:%d/0", owner),
-		goBase: "redis+cluster://" + strings.Join(addrs, ",") + "/",
+		t:    t,
+		base: fmt.Sprintf("redis://127.0.0.1:%d/0", owner),
+		// Python Kombu reads only the kombu mode's layout.
+		goBase: "redis+cluster://" + strings.Join(addrs, ",") + "/?cluster_mode=kombu",
 		prefix: prefix,
 		raw:    raw,
 	}

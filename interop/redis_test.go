@@ -89,7 +89,11 @@ func globEscape(s string) string {
 // goURL is the URL Go dials, with the test's prefix and more options.
 func (e *redisEnv) goURL(query ...string) string {
 	if e.goBase != "" {
-		return e.goBase + "?" + strings.Join(append([]string{"global_keyprefix=" + e.prefix}, query...), "&")
+		sepr := "?"
+		if strings.Contains(e.goBase, "?") {
+			sepr = "&"
+		}
+		return e.goBase + sepr + strings.Join(append([]string{"global_keyprefix=" + e.prefix}, query...), "&")
 	}
 	return e.base + "?" + strings.Join(append([]string{"global_keyprefix=" + e.prefix}, query...), "&")
 }

@@ -18,7 +18,7 @@ ports() { seq "$PORT" $((PORT + N - 1)); }
 url() {
 	local hosts
 	hosts=$(ports | sed 's/^/127.0.0.1:/' | paste -sd, -)
-	echo "redis+cluster://$hosts/?global_keyprefix={kombu}:"
+	echo "redis+cluster://$hosts/?cluster_mode=kombu&global_keyprefix={kombu}:"
 }
 case "${1:-}" in
 up)

@@ -208,7 +208,7 @@ func (c *conn) settle(es []*entry) {
 	keys := make([]string, 0, len(es))
 	for _, e := range es {
 		if e.hkey != "" {
-			keys = append(keys, e.hkey)
+			keys = append(keys, c.ks.ackKey(e))
 		}
 	}
 	if len(keys) == 0 {
@@ -223,7 +223,7 @@ func (c *conn) lease(es []*entry) {
 	defer c.leaseMu.Unlock()
 	for _, e := range es {
 		if e.hkey != "" {
-			c.leased[e.hkey] = struct{}{}
+			c.leased[c.ks.ackKey(e)] = struct{}{}
 		}
 	}
 }
@@ -394,14 +394,16 @@ func (f *ackFlusher) ack(keys []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for start := 0; start < len(keys); start += ackChunk {
-			chunk := keys[start:min(start+ackChunk, len(keys))]
-			members := make([]any, len(chunk))
-			for i, k := range chunk {
-				members[i] = k
+		for queue, hkeys := range c.byQueue(keys) {
+			for start := 0; start < len(hkeys); start += ackChunk {
+				chunk := hkeys[start:min(start+ackChunk, len(hkeys))]
+				members := make([]any, len(chunk))
+				for i, k := range chunk {
+					members[i] = k
+				}
+				p.ZRem(ctx, c.ks.unackedIndexOf(queue), members...)
+				p.HDel(ctx, c.ks.unackedOf(queue), chunk...)
 			}
-			p.ZRem(ctx, c.ks.unackedIndex, members...)
-			p.HDel(ctx, c.ks.unacked, chunk...)
 		}
 		return nil
 	})
@@ -446,15 +448,17 @@ func (c *conn) renewLeases() {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for start := 0; start < len(keys); start += ackChunk {
-			chunk := keys[start:min(start+ackChunk, len(keys))]
-			members := make([]goredis.Z, len(chunk))
-			for i, k := range chunk {
-				members[i] = goredis.Z{Score: score, Member: k}
+		for queue, hkeys := range c.byQueue(keys) {
+			for start := 0; start < len(hkeys); start += ackChunk {
+				chunk := hkeys[start:min(start+ackChunk, len(hkeys))]
+				members := make([]goredis.Z, len(chunk))
+				for i, k := range chunk {
+					members[i] = goredis.Z{Score: score, Member: k}
+				}
+				// XX: never re-add a record someone removed; GT: never move
+				// a score back.
+				p.ZAddArgs(ctx, c.ks.unackedIndexOf(queue), goredis.ZAddArgs{XX: true, GT: true, Members: members})
 			}
-			// XX: never re-add a record someone removed; GT: never move
-			// a score back.
-			p.ZAddArgs(ctx, c.ks.unackedIndex, goredis.ZAddArgs{XX: true, GT: true, Members: members})
 		}
 		return nil
 	})
@@ -466,3 +470,18 @@ func (c *conn) renewLeases() {
 // nowScore is the time as Kombu scores unacked_index entries: Unix seconds
 // as a float.
 func nowScore() float64 { return float64(time.Now().UnixMicro()) / 1e6 }
+
+// byQueue groups ack keys (keyspace.ackKey) by the queue whose unacked
+// keys hold them: one group, "", outside the sharded mode; one per queue,
+// each in its own slot, in it.
+func (c *conn) byQueue(keys []string) map[string][]string {
+	if !c.ks.sharded {
+		return map[string][]string{"": keys}
+	}
+	out := map[string][]string{}
+	for _, k := range keys {
+		q, hkey := c.ks.splitAckKey(k)
+		out[q] = append(out[q], hkey)
+	}
+	return out
+}

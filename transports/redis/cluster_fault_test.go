@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,12 @@ import (
 // again).
 func clusterTraffic(t *testing.T, cl *brokertest.RedisCluster, prefix, url string, fault func()) {
 	t.Helper()
+	clusterTrafficOn(t, cl, prefix, "work", url, fault)
+}
+
+// clusterTrafficOn is clusterTraffic through the queue named.
+func clusterTrafficOn(t *testing.T, cl *brokertest.RedisCluster, prefix, queue, url string, fault func()) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	conn, err := kombu.Dial(ctx, url,
@@ -33,7 +40,7 @@ func clusterTraffic(t *testing.T, cl *brokertest.RedisCluster, prefix, url strin
 	var mu sync.Mutex
 	seen := map[string]int{}
 	c, err := kombu.NewConsumer(conn, []kombu.Subscription{{
-		Queue: kombu.Queue{Name: "work"},
+		Queue: kombu.Queue{Name: queue},
 		Handler: kombu.HandlerFunc(func(_ context.Context, msg *kombu.Message) error {
 			mu.Lock()
 			seen[string(msg.Body)]++
@@ -47,7 +54,7 @@ func clusterTraffic(t *testing.T, cl *brokertest.RedisCluster, prefix, url strin
 	runErr := make(chan error, 1)
 	go func() { runErr <- c.Run(ctx) }()
 
-	p := kombu.NewProducer(conn, kombu.WithRoutingKey("work"))
+	p := kombu.NewProducer(conn, kombu.WithRoutingKey(queue))
 	stop := make(chan struct{})
 	var confirmed []string
 	failed := 0
@@ -97,7 +104,7 @@ func clusterTraffic(t *testing.T, cl *brokertest.RedisCluster, prefix, url strin
 			break
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("%d of %d confirmed messages never consumed (first %s); where they are: %s", missing, len(confirmed), first, whereabouts(cl, prefix))
+			t.Fatalf("%d of %d confirmed messages never consumed (first %s); where they are: %s", missing, len(confirmed), first, whereabouts(cl, prefix, queue))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -150,6 +157,28 @@ func TestClusterMasterKilledReplicaPromoted(t *testing.T) {
 	})
 }
 
+// The same in cluster_mode=sharded: the master holding the queue's slot
+// (the queue's own hash tag) is killed under traffic.
+func TestClusterShardedMasterKilledReplicaPromoted(t *testing.T) {
+	cl := brokertest.StartRedisCluster(t, 3, 1)
+	const key = "{work}" // the queue's list
+	clusterTraffic(t, cl, "", cl.URL("cluster_mode=sharded&visibility_timeout=3600"), func() {
+		owner := cl.MasterOf(key)
+		cl.Kill(owner)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if p, ok := cl.LiveMasterOf(key); ok && p != owner {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no replica was promoted within 30 s (master :%d killed)", owner)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("master :%d (the queue's) killed, :%d promoted", owner, cl.MasterOf(key))
+	})
+}
+
 // The hash tag's slot resharded to another master (redis-cli --cluster
 // reshard, MIGRATE key by key) while publishing and consuming: ASK during
 // the migration, MOVED after it, followed; nothing confirmed is lost.
@@ -162,6 +191,22 @@ func TestClusterReshard(t *testing.T) {
 			t.Fatalf("after resharding %d slots the tag's slot is on :%d, want :%d", count, got, to)
 		}
 		t.Logf("%d slots (the tag's included) moved from :%d to :%d", count, from, to)
+	})
+}
+
+// The same in cluster_mode=sharded: the slot of the queue's own hash tag
+// is resharded to another master under traffic.
+func TestClusterShardedReshard(t *testing.T) {
+	cl := brokertest.StartRedisCluster(t, 3, 0)
+	tag, from, to, count := reshardPlan(t, cl) // "{reshard-<n>}:"
+	queue := strings.TrimSuffix(strings.TrimPrefix(tag, "{"), "}:")
+	key := "{" + queue + "}" // the queue's list: the tag's slot
+	clusterTrafficOn(t, cl, "", queue, cl.URL("cluster_mode=sharded&visibility_timeout=3600"), func() {
+		cl.Reshard(from, to, count)
+		if got := cl.MasterOf(key); got != to {
+			t.Fatalf("after resharding %d slots the queue's slot is on :%d, want :%d", count, got, to)
+		}
+		t.Logf("%d slots (the queue's included) moved from :%d to :%d", count, from, to)
 	})
 }
 
@@ -256,12 +301,16 @@ func reshardPlan(t *testing.T, cl *brokertest.RedisCluster) (prefix string, from
 // whereabouts says how many messages the queue and the unacked hash hold,
 // for a failure's message: stuck in the queue, taken and not delivered,
 // or gone.
-func whereabouts(cl *brokertest.RedisCluster, prefix string) string {
+func whereabouts(cl *brokertest.RedisCluster, prefix, name string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	raw := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs()})
 	defer raw.Close()
-	q, qerr := raw.LLen(ctx, prefix+"work").Result()
-	u, uerr := raw.HLen(ctx, prefix+"unacked").Result()
+	queue, unacked := prefix+name, prefix+"unacked"
+	if !strings.Contains(prefix, "{") { // cluster_mode=sharded
+		queue, unacked = prefix+"{"+name+"}", prefix+"{"+name+"}:unacked"
+	}
+	q, qerr := raw.LLen(ctx, queue).Result()
+	u, uerr := raw.HLen(ctx, unacked).Result()
 	return fmt.Sprintf("queue %d (%v), unacked %d (%v)", q, qerr, u, uerr)
 }

@@ -21,7 +21,7 @@ import (
 // Kombu-compatible mode: every key under one hash tag.
 func TestClusterConformance(t *testing.T) {
 	cl := brokertest.StartRedisCluster(t, 3, 0)
-	runConformance(t, cl.URL("global_keyprefix={kgt-conformance}:"))
+	runConformance(t, cl.URL("cluster_mode=kombu&global_keyprefix={kgt-conformance}:"))
 }
 
 // Cluster URLs: the nodes, the hash tag the layout needs, database 0.
@@ -31,14 +31,17 @@ func TestClusterURLs(t *testing.T) {
 	}{
 		{"redis+cluster://h1:7000,h2:7001,h3", ""},
 		{"redis+cluster://u:p@h1:7000,h2:7001/0?global_keyprefix={app}:", ""},
-		{"redis+cluster://h1:7000?global_keyprefix=app:", "no hash tag"},
-		{"redis+cluster://h1:7000?global_keyprefix={}app", "no hash tag"},
+		{"redis+cluster://h1:7000?global_keyprefix=app:", ""}, // sharded
+		{"redis+cluster://h1:7000?cluster_mode=kombu&global_keyprefix=app:", "no hash tag"},
+		{"redis+cluster://h1:7000?global_keyprefix={}app", "holds a brace"},
+		{"redis+cluster://h1:7000?cluster_mode=sharded&global_keyprefix={app}:", "holds a brace"},
 		{"redis+cluster://h1:7000/2", "database 0 only"},
 		{"redis+cluster://u:secret@h1:7000,h2/2", "database 0 only"},
-		{"redis+cluster://u:secret@h1:7000,h2/?global_keyprefix=x", "no hash tag"},
+		{"redis+cluster://u:secret@h1:7000,h2/?cluster_mode=kombu&global_keyprefix=x", "no hash tag"},
 		{"redis+cluster:///", "at least one node"},
-		{"redis+cluster://h1:7000?cluster_mode=sharded", "not implemented"},
-		{"redis+cluster://h1:7000?cluster_mode=other", "want kombu"},
+		{"redis+cluster://h1:7000?cluster_mode=sharded", ""},
+		{"redis+cluster://h1:7000?cluster_mode=kombu", ""},
+		{"redis+cluster://h1:7000?cluster_mode=other", "want sharded or kombu"},
 		{"redis://h1?cluster_mode=kombu", "redis+cluster:// URLs"},
 		{"redis+cluster://h1:7000?master_name=m", "sentinel"},
 	} {
@@ -55,13 +58,24 @@ func TestClusterURLs(t *testing.T) {
 			t.Errorf("%s: the error shows the password: %v", tc.raw, err)
 		}
 	}
-	u, _ := transport.Parse("redis+cluster://u:secret@h1:7000,h2/?socket_timeout=2")
-	o, err := kredis.ParseOptionsForTest(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := fmt.Sprintf("%v %s %s %s", o.Cluster, o.User, o.Pass, o.Prefix); got != "[h1:7000 h2:6379] u secret {kombu}:" {
-		t.Fatalf("parsed %s", got)
+	// The mode: sharded by default, kombu when asked for or when
+	// global_keyprefix holds a hash tag (as before the sharded mode).
+	for raw, want := range map[string]string{
+		"redis+cluster://u:secret@h1:7000,h2/?socket_timeout=2":                    "[h1:7000 h2:6379] u secret  true",
+		"redis+cluster://h1:7000?cluster_mode=kombu":                               "[h1:7000]   {kombu}: false",
+		"redis+cluster://h1:7000?global_keyprefix={app}:":                          "[h1:7000]   {app}: false",
+		"redis+cluster://h1:7000?global_keyprefix=app:":                            "[h1:7000]   app: true",
+		"redis+cluster://h1:7000?cluster_mode=kombu&global_keyprefix={app}:":       "[h1:7000]   {app}: false",
+		"redis+cluster://h1:7000?cluster_mode=sharded&global_keyprefix=app.queue.": "[h1:7000]   app.queue. true",
+	} {
+		u, _ := transport.Parse(raw)
+		o, err := kredis.ParseOptionsForTest(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%v %s %s %s %v", o.Cluster, o.User, o.Pass, o.Prefix, o.Sharded); got != want {
+			t.Errorf("%s: parsed %q, want %q", raw, got, want)
+		}
 	}
 }
 

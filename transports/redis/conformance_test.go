@@ -19,8 +19,13 @@ func TestConformance(t *testing.T) {
 
 // runConformance runs the driver contract on connections to raw.
 func runConformance(t *testing.T, raw string) {
+	runConformanceWith(t, raw, transport.FeatureDeadLetter|transport.FeatureDelay)
+}
+
+// runConformanceWith runs it with the features every mode has and extra.
+func runConformanceWith(t *testing.T, raw string, extra transport.Features) {
 	all := transport.FeatureDirect | transport.FeatureTopic | transport.FeatureFanout | transport.FeaturePriority |
-		transport.FeatureDeadLetter | transport.FeatureConfirms | transport.FeatureMandatory | transport.FeatureDelay
+		transport.FeatureConfirms | transport.FeatureMandatory | extra
 	transporttest.Run(t, func(t *testing.T) transport.Conn {
 		u, err := transport.Parse(raw)
 		if err != nil {

@@ -95,6 +95,7 @@ func newConn(rdb goredis.UniversalClient, o *options, log *slog.Logger) *conn {
 			unacked:        o.keyprefix + o.unackedKey,
 			unackedIndex:   o.keyprefix + o.unackedIndexKey,
 			unackedMutex:   o.keyprefix + o.unackedMutexKey,
+			sharded:        o.sharded,
 		},
 		log:        log,
 		exchanges:  virtual.NewExchanges(),
@@ -121,7 +122,14 @@ func newConn(rdb goredis.UniversalClient, o *options, log *slog.Logger) *conn {
 	return c
 }
 
-func (c *conn) Features() transport.Features { return features }
+func (c *conn) Features() transport.Features {
+	if c.ks.sharded {
+		// Dead-lettering and delays move a message between keys that,
+		// sharded, live in different slots: not done in one step there.
+		return features &^ (transport.FeatureDeadLetter | transport.FeatureDelay)
+	}
+	return features
+}
 
 // check fails once the connection is closed or lost, or ctx is done.
 func (c *conn) check(ctx context.Context) error {
@@ -251,8 +259,14 @@ func (c *conn) DeclareQueue(ctx context.Context, q transport.Queue) (transport.Q
 	if err != nil {
 		return transport.QueueInfo{}, fmt.Errorf("redis: %w", err)
 	}
+	if dlx != nil && c.ks.sharded {
+		return transport.QueueInfo{}, fmt.Errorf("redis: dead-letter exchanges on a Redis Cluster in cluster_mode=sharded: %w", transport.ErrNotSupported)
+	}
 	if q.Name == "" {
 		q.Name = "amq.gen-" + virtual.NewDeliveryTag()
+	}
+	if err := c.ks.checkQueue(q.Name); err != nil {
+		return transport.QueueInfo{}, err
 	}
 	n, _, err := c.size(ctx, q.Name)
 	if err != nil {
@@ -508,6 +522,9 @@ func (c *conn) Get(ctx context.Context, queue string, autoAck bool) (*transport.
 	if err := c.check(ctx); err != nil {
 		return nil, err
 	}
+	if err := c.ks.checkQueue(queue); err != nil {
+		return nil, err
+	}
 	c.startDelayMover() // delay.go: due messages reach the queue
 	receipt := c.receipts.acquire()
 	entries, lost, err := c.take(ctx, []string{queue}, []string{pyQuote(queue)}, 1, !autoAck, receipt)
@@ -607,7 +624,9 @@ func (c *conn) Close() error {
 	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if keys := c.receipts.idle(); len(keys) > 0 && !lost {
+	// In the sharded mode Get's receipts are per queue (keyspace.receiptOf)
+	// and left to expire.
+	if keys := c.receipts.idle(); len(keys) > 0 && !lost && !c.ks.sharded {
 		_ = c.rdb.Del(ctx, keys...).Err() // they would expire anyway
 	}
 	for _, name := range doomed {

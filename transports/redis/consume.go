@@ -65,6 +65,11 @@ func (c *conn) Consume(ctx context.Context, spec transport.ConsumeSpec) (transpo
 	if err := virtual.CheckConsumeSpec(spec); err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
+	for _, q := range spec.Queues {
+		if err := c.ks.checkQueue(q); err != nil {
+			return nil, err
+		}
+	}
 	if err := c.check(ctx); err != nil {
 		return nil, err
 	}
@@ -220,7 +225,17 @@ func (s *subscription) dropReceipt() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = s.c.rdb.Del(ctx, s.receipt).Err()
+	if !s.c.ks.sharded {
+		_ = s.c.rdb.Del(ctx, s.receipt).Err()
+		return
+	}
+	// One receipt per queue, each in its queue's slot (conn.take).
+	_, _ = s.c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, q := range s.queues {
+			p.Del(ctx, s.c.ks.receiptOf(s.receipt, q))
+		}
+		return nil
+	})
 }
 
 // takeRetryFor is how long a subscription keeps retrying takes that fail

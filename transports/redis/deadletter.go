@@ -58,7 +58,7 @@ func (c *conn) setDeadLetter(queue string, dl *virtual.DeadLetter) {
 // its queue after the visibility timeout if it is still unacked then.
 func (c *conn) deadLetter(ctx context.Context, e *entry, dl *virtual.DeadLetter, reason string) error {
 	if e.hkey != "" {
-		c.unlease([]string{e.hkey})
+		c.unlease([]string{c.ks.ackKey(e)})
 	}
 	head, key, step, err := deadLetterHead(e, dl, reason, time.Now())
 	if err != nil {

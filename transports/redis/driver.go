@@ -14,7 +14,7 @@
 //	rediss://[user:password@]host[:6379][/db]           TLS, verified
 //	redis+socket:///run/redis.sock[?virtual_host=db]
 //	sentinel://[user:password@]host[:26379][/db]?master_name=mymaster&sentinel=host2:26379&sentinel=host3
-//	redis+cluster://[user:password@]host1[:6379],host2[:6379]/[?global_keyprefix={app}:]   Redis Cluster (cluster.go)
+//	redis+cluster://[user:password@]host1[:6379],host2[:6379]/[?cluster_mode=sharded|kombu]   Redis Cluster (cluster.go)
 //
 // The path is the database number (0 when absent, "/" or empty), as Kombu's
 // virtual host. User and password authenticate to Redis (the user through
@@ -43,7 +43,8 @@
 //	master_name=mymaster          sentinel:// only, required: the master Sentinel monitors
 //	sentinel=h2:26379             sentinel:// only, repeatable or comma-separated: more Sentinels
 //	sentinel_username, sentinel_password   credentials for the Sentinels themselves
-//	cluster_mode=kombu            redis+cluster:// only: every key under global_keyprefix's hash tag (the only mode)
+//	cluster_mode=sharded          redis+cluster:// only: sharded (default: each queue in its own slot) or kombu
+//	                              (every key under global_keyprefix's hash tag; implied by a prefix with one)
 //
 // Any other key is an error wrapping transport.ErrInvalidURL. Options from
 // transport.Config (connect timeout, TLS configuration, connection name)
@@ -61,11 +62,19 @@
 // A redis+cluster:// URL lists seed nodes of a Redis Cluster (any one that
 // answers is enough) and goes through go-redis's cluster client, which
 // follows MOVED and ASK. Redis Cluster refuses scripts and transactions
-// whose keys are in different slots, so global_keyprefix must contain a
-// hash tag ("{kombu}:" by default), which puts the whole layout in one slot
-// on one master: Kombu compatible (Python Kombu with the same prefix,
-// pointed at that master, shares the keys), failover-capable, not sharded.
-// See cluster.go.
+// whose keys are in different slots, so the layout is adapted, in one of
+// two modes. cluster_mode=sharded (the default) gives every key of a queue
+// the queue's name as hash tag ("{orders}", "{orders}:unacked", ...), so
+// each queue lives on one master and queues spread over the cluster; each
+// script touches one queue's slot, a publish to several queues is several
+// pipelined writes, there is no dead-lettering or delay, consumers are
+// woken by client tracking on every master, and Python Kombu cannot read
+// the layout. cluster_mode=kombu
+// requires a hash tag in global_keyprefix ("{kombu}:" by default; a prefix
+// with a tag selects this mode), which puts the whole layout in one slot on
+// one master: Kombu compatible (Python Kombu with the same prefix, pointed
+// at that master, shares the keys), failover-capable, not sharded. See
+// cluster.go.
 //
 // # Layout
 //

@@ -25,22 +25,46 @@ func LoseNextTakeReply(c transport.Conn, timeout bool) {
 }
 
 type loseReply struct {
-	sha     string
-	timeout bool
-	armed   atomic.Bool
+	sha       string
+	timeout   bool
+	pipelined bool // the next pipelined take, not the next one alone
+	armed     atomic.Bool
 }
 
 func (h *loseReply) DialHook(next goredis.DialHook) goredis.DialHook { return next }
 
 func (h *loseReply) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return next
+	if !h.pipelined {
+		return next
+	}
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			args := cmd.Args()
+			if err == nil && cmd.Err() == nil && len(args) >= 2 && args[0] == "evalsha" && args[1] == h.sha && h.armed.CompareAndSwap(true, false) {
+				cmd.SetErr(&net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded})
+			}
+		}
+		return err
+	}
+}
+
+// LoseNextPipelinedTakeReply makes the first take of the next pipeline
+// that holds takes (the sharded mode's first round over several queues)
+// run on the server and then fail as if its reply had not come in time.
+// fired reports whether it has.
+func LoseNextPipelinedTakeReply(c transport.Conn) (fired func() bool) {
+	h := &loseReply{sha: takeScript.Hash(), timeout: true, pipelined: true}
+	h.armed.Store(true)
+	c.(*conn).rdb.AddHook(h)
+	return func() bool { return !h.armed.Load() }
 }
 
 func (h *loseReply) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
 	return func(ctx context.Context, cmd goredis.Cmder) error {
 		err := next(ctx, cmd)
 		args := cmd.Args()
-		if err != nil || len(args) < 2 || args[0] != "evalsha" || args[1] != h.sha || !h.armed.CompareAndSwap(true, false) {
+		if h.pipelined || err != nil || len(args) < 2 || args[0] != "evalsha" || args[1] != h.sha || !h.armed.CompareAndSwap(true, false) {
 			return err
 		}
 		lost := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
@@ -64,6 +88,7 @@ type ParsedOptions struct {
 	Cluster    []string
 	User, Pass string
 	Prefix     string
+	Sharded    bool
 }
 
 // ParseOptionsForTest parses a URL as Open does, without connecting.
@@ -72,7 +97,7 @@ func ParseOptionsForTest(u *transport.URL) (ParsedOptions, error) {
 	if err != nil {
 		return ParsedOptions{}, err
 	}
-	return ParsedOptions{Cluster: o.cluster, User: o.user, Pass: o.pass, Prefix: o.keyprefix}, nil
+	return ParsedOptions{Cluster: o.cluster, User: o.user, Pass: o.pass, Prefix: o.keyprefix, Sharded: o.sharded}, nil
 }
 
 // WakeActive reports whether c's wake hub has client tracking on.

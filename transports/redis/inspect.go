@@ -34,17 +34,14 @@ func (c *conn) ListQueues(ctx context.Context) ([]transport.QueueInfo, error) {
 		names[q] = struct{}{}
 	}
 	c.mu.Unlock()
+	// scanKeys walks every master on a cluster: in the sharded mode the
+	// binding sets are spread over them.
 	match := escapeGlob(c.ks.binding("")) + "*"
-	var cursor uint64
-	for {
-		keys, next, err := c.rdb.Scan(ctx, cursor, match, 1000).Result()
-		if err != nil {
-			return nil, c.wrap("list queues", err)
-		}
+	err := c.scanKeys(ctx, match, func(keys []string) error {
 		for _, key := range keys {
 			members, err := c.rdb.SMembers(ctx, key).Result()
 			if err != nil {
-				return nil, c.wrap("list queues", err)
+				return err
 			}
 			for _, m := range members {
 				if b, ok := parseBindingMember(m); ok && b.Queue != "" {
@@ -52,9 +49,10 @@ func (c *conn) ListQueues(ctx context.Context) ([]transport.QueueInfo, error) {
 				}
 			}
 		}
-		if cursor = next; cursor == 0 {
-			break
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, c.wrap("list queues", err)
 	}
 	out := make([]transport.QueueInfo, 0, len(names))
 	for name := range names {

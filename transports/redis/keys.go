@@ -1,9 +1,11 @@
 package redis
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
 
@@ -40,15 +42,96 @@ type keyspace struct {
 	unacked        string // with the prefix
 	unackedIndex   string
 	unackedMutex   string
+	// sharded: Redis Cluster's sharded mode (cluster.go): every key of a
+	// queue carries the queue's name as its hash tag, and the unacked
+	// bookkeeping is per queue.
+	sharded bool
+}
+
+// queueKey returns the base of a queue's keys: the queue's name, and, in
+// the sharded mode, the name inside braces, Redis Cluster's hash tag.
+func (k *keyspace) queueKey(queue string) string {
+	if k.sharded {
+		return k.prefix + "{" + queue + "}"
+	}
+	return k.prefix + queue
+}
+
+// unackedOf, unackedIndexOf and unackedMutexOf name the unacked
+// bookkeeping of a queue's messages: Kombu's global keys, or, in the
+// sharded mode, the queue's own, in its slot.
+func (k *keyspace) unackedOf(queue string) string {
+	if k.sharded {
+		return k.queueKey(queue) + ":unacked"
+	}
+	return k.unacked
+}
+
+func (k *keyspace) unackedIndexOf(queue string) string {
+	if k.sharded {
+		return k.queueKey(queue) + ":unacked_index"
+	}
+	return k.unackedIndex
+}
+
+func (k *keyspace) unackedMutexOf(queue string) string {
+	if k.sharded {
+		return k.queueKey(queue) + ":unacked_mutex"
+	}
+	return k.unackedMutex
+}
+
+// checkQueue refuses, in the sharded mode, a queue name that cannot be
+// its keys' hash tag: one starting with "}" makes the tag empty, and Redis
+// then hashes each key whole, scattering the queue's keys over slots.
+func (k *keyspace) checkQueue(queue string) error {
+	if k.sharded && strings.HasPrefix(queue, "}") {
+		return fmt.Errorf("redis: queue %q: in cluster_mode=sharded a queue name cannot start with '}' (its keys' hash tag would be empty): %w", queue, transport.ErrNotSupported)
+	}
+	return nil
+}
+
+// shardedIndexSuffix ends the name of a queue's unacked_index in the
+// sharded mode; the restorer finds them by it.
+const shardedIndexSuffix = "}:unacked_index"
+
+// receiptOf returns the receipt key of a take from queue: the key itself,
+// or, in the sharded mode, one in the queue's slot.
+func (k *keyspace) receiptOf(receipt, queue string) string {
+	if k.sharded {
+		return k.queueKey(queue) + ":" + receipt
+	}
+	return receipt
+}
+
+// ackKey is what a connection records an unsettled message under, for its
+// acknowledgement and lease renewal: the unacked hash key, and in the
+// sharded mode its queue too (whose unacked keys it must address).
+func (k *keyspace) ackKey(e *entry) string {
+	if k.sharded {
+		return e.queue + "\x00" + e.hkey
+	}
+	return e.hkey
+}
+
+// splitAckKey undoes ackKey: the queue ("" outside the sharded mode) and
+// the unacked hash key.
+func (k *keyspace) splitAckKey(key string) (queue, hkey string) {
+	if k.sharded {
+		if i := strings.LastIndexByte(key, 0); i >= 0 {
+			return key[:i], key[i+1:]
+		}
+	}
+	return "", key
 }
 
 // bucket returns the list key of a queue's priority step (an index into
 // priorityStepValues).
 func (k *keyspace) bucket(queue string, step int) string {
 	if step == 0 {
-		return k.prefix + queue
+		return k.queueKey(queue)
 	}
-	return k.prefix + queue + sep + strconv.Itoa(priorityStepValues[step])
+	return k.queueKey(queue) + sep + strconv.Itoa(priorityStepValues[step])
 }
 
 // buckets returns the list keys of a queue, step 0 first.

@@ -33,6 +33,7 @@ type options struct {
 	network, addr string // "tcp" host:port, or "unix" path
 	sentinels     []string
 	cluster       []string // redis+cluster:// seed nodes; nil: not a cluster (cluster.go)
+	sharded       bool     // redis+cluster:// in cluster_mode=sharded (cluster.go)
 	masterName    string
 	sentinelUser  string
 	sentinelPass  string

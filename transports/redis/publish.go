@@ -200,6 +200,7 @@ type pubOp struct {
 	routes []string
 	table  *routeTable // the table a routed message was routed with
 	stamp  routeStamp
+	multi  []*goredis.IntCmd // the sharded mode: one LPUSH per queue routed to
 }
 
 func (c *conn) publish(ctx context.Context, ps []*transport.Publishing) error {
@@ -221,6 +222,11 @@ func (c *conn) publish(ctx context.Context, ps []*transport.Publishing) error {
 			continue
 		}
 		op.head = head
+		if p.Delay > 0 && c.ks.sharded {
+			op.err = fmt.Errorf("redis: delayed messages on a Redis Cluster in cluster_mode=sharded: %w", transport.ErrNotSupported)
+			op.done = true
+			continue
+		}
 		switch {
 		case p.Exchange == "" && p.RoutingKey == "":
 			// No queue has the empty name: the message goes nowhere.
@@ -237,7 +243,7 @@ func (c *conn) publish(ctx context.Context, ps []*transport.Publishing) error {
 				op.kind = 'f'
 			} else {
 				op.kind = 'r'
-				if !c.watching.Load() && !c.opts.exactBindings {
+				if !c.watching.Load() && !c.opts.exactBindings && !c.ks.sharded {
 					c.watching.Store(true)
 					c.startHub() // to watch the binding sets
 				}
@@ -283,6 +289,16 @@ func (c *conn) publishChunk(ctx context.Context, ops []*pubOp) error {
 		if round == 10 {
 			return errors.New("redis: publish: the bindings kept changing while routing")
 		}
+		if c.ks.sharded {
+			// Nothing announces binding changes here (no wake hub
+			// watches the sets), and no script can check a set and push
+			// to queues in other slots: read the sets afresh every time.
+			for _, op := range pending {
+				if op.kind == 'r' {
+					c.routes.forget(op.p.Exchange)
+				}
+			}
+		}
 		// Read the binding sets not cached yet, in one round trip.
 		if err := c.loadTables(ctx, pending); err != nil {
 			return c.wrap("publish", err)
@@ -302,6 +318,22 @@ func (c *conn) publishChunk(ctx context.Context, ops []*pubOp) error {
 		}
 		noscript := false
 		for _, op := range pending {
+			if op.multi != nil {
+				var errs []error
+				for _, cmd := range op.multi {
+					if err := cmd.Err(); err != nil {
+						errs = append(errs, err)
+					}
+				}
+				if err := errors.Join(errs...); err != nil {
+					// Some queues may have it: the publish fails, and a
+					// publish made again duplicates it in those.
+					op.err, op.done = c.wrap("publish", err), true
+					continue
+				}
+				c.routed(op, int64(len(op.multi)))
+				continue
+			}
 			switch cmd := op.cmd.(type) {
 			case nil: // a trusted table routed it nowhere
 				c.routed(op, 0)
@@ -428,6 +460,21 @@ func (c *conn) queueOp(ctx context.Context, pipe goredis.Cmdable, op *pubOp) {
 		}
 		queues := t.Lookup(op.typ, p.RoutingKey)
 		op.table, op.stamp = t, st
+		if c.ks.sharded {
+			// The table was read in this round (publishChunk). Each
+			// queue is in a slot of its own: one LPUSH each, pipelined,
+			// which the cluster client sends to each master at once.
+			op.routes = queues
+			op.cmd = nil
+			if len(queues) == 0 {
+				return // routed nowhere
+			}
+			op.multi = make([]*goredis.IntCmd, len(queues))
+			for i, q := range queues {
+				op.multi[i] = pipe.LPush(ctx, c.ks.bucket(q, step), virtual.AppendEnvelopeTail(op.head[:len(op.head):len(op.head)], virtual.NewDeliveryTag()))
+			}
+			return
+		}
 		if trusted && len(queues) <= 1 {
 			op.routes = queues
 			if len(queues) == 0 {

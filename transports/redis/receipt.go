@@ -153,7 +153,8 @@ func (c *conn) recoverTake(ctx context.Context, l lostTake) (int, error) {
 		items = append(items, x)
 		hkeys = append(hkeys, x.hkey)
 	}
-	vals, err := c.rdb.HMGet(ctx, c.ks.unacked, hkeys...).Result()
+	// A lost take in the sharded mode is one queue's (conn.take).
+	vals, err := c.rdb.HMGet(ctx, c.ks.unackedOf(l.queues[0]), hkeys...).Result()
 	if err != nil {
 		return 0, err
 	}

@@ -23,8 +23,134 @@ import (
 // the lost take, which the caller must recover (see receipt.go) before it
 // takes again with the same receipt key.
 func (c *conn) take(ctx context.Context, queues, quoted []string, n int, record bool, receipt string) ([]*entry, *lostTake, error) {
+	if !c.ks.sharded {
+		return c.takeSlot(ctx, queues, quoted, n, record, receipt)
+	}
+	// The sharded mode: one take per queue, each within the queue's slot
+	// (with the queue's own unacked keys and receipt), in the order given,
+	// until n are taken. Priorities are therefore honoured within a queue,
+	// not across queues as Kombu's BRPOP over every queue's lists does.
+	var out []*entry
+	more := make([]bool, len(queues)) // the queue may hold more than it gave
+	for i := range more {
+		more[i] = true
+	}
+	if len(queues) > 1 {
+		var err error
+		if out, err = c.takeShares(ctx, queues, quoted, n, record, receipt, more); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i, q := range queues {
+		if len(out) >= n {
+			break
+		}
+		if !more[i] {
+			continue
+		}
+		es, lost, err := c.takeSlot(ctx, queues[i:i+1], quoted[i:i+1], n-len(out), record, c.ks.receiptOf(receipt, q))
+		if err != nil {
+			if len(out) == 0 {
+				return nil, lost, err
+			}
+			// Hand over what the earlier queues gave; what this take may
+			// have recorded goes back now or once Redis answers.
+			if lost != nil {
+				c.recoverLater(*lost)
+			}
+			return out, nil, nil
+		}
+		out = append(out, es...)
+	}
+	return out, nil, nil
+}
+
+// takeShares is the sharded mode's first round of a take from several
+// queues: a take per queue, for an equal share of n (one each from the
+// first n queues when n is smaller than their number), pipelined, so that
+// the cluster client sends them to every master at once: a consumer woken
+// to look at its queues makes one round trip, not one per queue. It
+// clears more[i] for a queue that gave less than its share (it is empty).
+// A take whose reply did not come is recovered (receipt.go) now or once
+// Redis answers; if none answered, the error is returned.
+func (c *conn) takeShares(ctx context.Context, queues, quoted []string, n int, record bool, receipt string, more []bool) ([]*entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	share := max(n/len(queues), 1)
+	m := min(len(queues), n)
+	calls := make([]*scriptCall, m)
+	seqs := make([]uint64, m)
+	for i := range m {
+		keys, args, seq := c.takeCall(queues[i:i+1], quoted[i:i+1], share, record, c.ks.receiptOf(receipt, queues[i]))
+		calls[i], seqs[i] = &scriptCall{keys: keys, args: args}, seq
+	}
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	defer cancel()
+	perr := c.evalPipelined(tctx, takeScript, calls)
+	var out []*entry
+	answered := false
+	for i, call := range calls {
+		var res []any
+		err := perr
+		if call.cmd != nil {
+			res, err = call.cmd.Slice()
+		}
+		if err != nil {
+			if record {
+				c.recoverLater(lostTake{receipt: c.ks.receiptOf(receipt, queues[i]), seq: seqs[i], queues: queues[i : i+1]})
+			}
+			more[i] = false // not again in this take
+			continue
+		}
+		es, err := parseTake(res, queues[i:i+1])
+		if err != nil {
+			return nil, err
+		}
+		answered = true
+		if record {
+			c.lease(es)
+		}
+		out = append(out, es...)
+		more[i] = len(es) == share
+	}
+	if !answered && perr != nil {
+		return nil, perr
+	}
+	return out, nil
+}
+
+// takeSlot is take for queues whose keys share a slot: all of them in the
+// Kombu layout, one in the sharded mode.
+func (c *conn) takeSlot(ctx context.Context, queues, quoted []string, n int, record bool, receipt string) ([]*entry, *lostTake, error) {
+	keys, args, seq := c.takeCall(queues, quoted, n, record, receipt)
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	defer cancel()
+	res, err := takeScript.Run(tctx, c.rdb, keys, args...).Slice()
+	if err != nil {
+		if record {
+			return nil, &lostTake{receipt: receipt, seq: seq, queues: slices.Clone(queues)}, err
+		}
+		return nil, nil, err
+	}
+	out, err := parseTake(res, queues)
+	if err != nil {
+		return nil, nil, err
+	}
+	if record {
+		c.lease(out)
+	}
+	return out, nil, nil
+}
+
+// takeCall returns takeScript's keys and arguments for a take, and the
+// take's number.
+func (c *conn) takeCall(queues, quoted []string, n int, record bool, receipt string) ([]string, []any, uint64) {
 	keys := make([]string, 3, 3+numSteps*len(queues))
-	keys[0], keys[1], keys[2] = c.ks.unacked, c.ks.unackedIndex, receipt
+	keys[0], keys[1], keys[2] = c.ks.unackedOf(queues[0]), c.ks.unackedIndexOf(queues[0]), receipt
 	for step := range numSteps {
 		for _, q := range queues {
 			keys = append(keys, c.ks.bucket(q, step))
@@ -41,20 +167,13 @@ func (c *conn) take(ctx context.Context, queues, quoted []string, n int, record 
 	for _, q := range quoted {
 		args = append(args, q)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, nil, err
-	}
-	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
-	defer cancel()
-	res, err := takeScript.Run(tctx, c.rdb, keys, args...).Slice()
-	if err != nil {
-		if record {
-			return nil, &lostTake{receipt: receipt, seq: seq, queues: slices.Clone(queues)}, err
-		}
-		return nil, nil, err
-	}
+	return keys, args, seq
+}
+
+// parseTake reads takeScript's reply.
+func parseTake(res []any, queues []string) ([]*entry, error) {
 	if len(res)%4 != 0 {
-		return nil, nil, fmt.Errorf("redis: take: malformed reply of %d values", len(res))
+		return nil, fmt.Errorf("redis: take: malformed reply of %d values", len(res))
 	}
 	out := make([]*entry, 0, len(res)/4)
 	for i := 0; i < len(res); i += 4 {
@@ -63,14 +182,11 @@ func (c *conn) take(ctx context.Context, queues, quoted []string, n int, record 
 		raw, _ := res[i+2].(string)
 		hkey, _ := res[i+3].(string)
 		if q < 1 || int(q) > len(queues) || step < 0 || step >= int64(numSteps) {
-			return nil, nil, fmt.Errorf("redis: take: malformed reply")
+			return nil, fmt.Errorf("redis: take: malformed reply")
 		}
 		out = append(out, &entry{hkey: hkey, raw: raw, queue: queues[q-1], step: int(step)})
 	}
-	if record {
-		c.lease(out)
-	}
-	return out, nil, nil
+	return out, nil
 }
 
 // scriptCall is one script invocation in a pipeline.
@@ -137,11 +253,11 @@ func (c *conn) pushBack(ctx context.Context, es []*entry, where byte) error {
 			}
 		}
 		calls = append(calls, &scriptCall{
-			keys: []string{c.ks.unacked, c.ks.unackedIndex, c.ks.bucket(e.queue, e.step)},
+			keys: []string{c.ks.unackedOf(e.queue), c.ks.unackedIndexOf(e.queue), c.ks.bucket(e.queue, e.step)},
 			args: []any{e.hkey, payload, string(where)},
 		})
 		if e.hkey != "" {
-			keys = append(keys, e.hkey)
+			keys = append(keys, c.ks.ackKey(e))
 		}
 	}
 	c.unlease(keys)
@@ -192,22 +308,54 @@ func (c *conn) restoreLoop() {
 // score is older than the visibility timeout is put back on its queues,
 // at the front, marked redelivered. It returns how many it restored.
 func (c *conn) restoreVisible(ctx context.Context) (int, error) {
+	if !c.ks.sharded {
+		return c.restoreQueue(ctx, "")
+	}
+	// The sharded mode: each queue has its own unacked bookkeeping and
+	// lock, in its slot. Find them on every master and restore each.
+	var queues []string
+	head := c.ks.prefix + "{"
+	err := c.scanKeys(ctx, escapeGlob(head)+"*"+shardedIndexSuffix, func(keys []string) error {
+		for _, k := range keys {
+			if len(k) > len(head)+len(shardedIndexSuffix) {
+				queues = append(queues, k[len(head):len(k)-len(shardedIndexSuffix)])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, q := range queues {
+		n, err := c.restoreQueue(ctx, q)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// restoreQueue is restoreVisible for the unacked bookkeeping of one queue
+// in the sharded mode, or for Kombu's global one (queue "").
+func (c *conn) restoreQueue(ctx context.Context, queue string) (int, error) {
 	token := virtual.NewDeliveryTag()
-	ok, err := c.rdb.SetNX(ctx, c.ks.unackedMutex, token, c.opts.mutexExpire).Result()
+	ok, err := c.rdb.SetNX(ctx, c.ks.unackedMutexOf(queue), token, c.opts.mutexExpire).Result()
 	if err != nil || !ok {
 		return 0, err
 	}
 	defer func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 		defer cancel()
-		if err := unlockScript.Run(uctx, c.rdb, []string{c.ks.unackedMutex}, token).Err(); err != nil {
+		if err := unlockScript.Run(uctx, c.rdb, []string{c.ks.unackedMutexOf(queue)}, token).Err(); err != nil {
 			c.log.Warn("redis: releasing the unacked_mutex lock failed", "error", err)
 		}
 	}()
 	ceil := nowScore() - c.opts.visibilityTimeout.Seconds()
 	ceilText := strconv.FormatFloat(ceil, 'f', -1, 64)
 	// Kombu's command, word for word.
-	args := []any{"ZREVRANGEBYSCORE", c.ks.unackedIndex, ceilText, 0}
+	args := []any{"ZREVRANGEBYSCORE", c.ks.unackedIndexOf(queue), ceilText, 0}
 	if c.opts.restoreLimit > 0 {
 		args = append(args, "LIMIT", 0, c.opts.restoreLimit)
 	}
@@ -217,7 +365,7 @@ func (c *conn) restoreVisible(ctx context.Context) (int, error) {
 	}
 	restored := 0
 	for _, tag := range tags {
-		ok, err := c.restoreTag(ctx, tag, ceilText)
+		ok, err := c.restoreTag(ctx, queue, tag, ceilText)
 		if err != nil {
 			return restored, err
 		}
@@ -233,10 +381,15 @@ func (c *conn) restoreVisible(ctx context.Context) (int, error) {
 // or a lookup of the exchange and routing key Kombu recorded, with the
 // exchange's type as this connection knows it (direct if unknown), as
 // Kombu's restore does.
-func (c *conn) restoreTag(ctx context.Context, tag, ceil string) (bool, error) {
-	v, err := c.rdb.HGet(ctx, c.ks.unacked, tag).Result()
+//
+// In the sharded mode the record is the queue's own (queue), and only
+// restored to that queue, within its slot: kombu-go's records name it. A
+// record naming anything else cannot be pushed in the same step, and is
+// left where it is, as an unroutable one is.
+func (c *conn) restoreTag(ctx context.Context, queue, tag, ceil string) (bool, error) {
+	v, err := c.rdb.HGet(ctx, c.ks.unackedOf(queue), tag).Result()
 	if errors.Is(err, goredis.Nil) {
-		return false, c.rdb.ZRem(ctx, c.ks.unackedIndex, tag).Err()
+		return false, c.rdb.ZRem(ctx, c.ks.unackedIndexOf(queue), tag).Err()
 	}
 	if err != nil {
 		return false, err
@@ -255,6 +408,9 @@ func (c *conn) restoreTag(ctx context.Context, tag, ceil string) (bool, error) {
 			}
 			queues = t.Lookup(c.exchangeType(exchange), routingKey)
 		}
+	}
+	if c.ks.sharded && (len(queues) != 1 || queues[0] != queue) {
+		queues = nil
 	}
 	if len(queues) == 0 {
 		// Kombu would drop it. Leave it for a restorer that can route it
@@ -279,7 +435,7 @@ func (c *conn) restoreTag(ctx context.Context, tag, ceil string) (bool, error) {
 		payload = string(marked)
 	}
 	step := stepFor(virtual.Priority([]byte(envelope)))
-	keys := []string{c.ks.unacked, c.ks.unackedIndex}
+	keys := []string{c.ks.unackedOf(queue), c.ks.unackedIndexOf(queue)}
 	for _, q := range queues {
 		keys = append(keys, c.ks.bucket(q, step))
 	}

@@ -33,6 +33,10 @@ const verifyInterval = 2 * time.Second
 
 type wakeHub struct {
 	c *conn
+	// parent, in the sharded mode, is the hub a per-master child serves:
+	// the child owns one master's tracking pair, the parent the
+	// subscriptions (see runSharded).
+	parent *wakeHub
 
 	mu   sync.Mutex
 	subs map[string]map[*subscription]struct{} // list key → subscriptions
@@ -102,6 +106,9 @@ func (h *wakeHub) unregister(s *subscription) {
 }
 
 func (h *wakeHub) signal() {
+	if h.parent != nil {
+		h = h.parent
+	}
 	select {
 	case h.changed <- struct{}{}:
 	default:
@@ -109,6 +116,9 @@ func (h *wakeHub) signal() {
 }
 
 func (h *wakeHub) wake(keys []string) {
+	if h.parent != nil {
+		h = h.parent
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, k := range keys {
@@ -119,6 +129,9 @@ func (h *wakeHub) wake(keys []string) {
 }
 
 func (h *wakeHub) wakeAll() {
+	if h.parent != nil {
+		h = h.parent
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, subs := range h.subs {
@@ -159,6 +172,10 @@ func (h *wakeHub) close() {
 
 func (h *wakeHub) run() {
 	defer close(h.done)
+	if h.c.ks.sharded {
+		h.runSharded()
+		return
+	}
 	o := h.c.opts
 	var dialer func(context.Context, string, string) (net.Conn, error)
 	if cc, ok := h.c.rdb.(*goredis.ClusterClient); ok {
@@ -310,7 +327,7 @@ func (h *wakeHub) verify(ctx context.Context, want []string) bool {
 	}
 	cctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	if h.moved(cctx) {
+	if h.parent == nil && h.moved(cctx) {
 		return false
 	}
 	v, err := h.track.Do(cctx, "CLIENT", "TRACKINGINFO").Slice()
@@ -404,3 +421,121 @@ func strings_(v any) []string {
 }
 
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
+
+// runSharded is run in the sharded mode. Tracking announces the writes
+// made on the node it is enabled on, and a sharded cluster's queues are on
+// every master: so the hub keeps a child per master, each with its own
+// subscriber and tracking connections to that master alone (nodeDialer),
+// tracking the same prefixes (every node announces the writes to its own
+// keys among them). Every verifyInterval, and whenever the subscriptions
+// change, it lists the masters again (a failover or a new master starts a
+// child, a node no longer master loses its own) and checks each child's
+// tracking as the single-node hub checks its own. Consumers poll at the
+// fallback rate unless every master's tracking is on. Routes are not
+// trusted in this mode (publish.go reads the binding sets every time), so
+// the announcements only wake consumers.
+func (h *wakeHub) runSharded() {
+	cc, ok := h.c.rdb.(*goredis.ClusterClient)
+	if !ok {
+		<-h.stop
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	children := map[string]*wakeHub{}
+	current := map[string]string{}
+	defer func() {
+		h.active.Store(false)
+		for _, ch := range children {
+			ch.closeChild()
+		}
+	}()
+	ticker := time.NewTicker(verifyInterval)
+	defer ticker.Stop()
+	for {
+		want := h.prefixes()
+		if masters, err := h.masters(ctx, cc); err == nil {
+			for addr, ch := range children {
+				if !masters[addr] {
+					ch.closeChild()
+					delete(children, addr)
+					delete(current, addr)
+				}
+			}
+			for addr := range masters {
+				if children[addr] == nil {
+					children[addr] = h.newChild(ctx, addr)
+				}
+			}
+		}
+		all := len(children) > 0
+		for addr, ch := range children {
+			key := strings.Join(want, "\x00") + "\x00" + itoa64(ch.clientID.Load())
+			if key != current[addr] || !ch.verify(ctx, want) {
+				if ch.configure(ctx, want) {
+					current[addr] = key
+				} else {
+					current[addr] = ""
+					all = false
+				}
+			}
+		}
+		h.active.Store(all)
+		select {
+		case <-h.stop:
+			return
+		case <-h.changed:
+		case <-ticker.C:
+		}
+	}
+}
+
+// masters returns the addresses of the cluster's masters, as the cluster
+// client knows them (reloaded when it finds them out of date).
+func (h *wakeHub) masters(ctx context.Context, cc *goredis.ClusterClient) (map[string]bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	var mu sync.Mutex
+	out := map[string]bool{}
+	err := cc.ForEachMaster(cctx, func(_ context.Context, node *goredis.Client) error {
+		mu.Lock()
+		out[node.Options().Addr] = true
+		mu.Unlock()
+		return nil
+	})
+	return out, err
+}
+
+// newChild starts the tracking pair of the master at addr.
+func (h *wakeHub) newChild(ctx context.Context, addr string) *wakeHub {
+	o := h.c.opts
+	ch := &wakeHub{c: h.c, parent: h}
+	dialer := nodeDialer(addr, o)
+	ch.pub = o.newClient(clientTweaks{poolSize: 1, dialer: dialer, onConnect: func(ctx context.Context, cn *goredis.Conn) error {
+		id, err := cn.ClientID(ctx).Result()
+		if err == nil {
+			ch.clientID.Store(id)
+		}
+		return nil
+	}})
+	ch.track = o.newClient(clientTweaks{poolSize: 1, dialer: dialer})
+	cctx, cancel := context.WithCancel(ctx)
+	ch.stop = make(chan struct{})
+	ch.ps = ch.pub.Subscribe(cctx, "__redis__:invalidate")
+	ch.recvWG.Add(1)
+	go ch.receive(cctx)
+	go func() {
+		<-ch.stop
+		cancel()
+	}()
+	return ch
+}
+
+// closeChild stops a child and closes its connections.
+func (h *wakeHub) closeChild() {
+	close(h.stop)
+	h.ps.Close()
+	h.recvWG.Wait()
+	h.pub.Close()
+	h.track.Close()
+}
