@@ -253,7 +253,26 @@ func parseOptions(u *transport.URL, cfg transport.Config) (*options, error) {
 	} else if len(tlsOpts) > 0 {
 		return nil, bad("TLS options (%s) on a URL without TLS: use rediss:// (or ssl=true)", strings.Join(slices.Sorted(maps.Keys(tlsOpts)), ", "))
 	}
+	o.clientName = clientName(o.clientName)
 	return o, nil
+}
+
+// clientName makes a connection name one CLIENT SETNAME takes: Redis
+// refuses a name with spaces, newlines or other characters outside '!'
+// to '~' (and then every connection fails), while RabbitMQ shows any
+// string, so a name given to kombu.WithConnectionName for every broker
+// ("orders worker") has those characters replaced by '-'.
+func clientName(name string) string {
+	clean := func(r rune) bool { return r >= '!' && r <= '~' }
+	if !strings.ContainsFunc(name, func(r rune) bool { return !clean(r) }) {
+		return name
+	}
+	return strings.Map(func(r rune) rune {
+		if clean(r) {
+			return r
+		}
+		return '-'
+	}, name)
 }
 
 // tlsConfig builds the TLS configuration: the runtime's if it gave one,
