@@ -34,6 +34,8 @@ type store struct {
 	o         *settings
 	log       *slog.Logger
 	password  string
+	// taker marks this connection's taken copies (message.Taker).
+	taker string
 
 	mu        sync.Mutex
 	held      map[bson.ObjectID]string // taken, unsettled: their queue
@@ -46,6 +48,7 @@ type store struct {
 var (
 	_ virtual.Store       = (*store)(nil)
 	_ virtual.Quarantiner = (*store)(nil)
+	_ virtual.BatchTaker  = (*store)(nil)
 )
 
 // quarantineCollection holds the documents that were not Kombu envelopes,
@@ -65,7 +68,7 @@ func (s *store) Quarantine(ctx context.Context, rc virtual.Receipt, reason error
 	}
 	r := rc.(receipt)
 	var m message
-	if err := s.messages.FindOne(ctx, bson.D{{Key: "_id", Value: r.copy}}).Decode(&m); err != nil {
+	if err := s.messages.FindOne(ctx, s.ours(r.copy)).Decode(&m); err != nil {
 		return s.wrap("quarantine a message of "+r.queue, err)
 	}
 	q := s.messages.Database().Collection(quarantineCollection)
@@ -87,7 +90,7 @@ func newStore(ctx context.Context, client *mongo.Client, o *settings, log *slog.
 	s := &store{
 		client: client, messages: db.Collection(messagesCollection), routing: db.Collection(routingCollection),
 		broadcast: db.Collection(broadcastCollection),
-		o:         o, log: log, password: password,
+		o:         o, log: log, password: password, taker: bson.NewObjectID().Hex(),
 		held: map[bson.ObjectID]string{}, recovered: map[string]time.Time{},
 		stop: make(chan struct{}),
 	}
@@ -165,71 +168,220 @@ type message struct {
 	// On a taken copy: the original's id and the lease's end.
 	Original bson.ObjectID `bson:"kombu_go_id,omitempty"`
 	Lease    time.Time     `bson:"kombu_go_lease,omitempty"`
+	// Taker is the connection that took it (store.taker): another
+	// connection's copy of the same message has the same id.
+	Taker string `bson:"kombu_go_taker,omitempty"`
 }
 
 // takeAttempts bounds how often Take loses the race for a queue's first
-// message to other consumers before it reports the queue empty for now.
+// messages to other consumers before it reports the queue empty for now.
 const takeAttempts = 20
 
 // spread is how many of a queue's first messages a consumer that lost a
-// race picks from.
+// race skips at most, so that consumers racing for a queue spread out.
 const spread = 8
 
-// Take takes the queue's first message in Kombu's order (priority, then
-// insertion). It inserts a taken copy (queue takenPrefix+queue, leased to
-// this connection for visibility_timeout, extended while unsettled) and
-// then deletes the original: the consumer whose delete removed it owns
-// the message, the others delete their copies and look again. A delete is
-// atomic on every server that speaks MongoDB's protocol, which
-// findOneAndUpdate is not on FerretDB (two consumers both get the
-// document); a consumer that dies between the two steps leaves a copy
-// whose lease runs out and is put back: a message may come twice, never
-// not at all.
+// takenID is the id of a message's taken copy: derived from the
+// original's, so that the copy's insert is what claims the message (the
+// _id index refuses a second copy, atomically on every server that speaks
+// MongoDB's protocol, which findOneAndUpdate is not on FerretDB: two
+// consumers both get the document). It is the original's id with its
+// process-random bytes flipped, which no ObjectID generator produces for
+// another message short of a collision of those random bytes.
+func takenID(original bson.ObjectID) bson.ObjectID {
+	id := original
+	for i := 4; i < 9; i++ {
+		id[i] ^= 0xa5
+	}
+	return id
+}
+
+// Take takes the queue's first message in Kombu's order (see TakeBatch).
 func (s *store) Take(ctx context.Context, queue string) (virtual.Taken, error) {
+	ts, err := s.TakeBatch(ctx, queue, 1)
+	if err != nil {
+		return virtual.Taken{}, err
+	}
+	return ts[0], nil
+}
+
+// TakeBatch takes up to n of the queue's first messages in Kombu's order
+// (priority, then insertion), in four requests however many it takes: a
+// find of the first n documents; the insert of their taken copies
+// (queue takenPrefix+queue, id takenID of the original, leased to this
+// connection for visibility_timeout, extended while unsettled), which
+// claims each message whose copy it inserts; a find of which of those
+// originals still exist (a consumer may have taken, acked and so removed
+// the copy of a message between our find and our insert: our copy of it
+// is then a stale duplicate, removed again); and the delete of the
+// claimed originals. A single message skips the third request: its
+// delete's count tells. A consumer that dies between the steps leaves
+// copies whose leases run out and are put back: a message may come
+// twice, never not at all.
+func (s *store) TakeBatch(ctx context.Context, queue string, n int) ([]virtual.Taken, error) {
 	if f := s.fanout(queue); f != nil {
-		return s.takeFanout(ctx, f, queue)
+		t, err := s.takeFanout(ctx, f, queue)
+		if err != nil {
+			return nil, err
+		}
+		return []virtual.Taken{t}, nil
 	}
 	s.recover(ctx, queue)
 	for attempt := range takeAttempts {
-		// The first message; after a lost race, one of the first few at
-		// random, so that consumers racing for a queue spread out.
-		fo := options.FindOne().SetSort(bson.D{{Key: "priority", Value: 1}, {Key: "_id", Value: 1}})
+		fo := options.Find().SetSort(bson.D{{Key: "priority", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(int64(max(n, 1)))
 		if attempt > 0 {
 			fo.SetSkip(rand.Int64N(spread))
 		}
-		var m message
-		err := s.messages.FindOne(ctx, bson.D{{Key: "queue", Value: queue}}, fo).Decode(&m)
-		if errors.Is(err, mongo.ErrNoDocuments) && attempt > 0 {
-			continue
-		}
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return virtual.Taken{}, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
+		var ms []message
+		cur, err := s.messages.Find(ctx, bson.D{{Key: "queue", Value: queue}}, fo)
+		if err == nil {
+			err = cur.All(ctx, &ms)
 		}
 		if err != nil {
-			return virtual.Taken{}, s.wrap("take from "+queue, err)
+			return nil, s.wrap("take from "+queue, err)
 		}
-		taken := message{ID: bson.NewObjectID(), Payload: m.Payload, Queue: takenPrefix + queue, Priority: m.Priority,
-			Original: m.ID, Lease: time.Now().Add(s.o.lease)}
-		if _, err := s.messages.InsertOne(ctx, taken); err != nil {
-			return virtual.Taken{}, s.wrap("take from "+queue, err)
-		}
-		del, err := s.messages.DeleteOne(ctx, bson.D{{Key: "_id", Value: m.ID}})
-		if err != nil || del.DeletedCount != 1 {
-			// Lost the race (or failed): our copy goes.
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			_, _ = s.messages.DeleteOne(cctx, bson.D{{Key: "_id", Value: taken.ID}})
-			cancel()
-			if err != nil {
-				return virtual.Taken{}, s.wrap("take from "+queue, err)
-			}
+		if len(ms) == 0 && attempt > 0 {
 			continue
 		}
-		s.mu.Lock()
-		s.held[taken.ID] = queue
-		s.mu.Unlock()
-		return virtual.Taken{Envelope: []byte(m.Payload), Receipt: receipt{copy: taken.ID, original: m.ID, priority: m.Priority, queue: queue}}, nil
+		if len(ms) == 0 {
+			return nil, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
+		}
+		ts, err := s.claim(ctx, queue, ms)
+		if err != nil {
+			return nil, err
+		}
+		if len(ts) > 0 {
+			return ts, nil
+		}
 	}
-	return virtual.Taken{}, fmt.Errorf("queue %q: other consumers took every message first: %w", queue, transport.ErrEmpty)
+	return nil, fmt.Errorf("queue %q: other consumers took every message first: %w", queue, transport.ErrEmpty)
+}
+
+// claim takes the found messages ms of queue that no other consumer takes
+// first; none (and no error) when it lost every race.
+func (s *store) claim(ctx context.Context, queue string, ms []message) ([]virtual.Taken, error) {
+	lease := time.Now().Add(s.o.lease)
+	copies := make([]any, len(ms))
+	for i, m := range ms {
+		copies[i] = message{ID: takenID(m.ID), Payload: m.Payload, Queue: takenPrefix + queue, Priority: m.Priority,
+			Original: m.ID, Lease: lease, Taker: s.taker}
+	}
+	_, err := s.messages.InsertMany(ctx, copies, options.InsertMany().SetOrdered(false))
+	lost := map[int]bool{}
+	var bwe mongo.BulkWriteException
+	if errors.As(err, &bwe) && bwe.WriteConcernError == nil {
+		for _, we := range bwe.WriteErrors {
+			if !mongo.IsDuplicateKeyError(we) {
+				lost = nil
+				break
+			}
+			lost[we.Index] = true // another consumer's copy claims it
+		}
+		if lost != nil {
+			err = nil
+		}
+	}
+	if err != nil {
+		// Which copies went in is unknown: ours (by taker) go again.
+		s.dropCopies(ctx, ms)
+		return nil, s.wrap("take from "+queue, err)
+	}
+	won := make([]message, 0, len(ms))
+	for i, m := range ms {
+		if !lost[i] {
+			won = append(won, m)
+		}
+	}
+	if len(won) == 0 {
+		return nil, nil
+	}
+	if len(won) == 1 {
+		// One message: the delete's count tells whether the original
+		// was still there, ours.
+		del, err := s.messages.DeleteOne(ctx, bson.D{{Key: "_id", Value: won[0].ID}})
+		if err != nil || del.DeletedCount != 1 {
+			s.dropCopies(ctx, won)
+			if err != nil {
+				return nil, s.wrap("take from "+queue, err)
+			}
+			return nil, nil
+		}
+	} else {
+		ids := make([]bson.ObjectID, len(won))
+		for i, m := range won {
+			ids[i] = m.ID
+		}
+		// The originals still there are ours: our copies keep every other
+		// kombu-go consumer off them.
+		var there []struct {
+			ID bson.ObjectID `bson:"_id"`
+		}
+		cur, err := s.messages.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		if err == nil {
+			err = cur.All(ctx, &there)
+		}
+		if err != nil {
+			s.dropCopies(ctx, won)
+			return nil, s.wrap("take from "+queue, err)
+		}
+		ours := make(map[bson.ObjectID]bool, len(there))
+		for _, t := range there {
+			ours[t.ID] = true
+		}
+		var stale []message
+		kept := won[:0]
+		ids = ids[:0]
+		for _, m := range won {
+			if ours[m.ID] {
+				kept = append(kept, m)
+				ids = append(ids, m.ID)
+			} else {
+				stale = append(stale, m)
+			}
+		}
+		won = kept
+		if len(stale) > 0 {
+			s.dropCopies(ctx, stale)
+		}
+		if len(won) == 0 {
+			return nil, nil
+		}
+		if _, err := s.messages.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
+			// Whether the originals went is unknown: the copies go, the
+			// originals that stayed are taken again later.
+			s.dropCopies(ctx, won)
+			return nil, s.wrap("take from "+queue, err)
+		}
+		// A count short of len(won) means a consumer that keeps no copy
+		// (Python Kombu's, a purge) removed some originals since the
+		// find: which is unknown, so all are delivered, some maybe twice.
+	}
+	ts := make([]virtual.Taken, len(won))
+	s.mu.Lock()
+	for i, m := range won {
+		c := takenID(m.ID)
+		s.held[c] = queue
+		ts[i] = virtual.Taken{Envelope: []byte(m.Payload), Receipt: receipt{copy: c, original: m.ID, priority: m.Priority, queue: queue}}
+	}
+	s.mu.Unlock()
+	return ts, nil
+}
+
+// dropCopies removes this connection's taken copies of ms, if any: the
+// taker field keeps another consumer's copy of the same message, whose
+// id is the same, where it is.
+func (s *store) dropCopies(ctx context.Context, ms []message) {
+	ids := make([]bson.ObjectID, len(ms))
+	for i, m := range ms {
+		ids[i] = takenID(m.ID)
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := s.messages.DeleteMany(cctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "kombu_go_taker", Value: s.taker}}); err != nil {
+		// Their leases run out, unrenewed, and recover puts them back.
+		s.log.Warn("mongodb: could not remove the copies of messages not taken; they come back when their lease ends", "error", s.wrap("remove copies", err))
+	}
 }
 
 // recover puts back the queue's messages whose lease ran out (their taker
@@ -292,8 +444,14 @@ func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
 	}
 	r := rc.(receipt)
 	s.settled(r)
-	_, err := s.messages.DeleteOne(ctx, bson.D{{Key: "_id", Value: r.copy}})
+	_, err := s.messages.DeleteOne(ctx, s.ours(r.copy))
 	return s.wrap("ack in "+r.queue, err)
+}
+
+// ours selects this connection's taken copy with the id: once its lease
+// ran out and it was put back, another consumer's copy may have the id.
+func (s *store) ours(copy bson.ObjectID) bson.D {
+	return bson.D{{Key: "_id", Value: copy}, {Key: "kombu_go_taker", Value: s.taker}}
 }
 
 func (s *store) Restore(ctx context.Context, rc virtual.Receipt, envelope []byte) error {
@@ -306,7 +464,7 @@ func (s *store) Restore(ctx context.Context, rc virtual.Receipt, envelope []byte
 	if err := s.putBack(ctx, r.original, r.queue, string(envelope), r.priority); err != nil {
 		return err
 	}
-	_, err := s.messages.DeleteOne(ctx, bson.D{{Key: "_id", Value: r.copy}})
+	_, err := s.messages.DeleteOne(ctx, s.ours(r.copy))
 	return s.wrap("restore to "+r.queue, err)
 }
 
@@ -332,7 +490,7 @@ func (s *store) renew() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.o.lease/3)
-		_, err := s.messages.UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		_, err := s.messages.UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "kombu_go_taker", Value: s.taker}},
 			bson.D{{Key: "$set", Value: bson.D{{Key: "kombu_go_lease", Value: time.Now().Add(s.o.lease)}}}})
 		cancel()
 		if err != nil {
