@@ -38,8 +38,8 @@ type store struct {
 	taker string
 
 	mu        sync.Mutex
-	held      map[bson.ObjectID]string // taken, unsettled: their queue
-	recovered map[string]time.Time     // queue: when its expired leases were last looked for
+	held      map[bson.ObjectID]*heldCopy // taken, unsettled copies
+	recovered map[string]time.Time        // queue: when its expired leases were last looked for
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -79,6 +79,14 @@ func (s *store) Quarantine(ctx context.Context, rc virtual.Receipt, reason error
 	return s.Ack(ctx, r)
 }
 
+// heldCopy is a taken copy this connection has not settled.
+type heldCopy struct {
+	queue string
+	// until is when its lease, as last written, ends: before then no
+	// recover has put it back, so no other consumer's copy can have its id.
+	until time.Time
+}
+
 type receipt struct {
 	copy, original bson.ObjectID
 	priority       int
@@ -91,7 +99,7 @@ func newStore(ctx context.Context, client *mongo.Client, o *settings, log *slog.
 		client: client, messages: db.Collection(messagesCollection), routing: db.Collection(routingCollection),
 		broadcast: db.Collection(broadcastCollection),
 		o:         o, log: log, password: password, taker: bson.NewObjectID().Hex(),
-		held: map[bson.ObjectID]string{}, recovered: map[string]time.Time{},
+		held: map[bson.ObjectID]*heldCopy{}, recovered: map[string]time.Time{},
 		stop: make(chan struct{}),
 	}
 	// Kombu's indexes (_ensure_indexes).
@@ -177,6 +185,10 @@ type message struct {
 // messages to other consumers before it reports the queue empty for now.
 const takeAttempts = 20
 
+// claimParallel is how many deletes of claimed originals a batch take
+// has in flight at once.
+const claimParallel = 8
+
 // spread is how many of a queue's first messages a consumer that lost a
 // race skips at most, so that consumers racing for a queue spread out.
 const spread = 8
@@ -206,18 +218,18 @@ func (s *store) Take(ctx context.Context, queue string) (virtual.Taken, error) {
 }
 
 // TakeBatch takes up to n of the queue's first messages in Kombu's order
-// (priority, then insertion), in four requests however many it takes: a
-// find of the first n documents; the insert of their taken copies
-// (queue takenPrefix+queue, id takenID of the original, leased to this
-// connection for visibility_timeout, extended while unsettled), which
-// claims each message whose copy it inserts; a find of which of those
-// originals still exist (a consumer may have taken, acked and so removed
-// the copy of a message between our find and our insert: our copy of it
-// is then a stale duplicate, removed again); and the delete of the
-// claimed originals. A single message skips the third request: its
-// delete's count tells. A consumer that dies between the steps leaves
-// copies whose leases run out and are put back: a message may come
-// twice, never not at all.
+// (priority, then insertion): a find of the first n documents (FerretDB
+// scans the collection for it: Kombu's queue and sort are not pushed
+// down); one insert of their taken copies (queue takenPrefix+queue, id
+// takenID of the original, leased to this connection for
+// visibility_timeout, extended while unsettled), which claims each message
+// whose copy went in; and a delete by _id of each claimed original, a few
+// at a time, whose count says whether the original was still there (a
+// consumer may have taken, acked and so removed the copy of a message
+// between our find and our insert: ours is then a stale duplicate, removed
+// again). A consumer that dies between the steps leaves copies whose
+// leases run out and are put back: a message may come twice, never not at
+// all.
 func (s *store) TakeBatch(ctx context.Context, queue string, n int) ([]virtual.Taken, error) {
 	if f := s.fanout(queue); f != nil {
 		t, err := s.takeFanout(ctx, f, queue)
@@ -295,73 +307,57 @@ func (s *store) claim(ctx context.Context, queue string, ms []message) ([]virtua
 	if len(won) == 0 {
 		return nil, nil
 	}
-	if len(won) == 1 {
-		// One message: the delete's count tells whether the original
-		// was still there, ours.
-		del, err := s.messages.DeleteOne(ctx, bson.D{{Key: "_id", Value: won[0].ID}})
-		if err != nil || del.DeletedCount != 1 {
-			s.dropCopies(ctx, won)
-			if err != nil {
-				return nil, s.wrap("take from "+queue, err)
+	// The delete of an original claims it for good: one by one (a delete
+	// by _id is the filter FerretDB hands SQLite; by $in it scans the
+	// collection), a few at a time. A copy whose original another
+	// consumer removed first (taken and acked between our find and our
+	// insert; or Python Kombu's take, a purge) goes again.
+	deleted := make([]int, len(won)) // 1: ours; 0: gone; -1: unknown
+	sem := make(chan struct{}, claimParallel)
+	var wg sync.WaitGroup
+	// Run to the end even if ctx ends: an unknown outcome holds a message
+	// back for a lease.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	for i, m := range won {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			del, err := s.messages.DeleteOne(dctx, bson.D{{Key: "_id", Value: m.ID}})
+			switch {
+			case err != nil:
+				deleted[i] = -1
+				s.log.Warn("mongodb: could not remove a taken message from its queue; it comes back when its copy's lease ends", "queue", queue, "id", m.ID.Hex(), "error", s.wrap("take from "+queue, err))
+			case del.DeletedCount == 1:
+				deleted[i] = 1
 			}
-			return nil, nil
-		}
-	} else {
-		ids := make([]bson.ObjectID, len(won))
-		for i, m := range won {
-			ids[i] = m.ID
-		}
-		// The originals still there are ours: our copies keep every other
-		// kombu-go consumer off them.
-		var there []struct {
-			ID bson.ObjectID `bson:"_id"`
-		}
-		cur, err := s.messages.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
-			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
-		if err == nil {
-			err = cur.All(ctx, &there)
-		}
-		if err != nil {
-			s.dropCopies(ctx, won)
-			return nil, s.wrap("take from "+queue, err)
-		}
-		ours := make(map[bson.ObjectID]bool, len(there))
-		for _, t := range there {
-			ours[t.ID] = true
-		}
-		var stale []message
-		kept := won[:0]
-		ids = ids[:0]
-		for _, m := range won {
-			if ours[m.ID] {
-				kept = append(kept, m)
-				ids = append(ids, m.ID)
-			} else {
-				stale = append(stale, m)
-			}
-		}
-		won = kept
-		if len(stale) > 0 {
-			s.dropCopies(ctx, stale)
-		}
-		if len(won) == 0 {
-			return nil, nil
-		}
-		if _, err := s.messages.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
-			// Whether the originals went is unknown: the copies go, the
-			// originals that stayed are taken again later.
-			s.dropCopies(ctx, won)
-			return nil, s.wrap("take from "+queue, err)
-		}
-		// A count short of len(won) means a consumer that keeps no copy
-		// (Python Kombu's, a purge) removed some originals since the
-		// find: which is unknown, so all are delivered, some maybe twice.
+		}()
 	}
+	wg.Wait()
+	kept := won[:0]
+	for i, m := range won {
+		switch deleted[i] {
+		case 1:
+			kept = append(kept, m)
+		case 0:
+			// Ours alone has this id while it exists: by _id is enough.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			if _, err := s.messages.DeleteOne(cctx, bson.D{{Key: "_id", Value: takenID(m.ID)}}); err != nil {
+				s.log.Warn("mongodb: could not remove the copy of a message not taken; it comes back when its lease ends", "queue", queue, "error", s.wrap("remove a copy", err))
+			}
+			cancel()
+		}
+		// -1: whether the original went is unknown. The copy stays,
+		// unheld: its lease runs out and recover puts the message back
+		// (or finds the original still there), so nothing is lost.
+	}
+	won = kept
 	ts := make([]virtual.Taken, len(won))
 	s.mu.Lock()
 	for i, m := range won {
 		c := takenID(m.ID)
-		s.held[c] = queue
+		s.held[c] = &heldCopy{queue: queue, until: lease}
 		ts[i] = virtual.Taken{Envelope: []byte(m.Payload), Receipt: receipt{copy: c, original: m.ID, priority: m.Priority, queue: queue}}
 	}
 	s.mu.Unlock()
@@ -432,10 +428,20 @@ func (s *store) putBack(ctx context.Context, id bson.ObjectID, queue, payload st
 	return s.wrap("put back into "+queue, err)
 }
 
-func (s *store) settled(r receipt) {
+// settled forgets the copy and returns the filter that deletes it: by _id
+// alone (which FerretDB hands SQLite) while its lease has a good margin
+// left, with this connection's taker too (which FerretDB reads by
+// scanning the collection) once it may have run out and been put back
+// and taken by another consumer, whose copy has the same id.
+func (s *store) settled(r receipt) bson.D {
 	s.mu.Lock()
+	h := s.held[r.copy]
 	delete(s.held, r.copy)
 	s.mu.Unlock()
+	if h != nil && time.Until(h.until) > s.o.lease/3 {
+		return bson.D{{Key: "_id", Value: r.copy}}
+	}
+	return s.ours(r.copy)
 }
 
 func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
@@ -443,8 +449,7 @@ func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
 		return nil // the broadcast stays for the other queues, as in Kombu
 	}
 	r := rc.(receipt)
-	s.settled(r)
-	_, err := s.messages.DeleteOne(ctx, s.ours(r.copy))
+	_, err := s.messages.DeleteOne(ctx, s.settled(r))
 	return s.wrap("ack in "+r.queue, err)
 }
 
@@ -460,11 +465,11 @@ func (s *store) Restore(ctx context.Context, rc virtual.Receipt, envelope []byte
 		return nil
 	}
 	r := rc.(receipt)
-	s.settled(r)
+	filter := s.settled(r)
 	if err := s.putBack(ctx, r.original, r.queue, string(envelope), r.priority); err != nil {
 		return err
 	}
-	_, err := s.messages.DeleteOne(ctx, s.ours(r.copy))
+	_, err := s.messages.DeleteOne(ctx, filter)
 	return s.wrap("restore to "+r.queue, err)
 }
 
@@ -490,9 +495,22 @@ func (s *store) renew() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.o.lease/3)
+		start := time.Now()
+		until := start.Add(s.o.lease)
 		_, err := s.messages.UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "kombu_go_taker", Value: s.taker}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "kombu_go_lease", Value: time.Now().Add(s.o.lease)}}}})
+			bson.D{{Key: "$set", Value: bson.D{{Key: "kombu_go_lease", Value: until}}}})
 		cancel()
+		if err == nil {
+			s.mu.Lock()
+			for _, id := range ids {
+				// Only a copy whose lease had a margin left was surely
+				// still ours, and so extended.
+				if h := s.held[id]; h != nil && h.until.After(start.Add(s.o.lease/3)) {
+					h.until = until
+				}
+			}
+			s.mu.Unlock()
+		}
 		if err != nil {
 			s.log.Warn("mongodb: could not extend the leases of unsettled messages", "error", s.wrap("renew leases", err))
 		}
