@@ -81,9 +81,8 @@ func benchMongoDB(ctx context.Context, tab *table) error {
 		bareConsume: func(count int) error {
 			for count > 0 {
 				// The transport's batch take: the first documents, their
-				// leased copies, which of the originals are still there,
-				// their delete; then a copy's delete per message, as the
-				// acks.
+				// leased copies, the originals' deletes; then a copy's
+				// delete per message, as the acks.
 				cur, err := messages.Find(ctx, bson.D{{Key: "queue", Value: bareQueue}}, options.Find().SetSort(byAge).SetLimit(int64(min(count, tunedPrefetch))))
 				if err != nil {
 					return err
