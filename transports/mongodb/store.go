@@ -139,6 +139,7 @@ func (s *store) Purge(ctx context.Context, queue string) (int, error) {
 	if f := s.fanout(queue); f != nil {
 		return s.purgeFanout(ctx, f)
 	}
+	defer s.dropCandidates(queue)
 	r, err := s.messages.DeleteMany(ctx, bson.D{{Key: "queue", Value: queue}})
 	if err != nil {
 		return 0, s.wrap("purge "+queue, err)
@@ -158,6 +159,7 @@ func (s *store) DeleteQueue(ctx context.Context, queue string) (int, error) {
 // Put inserts Kombu's document: the envelope as payload, the queue, and
 // Kombu's reversed priority (9 - priority: lower is served first).
 func (s *store) Put(ctx context.Context, m virtual.Message) error {
+	defer s.dropCandidates(m.Queue)
 	_, err := s.messages.InsertOne(ctx, bson.D{
 		{Key: "payload", Value: string(m.Envelope)},
 		{Key: "queue", Value: m.Queue},
@@ -240,15 +242,7 @@ func (s *store) TakeBatch(ctx context.Context, queue string, n int) ([]virtual.T
 	}
 	s.recover(ctx, queue)
 	for attempt := range takeAttempts {
-		fo := options.Find().SetSort(bson.D{{Key: "priority", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(int64(max(n, 1)))
-		if attempt > 0 {
-			fo.SetSkip(rand.Int64N(spread))
-		}
-		var ms []message
-		cur, err := s.messages.Find(ctx, bson.D{{Key: "queue", Value: queue}}, fo)
-		if err == nil {
-			err = cur.All(ctx, &ms)
-		}
+		ms, err := s.firstOf(ctx, queue, n, attempt)
 		if err != nil {
 			return nil, s.wrap("take from "+queue, err)
 		}
@@ -267,6 +261,79 @@ func (s *store) TakeBatch(ctx context.Context, queue string, n int) ([]virtual.T
 		}
 	}
 	return nil, fmt.Errorf("queue %q: other consumers took every message first: %w", queue, transport.ErrEmpty)
+}
+
+// findAhead is how many of a queue's first documents a find reads, for
+// the takes of this process to claim from until they run out or are
+// candidateAge old: FerretDB reads a sorted find by scanning the whole
+// collection, so one find serves many takes.
+const (
+	findAhead    = 100
+	candidateAge = 500 * time.Millisecond
+)
+
+// candidates are a queue's first documents as a find of this process
+// returned them, not yet handed to a take. A Put or a put back in this
+// process drops them (the new message may come first); one by another
+// process is seen once they are candidateAge old, so that its message
+// waits that long at most behind later ones.
+type candidates struct {
+	ms []message
+	at time.Time
+}
+
+var (
+	candidatesMu  sync.Mutex
+	allCandidates = map[string]*candidates{} // candidatesKey: the queue's
+)
+
+func (s *store) candidatesKey(queue string) string {
+	return s.o.masked + "\x00" + s.o.database + "\x00" + queue
+}
+
+// dropCandidates forgets the queue's candidates.
+func (s *store) dropCandidates(queue string) {
+	candidatesMu.Lock()
+	delete(allCandidates, s.candidatesKey(queue))
+	candidatesMu.Unlock()
+}
+
+// firstOf returns up to n of the queue's first documents: the process's
+// candidates while they last and are fresh, else a find's (after a lost
+// race, past a few at random, so that racing consumers spread out).
+func (s *store) firstOf(ctx context.Context, queue string, n, attempt int) ([]message, error) {
+	n = max(n, 1)
+	key := s.candidatesKey(queue)
+	candidatesMu.Lock()
+	c := allCandidates[key]
+	if c != nil && len(c.ms) > 0 && time.Since(c.at) < candidateAge && attempt == 0 {
+		k := min(n, len(c.ms))
+		ms := c.ms[:k:k]
+		c.ms = c.ms[k:]
+		candidatesMu.Unlock()
+		return ms, nil
+	}
+	delete(allCandidates, key)
+	candidatesMu.Unlock()
+	fo := options.Find().SetSort(bson.D{{Key: "priority", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(int64(max(n, findAhead)))
+	if attempt > 0 {
+		fo.SetSkip(rand.Int64N(spread))
+	}
+	var ms []message
+	cur, err := s.messages.Find(ctx, bson.D{{Key: "queue", Value: queue}}, fo)
+	if err == nil {
+		err = cur.All(ctx, &ms)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(ms) > n {
+		candidatesMu.Lock()
+		allCandidates[key] = &candidates{ms: ms[n:], at: time.Now()}
+		candidatesMu.Unlock()
+		ms = ms[:n:n]
+	}
+	return ms, nil
 }
 
 // claim takes the found messages ms of queue that no other consumer takes
@@ -421,6 +488,7 @@ func (s *store) recover(ctx context.Context, queue string) {
 // putBack inserts a message again under its original id, so that it takes
 // its old place in the queue.
 func (s *store) putBack(ctx context.Context, id bson.ObjectID, queue, payload string, priority int) error {
+	defer s.dropCandidates(queue)
 	_, err := s.messages.InsertOne(ctx, message{ID: id, Payload: payload, Queue: queue, Priority: priority})
 	if mongo.IsDuplicateKeyError(err) {
 		return nil
