@@ -69,6 +69,9 @@ type store struct {
 
 	mu    sync.Mutex
 	taken map[*receipt]struct{} // taken and not settled: their visibility is extended
+
+	clientsMu sync.Mutex
+	clients   map[string]*azqueue.QueueClient // queue: its client, made once
 }
 
 // receipt is a dequeued message: its id and its current pop receipt,
@@ -86,9 +89,24 @@ func newStore(svc *azqueue.ServiceClient, o *options, log *slog.Logger) *store {
 	return &store{svc: svc, o: o, log: log, tabs: tablesFor(o.serviceURL), stop: make(chan struct{}), taken: map[*receipt]struct{}{}}
 }
 
+// client is the queue's client, made once per connection: making one
+// joins and parses its URL and wraps the pipeline, for every publish.
 func (s *store) client(queue string) *azqueue.QueueClient {
-	return s.svc.NewQueueClient(entityName(s.o.prefix, queue))
+	s.clientsMu.Lock()
+	defer s.clientsMu.Unlock()
+	q := s.clients[queue]
+	if q == nil {
+		if s.clients == nil || len(s.clients) >= maxClients {
+			s.clients = map[string]*azqueue.QueueClient{}
+		}
+		q = s.svc.NewQueueClient(entityName(s.o.prefix, queue))
+		s.clients[queue] = q
+	}
+	return q
 }
+
+// maxClients bounds the queue clients a connection keeps.
+const maxClients = 1024
 
 // ping asks for the account's service properties.
 func (s *store) ping(ctx context.Context) error {
