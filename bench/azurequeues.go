@@ -21,7 +21,8 @@ import (
 // benchAzureQueues measures Azure Storage Queues on Azurite's queue
 // service (npm's azurite 3.35), in memory, started as the transport's
 // tests start it. The bare client is azqueue: EnqueueMessage of the base64
-// body; DequeueMessage of one message and DeleteMessage. A second bare
+// body; DequeueMessages of up to 32 (as the transport's batch takes) and a
+// DeleteMessage each. A second bare
 // publisher ("bare twin") sends a text the size and shape of the SDK's
 // envelope, with the SDK's message TTL (-1: never): Azurite's cost grows
 // with the text it stores. No Python peer:
@@ -102,25 +103,29 @@ func benchAzureQueues(ctx context.Context, tab *table) error {
 			return nil
 		},
 		bareConsume: func(count int) error {
-			for range count {
-				resp, err := q.DequeueMessage(ctx, &azqueue.DequeueMessageOptions{VisibilityTimeout: visibility})
+			// Dequeues of up to 32, as the transport's batch takes, and a
+			// delete each, as its acks.
+			for count > 0 {
+				resp, err := q.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr(int32(min(count, 32))), VisibilityTimeout: visibility})
 				if err != nil {
 					return err
 				}
 				if len(resp.Messages) == 0 {
 					return errors.New("the bare queue is empty")
 				}
-				m := resp.Messages[0]
-				b, err := base64.StdEncoding.DecodeString(*m.MessageText)
-				if err != nil {
-					return err
+				for _, m := range resp.Messages {
+					b, err := base64.StdEncoding.DecodeString(*m.MessageText)
+					if err != nil {
+						return err
+					}
+					if err := decode(b); err != nil {
+						return err
+					}
+					if _, err := q.DeleteMessage(ctx, *m.MessageID, *m.PopReceipt, nil); err != nil {
+						return err
+					}
 				}
-				if err := decode(b); err != nil {
-					return err
-				}
-				if _, err := q.DeleteMessage(ctx, *m.MessageID, *m.PopReceipt, nil); err != nil {
-					return err
-				}
+				count -= len(resp.Messages)
 			}
 			return nil
 		},

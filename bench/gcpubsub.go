@@ -19,8 +19,9 @@ import (
 // it. The transport has no topic exchanges: the SDK's sides publish to a
 // direct exchange (see emulated.direct). The bare client is the pubsub
 // client's generated API, as the transport calls it: a Publish request of
-// one message with the routing_key attribute; a Pull of one
-// (ReturnImmediately) and an Acknowledge per message consumed. No Python
+// one message with the routing_key attribute; a Pull of up to 100 (the
+// tuned prefetch, as the transport's batch takes; ReturnImmediately) and
+// an Acknowledge per message consumed. No Python
 // peer: Debian's Kombu has no Pub/Sub transport.
 func benchPubSub(ctx context.Context, tab *table) error {
 	srv := pstest.NewServer()
@@ -83,20 +84,25 @@ func benchPubSub(ctx context.Context, tab *table) error {
 			return nil
 		},
 		bareConsume: func(count int) error {
-			for range count {
-				ms, err := pull(1)
+			// Pulls of up to the tuned prefetch, as the transport's batch
+			// takes, and an acknowledge each, as its acks.
+			for count > 0 {
+				ms, err := pull(int32(min(count, tunedPrefetch)))
 				if err != nil {
 					return err
 				}
 				if len(ms) == 0 {
 					return errors.New("the bare subscription is empty")
 				}
-				if err := decode(ms[0].Message.Data); err != nil {
-					return err
+				for _, m := range ms {
+					if err := decode(m.Message.Data); err != nil {
+						return err
+					}
+					if err := ack(m.AckId); err != nil {
+						return err
+					}
 				}
-				if err := ack(ms[0].AckId); err != nil {
-					return err
-				}
+				count -= len(ms)
 			}
 			return nil
 		},

@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
 
 	_ "github.com/kombu-go/kombu/transports/mongodb"
 	"github.com/kombu-go/kombu/transports/mongodb/mongotest"
@@ -17,10 +18,11 @@ import (
 // benchMongoDB measures MongoDB on FerretDB v1.24 (on SQLite), built and
 // started as a child process as the transport's tests start it. The bare
 // client is the MongoDB Go driver making the transport's calls on Kombu's
-// messages collection: an insert per publish; per message consumed a
-// find of the queue's first document (by priority, then _id), the insert
-// of its leased copy, the delete of the original and, as the ack, the
-// copy's delete; a publish reads the exchange's bindings first, as the
+// messages collection: an insert per publish; per up to 100 messages
+// consumed (the prefetch of the tuned consumer) a find of the queue's
+// first documents (by priority, then _id), the insert of their leased
+// copies and the originals' deletes by _id (eight at a time), and as
+// each ack a copy's delete; a publish reads the exchange's bindings first, as the
 // transport (and Kombu) do. Python Kombu (pymongo) runs on the same database.
 func benchMongoDB(ctx context.Context, tab *table) error {
 	srv, err := mongotest.Start(ctx)
@@ -37,7 +39,7 @@ func benchMongoDB(ctx context.Context, tab *table) error {
 	messages := client.Database(db).Collection("messages")
 	routing := client.Database(db).Collection("messages.routing")
 	const bareQueue = "kombu-go-bench.bare"
-	first := options.FindOne().SetSort(bson.D{{Key: "priority", Value: 1}, {Key: "_id", Value: 1}})
+	byAge := bson.D{{Key: "priority", Value: 1}, {Key: "_id", Value: 1}}
 	type doc struct {
 		ID       bson.ObjectID `bson:"_id"`
 		Payload  string        `bson:"payload"`
@@ -77,32 +79,56 @@ func benchMongoDB(ctx context.Context, tab *table) error {
 			return nil
 		},
 		bareConsume: func(count int) error {
-			for range count {
-				var m doc
-				if err := messages.FindOne(ctx, bson.D{{Key: "queue", Value: bareQueue}}, first).Decode(&m); err != nil {
-					if errors.Is(err, mongo.ErrNoDocuments) {
-						return errors.New("the bare queue is empty")
-					}
-					return err
-				}
-				taken := doc{ID: bson.NewObjectID(), Payload: m.Payload, Queue: "kombu-go:taken:" + bareQueue, Priority: m.Priority,
-					Original: m.ID, Lease: time.Now().Add(time.Minute)}
-				if _, err := messages.InsertOne(ctx, taken); err != nil {
-					return err
-				}
-				if _, err := messages.DeleteOne(ctx, bson.D{{Key: "_id", Value: m.ID}}); err != nil {
-					return err
-				}
-				b, err := base64.StdEncoding.DecodeString(m.Payload)
+			for count > 0 {
+				// The transport's batch take: the first documents, their
+				// leased copies, the originals' deletes; then a copy's
+				// delete per message, as the acks.
+				cur, err := messages.Find(ctx, bson.D{{Key: "queue", Value: bareQueue}}, options.Find().SetSort(byAge).SetLimit(int64(min(count, tunedPrefetch))))
 				if err != nil {
 					return err
 				}
-				if err := decode(b); err != nil {
+				var ms []doc
+				if err := cur.All(ctx, &ms); err != nil {
 					return err
 				}
-				if _, err := messages.DeleteOne(ctx, bson.D{{Key: "_id", Value: taken.ID}}); err != nil {
+				if len(ms) == 0 {
+					return errors.New("the bare queue is empty")
+				}
+				copies := make([]any, len(ms))
+				ids := make([]bson.ObjectID, len(ms))
+				for i, m := range ms {
+					copies[i] = doc{ID: bson.NewObjectID(), Payload: m.Payload, Queue: "kombu-go:taken:" + bareQueue, Priority: m.Priority,
+						Original: m.ID, Lease: time.Now().Add(time.Minute)}
+					ids[i] = m.ID
+				}
+				if _, err := messages.InsertMany(ctx, copies, options.InsertMany().SetOrdered(false)); err != nil {
 					return err
 				}
+				// The originals' deletes, eight at a time.
+				var g errgroup.Group
+				g.SetLimit(8)
+				for _, id := range ids {
+					g.Go(func() error {
+						_, err := messages.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+						return err
+					})
+				}
+				if err := g.Wait(); err != nil {
+					return err
+				}
+				for i, m := range ms {
+					b, err := base64.StdEncoding.DecodeString(m.Payload)
+					if err != nil {
+						return err
+					}
+					if err := decode(b); err != nil {
+						return err
+					}
+					if _, err := messages.DeleteOne(ctx, bson.D{{Key: "_id", Value: copies[i].(doc).ID}}); err != nil {
+						return err
+					}
+				}
+				count -= len(ms)
 			}
 			return nil
 		},
@@ -113,6 +139,6 @@ func benchMongoDB(ctx context.Context, tab *table) error {
 		// FerretDB on SQLite scans the collection for every sorted find:
 		// a few hundred messages a round keep a consume round in minutes.
 		chunk: 25, scale: 40,
-		note: "FerretDB on SQLite reads a sorted find by scanning the collection; Python Kombu 5.2 takes with one findAndModify (remove), kombu-go with four requests (find, insert of the leased copy, delete, and the copy's delete as the ack) so that a consumer's death loses nothing",
+		note: "FerretDB on SQLite reads a sorted find by scanning the collection; Python Kombu 5.2 takes with one findAndModify (remove) a message, kombu-go takes up to its prefetch's room with a find, an insert of the leased copies and a delete by _id per original, and acks with a delete each, so that a consumer's death loses nothing",
 	})
 }

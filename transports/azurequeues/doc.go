@@ -44,7 +44,8 @@
 //
 // Kombu deletes a message as it receives it, so a worker that dies loses
 // what it held. This package acknowledges properly: a take dequeues the
-// message with a visibility timeout, which is extended a third of the way
+// message (up to 32 at once, as the consumer's prefetch has room) with a
+// visibility timeout, which is extended a third of the way
 // through while the message is unsettled (a long handler keeps its
 // message); ack deletes it; a requeue or a connection's close rewrites it
 // (marked redelivered when it was delivered) and makes it visible at once;

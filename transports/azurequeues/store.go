@@ -69,6 +69,9 @@ type store struct {
 
 	mu    sync.Mutex
 	taken map[*receipt]struct{} // taken and not settled: their visibility is extended
+
+	clientsMu sync.Mutex
+	clients   map[string]*azqueue.QueueClient // queue: its client, made once
 }
 
 // receipt is a dequeued message: its id and its current pop receipt,
@@ -86,9 +89,24 @@ func newStore(svc *azqueue.ServiceClient, o *options, log *slog.Logger) *store {
 	return &store{svc: svc, o: o, log: log, tabs: tablesFor(o.serviceURL), stop: make(chan struct{}), taken: map[*receipt]struct{}{}}
 }
 
+// client is the queue's client, made once per connection: making one
+// joins and parses its URL and wraps the pipeline, for every publish.
 func (s *store) client(queue string) *azqueue.QueueClient {
-	return s.svc.NewQueueClient(entityName(s.o.prefix, queue))
+	s.clientsMu.Lock()
+	defer s.clientsMu.Unlock()
+	q := s.clients[queue]
+	if q == nil {
+		if s.clients == nil || len(s.clients) >= maxClients {
+			s.clients = map[string]*azqueue.QueueClient{}
+		}
+		q = s.svc.NewQueueClient(entityName(s.o.prefix, queue))
+		s.clients[queue] = q
+	}
+	return q
 }
+
+// maxClients bounds the queue clients a connection keeps.
+const maxClients = 1024
 
 // ping asks for the account's service properties.
 func (s *store) ping(ctx context.Context) error {
@@ -284,45 +302,69 @@ func (s *store) Put(ctx context.Context, m virtual.Message) error {
 	return named(m.Queue, entityName(s.o.prefix, m.Queue), err)
 }
 
-// Take dequeues one message, invisible to others for the visibility
-// timeout (which the store extends until the message is settled).
+// Take dequeues one message (see TakeBatch).
 func (s *store) Take(ctx context.Context, queue string) (virtual.Taken, error) {
-	if err := ctx.Err(); err != nil {
+	ts, err := s.TakeBatch(ctx, queue, 1)
+	if err != nil {
 		return virtual.Taken{}, err
 	}
+	return ts[0], nil
+}
+
+// maxDequeue is the most messages one DequeueMessages returns.
+const maxDequeue = 32
+
+// TakeBatch dequeues up to n messages (at most 32, Azure's limit) in one
+// request, invisible to others for the visibility timeout (which the
+// store extends until each is settled).
+func (s *store) TakeBatch(ctx context.Context, queue string, n int) ([]virtual.Taken, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	q := s.client(queue)
-	// A dequeue cancelled in flight could hide a message for the whole
-	// visibility timeout: it runs to its end, and one that arrives after
-	// ctx ended goes back at once.
+	// A dequeue cancelled in flight could hide messages for the whole
+	// visibility timeout: it runs to its end, and what arrives after ctx
+	// ended goes back at once.
 	wait := 30 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(dl)+time.Second)
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
-	resp, err := q.DequeueMessage(dctx, &azqueue.DequeueMessageOptions{VisibilityTimeout: to.Ptr(int32(s.o.visibility / time.Second))})
+	resp, err := q.DequeueMessages(dctx, &azqueue.DequeueMessagesOptions{
+		NumberOfMessages:  to.Ptr(int32(min(max(n, 1), maxDequeue))),
+		VisibilityTimeout: to.Ptr(int32(s.o.visibility / time.Second)),
+	})
 	cancel()
 	if notFound(err) || (err == nil && len(resp.Messages) == 0) {
-		return virtual.Taken{}, transport.ErrEmpty
+		return nil, transport.ErrEmpty
 	}
 	if err != nil {
-		return virtual.Taken{}, err
+		return nil, err
 	}
-	m := resp.Messages[0]
-	r := &receipt{queue: q, id: deref(m.MessageID, ""), pop: deref(m.PopReceipt, ""), envelope: deref(m.MessageText, ""), count: deref(m.DequeueCount, 1)}
+	rs := make([]*receipt, len(resp.Messages))
+	for i, m := range resp.Messages {
+		rs[i] = &receipt{queue: q, id: deref(m.MessageID, ""), pop: deref(m.PopReceipt, ""), envelope: deref(m.MessageText, ""), count: deref(m.DequeueCount, 1)}
+	}
 	if err := ctx.Err(); err != nil {
-		_ = s.Restore(context.Background(), r, []byte(r.envelope))
-		return virtual.Taken{}, err
+		for _, r := range rs {
+			_ = s.Restore(context.Background(), r, []byte(r.envelope))
+		}
+		return nil, err
 	}
-	s.track(r, true)
-	// A dequeue count above one means a taker before: one that died, or
-	// one that gave the message back undelivered, which this process
-	// remembers (the envelope marks the delivered ones).
-	cleanMu.Lock()
-	prev, wasClean := clean[r.id]
-	delete(clean, r.id)
-	cleanMu.Unlock()
-	redelivered := r.count > 1 && !(wasClean && prev == r.count-1)
-	return virtual.Taken{Envelope: []byte(r.envelope), Receipt: r, Redelivered: redelivered}, nil
+	ts := make([]virtual.Taken, len(rs))
+	for i, r := range rs {
+		s.track(r, true)
+		// A dequeue count above one means a taker before: one that died,
+		// or one that gave the message back undelivered, which this
+		// process remembers (the envelope marks the delivered ones).
+		cleanMu.Lock()
+		prev, wasClean := clean[r.id]
+		delete(clean, r.id)
+		cleanMu.Unlock()
+		redelivered := r.count > 1 && !(wasClean && prev == r.count-1)
+		ts[i] = virtual.Taken{Envelope: []byte(r.envelope), Receipt: r, Redelivered: redelivered}
+	}
+	return ts, nil
 }
 
 // Ack deletes the message.
@@ -413,3 +455,5 @@ func deref[T any](p *T, def T) T {
 	}
 	return *p
 }
+
+var _ virtual.BatchTaker = (*store)(nil)

@@ -21,7 +21,7 @@
 // expiration_seconds (86400), enable_exactly_once_delivery (false),
 // ack_modify_batch_size (1000), polling_interval (0.1 s); and
 // wait_time_seconds, retry_timeout_seconds and bulk_max_messages, which are
-// accepted and have no use here (a take is one immediate pull).
+// accepted and have no use here (a take is an immediate pull).
 //
 // # Layout, as Kombu's
 //
@@ -45,7 +45,8 @@
 //
 // # Acknowledgements
 //
-// A take is a pull of one message; ack is Acknowledge; a requeue or a
+// A take is an immediate pull of as many messages as the consumer's
+// prefetch has room for (one without a prefetch); ack is Acknowledge; a requeue or a
 // connection's close nacks (ModifyAckDeadline 0), and Pub/Sub delivers the
 // message again; a process that dies leaves its messages to come back
 // after the ack deadline. While a message is unsettled its deadline is

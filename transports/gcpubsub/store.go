@@ -569,44 +569,67 @@ func (s *store) publish(ctx context.Context, topic string, msgs []*pubsubpb.Pubs
 	return err
 }
 
-// Take pulls one message, at once.
+// Take pulls one message (see TakeBatch).
 func (s *store) Take(ctx context.Context, queue string) (virtual.Taken, error) {
-	sub := s.subFor(queue)
-	if err := ctx.Err(); err != nil {
-		return virtual.Taken{}, err
-	}
-	// A pull the caller cancels in flight may have leased a message on the
-	// server that the client never sees, hidden for a whole ack deadline:
-	// the pull runs to its end (it returns at once) and a message that
-	// arrives after ctx ended goes back.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), graceAfter(ctx, pullTimeout))
-	//lint:ignore SA1019 the virtual connection polls: a take must not wait (the service still honours it)
-	resp, err := s.client.SubscriptionAdminClient.Pull(pctx, &pubsubpb.PullRequest{Subscription: sub, MaxMessages: 1, ReturnImmediately: true})
-	cancel()
-	if isCode(err, codes.NotFound) || (err == nil && len(resp.ReceivedMessages) == 0) {
-		return virtual.Taken{}, transport.ErrEmpty
-	}
+	ts, err := s.TakeBatch(ctx, queue, 1)
 	if err != nil {
 		return virtual.Taken{}, err
 	}
-	rm := resp.ReceivedMessages[0]
+	return ts[0], nil
+}
+
+// maxPull bounds the messages one pull asks for: the most a consumer's
+// prefetch asks at once, well under Pub/Sub's limit of 1000.
+const maxPull = 1000
+
+// TakeBatch pulls up to n messages in one Pull that returns at once (the
+// virtual connection polls), leased to this process for the
+// subscription's ack deadline, which the store extends until they are
+// settled.
+func (s *store) TakeBatch(ctx context.Context, queue string, n int) ([]virtual.Taken, error) {
+	sub := s.subFor(queue)
 	if err := ctx.Err(); err != nil {
-		nctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
-		_ = s.nack(nctx, sub, []string{rm.AckId})
-		cancel()
-		return virtual.Taken{}, err
+		return nil, err
 	}
-	s.track(sub, rm.AckId, true)
-	msgID := rm.GetMessage().GetMessageId()
-	s.sh.mu.Lock()
-	_, seen := s.sh.seen[msgID]
-	s.sh.mu.Unlock()
-	data := rm.GetMessage().GetData()
-	return virtual.Taken{
-		Envelope:    data,
-		Receipt:     &receipt{sub: sub, ackID: rm.AckId, msgID: msgID, envelope: data},
-		Redelivered: seen || rm.DeliveryAttempt > 1,
-	}, nil
+	// A pull the caller cancels in flight may have leased messages on the
+	// server that the client never sees, hidden for a whole ack deadline:
+	// the pull runs to its end (it returns at once) and messages that
+	// arrive after ctx ended go back.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), graceAfter(ctx, pullTimeout))
+	//lint:ignore SA1019 the virtual connection polls: a take must not wait (the service still honours it)
+	resp, err := s.client.SubscriptionAdminClient.Pull(pctx, &pubsubpb.PullRequest{Subscription: sub, MaxMessages: int32(min(max(n, 1), maxPull)), ReturnImmediately: true})
+	cancel()
+	if isCode(err, codes.NotFound) || (err == nil && len(resp.ReceivedMessages) == 0) {
+		return nil, transport.ErrEmpty
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		ids := make([]string, len(resp.ReceivedMessages))
+		for i, rm := range resp.ReceivedMessages {
+			ids[i] = rm.AckId
+		}
+		nctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
+		_ = s.nack(nctx, sub, ids)
+		cancel()
+		return nil, err
+	}
+	ts := make([]virtual.Taken, len(resp.ReceivedMessages))
+	for i, rm := range resp.ReceivedMessages {
+		s.track(sub, rm.AckId, true)
+		msgID := rm.GetMessage().GetMessageId()
+		s.sh.mu.Lock()
+		_, seen := s.sh.seen[msgID]
+		s.sh.mu.Unlock()
+		data := rm.GetMessage().GetData()
+		ts[i] = virtual.Taken{
+			Envelope:    data,
+			Receipt:     &receipt{sub: sub, ackID: rm.AckId, msgID: msgID, envelope: data},
+			Redelivered: seen || rm.DeliveryAttempt > 1,
+		}
+	}
+	return ts, nil
 }
 
 // Ack acknowledges the message.
@@ -940,3 +963,5 @@ func (s *store) topicExists(ctx context.Context, exchange string) (bool, error) 
 	}
 	return err == nil, err
 }
+
+var _ virtual.BatchTaker = (*store)(nil)

@@ -40,10 +40,16 @@
 // consumer and extended while the handler runs; an ack deletes it, a
 // requeue puts it back under its old _id (so it keeps its place), and a
 // copy whose lease ran out (its consumer died) is put back marked
-// redelivered by the next consumer of its queue. A take inserts the copy
-// and then deletes the original, and only the consumer whose delete
-// removed it keeps it: a delete is atomic on every server that speaks
-// MongoDB's protocol, where findOneAndUpdate is not on FerretDB.
+// redelivered by the next consumer of its queue. A take inserts the copy,
+// whose _id is derived from the original's, so that only one consumer's
+// insert goes in, and then deletes the original by _id, whose count says
+// whether it was still there: an insert under a unique _id and a delete
+// are atomic on every server that speaks MongoDB's protocol, where
+// findOneAndUpdate is not on FerretDB. A consumer with a prefetch takes as
+// many as it has room for with one find and one insert; a find reads the
+// queue's first 100 documents, which the process's takes claim from for
+// half a second (FerretDB scans the collection for every sorted find), so
+// a message another process puts ahead of them waits that long at most.
 //
 // A document that is not a Kombu envelope is moved to the collection
 // "messages.kombu_go_quarantine", with its queue and the reason, and

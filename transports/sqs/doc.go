@@ -68,7 +68,8 @@
 // extends its visibility every third of visibility_timeout, so a handler
 // longer than the timeout is not given the message to a second consumer
 // meanwhile; a process that dies stops extending it, and SQS gives the
-// message to another consumer once its visibility runs out. A receive
+// message to another consumer once its visibility runs out. A consumer
+// with a prefetch receives up to ten messages a request, as Kombu's. A receive
 // whose caller gave up has its messages made visible again at once when
 // its answer comes. A message that is not a Kombu envelope is moved to the
 // queue "<name>-quarantine" (made on demand) and logged, not lost.

@@ -1,6 +1,7 @@
 package sqs
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -40,6 +41,7 @@ type store struct {
 var (
 	_ virtual.Store       = (*store)(nil)
 	_ virtual.Quarantiner = (*store)(nil)
+	_ virtual.BatchTaker  = (*store)(nil)
 )
 
 // receipt is what Take hands the connection for a message.
@@ -53,6 +55,11 @@ type lease struct {
 	r        receipt
 	body     string // as SQS holds it, for Quarantine
 	extended time.Time
+	// envelope and redelivered are what the take handed the connection:
+	// a Restore of the same envelope gives back a message never handed
+	// over (the connection marks one it handed over redelivered).
+	envelope    []byte
+	redelivered bool
 }
 
 func newStore(client *sqs.Client, o *options, key string, log *slog.Logger) *store {
@@ -296,20 +303,34 @@ func fifoIDs(envelope []byte) (group, dedup string) {
 	return group, dedup
 }
 
-// Take receives one message without waiting (the connection polls every
-// polling_interval), with the connection's visibility timeout, which the
-// store extends while the message is unsettled.
+// Take receives one message (see TakeBatch).
 func (s *store) Take(ctx context.Context, queue string) (virtual.Taken, error) {
-	url, name, err := s.queueURL(ctx, queue, false)
-	if errors.Is(err, errNoQueue) {
-		return virtual.Taken{}, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
-	}
+	ts, err := s.TakeBatch(ctx, queue, 1)
 	if err != nil {
 		return virtual.Taken{}, err
 	}
+	return ts[0], nil
+}
+
+// maxReceive is the most messages one ReceiveMessage returns.
+const maxReceive = 10
+
+// TakeBatch receives up to n messages (at most ten, SQS's limit) in one
+// ReceiveMessage without waiting (the connection polls every
+// polling_interval), with the connection's visibility timeout, which the
+// store extends while a message is unsettled. Python Kombu's consumer
+// receives ten at a time too (its prefetch allowing).
+func (s *store) TakeBatch(ctx context.Context, queue string, n int) ([]virtual.Taken, error) {
+	url, name, err := s.queueURL(ctx, queue, false)
+	if errors.Is(err, errNoQueue) {
+		return nil, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
+	}
+	if err != nil {
+		return nil, err
+	}
 	in := &sqs.ReceiveMessageInput{
 		QueueUrl:            aws.String(url),
-		MaxNumberOfMessages: 1,
+		MaxNumberOfMessages: int32(min(max(n, 1), maxReceive)),
 		AttributeNames:      []types.QueueAttributeName{"ApproximateReceiveCount"},
 	}
 	if s.o.visibility > 0 {
@@ -317,22 +338,30 @@ func (s *store) Take(ctx context.Context, queue string) (virtual.Taken, error) {
 	}
 	out, err := s.receive(ctx, in)
 	if s.missing(name, err) {
-		return virtual.Taken{}, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
+		return nil, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
 	}
 	if err != nil {
-		return virtual.Taken{}, s.mask.wrap("ReceiveMessage", name, err)
+		return nil, s.mask.wrap("ReceiveMessage", name, err)
 	}
 	if len(out.Messages) == 0 {
-		return virtual.Taken{}, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
+		return nil, fmt.Errorf("queue %q: %w", queue, transport.ErrEmpty)
 	}
-	m := out.Messages[0]
-	r := receipt{url: url, queue: name, handle: aws.ToString(m.ReceiptHandle), id: aws.ToString(m.MessageId)}
-	count, _ := strconv.Atoi(m.Attributes["ApproximateReceiveCount"])
-	redelivered := s.tables.takeRestored(r.id) || count > 1
-	s.mu.Lock()
-	s.held[r.handle] = &lease{r: r, body: aws.ToString(m.Body), extended: time.Now()}
-	s.mu.Unlock()
-	return virtual.Taken{Envelope: decodeBody(aws.ToString(m.Body)), Receipt: r, Redelivered: redelivered}, nil
+	ts := make([]virtual.Taken, len(out.Messages))
+	now := time.Now()
+	for i, m := range out.Messages {
+		r := receipt{url: url, queue: name, handle: aws.ToString(m.ReceiptHandle), id: aws.ToString(m.MessageId)}
+		count, _ := strconv.Atoi(m.Attributes["ApproximateReceiveCount"])
+		redelivered, known := s.tables.takeRestored(r.id)
+		if !known {
+			redelivered = count > 1
+		}
+		env := decodeBody(aws.ToString(m.Body))
+		s.mu.Lock()
+		s.held[r.handle] = &lease{r: r, body: aws.ToString(m.Body), extended: now, envelope: env, redelivered: redelivered}
+		s.mu.Unlock()
+		ts[i] = virtual.Taken{Envelope: env, Receipt: r, Redelivered: redelivered}
+	}
+	return ts, nil
 }
 
 // receive is ReceiveMessage bounded by ctx without losing what it
@@ -414,10 +443,16 @@ func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
 // Restore makes the message visible again at once (visibility 0): SQS
 // cannot rewrite it, so it keeps its place and is marked redelivered by
 // its receive count.
-func (s *store) Restore(ctx context.Context, rc virtual.Receipt, _ []byte) error {
+func (s *store) Restore(ctx context.Context, rc virtual.Receipt, envelope []byte) error {
 	r := rc.(receipt)
+	redelivered := true
+	s.mu.Lock()
+	if l, ok := s.held[r.handle]; ok && bytes.Equal(l.envelope, envelope) {
+		redelivered = l.redelivered // never handed over: as it was
+	}
+	s.mu.Unlock()
 	s.settled(r)
-	s.tables.markRestored(r.id)
+	s.tables.markRestored(r.id, redelivered)
 	_, err := s.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
 		QueueUrl: aws.String(r.url), ReceiptHandle: aws.String(r.handle), VisibilityTimeout: 0,
 	})
@@ -576,7 +611,15 @@ func (s *store) Close() error {
 type tables struct {
 	mu       sync.Mutex
 	m        map[string][]virtual.Binding
-	restored map[string]time.Time
+	restored map[string]restoredMark
+}
+
+// restoredMark is what a restored message's next take reports as its
+// Redelivered: true once it was handed over, the first take's own
+// otherwise (a message a batch took and gave back unseen, as it was).
+type restoredMark struct {
+	at          time.Time
+	redelivered bool
 }
 
 // maxRestored bounds the restored ids a process remembers; past it, those
@@ -586,28 +629,30 @@ const (
 	restoredAge = time.Hour
 )
 
-func (t *tables) markRestored(id string) {
+func (t *tables) markRestored(id string, redelivered bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := time.Now()
 	if len(t.restored) >= maxRestored {
 		for k, at := range t.restored {
-			if now.Sub(at) > restoredAge {
+			if now.Sub(at.at) > restoredAge {
 				delete(t.restored, k)
 			}
 		}
 	}
 	if len(t.restored) < 2*maxRestored {
-		t.restored[id] = now
+		t.restored[id] = restoredMark{at: now, redelivered: redelivered}
 	}
 }
 
-func (t *tables) takeRestored(id string) bool {
+// takeRestored returns what the message's take reports as Redelivered, if
+// this process restored it (known).
+func (t *tables) takeRestored(id string) (redelivered, known bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, ok := t.restored[id]
+	m, ok := t.restored[id]
 	delete(t.restored, id)
-	return ok
+	return m.redelivered, ok
 }
 
 var (
@@ -620,7 +665,7 @@ func tablesFor(key string) *tables {
 	defer allTablesMu.Unlock()
 	t, ok := allTables[key]
 	if !ok {
-		t = &tables{m: map[string][]virtual.Binding{}, restored: map[string]time.Time{}}
+		t = &tables{m: map[string][]virtual.Binding{}, restored: map[string]restoredMark{}}
 		allTables[key] = t
 	}
 	return t
