@@ -16,6 +16,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -28,6 +29,9 @@ func init() { transport.Register("gcpubsub", Driver{}) }
 type Driver struct{}
 
 // Kombu's defaults (kombu/transport/gcpubsub.py).
+// reconnectMaxDelay bounds gRPC's wait between attempts to reconnect.
+const reconnectMaxDelay = 2 * time.Second
+
 const (
 	defaultPrefix          = "kombu-"
 	defaultAckDeadline     = 240 * time.Second
@@ -153,7 +157,14 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	var copts []option.ClientOption
+	// gRPC waits up to two minutes between attempts to reconnect a
+	// connection that failed; a service that is back would then go unused
+	// (and a publish fail its context) long after it answers again. Two
+	// seconds between attempts at most is cheap for one client.
+	copts := []option.ClientOption{option.WithGRPCDialOption(grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMaxDelay},
+		MinConnectTimeout: 5 * time.Second,
+	}))}
 	if o.emulatorHost != "" {
 		copts = append(copts, option.WithEndpoint(o.emulatorHost), option.WithoutAuthentication(),
 			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))

@@ -6,6 +6,7 @@ replace github.com/kombu-go/kombu => ../..
 
 require (
 	cloud.google.com/go/pubsub/v2 v2.7.0
+	github.com/googleapis/gax-go/v2 v2.23.0
 	github.com/kombu-go/kombu v0.0.0
 	google.golang.org/api v0.287.1
 	google.golang.org/grpc v1.82.1
@@ -29,7 +30,6 @@ require (
 	github.com/google/s2a-go v0.1.9 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/googleapis/enterprise-certificate-proxy v0.3.17 // indirect
-	github.com/googleapis/gax-go/v2 v2.23.0 // indirect
 	github.com/klauspost/compress v1.19.2 // indirect
 	github.com/ulikunitz/xz v0.5.17 // indirect
 	github.com/vmihailenco/msgpack/v5 v5.4.1 // indirect

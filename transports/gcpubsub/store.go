@@ -13,6 +13,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -555,6 +556,17 @@ func message(envelope []byte, routingKey string, withKey bool) *pubsubpb.PubsubM
 	return pm
 }
 
+// publishRetry retries a publish on the codes the client library retries
+// it on, but waits at most a second between attempts where the library
+// waits up to a minute (growing fourfold from 100 ms): a publish made while
+// the service restarts then goes through within about a second of its
+// return, not after a wait its caller's context may not allow.
+var publishRetry = gax.WithRetry(func() gax.Retryer {
+	return gax.OnCodes([]codes.Code{codes.Aborted, codes.Canceled, codes.Internal, codes.ResourceExhausted,
+		codes.Unknown, codes.Unavailable, codes.DeadlineExceeded},
+		gax.Backoff{Initial: 50 * time.Millisecond, Max: time.Second, Multiplier: 2})
+})
+
 // publish sends the messages to the topic in one request.
 func (s *store) publish(ctx context.Context, topic string, msgs []*pubsubpb.PubsubMessage) error {
 	for _, m := range msgs {
@@ -562,7 +574,7 @@ func (s *store) publish(ctx context.Context, topic string, msgs []*pubsubpb.Pubs
 			return fmt.Errorf("a message of %d bytes (with Kombu's envelope) exceeds Pub/Sub's limit of %d: %w", size, maxMessageBytes, codec.ErrLimitExceeded)
 		}
 	}
-	_, err := s.client.TopicAdminClient.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: msgs})
+	_, err := s.client.TopicAdminClient.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: msgs}, publishRetry)
 	if isCode(err, codes.NotFound) {
 		return fmt.Errorf("topic %s: %w: %v", topic, transport.ErrNotFound, err)
 	}
