@@ -474,10 +474,11 @@ DELETE FROM MESSAGE WHERE id IN (SELECT message_id FROM l)`,
 		}
 	case "mysql":
 		s = bareStatements{
-			createQueue: `INSERT INTO QUEUE (name) VALUES (?) ON DUPLICATE KEY UPDATE name = name`,
+			// MariaDB: ids from Kombu's sequences, as SQLAlchemy and the SDK take them there.
+			createQueue: `INSERT INTO QUEUE (id, name) VALUES (NEXTVAL(queue_id_sequence), ?) ON DUPLICATE KEY UPDATE name = name`,
 			purge:       `DELETE FROM MESSAGE WHERE queue_id = (SELECT id FROM QUEUE WHERE name = ?) AND visible = 1`,
 			bindings:    `SELECT routing_key, pattern, queue FROM BINDING WHERE exchange = ?`,
-			put:         `INSERT INTO MESSAGE (visible, timestamp, payload, version, queue_id) SELECT 1, NULL, ?, 1, id FROM QUEUE WHERE name = ?`,
+			put:         `INSERT INTO MESSAGE (id, visible, timestamp, payload, version, queue_id) SELECT NEXTVAL(message_id_sequence), 1, NULL, ?, 1, id FROM QUEUE WHERE name = ?`,
 			takeSelect:  `SELECT id, payload FROM MESSAGE WHERE queue_id = (SELECT id FROM QUEUE WHERE name = ?) AND visible = 1 ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED`,
 			takeMark:    `UPDATE MESSAGE SET visible = 0, timestamp = NOW(), version = version + 1 WHERE id = ?`,
 			leaseInsert: `INSERT INTO LEASE (message_id, owner) VALUES (?, ?)`,

@@ -35,8 +35,11 @@ func TestBadRowsGoAside(t *testing.T) {
 		queueTable, message, goTables := db.tables()
 		d := db.sql(t)
 		insert := "INSERT INTO " + message + " (visible, timestamp, payload, version, queue_id) SELECT ?, NULL, ?, 1, id FROM " + queueTable + " WHERE name = ?"
-		if db.name == "postgresql" {
+		switch db.name {
+		case "postgresql":
 			insert = "INSERT INTO " + message + " (id, visible, timestamp, payload, version, queue_id) SELECT nextval('message_id_sequence'), $1, NULL, $2, 1, id FROM " + queueTable + " WHERE name = $3"
+		case "mysql": // MariaDB: Kombu's ids come from its sequence
+			insert = "INSERT INTO " + message + " (id, visible, timestamp, payload, version, queue_id) SELECT NEXTVAL(message_id_sequence), ?, NULL, ?, 1, id FROM " + queueTable + " WHERE name = ?"
 		}
 		for _, r := range rows {
 			if _, err := d.ExecContext(ctx(t), insert, true, r, queue); err != nil {

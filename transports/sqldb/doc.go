@@ -52,8 +52,13 @@
 //
 // Kombu's two tables, made if missing exactly as Kombu's models
 // (kombu/transport/sqlalchemy/models.py, the same in Kombu 5.2 to 5.6)
-// make them on each database (on PostgreSQL, with Kombu's sequences
-// queue_id_sequence and message_id_sequence):
+// make them on each database (on PostgreSQL and on MariaDB 10.3 and later,
+// with Kombu's sequences queue_id_sequence and message_id_sequence, from
+// which every insert takes its id as SQLAlchemy's do; AUTO_INCREMENT ids on
+// MySQL and older MariaDB). The sequences' names carry no prefix: every
+// table set in a database shares them, as in Kombu. On MariaDB, tables an
+// earlier kombu-go made with AUTO_INCREMENT keep it; inserts name the
+// sequence there too, moved at connect past the tables' largest ids:
 //
 //	kombu_queue   (id INTEGER PRIMARY KEY, name VARCHAR(200) UNIQUE)
 //	kombu_message (id INTEGER PRIMARY KEY, visible BOOLEAN, timestamp TIMESTAMP,

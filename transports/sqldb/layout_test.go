@@ -52,7 +52,9 @@ func columns(t *testing.T, d *sql.DB, dialect, table string) []string {
 	case "postgresql":
 		q = `SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position`
 	case "mysql":
-		q = `SELECT column_name, column_type, is_nullable FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position`
+		// extra: AUTO_INCREMENT, which Kombu's id columns have on MySQL
+		// and not on MariaDB (sequences there).
+		q = `SELECT column_name, TRIM(CONCAT(column_type, ' ', extra)), is_nullable FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position`
 	case "sqlite":
 		q = `SELECT name, type, CASE "notnull" WHEN 1 THEN 'NO' ELSE 'YES' END FROM pragma_table_info(?) ORDER BY cid`
 	}

@@ -70,6 +70,16 @@ type statements struct {
 	delayedSelect    string // elsewhere: () -> id, queue, payload of up to delayedBatch due rows, locked
 	delayedDelete    string // (id)
 	delayedDropQueue string // (queue): DeleteQueue drops the queue's delayed rows
+
+	// syncSequences (MariaDB with sequences): each sequence is moved past
+	// the largest id in its table once the schema is there.
+	syncSequences []sequenceSync
+}
+
+// sequenceSync names a sequence and the query for the largest id it must
+// pass (SETVAL takes only a literal).
+type sequenceSync struct {
+	sequence, maxID string
 }
 
 // takeMarkIn is takeMark for n rows at once (MySQL): (id...).
@@ -148,7 +158,13 @@ func (d dialect) boolean(v bool) string {
 	return "0"
 }
 
-func newStatements(d dialect, t tables) *statements {
+// newStatements writes the store's SQL. sequences is for MariaDB 10.3 and
+// later, where SQLAlchemy (1.4 on) gives Kombu's tables no AUTO_INCREMENT
+// but the sequences queue_id_sequence and message_id_sequence, and Python
+// Kombu names them in every insert: kombu-go then does the same (also on
+// tables it made with AUTO_INCREMENT, which takes an explicit id), so that
+// both draw ids from one source, and it makes the sequences where missing.
+func newStatements(d dialect, t tables, sequences bool) *statements {
 	s := &statements{}
 	T, F := d.boolean(true), d.boolean(false)
 	r := strings.NewReplacer(
@@ -158,7 +174,7 @@ func newStatements(d dialect, t tables) *statements {
 	)
 	x := func(sql string) string { return d.q(r.Replace(sql)) }
 
-	s.schema = schema(d, t)
+	s.schema = schema(d, t, sequences)
 	s.queueID = x(`SELECT id FROM QUEUE WHERE name = {1}`)
 	switch d {
 	case postgres:
@@ -192,6 +208,17 @@ ON CONFLICT (owner) DO UPDATE SET expires = EXCLUDED.expires`)
 	case mariadb:
 		s.createQueue = x(`INSERT INTO QUEUE (name) VALUES ({1}) ON DUPLICATE KEY UPDATE name = name`)
 		s.put = x(`INSERT INTO MESSAGE (visible, timestamp, payload, version, queue_id) SELECT TRUE, NULL, {1}, 1, id FROM QUEUE WHERE name = {2}`)
+		if sequences {
+			s.createQueue = x(`INSERT INTO QUEUE (id, name) VALUES (NEXTVAL(queue_id_sequence), {1}) ON DUPLICATE KEY UPDATE name = name`)
+			s.put = x(`INSERT INTO MESSAGE (id, visible, timestamp, payload, version, queue_id)
+SELECT NEXTVAL(message_id_sequence), TRUE, NULL, {1}, 1, id FROM QUEUE WHERE name = {2}`)
+			// Ids another writer took from the table's AUTO_INCREMENT (an
+			// older kombu-go) are skipped: SETVAL never moves a sequence back.
+			s.syncSequences = []sequenceSync{
+				{"queue_id_sequence", x(`SELECT COALESCE(MAX(id), 0) FROM QUEUE`)},
+				{"message_id_sequence", x(`SELECT COALESCE(MAX(id), 0) FROM MESSAGE`)},
+			}
+		}
 		s.ack = x(`DELETE m, l FROM LEASE l JOIN MESSAGE m ON m.id = l.message_id WHERE l.message_id = {1} AND l.owner = {2}`)
 		s.bind = x(`INSERT INTO BINDING (exchange, routing_key, queue, pattern) VALUES ({1}, {2}, {3}, {4})
 ON DUPLICATE KEY UPDATE pattern = VALUES(pattern)`)
@@ -266,7 +293,7 @@ SELECT DISTINCT queue FROM d`)
 // schema is the DDL of every table, Kombu's as its SQLAlchemy models make
 // them on each database (kombu/transport/sqlalchemy/models.py, identical
 // in Kombu 5.2 to 5.6), then kombu-go's.
-func schema(d dialect, t tables) []ddl {
+func schema(d dialect, t tables, sequences bool) []ddl {
 	r := strings.NewReplacer(
 		"QUEUE", t.queue, "MESSAGE", t.message, "EXCHANGE", t.exchange, "BINDING", t.binding,
 		"OWNER", t.owner, "LEASE", t.lease, "REJECTED", t.rejected, "DELAYED", t.delayed, "IXDELAYEDDUE", t.ixDelayedDue,
@@ -299,13 +326,21 @@ func schema(d dialect, t tables) []ddl {
 	CONSTRAINT "FKQUEUE" FOREIGN KEY(queue_id) REFERENCES QUEUE (id)
 )`)
 	case mariadb:
+		// SQLAlchemy's DDL on MariaDB 10.3 on: CREATE SEQUENCE, and no
+		// AUTO_INCREMENT on the id columns.
+		autoInc := " AUTO_INCREMENT"
+		if sequences {
+			autoInc = ""
+			add("queue_id_sequence", `CREATE SEQUENCE IF NOT EXISTS queue_id_sequence`)
+			add("message_id_sequence", `CREATE SEQUENCE IF NOT EXISTS message_id_sequence`)
+		}
 		add("QUEUE", `CREATE TABLE IF NOT EXISTS QUEUE (
-	id INTEGER NOT NULL AUTO_INCREMENT, 
+	id INTEGER NOT NULL`+autoInc+`, 
 	name VARCHAR(200), 
 	PRIMARY KEY (id), 
 	UNIQUE (name)
 )ENGINE=InnoDB`)
-		add("MESSAGE", "CREATE TABLE IF NOT EXISTS MESSAGE (\n"+`	id INTEGER NOT NULL AUTO_INCREMENT, 
+		add("MESSAGE", "CREATE TABLE IF NOT EXISTS MESSAGE (\n"+`	id INTEGER NOT NULL`+autoInc+`, 
 	visible BOOL, 
 	timestamp DATETIME, 
 	payload TEXT NOT NULL, 

@@ -72,7 +72,7 @@ type receipt struct {
 // openStore connects, makes the tables that are missing, registers the
 // store's lease and restores what connections that are gone left taken.
 func openStore(ctx context.Context, o *options, log *slog.Logger) (*store, error) {
-	s := &store{o: o, d: o.dialect, log: log, st: newStatements(o.dialect, o.tables), owner: virtual.NewDeliveryTag(),
+	s := &store{o: o, d: o.dialect, log: log, st: newStatements(o.dialect, o.tables, false), owner: virtual.NewDeliveryTag(),
 		stmts: map[string]*sql.Stmt{}, stop: make(chan struct{}), stopped: make(chan struct{}), onLost: func(error) {},
 		delay: newDelayMover()}
 	if err := s.connect(ctx); err != nil {
@@ -87,6 +87,9 @@ func openStore(ctx context.Context, o *options, log *slog.Logger) (*store, error
 		if err := s.db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
 			return fail(s.opError("ask the server's version", err))
 		}
+		if hasSequences(version) {
+			s.st = newStatements(o.dialect, o.tables, true)
+		}
 		if !hasSkipLocked(version) {
 			s.st.takeSelect = strings.Replace(s.st.takeSelect, " SKIP LOCKED", "", 1)
 			s.st.delayedSelect = strings.Replace(s.st.delayedSelect, " SKIP LOCKED", "", 1)
@@ -95,6 +98,16 @@ func openStore(ctx context.Context, o *options, log *slog.Logger) (*store, error
 	}
 	if err := s.ensureSchema(ctx); err != nil {
 		return fail(err)
+	}
+	for _, q := range s.st.syncSequences {
+		var maxID int64
+		err := s.db.QueryRowContext(ctx, q.maxID).Scan(&maxID)
+		if err == nil {
+			_, err = s.db.ExecContext(ctx, fmt.Sprintf("SELECT SETVAL(%s, %d)", q.sequence, maxID))
+		}
+		if err != nil {
+			return fail(s.opError("move sequence "+q.sequence+" past its table's ids", err))
+		}
 	}
 	if err := s.prepareAll(ctx); err != nil {
 		return fail(err)
@@ -126,6 +139,15 @@ WHERE table_schema = DATABASE() AND table_name = ? AND column_name = 'payload'`,
 	go s.leaseLoop()
 	go s.delayLoop()
 	return s, nil
+}
+
+// hasSequences reports whether the server is a MariaDB with sequences
+// (10.3 on), on which SQLAlchemy, and so Python Kombu, takes Kombu's table
+// ids from them.
+func hasSequences(version string) bool {
+	var major, minor int
+	fmt.Sscanf(version, "%d.%d", &major, &minor)
+	return strings.Contains(strings.ToLower(version), "mariadb") && (major > 10 || major == 10 && minor >= 3)
 }
 
 // hasSkipLocked reports whether a MySQL or MariaDB server of the version
