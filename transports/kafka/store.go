@@ -42,6 +42,7 @@ var (
 	_ virtual.BatchTaker = (*store)(nil)
 	_ virtual.Rejecter   = (*store)(nil)
 	_ virtual.Waker      = (*store)(nil)
+	_ virtual.QuickAcker = (*store)(nil)
 )
 
 func newStore(o *options, cfg transport.Config, log *slog.Logger) (*store, error) {
@@ -426,7 +427,11 @@ type receipt struct {
 
 // Ack settles the record; its offset is committed once every earlier
 // record handed out from its partition is settled too.
-func (s *store) Ack(_ context.Context, r virtual.Receipt) error {
+func (s *store) Ack(_ context.Context, r virtual.Receipt) error { return s.AckQuick(r) }
+
+// AckQuick is Ack: it marks the record settled, for the background
+// commit, and never waits on the brokers.
+func (s *store) AckQuick(r virtual.Receipt) error {
 	rc := r.(*receipt)
 	rc.g.settle(rc)
 	return nil

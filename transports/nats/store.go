@@ -84,6 +84,7 @@ var (
 	_ virtual.BatchTaker = (*store)(nil)
 	_ virtual.Rejecter   = (*store)(nil)
 	_ virtual.Waker      = (*store)(nil)
+	_ virtual.QuickAcker = (*store)(nil)
 )
 
 func newStore(nc *nats.Conn, js jetstream.JetStream, o *options, log *slog.Logger) *store {
@@ -470,7 +471,12 @@ func (s *store) release(r *receipt) {
 // ackPayload is the ack's body, shared: Publish copies it out.
 var ackPayload = []byte("+ACK")
 
-func (s *store) Ack(_ context.Context, rc virtual.Receipt) error {
+func (s *store) Ack(_ context.Context, rc virtual.Receipt) error { return s.AckQuick(rc) }
+
+// AckQuick is Ack: the ack is a publish to the message's reply subject,
+// written into the client's buffer, with no answer awaited (JetStream's
+// Ack, not AckSync).
+func (s *store) AckQuick(rc virtual.Receipt) error {
 	r := rc.(*receipt)
 	s.release(r)
 	if err := s.nc.Publish(r.msg.Reply, ackPayload); err != nil {

@@ -203,6 +203,16 @@ type Rejecter interface {
 	Reject(ctx context.Context, r Receipt, reason string) error
 }
 
+// QuickAcker is implemented by a store whose ack never waits on the
+// broker (Kafka marks an offset for a later commit; NATS writes the ack
+// into its client's buffer). The connection then acks through AckQuick,
+// without the context and timer it makes for each Ack of a store that
+// may block: an ack is per message, and they cost more than the ack.
+type QuickAcker interface {
+	// AckQuick is Ack, for a store whose Ack does not block.
+	AckQuick(r Receipt) error
+}
+
 // Waker is implemented by a store that can tell a consumer when a message
 // may have arrived (a file created in the folder, a PostgreSQL NOTIFY),
 // instead of leaving it to look again every Config.PollInterval.
