@@ -51,6 +51,13 @@ type store struct {
 	// never reached a consumer).
 	unmarked map[string]bool
 
+	// expects holds, per stream, the header that names it as the
+	// publish's expected stream (what jetstream.WithExpectStream sets),
+	// made once and shared read-only by every publish to it: the option
+	// makes a header map, a slice and a closure per message.
+	expectMu sync.RWMutex
+	expects  map[string]nats.Header
+
 	kvOnce sync.Mutex
 	kv     jetstream.KeyValue
 	// tables mirror the binding bucket, kept by a watcher, so that a
@@ -364,9 +371,9 @@ func (s *store) Put(ctx context.Context, m virtual.Message) error {
 		return fmt.Errorf("queue %q: a message of %d bytes as Kombu's envelope, over the server's max_payload of %d: %w",
 			m.Queue, len(m.Envelope), limit, transport.ErrLimitExceeded)
 	}
-	msg := &nats.Msg{Subject: subject, Data: m.Envelope}
+	msg := &nats.Msg{Subject: subject, Data: m.Envelope, Header: s.expectHeader(stream)}
 	if b := batchFrom(ctx); b != nil {
-		f, err := s.js.PublishMsgAsync(msg, jetstream.WithExpectStream(stream))
+		f, err := s.js.PublishMsgAsync(msg)
 		if err != nil {
 			return fmt.Errorf("publish to queue %q: %w", m.Queue, err)
 		}
@@ -378,13 +385,15 @@ func (s *store) Put(ctx context.Context, m virtual.Message) error {
 
 // publishSync publishes and waits for the stream's ack, making the
 // queue's stream when nothing answered for its subject.
+// The message carries its expected stream (expectHeader): no option may
+// set headers on it, as its header map is shared.
 func (s *store) publishSync(ctx context.Context, queue, stream string, msg *nats.Msg) error {
-	_, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(stream))
+	_, err := s.js.PublishMsg(ctx, msg)
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 		if _, err := s.consumer(ctx, queue, true); err != nil {
 			return err
 		}
-		_, err = s.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(stream))
+		_, err = s.js.PublishMsg(ctx, msg)
 	}
 	if err != nil {
 		return fmt.Errorf("publish to queue %q: %w", queue, err)
@@ -545,6 +554,25 @@ func (s *store) deadLetter(ctx context.Context, queue, id string, data []byte, r
 		return fmt.Errorf("keep a rejected message of queue %q in stream %s: %w", queue, s.deadStream(), err)
 	}
 	return nil
+}
+
+// expectHeader is the header naming stream as a publish's expected
+// stream, shared: nobody may change it.
+func (s *store) expectHeader(stream string) nats.Header {
+	s.expectMu.RLock()
+	h, ok := s.expects[stream]
+	s.expectMu.RUnlock()
+	if ok {
+		return h
+	}
+	h = nats.Header{jetstream.ExpectedStreamHeader: []string{stream}}
+	s.expectMu.Lock()
+	if s.expects == nil || len(s.expects) > 10000 { // queues come and go: do not grow without end
+		s.expects = map[string]nats.Header{}
+	}
+	s.expects[stream] = h
+	s.expectMu.Unlock()
+	return h
 }
 
 func (s *store) deadStream() string { return s.o.streamPrefix + "_DEAD" }
