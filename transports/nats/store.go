@@ -371,13 +371,16 @@ func (s *store) Put(ctx context.Context, m virtual.Message) error {
 		return fmt.Errorf("queue %q: a message of %d bytes as Kombu's envelope, over the server's max_payload of %d: %w",
 			m.Queue, len(m.Envelope), limit, transport.ErrLimitExceeded)
 	}
-	msg := &nats.Msg{Subject: subject, Data: m.Envelope, Header: s.expectHeader(stream)}
+	msg := &nats.Msg{Subject: subject, Data: m.Envelope}
+	if !s.known(m.Queue) {
+		msg.Header = s.expectHeader(stream)
+	}
 	if b := batchFrom(ctx); b != nil {
 		f, err := s.js.PublishMsgAsync(msg)
 		if err != nil {
 			return fmt.Errorf("publish to queue %q: %w", m.Queue, err)
 		}
-		b.add(f, m.Queue)
+		b.add(f, m.Queue, stream)
 		return nil
 	}
 	return s.publishSync(ctx, m.Queue, stream, msg)
@@ -388,15 +391,39 @@ func (s *store) Put(ctx context.Context, m virtual.Message) error {
 // The message carries its expected stream (expectHeader): no option may
 // set headers on it, as its header map is shared.
 func (s *store) publishSync(ctx context.Context, queue, stream string, msg *nats.Msg) error {
-	_, err := s.js.PublishMsg(ctx, msg)
+	ack, err := s.js.PublishMsg(ctx, msg)
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 		if _, err := s.consumer(ctx, queue, true); err != nil {
 			return err
 		}
-		_, err = s.js.PublishMsg(ctx, msg)
+		ack, err = s.js.PublishMsg(ctx, msg)
 	}
 	if err != nil {
 		return fmt.Errorf("publish to queue %q: %w", queue, err)
+	}
+	return checkAck(queue, stream, ack)
+}
+
+// known reports whether the queue's stream was declared or found by this
+// store: its subject is then the stream's, as the server refuses a
+// stream whose subjects overlap another's, and a publish to it goes
+// without the expected-stream header. Every stored message keeps its
+// headers, and every consumer of it decodes them: the header costs each
+// message on both sides. A message to a queue not known yet carries it,
+// so that a foreign stream capturing the subject refuses it.
+func (s *store) known(queue string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.consumers[queue] != nil
+}
+
+// checkAck fails a publish that a stream other than the queue's stored:
+// the queue's stream was deleted and another one took its subject since
+// this store found it (the message is then in that stream).
+func checkAck(queue, stream string, ack *jetstream.PubAck) error {
+	if ack != nil && ack.Stream != stream {
+		return fmt.Errorf("publish to queue %q: stored by stream %s, not the queue's %s (another stream took its subject): %w",
+			queue, ack.Stream, stream, transport.ErrPrecondition)
 	}
 	return nil
 }
