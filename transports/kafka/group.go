@@ -290,9 +290,10 @@ func (g *group) takeNow(max int) []virtual.Taken {
 			Redelivered: inSpans(pt.marked, r.Offset)})
 	}
 	clear(g.buf[:n])
-	g.buf = g.buf[n:]
-	if len(g.buf) == 0 {
-		g.buf = nil
+	if n == len(g.buf) {
+		g.buf = g.buf[:0] // kept for the next fetch, not grown again from nothing
+	} else {
+		g.buf = g.buf[n:]
 	}
 	select {
 	case g.room <- struct{}{}:
