@@ -78,8 +78,9 @@ import "context"
 // broadcast collection) or that can wake consumers (PostgreSQL
 // LISTEN/NOTIFY, inotify, a blocking receive) adds an optional interface:
 // Waker, Quarantiner, Rejecter (keeping rejected messages aside),
-// BatchTaker (taking several at once; SQL's first) and Broadcaster (a
-// fanout exchange's messages stored once; MongoDB's) so far; others
+// BatchTaker (taking several at once; SQL's first), Broadcaster (a
+// fanout exchange's messages stored once; MongoDB's) and QuickAcker (an
+// ack that never blocks; Kafka's and NATS's) so far; others
 // (broker-side routing, lease renewal, priorities) come with the first
 // store that needs them.
 type Store interface {
