@@ -34,8 +34,9 @@ import (
 // same acks (all in-sync replicas), one record at a time with
 // ProduceSync, or a window of records produced at once and waited for;
 // a consumer group member that decodes each record and marks it for the
-// commit after (AutoCommitMarks, franz-go's at-least-once idiom; the
-// SDK commits after acks too). It writes the bare protobuf body; the SDK
+// commit after (AutoCommitMarks, franz-go's at-least-once idiom, which
+// commits every 5 s; the SDK commits what acks settled, in order, in the
+// background at most every 0.1 s or 1000 acks). It writes the bare protobuf body; the SDK
 // writes Kombu's JSON envelope around it, and pays for that here.
 //
 // Watermill's side is watermill-kafka v3's Publisher (sarama's

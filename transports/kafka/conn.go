@@ -49,7 +49,7 @@ func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) err
 	if len(ps) == 0 {
 		return nil
 	}
-	b := &batch{errs: make([]error, len(ps))}
+	b := newBatch(len(ps))
 	bctx := context.WithValue(ctx, batchKey{}, b)
 	for i, p := range ps {
 		b.cur = i

@@ -49,9 +49,15 @@
 // order. An ack settles a record; the member commits, per partition, the
 // offset of the oldest record not yet settled, so a record acked out of
 // order is committed only once every earlier one is settled. Commits are
-// made in the background right after the acks (many acks share one), and
-// on close and before a partition is given up: a process that dies has
-// its records since the last commit delivered again (at least once).
+// made in the background, one at a time, at most every commit_interval
+// (0.1 s), or sooner once commit_every (1000) records were settled since
+// the last one, so that many acks share one commit (a commit per ack
+// costs the brokers a round trip per message); and at once on close,
+// when the queue is counted, and before a partition is given up in a
+// rebalance. The redelivery window: a process that dies has the records
+// it settled since its last commit delivered again (at least once), at
+// most about commit_interval's or commit_every's worth plus the commit in
+// flight, besides those it held unsettled.
 //
 // A reject with requeue hands the record out again, marked redelivered,
 // before the records fetched after it; its partition's commit waits for
@@ -100,7 +106,10 @@
 // often an idle consumer looks, besides being woken by each fetch),
 // max_record_bytes (1000000: a bigger envelope fails with
 // ErrLimitExceeded before it is sent; keep it under the topic's
-// max.message.bytes) and fetch_buffer (512).
+// max.message.bytes), fetch_buffer (512), commit_interval (0.1: seconds
+// between background commits at most; 0 commits after every ack, as the
+// commit in flight allows) and commit_every (1000 settled records commit
+// without waiting for commit_interval).
 //
 // A topic name Kafka refuses (characters other than ASCII letters,
 // digits, '.', '_' and '-', or longer than 249 bytes) fails with

@@ -42,7 +42,13 @@ const (
 	defaultReplication     = 1
 	defaultMaxRecordBytes  = 1_000_000 // below Kafka's default message.max.bytes (1048588), with room for the batch header
 	defaultBufferedRecords = 512       // records fetched ahead of consumers, per queue
-	groupSuffix            = "-consumer-group"
+	// A partition's settled offsets are committed at most this often, or
+	// sooner once this many records were settled since the last commit:
+	// a commit per ack costs a round trip (and the broker's work) per
+	// message. What a crash can deliver again is bounded by both.
+	defaultCommitInterval = 100 * time.Millisecond
+	defaultCommitEvery    = 1000
+	groupSuffix           = "-consumer-group"
 	// DLQSuffix is appended to a queue's topic to name the topic that
 	// keeps the records rejected without requeue from it (see the
 	// package doc).
@@ -66,13 +72,15 @@ type options struct {
 	replication    int16
 	maxRecordBytes int
 	buffered       int
+	commitInterval time.Duration
+	commitEvery    int
 }
 
 // optionNames are the query options a kafka URL takes.
 var optionNames = []string{
 	"brokers", "connection_wait_time_seconds", "wait_time_seconds", "polling_interval",
 	"security_protocol", "sasl_mechanism", "num_partitions", "replication_factor",
-	"max_record_bytes", "fetch_buffer",
+	"max_record_bytes", "fetch_buffer", "commit_interval", "commit_every",
 }
 
 // parseOptions reads confluentkafka://[user:password@]host[:port][?brokers=h2:9092,h3:9092&...].
@@ -99,6 +107,8 @@ func parseOptions(u *transport.URL) (*options, error) {
 		replication:    defaultReplication,
 		maxRecordBytes: defaultMaxRecordBytes,
 		buffered:       defaultBufferedRecords,
+		commitInterval: defaultCommitInterval,
+		commitEvery:    defaultCommitEvery,
 	}
 	o.seeds = append(o.seeds, u.HostPort("localhost", defaultPort))
 	seconds := func(key, val string, lo, hi float64) (time.Duration, error) {
@@ -161,6 +171,10 @@ func parseOptions(u *transport.URL) (*options, error) {
 			o.maxRecordBytes, err = count(key, val, 1024, 1<<30)
 		case "fetch_buffer":
 			o.buffered, err = count(key, val, 1, 1<<20)
+		case "commit_interval":
+			o.commitInterval, err = seconds(key, val, 0, 3600)
+		case "commit_every":
+			o.commitEvery, err = count(key, val, 1, 1<<30)
 		case "topic_config", "kafka_common_config", "kafka_producer_config", "kafka_consumer_config", "kafka_admin_config":
 			err = bad("%s: librdkafka's configuration dictionaries do not apply to this Go client", key)
 		case "failover_strategy":

@@ -30,8 +30,9 @@ type group struct {
 	cancel context.CancelFunc
 	done   chan struct{} // the fetching goroutine ended
 
-	commitMu  sync.Mutex    // one commit at a time
-	commitSig chan struct{} // an ack made a commit due
+	commitMu   sync.Mutex    // one commit at a time
+	commitSig  chan struct{} // an ack made a commit due
+	commitFull chan struct{} // commit_every records were settled since the last commit
 
 	mu          sync.Mutex
 	stopped     bool
@@ -43,6 +44,7 @@ type group struct {
 	again       []*again      // restored, handed out before buf
 	parts       map[int32]*part
 	epochs      int64
+	settledN    int // records settled since the last commit gathered its offsets
 }
 
 // part is an assigned partition.
@@ -72,12 +74,13 @@ func (s *store) group(queue string) (*group, error) {
 	}
 	g := &group{
 		s: s, queue: queue, topic: topicName(queue),
-		done:      make(chan struct{}),
-		commitSig: make(chan struct{}, 1),
-		assigned:  make(chan struct{}),
-		arrived:   make(chan struct{}),
-		room:      make(chan struct{}, 1),
-		parts:     map[int32]*part{},
+		done:       make(chan struct{}),
+		commitSig:  make(chan struct{}, 1),
+		commitFull: make(chan struct{}, 1),
+		assigned:   make(chan struct{}),
+		arrived:    make(chan struct{}),
+		room:       make(chan struct{}, 1),
+		parts:      map[int32]*part{},
 	}
 	opts := append(slices.Clip(s.base),
 		kgo.ConsumerGroup(groupName(queue)),
@@ -287,9 +290,10 @@ func (g *group) takeNow(max int) []virtual.Taken {
 			Redelivered: inSpans(pt.marked, r.Offset)})
 	}
 	clear(g.buf[:n])
-	g.buf = g.buf[n:]
-	if len(g.buf) == 0 {
-		g.buf = nil
+	if n == len(g.buf) {
+		g.buf = g.buf[:0] // kept for the next fetch, not grown again from nothing
+	} else {
+		g.buf = g.buf[n:]
 	}
 	select {
 	case g.room <- struct{}{}:
@@ -318,10 +322,18 @@ func (g *group) settle(rc *receipt) {
 		return
 	}
 	pt.t.settle(rc.rec.Offset)
+	g.settledN++
+	full := g.settledN >= g.s.o.commitEvery
 	g.mu.Unlock()
 	select {
 	case g.commitSig <- struct{}{}:
 	default:
+	}
+	if full {
+		select {
+		case g.commitFull <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -449,15 +461,34 @@ func (g *group) lagging(ctx context.Context) (bool, error) {
 	return false, nil
 }
 
-// commits commits what acks made due, one commit at a time, so that many
-// acks share one.
+// commits commits what acks made due, in the background, one commit at a
+// time and at most every commit_interval, or sooner once commit_every
+// records were settled since the last one, so that many acks share one
+// commit. Close, a revocation and a count of the queue commit at once.
 func (g *group) commits() {
+	var last time.Time
 	for {
 		select {
 		case <-g.commitSig:
 		case <-g.ctx.Done():
 			return
 		}
+		if wait := g.s.o.commitInterval - time.Since(last); wait > 0 {
+			timer := time.NewTimer(wait) // at most one per commit_interval
+			select {
+			case <-timer.C:
+			case <-g.commitFull:
+			case <-g.ctx.Done():
+				timer.Stop()
+				return
+			}
+			timer.Stop()
+		}
+		select { // this commit takes what made it full
+		case <-g.commitFull:
+		default:
+		}
+		last = time.Now()
 		if err := g.commitNow(g.ctx, false); err != nil && g.ctx.Err() == nil {
 			g.s.log.Warn("kafka: commit failed; retried at the next ack", "topic", g.topic, "error", err)
 			select {
@@ -480,6 +511,7 @@ func (g *group) commitNow(ctx context.Context, all bool) error {
 	g.commitMu.Lock()
 	defer g.commitMu.Unlock()
 	g.mu.Lock()
+	g.settledN = 0
 	offs := map[string]map[int32]kgo.EpochOffset{}
 	epochs := map[int32]int64{}
 	meta := map[int32]string{}

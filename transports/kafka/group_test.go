@@ -14,7 +14,7 @@ import (
 // never commits it twice, and a late requeue never hands it out twice.
 func TestStaleReceiptSettlesNothing(t *testing.T) {
 	g := &group{
-		s:         &store{log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		s:         &store{o: &options{commitEvery: defaultCommitEvery}, log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		topic:     "t",
 		parts:     map[int32]*part{0: {epoch: 2, t: newTracker(), pos: -1, committed: -1}},
 		commitSig: make(chan struct{}, 1),

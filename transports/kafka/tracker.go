@@ -7,8 +7,13 @@ import "sort"
 // are settled: a record acked out of order is committed once every
 // earlier one handed out is settled too.
 type tracker struct {
-	pend []pending // handed out, ascending offsets; pend[0] the oldest
-	next int64     // one past the highest offset handed out; -1: none yet
+	// pend[head:] are handed out and not committed past, ascending
+	// offsets, the oldest first. The settled head is dropped by moving
+	// head, and the array is reused once all are settled, so that acks
+	// in order allocate nothing.
+	pend []pending
+	head int
+	next int64 // one past the highest offset handed out; -1: none yet
 }
 
 type pending struct {
@@ -32,20 +37,23 @@ func (t *tracker) handOut(off int64) {
 // settle marks off done and drops the settled head. It reports whether
 // off was pending.
 func (t *tracker) settle(off int64) bool {
-	i := sort.Search(len(t.pend), func(i int) bool { return t.pend[i].off >= off })
-	if i == len(t.pend) || t.pend[i].off != off || t.pend[i].done {
+	p := t.pend[t.head:]
+	i := sort.Search(len(p), func(i int) bool { return p[i].off >= off })
+	if i == len(p) || p[i].off != off || p[i].done {
 		return false
 	}
-	t.pend[i].done = true
-	n := 0
-	for n < len(t.pend) && t.pend[n].done {
-		n++
+	p[i].done = true
+	for t.head < len(t.pend) && t.pend[t.head].done {
+		t.head++
 	}
-	if n > 0 {
-		t.pend = t.pend[n:]
-		if len(t.pend) == 0 {
-			t.pend = nil
-		}
+	switch {
+	case t.head == len(t.pend):
+		t.pend, t.head = t.pend[:0], 0
+	case t.head > 1024 && t.head > len(t.pend)/2:
+		// A record long unsettled keeps the head: slide the rest down
+		// rather than let the array grow without end.
+		n := copy(t.pend, t.pend[t.head:])
+		t.pend, t.head = t.pend[:n], 0
 	}
 	return true
 }
@@ -53,7 +61,7 @@ func (t *tracker) settle(off int64) bool {
 // unsettled reports how many handed-out records are not settled.
 func (t *tracker) unsettled() int {
 	n := 0
-	for _, p := range t.pend {
+	for _, p := range t.pend[t.head:] {
 		if !p.done {
 			n++
 		}
@@ -65,8 +73,8 @@ func (t *tracker) unsettled() int {
 // past the highest handed out when all are settled; -1 when nothing was
 // handed out.
 func (t *tracker) commitPoint() int64 {
-	if len(t.pend) > 0 {
-		return t.pend[0].off
+	if t.head < len(t.pend) {
+		return t.pend[t.head].off
 	}
 	return t.next
 }
@@ -74,8 +82,9 @@ func (t *tracker) commitPoint() int64 {
 // offsets returns the handed-out offsets not committed past, settled or
 // not.
 func (t *tracker) offsets() []int64 {
-	out := make([]int64, len(t.pend))
-	for i, p := range t.pend {
+	p := t.pend[t.head:]
+	out := make([]int64, len(p))
+	for i, p := range p {
 		out[i] = p.off
 	}
 	return out

@@ -113,3 +113,26 @@ func TestParseOptions(t *testing.T) {
 		t.Fatalf("%+v %v", o, err)
 	}
 }
+
+// TestTrackerSlidesDown: a long run of settled records behind unsettled
+// ones is dropped from the array, and what is left keeps its order.
+func TestTrackerSlidesDown(t *testing.T) {
+	tr := newTracker()
+	for off := range int64(3000) {
+		tr.handOut(off)
+	}
+	for off := range int64(2000) {
+		if !tr.settle(off) {
+			t.Fatalf("offset %d was not pending", off)
+		}
+	}
+	if tr.head > 1024 {
+		t.Fatalf("head at %d of %d: the settled records were not dropped", tr.head, len(tr.pend))
+	}
+	if cp, n, offs := tr.commitPoint(), tr.unsettled(), tr.offsets(); cp != 2000 || n != 1000 || len(offs) != 1000 || offs[0] != 2000 || offs[999] != 2999 {
+		t.Fatalf("commit point %d, %d unsettled, offsets %d..%d (%d)", cp, n, offs[0], offs[len(offs)-1], len(offs))
+	}
+	if tr.settle(1500) || !tr.settle(2999) || tr.commitPoint() != 2000 {
+		t.Fatal("settling after the slide")
+	}
+}

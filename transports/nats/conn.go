@@ -31,16 +31,17 @@ type batch struct {
 }
 
 type future struct {
-	f     jetstream.PubAckFuture
-	queue string
-	index int
+	f      jetstream.PubAckFuture
+	queue  string
+	stream string // the queue's stream, which must be the one that acked
+	index  int
 }
 
 type batchKey struct{}
 
-func (b *batch) add(f jetstream.PubAckFuture, queue string) {
+func (b *batch) add(f jetstream.PubAckFuture, queue, stream string) {
 	b.mu.Lock()
-	b.futures = append(b.futures, future{f: f, queue: queue, index: b.index})
+	b.futures = append(b.futures, future{f: f, queue: queue, stream: stream, index: b.index})
 	b.mu.Unlock()
 }
 
@@ -83,7 +84,8 @@ func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) err
 		}
 		var err error
 		select {
-		case <-f.f.Ok():
+		case ack := <-f.f.Ok():
+			err = checkAck(f.queue, f.stream, ack)
 		case err = <-f.f.Err():
 		case <-ctx.Done():
 			err = ctx.Err()

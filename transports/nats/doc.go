@@ -54,9 +54,16 @@
 //
 // # Delivery and settlement
 //
-//   - Publish waits for the stream's publish ack (with the expected stream
-//     set, so that a foreign stream capturing the subject is an error, not
-//     a silent success): every publish is confirmed. PublishBatch sends
+//   - Publish waits for the stream's publish ack: every publish is
+//     confirmed. A publish to a queue this connection has not declared
+//     or found yet sets the expected stream, so that a foreign stream
+//     capturing the subject refuses it (an error, not a silent success);
+//     once the queue's stream is known (the server then lets no other
+//     stream take its subject), the header is left out, as the stream
+//     would keep it on every message for every consumer to decode, and
+//     the ack's stream is checked instead (a foreign stream that took
+//     the subject after the queue's was deleted fails the publish with
+//     ErrPrecondition, the message being in that stream). PublishBatch sends
 //     the whole batch before awaiting the first ack, and reports per
 //     message failures in a *transport.BatchError. A publish to a queue
 //     whose stream does not exist yet makes it (a virtual queue is made

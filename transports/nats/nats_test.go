@@ -352,3 +352,37 @@ func TestBindingsSharedAcrossConnections(t *testing.T) {
 		return errors.Is(err, transport.ErrUnroutable)
 	})
 }
+
+// A publish to a queue this connection made or found goes without the
+// expected-stream header (the stream keeps a message's headers, and every
+// consumer decodes them); one to a queue it does not know yet carries it,
+// so that a foreign stream holding the subject refuses it
+// (TestServerRefusesSubject).
+func TestKnownQueuePublishesWithoutHeader(t *testing.T) {
+	e := newEnv(t)
+	_, js := rawJS(t, e)
+	c := e.open(t, "")
+	defer c.Close()
+	for _, body := range []string{"first", "second"} {
+		if err := c.Publish(tctx(t), &transport.Publishing{RoutingKey: "hdr", Body: []byte(body), Confirm: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name, err := js.StreamNameBySubject(tctx(t), strings.ToLower(e.prefix)+".q.hdr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(tctx(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq, want := range map[uint64]bool{1: true, 2: false} {
+		m, err := st.GetMsg(tctx(t), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Header.Get(jetstream.ExpectedStreamHeader) != ""; got != want {
+			t.Errorf("message %d (%s) has the expected-stream header: %v, want %v", seq, m.Data, got, want)
+		}
+	}
+}

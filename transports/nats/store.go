@@ -51,6 +51,13 @@ type store struct {
 	// never reached a consumer).
 	unmarked map[string]bool
 
+	// expects holds, per stream, the header that names it as the
+	// publish's expected stream (what jetstream.WithExpectStream sets),
+	// made once and shared read-only by every publish to it: the option
+	// makes a header map, a slice and a closure per message.
+	expectMu sync.RWMutex
+	expects  map[string]nats.Header
+
 	kvOnce sync.Mutex
 	kv     jetstream.KeyValue
 	// tables mirror the binding bucket, kept by a watcher, so that a
@@ -84,6 +91,7 @@ var (
 	_ virtual.BatchTaker = (*store)(nil)
 	_ virtual.Rejecter   = (*store)(nil)
 	_ virtual.Waker      = (*store)(nil)
+	_ virtual.QuickAcker = (*store)(nil)
 )
 
 func newStore(nc *nats.Conn, js jetstream.JetStream, o *options, log *slog.Logger) *store {
@@ -364,12 +372,15 @@ func (s *store) Put(ctx context.Context, m virtual.Message) error {
 			m.Queue, len(m.Envelope), limit, transport.ErrLimitExceeded)
 	}
 	msg := &nats.Msg{Subject: subject, Data: m.Envelope}
+	if !s.known(m.Queue) {
+		msg.Header = s.expectHeader(stream)
+	}
 	if b := batchFrom(ctx); b != nil {
-		f, err := s.js.PublishMsgAsync(msg, jetstream.WithExpectStream(stream))
+		f, err := s.js.PublishMsgAsync(msg)
 		if err != nil {
 			return fmt.Errorf("publish to queue %q: %w", m.Queue, err)
 		}
-		b.add(f, m.Queue)
+		b.add(f, m.Queue, stream)
 		return nil
 	}
 	return s.publishSync(ctx, m.Queue, stream, msg)
@@ -377,16 +388,42 @@ func (s *store) Put(ctx context.Context, m virtual.Message) error {
 
 // publishSync publishes and waits for the stream's ack, making the
 // queue's stream when nothing answered for its subject.
+// The message carries its expected stream (expectHeader): no option may
+// set headers on it, as its header map is shared.
 func (s *store) publishSync(ctx context.Context, queue, stream string, msg *nats.Msg) error {
-	_, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(stream))
+	ack, err := s.js.PublishMsg(ctx, msg)
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 		if _, err := s.consumer(ctx, queue, true); err != nil {
 			return err
 		}
-		_, err = s.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(stream))
+		ack, err = s.js.PublishMsg(ctx, msg)
 	}
 	if err != nil {
 		return fmt.Errorf("publish to queue %q: %w", queue, err)
+	}
+	return checkAck(queue, stream, ack)
+}
+
+// known reports whether the queue's stream was declared or found by this
+// store: its subject is then the stream's, as the server refuses a
+// stream whose subjects overlap another's, and a publish to it goes
+// without the expected-stream header. Every stored message keeps its
+// headers, and every consumer of it decodes them: the header costs each
+// message on both sides. A message to a queue not known yet carries it,
+// so that a foreign stream capturing the subject refuses it.
+func (s *store) known(queue string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.consumers[queue] != nil
+}
+
+// checkAck fails a publish that a stream other than the queue's stored:
+// the queue's stream was deleted and another one took its subject since
+// this store found it (the message is then in that stream).
+func checkAck(queue, stream string, ack *jetstream.PubAck) error {
+	if ack != nil && ack.Stream != stream {
+		return fmt.Errorf("publish to queue %q: stored by stream %s, not the queue's %s (another stream took its subject): %w",
+			queue, ack.Stream, stream, transport.ErrPrecondition)
 	}
 	return nil
 }
@@ -470,7 +507,12 @@ func (s *store) release(r *receipt) {
 // ackPayload is the ack's body, shared: Publish copies it out.
 var ackPayload = []byte("+ACK")
 
-func (s *store) Ack(_ context.Context, rc virtual.Receipt) error {
+func (s *store) Ack(_ context.Context, rc virtual.Receipt) error { return s.AckQuick(rc) }
+
+// AckQuick is Ack: the ack is a publish to the message's reply subject,
+// written into the client's buffer, with no answer awaited (JetStream's
+// Ack, not AckSync).
+func (s *store) AckQuick(rc virtual.Receipt) error {
 	r := rc.(*receipt)
 	s.release(r)
 	if err := s.nc.Publish(r.msg.Reply, ackPayload); err != nil {
@@ -539,6 +581,25 @@ func (s *store) deadLetter(ctx context.Context, queue, id string, data []byte, r
 		return fmt.Errorf("keep a rejected message of queue %q in stream %s: %w", queue, s.deadStream(), err)
 	}
 	return nil
+}
+
+// expectHeader is the header naming stream as a publish's expected
+// stream, shared: nobody may change it.
+func (s *store) expectHeader(stream string) nats.Header {
+	s.expectMu.RLock()
+	h, ok := s.expects[stream]
+	s.expectMu.RUnlock()
+	if ok {
+		return h
+	}
+	h = nats.Header{jetstream.ExpectedStreamHeader: []string{stream}}
+	s.expectMu.Lock()
+	if s.expects == nil || len(s.expects) > 10000 { // queues come and go: do not grow without end
+		s.expects = map[string]nats.Header{}
+	}
+	s.expects[stream] = h
+	s.expectMu.Unlock()
+	return h
 }
 
 func (s *store) deadStream() string { return s.o.streamPrefix + "_DEAD" }

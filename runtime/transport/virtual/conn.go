@@ -55,6 +55,7 @@ type conn struct {
 	waker        Waker       // nil: poll
 	delayer      Delayer     // nil: no delayed delivery
 	broadcaster  Broadcaster // nil: fanout stores a copy per queue
+	quick        QuickAcker  // nil: Ack with a context and a timeout
 	name         string
 	log          *slog.Logger
 	poll         time.Duration
@@ -127,6 +128,7 @@ func NewConn(store Store, cfg Config) transport.Conn {
 		done:         make(chan struct{}),
 		finished:     make(chan struct{}),
 	}
+	c.quick, _ = store.(QuickAcker)
 	if c.name == "" {
 		c.name = "virtual"
 	}

@@ -1,6 +1,7 @@
 package virtual
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -72,5 +73,36 @@ func TestLiteralPatternsMatchAsTheirRegexp(t *testing.T) {
 		if lit, ok := literalPattern(p); ok {
 			t.Errorf("literalPattern(%q) = %q: it is not a literal", p, lit)
 		}
+	}
+}
+
+// TestWildcardMatchesRemembered: a wildcard pattern's answers are kept
+// per routing key, bounded, and the same as the regexp's.
+func TestWildcardMatchesRemembered(t *testing.T) {
+	pattern := KeyToPattern("orders.*")
+	for range 2 { // the second round answers from the cache
+		for key, want := range map[string]bool{"orders.placed": true, "orders.a.b": true, "order.placed": false, "orders": false} {
+			if got := MatchPattern(pattern, key); got != want {
+				t.Errorf("MatchPattern(%q, %q) = %v, want %v", pattern, key, got, want)
+			}
+		}
+	}
+	patternsMu.RLock()
+	m := patterns[pattern]
+	patternsMu.RUnlock()
+	m.mu.RLock()
+	ok, known := m.seen["orders.placed"]
+	m.mu.RUnlock()
+	if !known || !ok {
+		t.Fatalf("the answer for orders.placed is not remembered (%v, %v)", ok, known)
+	}
+	for i := range 3 * matchCacheSize {
+		MatchPattern(pattern, fmt.Sprintf("orders.%d", i))
+	}
+	m.mu.RLock()
+	n := len(m.seen)
+	m.mu.RUnlock()
+	if n > matchCacheSize {
+		t.Fatalf("%d answers remembered, want at most %d", n, matchCacheSize)
 	}
 }

@@ -263,9 +263,15 @@ func (a *scope) reject(tag uint64, requeue bool, reason string) error {
 
 // ack removes a message from the store for good.
 func (c *conn) ack(h *held) error {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if err := c.store.Ack(ctx, h.taken.Receipt); err != nil {
+	var err error
+	if c.quick != nil {
+		err = c.quick.AckQuick(h.taken.Receipt)
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		err = c.store.Ack(ctx, h.taken.Receipt)
+		cancel()
+	}
+	if err != nil {
 		return c.wrap("ack a message of "+h.queue, err) // the name joined only for an error: acks are per message
 	}
 	return nil

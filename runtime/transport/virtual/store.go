@@ -78,8 +78,9 @@ import "context"
 // broadcast collection) or that can wake consumers (PostgreSQL
 // LISTEN/NOTIFY, inotify, a blocking receive) adds an optional interface:
 // Waker, Quarantiner, Rejecter (keeping rejected messages aside),
-// BatchTaker (taking several at once; SQL's first) and Broadcaster (a
-// fanout exchange's messages stored once; MongoDB's) so far; others
+// BatchTaker (taking several at once; SQL's first), Broadcaster (a
+// fanout exchange's messages stored once; MongoDB's) and QuickAcker (an
+// ack that never blocks; Kafka's and NATS's) so far; others
 // (broker-side routing, lease renewal, priorities) come with the first
 // store that needs them.
 type Store interface {
@@ -201,6 +202,16 @@ type BatchTaker interface {
 type Rejecter interface {
 	// Reject removes the taken message from its queue and keeps it aside.
 	Reject(ctx context.Context, r Receipt, reason string) error
+}
+
+// QuickAcker is implemented by a store whose ack never waits on the
+// broker (Kafka marks an offset for a later commit; NATS writes the ack
+// into its client's buffer). The connection then acks through AckQuick,
+// without the context and timer it makes for each Ack of a store that
+// may block: an ack is per message, and they cost more than the ack.
+type QuickAcker interface {
+	// AckQuick is Ack, for a store whose Ack does not block.
+	AckQuick(r Receipt) error
 }
 
 // Waker is implemented by a store that can tell a consumer when a message

@@ -112,6 +112,97 @@ func TestRecordsMatchKombuLayout(t *testing.T) {
 	}
 }
 
+// TestCommitsCoalesced: acks are committed in the background without a
+// Close or a count of the queue, at most every commit_interval or once
+// commit_every records were settled; a Close commits what is settled and
+// not committed yet.
+func TestCommitsCoalesced(t *testing.T) {
+	c := startCluster(t, 1)
+	ctx := ctxT(t, 60*time.Second)
+	_, adm := admin(t, c)
+	// committed reads the group's offset of partition 0 straight from the
+	// brokers: unlike committedOffsets, it makes the connection flush
+	// nothing.
+	committed := func(queue string) int64 {
+		t.Helper()
+		resp, err := adm.FetchOffsets(ctx, queue+"-consumer-group")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, ok := resp.Lookup(queue, 0); ok && o.Err == nil {
+			return o.At
+		}
+		return -1
+	}
+	consumeAck := func(conn transport.Conn, queue string, n, acks int) {
+		t.Helper()
+		for i := range n {
+			publish(t, ctx, conn, queue, fmt.Sprint(i))
+		}
+		sub, err := conn.Consume(ctx, transport.ConsumeSpec{Queues: []string{queue}, Prefetch: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			d := receive(t, ctx, sub)
+			if i < acks {
+				if err := d.Acknowledger.Ack(d.Tag, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+
+	t.Run("eventually, without close", func(t *testing.T) {
+		conn := open(t, url(c, "commit_interval=0.2"))
+		defer conn.Close()
+		queue := unique("commit-later")
+		consumeAck(conn, queue, 3, 3)
+		eventually(t, ctxT(t, 5*time.Second), "acks committed in the background", func() bool { return committed(queue) == 3 })
+	})
+	t.Run("after commit_every acks", func(t *testing.T) {
+		conn := open(t, url(c, "commit_interval=3600&commit_every=2"))
+		defer conn.Close()
+		queue := unique("commit-every")
+		consumeAck(conn, queue, 3, 2)
+		eventually(t, ctxT(t, 5*time.Second), "two acks committed", func() bool { return committed(queue) == 2 })
+	})
+	t.Run("on close", func(t *testing.T) {
+		conn := open(t, url(c, "commit_interval=3600&commit_every=1000"))
+		queue := unique("commit-close")
+		consumeAck(conn, queue, 3, 0)
+		if err := conn.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// The records come again, to a connection whose first commit goes
+		// at once (none was made for an interval) and whose next waits.
+		conn = open(t, url(c, "commit_interval=3600&commit_every=1000"))
+		sub, err := conn.Consume(ctx, transport.ConsumeSpec{Queues: []string{queue}, Prefetch: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds := []*transport.Delivery{receive(t, ctx, sub), receive(t, ctx, sub), receive(t, ctx, sub)}
+		if err := ds[0].Acknowledger.Ack(ds[0].Tag, false); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, ctxT(t, 5*time.Second), "the first ack committed", func() bool { return committed(queue) == 1 })
+		if err := ds[1].Acknowledger.Ack(ds[1].Tag, false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if got := committed(queue); got != 1 {
+			_ = conn.Close()
+			t.Fatalf("committed %d before commit_interval or commit_every acks: acks are not coalesced", got)
+		}
+		if err := conn.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := committed(queue); got != 2 {
+			t.Fatalf("after Close: committed %d, want 2 (the settled records)", got)
+		}
+	})
+}
+
 // TestAcksCommitInOrder acks out of order: a partition's offset moves
 // only past records that are all settled.
 func TestAcksCommitInOrder(t *testing.T) {
