@@ -138,7 +138,10 @@ func main() {
 			os.Exit(2)
 		}
 		tab := &table{cfg: cfg, transport: want}
-		if err := transports[i].bench(ctx, tab); err != nil {
+		start := time.Now()
+		err := transports[i].bench(ctx, tab)
+		fmt.Fprintf(os.Stderr, "bench: %s took %v\n", want, time.Since(start).Round(time.Second))
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench %s: %v\n", want, err)
 			pprof.StopCPUProfile()
 			os.Exit(1)
