@@ -90,7 +90,7 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds per workload at least; the report gives medians")
 	flag.DurationVar(&cfg.minTime, "min-time", 10*time.Second, "time per workload at least: quick workloads run more rounds")
 	flag.BoolVar(&cfg.python, "python", true, "measure Python Kombu too, when /usr/bin/python3 has kombu")
-	short := flag.Bool("short", false, "a quick check in under two minutes: -n 2000 -rounds 2 -min-time 0 -python-n 1000 unless set; rougher figures")
+	short := flag.Bool("short", false, "a quick check in under two minutes: -n 1000 -rounds 2 -min-time 0 -python-n 300 unless set; rougher figures")
 	run := flag.String("run", "", "regexp: measure only the workloads whose \"transport workload\" matches")
 	flag.BoolVar(&verbose, "v", false, "print each round's figures to stderr")
 	flag.BoolVar(&calibrate, "calibrate", false, "AMQP: measure a second bare client too, to show the harness's noise")
@@ -99,7 +99,7 @@ func main() {
 	if *short {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for name, value := range map[string]string{"n": "2000", "rounds": "2", "min-time": "0", "python-n": "1000"} {
+		for name, value := range map[string]string{"n": "1000", "rounds": "2", "min-time": "0", "python-n": "300"} {
 			if !set[name] {
 				flag.Set(name, value)
 			}
