@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
-	"io"
-	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -24,7 +21,7 @@ import (
 // the base64 body; ReceiveMessage of up to ten messages, as the
 // transport's batch takes receive, and a DeleteMessage each.
 //
-// Both clients send their request bodies through wholeBodies, as the
+// Both clients send their request bodies through sqs.WholeBodies, as the
 // transport does: without it smithy-go empties a request's body once the
 // response's headers arrive, and goaws answering in process before the
 // HTTP write loop was done with it made one request in a few thousand
@@ -40,7 +37,7 @@ func benchSQS(ctx context.Context, tab *table) error {
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider(key, secret, ""),
 		BaseEndpoint: aws.String("http://" + g.Addr()),
-		HTTPClient:   wholeBodies{awshttp.NewBuildableClient()},
+		HTTPClient:   sqs.WholeBodies(awshttp.NewBuildableClient()),
 	})
 	out, err := client.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String("kombu-go-bench-bare")})
 	if err != nil {
@@ -98,24 +95,4 @@ func benchSQS(ctx context.Context, tab *table) error {
 		pyLabel:   "boto3+pycurl",
 		pyImports: "kombu.transport.SQS, boto3, pycurl",
 	})
-}
-
-// wholeBodies is the transport's fix (transports/sqs/httpbody.go) for the
-// bare client: the HTTP transport gets a request body smithy-go cannot
-// empty under it.
-type wholeBodies struct{ c awssqs.HTTPClient }
-
-func (w wholeBodies) Do(r *http.Request) (*http.Response, error) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return w.c.Do(r)
-	}
-	b, err := io.ReadAll(r.Body)
-	_ = r.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	r.Body = io.NopCloser(bytes.NewReader(b))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-	r.ContentLength = int64(len(b))
-	return w.c.Do(r)
 }
