@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -19,7 +21,8 @@ import (
 // tests run it. The bare client is aws-sdk-go-v2's SQS client (the version
 // the transport pins, which speaks goaws's query protocol): SendMessage of
 // the base64 body; ReceiveMessage of up to ten messages, as the
-// transport's batch takes receive, and a DeleteMessage each.
+// transport's batch takes receive, and one DeleteMessageBatch for their
+// acks, as the transport's batched acks send them.
 //
 // Both clients send their request bodies through sqs.WholeBodies, as the
 // transport does: without it smithy-go empties a request's body once the
@@ -74,7 +77,8 @@ func benchSQS(ctx context.Context, tab *table) error {
 				if len(r.Messages) == 0 {
 					return errors.New("the bare queue is empty")
 				}
-				for _, m := range r.Messages {
+				entries := make([]types.DeleteMessageBatchRequestEntry, len(r.Messages))
+				for i, m := range r.Messages {
 					b, err := base64.StdEncoding.DecodeString(aws.ToString(m.Body))
 					if err != nil {
 						return err
@@ -82,9 +86,16 @@ func benchSQS(ctx context.Context, tab *table) error {
 					if err := decode(b); err != nil {
 						return err
 					}
-					if _, err := client.DeleteMessage(ctx, &awssqs.DeleteMessageInput{QueueUrl: qurl, ReceiptHandle: m.ReceiptHandle}); err != nil {
-						return err
-					}
+					entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+				}
+				// The acks, as the transport sends them: one
+				// DeleteMessageBatch for the receive's messages.
+				del, err := client.DeleteMessageBatch(ctx, &awssqs.DeleteMessageBatchInput{QueueUrl: qurl, Entries: entries})
+				if err != nil {
+					return err
+				}
+				if len(del.Successful) != len(entries) {
+					return fmt.Errorf("DeleteMessageBatch deleted %d of %d", len(del.Successful), len(entries))
 				}
 				count -= len(r.Messages)
 			}
