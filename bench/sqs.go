@@ -13,6 +13,7 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	kombu "github.com/kombu-go/kombu/runtime"
 	"github.com/kombu-go/kombu/transports/sqs"
 	"github.com/kombu-go/kombu/transports/sqs/sqstest"
 )
@@ -48,7 +49,7 @@ func benchSQS(ctx context.Context, tab *table) error {
 	}
 	qurl := out.QueueUrl
 	defer client.DeleteQueue(ctx, &awssqs.DeleteQueueInput{QueueUrl: qurl})
-	return benchEmulated(ctx, tab, emulated{
+	e := emulated{
 		url:       "sqs://" + key + ":s3cr3t%2Fkey@" + g.Addr() + "?region=us-east-1&emulator=goaws&polling_interval=0.05&visibility_timeout=30",
 		bareLabel: "aws-sdk-go-v2 sqs",
 		barePurge: func() error {
@@ -105,5 +106,52 @@ func benchSQS(ctx context.Context, tab *table) error {
 		pyOpts:    `{"region": "us-east-1", "wait_time_seconds": 1, "polling_interval": 0.05, "visibility_timeout": 30}`,
 		pyLabel:   "boto3+pycurl",
 		pyImports: "kombu.transport.SQS, boto3, pycurl",
+	}
+	if err := benchEmulated(ctx, tab, e); err != nil {
+		return err
+	}
+	return benchSQSBatched(ctx, tab, e, client, qurl)
+}
+
+// benchSQSBatched sets kombu.Batch (a connection's PublishBatch) beside
+// the bare client's SendMessageBatch of ten, SQS's most. Python Kombu has
+// no batched publish.
+func benchSQSBatched(ctx context.Context, tab *table, e emulated, client *awssqs.Client, qurl *string) error {
+	s, err := e.dial(ctx, sdkDefaults)
+	if err != nil {
+		return err
+	}
+	defer s.conn.Close()
+	defer kombu.Queue{Name: benchQueue}.Delete(ctx, s.conn)
+	n := max(tab.cfg.n/emuScale, 2*emuChunk)
+	return tab.add(workload{
+		name: "publish, batched", n: n, chunk: emuChunk, // a turn: one kombu.Batch of emuChunk
+		setup: only(func() error { return errors.Join(s.purge(ctx), e.barePurge()) }),
+		sides: []side{
+			{sdkDefaults, "kombu.Batch", s.batched(ctx)},
+			{bare, "SendMessageBatch of 10", func(count int) error {
+				for count > 0 {
+					k := min(count, 10)
+					entries := make([]types.SendMessageBatchRequestEntry, k)
+					for i := range entries {
+						body, err := encode()
+						if err != nil {
+							return err
+						}
+						entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(base64.StdEncoding.EncodeToString(body))}
+					}
+					out, err := client.SendMessageBatch(ctx, &awssqs.SendMessageBatchInput{QueueUrl: qurl, Entries: entries})
+					if err != nil {
+						return err
+					}
+					if len(out.Failed) > 0 {
+						return fmt.Errorf("SendMessageBatch: %d of %d failed", len(out.Failed), k)
+					}
+					count -= k
+				}
+				return nil
+			}},
+		},
+		note: "the virtual connection's PublishBatch stores its messages one at a time (one SendMessage each): virtual.Store has no batched put for SQS's SendMessageBatch",
 	})
 }
