@@ -21,8 +21,9 @@ import (
 // messages collection: an insert per publish; per up to 100 messages
 // consumed (the prefetch of the tuned consumer) a find of the queue's
 // first documents (by priority, then _id), the insert of their leased
-// copies and the originals' deletes by _id (eight at a time), and as
-// each ack a copy's delete; a publish reads the exchange's bindings first, as the
+// copies and the originals' deletes by _id (eight at a time), and for
+// their acks one delete command holding a delete by _id per copy (the
+// transport's batched acks); a publish reads the exchange's bindings first, as the
 // transport (and Kombu) do. Python Kombu (pymongo) runs on the same database.
 func benchMongoDB(ctx context.Context, tab *table) error {
 	srv, err := mongotest.Start(ctx)
@@ -81,8 +82,8 @@ func benchMongoDB(ctx context.Context, tab *table) error {
 		bareConsume: func(count int) error {
 			for count > 0 {
 				// The transport's batch take: the first documents, their
-				// leased copies, the originals' deletes; then a copy's
-				// delete per message, as the acks.
+				// leased copies, the originals' deletes; then the copies'
+				// deletes, as the acks.
 				cur, err := messages.Find(ctx, bson.D{{Key: "queue", Value: bareQueue}}, options.Find().SetSort(byAge).SetLimit(int64(min(count, tunedPrefetch))))
 				if err != nil {
 					return err
@@ -116,6 +117,7 @@ func benchMongoDB(ctx context.Context, tab *table) error {
 				if err := g.Wait(); err != nil {
 					return err
 				}
+				acks := make([]mongo.WriteModel, len(ms))
 				for i, m := range ms {
 					b, err := base64.StdEncoding.DecodeString(m.Payload)
 					if err != nil {
@@ -124,9 +126,12 @@ func benchMongoDB(ctx context.Context, tab *table) error {
 					if err := decode(b); err != nil {
 						return err
 					}
-					if _, err := messages.DeleteOne(ctx, bson.D{{Key: "_id", Value: copies[i].(doc).ID}}); err != nil {
-						return err
-					}
+					acks[i] = mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: copies[i].(doc).ID}})
+				}
+				// The acks, as the transport batches them: one delete
+				// command with a delete by _id per copy.
+				if _, err := messages.BulkWrite(ctx, acks, options.BulkWrite().SetOrdered(false)); err != nil {
+					return err
 				}
 				count -= len(ms)
 			}
@@ -139,6 +144,6 @@ func benchMongoDB(ctx context.Context, tab *table) error {
 		// FerretDB on SQLite scans the collection for every sorted find:
 		// a few hundred messages a round keep a consume round in minutes.
 		chunk: 25, scale: 40,
-		note: "FerretDB on SQLite reads a sorted find by scanning the collection; Python Kombu 5.2 takes with one findAndModify (remove) a message, kombu-go takes up to its prefetch's room with a find, an insert of the leased copies and a delete by _id per original, and acks with a delete each, so that a consumer's death loses nothing",
+		note: "FerretDB on SQLite reads a sorted find by scanning the collection; Python Kombu 5.2 takes with one findAndModify (remove) a message, kombu-go takes up to its prefetch's room with a find, an insert of the leased copies and a delete by _id per original, and acks in batches (one delete command, a delete by _id per copy), so that a consumer's death loses nothing",
 	})
 }

@@ -1,12 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
-	"io"
-	"net/http"
+	"fmt"
+	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -14,6 +13,7 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	kombu "github.com/kombu-go/kombu/runtime"
 	"github.com/kombu-go/kombu/transports/sqs"
 	"github.com/kombu-go/kombu/transports/sqs/sqstest"
 )
@@ -22,9 +22,10 @@ import (
 // tests run it. The bare client is aws-sdk-go-v2's SQS client (the version
 // the transport pins, which speaks goaws's query protocol): SendMessage of
 // the base64 body; ReceiveMessage of up to ten messages, as the
-// transport's batch takes receive, and a DeleteMessage each.
+// transport's batch takes receive, and one DeleteMessageBatch for their
+// acks, as the transport's batched acks send them.
 //
-// Both clients send their request bodies through wholeBodies, as the
+// Both clients send their request bodies through sqs.WholeBodies, as the
 // transport does: without it smithy-go empties a request's body once the
 // response's headers arrive, and goaws answering in process before the
 // HTTP write loop was done with it made one request in a few thousand
@@ -40,7 +41,7 @@ func benchSQS(ctx context.Context, tab *table) error {
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider(key, secret, ""),
 		BaseEndpoint: aws.String("http://" + g.Addr()),
-		HTTPClient:   wholeBodies{awshttp.NewBuildableClient()},
+		HTTPClient:   sqs.WholeBodies(awshttp.NewBuildableClient()),
 	})
 	out, err := client.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String("kombu-go-bench-bare")})
 	if err != nil {
@@ -48,7 +49,7 @@ func benchSQS(ctx context.Context, tab *table) error {
 	}
 	qurl := out.QueueUrl
 	defer client.DeleteQueue(ctx, &awssqs.DeleteQueueInput{QueueUrl: qurl})
-	return benchEmulated(ctx, tab, emulated{
+	e := emulated{
 		url:       "sqs://" + key + ":s3cr3t%2Fkey@" + g.Addr() + "?region=us-east-1&emulator=goaws&polling_interval=0.05&visibility_timeout=30",
 		bareLabel: "aws-sdk-go-v2 sqs",
 		barePurge: func() error {
@@ -77,7 +78,8 @@ func benchSQS(ctx context.Context, tab *table) error {
 				if len(r.Messages) == 0 {
 					return errors.New("the bare queue is empty")
 				}
-				for _, m := range r.Messages {
+				entries := make([]types.DeleteMessageBatchRequestEntry, len(r.Messages))
+				for i, m := range r.Messages {
 					b, err := base64.StdEncoding.DecodeString(aws.ToString(m.Body))
 					if err != nil {
 						return err
@@ -85,9 +87,16 @@ func benchSQS(ctx context.Context, tab *table) error {
 					if err := decode(b); err != nil {
 						return err
 					}
-					if _, err := client.DeleteMessage(ctx, &awssqs.DeleteMessageInput{QueueUrl: qurl, ReceiptHandle: m.ReceiptHandle}); err != nil {
-						return err
-					}
+					entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+				}
+				// The acks, as the transport sends them: one
+				// DeleteMessageBatch for the receive's messages.
+				del, err := client.DeleteMessageBatch(ctx, &awssqs.DeleteMessageBatchInput{QueueUrl: qurl, Entries: entries})
+				if err != nil {
+					return err
+				}
+				if len(del.Successful) != len(entries) {
+					return fmt.Errorf("DeleteMessageBatch deleted %d of %d", len(del.Successful), len(entries))
 				}
 				count -= len(r.Messages)
 			}
@@ -97,25 +106,52 @@ func benchSQS(ctx context.Context, tab *table) error {
 		pyOpts:    `{"region": "us-east-1", "wait_time_seconds": 1, "polling_interval": 0.05, "visibility_timeout": 30}`,
 		pyLabel:   "boto3+pycurl",
 		pyImports: "kombu.transport.SQS, boto3, pycurl",
-	})
+	}
+	if err := benchEmulated(ctx, tab, e); err != nil {
+		return err
+	}
+	return benchSQSBatched(ctx, tab, e, client, qurl)
 }
 
-// wholeBodies is the transport's fix (transports/sqs/httpbody.go) for the
-// bare client: the HTTP transport gets a request body smithy-go cannot
-// empty under it.
-type wholeBodies struct{ c awssqs.HTTPClient }
-
-func (w wholeBodies) Do(r *http.Request) (*http.Response, error) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return w.c.Do(r)
-	}
-	b, err := io.ReadAll(r.Body)
-	_ = r.Body.Close()
+// benchSQSBatched sets kombu.Batch (a connection's PublishBatch) beside
+// the bare client's SendMessageBatch of ten, SQS's most. Python Kombu has
+// no batched publish.
+func benchSQSBatched(ctx context.Context, tab *table, e emulated, client *awssqs.Client, qurl *string) error {
+	s, err := e.dial(ctx, sdkDefaults)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	r.Body = io.NopCloser(bytes.NewReader(b))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-	r.ContentLength = int64(len(b))
-	return w.c.Do(r)
+	defer s.conn.Close()
+	defer kombu.Queue{Name: benchQueue}.Delete(ctx, s.conn)
+	n := max(tab.cfg.n/emuScale, 2*emuChunk)
+	return tab.add(workload{
+		name: "publish, batched", n: n, chunk: emuChunk, // a turn: one kombu.Batch of emuChunk
+		setup: only(func() error { return errors.Join(s.purge(ctx), e.barePurge()) }),
+		sides: []side{
+			{sdkDefaults, "kombu.Batch", s.batched(ctx)},
+			{bare, "SendMessageBatch of 10", func(count int) error {
+				for count > 0 {
+					k := min(count, 10)
+					entries := make([]types.SendMessageBatchRequestEntry, k)
+					for i := range entries {
+						body, err := encode()
+						if err != nil {
+							return err
+						}
+						entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(base64.StdEncoding.EncodeToString(body))}
+					}
+					out, err := client.SendMessageBatch(ctx, &awssqs.SendMessageBatchInput{QueueUrl: qurl, Entries: entries})
+					if err != nil {
+						return err
+					}
+					if len(out.Failed) > 0 {
+						return fmt.Errorf("SendMessageBatch: %d of %d failed", len(out.Failed), k)
+					}
+					count -= k
+				}
+				return nil
+			}},
+		},
+		note: "the virtual connection's PublishBatch stores its messages one at a time (one SendMessage each): virtual.Store has no batched put for SQS's SendMessageBatch",
+	})
 }

@@ -51,6 +51,21 @@
 // half a second (FerretDB scans the collection for every sorted find), so
 // a message another process puts ahead of them waits that long at most.
 //
+// Acks are deleted in batches: Ack stops extending the copy's lease and
+// queues its delete; one delete command carries every ack that waits (up
+// to 100), 2 ms after the first, and closing the connection sends what
+// waits and waits for it. The command holds a delete by _id per copy,
+// which FerretDB hands SQLite, rather than one delete by an $in list,
+// which it would read by scanning the collection. Ack returns once the
+// delete is queued, not once it has landed, as Google's Pub/Sub Go client
+// acks: a consumer settling its messages one after another would
+// otherwise wait for a round trip per message, and batching would gain it
+// nothing. Nothing is lost by it: a delete that fails (a failed statement
+// is retried alone, and a failure of that logged with the message id)
+// leaves the copy, whose lease runs out and whose message is put back
+// and delivered again: the at-least-once of an ack that never reached the
+// server.
+//
 // A document that is not a Kombu envelope is moved to the collection
 // "messages.kombu_go_quarantine", with its queue and the reason, and
 // logged, not lost.

@@ -41,8 +41,11 @@ type store struct {
 	held      map[bson.ObjectID]*heldCopy // taken, unsettled copies
 	recovered map[string]time.Time        // queue: when its expired leases were last looked for
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	deletes *deleter // acks' deletes, batched
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
 }
 
 var (
@@ -76,7 +79,8 @@ func (s *store) Quarantine(ctx context.Context, rc virtual.Receipt, reason error
 		return s.wrap("quarantine a message of "+r.queue, err)
 	}
 	s.log.Warn("mongodb: a message is not a Kombu envelope: moved to "+quarantineCollection, "queue", r.queue, "id", r.original.Hex(), "reason", reason)
-	return s.Ack(ctx, r)
+	// Deleted at once, not batched: the caller moves on believing it gone.
+	return s.deleteOne(ctx, ackDelete{filter: s.settled(r), queue: r.queue, original: r.original})
 }
 
 // heldCopy is a taken copy this connection has not settled.
@@ -102,6 +106,7 @@ func newStore(ctx context.Context, client *mongo.Client, o *settings, log *slog.
 		held: map[bson.ObjectID]*heldCopy{}, recovered: map[string]time.Time{},
 		stop: make(chan struct{}),
 	}
+	s.deletes = newDeleter(s, ackLinger)
 	// Kombu's indexes (_ensure_indexes).
 	if _, err := s.messages.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "queue", Value: 1}, {Key: "priority", Value: 1}, {Key: "_id", Value: 1}}}); err != nil {
 		return nil, s.wrap("create the messages index", err)
@@ -512,13 +517,33 @@ func (s *store) settled(r receipt) bson.D {
 	return s.ours(r.copy)
 }
 
+// Ack forgets the copy (its lease is no longer extended) and queues its
+// delete for a batch (see deleter), returning before it lands: see
+// "Acknowledgements" in the package documentation. Once the store is
+// closing, it deletes the copy itself.
 func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
 	if _, ok := rc.(broadcastReceipt); ok {
 		return nil // the broadcast stays for the other queues, as in Kombu
 	}
 	r := rc.(receipt)
-	_, err := s.messages.DeleteOne(ctx, s.settled(r))
-	return s.wrap("ack in "+r.queue, err)
+	a := ackDelete{filter: s.settled(r), queue: r.queue, original: r.original}
+	if s.deletes.add(a) {
+		return nil
+	}
+	return s.deleteOne(ctx, a)
+}
+
+// deleteOne deletes an acked copy by itself. A failure is logged too (an
+// async ack has no caller to tell) and returned: the copy's lease runs out
+// and the message is delivered again.
+func (s *store) deleteOne(ctx context.Context, a ackDelete) error {
+	_, err := s.messages.DeleteOne(ctx, a.filter)
+	if err != nil {
+		err = s.wrap("ack in "+a.queue, err)
+		s.log.Warn("mongodb: could not delete an acked message: it is delivered again once its lease runs out",
+			"queue", a.queue, "id", a.original.Hex(), "error", err)
+	}
+	return err
 }
 
 // ours selects this connection's taken copy with the id: once its lease
@@ -624,10 +649,18 @@ func (s *store) DeleteExchange(ctx context.Context, exchange string) error {
 	return s.wrap("delete exchange "+exchange, err)
 }
 
+// Close stops the lease renewer, sends the acks' deletes still waiting and
+// waits for them, and disconnects.
 func (s *store) Close() error {
+	first := false
+	s.closeOnce.Do(func() { first = true })
+	if !first {
+		return nil
+	}
 	s.closeCursors()
 	close(s.stop)
 	s.wg.Wait()
+	s.deletes.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return s.client.Disconnect(ctx)

@@ -74,6 +74,20 @@
 // its answer comes. A message that is not a Kombu envelope is moved to the
 // queue "<name>-quarantine" (made on demand) and logged, not lost.
 //
+// Acks are deleted in batches: Ack stops extending the message's
+// visibility and queues its receipt; a DeleteMessageBatch per queue goes
+// when ten wait, or 2 ms after the first, and closing the connection sends
+// what waits and waits for it. Ack returns once the receipt is queued, not
+// once SQS has deleted the message, as Google's Pub/Sub Go client acks: a
+// consumer that settles its messages one after another in one goroutine
+// would otherwise wait for a round trip (plus the linger) per message, and
+// batching would gain it nothing. Nothing is lost by it: a delete that
+// fails (an entry a batch did not delete is retried alone, and a failure
+// of that is logged with the message id) leaves the message in its queue,
+// and SQS delivers it again once its visibility timeout runs out: the
+// at-least-once of an ack that never reached SQS. Python Kombu deletes one
+// message per call.
+//
 // Exchanges and bindings live in the process's memory, as in Kombu (SQS
 // has nowhere to keep them; every Kombu process declares its own): direct
 // and topic exchanges route as Kombu's do; fanout exchanges reach the

@@ -178,7 +178,7 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 		if o.endpoint != "" {
 			so.BaseEndpoint = aws.String(o.endpoint)
 		}
-		so.HTTPClient = wholeBodies{so.HTTPClient}
+		so.HTTPClient = WholeBodies(so.HTTPClient)
 	})
 	s := newStore(client, o, endpointKey(o, awsCfg.Region), log)
 	return virtual.NewConn(s, virtual.Config{

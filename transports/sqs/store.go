@@ -34,8 +34,11 @@ type store struct {
 	urls map[string]string // SQS queue name: its URL
 	held map[string]*lease // receipt handle: the message this store took
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	deletes *deleter // acks' deletes, batched
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
 }
 
 var (
@@ -73,6 +76,7 @@ func newStore(client *sqs.Client, o *options, key string, log *slog.Logger) *sto
 		held:   map[string]*lease{},
 		stop:   make(chan struct{}),
 	}
+	s.deletes = newDeleter(s, ackLinger)
 	if o.visibility > 0 {
 		s.wg.Add(1)
 		go s.renew()
@@ -428,16 +432,37 @@ func (s *store) settled(r receipt) {
 	s.mu.Unlock()
 }
 
+// Ack forgets the lease (its visibility is no longer extended) and queues
+// the message's delete for a DeleteMessageBatch (see deleter), returning
+// before it lands: see "Acknowledgements" in the package documentation.
+// Once the store is closing, it deletes the message itself.
 func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
 	r := rc.(receipt)
 	s.settled(r)
+	if s.deletes.add(r) {
+		return nil
+	}
+	return s.deleteOne(ctx, r)
+}
+
+// deleteOne deletes a message with DeleteMessage. A receipt SQS no longer
+// honours (the visibility timeout ran out, another consumer may have it)
+// is logged and not an error: the message may be delivered again, as
+// at-least-once allows. Any other failure is logged too (an async ack has
+// no caller to tell) and returned.
+func (s *store) deleteOne(ctx context.Context, r receipt) error {
 	_, err := s.client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(r.url), ReceiptHandle: aws.String(r.handle)})
 	if err != nil && (isGoneReceipt(errorCode(err)) || isMissingQueueCode(errorCode(err)) || s.o.goaws && code(errorCode(err)) == "QueueExists") {
 		s.log.Warn("sqs: acked a message SQS no longer holds for us: its visibility timeout ran out, and it may be delivered again",
 			"queue", r.queue, "message_id", r.id)
 		return nil
 	}
-	return s.mask.wrap("DeleteMessage", r.queue, err)
+	if err != nil {
+		err = s.mask.wrap("DeleteMessage", r.queue, err)
+		s.log.Warn("sqs: could not delete an acked message: it will be delivered again once its visibility timeout runs out",
+			"queue", r.queue, "message_id", r.id, "error", err)
+	}
+	return err
 }
 
 // Restore makes the message visible again at once (visibility 0): SQS
@@ -514,7 +539,10 @@ func (s *store) moveAside(ctx context.Context, r receipt, qname string) error {
 	if _, err := s.client.SendMessage(ctx, in); err != nil {
 		return s.mask.wrap("SendMessage", qname, err)
 	}
-	return s.Ack(ctx, r)
+	// Deleted at once, not batched: the caller moves on to the next
+	// message believing this one gone from its queue.
+	s.settled(r)
+	return s.deleteOne(ctx, r)
 }
 
 func (s *store) bodyOf(r receipt) (string, bool) {
@@ -593,9 +621,14 @@ func (s *store) DeleteExchange(_ context.Context, exchange string) error {
 	return nil
 }
 
+// Close stops the visibility extender and sends the acks' deletes still
+// waiting, returning once they have landed (or failed, logged).
 func (s *store) Close() error {
-	close(s.stop)
-	s.wg.Wait()
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		s.deletes.close()
+	})
 	return nil
 }
 
