@@ -24,6 +24,7 @@ type ackDelete struct {
 	filter   bson.D
 	queue    string
 	original bson.ObjectID
+	copyID   bson.ObjectID // forgotten (its lease no longer extended) once the delete was tried
 }
 
 // deleter deletes acked copies in batches: one delete command holding a
@@ -115,6 +116,11 @@ func (d *deleter) close() {
 func (d *deleter) send(batch []ackDelete) {
 	defer d.wg.Done()
 	s := d.s
+	defer func() {
+		for _, a := range batch {
+			s.forget(a.copyID)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if len(batch) == 1 {

@@ -507,9 +507,16 @@ func (s *store) putBack(ctx context.Context, id bson.ObjectID, queue, payload st
 // scanning the collection) once it may have run out and been put back
 // and taken by another consumer, whose copy has the same id.
 func (s *store) settled(r receipt) bson.D {
+	f := s.deleteFilter(r)
+	s.forget(r.copy)
+	return f
+}
+
+// deleteFilter is settled's filter, the copy still held (and its lease
+// still extended): an ack's batched delete forgets it once it landed.
+func (s *store) deleteFilter(r receipt) bson.D {
 	s.mu.Lock()
 	h := s.held[r.copy]
-	delete(s.held, r.copy)
 	s.mu.Unlock()
 	if h != nil && time.Until(h.until) > s.o.lease/3 {
 		return bson.D{{Key: "_id", Value: r.copy}}
@@ -517,8 +524,15 @@ func (s *store) settled(r receipt) bson.D {
 	return s.ours(r.copy)
 }
 
-// Ack forgets the copy (its lease is no longer extended) and queues its
-// delete for a batch (see deleter), returning before it lands: see
+// forget stops extending the copy's lease.
+func (s *store) forget(id bson.ObjectID) {
+	s.mu.Lock()
+	delete(s.held, id)
+	s.mu.Unlock()
+}
+
+// Ack queues the copy's delete for a batch (see deleter), returning before
+// it lands (the copy's lease is extended until then): see
 // "Acknowledgements" in the package documentation. Once the store is
 // closing, it deletes the copy itself.
 func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
@@ -526,10 +540,14 @@ func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
 		return nil // the broadcast stays for the other queues, as in Kombu
 	}
 	r := rc.(receipt)
-	a := ackDelete{filter: s.settled(r), queue: r.queue, original: r.original}
+	// The copy stays held, its lease extended, until its delete has
+	// landed: a lease that ran out while the delete waited would put the
+	// message back for another consumer.
+	a := ackDelete{filter: s.deleteFilter(r), queue: r.queue, original: r.original, copyID: r.copy}
 	if s.deletes.add(a) {
 		return nil
 	}
+	defer s.forget(r.copy)
 	return s.deleteOne(ctx, a)
 }
 
