@@ -119,6 +119,11 @@ func (d *deleter) close() {
 func (d *deleter) send(batch []receipt) {
 	defer d.wg.Done()
 	s := d.s
+	defer func() {
+		for _, r := range batch {
+			s.settled(r) // its visibility no longer extended
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), receiveTimeout)
 	defer cancel()
 	if len(batch) == 1 {

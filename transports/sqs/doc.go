@@ -74,8 +74,8 @@
 // its answer comes. A message that is not a Kombu envelope is moved to the
 // queue "<name>-quarantine" (made on demand) and logged, not lost.
 //
-// Acks are deleted in batches: Ack stops extending the message's
-// visibility and queues its receipt; a DeleteMessageBatch per queue goes
+// Acks are deleted in batches: Ack queues the message's receipt (its
+// visibility is extended until the delete has landed); a DeleteMessageBatch per queue goes
 // when ten wait, or 2 ms after the first, and closing the connection sends
 // what waits and waits for it. Ack returns once the receipt is queued, not
 // once SQS has deleted the message, as Google's Pub/Sub Go client acks: a

@@ -432,16 +432,18 @@ func (s *store) settled(r receipt) {
 	s.mu.Unlock()
 }
 
-// Ack forgets the lease (its visibility is no longer extended) and queues
-// the message's delete for a DeleteMessageBatch (see deleter), returning
-// before it lands: see "Acknowledgements" in the package documentation.
-// Once the store is closing, it deletes the message itself.
+// Ack queues the message's delete for a DeleteMessageBatch (see
+// deleter), returning before it lands: see "Acknowledgements" in the
+// package documentation. Its visibility is extended until the delete has
+// landed (a timeout that ran out while the delete waited would hand the
+// message to another consumer). Once the store is closing, it deletes the
+// message itself.
 func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
 	r := rc.(receipt)
-	s.settled(r)
 	if s.deletes.add(r) {
 		return nil
 	}
+	defer s.settled(r)
 	return s.deleteOne(ctx, r)
 }
 
