@@ -3,7 +3,6 @@ package mongodb
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -27,95 +26,16 @@ type ackDelete struct {
 	copyID   bson.ObjectID // forgotten (its lease no longer extended) once the delete was tried
 }
 
-// deleter deletes acked copies in batches: one delete command holding a
-// statement per copy (a bulk write of DeleteOne, unordered), which
-// FerretDB runs as that many deletes by _id, each handed to SQLite, where
-// a deleteMany by {_id: {$in: ...}} would scan the collection. A batch
-// goes when maxAckBatch wait, after linger, or on close, which sends what
-// waits and waits for every command in flight. A statement that failed,
-// or every statement of a command that failed, is deleted again on its
-// own, and a failure of that logged: the copy stays, its lease (no longer
-// extended) runs out, and the message is put back and delivered again.
-type deleter struct {
-	s      *store
-	linger time.Duration
-
-	mu      sync.Mutex
-	pending []ackDelete
-	timer   *time.Timer
-	closed  bool
-	wg      sync.WaitGroup // batches in flight
-}
-
-func newDeleter(s *store, linger time.Duration) *deleter {
-	return &deleter{s: s, linger: linger}
-}
-
-// add queues a copy's delete; false once the deleter is closed (the caller
-// deletes it itself then).
-func (d *deleter) add(a ackDelete) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return false
-	}
-	d.pending = append(d.pending, a)
-	if len(d.pending) >= maxAckBatch {
-		batch := d.pending
-		d.pending = nil
-		if d.timer != nil {
-			d.timer.Stop()
-			d.timer = nil
-		}
-		d.wg.Add(1)
-		go d.send(batch)
-		return true
-	}
-	if d.timer == nil {
-		d.timer = time.AfterFunc(d.linger, d.due)
-	}
-	return true
-}
-
-// due sends the acks whose linger is over.
-func (d *deleter) due() {
-	d.mu.Lock()
-	batch := d.pending
-	d.pending, d.timer = nil, nil
-	if len(batch) == 0 {
-		d.mu.Unlock()
-		return
-	}
-	d.wg.Add(1)
-	d.mu.Unlock()
-	d.send(batch)
-}
-
-// close sends the waiting acks and waits for all batches in flight.
-func (d *deleter) close() {
-	d.mu.Lock()
-	d.closed = true
-	batch := d.pending
-	d.pending = nil
-	if d.timer != nil {
-		d.timer.Stop()
-		d.timer = nil
-	}
-	if len(batch) > 0 {
-		d.wg.Add(1)
-	}
-	d.mu.Unlock()
-	if len(batch) > 0 {
-		d.send(batch)
-	}
-	d.wg.Wait()
-}
-
-// send deletes a batch of copies in one command; those it may not have
-// deleted are deleted one by one.
-func (d *deleter) send(batch []ackDelete) {
-	defer d.wg.Done()
-	s := d.s
+// deleteBatch deletes a batch of acked copies (gathered by s.deletes, an
+// ackbatch.Batcher: maxAckBatch at most, ackLinger after the first, or on
+// close) in one delete command holding a statement per copy (a bulk write
+// of DeleteOne, unordered), which FerretDB runs as that many deletes by
+// _id, each handed to SQLite, where a deleteMany by {_id: {$in: ...}} would
+// scan the collection. A statement that failed, or every statement of a
+// command that failed, is deleted again on its own, and a failure of that
+// logged: the copy stays, its lease (no longer extended) runs out, and the
+// message is put back and delivered again.
+func (s *store) deleteBatch(batch []ackDelete) {
 	defer func() {
 		for _, a := range batch {
 			s.forget(a.copyID)

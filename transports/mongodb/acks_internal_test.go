@@ -1,7 +1,6 @@
 package mongodb
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strconv"
@@ -15,34 +14,17 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/kombu-go/kombu/internal/brokertest"
 	"github.com/kombu-go/kombu/runtime/transport/virtual"
 	"github.com/kombu-go/kombu/transports/mongodb/mongotest"
 )
-
-// syncBuffer is a log's output, read while the store may still write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // ackRig is a store on its own FerretDB whose acks wait for a full batch
 // or Close (no linger), with its client's delete commands counted.
 type ackRig struct {
 	s       *store
 	plain   *mongo.Collection // the messages, through a client of the test's
-	logs    *syncBuffer
+	logs    *brokertest.LogBuffer
 	deletes func() int
 	queue   string
 }
@@ -71,12 +53,12 @@ func newAckRig(t *testing.T) *ackRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &brokertest.LogBuffer{}
 	s, err := newStore(ctx, client, &settings{database: "acks", masked: srv.Addr, lease: time.Minute}, slog.New(slog.NewTextHandler(logs, nil)), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.deletes.linger = time.Hour
+	s.deletes.Linger = time.Hour
 	t.Cleanup(func() { _ = s.Close() })
 	plain, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + srv.Addr + "/acks"))
 	if err != nil {
@@ -163,7 +145,7 @@ func TestAckFailedStatementRetriedAndLogged(t *testing.T) {
 		}
 		if i == 0 {
 			// A filter the server refuses ($in needs an array).
-			r.s.deletes.add(ackDelete{filter: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: 5}}}}, queue: r.queue, original: bad})
+			r.s.deletes.Add("", ackDelete{filter: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: 5}}}}, queue: r.queue, original: bad})
 		}
 	}
 	before := r.deletes()

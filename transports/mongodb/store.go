@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kombu-go/kombu/internal/ackbatch"
 	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/runtime/transport/virtual"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -41,7 +42,7 @@ type store struct {
 	held      map[bson.ObjectID]*heldCopy // taken, unsettled copies
 	recovered map[string]time.Time        // queue: when its expired leases were last looked for
 
-	deletes *deleter // acks' deletes, batched
+	deletes *ackbatch.Batcher[ackDelete] // acks' deletes, batched
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -106,7 +107,7 @@ func newStore(ctx context.Context, client *mongo.Client, o *settings, log *slog.
 		held: map[bson.ObjectID]*heldCopy{}, recovered: map[string]time.Time{},
 		stop: make(chan struct{}),
 	}
-	s.deletes = newDeleter(s, ackLinger)
+	s.deletes = ackbatch.New(maxAckBatch, ackLinger, s.deleteBatch)
 	// Kombu's indexes (_ensure_indexes).
 	if _, err := s.messages.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "queue", Value: 1}, {Key: "priority", Value: 1}, {Key: "_id", Value: 1}}}); err != nil {
 		return nil, s.wrap("create the messages index", err)
@@ -544,7 +545,7 @@ func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
 	// landed: a lease that ran out while the delete waited would put the
 	// message back for another consumer.
 	a := ackDelete{filter: s.deleteFilter(r), queue: r.queue, original: r.original, copyID: r.copy}
-	if s.deletes.add(a) {
+	if s.deletes.Add("", a) {
 		return nil
 	}
 	defer s.forget(r.copy)
@@ -678,7 +679,7 @@ func (s *store) Close() error {
 	s.closeCursors()
 	close(s.stop)
 	s.wg.Wait()
-	s.deletes.close()
+	s.deletes.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return s.client.Disconnect(ctx)

@@ -3,7 +3,6 @@ package sqs
 import (
 	"context"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -18,107 +17,13 @@ const maxDeleteBatch = 10
 // DeleteMessageBatch goes with fewer than ten.
 const ackLinger = 2 * time.Millisecond
 
-// deleter deletes acked messages in DeleteMessageBatch calls of up to ten,
-// per queue: a batch goes when ten are waiting, after linger, or on close,
-// which sends what waits and waits for every call in flight. An entry a
-// batch did not delete (its Failed list, or missing from both lists) is
-// deleted again on its own, and a failure of that is logged (deleteOne):
-// the message comes back after its visibility timeout.
-type deleter struct {
-	s      *store
-	linger time.Duration
-
-	mu      sync.Mutex
-	pending map[string]*waiting // by queue URL
-	closed  bool
-	wg      sync.WaitGroup // batches in flight
-}
-
-// waiting are a queue's acks not yet sent.
-type waiting struct {
-	rs    []receipt
-	timer *time.Timer
-}
-
-func newDeleter(s *store, linger time.Duration) *deleter {
-	return &deleter{s: s, linger: linger, pending: map[string]*waiting{}}
-}
-
-// add queues r's delete; false once the deleter is closed (the caller
-// deletes it itself then).
-func (d *deleter) add(r receipt) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return false
-	}
-	w := d.pending[r.url]
-	if w == nil {
-		w = &waiting{}
-		d.pending[r.url] = w
-	}
-	w.rs = append(w.rs, r)
-	if len(w.rs) >= maxDeleteBatch {
-		batch := w.rs
-		w.rs = nil
-		if w.timer != nil {
-			w.timer.Stop()
-			w.timer = nil
-		}
-		d.wg.Add(1)
-		go d.send(batch)
-		return true
-	}
-	if w.timer == nil {
-		url := r.url
-		w.timer = time.AfterFunc(d.linger, func() { d.due(url) })
-	}
-	return true
-}
-
-// due sends a queue's acks whose linger is over.
-func (d *deleter) due(url string) {
-	d.mu.Lock()
-	w := d.pending[url]
-	if w == nil || len(w.rs) == 0 {
-		d.mu.Unlock()
-		return
-	}
-	batch := w.rs
-	w.rs, w.timer = nil, nil
-	d.wg.Add(1)
-	d.mu.Unlock()
-	d.send(batch)
-}
-
-// close sends every waiting ack and waits for all batches in flight.
-func (d *deleter) close() {
-	d.mu.Lock()
-	d.closed = true
-	var batches [][]receipt
-	for url, w := range d.pending {
-		if w.timer != nil {
-			w.timer.Stop()
-		}
-		if len(w.rs) > 0 {
-			batches = append(batches, w.rs)
-			d.wg.Add(1)
-		}
-		delete(d.pending, url)
-	}
-	d.mu.Unlock()
-	for _, b := range batches {
-		go d.send(b)
-	}
-	d.wg.Wait()
-}
-
-// send deletes a batch of one queue's messages in one DeleteMessageBatch;
-// those it did not delete, or all if the call failed, are deleted one by
-// one.
-func (d *deleter) send(batch []receipt) {
-	defer d.wg.Done()
-	s := d.s
+// deleteBatch deletes a batch of one queue's acked messages (gathered by
+// s.deletes, an ackbatch.Batcher keyed by queue URL: ten at most, ackLinger
+// after the first, or on close) in one DeleteMessageBatch. An entry it did
+// not delete (its Failed list, or missing from both lists), or every entry
+// if the call failed, is deleted again on its own, and a failure of that is
+// logged (deleteOne): the message comes back after its visibility timeout.
+func (s *store) deleteBatch(batch []receipt) {
 	defer func() {
 		for _, r := range batch {
 			s.settled(r) // its visibility no longer extended

@@ -1,7 +1,6 @@
 package sqs
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/kombu-go/kombu/internal/brokertest"
 	"github.com/kombu-go/kombu/runtime/transport/virtual"
 	"github.com/kombu-go/kombu/transports/sqs/sqstest"
 )
@@ -51,31 +51,13 @@ func (a *actions) count(action string) int {
 	return a.n[action]
 }
 
-// syncBuffer is a log's output, read while the store may still write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // ackRig is a store on an in-process goaws whose acks wait for a full
 // batch or Close (no linger), with its client's actions counted.
 type ackRig struct {
 	s      *store
 	client *sqs.Client
 	calls  *actions
-	logs   *syncBuffer
+	logs   *brokertest.LogBuffer
 	queue  string
 	url    string
 }
@@ -93,11 +75,11 @@ func newAckRig(t *testing.T) *ackRig {
 		BaseEndpoint: aws.String("http://" + g.Addr()),
 		HTTPClient:   WholeBodies(calls),
 	})
-	logs := &syncBuffer{}
+	logs := &brokertest.LogBuffer{}
 	o := &options{secretKey: "s3cr3t/key", visibility: 3, base64: true, maxMessageSize: MaxMessageSize, goaws: true}
 	queue := fmt.Sprintf("acks-%d", time.Now().UnixNano())
 	s := newStore(client, o, "acks-test|"+queue, slog.New(slog.NewTextHandler(logs, nil)))
-	s.deletes.linger = time.Hour
+	s.deletes.Linger = time.Hour
 	t.Cleanup(func() { _ = s.Close() })
 	ctx := context.Background()
 	if err := s.DeclareQueue(ctx, queue); err != nil {

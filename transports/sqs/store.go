@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/kombu-go/kombu/internal/ackbatch"
 	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
@@ -34,7 +35,7 @@ type store struct {
 	urls map[string]string // SQS queue name: its URL
 	held map[string]*lease // receipt handle: the message this store took
 
-	deletes *deleter // acks' deletes, batched
+	deletes *ackbatch.Batcher[receipt] // acks' deletes, batched per queue URL
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -76,7 +77,7 @@ func newStore(client *sqs.Client, o *options, key string, log *slog.Logger) *sto
 		held:   map[string]*lease{},
 		stop:   make(chan struct{}),
 	}
-	s.deletes = newDeleter(s, ackLinger)
+	s.deletes = ackbatch.New(maxDeleteBatch, ackLinger, s.deleteBatch)
 	if o.visibility > 0 {
 		s.wg.Add(1)
 		go s.renew()
@@ -440,7 +441,7 @@ func (s *store) settled(r receipt) {
 // message itself.
 func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
 	r := rc.(receipt)
-	if s.deletes.add(r) {
+	if s.deletes.Add(r.url, r) {
 		return nil
 	}
 	defer s.settled(r)
@@ -629,7 +630,7 @@ func (s *store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		s.wg.Wait()
-		s.deletes.close()
+		s.deletes.Close()
 	})
 	return nil
 }
