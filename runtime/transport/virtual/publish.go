@@ -90,8 +90,7 @@ func (c *conn) publishBatched(ctx context.Context, bp BatchPutter, ps []*transpo
 				k = end
 			}
 		}
-		clear(pending) // let go of the envelopes
-		pending, owners = pending[:0], owners[:0]
+		pending, owners = nil, nil // the store may keep what it was given
 	}
 	for i, p := range ps {
 		if ctx.Err() != nil {
