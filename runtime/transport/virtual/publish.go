@@ -134,6 +134,9 @@ func (c *conn) publishBatched(ctx context.Context, bp BatchPutter, ps []*transpo
 			pending = append(pending, Message{Queue: q, Envelope: appendEnvelopeTailNewTag(h), Priority: priority})
 			owners = append(owners, i)
 		}
+		if len(pending) >= maxPutBatch {
+			flush()
+		}
 	}
 	flush()
 	if err := transport.NewBatchError(errs); err != nil {
@@ -141,6 +144,11 @@ func (c *conn) publishBatched(ctx context.Context, bp BatchPutter, ps []*transpo
 	}
 	return nil
 }
+
+// maxPutBatch bounds the copies a PutBatch gets (a message's copies are
+// never split): a big batch's envelopes are not all held at once, for
+// the cost of a store's part-filled request per queue every so many.
+const maxPutBatch = 1000
 
 // copiesError is a message's error from PutBatch's errors for its copies
 // (ms, in the order of its queues): nil when every copy was stored.
