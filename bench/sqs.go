@@ -152,6 +152,6 @@ func benchSQSBatched(ctx context.Context, tab *table, e emulated, client *awssqs
 				return nil
 			}},
 		},
-		note: "the virtual connection's PublishBatch stores its messages one at a time (one SendMessage each): virtual.Store has no batched put for SQS's SendMessageBatch",
+		note: "the virtual connection's PublishBatch stores the batch through the store's PutBatch: SendMessageBatch of up to ten, as the bare side",
 	})
 }

@@ -74,6 +74,15 @@
 // its answer comes. A message that is not a Kombu envelope is moved to the
 // queue "<name>-quarantine" (made on demand) and logged, not lost.
 //
+// A batch of messages (kombu.Batch, a connection's PublishBatch) is sent
+// with SendMessageBatch: per queue, in order, up to ten messages and 256
+// KiB of bodies a request (a message bigger than that, which
+// max_message_size allowed, goes alone). A message over
+// max_message_size, or one SQS refuses (an entry of the answer's Failed
+// list, or one it lists nowhere), fails alone with its own error in the
+// *BatchError; the others are sent. Python Kombu sends one message per
+// call.
+//
 // Acks are deleted in batches: Ack queues the message's receipt (its
 // visibility is extended until the delete has landed); a DeleteMessageBatch per queue goes
 // when ten wait, or 2 ms after the first, and closing the connection sends

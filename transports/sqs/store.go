@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+
 	"github.com/kombu-go/kombu/internal/ackbatch"
 	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/runtime/transport/virtual"
@@ -46,6 +48,7 @@ var (
 	_ virtual.Store       = (*store)(nil)
 	_ virtual.Quarantiner = (*store)(nil)
 	_ virtual.BatchTaker  = (*store)(nil)
+	_ virtual.BatchPutter = (*store)(nil)
 )
 
 // receipt is what Take hands the connection for a message.
@@ -741,4 +744,153 @@ func (t *tables) dropQueue(queue string) {
 			t.m[x] = rows
 		}
 	}
+}
+
+// SendMessageBatch's limits: ten entries, and 256 KiB of bodies in all.
+const (
+	maxSendBatch      = 10
+	maxSendBatchBytes = 256 * 1024
+)
+
+// sendEntry is a message of PutBatch on its way: its index in the batch
+// and its request entry.
+type sendEntry struct {
+	i     int
+	entry types.SendMessageBatchRequestEntry
+}
+
+// PutBatch sends the messages queue by queue, in SendMessageBatch requests
+// of up to ten messages and 256 KiB of bodies (a bigger message, which
+// max_message_size allowed, goes alone), each message as Put sends it. A
+// message over max_message_size fails alone, with ErrLimitExceeded,
+// before anything is sent; an entry SQS refuses fails alone with SQS's
+// code; a request that fails fails its entries.
+func (s *store) PutBatch(ctx context.Context, ms []virtual.Message) []error {
+	var errs []error
+	fail := func(i int, err error) {
+		if errs == nil {
+			errs = make([]error, len(ms))
+		}
+		errs[i] = err
+	}
+	var order []string
+	byQueue := map[string][]int{}
+	for i, m := range ms {
+		if _, ok := byQueue[m.Queue]; !ok {
+			order = append(order, m.Queue)
+		}
+		byQueue[m.Queue] = append(byQueue[m.Queue], i)
+	}
+	for _, queue := range order {
+		idx := byQueue[queue]
+		url, name, err := s.queueURL(ctx, queue, true)
+		if err != nil {
+			for _, i := range idx {
+				fail(i, err)
+			}
+			continue
+		}
+		fifo := strings.HasSuffix(name, ".fifo")
+		var req []sendEntry
+		total := 0 // the bodies' bytes in req
+		send := func() {
+			if len(req) > 0 {
+				s.sendBatch(ctx, queue, url, name, req, fail)
+			}
+			req, total = req[:0:0], 0
+		}
+		for _, i := range idx {
+			m := ms[i]
+			body := string(m.Envelope)
+			if s.o.base64 {
+				body = base64.StdEncoding.EncodeToString(m.Envelope)
+			}
+			if len(body) > s.o.maxMessageSize {
+				fail(i, fmt.Errorf("queue %q: the message is %d bytes as SQS would store it, more than its limit of %d (max_message_size): %w",
+					m.Queue, len(body), s.o.maxMessageSize, transport.ErrLimitExceeded))
+				continue
+			}
+			if len(req) == maxSendBatch || len(req) > 0 && total+len(body) > maxSendBatchBytes {
+				send()
+			}
+			e := types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(len(req))), MessageBody: aws.String(body)}
+			if fifo {
+				group, dedup := fifoIDs(m.Envelope)
+				e.MessageGroupId = aws.String(group)
+				e.MessageDeduplicationId = aws.String(dedup)
+			}
+			req = append(req, sendEntry{i: i, entry: e})
+			total += len(body)
+		}
+		send()
+	}
+	return errs
+}
+
+// sendBatch sends one SendMessageBatch and tells fail of each entry that
+// was not stored: those SQS lists as failed, those it lists nowhere, or
+// all when the request failed. A queue deleted since it was looked up is
+// made again and the request sent once more, as Put does.
+func (s *store) sendBatch(ctx context.Context, queue, url, name string, req []sendEntry, fail func(int, error)) {
+	entries := make([]types.SendMessageBatchRequestEntry, len(req))
+	for k, e := range req {
+		entries[k] = e.entry
+	}
+	in := &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries}
+	out, err := s.client.SendMessageBatch(ctx, in)
+	if s.missing(name, err) {
+		// Deleted since we looked it up: make it again, as Kombu would.
+		if url, _, err = s.queueURL(ctx, queue, true); err == nil {
+			in.QueueUrl = aws.String(url)
+			out, err = s.client.SendMessageBatch(ctx, in)
+			err = s.mask.wrap("SendMessageBatch", name, err)
+		}
+	} else {
+		err = s.mask.wrap("SendMessageBatch", name, err)
+	}
+	if err != nil {
+		for _, e := range req {
+			fail(e.i, err)
+		}
+		return
+	}
+	done := make([]bool, len(req))
+	for _, ok := range out.Successful {
+		if k, err := strconv.Atoi(aws.ToString(ok.Id)); err == nil && k >= 0 && k < len(req) {
+			done[k] = true
+		}
+	}
+	for _, f := range out.Failed {
+		k, err := strconv.Atoi(aws.ToString(f.Id))
+		if err != nil || k < 0 || k >= len(req) || done[k] {
+			continue
+		}
+		done[k] = true
+		fail(req[k].i, s.mask.wrap("SendMessageBatch", name, &entryError{code: aws.ToString(f.Code), msg: aws.ToString(f.Message), sender: f.SenderFault}))
+	}
+	for k, d := range done {
+		if !d {
+			fail(req[k].i, &Error{Op: "SendMessageBatch", Queue: name, Err: errors.New("SQS answered neither that it stored the message nor that it failed")})
+		}
+	}
+}
+
+// entryError is SQS's failure of one entry of a batch request, which
+// the SDK does not make an error: an smithy.APIError, so that Error
+// reads its code as a request's.
+type entryError struct {
+	code, msg string
+	sender    bool
+}
+
+func (e *entryError) Error() string {
+	return fmt.Sprintf("entry failed: %s: %s", e.code, e.msg)
+}
+func (e *entryError) ErrorCode() string    { return e.code }
+func (e *entryError) ErrorMessage() string { return e.msg }
+func (e *entryError) ErrorFault() smithy.ErrorFault {
+	if e.sender {
+		return smithy.FaultClient
+	}
+	return smithy.FaultServer
 }

@@ -78,9 +78,10 @@ import "context"
 // broadcast collection) or that can wake consumers (PostgreSQL
 // LISTEN/NOTIFY, inotify, a blocking receive) adds an optional interface:
 // Waker, Quarantiner, Rejecter (keeping rejected messages aside),
-// BatchTaker (taking several at once; SQL's first), Broadcaster (a
-// fanout exchange's messages stored once; MongoDB's) and QuickAcker (an
-// ack that never blocks; Kafka's and NATS's) so far; others
+// BatchTaker (taking several at once; SQL's first), BatchPutter
+// (storing a publisher's batch in few calls; SQS's SendMessageBatch),
+// Broadcaster (a fanout exchange's messages stored once; MongoDB's) and
+// QuickAcker (an ack that never blocks; Kafka's and NATS's) so far; others
 // (broker-side routing, lease renewal, priorities) come with the first
 // store that needs them.
 type Store interface {
@@ -190,6 +191,23 @@ type BatchTaker interface {
 	// wrapping transport.ErrEmpty when there is none. When it returns an
 	// error, it took nothing.
 	TakeBatch(ctx context.Context, queue string, max int) ([]Taken, error)
+}
+
+// BatchPutter is implemented by a store that can store several messages
+// in fewer operations than as many Puts (SQS's SendMessageBatch of ten).
+// A connection's PublishBatch then routes the batch's messages as Publish
+// does, one by one and in order, and hands the copies it would Put, in
+// that order, to PutBatch (delayed messages and a Broadcaster's still take
+// their own paths). Publish, of one message, still uses Put.
+type BatchPutter interface {
+	// PutBatch stores each message as Put would, those of one queue in
+	// the order given, and returns once a Take can find every one it
+	// stored. It returns nil when it stored them all, else one error per
+	// message (len(ms) of them), nil for each message it stored: a
+	// message that fails (too big, its request refused) fails alone,
+	// and none is left unaccounted for. A store may send the messages of
+	// different queues in any order, and may keep the envelopes.
+	PutBatch(ctx context.Context, ms []Message) []error
 }
 
 // Rejecter is implemented by a store that keeps a message rejected without
