@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -88,6 +89,74 @@ func internString(b []byte) string {
 type fastScanner struct {
 	b []byte
 	i int
+	// arena holds the bytes of every string and the body one delivery
+	// keeps, so that a delivery costs one allocation for them, not one
+	// each. It is allocated on first use with the input's length as its
+	// capacity, which nothing it holds can exceed (each is a copy of a
+	// distinct part of the input, or base64 decoded from one, which is
+	// shorter), so it never moves: strings made over it stay valid. Its
+	// bytes are never written again once a string covers them.
+	arena []byte
+}
+
+// grow returns n bytes of the arena for the caller to fill, or nil where
+// the arena has no room (then the caller allocates on its own).
+func (s *fastScanner) grow(n int) []byte {
+	if s.arena == nil {
+		s.arena = make([]byte, 0, len(s.b))
+	}
+	at := len(s.arena)
+	if n > cap(s.arena)-at {
+		return nil
+	}
+	s.arena = s.arena[:at+n]
+	return s.arena[at : at+n : at+n]
+}
+
+// keep returns b as a string over the arena.
+func (s *fastScanner) keep(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	dst := s.grow(len(b))
+	if dst == nil {
+		return string(b)
+	}
+	copy(dst, b)
+	return unsafe.String(&dst[0], len(dst))
+}
+
+// value is fastString.value with an unescaped string kept in the arena.
+func (s *fastScanner) value(f fastString) (string, bool) {
+	if f.escaped {
+		return f.value()
+	}
+	return s.intern(f.text), true
+}
+
+// intern is internString over the arena.
+func (s *fastScanner) intern(b []byte) string {
+	switch string(b) {
+	case "", "utf-8", "binary", "application/json", "application/x-protobuf",
+		"application/data", "text/plain", "base64":
+		return internString(b)
+	}
+	return s.keep(b)
+}
+
+// rawString is the package's rawString with a plain string's text kept in
+// the arena.
+func (s *fastScanner) rawString(raw []byte) string {
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		inner := raw[1 : len(raw)-1]
+		for _, c := range inner {
+			if c == '\\' || c == '"' || c < 0x20 || c >= 0x80 {
+				return rawString(raw)
+			}
+		}
+		return s.keep(inner)
+	}
+	return rawString(raw)
 }
 
 func (s *fastScanner) ws() {
@@ -104,11 +173,24 @@ func (s *fastScanner) ws() {
 // str reads a string at s.i (which is '"'): its text between the quotes
 // and whether it has escapes. ok is false for what is not a valid JSON
 // string of valid UTF-8.
+// plainByte tells the bytes of a JSON string that need no attention: not
+// the closing quote, not an escape, not a control character, not part of a
+// multi-byte UTF-8 sequence (a read-only table).
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 func (s *fastScanner) str() (text []byte, escaped, ok bool) {
 	start := s.i + 1
 	high := false
 	for i := start; i < len(s.b); i++ {
 		c := s.b[i]
+		if plainByte[c] {
+			continue // most bytes: one look-up rather than the switch's tests
+		}
 		switch {
 		case c == '"':
 			s.i = i + 1
@@ -393,7 +475,7 @@ func (s *fastScanner) headerValue(depth int) (any, bool) {
 		if escaped {
 			return fastString{set: true, text: text, escaped: true}.value()
 		}
-		return string(text), true
+		return s.keep(text), true
 	case '{':
 		m := map[string]any{}
 		ok := s.object(func(key []byte) bool {
@@ -401,7 +483,7 @@ func (s *fastScanner) headerValue(depth int) (any, bool) {
 				return false
 			}
 			v, ok := s.headerValue(depth + 1)
-			m[string(key)] = v
+			m[s.keep(key)] = v
 			return ok
 		})
 		return m, ok
@@ -515,7 +597,7 @@ func decodeEnvelopeInto(raw []byte, d *transport.Delivery) (ok bool) {
 	if !ok || s.i != len(s.b) || !e.hasProperties {
 		return false
 	}
-	return e.delivery(d)
+	return e.delivery(&s, d)
 }
 
 func (s *fastScanner) fastHeaders(e *fastEnvelope) bool {
@@ -536,7 +618,7 @@ func (s *fastScanner) fastHeaders(e *fastEnvelope) bool {
 		if ok && string(key) == "redelivered" {
 			e.headersRedelivered = string(s.b[start:s.i]) == "true"
 		}
-		h[string(key)] = v
+		h[s.keep(key)] = v
 		return ok
 	})
 }
@@ -633,33 +715,41 @@ func (s *fastScanner) fastDeliveryInfo(e *fastEnvelope) bool {
 
 // delivery builds the delivery as decodeEnvelopeSlow does from its
 // wireEnvelope.
-func (e *fastEnvelope) delivery(out *transport.Delivery) bool {
+func (e *fastEnvelope) delivery(s *fastScanner, out *transport.Delivery) bool {
 	var d transport.Delivery
 	if e.body.set && len(e.body.text) > 0 {
 		text := e.body.text
 		if e.body.escaped {
-			s, ok := e.body.value()
+			v, ok := e.body.value()
 			if !ok {
 				return false
 			}
-			text = []byte(s)
+			text = []byte(v)
 		}
 		if len(text) > 0 {
-			enc, ok := e.bodyEncoding.value()
+			enc, ok := s.value(e.bodyEncoding)
 			if !ok {
 				return false
 			}
 			if e.bodyEncoding.set && enc == "base64" {
-				body := make([]byte, base64.StdEncoding.DecodedLen(len(text)))
+				body := s.grow(base64.StdEncoding.DecodedLen(len(text)))
+				if body == nil {
+					body = make([]byte, base64.StdEncoding.DecodedLen(len(text)))
+				}
 				n, err := base64.StdEncoding.Decode(body, text)
 				if err != nil {
 					return false // the slow decoder cleans it or fails
 				}
-				d.Body = body[:n]
+				d.Body = body[:n:n]
 			} else if e.body.escaped {
 				d.Body = text
 			} else {
-				d.Body = append([]byte(nil), text...)
+				if body := s.grow(len(text)); body != nil {
+					copy(body, text)
+					d.Body = body
+				} else {
+					d.Body = append([]byte(nil), text...)
+				}
 			}
 		}
 	}
@@ -668,20 +758,20 @@ func (e *fastEnvelope) delivery(out *transport.Delivery) bool {
 	}
 	props := &d.Properties
 	var ok bool
-	if props.ContentType, ok = e.contentType.value(); !ok {
+	if props.ContentType, ok = s.value(e.contentType); !ok {
 		return false
 	}
-	if props.ContentEncoding, ok = e.contentEncoding.value(); !ok {
+	if props.ContentEncoding, ok = s.value(e.contentEncoding); !ok {
 		return false
 	}
 	props.DeliveryMode = uint8(min(max(rawInt(e.deliveryMode), 0), math.MaxUint8))
 	props.Priority = uint8(min(max(rawInt(e.priority), 0), math.MaxUint8))
-	props.CorrelationID = rawString(e.correlationID)
-	props.ReplyTo = rawString(e.replyTo)
-	props.MessageID = rawString(e.messageID)
-	props.Type = rawString(e.typ)
-	props.UserID = rawString(e.userID)
-	props.AppID = rawString(e.appID)
+	props.CorrelationID = s.rawString(e.correlationID)
+	props.ReplyTo = s.rawString(e.replyTo)
+	props.MessageID = s.rawString(e.messageID)
+	props.Type = s.rawString(e.typ)
+	props.UserID = s.rawString(e.userID)
+	props.AppID = s.rawString(e.appID)
 	if ms := rawInt(e.expiration); ms > 0 {
 		props.Expiration = time.Duration(min(ms, math.MaxInt64/int64(time.Millisecond))) * time.Millisecond
 	}
@@ -689,8 +779,8 @@ func (e *fastEnvelope) delivery(out *transport.Delivery) bool {
 		sec, frac := math.Modf(ts)
 		props.Timestamp = time.Unix(int64(sec), int64(frac*1e9))
 	}
-	d.Exchange = rawString(e.exchange)
-	d.RoutingKey = rawString(e.routingKey)
+	d.Exchange = s.rawString(e.exchange)
+	d.RoutingKey = s.rawString(e.routingKey)
 	d.Redelivered = rawTrue(e.diRedelivered) || rawTrue(e.redelivered) || e.headersRedelivered
 	*out = d
 	return true

@@ -1,6 +1,7 @@
 package virtual
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
 	"regexp"
@@ -122,5 +123,29 @@ func TestDeliveryTagsAreUUID4(t *testing.T) {
 	env := string(appendEnvelopeTailNewTag([]byte(`{"properties": {"delivery_tag": "`)))
 	if tag := strings.TrimSuffix(strings.TrimPrefix(env, `{"properties": {"delivery_tag": "`), `"}}`); !re.MatchString(tag) {
 		t.Errorf("envelope tail %q has no version 4 UUID", env)
+	}
+}
+
+// TestDecodeEnvelopeFastOwnsItsBytes checks that what the fast decoder
+// returns shares nothing with the input (a store may reuse its buffer),
+// and that appending to the body, which shares the decoder's one
+// allocation with the strings, cannot write over them.
+func TestDecodeEnvelopeFastOwnsItsBytes(t *testing.T) {
+	raw := benchEnvelope(t)
+	want, ok := decodeEnvelopeFast(bytes.Clone(raw))
+	if !ok {
+		t.Fatal("the fast decoder gave up on the SDK's envelope")
+	}
+	got, ok := decodeEnvelopeFast(raw)
+	if !ok {
+		t.Fatal("the fast decoder gave up on the SDK's envelope")
+	}
+	for i := range raw {
+		raw[i] = 'x'
+	}
+	got.Body = append(got.Body, bytes.Repeat([]byte{'y'}, 64)...)
+	got.Body = got.Body[:len(want.Body)]
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("after the input was overwritten and the body appended to:\n got %+v\nwant %+v", got, want)
 	}
 }
