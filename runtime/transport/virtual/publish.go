@@ -106,12 +106,7 @@ func (c *conn) publishBatched(ctx context.Context, bp BatchPutter, ps []*transpo
 			errs[i] = err
 			continue
 		}
-		head, err := AppendEnvelopeHead(make([]byte, 0, envelopeCap(p)), p)
-		if err != nil {
-			errs[i] = fmt.Errorf("%s: %w", c.name, err)
-			continue
-		}
-		queues, err := c.route(ctx, p, tables)
+		head, queues, err := c.envelopeAndRoute(ctx, p, tables)
 		if err != nil {
 			errs[i] = err
 			continue
@@ -127,11 +122,7 @@ func (c *conn) publishBatched(ctx context.Context, bp BatchPutter, ps []*transpo
 		}
 		priority := min(int(p.Priority), MaxPriority)
 		for k, q := range queues {
-			h := head
-			if k < len(queues)-1 {
-				h = head[:len(head):len(head)] // each copy its own array
-			}
-			pending = append(pending, Message{Queue: q, Envelope: appendEnvelopeTailNewTag(h), Priority: priority})
+			pending = append(pending, Message{Queue: q, Envelope: copyOf(head, k, len(queues)), Priority: priority})
 			owners = append(owners, i)
 		}
 		if len(pending) >= maxPutBatch {
@@ -225,16 +216,38 @@ func (c *conn) unroutable(p *transport.Publishing) error {
 // that key messages by tag). It returns how many queues it reached. tables,
 // if not nil, keeps the exchange tables read, for a batch.
 func (c *conn) routeAndPut(ctx context.Context, p *transport.Publishing, tables map[string][]Binding) (int, error) {
-	// Room for the tail too: a tag and the closing `"}}`.
-	head, err := AppendEnvelopeHead(make([]byte, 0, envelopeCap(p)), p)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", c.name, err)
-	}
-	queues, err := c.route(ctx, p, tables)
+	head, queues, err := c.envelopeAndRoute(ctx, p, tables)
 	if err != nil {
 		return 0, err
 	}
 	return c.putCopies(ctx, p, head, queues)
+}
+
+// envelopeAndRoute writes the head of the message's envelope (each copy
+// adds its own tail: copyOf) and returns it with the queues the message is
+// routed to.
+func (c *conn) envelopeAndRoute(ctx context.Context, p *transport.Publishing, tables map[string][]Binding) ([]byte, []string, error) {
+	// Room for the tail too: a tag and the closing `"}}`.
+	head, err := AppendEnvelopeHead(make([]byte, 0, envelopeCap(p)), p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", c.name, err)
+	}
+	queues, err := c.route(ctx, p, tables)
+	if err != nil {
+		return nil, nil, err
+	}
+	return head, queues, nil
+}
+
+// copyOf is the envelope of the k-th of n copies of a message whose
+// envelope head is head, with a delivery tag of its own. All but the last
+// get an array of their own, so that one copy's tail does not overwrite
+// another's; the last uses head's spare room.
+func copyOf(head []byte, k, n int) []byte {
+	if k < n-1 {
+		head = head[:len(head):len(head)]
+	}
+	return appendEnvelopeTailNewTag(head)
 }
 
 // fanout reports whether the message's copies to queues are one
@@ -255,11 +268,7 @@ func (c *conn) putCopies(ctx context.Context, p *transport.Publishing, head []by
 	}
 	priority := min(int(p.Priority), MaxPriority)
 	for i, q := range queues {
-		h := head
-		if i < len(queues)-1 {
-			h = head[:len(head):len(head)] // each copy its own array
-		}
-		m := Message{Queue: q, Envelope: appendEnvelopeTailNewTag(h), Priority: priority}
+		m := Message{Queue: q, Envelope: copyOf(head, i, len(queues)), Priority: priority}
 		var err error
 		if p.Delay > 0 {
 			err = c.delayer.PutDelayed(ctx, m, p.Delay)
