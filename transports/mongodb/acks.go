@@ -13,6 +13,11 @@ import (
 // maxAckBatch is the most acks one delete command carries.
 const maxAckBatch = 100
 
+// deleteCalls is how many delete commands run at once: past that, and as
+// many batches again waiting, an Ack waits for one to finish (a slow
+// server slows acks down instead of gathering deletes without end).
+const deleteCalls = 4
+
 // ackLinger is how long an ack waits for others before its delete command
 // goes with fewer than maxAckBatch.
 const ackLinger = 2 * time.Millisecond

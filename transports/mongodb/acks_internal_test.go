@@ -145,7 +145,7 @@ func TestAckFailedStatementRetriedAndLogged(t *testing.T) {
 		}
 		if i == 0 {
 			// A filter the server refuses ($in needs an array).
-			r.s.deletes.Add("", ackDelete{filter: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: 5}}}}, queue: r.queue, original: bad})
+			r.s.deletes.Add(context.Background(), "", ackDelete{filter: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: 5}}}}, queue: r.queue, original: bad})
 		}
 	}
 	before := r.deletes()

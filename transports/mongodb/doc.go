@@ -51,10 +51,13 @@
 // half a second (FerretDB scans the collection for every sorted find), so
 // a message another process puts ahead of them waits that long at most.
 //
-// Acks are deleted in batches: Ack stops extending the copy's lease and
-// queues its delete; one delete command carries every ack that waits (up
-// to 100), 2 ms after the first, and closing the connection sends what
-// waits and waits for it. The command holds a delete by _id per copy,
+// Acks are deleted in batches: Ack queues the copy's delete (its lease is
+// extended until the delete has landed, so that no other consumer gets it
+// meanwhile); one delete command carries every ack that waits (up to 100),
+// 2 ms after the first, and closing the connection sends what waits and
+// waits for it. Four commands run at once at most; while four more
+// batches wait behind them an Ack waits too (or fails with its context),
+// so a slow server slows acks down rather than gathering deletes. The command holds a delete by _id per copy,
 // which FerretDB hands SQLite, rather than one delete by an $in list,
 // which it would read by scanning the collection. Ack returns once the
 // delete is queued, not once it has landed, as Google's Pub/Sub Go client

@@ -107,7 +107,7 @@ func newStore(ctx context.Context, client *mongo.Client, o *settings, log *slog.
 		held: map[bson.ObjectID]*heldCopy{}, recovered: map[string]time.Time{},
 		stop: make(chan struct{}),
 	}
-	s.deletes = ackbatch.New(maxAckBatch, ackLinger, s.deleteBatch)
+	s.deletes = ackbatch.New(maxAckBatch, ackLinger, deleteCalls, s.deleteBatch)
 	// Kombu's indexes (_ensure_indexes).
 	if _, err := s.messages.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "queue", Value: 1}, {Key: "priority", Value: 1}, {Key: "_id", Value: 1}}}); err != nil {
 		return nil, s.wrap("create the messages index", err)
@@ -545,8 +545,8 @@ func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
 	// landed: a lease that ran out while the delete waited would put the
 	// message back for another consumer.
 	a := ackDelete{filter: s.deleteFilter(r), queue: r.queue, original: r.original, copyID: r.copy}
-	if s.deletes.Add("", a) {
-		return nil
+	if queued, err := s.deletes.Add(ctx, "", a); queued || err != nil {
+		return err // err: ctx ended while the deletes in flight were at their limit
 	}
 	defer s.forget(r.copy)
 	return s.deleteOne(ctx, a)

@@ -13,6 +13,11 @@ import (
 // maxDeleteBatch is the most entries one DeleteMessageBatch takes.
 const maxDeleteBatch = 10
 
+// deleteCalls is how many DeleteMessageBatch calls run at once: past
+// that, and as many batches again waiting, an Ack waits for one to finish
+// (a slow SQS slows acks down instead of gathering deletes without end).
+const deleteCalls = 16
+
 // ackLinger is how long an ack waits for others of its queue before its
 // DeleteMessageBatch goes with fewer than ten.
 const ackLinger = 2 * time.Millisecond

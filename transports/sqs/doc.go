@@ -86,7 +86,10 @@
 // Acks are deleted in batches: Ack queues the message's receipt (its
 // visibility is extended until the delete has landed); a DeleteMessageBatch per queue goes
 // when ten wait, or 2 ms after the first, and closing the connection sends
-// what waits and waits for it. Ack returns once the receipt is queued, not
+// what waits and waits for it. Sixteen DeleteMessageBatch calls run at
+// once at most; while sixteen more batches wait behind them an Ack waits
+// too (or fails with its context), so a slow SQS slows acks down rather
+// than gathering deletes. Ack returns once the receipt is queued, not
 // once SQS has deleted the message, as Google's Pub/Sub Go client acks: a
 // consumer that settles its messages one after another in one goroutine
 // would otherwise wait for a round trip (plus the linger) per message, and

@@ -80,7 +80,7 @@ func newStore(client *sqs.Client, o *options, key string, log *slog.Logger) *sto
 		held:   map[string]*lease{},
 		stop:   make(chan struct{}),
 	}
-	s.deletes = ackbatch.New(maxDeleteBatch, ackLinger, s.deleteBatch)
+	s.deletes = ackbatch.New(maxDeleteBatch, ackLinger, deleteCalls, s.deleteBatch)
 	if o.visibility > 0 {
 		s.wg.Add(1)
 		go s.renew()
@@ -444,8 +444,8 @@ func (s *store) settled(r receipt) {
 // message itself.
 func (s *store) Ack(ctx context.Context, rc virtual.Receipt) error {
 	r := rc.(receipt)
-	if s.deletes.Add(r.url, r) {
-		return nil
+	if queued, err := s.deletes.Add(ctx, r.url, r); queued || err != nil {
+		return err // err: ctx ended while the deletes in flight were at their limit
 	}
 	defer s.settled(r)
 	return s.deleteOne(ctx, r)
