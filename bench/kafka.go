@@ -42,13 +42,14 @@ import (
 // writes Kombu's JSON envelope around it, and pays for that here.
 //
 // A second bare side ("bare twin") is the same franz-go client with the
-// SDK's envelope as the record: a value of the envelope's size and shape
-// (encoded once, before the clock), produced and consumed as the bare side
-// does its body, so that the rows tell what Kombu's wire format costs the
-// client and the broker (491 bytes where the body is 100: to send, compress,
-// store and fetch) apart from the SDK's own machinery. Its consumer decodes the
-// body it knows rather than parse the JSON: reading the envelope is the
-// SDK's work.
+// SDK's envelope as the record: the bytes the SDK writes for an order
+// (491, where the body is 100; only the delivery tag differs), encoded
+// once before the clock, produced and consumed as the bare side does its
+// body, so that the rows tell what Kombu's wire format costs the client
+// and the broker (to compress, send, store, fetch and decompress) apart
+// from the SDK's own machinery. It still encodes an order per message, as
+// both other sides do; its consumer decodes the body it knows rather than
+// parse the JSON, which is the SDK's work.
 //
 // Watermill's side is watermill-kafka v3's Publisher (sarama's
 // SyncProducer, with the same acks: all in-sync replicas), in the
