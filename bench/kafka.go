@@ -19,6 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	kombu "github.com/kombu-go/kombu/runtime"
+	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
 	_ "github.com/kombu-go/kombu/transports/kafka"
 )
 
@@ -39,6 +41,16 @@ import (
 // background at most every 0.1 s or 1000 acks). It writes the bare protobuf body; the SDK
 // writes Kombu's JSON envelope around it, and pays for that here.
 //
+// A second bare side ("bare twin") is the same franz-go client with the
+// SDK's envelope as the record: the bytes the SDK writes for an order
+// (491, where the body is 100; only the delivery tag differs), encoded
+// once before the clock, produced and consumed as the bare side does its
+// body, so that the rows tell what Kombu's wire format costs the client
+// and the broker (to compress, send, store, fetch and decompress) apart
+// from the SDK's own machinery. It still encodes an order per message, as
+// both other sides do; its consumer decodes the body it knows rather than
+// parse the JSON, which is the SDK's work.
+//
 // Watermill's side is watermill-kafka v3's Publisher (sarama's
 // SyncProducer, with the same acks: all in-sync replicas), in the
 // confirmed row only: it sends a Publish's messages one by one, so it has
@@ -47,6 +59,7 @@ import (
 const (
 	watermillKafkaTopic = "kombu-go-bench.watermill"
 	bareTopic           = "kombu-go-bench.bare"
+	bareEnvelopeTopic   = "kombu-go-bench.bare-envelope"
 	kafkaChunk          = 500
 )
 
@@ -122,8 +135,23 @@ func benchKafka(ctx context.Context, tab *table) error {
 	if _, err := adm.CreateTopic(ctx, 1, 1, nil, bareTopic); err != nil && !strings.Contains(err.Error(), "TOPIC_ALREADY_EXISTS") {
 		return err
 	}
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, bareEnvelopeTopic); err != nil && !strings.Contains(err.Error(), "TOPIC_ALREADY_EXISTS") {
+		return err
+	}
+	// The record the SDK writes for an order: Kombu's envelope around it.
+	body, err := encode()
+	if err != nil {
+		return err
+	}
+	p := &transport.Publishing{Exchange: benchExchange, RoutingKey: benchRoutingKey, Body: body}
+	p.ContentType, p.ContentEncoding, p.Type = "application/x-protobuf", "binary", messageType
+	head, err := virtual.AppendEnvelopeHead(nil, p)
+	if err != nil {
+		return err
+	}
+	envelope := virtual.AppendEnvelopeTail(head, virtual.NewDeliveryTag())
 	purgeBare := func() error {
-		ends, err := adm.ListEndOffsets(ctx, bareTopic)
+		ends, err := adm.ListEndOffsets(ctx, bareTopic, bareEnvelopeTopic)
 		if err != nil {
 			return err
 		}
@@ -133,44 +161,59 @@ func benchKafka(ctx context.Context, tab *table) error {
 	purge := func() error {
 		return errors.Join(defaults.purge(ctx), tuned.purge(ctx), purgeBare())
 	}
-	bareEach := func(count int) error {
-		for range count {
+	// value is the bare side's record value: the order encoded, as the SDK
+	// encodes it; the twin then sends the envelope instead.
+	value := func(envelope []byte) func() ([]byte, error) {
+		return func() ([]byte, error) {
 			body, err := encode()
-			if err != nil {
-				return err
+			if envelope != nil {
+				return envelope, err
 			}
-			if err := cl.ProduceSync(ctx, &kgo.Record{Value: body}).FirstErr(); err != nil {
-				return err
-			}
+			return body, err
 		}
-		return nil
 	}
-	barePipelined := func(count int) error {
-		for sent := 0; sent < count; {
-			var wg sync.WaitGroup
-			var mu sync.Mutex
-			var errs []error
-			for w := 0; sent < count && w < pipelineWindow; w, sent = w+1, sent+1 {
-				body, err := encode()
+	bareEach := func(topic string, value func() ([]byte, error)) run {
+		return func(count int) error {
+			for range count {
+				v, err := value()
 				if err != nil {
 					return err
 				}
-				wg.Add(1)
-				cl.Produce(ctx, &kgo.Record{Value: body}, func(_ *kgo.Record, err error) {
-					if err != nil {
-						mu.Lock()
-						errs = append(errs, err)
-						mu.Unlock()
-					}
-					wg.Done()
-				})
+				if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: v}).FirstErr(); err != nil {
+					return err
+				}
 			}
-			wg.Wait()
-			if err := errors.Join(errs...); err != nil {
-				return err
-			}
+			return nil
 		}
-		return nil
+	}
+	barePipelined := func(topic string, value func() ([]byte, error)) run {
+		return func(count int) error {
+			for sent := 0; sent < count; {
+				var wg sync.WaitGroup
+				var mu sync.Mutex
+				var errs []error
+				for w := 0; sent < count && w < pipelineWindow; w, sent = w+1, sent+1 {
+					v, err := value()
+					if err != nil {
+						return err
+					}
+					wg.Add(1)
+					cl.Produce(ctx, &kgo.Record{Topic: topic, Value: v}, func(_ *kgo.Record, err error) {
+						if err != nil {
+							mu.Lock()
+							errs = append(errs, err)
+							mu.Unlock()
+						}
+						wg.Done()
+					})
+				}
+				wg.Wait()
+				if err := errors.Join(errs...); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 	}
 
 	scfg := wmkafka.DefaultSaramaSyncPublisherConfig()
@@ -201,7 +244,8 @@ func benchKafka(ctx context.Context, tab *table) error {
 		name: "publish, confirmed one by one", chunk: kafkaChunk, setup: only(purge),
 		sides: []side{
 			{sdkDefaults, "", publishEach(ctx, defaults.producer)},
-			{bare, "franz-go ProduceSync", bareEach},
+			{bare, "franz-go ProduceSync", bareEach(bareTopic, value(nil))},
+			{bareTwin, "franz-go ProduceSync, the SDK's envelope as the record", bareEach(bareEnvelopeTopic, value(envelope))},
 			{viaWatermill, "watermill-kafka v3, sarama", wmEach},
 		},
 		targets: []target{{who: sdkDefaults, minVsBare: 0.9}},
@@ -213,7 +257,8 @@ func benchKafka(ctx context.Context, tab *table) error {
 		name: fmt.Sprintf("publish, pipelined (%d)", pipelineWindow), chunk: pipelineWindow, setup: only(purge),
 		sides: []side{
 			{sdkTuned, "kombu.Batch", publishBatched(ctx, tuned.producer)},
-			{bare, "franz-go Produce, window 1000", barePipelined},
+			{bare, "franz-go Produce, window 1000", barePipelined(bareTopic, value(nil))},
+			{bareTwin, "franz-go Produce, window 1000, the SDK's envelope as the record", barePipelined(bareEnvelopeTopic, value(envelope))},
 		},
 		targets: []target{{who: sdkTuned, minVsBare: 0.9}},
 	})
@@ -224,7 +269,8 @@ func benchKafka(ctx context.Context, tab *table) error {
 	consumers := []*held{
 		sdkConsumer(ctx, sdkDefaults, defaults.conn),
 		sdkConsumer(ctx, sdkTuned, tuned.conn, kombu.WithPrefetch(tunedPrefetch)),
-		bareKafkaConsumer(ctx, seed),
+		bareKafkaConsumer(ctx, bare, seed, bareTopic, func(r *kgo.Record) []byte { return r.Value }),
+		bareKafkaConsumer(ctx, bareTwin, seed, bareEnvelopeTopic, func(*kgo.Record) []byte { return body }),
 	}
 	err = tab.add(workload{
 		name: "consume, ack each", chunk: consumeChunk,
@@ -234,7 +280,7 @@ func benchKafka(ctx context.Context, tab *table) error {
 			}
 			fill := n + consumeChunk + tunedPrefetch
 			if err := errors.Join(publishBatched(ctx, defaults.producer)(fill), publishBatched(ctx, tuned.producer)(fill),
-				barePipelined(fill)); err != nil {
+				barePipelined(bareTopic, value(nil))(fill), barePipelined(bareEnvelopeTopic, value(envelope))(fill)); err != nil {
 				return nil, err
 			}
 			return beginAll(consumers...)
@@ -243,6 +289,7 @@ func benchKafka(ctx context.Context, tab *table) error {
 			{sdkDefaults, "", defaults.explained(ctx, consumers[0].take)},
 			{sdkTuned, "prefetch 100", tuned.explained(ctx, consumers[1].take)},
 			{bare, "franz-go group member, commit marks", consumers[2].take},
+			{bareTwin, "franz-go group member, commit marks, the SDK's envelope as the record", consumers[3].take},
 		},
 		targets: []target{{who: sdkDefaults, minVsBare: 0.9}, {who: sdkTuned, minVsBare: 0.9}},
 	})
@@ -252,12 +299,13 @@ func benchKafka(ctx context.Context, tab *table) error {
 	return errors.Join(defaults.remove(ctx), tuned.remove(ctx))
 }
 
-// bareKafkaConsumer is a consumer group member of the bare topic that
-// decodes each record and marks it for the commit (AutoCommitMarks, as
-// franz-go advises for at-least-once), held between turns.
-func bareKafkaConsumer(ctx context.Context, seed string) *held {
-	return &held{name: bare.String(), start: func(t *turn) (func() error, error) {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(seed), kgo.ConsumeTopics(bareTopic), kgo.ConsumerGroup(bareTopic+"-group"),
+// bareKafkaConsumer is a consumer group member of a bare topic that
+// decodes the order body finds in each record and marks the record for
+// the commit (AutoCommitMarks, as franz-go advises for at-least-once),
+// held between turns.
+func bareKafkaConsumer(ctx context.Context, k kind, seed, topic string, body func(*kgo.Record) []byte) *held {
+	return &held{name: k.String(), start: func(t *turn) (func() error, error) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(seed), kgo.ConsumeTopics(topic), kgo.ConsumerGroup(topic+"-group"),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.AutoCommitMarks(),
 			kgo.MaxBufferedRecords(tunedPrefetch))
 		if err != nil {
@@ -278,7 +326,7 @@ func bareKafkaConsumer(ctx context.Context, seed string) *held {
 				}
 			}
 		}()
-		ended := serve(t, records, func(r *kgo.Record) []byte { return r.Value },
+		ended := serve(t, records, body,
 			func(r *kgo.Record) error { cl.MarkCommitRecords(r); return nil }, func(*kgo.Record) {})
 		return func() error {
 			t.stop()

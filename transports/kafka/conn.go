@@ -42,9 +42,10 @@ func (c *conn) DeclareExchange(ctx context.Context, ex transport.Exchange) error
 	return c.Conn.DeclareExchange(ctx, ex)
 }
 
-// PublishBatch routes every message as Publish does, produces all their
-// records at once and waits for the brokers' acks of all. A message that
-// failed fails alone (a *transport.BatchError says which).
+// PublishBatch routes every message as Publish does, then produces all
+// their records at once (see batch.produce) and waits for the brokers'
+// acks of all. A message that failed fails alone (a *transport.BatchError
+// says which).
 func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
 	if len(ps) == 0 {
 		return nil
@@ -57,6 +58,7 @@ func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) err
 			b.fail(i, err)
 		}
 	}
+	b.produce(ctx, c.s.cl)
 	b.wg.Wait()
 	if len(ps) == 1 && b.errs[0] != nil {
 		return b.errs[0]

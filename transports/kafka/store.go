@@ -290,8 +290,8 @@ func (s *store) DeleteQueue(ctx context.Context, queue string) (int, error) {
 	return n, nil
 }
 
-// batchKey marks a context whose Puts produce without waiting: the
-// connection's PublishBatch collects them and waits for all at once.
+// batchKey marks a context whose Puts only make their records: the
+// connection's PublishBatch produces them all at once and waits for all.
 type batchKey struct{}
 
 // batch collects the results of the records a PublishBatch produced.
@@ -309,11 +309,12 @@ type batch struct {
 	recs    []kgo.Record                 // the records, by publishing, while each has one
 	used    []bool                       // recs[i] is produced
 	extra   map[*kgo.Record]int          // records past the first of a publishing, and their publishing
+	queued  []*kgo.Record                // made by Puts, produced by produce (the publisher's goroutine only)
 	promise func(*kgo.Record, error)
 }
 
 func newBatch(n int) *batch {
-	b := &batch{errs: make([]error, n), recs: make([]kgo.Record, n), used: make([]bool, n)}
+	b := &batch{errs: make([]error, n), recs: make([]kgo.Record, n), used: make([]bool, n), queued: make([]*kgo.Record, 0, n)}
 	b.promise = func(r *kgo.Record, err error) {
 		if err != nil {
 			b.fail(b.owner(r), brokerErr(r.Topic, err))
@@ -356,6 +357,21 @@ func (b *batch) owner(r *kgo.Record) int {
 	return b.cur // not reached: every record is the batch's
 }
 
+// produce hands every queued record to the client, in the order the
+// Puts made them, in one tight loop: records produced while the batch is
+// still being routed (a few microseconds each) leave franz-go, lingering
+// 0, to send the first few alone and the rest in small requests, each a
+// round trip and a request's work for the broker; handed over at once,
+// they go in as few requests as a bare producer's window.
+func (b *batch) produce(ctx context.Context, cl *kgo.Client) {
+	b.wg.Add(len(b.queued))
+	for _, r := range b.queued {
+		cl.Produce(ctx, r, b.promise)
+	}
+	clear(b.queued)
+	b.queued = b.queued[:0]
+}
+
 func (b *batch) fail(i int, err error) {
 	b.mu.Lock()
 	if b.errs[i] == nil {
@@ -380,8 +396,7 @@ func (s *store) Put(ctx context.Context, m virtual.Message) error {
 		return err
 	}
 	if b, _ := ctx.Value(batchKey{}).(*batch); b != nil {
-		b.wg.Add(1)
-		s.cl.Produce(ctx, b.record(topic, m.Envelope), b.promise)
+		b.queued = append(b.queued, b.record(topic, m.Envelope))
 		return nil
 	}
 	rec := &kgo.Record{Topic: topic, Value: m.Envelope}

@@ -1,12 +1,14 @@
 package kafka
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/kombu-go/kombu/runtime/transport"
+	"github.com/kombu-go/kombu/runtime/transport/virtual"
 )
 
 func TestTrackerCommitsInOrder(t *testing.T) {
@@ -134,5 +136,27 @@ func TestTrackerSlidesDown(t *testing.T) {
 	}
 	if tr.settle(1500) || !tr.settle(2999) || tr.commitPoint() != 2000 {
 		t.Fatal("settling after the slide")
+	}
+}
+
+// TestBatchPutsQueueTheirRecords: in a PublishBatch, Put only makes the
+// record, in the order of the Puts, for the batch to produce all at once
+// (the store here has no client: a Put that produced would panic).
+func TestBatchPutsQueueTheirRecords(t *testing.T) {
+	s := &store{o: &options{maxRecordBytes: 1 << 10}, topics: map[string]bool{"a": true, "b": true}}
+	b := newBatch(3)
+	ctx := context.WithValue(context.Background(), batchKey{}, b)
+	for i, q := range []string{"a", "b", "a"} {
+		b.cur = i
+		if err := s.Put(ctx, virtual.Message{Queue: q, Envelope: []byte{byte('0' + i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, r := range b.queued {
+		got = append(got, r.Topic+":"+string(r.Value))
+	}
+	if want := []string{"a:0", "b:1", "a:2"}; !slices.Equal(got, want) {
+		t.Fatalf("queued records %q, want %q", got, want)
 	}
 }
