@@ -60,6 +60,7 @@ var transports = []struct {
 
 type config struct {
 	n, pythonN, rounds int
+	pythonRounds       int           // Python Kombu runs per workload; the report gives the median
 	minTime            time.Duration // a workload runs more rounds than -rounds until it has run this long
 	python             bool
 	workloads          *regexp.Regexp // nil: all
@@ -87,10 +88,11 @@ func main() {
 	only := flag.String("transports", strings.Join(names, ","), "comma-separated transports to measure")
 	flag.IntVar(&cfg.n, "n", 20000, "messages per side per round (memory://: ten times as many)")
 	flag.IntVar(&cfg.pythonN, "python-n", 5000, "messages per Python Kombu workload (it is slow)")
+	flag.IntVar(&cfg.pythonRounds, "python-rounds", 3, "Python Kombu runs per workload (a run is a process: its rate moves more than the Go sides'); the report gives the median")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds per workload at least; the report gives medians")
 	flag.DurationVar(&cfg.minTime, "min-time", 10*time.Second, "time per workload at least: quick workloads run more rounds")
 	flag.BoolVar(&cfg.python, "python", true, "measure Python Kombu too, when /usr/bin/python3 has kombu")
-	short := flag.Bool("short", false, "a quick check in under two minutes: -n 1000 -rounds 2 -min-time 0 -python-n 300 unless set; rougher figures")
+	short := flag.Bool("short", false, "a quick check in under two minutes: -n 1000 -rounds 2 -min-time 0 -python-n 300 -python-rounds 1 unless set; rougher figures")
 	run := flag.String("run", "", "regexp: measure only the workloads whose \"transport workload\" matches")
 	flag.BoolVar(&verbose, "v", false, "print each round's figures to stderr")
 	flag.BoolVar(&calibrate, "calibrate", false, "AMQP: measure a second bare client too, to show the harness's noise")
@@ -99,7 +101,7 @@ func main() {
 	if *short {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for name, value := range map[string]string{"n": "1000", "rounds": "2", "min-time": "0", "python-n": "300"} {
+		for name, value := range map[string]string{"n": "1000", "rounds": "2", "min-time": "0", "python-n": "300", "python-rounds": "1"} {
 			if !set[name] {
 				flag.Set(name, value)
 			}

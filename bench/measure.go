@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -282,7 +283,8 @@ type table struct {
 }
 
 // add measures a workload, if -run selects it, and keeps its row. Python
-// Kombu's side runs once, after the Go sides, which take turns.
+// Kombu's side runs after the Go sides, which take turns: -python-rounds
+// processes, their median reported.
 func (t *table) add(w workload) error {
 	if !t.cfg.selected(t.transport, w.name) {
 		return nil
@@ -299,14 +301,23 @@ func (t *table) add(w workload) error {
 		r.n = t.cfg.n
 	}
 	if w.python != nil && t.cfg.python {
-		py, err := w.python(t.cfg.pythonN)
-		if err != nil {
-			return fmt.Errorf("%s: Python Kombu: %w", w.name, err)
+		// A run is a fresh process, whose rate moves from run to run
+		// more than the Go sides' rounds: the median of a few runs.
+		var runs []pythonResult
+		for range max(t.cfg.pythonRounds, 1) {
+			py, err := w.python(t.cfg.pythonN)
+			if err != nil {
+				return fmt.Errorf("%s: Python Kombu: %w", w.name, err)
+			}
+			runs = append(runs, py)
 		}
-		s := sideRow{kind: viaPython, label: py.label, rounds: 1, result: result{rate: py.rate, allocs: math.NaN(), cpu: py.cpu}}
+		slices.SortFunc(runs, func(a, b pythonResult) int { return cmp.Compare(a.rate, b.rate) })
+		py := runs[len(runs)/2]
+		s := sideRow{kind: viaPython, label: py.label, rounds: len(runs), result: result{rate: py.rate, allocs: math.NaN(), cpu: py.cpu}}
 		s.vsBare, s.vsBareMin, s.vsBareMax = math.NaN(), math.NaN(), math.NaN()
 		if b, ok := r.find(bare); ok {
 			s.vsBare = py.rate / b.rate
+			s.vsBareMin, s.vsBareMax = runs[0].rate/b.rate, runs[len(runs)-1].rate/b.rate
 		}
 		r.sides = append(r.sides, s)
 	}
