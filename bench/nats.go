@@ -22,7 +22,10 @@ import (
 // each publish ack, PublishAsync for a pipelined batch, and a Consume
 // callback acking each message. The SDK's queue is the same kind of stream
 // (transports/nats), reached through the benchmark's topic exchange, with
-// Kombu's envelope around the body. Watermill's NATS publisher
+// Kombu's envelope around the body. The bare twin is the bare client again,
+// on a stream of its own, with the SDK's envelope (read back from the SDK's
+// stream once) as every message's payload: bare to twin is what the wire
+// format costs, twin to SDK what the SDK's machinery costs. Watermill's NATS publisher
 // (watermill-nats) is not among the modules this machine's Go proxy
 // serves, so it has no row.
 
