@@ -63,11 +63,13 @@
 //     would keep it on every message for every consumer to decode, and
 //     the ack's stream is checked instead (a foreign stream that took
 //     the subject after the queue's was deleted fails the publish with
-//     ErrPrecondition, the message being in that stream). PublishBatch sends
-//     the whole batch before awaiting the first ack, and reports per
-//     message failures in a *transport.BatchError. A publish to a queue
-//     whose stream does not exist yet makes it (a virtual queue is made
-//     by its messages).
+//     ErrPrecondition, the message being in that stream). PublishBatch
+//     pipelines: the store gets the batch's routed copies, up to 1000 at a
+//     time (virtual.BatchPutter), sends each run of them before awaiting
+//     its first ack, and returns once every ack came; failures are per
+//     message, in a *transport.BatchError. A publish to a queue whose
+//     stream does not exist yet makes it (a virtual queue is made by its
+//     messages).
 //   - A message bigger than the server's max_payload (from its INFO) fails
 //     with transport.ErrLimitExceeded before it is sent.
 //   - Consumers pull with no-wait pull requests for up to their prefetch's

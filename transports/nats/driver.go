@@ -244,11 +244,10 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 		nc.Close()
 		return nil, fmt.Errorf("nats: %w", err)
 	}
-	inner := virtual.NewConn(s, virtual.Config{
+	return virtual.NewConn(s, virtual.Config{
 		Name:         "nats",
 		Logger:       log,
 		PollInterval: o.pollInterval,
 		Unroutable:   cfg.Unroutable,
-	})
-	return &conn{Conn: inner, s: s}, nil
+	}), nil
 }

@@ -386,3 +386,59 @@ func TestKnownQueuePublishesWithoutHeader(t *testing.T) {
 		}
 	}
 }
+
+// A pipelined batch keeps Publish's confirms: a queue whose stream
+// another stream replaced since this connection found it fails each
+// message with ErrPrecondition (the ack names the other stream), and a
+// queue with no stream yet gets one and every message, in order.
+func TestBatchConfirms(t *testing.T) {
+	e := newEnv(t)
+	_, js := rawJS(t, e)
+	c := e.open(t, "")
+	defer c.Close()
+	bp := c.(transport.BatchPublisher)
+	batch := func(queue string, bodies ...string) []*transport.Publishing {
+		ps := make([]*transport.Publishing, len(bodies))
+		for i, b := range bodies {
+			ps[i] = &transport.Publishing{RoutingKey: queue, Body: []byte(b), Confirm: true}
+		}
+		return ps
+	}
+
+	// A queue made by the batch's messages.
+	if err := bp.PublishBatch(tctx(t), batch("fresh", "1", "2", "3")); err != nil {
+		t.Fatalf("a batch to a queue with no stream yet: %v", err)
+	}
+	for _, want := range []string{"1", "2", "3"} {
+		d, err := c.Get(tctx(t), "fresh", true)
+		if err != nil || string(d.Body) != want {
+			t.Fatalf("got %q, %v; want %q", d.Body, err, want)
+		}
+	}
+
+	// The queue's stream deleted behind the connection's back, and its
+	// subject taken by another stream.
+	subject := strings.ToLower(e.prefix) + ".q.moved"
+	transporttest.DeclareQueue(t, c, transport.Queue{Name: "moved"})
+	name, err := js.StreamNameBySubject(tctx(t), subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(tctx(t), name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(tctx(t), jetstream.StreamConfig{Name: e.prefix + "_THIEF", Subjects: []string{subject}}); err != nil {
+		t.Fatal(err)
+	}
+	err = bp.PublishBatch(tctx(t), batch("moved", "a", "b"))
+	var be *transport.BatchError
+	if !errors.As(err, &be) || len(be.Errs) != 2 {
+		t.Fatalf("a batch into another stream: %v, want a BatchError of 2", err)
+	}
+	for i, err := range be.Errs {
+		if !errors.Is(err, transport.ErrPrecondition) {
+			t.Errorf("message %d: %v, want ErrPrecondition", i, err)
+		}
+	}
+	t.Log(err)
+}

@@ -87,11 +87,12 @@ type receipt struct {
 }
 
 var (
-	_ virtual.Store      = (*store)(nil)
-	_ virtual.BatchTaker = (*store)(nil)
-	_ virtual.Rejecter   = (*store)(nil)
-	_ virtual.Waker      = (*store)(nil)
-	_ virtual.QuickAcker = (*store)(nil)
+	_ virtual.Store       = (*store)(nil)
+	_ virtual.BatchTaker  = (*store)(nil)
+	_ virtual.Rejecter    = (*store)(nil)
+	_ virtual.Waker       = (*store)(nil)
+	_ virtual.QuickAcker  = (*store)(nil)
+	_ virtual.BatchPutter = (*store)(nil)
 )
 
 func newStore(nc *nats.Conn, js jetstream.JetStream, o *options, log *slog.Logger) *store {
@@ -359,31 +360,94 @@ func (s *store) DeleteQueue(ctx context.Context, queue string) (int, error) {
 }
 
 // Put publishes the envelope to the queue's subject and waits for the
-// stream's ack (or, inside a pipelined batch, leaves the ack to the batch).
-// A queue whose stream does not exist yet gets one: a virtual queue is made
-// by its messages.
+// stream's ack. A queue whose stream does not exist yet gets one: a
+// virtual queue is made by its messages.
 func (s *store) Put(ctx context.Context, m virtual.Message) error {
-	stream, subject, err := s.names(m.Queue)
+	msg, stream, err := s.message(m, s.nc.MaxPayload())
 	if err != nil {
 		return err
 	}
-	if limit := s.nc.MaxPayload(); int64(len(m.Envelope)) > limit {
-		return fmt.Errorf("queue %q: a message of %d bytes as Kombu's envelope, over the server's max_payload of %d: %w",
+	return s.publishSync(ctx, m.Queue, stream, msg)
+}
+
+// message is the NATS message that stores m in its queue's stream, named
+// too; it fails with ErrLimitExceeded for an envelope over limit, the
+// server's max_payload.
+func (s *store) message(m virtual.Message, limit int64) (*nats.Msg, string, error) {
+	stream, subject, err := s.names(m.Queue)
+	if err != nil {
+		return nil, "", err
+	}
+	if int64(len(m.Envelope)) > limit {
+		return nil, "", fmt.Errorf("queue %q: a message of %d bytes as Kombu's envelope, over the server's max_payload of %d: %w",
 			m.Queue, len(m.Envelope), limit, transport.ErrLimitExceeded)
 	}
 	msg := &nats.Msg{Subject: subject, Data: m.Envelope}
 	if !s.known(m.Queue) {
 		msg.Header = s.expectHeader(stream)
 	}
-	if b := batchFrom(ctx); b != nil {
-		f, err := s.js.PublishMsgAsync(msg)
-		if err != nil {
-			return fmt.Errorf("publish to queue %q: %w", m.Queue, err)
+	return msg, stream, nil
+}
+
+// PutBatch pipelines the batch, as publisher confirms are on AMQP: every
+// message is sent (PublishMsgAsync) before the first stream ack is
+// awaited, then each ack is awaited and checked as Put checks it. A
+// message that fails (too big, refused, acked by another stream, no ack
+// before ctx ended) fails alone; one to a queue whose stream does not
+// exist yet (no stream answered) is sent again, synchronously, once the
+// stream is made. The virtual connection hands it up to 1000 copies at a
+// time (virtual's maxPutBatch), in the batch's order: a bigger batch waits
+// for each run's acks before sending the next.
+func (s *store) PutBatch(ctx context.Context, ms []virtual.Message) []error {
+	var errs []error
+	fail := func(k int, err error) {
+		if errs == nil {
+			errs = make([]error, len(ms))
 		}
-		b.add(f, m.Queue, stream)
-		return nil
+		errs[k] = err
 	}
-	return s.publishSync(ctx, m.Queue, stream, msg)
+	futures := make([]jetstream.PubAckFuture, len(ms))
+	streams := make([]string, len(ms))
+	limit := s.nc.MaxPayload() // read under the connection's lock: once for the batch
+	for k, m := range ms {
+		if err := ctx.Err(); err != nil {
+			for j := k; j < len(ms); j++ {
+				fail(j, fmt.Errorf("not published: %w", err))
+			}
+			break
+		}
+		msg, stream, err := s.message(m, limit)
+		if err == nil {
+			futures[k], err = s.js.PublishMsgAsync(msg)
+		}
+		if err != nil {
+			fail(k, fmt.Errorf("publish to queue %q: %w", m.Queue, err))
+			continue
+		}
+		streams[k] = stream
+	}
+	for k, f := range futures {
+		if f == nil {
+			continue
+		}
+		var err error
+		select {
+		case ack := <-f.Ok():
+			err = checkAck(ms[k].Queue, streams[k], ack)
+		case err = <-f.Err():
+			if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+				err = s.publishSync(ctx, ms[k].Queue, streams[k], f.Msg())
+			} else {
+				err = fmt.Errorf("publish to queue %q: %w", ms[k].Queue, err)
+			}
+		case <-ctx.Done():
+			err = fmt.Errorf("publish to queue %q: no ack: %w", ms[k].Queue, ctx.Err())
+		}
+		if err != nil {
+			fail(k, err)
+		}
+	}
+	return errs
 }
 
 // publishSync publishes and waits for the stream's ack, making the
