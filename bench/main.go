@@ -3,7 +3,7 @@
 // the bare client library of each broker, through Watermill where it has
 // the same broker, and through Python Kombu, in one run, and prints their
 // rates side by side with the ratios, the allocations and the CPU time per
-// message, and whether issue 13's targets are met.
+// message, and whether the speed targets (issues 13, 16, 19) are met.
 //
 //	cd bench && go run . [-short] [-transports memory,amqp,redis] [-run regexp] [-n 20000] [-rounds 3] [-min-time 10s]
 //

@@ -78,7 +78,7 @@ func reportTargets(w io.Writer, rows []row) {
 		}
 	}
 	if len(lines) > 0 {
-		fmt.Fprintln(w, "\nissue 13's targets (on a quiet machine; a loaded one reads low):")
+		fmt.Fprintln(w, "\nthe speed targets of issues 13, 16 and 19 (on a quiet machine; a loaded one reads low):")
 		printColumns(w, "lllllrll", lines)
 	}
 }
