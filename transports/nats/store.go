@@ -417,10 +417,11 @@ func (s *store) PutBatch(ctx context.Context, ms []virtual.Message) []error {
 			break
 		}
 		msg, stream, err := s.message(m, limit)
-		if err == nil {
-			futures[k], err = s.js.PublishMsgAsync(msg)
-		}
 		if err != nil {
+			fail(k, err) // it names the queue
+			continue
+		}
+		if futures[k], err = s.js.PublishMsgAsync(msg); err != nil {
 			fail(k, fmt.Errorf("publish to queue %q: %w", m.Queue, err))
 			continue
 		}
