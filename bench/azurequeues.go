@@ -11,9 +11,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 
-	"github.com/kombu-go/kombu/runtime/transport"
-	"github.com/kombu-go/kombu/runtime/transport/virtual"
-
 	_ "github.com/kombu-go/kombu/transports/azurequeues"
 	"github.com/kombu-go/kombu/transports/azurequeues/azuritetest"
 )
@@ -61,17 +58,11 @@ func benchAzureQueues(ctx context.Context, tab *table) error {
 	}
 	visibility := to.Ptr(int32(60))
 	// The text the SDK stores for an order: Kombu's envelope around it.
-	body, err := encode()
+	_, stored, err := orderEnvelope("")
 	if err != nil {
 		return err
 	}
-	p := &transport.Publishing{Exchange: benchExchange, RoutingKey: benchRoutingKey, Body: body}
-	p.ContentType, p.Type = "application/x-protobuf", messageType
-	head, err := virtual.AppendEnvelopeHead(nil, p)
-	if err != nil {
-		return err
-	}
-	envelope := string(virtual.AppendEnvelopeTail(head, virtual.NewDeliveryTag()))
+	envelope := string(stored)
 	return benchEmulated(ctx, tab, emulated{
 		url:       "azurestoragequeues://" + url.QueryEscape(azuritetest.DevKey) + "@" + endpoint + "?polling_interval=0.01&visibility_timeout=60",
 		bareLabel: "azqueue",

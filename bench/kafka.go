@@ -19,8 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	kombu "github.com/kombu-go/kombu/runtime"
-	"github.com/kombu-go/kombu/runtime/transport"
-	"github.com/kombu-go/kombu/runtime/transport/virtual"
 	_ "github.com/kombu-go/kombu/transports/kafka"
 )
 
@@ -139,17 +137,10 @@ func benchKafka(ctx context.Context, tab *table) error {
 		return err
 	}
 	// The record the SDK writes for an order: Kombu's envelope around it.
-	body, err := encode()
+	body, envelope, err := orderEnvelope("binary")
 	if err != nil {
 		return err
 	}
-	p := &transport.Publishing{Exchange: benchExchange, RoutingKey: benchRoutingKey, Body: body}
-	p.ContentType, p.ContentEncoding, p.Type = "application/x-protobuf", "binary", messageType
-	head, err := virtual.AppendEnvelopeHead(nil, p)
-	if err != nil {
-		return err
-	}
-	envelope := virtual.AppendEnvelopeTail(head, virtual.NewDeliveryTag())
 	purgeBare := func() error {
 		ends, err := adm.ListEndOffsets(ctx, bareTopic, bareEnvelopeTopic)
 		if err != nil {
