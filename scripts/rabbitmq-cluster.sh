@@ -96,32 +96,76 @@ wait_node() {
 	ctl "$1" -q --timeout 120 await_startup
 }
 
-up() {
-	if ctl 1 -q ping >/dev/null 2>&1 && ctl 2 -q ping >/dev/null 2>&1 && ctl 3 -q ping >/dev/null 2>&1; then
-		echo "rabbitmq cluster already up"; urls; return 0
-	fi
-	prepare
-	local fresh=1
-	[ -d "$DIR/kc2/mnesia/$(name 2)" ] && fresh=0
-	for n in "${NODES[@]}"; do start_node "$n"; done
-	for n in "${NODES[@]}"; do wait_node "$n"; done
-	if [ "$fresh" = 1 ]; then
-		for n in 2 3; do
-			ctl "$n" -q stop_app
-			ctl "$n" -q join_cluster "$(name 1)"
-			ctl "$n" -q start_app
-		done
-	fi
-	for n in "${NODES[@]}"; do wait_node "$n"; done
-	ctl 1 -q cluster_status --formatter json | grep -q "$(name 3)" || { echo "cluster did not form" >&2; exit 1; }
-	echo "rabbitmq cluster up: $(name 1) $(name 2) $(name 3)"
-	urls
+# formed reports whether node 1 sees all three nodes running in its cluster.
+formed() {
+	local status
+	status=$(ctl 1 -q cluster_status --formatter json 2>/dev/null) || return 1
+	# running_nodes lists the members that are up; the disk_nodes list would
+	# also name a member that has left or never started.
+	python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if set(s.get("running_nodes", [])) >= set(sys.argv[1:]) else 1)' \
+		"$(name 1)" "$(name 2)" "$(name 3)" <<<"$status"
 }
 
-stop_node() { ctl "$1" -q shutdown >/dev/null 2>&1 || true; }
+# form starts the three nodes from empty directories and joins 2 and 3 to 1.
+form() {
+	prepare
+	for n in "${NODES[@]}"; do start_node "$n"; done
+	for n in "${NODES[@]}"; do wait_node "$n"; done
+	for n in 2 3; do
+		ctl "$n" -q stop_app
+		ctl "$n" -q join_cluster "$(name 1)"
+		ctl "$n" -q start_app
+	done
+	for n in "${NODES[@]}"; do wait_node "$n"; done
+}
 
+up() {
+	if formed; then
+		echo "rabbitmq cluster already up"; urls; return 0
+	fi
+	# Anything left over (nodes of a run that was killed, a directory whose
+	# nodes never joined) is cleared first: the cluster holds test data only,
+	# and a node half-way through a join cannot be trusted to finish it.
+	down >/dev/null
+	for try in 1 2; do
+		if form && formed; then
+			echo "rabbitmq cluster up: $(name 1) $(name 2) $(name 3)"
+			urls
+			return 0
+		fi
+		echo "cluster did not form (try $try); node 1 says:" >&2
+		ctl 1 cluster_status >&2 || true
+		for n in "${NODES[@]}"; do
+			tail -n 20 "$DIR/kc$n/log/"*.log >&2 2>/dev/null || true
+		done
+		down >/dev/null
+	done
+	exit 1
+}
+
+# stop_node asks node N to shut down, for at most a minute.
+stop_node() {
+	as_rabbitmq "$1" timeout 60 "$RMQ_BIN/rabbitmqctl" -n "$(name "$1")" -q shutdown >/dev/null 2>&1 || true
+}
+
+# kill_nodes kills what is left of the nodes' Erlang VMs. Their command
+# lines do not name the node (RabbitMQ passes it in the environment), so
+# they are found by RABBITMQ_NODENAME there.
+kill_nodes() {
+	local pid
+	for pid in $(pgrep -x beam.smp || true); do
+		if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "RABBITMQ_NODENAME=kc[0-9]@localhost"; then
+			kill -9 "$pid" 2>/dev/null || true
+		fi
+	done
+}
+
+# down stops the nodes and removes their directories. A node that does not
+# answer shutdown (killed half-way, or hung) is killed, so that the next up
+# starts from nothing.
 down() {
 	for n in "${NODES[@]}"; do stop_node "$n"; done
+	kill_nodes
 	rm -rf "$DIR"
 	echo "rabbitmq cluster down"
 }
