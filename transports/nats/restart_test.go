@@ -211,3 +211,69 @@ func TestServerRestartLosesNothingConfirmed(t *testing.T) {
 	t.Logf("confirmed %d (%d before the kill), failed batches %d, failed messages %d, received %d distinct, %d more than once",
 		len(confirmed), before, failedBatches, failedMsgs, len(received), dups)
 }
+
+// TestBatchWaitsForAckRoom fills the connection's pipeline of outstanding
+// acks (nats.go allows 4000) while the server is stopped (SIGSTOP): five
+// batches of 1000 published at once on one connection must wait for room
+// and all be confirmed once the server goes on (SIGCONT), not fail the
+// messages past the 4000th after nats.go's 200 ms stall wait.
+func TestBatchWaitsForAckRoom(t *testing.T) {
+	srv := startPrivateServer(t)
+	e := env{addr: srv.addr(), prefix: "KS"}
+	c := e.open(t, "")
+	defer c.Close()
+	const queue = "stall"
+	if _, err := c.DeclareQueue(tctx(t), transport.Queue{Name: queue, Durable: true}); err != nil {
+		t.Fatal(err)
+	}
+	bp := c.(transport.BatchPublisher)
+	const batches, size = 5, 1000
+
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = srv.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	defer resume()
+
+	errs := make(chan error, batches)
+	for b := 0; b < batches; b++ {
+		go func() {
+			ps := make([]*transport.Publishing, size)
+			for i := range ps {
+				ps[i] = &transport.Publishing{RoutingKey: queue, Confirm: true, Body: []byte(fmt.Sprintf("m-%d-%d", b, i))}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			errs <- bp.PublishBatch(ctx, ps)
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond) // well past nats.go's 200 ms stall wait
+	resume()
+	for b := 0; b < batches; b++ {
+		if err := <-errs; err != nil {
+			var be *transport.BatchError
+			if errors.As(err, &be) {
+				for _, m := range be.Errs {
+					if m != nil {
+						t.Fatalf("a batch failed: %v (first failure: %v)", err, m)
+					}
+				}
+			}
+			t.Fatalf("a batch failed: %v", err)
+		}
+	}
+	info, err := c.DeclareQueue(tctx(t), transport.Queue{Name: queue, Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := info.Messages
+	if n != batches*size {
+		t.Fatalf("queue holds %d messages, want %d", n, batches*size)
+	}
+}

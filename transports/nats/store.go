@@ -391,9 +391,10 @@ func (s *store) message(m virtual.Message, limit int64) (*nats.Msg, string, erro
 
 // PutBatch pipelines the batch, as publisher confirms are on AMQP: every
 // message is sent (PublishMsgAsync) before the first stream ack is
-// awaited, then each ack is awaited and checked as Put checks it. A
-// message that fails (too big, refused, acked by another stream, no ack
-// before ctx ended) fails alone; one to a queue whose stream does not
+// awaited, then each ack is awaited and checked as Put checks it. When
+// the connection has as many acks outstanding as nats.go allows, sending
+// waits for room (publishAsync). A message that fails (too big, refused,
+// acked by another stream, no ack before ctx ended) fails alone; one to a queue whose stream does not
 // exist yet (no stream answered) is sent again, synchronously, once the
 // stream is made. The virtual connection hands it up to 1000 copies at a
 // time (virtual's maxPutBatch), in the batch's order: a bigger batch waits
@@ -421,7 +422,7 @@ func (s *store) PutBatch(ctx context.Context, ms []virtual.Message) []error {
 			fail(k, err) // it names the queue
 			continue
 		}
-		if futures[k], err = s.js.PublishMsgAsync(msg); err != nil {
+		if futures[k], err = s.publishAsync(ctx, msg); err != nil {
 			fail(k, fmt.Errorf("publish to queue %q: %w", m.Queue, err))
 			continue
 		}
@@ -442,13 +443,41 @@ func (s *store) PutBatch(ctx context.Context, ms []virtual.Message) []error {
 				err = fmt.Errorf("publish to queue %q: %w", ms[k].Queue, err)
 			}
 		case <-ctx.Done():
-			err = fmt.Errorf("publish to queue %q: no ack: %w", ms[k].Queue, ctx.Err())
+			// select picks at random among ready cases: an ack that came
+			// with ctx's end still counts (the message is stored; calling
+			// it failed would have a retry store it twice).
+			select {
+			case ack := <-f.Ok():
+				err = checkAck(ms[k].Queue, streams[k], ack)
+			default:
+				err = fmt.Errorf("publish to queue %q: no ack: %w", ms[k].Queue, ctx.Err())
+			}
 		}
 		if err != nil {
 			fail(k, err)
 		}
 	}
 	return errs
+}
+
+// publishAsync sends msg without waiting for its ack. nats.go allows a
+// connection 4000 outstanding acks (every batch's on it together) and
+// fails a send that found no room within 200 ms with
+// ErrTooManyStalledMsgs, before sending it; the acks are then only slow
+// (a busy server, a big batch beside other big batches), so the send is
+// tried again until ctx ends: a full pipeline makes PublishBatch wait,
+// as a full TCP window would, instead of failing messages the server
+// would take.
+func (s *store) publishAsync(ctx context.Context, msg *nats.Msg) (jetstream.PubAckFuture, error) {
+	for {
+		f, err := s.js.PublishMsgAsync(msg)
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			return f, err
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", err, ctx.Err())
+		}
+	}
 }
 
 // publishSync publishes and waits for the stream's ack, making the
