@@ -423,7 +423,7 @@ func (s *store) PutBatch(ctx context.Context, ms []virtual.Message) []error {
 			continue
 		}
 		if futures[k], err = s.publishAsync(ctx, msg); err != nil {
-			fail(k, fmt.Errorf("publish to queue %q: %w", m.Queue, err))
+			fail(k, err)
 			continue
 		}
 		streams[k] = stream
@@ -435,12 +435,10 @@ func (s *store) PutBatch(ctx context.Context, ms []virtual.Message) []error {
 		var err error
 		select {
 		case ack := <-f.Ok():
-			err = checkAck(ms[k].Queue, streams[k], ack)
+			err = checkAck(streams[k], ack)
 		case err = <-f.Err():
 			if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 				err = s.publishSync(ctx, ms[k].Queue, streams[k], f.Msg())
-			} else {
-				err = fmt.Errorf("publish to queue %q: %w", ms[k].Queue, err)
 			}
 		case <-ctx.Done():
 			// select picks at random among ready cases: an ack that came
@@ -448,9 +446,9 @@ func (s *store) PutBatch(ctx context.Context, ms []virtual.Message) []error {
 			// it failed would have a retry store it twice).
 			select {
 			case ack := <-f.Ok():
-				err = checkAck(ms[k].Queue, streams[k], ack)
+				err = checkAck(streams[k], ack)
 			default:
-				err = fmt.Errorf("publish to queue %q: no ack: %w", ms[k].Queue, ctx.Err())
+				err = fmt.Errorf("no ack: %w", ctx.Err())
 			}
 		}
 		if err != nil {
@@ -493,9 +491,9 @@ func (s *store) publishSync(ctx context.Context, queue, stream string, msg *nats
 		ack, err = s.js.PublishMsg(ctx, msg)
 	}
 	if err != nil {
-		return fmt.Errorf("publish to queue %q: %w", queue, err)
+		return err
 	}
-	return checkAck(queue, stream, ack)
+	return checkAck(stream, ack)
 }
 
 // known reports whether the queue's stream was declared or found by this
@@ -514,10 +512,10 @@ func (s *store) known(queue string) bool {
 // checkAck fails a publish that a stream other than the queue's stored:
 // the queue's stream was deleted and another one took its subject since
 // this store found it (the message is then in that stream).
-func checkAck(queue, stream string, ack *jetstream.PubAck) error {
+func checkAck(stream string, ack *jetstream.PubAck) error {
 	if ack != nil && ack.Stream != stream {
-		return fmt.Errorf("publish to queue %q: stored by stream %s, not the queue's %s (another stream took its subject): %w",
-			queue, ack.Stream, stream, transport.ErrPrecondition)
+		return fmt.Errorf("stored by stream %s, not the queue's %s (another stream took its subject): %w",
+			ack.Stream, stream, transport.ErrPrecondition)
 	}
 	return nil
 }
