@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kombu-go/kombu/internal/brokertest"
+	"github.com/kombu-go/kombu/internal/shoveltest"
 	kombu "github.com/kombu-go/kombu/runtime"
 )
 
@@ -566,63 +567,10 @@ func BenchmarkShovel(b *testing.B) {
 					src = brokertest.AMQPURL(b)
 					dst = src
 				}
-				benchmarkShovel(b, src, dst, size)
+				shoveltest.Bench(b, src, dst, size)
 			})
 		}
 	}
-}
-
-func benchmarkShovel(b *testing.B, srcURL, dstURL string, size int) {
-	ctx := context.Background()
-	src, err := kombu.Dial(ctx, srcURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := kombu.Dial(ctx, dstURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer dst.Close()
-	prefix := fmt.Sprintf("kombu-go.bench-shovel.%d.", time.Now().UnixNano())
-	in, out := kombu.Queue{Name: prefix + "in"}, kombu.Queue{Name: prefix + "out"}
-	defer func() {
-		_, _ = in.Delete(ctx, src)
-		_, _ = out.Delete(ctx, dst)
-	}()
-	if _, err := out.Declare(ctx, dst); err != nil {
-		b.Fatal(err)
-	}
-	p := kombu.NewProducer(src, kombu.WithRoutingKey(in.Name), kombu.WithDeclare(in))
-	body := make([]byte, 256)
-	var batch kombu.Batch
-	for i := range b.N {
-		if err := p.Publish(ctx, body, kombu.InBatch(&batch)); err != nil {
-			b.Fatal(err)
-		}
-		if batch.Len() == 500 || i == b.N-1 {
-			if err := batch.Send(ctx); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	s, err := kombu.NewShovel(src, in, dst, kombu.Exchange{}, kombu.WithShovelRoutingKey(out.Name),
-		kombu.WithShovelBatchSize(size), kombu.WithShovelLimit(b.N))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	start := time.Now()
-	if err := s.Run(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
-	b.StopTimer()
-	st := s.Stats()
-	if st.Moved != uint64(b.N) {
-		b.Fatalf("moved %d of %d", st.Moved, b.N)
-	}
-	b.ReportMetric(float64(st.Moved)/float64(st.Batches), "msgs/batch")
 }
 
 // A refusal that waiting does not cure (here the destination exchange was

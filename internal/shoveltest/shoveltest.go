@@ -434,3 +434,49 @@ func Outage(t *testing.T, src, dst string, n int, faults []Fault, opts ...kombu.
 	r.Elapsed, r.Recovery = elapsed, recovery
 	return r, s.Stats()
 }
+
+// Bench moves b.N 256-byte messages from a queue at srcURL to one at
+// dstURL with a Shovel of batch size size, once they are all published,
+// and reports its rate (msgs/s) and how full its batches were.
+func Bench(b *testing.B, srcURL, dstURL string, size int) {
+	src, dst := Dial(b, srcURL), Dial(b, dstURL)
+	in, out := kombu.Queue{Name: Name("in")}, kombu.Queue{Name: Name("out")}
+	b.Cleanup(func() {
+		_, _ = in.Delete(context.Background(), src)
+		_, _ = out.Delete(context.Background(), dst)
+	})
+	ctx := context.Background()
+	if _, err := out.Declare(ctx, dst); err != nil {
+		b.Fatal(err)
+	}
+	p := kombu.NewProducer(src, kombu.WithRoutingKey(in.Name), kombu.WithDeclare(in))
+	body := make([]byte, 256)
+	var batch kombu.Batch
+	for i := range b.N {
+		if err := p.Publish(ctx, body, kombu.InBatch(&batch)); err != nil {
+			b.Fatal(err)
+		}
+		if batch.Len() == 500 || i == b.N-1 {
+			if err := batch.Send(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	s, err := kombu.NewShovel(src, in, dst, kombu.Exchange{}, kombu.WithShovelRoutingKey(out.Name),
+		kombu.WithShovelBatchSize(size), kombu.WithShovelLimit(b.N))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	if err := s.Run(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	b.StopTimer()
+	st := s.Stats()
+	if st.Moved != uint64(b.N) {
+		b.Fatalf("moved %d of %d", st.Moved, b.N)
+	}
+	b.ReportMetric(float64(st.Moved)/float64(st.Batches), "msgs/batch")
+}
