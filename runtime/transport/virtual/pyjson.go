@@ -430,6 +430,23 @@ func (p *pyParser) errorf(format string, args ...any) error {
 	return fmt.Errorf("json at offset %d: %s", p.i, fmt.Sprintf(format, args...))
 }
 
+// next reads what follows an object's or array's element: ',' (more
+// follow) or its closing byte (it ends), or fails.
+func (p *pyParser) next(closing byte) (more bool, err error) {
+	p.space()
+	if p.i < len(p.s) {
+		switch p.s[p.i] {
+		case ',':
+			p.i++
+			return true, nil
+		case closing:
+			p.i++
+			return false, nil
+		}
+	}
+	return false, p.errorf("expected ',' or '%c'", closing)
+}
+
 func (p *pyParser) space() {
 	for p.i < len(p.s) {
 		switch p.s[p.i] {
@@ -477,16 +494,12 @@ func (p *pyParser) value(depth int) (*pyNode, error) {
 				return nil, err
 			}
 			n.setRunes(k, v)
-			p.space()
-			if p.i < len(p.s) && p.s[p.i] == ',' {
-				p.i++
-				continue
-			}
-			if p.i < len(p.s) && p.s[p.i] == '}' {
-				p.i++
+			if more, err := p.next('}'); !more {
+				if err != nil {
+					return nil, err
+				}
 				return n, nil
 			}
-			return nil, p.errorf("expected ',' or '}'")
 		}
 	case c == '[':
 		p.i++
@@ -503,16 +516,12 @@ func (p *pyParser) value(depth int) (*pyNode, error) {
 				return nil, err
 			}
 			n.vals = append(n.vals, v)
-			p.space()
-			if p.i < len(p.s) && p.s[p.i] == ',' {
-				p.i++
-				continue
-			}
-			if p.i < len(p.s) && p.s[p.i] == ']' {
-				p.i++
+			if more, err := p.next(']'); !more {
+				if err != nil {
+					return nil, err
+				}
 				return n, nil
 			}
-			return nil, p.errorf("expected ',' or ']'")
 		}
 	case c == '"':
 		rs, err := p.str()
