@@ -31,6 +31,11 @@ type URL struct {
 	Path    string
 	HasPath bool
 	Query   url.Values // never nil
+
+	// emptyPort records a host followed by ':' and no port, so that String
+	// gives it back: Kombu's Azure form "azurestoragequeues://<key>@http://h:p/a"
+	// parses as the host "http", an empty port and the path "/h:p/a".
+	emptyPort bool
 }
 
 // URLError says what is wrong with a broker URL. The URL it carries has its
@@ -132,6 +137,7 @@ func Parse(raw string) (*URL, error) {
 				h = strings.Trim(authority, "[]")
 			}
 			host, port = h, p
+			u.emptyPort = p == "" && strings.HasSuffix(authority, ":")
 		}
 		if port != "" {
 			n, err := strconv.Atoi(port)
@@ -236,6 +242,8 @@ func (u *URL) String() string {
 	if u.Port != 0 {
 		b.WriteByte(':')
 		b.WriteString(strconv.Itoa(u.Port))
+	} else if u.emptyPort {
+		b.WriteByte(':')
 	}
 	if u.HasPath {
 		b.WriteByte('/')

@@ -36,6 +36,12 @@ func TestParseKombuForms(t *testing.T) {
 			path: "/", hasPath: true, masked: "amqp://u:**@h//"},
 		{raw: "redis://h/0?ssl_certfile=/etc/a%40b.pem", scheme: "redis", host: "h", path: "0", hasPath: true,
 			masked: "redis://h/0?ssl_certfile=%2Fetc%2Fa%40b.pem"},
+		// Kombu's Azure form: the account URL after the key parses as the
+		// host "http" with an empty port; it is shown as it was written.
+		{raw: "azurestoragequeues://KEY==@http://127.0.0.1:10001/devstoreaccount1", scheme: "azurestoragequeues",
+			host: "http", user: "KEY==", path: "/127.0.0.1:10001/devstoreaccount1", hasPath: true,
+			masked: "azurestoragequeues://**@http://127.0.0.1:10001/devstoreaccount1"},
+		{raw: "amqp://h:/v", scheme: "amqp", host: "h", path: "v", hasPath: true, masked: "amqp://h:/v"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {
