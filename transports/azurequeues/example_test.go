@@ -50,7 +50,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(body["hello"]) // azure
+	fmt.Println(body["hello"])        // azure
 	if err := msg.Ack(); err != nil { // deletes it from the Azure queue
 		fmt.Println(err)
 	}
