@@ -50,8 +50,9 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(body["hello"])        // azure
-	if err := msg.Ack(); err != nil { // deletes it from the Azure queue
+	fmt.Println(body["hello"]) // azure
+	// The acknowledgement deletes the message from the Azure queue.
+	if err := msg.Ack(); err != nil {
 		fmt.Println(err)
 	}
 }
