@@ -69,8 +69,8 @@
 // messages other connections hold invisible, less the ones this connection
 // holds.
 //
-// Messages never expire: they are sent with a time-to-live of -1 (Azure's
-// and Kombu's default is seven days).
+// Messages never expire: they are sent with a time-to-live of -1 (Kombu
+// sends none, so Azure's default of seven days applies there).
 //
 // # Limits
 //
