@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -139,6 +141,37 @@ func parseOptions(u *transport.URL) (*options, error) {
 	return o, nil
 }
 
+// redactSAS hides a SAS token's signature in the errors of requests that
+// got no answer: net/http's *url.Error quotes the whole request URL, and
+// with a SAS token its query holds the signature, which would reach the
+// transport's errors and logs. (Azure's own refusals, *azcore.ResponseError,
+// show the URL without its query.)
+type redactSAS struct{}
+
+func (redactSAS) Do(req *policy.Request) (*http.Response, error) {
+	resp, err := req.Next()
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = redactURL(ue.URL)
+	}
+	return resp, err
+}
+
+// redactURL replaces the value of the URL's sig parameter with "**".
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<a request URL>"
+	}
+	q := u.Query()
+	if !q.Has("sig") {
+		return raw
+	}
+	q.Set("sig", "**")
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
 // Open makes the client and checks, within ctx, that the account answers
 // and takes the credential.
 func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) (transport.Conn, error) {
@@ -155,6 +188,7 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 	}
 	copts := &azqueue.ClientOptions{}
 	copts.Retry = policy.RetryOptions{MaxRetries: 2, RetryDelay: 100 * time.Millisecond, MaxRetryDelay: time.Second}
+	copts.PerRetryPolicies = append(copts.PerRetryPolicies, redactSAS{})
 	var svc *azqueue.ServiceClient
 	if strings.Contains(o.credential, "sig=") {
 		sep := "?"
