@@ -2,6 +2,7 @@ package gcpubsub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -216,47 +217,83 @@ func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
 	return wrap("publish to exchange "+p.Exchange, c.s.publish(ctx, c.s.topicPath(p.Exchange), []*pubsubpb.PubsubMessage{m}))
 }
 
-// PublishBatch sends the batch's messages for each exchange in one
-// request per exchange.
+// PublishBatch sends the batch's messages through each exchange in as few
+// requests as Pub/Sub takes (1000 messages and 10 MB a request, see
+// store.publishSplit), and those to the default exchange one by one (the
+// virtual connection's way). A message that fails alone (one over Pub/Sub's
+// size limit, or a request the service refused) makes the error a
+// *transport.BatchError naming it; the others are delivered.
 func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
 	if err := c.closed(); err != nil {
 		return err
 	}
-	var direct []*transport.Publishing
-	byTopic := map[string][]*pubsubpb.PubsubMessage{}
-	var order []string
 	for _, p := range ps {
 		if err := refuse(p); err != nil {
 			return err
 		}
+	}
+	errs := make([]error, len(ps))
+	var direct []*transport.Publishing
+	var directAt []int
+	byTopic := map[string][]int{} // exchange -> indexes into ps
+	msgs := make([]*pubsubpb.PubsubMessage, len(ps))
+	var order []string
+	for i, p := range ps {
 		if p.Exchange == "" {
 			direct = append(direct, p)
+			directAt = append(directAt, i)
 			continue
 		}
 		m, err := envelope(p)
 		if err != nil {
-			return err
+			errs[i] = err
+			continue
 		}
 		if c.typeOf(p.Exchange) == transport.ExchangeFanout {
 			m.Attributes = nil
 		}
+		msgs[i] = m
 		if _, ok := byTopic[p.Exchange]; !ok {
 			order = append(order, p.Exchange)
 		}
-		byTopic[p.Exchange] = append(byTopic[p.Exchange], m)
+		byTopic[p.Exchange] = append(byTopic[p.Exchange], i)
 	}
 	if len(direct) > 0 {
-		if err := c.Conn.(transport.BatchPublisher).PublishBatch(ctx, direct); err != nil {
-			return err
+		err := c.Conn.(transport.BatchPublisher).PublishBatch(ctx, direct)
+		var be *transport.BatchError
+		switch {
+		case err == nil:
+		case errors.As(err, &be) && len(be.Errs) == len(direct):
+			for j, e := range be.Errs {
+				errs[directAt[j]] = e
+			}
+		default:
+			for _, i := range directAt {
+				errs[i] = err
+			}
 		}
 	}
 	for _, ex := range order {
+		at := byTopic[ex]
 		if c.s.deletedHere(ex) {
-			return errorf("publish to exchange %q: deleted: %w", ex, transport.ErrNotFound)
+			err := errorf("publish to exchange %q: deleted: %w", ex, transport.ErrNotFound)
+			for _, i := range at {
+				errs[i] = err
+			}
+			continue
 		}
-		if err := c.s.publish(ctx, c.s.topicPath(ex), byTopic[ex]); err != nil {
-			return wrap("publish to exchange "+ex, err)
+		batch := make([]*pubsubpb.PubsubMessage, len(at))
+		for j, i := range at {
+			batch[j] = msgs[i]
+		}
+		for j, err := range c.s.publishSplit(ctx, c.s.topicPath(ex), batch) {
+			if err != nil {
+				errs[at[j]] = wrap("publish to exchange "+ex, err)
+			}
 		}
 	}
-	return nil
+	if len(ps) == 1 {
+		return errs[0]
+	}
+	return transport.NewBatchError(errs)
 }

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/kombu-go/kombu/runtime/codec"
@@ -567,11 +569,20 @@ var publishRetry = gax.WithRetry(func() gax.Retryer {
 		gax.Backoff{Initial: 50 * time.Millisecond, Max: time.Second, Multiplier: 2})
 })
 
-// publish sends the messages to the topic in one request.
+// checkSize refuses, before sending, a message over Pub/Sub's limit.
+func checkSize(m *pubsubpb.PubsubMessage) error {
+	if size := len(m.Data) + 11 + len(m.Attributes["routing_key"]); size > maxMessageBytes {
+		return fmt.Errorf("a message of %d bytes (with Kombu's envelope) exceeds Pub/Sub's limit of %d: %w", size, maxMessageBytes, codec.ErrLimitExceeded)
+	}
+	return nil
+}
+
+// publish sends the messages to the topic in one request (Put and Publish
+// send one message; PublishBatch goes through publishSplit).
 func (s *store) publish(ctx context.Context, topic string, msgs []*pubsubpb.PubsubMessage) error {
 	for _, m := range msgs {
-		if size := len(m.Data) + 11 + len(m.Attributes["routing_key"]); size > maxMessageBytes {
-			return fmt.Errorf("a message of %d bytes (with Kombu's envelope) exceeds Pub/Sub's limit of %d: %w", size, maxMessageBytes, codec.ErrLimitExceeded)
+		if err := checkSize(m); err != nil {
+			return err
 		}
 	}
 	_, err := s.client.TopicAdminClient.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: msgs}, publishRetry)
@@ -579,6 +590,54 @@ func (s *store) publish(ctx context.Context, topic string, msgs []*pubsubpb.Pubs
 		return fmt.Errorf("topic %s: %w: %v", topic, transport.ErrNotFound, err)
 	}
 	return err
+}
+
+// Pub/Sub's limits on one PublishRequest (the client's
+// MaxPublishRequestCount and MaxPublishRequestBytes): the service refuses
+// a larger request whole.
+const (
+	maxRequestMessages = pubsub.MaxPublishRequestCount
+	maxRequestBytes    = int(pubsub.MaxPublishRequestBytes)
+)
+
+// publishSplit sends the messages to the topic in order, in as few
+// requests as Pub/Sub's limits allow, and returns each message's error: a
+// message over the size limit fails alone, before sending, and a request
+// that fails fails its messages.
+func (s *store) publishSplit(ctx context.Context, topic string, msgs []*pubsubpb.PubsubMessage) []error {
+	errs := make([]error, len(msgs))
+	base := protowire.SizeTag(1) + protowire.SizeBytes(len(topic)) // PublishRequest.topic
+	var chunk []*pubsubpb.PubsubMessage
+	var at []int
+	size := base
+	flush := func() {
+		if len(chunk) == 0 {
+			return
+		}
+		if err := s.publish(ctx, topic, chunk); err != nil {
+			for _, i := range at {
+				errs[i] = err
+			}
+		}
+		chunk, at, size = chunk[:0:0], at[:0:0], base
+	}
+	for i, m := range msgs {
+		if err := checkSize(m); err != nil {
+			errs[i] = err
+			continue
+		}
+		n := protowire.SizeTag(2) + protowire.SizeBytes(proto.Size(m)) // PublishRequest.messages
+		if base+n > maxRequestBytes {
+			errs[i] = fmt.Errorf("a message of %d bytes exceeds Pub/Sub's limit of %d a request: %w", n, maxRequestBytes-base, codec.ErrLimitExceeded)
+			continue
+		}
+		if len(chunk) == maxRequestMessages || size+n > maxRequestBytes {
+			flush()
+		}
+		chunk, at, size = append(chunk, m), append(at, i), size+n
+	}
+	flush()
+	return errs
 }
 
 // Take pulls one message (see TakeBatch).
