@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/kombu-go/kombu/runtime/codec"
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -54,6 +55,10 @@ type shared struct {
 	fanout  map[string]string // queue -> fanout subscription path
 	seen    map[string]struct{}
 	deleted map[string]bool // exchanges deleted while a subscription kept their topic
+	// deadLetter is the dead-letter policy of each queue's subscription
+	// (by Kombu's subscription path) declared with one in this process:
+	// a subscription made again (a binding moves it) keeps it.
+	deadLetter map[string]*pubsubpb.DeadLetterPolicy
 }
 
 // maxSeen bounds the redelivered message ids a process remembers.
@@ -69,7 +74,8 @@ func sharedFor(key string) *shared {
 	defer sharedMu.Unlock()
 	sh := shareds[key]
 	if sh == nil {
-		sh = &shared{fanout: map[string]string{}, seen: map[string]struct{}{}, deleted: map[string]bool{}}
+		sh = &shared{fanout: map[string]string{}, seen: map[string]struct{}{}, deleted: map[string]bool{},
+			deadLetter: map[string]*pubsubpb.DeadLetterPolicy{}}
 		shareds[key] = sh
 	}
 	sh.conns++
@@ -341,11 +347,50 @@ func (s *store) createSub(ctx context.Context, sub, topic string, keys []string,
 	if len(keys) > 0 {
 		req.Filter = routingKeyFilter(keys)
 	}
+	req.DeadLetterPolicy = s.deadLetterOf(sub)
 	_, err := s.client.SubscriptionAdminClient.CreateSubscription(ctx, req)
 	if err != nil && !isCode(err, codes.AlreadyExists) {
 		return named("subscription", sub, err)
 	}
 	s.forget(sub)
+	return nil
+}
+
+// deadLetterOf is the dead-letter policy declared for the subscription's
+// queue: Kombu's subscription's, or, for this process's fanout
+// subscription of the queue, the queue's.
+func (s *store) deadLetterOf(sub string) *pubsubpb.DeadLetterPolicy {
+	s.sh.mu.Lock()
+	defer s.sh.mu.Unlock()
+	if p, ok := s.sh.deadLetter[sub]; ok {
+		return p
+	}
+	return s.sh.deadLetter[strings.TrimSuffix(sub, "-"+s.procID)]
+}
+
+// setDeadLetter gives the queue's subscription Pub/Sub's dead-letter
+// policy: a message delivered attempts times and not acknowledged is
+// forwarded, as it is, to the dead-letter exchange's topic (made if it
+// does not exist), whose subscriptions' filters route it by its own
+// routing key. Pub/Sub counts every pull as an attempt: a requeue, an ack
+// deadline that ran out, and Size's count too.
+func (s *store) setDeadLetter(ctx context.Context, queue, exchange string, attempts int32) error {
+	topic := s.topicPath(exchange)
+	if err := s.ensureTopic(ctx, topic, s.o.expiration); err != nil {
+		return err
+	}
+	p := &pubsubpb.DeadLetterPolicy{DeadLetterTopic: topic, MaxDeliveryAttempts: attempts}
+	s.sh.mu.Lock()
+	s.sh.deadLetter[s.queueSub(queue)] = p
+	s.sh.mu.Unlock()
+	sub := s.subFor(queue)
+	_, err := s.client.SubscriptionAdminClient.UpdateSubscription(ctx, &pubsubpb.UpdateSubscriptionRequest{
+		Subscription: &pubsubpb.Subscription{Name: sub, DeadLetterPolicy: p},
+		UpdateMask:   &fieldmaskpb.FieldMask{Paths: []string{"dead_letter_policy"}},
+	})
+	if err != nil {
+		return fmt.Errorf("subscription %s: set the dead-letter policy (topic %s, %d delivery attempts): %w", sub, topic, attempts, err)
+	}
 	return nil
 }
 
