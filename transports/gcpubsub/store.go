@@ -519,6 +519,7 @@ func (s *store) DeleteQueue(ctx context.Context, queue string) (int, error) {
 	s.sh.mu.Lock()
 	fan, ok := s.sh.fanout[queue]
 	delete(s.sh.fanout, queue)
+	delete(s.sh.deadLetter, s.queueSub(queue)) // a queue declared again under the name starts without
 	s.sh.mu.Unlock()
 	if ok {
 		if err := s.deleteSub(ctx, fan); err != nil {
