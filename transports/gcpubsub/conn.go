@@ -2,6 +2,7 @@ package gcpubsub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -132,10 +133,83 @@ func (c *conn) DeleteExchange(ctx context.Context, name string, ifUnused bool) e
 	return nil
 }
 
-// DeclareQueue refuses dead-letter arguments (Pub/Sub's dead-letter topics
-// are not built yet) and declares the queue.
+// DeclareQueue declares the queue (the virtual connection's way, which
+// keeps x-dead-letter-exchange for rejections) and, where the queue also
+// has RabbitMQ's x-delivery-limit, gives its subscription Pub/Sub's own
+// dead-letter policy: the dead-letter exchange's topic, after
+// x-delivery-limit+1 delivery attempts (see deliveryLimit).
 func (c *conn) DeclareQueue(ctx context.Context, q transport.Queue) (transport.QueueInfo, error) {
-	return c.Conn.DeclareQueue(ctx, q)
+	attempts, args, err := deliveryLimit(q)
+	if err != nil {
+		return transport.QueueInfo{}, err
+	}
+	if attempts == 0 {
+		return c.Conn.DeclareQueue(ctx, q)
+	}
+	inner := q
+	inner.Arguments = args
+	info, err := c.Conn.DeclareQueue(ctx, inner)
+	if err != nil || q.Passive {
+		return info, err
+	}
+	dlx := q.Arguments["x-dead-letter-exchange"].(string) // checked by deliveryLimit
+	return info, wrap("declare queue "+q.Name, c.s.setDeadLetter(ctx, q.Name, dlx, attempts))
+}
+
+// Pub/Sub's bounds on a dead-letter policy's max_delivery_attempts.
+const (
+	minDeliveryAttempts = 5
+	maxDeliveryAttempts = 100
+)
+
+// deliveryLimit reads RabbitMQ's x-delivery-limit (a quorum queue's: a
+// message delivered and returned more than that many times is
+// dead-lettered) as Pub/Sub's max_delivery_attempts, the limit plus one,
+// and returns the queue's arguments without it. Pub/Sub forwards such a
+// message itself, as it is, to one topic: so the limit needs a
+// dead-letter exchange that is not the default exchange (whose queues are
+// topics of their own) and no x-dead-letter-routing-key (Pub/Sub cannot
+// change the message's routing_key attribute), and Pub/Sub's bounds (5 to
+// 100 attempts: a limit from 4 to 99). Zero attempts: no limit.
+func deliveryLimit(q transport.Queue) (int32, map[string]any, error) {
+	v, ok := q.Arguments["x-delivery-limit"]
+	if !ok {
+		return 0, q.Arguments, nil
+	}
+	var limit int64
+	switch n := v.(type) {
+	case int:
+		limit = int64(n)
+	case int32:
+		limit = int64(n)
+	case int64:
+		limit = n
+	case float64:
+		limit = int64(n)
+		if float64(limit) != n {
+			return 0, nil, errorf("queue %q: argument x-delivery-limit=%v: not a whole number: %w", q.Name, v, transport.ErrPrecondition)
+		}
+	default:
+		return 0, nil, errorf("queue %q: argument x-delivery-limit=%v: not a number: %w", q.Name, v, transport.ErrPrecondition)
+	}
+	dlx, _ := q.Arguments["x-dead-letter-exchange"].(string)
+	_, hasKey := q.Arguments["x-dead-letter-routing-key"]
+	switch {
+	case limit < minDeliveryAttempts-1 || limit > maxDeliveryAttempts-1:
+		return 0, nil, errorf("queue %q: argument x-delivery-limit=%d: Pub/Sub's dead-letter policy takes %d to %d delivery attempts, a limit from %d to %d: %w",
+			q.Name, limit, minDeliveryAttempts, maxDeliveryAttempts, minDeliveryAttempts-1, maxDeliveryAttempts-1, transport.ErrNotSupported)
+	case dlx == "":
+		return 0, nil, errorf("queue %q: argument x-delivery-limit needs x-dead-letter-exchange naming an exchange (Pub/Sub forwards to one topic; it drops nothing): %w", q.Name, transport.ErrNotSupported)
+	case hasKey:
+		return 0, nil, errorf("queue %q: x-delivery-limit with x-dead-letter-routing-key (Pub/Sub forwards a message with its own routing_key attribute): %w", q.Name, transport.ErrNotSupported)
+	}
+	args := make(map[string]any, len(q.Arguments)-1)
+	for k, v := range q.Arguments {
+		if k != "x-delivery-limit" {
+			args[k] = v
+		}
+	}
+	return int32(limit + 1), args, nil
 }
 
 // Bind makes the exchange's subscription for the queue (see store.bind).
@@ -216,47 +290,83 @@ func (c *conn) Publish(ctx context.Context, p *transport.Publishing) error {
 	return wrap("publish to exchange "+p.Exchange, c.s.publish(ctx, c.s.topicPath(p.Exchange), []*pubsubpb.PubsubMessage{m}))
 }
 
-// PublishBatch sends the batch's messages for each exchange in one
-// request per exchange.
+// PublishBatch sends the batch's messages through each exchange in as few
+// requests as Pub/Sub takes (1000 messages and 10 MB a request, see
+// store.publishSplit), and those to the default exchange one by one (the
+// virtual connection's way). A message that fails alone (one over Pub/Sub's
+// size limit, or a request the service refused) makes the error a
+// *transport.BatchError naming it; the others are delivered.
 func (c *conn) PublishBatch(ctx context.Context, ps []*transport.Publishing) error {
 	if err := c.closed(); err != nil {
 		return err
 	}
-	var direct []*transport.Publishing
-	byTopic := map[string][]*pubsubpb.PubsubMessage{}
-	var order []string
 	for _, p := range ps {
 		if err := refuse(p); err != nil {
 			return err
 		}
+	}
+	errs := make([]error, len(ps))
+	var direct []*transport.Publishing
+	var directAt []int
+	byTopic := map[string][]int{} // exchange -> indexes into ps
+	msgs := make([]*pubsubpb.PubsubMessage, len(ps))
+	var order []string
+	for i, p := range ps {
 		if p.Exchange == "" {
 			direct = append(direct, p)
+			directAt = append(directAt, i)
 			continue
 		}
 		m, err := envelope(p)
 		if err != nil {
-			return err
+			errs[i] = err
+			continue
 		}
 		if c.typeOf(p.Exchange) == transport.ExchangeFanout {
 			m.Attributes = nil
 		}
+		msgs[i] = m
 		if _, ok := byTopic[p.Exchange]; !ok {
 			order = append(order, p.Exchange)
 		}
-		byTopic[p.Exchange] = append(byTopic[p.Exchange], m)
+		byTopic[p.Exchange] = append(byTopic[p.Exchange], i)
 	}
 	if len(direct) > 0 {
-		if err := c.Conn.(transport.BatchPublisher).PublishBatch(ctx, direct); err != nil {
-			return err
+		err := c.Conn.(transport.BatchPublisher).PublishBatch(ctx, direct)
+		var be *transport.BatchError
+		switch {
+		case err == nil:
+		case errors.As(err, &be) && len(be.Errs) == len(direct):
+			for j, e := range be.Errs {
+				errs[directAt[j]] = e
+			}
+		default:
+			for _, i := range directAt {
+				errs[i] = err
+			}
 		}
 	}
 	for _, ex := range order {
+		at := byTopic[ex]
 		if c.s.deletedHere(ex) {
-			return errorf("publish to exchange %q: deleted: %w", ex, transport.ErrNotFound)
+			err := errorf("publish to exchange %q: deleted: %w", ex, transport.ErrNotFound)
+			for _, i := range at {
+				errs[i] = err
+			}
+			continue
 		}
-		if err := c.s.publish(ctx, c.s.topicPath(ex), byTopic[ex]); err != nil {
-			return wrap("publish to exchange "+ex, err)
+		batch := make([]*pubsubpb.PubsubMessage, len(at))
+		for j, i := range at {
+			batch[j] = msgs[i]
+		}
+		for j, err := range c.s.publishSplit(ctx, c.s.topicPath(ex), batch) {
+			if err != nil {
+				errs[at[j]] = wrap("publish to exchange "+ex, err)
+			}
 		}
 	}
-	return nil
+	if len(ps) == 1 {
+		return errs[0]
+	}
+	return transport.NewBatchError(errs)
 }

@@ -8,9 +8,14 @@
 //	conn, err := kombu.Dial(ctx, "gcpubsub://projects/my-project")
 //
 // Credentials are Google's Application Default Credentials
-// (GOOGLE_APPLICATION_CREDENTIALS, the metadata server), as in Kombu; none
-// go in the URL. PUBSUB_EMULATOR_HOST, or the emulator_host option, points
-// it at an emulator without credentials:
+// (GOOGLE_APPLICATION_CREDENTIALS, gcloud's file, the metadata server), as
+// in Kombu; none go in the URL (one with a user or password is refused).
+// Open finds them and gets a token within its context, so a missing or
+// malformed credentials file, or a key the token service refuses, fails
+// Dial with ErrCredentials (and kombu.ErrAccessRefused for a refusal),
+// saying what is wrong and never showing the key. PUBSUB_EMULATOR_HOST,
+// or the emulator_host option, points it at an emulator without
+// credentials:
 //
 //	gcpubsub://projects/test?emulator_host=127.0.0.1:8085
 //
@@ -62,12 +67,34 @@
 //     publishing are refused with ErrNotSupported (Kombu raises
 //     NotImplementedError for the exchange types and has the rest
 //     nowhere).
-//   - Dead-lettering (beyond Kombu): a queue declared with
-//     x-dead-letter-exchange has a message rejected without requeue
-//     published to that exchange's topic with an x-death record, as
+//   - Dead-lettering (beyond Kombu, which has none on Pub/Sub), with
+//     RabbitMQ's queue arguments. With x-dead-letter-exchange alone: a
+//     message rejected without requeue
+//     is published to that exchange's topic with an x-death record, as
 //     RabbitMQ does, then acknowledged (the virtual transport's
-//     emulation). Pub/Sub's own dead-letter topics, which act only after
-//     a number of delivery attempts, are not used.
+//     emulation). Pub/Sub has no call that dead-letters one message: its
+//     dead-letter topics act only after a number of delivery attempts.
+//   - Dead-lettering with x-dead-letter-exchange and x-delivery-limit (a quorum queue's
+//     argument: a message delivered and returned more than that many
+//     times is dead-lettered): the queue's subscription gets Pub/Sub's
+//     own dead-letter policy, dead_letter_topic the exchange's topic
+//     (projects/<project>/topics/<exchange>, made if missing) and
+//     max_delivery_attempts the limit plus one. Pub/Sub then forwards a
+//     message requeued, or left to its ack deadline, that many times, as
+//     it is: with its own routing_key attribute, so the dead-letter
+//     exchange's queues bound with that key get it, and without x-death
+//     (the service adds its CloudPubSubDeadLetter* attributes instead).
+//     Rejection without requeue still goes the emulation's way at once.
+//     Pub/Sub counts every pull, Size's included, as an attempt. The
+//     policy is refused with ErrNotSupported where Pub/Sub cannot follow
+//     RabbitMQ: a limit outside 4 to 99 (Pub/Sub takes 5 to 100
+//     attempts), no dead-letter exchange or the default exchange (the
+//     policy names one topic), or x-dead-letter-routing-key (Pub/Sub
+//     cannot change the message's attributes). A subscription made again
+//     by a binding keeps the policy. Tested on pstest, which implements
+//     dead_letter_policy but forwards the message again at every later
+//     pull (its pull acknowledges it by message id where it wants the ack
+//     id): Pub/Sub forwards it once.
 //   - Order: Pub/Sub without ordering keys keeps none, and neither does
 //     this transport.
 //   - The default exchange: Kombu's queues exist only once bound; here a
@@ -93,7 +120,10 @@
 //     exchange until it is declared again, while other processes'
 //     publishes still reach that queue.
 //   - A body whose envelope exceeds Pub/Sub's 10 MB is refused before
-//     sending with kombu.ErrLimitExceeded.
+//     sending with kombu.ErrLimitExceeded. A PublishBatch sends each
+//     exchange's messages in requests within Pub/Sub's limits (1000
+//     messages and 10 MB a request); a message over the limit fails alone
+//     in a *kombu.BatchError, the others delivered.
 //
 // Tested against pstest (cloud.google.com/go/pubsub/v2/pstest), the fake
 // server from the client's authors, in process.

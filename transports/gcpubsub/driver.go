@@ -13,7 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"cloud.google.com/go/auth"
+	"cloud.google.com/go/auth/credentials"
 	"cloud.google.com/go/pubsub/v2"
+	vkit "cloud.google.com/go/pubsub/v2/apiv1"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -139,8 +142,37 @@ func parseOptions(u *transport.URL) (*options, error) {
 }
 
 // ErrCredentials is wrapped by the error Open returns when no Google
-// credentials are found or the service refuses them.
+// credentials are found, the credentials file is missing or malformed, or
+// the token service or Pub/Sub refuses them.
 var ErrCredentials = errors.New("gcpubsub: no usable Google credentials")
+
+// googleCredentials finds Application Default Credentials, as the client
+// would, and gets a token with them within ctx: a missing or malformed
+// credentials file, or a key the token service refuses, then fails Open
+// with ErrCredentials naming the problem, where the client would only
+// fail its first call, with an untyped error. The error carries the
+// library's description (a path, a JSON syntax error, the token service's
+// status), never the file's contents.
+func googleCredentials(ctx context.Context, project string) (*auth.Credentials, error) {
+	creds, err := credentials.DetectDefault(&credentials.DetectOptions{Scopes: vkit.DefaultAuthScopes()})
+	if err != nil {
+		return nil, fmt.Errorf("gcpubsub: project %s: %w: Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud's file, the metadata server): %v", project, ErrCredentials, err)
+	}
+	if _, err := creds.Token(ctx); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("gcpubsub: project %s: getting a token: %w", project, ctxErr)
+		}
+		var ae *auth.Error
+		if errors.As(err, &ae) && ae.Response != nil && ae.Response.StatusCode < 500 {
+			// The token service answered and refused the credentials.
+			return nil, fmt.Errorf("gcpubsub: project %s: %w: %w: getting a token: %v", project, ErrCredentials, transport.ErrAccessRefused, err)
+		}
+		// A key the library cannot use, or a token service that cannot
+		// be reached.
+		return nil, fmt.Errorf("gcpubsub: project %s: %w: getting a token: %v", project, ErrCredentials, err)
+	}
+	return creds, nil
+}
 
 // Open makes the Pub/Sub clients and checks that the service answers
 // within ctx (listing one topic of the project), so that a wrong project,
@@ -168,6 +200,12 @@ func (Driver) Open(ctx context.Context, u *transport.URL, cfg transport.Config) 
 	if o.emulatorHost != "" {
 		copts = append(copts, option.WithEndpoint(o.emulatorHost), option.WithoutAuthentication(),
 			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+	} else {
+		creds, err := googleCredentials(ctx, o.project)
+		if err != nil {
+			return nil, err
+		}
+		copts = append(copts, option.WithAuthCredentials(creds))
 	}
 	client, err := pubsub.NewClient(ctx, o.project, copts...)
 	if err != nil {

@@ -5,6 +5,7 @@ go 1.25.0
 replace github.com/kombu-go/kombu => ../..
 
 require (
+	cloud.google.com/go/auth v0.20.0
 	cloud.google.com/go/pubsub/v2 v2.7.0
 	github.com/googleapis/gax-go/v2 v2.23.0
 	github.com/kombu-go/kombu v0.0.0
@@ -15,7 +16,6 @@ require (
 
 require (
 	cloud.google.com/go v0.123.0 // indirect
-	cloud.google.com/go/auth v0.20.0 // indirect
 	cloud.google.com/go/auth/oauth2adapt v0.2.8 // indirect
 	cloud.google.com/go/compute/metadata v0.9.0 // indirect
 	cloud.google.com/go/iam v1.11.0 // indirect

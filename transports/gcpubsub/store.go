@@ -17,7 +17,10 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/kombu-go/kombu/runtime/codec"
 	"github.com/kombu-go/kombu/runtime/transport"
@@ -52,6 +55,10 @@ type shared struct {
 	fanout  map[string]string // queue -> fanout subscription path
 	seen    map[string]struct{}
 	deleted map[string]bool // exchanges deleted while a subscription kept their topic
+	// deadLetter is the dead-letter policy of each queue's subscription
+	// (by Kombu's subscription path) declared with one in this process:
+	// a subscription made again (a binding moves it) keeps it.
+	deadLetter map[string]*pubsubpb.DeadLetterPolicy
 }
 
 // maxSeen bounds the redelivered message ids a process remembers.
@@ -67,7 +74,8 @@ func sharedFor(key string) *shared {
 	defer sharedMu.Unlock()
 	sh := shareds[key]
 	if sh == nil {
-		sh = &shared{fanout: map[string]string{}, seen: map[string]struct{}{}, deleted: map[string]bool{}}
+		sh = &shared{fanout: map[string]string{}, seen: map[string]struct{}{}, deleted: map[string]bool{},
+			deadLetter: map[string]*pubsubpb.DeadLetterPolicy{}}
 		shareds[key] = sh
 	}
 	sh.conns++
@@ -339,11 +347,50 @@ func (s *store) createSub(ctx context.Context, sub, topic string, keys []string,
 	if len(keys) > 0 {
 		req.Filter = routingKeyFilter(keys)
 	}
+	req.DeadLetterPolicy = s.deadLetterOf(sub)
 	_, err := s.client.SubscriptionAdminClient.CreateSubscription(ctx, req)
 	if err != nil && !isCode(err, codes.AlreadyExists) {
 		return named("subscription", sub, err)
 	}
 	s.forget(sub)
+	return nil
+}
+
+// deadLetterOf is the dead-letter policy declared for the subscription's
+// queue: Kombu's subscription's, or, for this process's fanout
+// subscription of the queue, the queue's.
+func (s *store) deadLetterOf(sub string) *pubsubpb.DeadLetterPolicy {
+	s.sh.mu.Lock()
+	defer s.sh.mu.Unlock()
+	if p, ok := s.sh.deadLetter[sub]; ok {
+		return p
+	}
+	return s.sh.deadLetter[strings.TrimSuffix(sub, "-"+s.procID)]
+}
+
+// setDeadLetter gives the queue's subscription Pub/Sub's dead-letter
+// policy: a message delivered attempts times and not acknowledged is
+// forwarded, as it is, to the dead-letter exchange's topic (made if it
+// does not exist), whose subscriptions' filters route it by its own
+// routing key. Pub/Sub counts every pull as an attempt: a requeue, an ack
+// deadline that ran out, and Size's count too.
+func (s *store) setDeadLetter(ctx context.Context, queue, exchange string, attempts int32) error {
+	topic := s.topicPath(exchange)
+	if err := s.ensureTopic(ctx, topic, s.o.expiration); err != nil {
+		return err
+	}
+	p := &pubsubpb.DeadLetterPolicy{DeadLetterTopic: topic, MaxDeliveryAttempts: attempts}
+	s.sh.mu.Lock()
+	s.sh.deadLetter[s.queueSub(queue)] = p
+	s.sh.mu.Unlock()
+	sub := s.subFor(queue)
+	_, err := s.client.SubscriptionAdminClient.UpdateSubscription(ctx, &pubsubpb.UpdateSubscriptionRequest{
+		Subscription: &pubsubpb.Subscription{Name: sub, DeadLetterPolicy: p},
+		UpdateMask:   &fieldmaskpb.FieldMask{Paths: []string{"dead_letter_policy"}},
+	})
+	if err != nil {
+		return fmt.Errorf("subscription %s: set the dead-letter policy (topic %s, %d delivery attempts): %w", sub, topic, attempts, err)
+	}
 	return nil
 }
 
@@ -472,6 +519,7 @@ func (s *store) DeleteQueue(ctx context.Context, queue string) (int, error) {
 	s.sh.mu.Lock()
 	fan, ok := s.sh.fanout[queue]
 	delete(s.sh.fanout, queue)
+	delete(s.sh.deadLetter, s.queueSub(queue)) // a queue declared again under the name starts without
 	s.sh.mu.Unlock()
 	if ok {
 		if err := s.deleteSub(ctx, fan); err != nil {
@@ -567,11 +615,20 @@ var publishRetry = gax.WithRetry(func() gax.Retryer {
 		gax.Backoff{Initial: 50 * time.Millisecond, Max: time.Second, Multiplier: 2})
 })
 
-// publish sends the messages to the topic in one request.
+// checkSize refuses, before sending, a message over Pub/Sub's limit.
+func checkSize(m *pubsubpb.PubsubMessage) error {
+	if size := len(m.Data) + 11 + len(m.Attributes["routing_key"]); size > maxMessageBytes {
+		return fmt.Errorf("a message of %d bytes (with Kombu's envelope) exceeds Pub/Sub's limit of %d: %w", size, maxMessageBytes, codec.ErrLimitExceeded)
+	}
+	return nil
+}
+
+// publish sends the messages to the topic in one request (Put and Publish
+// send one message; PublishBatch goes through publishSplit).
 func (s *store) publish(ctx context.Context, topic string, msgs []*pubsubpb.PubsubMessage) error {
 	for _, m := range msgs {
-		if size := len(m.Data) + 11 + len(m.Attributes["routing_key"]); size > maxMessageBytes {
-			return fmt.Errorf("a message of %d bytes (with Kombu's envelope) exceeds Pub/Sub's limit of %d: %w", size, maxMessageBytes, codec.ErrLimitExceeded)
+		if err := checkSize(m); err != nil {
+			return err
 		}
 	}
 	_, err := s.client.TopicAdminClient.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: msgs}, publishRetry)
@@ -579,6 +636,54 @@ func (s *store) publish(ctx context.Context, topic string, msgs []*pubsubpb.Pubs
 		return fmt.Errorf("topic %s: %w: %v", topic, transport.ErrNotFound, err)
 	}
 	return err
+}
+
+// Pub/Sub's limits on one PublishRequest (the client's
+// MaxPublishRequestCount and MaxPublishRequestBytes): the service refuses
+// a larger request whole.
+const (
+	maxRequestMessages = pubsub.MaxPublishRequestCount
+	maxRequestBytes    = int(pubsub.MaxPublishRequestBytes)
+)
+
+// publishSplit sends the messages to the topic in order, in as few
+// requests as Pub/Sub's limits allow, and returns each message's error: a
+// message over the size limit fails alone, before sending, and a request
+// that fails fails its messages.
+func (s *store) publishSplit(ctx context.Context, topic string, msgs []*pubsubpb.PubsubMessage) []error {
+	errs := make([]error, len(msgs))
+	base := protowire.SizeTag(1) + protowire.SizeBytes(len(topic)) // PublishRequest.topic
+	var chunk []*pubsubpb.PubsubMessage
+	var at []int
+	size := base
+	flush := func() {
+		if len(chunk) == 0 {
+			return
+		}
+		if err := s.publish(ctx, topic, chunk); err != nil {
+			for _, i := range at {
+				errs[i] = err
+			}
+		}
+		chunk, at, size = chunk[:0:0], at[:0:0], base
+	}
+	for i, m := range msgs {
+		if err := checkSize(m); err != nil {
+			errs[i] = err
+			continue
+		}
+		n := protowire.SizeTag(2) + protowire.SizeBytes(proto.Size(m)) // PublishRequest.messages
+		if base+n > maxRequestBytes {
+			errs[i] = fmt.Errorf("a message of %d bytes exceeds Pub/Sub's limit of %d a request: %w", n, maxRequestBytes-base, codec.ErrLimitExceeded)
+			continue
+		}
+		if len(chunk) == maxRequestMessages || size+n > maxRequestBytes {
+			flush()
+		}
+		chunk, at, size = append(chunk, m), append(at, i), size+n
+	}
+	flush()
+	return errs
 }
 
 // Take pulls one message (see TakeBatch).
