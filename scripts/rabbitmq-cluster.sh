@@ -154,7 +154,7 @@ stop_node() {
 kill_nodes() {
 	local pid
 	for pid in $(pgrep -x beam.smp || true); do
-		if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "RABBITMQ_NODENAME=kc[0-9]@localhost"; then
+		if tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | grep -qx "RABBITMQ_NODENAME=kc[0-9]@localhost"; then
 			kill -9 "$pid" 2>/dev/null || true
 		fi
 	done
