@@ -6,7 +6,7 @@ import (
 	"time"
 
 	kombu "github.com/kombu-go/kombu/runtime"
-	_ "github.com/kombu-go/kombu/transports/sqs"
+	"github.com/kombu-go/kombu/transports/sqs"
 	"github.com/kombu-go/kombu/transports/sqs/sqstest"
 )
 
@@ -18,7 +18,9 @@ import (
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	emu, err := sqstest.Start(testVisibility, 262144)
+	// Queues with a visibility timeout of 3 s by default (the tests'),
+	// taking bodies up to SQS's limit.
+	emu, err := sqstest.Start(3, sqs.MaxMessageSize)
 	if err != nil {
 		fmt.Println(err)
 		return
