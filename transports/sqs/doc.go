@@ -105,9 +105,16 @@
 // and topic exchanges route as Kombu's do; fanout exchanges reach the
 // queues bound in this process only (Kombu 5.5 has no fanout on SQS).
 // Dead-lettering with x-dead-letter-exchange is emulated by the
-// connection; an SQS redrive policy set on the queue works as well, since
-// a rejected message's receive count grows. Priorities and TTLs are
-// refused with ErrNotSupported.
+// connection. An SQS redrive policy set on the queue (by its owner: the
+// transport does not set one) works as well, as with Python Kombu: a
+// message rejected with requeue is made visible again at once and each
+// receive counts, so after maxReceiveCount deliveries SQS moves it to the
+// deadLetterTargetArn queue (a consumer that dies counts the same way, once
+// the visibility runs out). A reject without requeue and without
+// x-dead-letter-exchange deletes the message, as Kombu's does, so SQS
+// never dead-letters it. (goaws, the emulator of the tests, delivers the
+// message maxReceiveCount+1 times before it moves it.) Priorities and
+// TTLs are refused with ErrNotSupported.
 //
 // # SDK versions
 //

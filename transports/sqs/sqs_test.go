@@ -216,62 +216,6 @@ func TestForeignMessageQuarantined(t *testing.T) {
 	}
 }
 
-// The emulator stops and starts again mid-stream: every confirmed publish
-// arrives, the consumer goes on.
-func TestEmulatorRestart(t *testing.T) {
-	g := startGoaws(t)
-	pub, con := g.open(t, ""), g.open(t, "")
-	defer pub.Close()
-	defer con.Close()
-	q := uniq("restart-")
-	if _, err := pub.DeclareQueue(ctx(t), transport.Queue{Name: q}); err != nil {
-		t.Fatal(err)
-	}
-	sub, err := con.Consume(ctx(t), transport.ConsumeSpec{Queues: []string{q}, Prefetch: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const n = 40
-	confirmed := map[string]bool{}
-	failed := 0
-	for i := range n {
-		if i == n/2 {
-			g.Stop()
-			time.AfterFunc(time.Second, func() { g.Start(t) })
-		}
-		body := "m" + string(rune('A'+i%26)) + strings.Repeat("!", i/26)
-		cx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		err := pub.Publish(cx, &transport.Publishing{RoutingKey: q, Body: []byte(body), Confirm: true})
-		cancel()
-		if err != nil {
-			failed++
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		confirmed[body] = true
-	}
-	if failed == 0 {
-		t.Log("no publish failed while the emulator was down")
-	}
-	got := map[string]bool{}
-	timeout := time.After(20 * time.Second)
-	for len(got) < len(confirmed) {
-		select {
-		case d := <-sub.Deliveries():
-			got[string(d.Body)] = true
-			_ = d.Acknowledger.Ack(d.Tag, false)
-		case <-timeout:
-			t.Fatalf("got %d of %d confirmed messages after the restart (sub err %v)", len(got), len(confirmed), sub.Err())
-		}
-	}
-	for b := range confirmed {
-		if !got[b] {
-			t.Errorf("confirmed %q never arrived", b)
-		}
-	}
-	t.Logf("%d confirmed, %d publishes failed while down, all confirmed arrived", len(confirmed), failed)
-}
-
 // A consumer killed with SIGKILL loses nothing: SQS delivers its message
 // again once its visibility runs out.
 func TestKilledConsumer(t *testing.T) {

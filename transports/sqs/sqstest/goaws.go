@@ -51,6 +51,9 @@ func Start(visibility, maxSize int) (*Goaws, error) {
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		app.CurrentEnvironment = app.Environment{
 			Host: "127.0.0.1", Port: port, AccountID: "100010001000",
+			// FIFO queues drop a repeated MessageDeduplicationId, as SQS's
+			// do (goaws's default is off).
+			EnableDuplicates:       true,
 			QueueAttributeDefaults: app.EnvQueueAttributes{VisibilityTimeout: visibility, MaximumMessageSize: maxSize},
 		}
 		go gosqs.PeriodicTasks(200*time.Millisecond, make(chan struct{}))

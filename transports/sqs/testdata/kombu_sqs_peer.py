@@ -1,6 +1,6 @@
 """Python Kombu's SQS transport for the interop tests of transports/sqs.
 
-usage: kombu_sqs_peer.py publish URL QUEUE  < JSON list of {"body": ..., "headers": {...}}
+usage: kombu_sqs_peer.py publish URL QUEUE  < JSON list of {"body": ..., "headers": {...}, "properties": {...}}
        kombu_sqs_peer.py consume URL QUEUE COUNT  > JSON list of messages
        kombu_sqs_peer.py entity NAME...  > JSON list of Kombu's SQS names for the NAMEs
 
@@ -30,7 +30,9 @@ def main():
         q = conn.SimpleQueue(queue, serializer="json")
         if cmd == "publish":
             for m in json.load(sys.stdin):
-                q.put(m["body"], headers=m.get("headers") or {})
+                # properties (MessageGroupId, MessageDeduplicationId) go where
+                # Kombu's _put reads them: the message's properties.
+                q.put(m["body"], headers=m.get("headers") or {}, **(m.get("properties") or {}))
         elif cmd == "consume":
             out = []
             for _ in range(int(sys.argv[4])):
