@@ -123,12 +123,27 @@ up() {
 	if formed; then
 		echo "rabbitmq cluster already up"; urls; return 0
 	fi
-	# Anything left over (nodes of a run that was killed, a directory whose
-	# nodes never joined) is cleared first: the cluster holds test data only,
-	# and a node half-way through a join cannot be trusted to finish it.
+	# A cluster this script formed, stopped since (the fault tests stop all
+	# three nodes and call up to bring them back): start its nodes on their
+	# data, which the tests count on (a quorum queue's confirmed messages).
+	if [ -f "$DIR/formed" ]; then
+		for n in "${NODES[@]}"; do start_node "$n"; done
+		local ok=1
+		for n in "${NODES[@]}"; do wait_node "$n" || ok=0; done
+		if [ "$ok" = 1 ] && formed; then
+			echo "rabbitmq cluster up again: $(name 1) $(name 2) $(name 3)"
+			urls
+			return 0
+		fi
+		echo "the stopped cluster did not come back; forming a new one" >&2
+	fi
+	# Anything else left over (nodes of a run that was killed, a directory
+	# whose nodes never joined) is cleared: a node half-way through a join
+	# cannot be trusted to finish it.
 	down >/dev/null
 	for try in 1 2; do
 		if form && formed; then
+			touch "$DIR/formed"
 			echo "rabbitmq cluster up: $(name 1) $(name 2) $(name 3)"
 			urls
 			return 0
