@@ -21,7 +21,8 @@ import (
 // was confirmed is consumed (lost = 0); a publish whose answer the stop
 // cut off may have gone in or not (recovered when it did), and a
 // message whose ack or take the stop cut off comes back when its lease
-// runs out (a duplicate). Each case logs its fault-table row.
+// runs out (a duplicate). A backlog published before the stop and
+// consumed after the restart is all there. Each case logs its fault-table row.
 func TestServerRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and restarts FerretDB")
@@ -109,6 +110,15 @@ func restartUnderLoad(t *testing.T, signame string, sig os.Signal) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
+	// A backlog no one consumes before the restart: it must be there after
+	// it, read from the files the stopped server left.
+	backlog := q + "-backlog"
+	const backlogN = 50
+	for i := range backlogN {
+		if err := pub.Publish(context.Background(), &transport.Publishing{RoutingKey: backlog, Body: []byte(strconv.Itoa(i)), Confirm: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	time.Sleep(1500 * time.Millisecond)
 	if err := f.Signal(sig); err != nil {
 		t.Fatal(err)
@@ -148,6 +158,13 @@ func restartUnderLoad(t *testing.T, signame string, sig os.Signal) {
 	time.Sleep(4 * time.Second)
 	_ = sub.Cancel(context.Background())
 	<-consumerDone
+
+	got := map[string]bool{}
+	for len(got) < backlogN {
+		d := getWithin(t, con, backlog, 10*time.Second)
+		got[string(d.Body)] = true
+		_ = d.Acknowledger.Ack(d.Tag, false)
+	}
 
 	mu.Lock()
 	defer mu.Unlock()
