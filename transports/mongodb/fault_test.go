@@ -16,8 +16,9 @@ import (
 
 // The server restarts under a producer publishing with confirms and a
 // consumer consuming (Consume, prefetch 10, acking each): stopped with
-// SIGTERM (a clean shutdown) or SIGKILL (a crash) for a second and started
-// again on the same port and the same SQLite files. Every publish that
+// SIGTERM (a clean shutdown, which FerretDB takes about 3 s over, serving
+// its open connections meanwhile) or SIGKILL (a crash), left down for a
+// second and started again on the same port and the same SQLite files. Every publish that
 // was confirmed is consumed (lost = 0); a publish whose answer the stop
 // cut off may have gone in or not (recovered when it did), and a
 // message whose ack or take the stop cut off comes back when its lease
@@ -120,19 +121,30 @@ func restartUnderLoad(t *testing.T, signame string, sig os.Signal) {
 		}
 	}
 	time.Sleep(1500 * time.Millisecond)
+	mu.Lock()
+	sentBefore := len(startedAt)
+	mu.Unlock()
+	stopped := time.Now()
 	if err := f.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
+	exited := time.Now()
+	mu.Lock()
+	sentShutdown := len(startedAt) - sentBefore
+	mu.Unlock()
 	time.Sleep(down)
 	if err := f.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
 	restarted = time.Now()
+	sentDown := len(startedAt) - sentBefore - sentShutdown
 	mu.Unlock()
 	time.Sleep(2500 * time.Millisecond)
 	close(stopPub)
 	sent := <-pubDone
+	t.Logf("publishes begun: %d in the 1.5 s before the signal, %d until the server exited (%v), %d while it was down (%v, the restart included), %d in the 2.5 s after",
+		sentBefore, sentShutdown, exited.Sub(stopped).Round(time.Millisecond), sentDown, restarted.Sub(exited).Round(time.Millisecond), sent-sentBefore-sentShutdown-sentDown)
 
 	// Every confirmed message must come: within the lease (3 s) of a lost
 	// ack or take, and the consumer's back-off, at most.
@@ -191,6 +203,6 @@ func restartUnderLoad(t *testing.T, signame string, sig os.Signal) {
 	if lost > 0 || recovery == 0 {
 		verdict = "fail"
 	}
-	t.Logf("FAULT ROW | FerretDB (SQLite) child process stopped with %s mid-stream, restarted on the same port and files after %v | mongodb | %d | %d | %d | %d | %d | %v | %s",
-		signame, down, sent, len(confirmed), lost, duplicated, recovered, recovery.Round(time.Millisecond), verdict)
+	t.Logf("FAULT ROW | FerretDB (SQLite) child process stopped with %s mid-stream (exited %v after it), down %v, restarted on the same port and files | mongodb | %d | %d | %d | %d | %d | %v | %s",
+		signame, exited.Sub(stopped).Round(100*time.Millisecond), restarted.Sub(exited).Round(100*time.Millisecond), sent, len(confirmed), lost, duplicated, recovered, recovery.Round(time.Millisecond), verdict)
 }

@@ -80,9 +80,10 @@ func (s *Server) run() error {
 	return fmt.Errorf("FerretDB did not listen on %s", s.Addr)
 }
 
-// Signal ends FerretDB with sig (syscall.SIGTERM: it closes its listener
-// and its SQLite databases and exits; syscall.SIGKILL: it dies at once)
-// and waits for it to exit, keeping its data and its address for Restart:
+// Signal ends FerretDB with sig (syscall.SIGTERM: it shuts down as a
+// server does, its open connections served until they close or its grace
+// period ends, about 3 s, then its SQLite databases closed;
+// syscall.SIGKILL: it dies at once) and waits for it to exit, keeping its data and its address for Restart:
 // a server crash or restart for fault tests.
 func (s *Server) Signal(sig os.Signal) error {
 	if s.cmd == nil {
