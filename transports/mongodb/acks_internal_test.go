@@ -37,7 +37,7 @@ func newAckRig(t *testing.T) *ackRig {
 	ctx := context.Background()
 	srv, err := mongotest.Start(ctx)
 	if err != nil {
-		t.Skipf("FerretDB: %v", err)
+		brokertest.Unavailable(t, "FerretDB: "+err.Error())
 	}
 	t.Cleanup(srv.Stop)
 	var mu sync.Mutex

@@ -57,9 +57,14 @@
 // 2 ms after the first, and closing the connection sends what waits and
 // waits for it. Four commands run at once at most; while four more
 // batches wait behind them an Ack waits too (or fails with its context),
-// so a slow server slows acks down rather than gathering deletes. The command holds a delete by _id per copy,
-// which FerretDB hands SQLite, rather than one delete by an $in list,
-// which it would read by scanning the collection. Ack returns once the
+// so a slow server slows acks down rather than gathering deletes. The
+// command holds a delete by _id per copy, which FerretDB hands SQLite,
+// rather than one delete by an $in list, which FerretDB would read by
+// decoding every document of the collection. (FerretDB 1.24's SQLite
+// query by _id does not match its _id index's expression, so SQLite
+// scans the table too, but some ten times faster: about 9 ms for a find
+// by _id and 22 ms for a delete by _id at 700 documents, against 90 ms for
+// a find of a queue's first documents.) Ack returns once the
 // delete is queued, not once it has landed, as Google's Pub/Sub Go client
 // acks: a consumer settling its messages one after another would
 // otherwise wait for a round trip per message, and batching would gain it

@@ -22,6 +22,7 @@ type Server struct {
 	Addr string // host:port
 	cmd  *exec.Cmd
 	dir  string
+	bin  string
 }
 
 // Start builds and starts FerretDB on a free port, its output going to
@@ -52,22 +53,55 @@ func Start(ctx context.Context) (*Server, error) {
 		s.Stop()
 		return nil, err
 	}
-	s.cmd = exec.Command(bin, s.Addr, data)
+	s.bin = bin
+	if err := s.run(); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// run starts the built FerretDB on s.Addr and its data folder, and
+// returns once it listens.
+func (s *Server) run() error {
+	s.cmd = exec.Command(s.bin, s.Addr, filepath.Join(s.dir, "data"))
 	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
 	if err := s.cmd.Start(); err != nil {
 		s.cmd = nil
-		s.Stop()
-		return nil, err
+		return err
 	}
 	for range 200 {
 		if c, err := net.Dial("tcp", s.Addr); err == nil {
 			c.Close()
-			return s, nil
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	s.Stop()
-	return nil, fmt.Errorf("FerretDB did not listen on %s", s.Addr)
+	return fmt.Errorf("FerretDB did not listen on %s", s.Addr)
+}
+
+// Signal ends FerretDB with sig (syscall.SIGTERM: it shuts down as a
+// server does, its open connections served until they close or its grace
+// period ends, about 3 s, then its SQLite databases closed;
+// syscall.SIGKILL: it dies at once) and waits for it to exit, keeping its data and its address for Restart:
+// a server crash or restart for fault tests.
+func (s *Server) Signal(sig os.Signal) error {
+	if s.cmd == nil {
+		return fmt.Errorf("mongotest: FerretDB is not running")
+	}
+	err := s.cmd.Process.Signal(sig)
+	_ = s.cmd.Wait() // exits with the signal's status: not an error here
+	s.cmd = nil
+	return err
+}
+
+// Restart starts FerretDB again, on the address and data of the one
+// Signal ended, and returns once it listens.
+func (s *Server) Restart() error {
+	if s.cmd != nil {
+		return fmt.Errorf("mongotest: FerretDB is running")
+	}
+	return s.run()
 }
 
 // Stop kills FerretDB and removes its folder.

@@ -3,6 +3,9 @@
 // and runs it as a child process for the tests and make bench.
 //
 //	ferretdb LISTEN_ADDR SQLITE_DIR
+//
+// SIGTERM or SIGINT stop it as a server is stopped: its listener and
+// connections closed and its databases closed before it exits.
 package main
 
 import (
@@ -11,6 +14,8 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -28,5 +33,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	_ = f.Run(context.Background())
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	_ = f.Run(ctx)
 }
