@@ -58,7 +58,11 @@ type emulated struct {
 	// chunk and scale: messages per turn (0: emuChunk) and -n ÷ scale
 	// messages per side per round (0: emuScale).
 	chunk, scale int
-	note         string
+	// pyDepth: Python's consume rounds run with the bare queue as deep as
+	// in the SDK's rounds, on a store (FerretDB's one collection) whose
+	// every take costs in proportion to all the queues' messages.
+	pyDepth bool
+	note    string
 }
 
 // emuSDK is one SDK side's connection and how it publishes one order.
@@ -255,8 +259,15 @@ func benchEmulated(ctx context.Context, tab *table, e emulated) error {
 			{sdkTuned, fmt.Sprintf("prefetch %d", prefetch), defaults.explained(ctx, consumers[1].take)},
 			{bare, e.bareLabel, e.bareConsume},
 		},
-		python: python("consume", func(n int) error {
-			return errors.Join(purge(), defaults.batched(ctx)(n))
+		python: python("consume", func(pn int) error {
+			if err := errors.Join(purge(), defaults.batched(ctx)(pn)); err != nil || !e.pyDepth {
+				return err
+			}
+			// As many messages stored as in the SDK's rounds (its queue
+			// and the bare one, depth each): Python's, and the rest in
+			// the bare queue.
+			depth := len(consumers) * (n + chunk + tunedPrefetch)
+			return e.barePublish(max(2*depth-pn, 0))
 		}),
 		targets: targets,
 		note:    e.note,

@@ -143,7 +143,7 @@ func benchMongoDB(ctx context.Context, tab *table) error {
 		pyImports: "kombu.transport.mongodb, pymongo",
 		// FerretDB on SQLite scans the collection for every sorted find:
 		// a few hundred messages a round keep a consume round in minutes.
-		chunk: 25, scale: 40,
+		chunk: 25, scale: 40, pyDepth: true,
 		note: "FerretDB on SQLite reads a sorted find by scanning the collection; Python Kombu 5.2 takes with one findAndModify (remove) a message, kombu-go takes up to its prefetch's room with a find, an insert of the leased copies and a delete by _id per original, and acks in batches (one delete command, a delete by _id per copy), so that a consumer's death loses nothing",
 	})
 }
