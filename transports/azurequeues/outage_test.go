@@ -4,11 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kombu-go/kombu/internal/brokertest"
 	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 	"github.com/kombu-go/kombu/transports/azurequeues/azuritetest"
@@ -57,15 +58,8 @@ func TestOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var (
-		mu          sync.Mutex
-		consumed    = map[int]int{}       // id: deliveries
-		consumedAt  = map[int]time.Time{} // id: first delivery
-		confirmed   = map[int]bool{}
-		publishedAt = map[int]time.Time{} // id: when its publish began
-		sent        int
-		ackFailures int
-	)
+	l := brokertest.NewLedger() // by body, the message number
+	var ackFailures atomic.Int64
 	sub, err := c.Consume(context.Background(), transport.ConsumeSpec{Queues: []string{"outage"}, Prefetch: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -74,24 +68,16 @@ func TestOutage(t *testing.T) {
 	go func() {
 		defer close(consumerDone)
 		for d := range sub.Deliveries() {
-			id, err := strconv.Atoi(string(d.Body))
-			if err != nil {
+			if _, err := strconv.Atoi(string(d.Body)); err != nil {
 				t.Errorf("a foreign body %q", d.Body)
 				continue
 			}
-			mu.Lock()
-			consumed[id]++
-			if consumed[id] == 1 {
-				consumedAt[id] = time.Now()
-			}
-			mu.Unlock()
+			l.Consumed(string(d.Body))
 			// A handler slower than the producer: a backlog is queued
 			// when Azurite stops, and a handler runs across the stop.
 			time.Sleep(100 * time.Millisecond)
 			if err := d.Acknowledger.Ack(d.Tag, false); err != nil {
-				mu.Lock()
-				ackFailures++
-				mu.Unlock()
+				ackFailures.Add(1)
 			}
 		}
 	}()
@@ -106,17 +92,13 @@ func TestOutage(t *testing.T) {
 				return
 			default:
 			}
-			mu.Lock()
-			sent++
-			publishedAt[id] = time.Now()
-			mu.Unlock()
+			body := strconv.Itoa(id)
+			l.Sent(body)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			err := c.Publish(ctx, &transport.Publishing{RoutingKey: "outage", Body: []byte(strconv.Itoa(id)), Confirm: true})
+			err := c.Publish(ctx, &transport.Publishing{RoutingKey: "outage", Body: []byte(body), Confirm: true})
 			cancel()
 			if err == nil {
-				mu.Lock()
-				confirmed[id] = true
-				mu.Unlock()
+				l.Confirmed(body)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -126,14 +108,7 @@ func TestOutage(t *testing.T) {
 	// Stopped as a service is (SIGTERM): Azurite's disk store saves on
 	// shutdown (a SIGKILL loses the last seconds' writes: the emulator's
 	// limit, not the transport's).
-	mu.Lock()
-	backlog := 0
-	for id := range confirmed {
-		if consumed[id] == 0 {
-			backlog++
-		}
-	}
-	mu.Unlock()
+	backlog := l.Missing()
 	stoppedAt := time.Now()
 	_ = a.cmd.Process.Signal(syscall.SIGTERM)
 	_ = a.cmd.Wait()
@@ -153,16 +128,12 @@ func TestOutage(t *testing.T) {
 
 	// Every confirmed message consumed; then long enough for those whose
 	// ack failed to come back as duplicates.
-	waitFor(t, 60*time.Second, "every confirmed message to be consumed", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for id := range confirmed {
-			if consumed[id] == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	const wait = 60 * time.Second
+	wctx, wcancel := context.WithTimeout(context.Background(), wait)
+	defer wcancel()
+	if l.WaitConsumed(wctx) != 0 {
+		t.Fatalf("timed out after %v waiting for every confirmed message to be consumed", wait)
+	}
 	time.Sleep(visibility + 2*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -174,41 +145,24 @@ func TestOutage(t *testing.T) {
 		t.Errorf("the subscription ended with %v", err)
 	}
 
-	mu.Lock()
-	defer mu.Unlock()
-	lost, dups, recovered := 0, 0, 0
-	for id := range sent {
-		switch {
-		case confirmed[id] && consumed[id] == 0:
-			lost++
-			t.Errorf("confirmed message %d lost", id)
-		case !confirmed[id] && consumed[id] > 0:
-			recovered++
-		}
-		if consumed[id] > 1 {
-			dups += consumed[id] - 1
-		}
+	tl := l.Tally()
+	for _, id := range tl.LostIDs {
+		t.Errorf("confirmed message %s lost", id)
 	}
 	// Time to recover: from the restart to the consumption of the first
 	// message whose publish began after it and was confirmed.
-	first := -1
-	for id := range sent {
-		if confirmed[id] && !publishedAt[id].Before(restartedAt) {
-			first = id
-			break
-		}
-	}
-	if first < 0 {
+	_, _, firstConsumed, ok := l.FirstConfirmedSentAfter(restartedAt)
+	if !ok {
 		t.Fatal("no message published after the restart was confirmed")
 	}
-	recover := consumedAt[first].Sub(restartedAt)
-	if lost != 0 {
-		t.Fatalf("%d confirmed messages lost", lost)
+	recover := firstConsumed.Sub(restartedAt)
+	if tl.Lost != 0 {
+		t.Fatalf("%d confirmed messages lost", tl.Lost)
 	}
 	t.Logf("sent %d, confirmed %d, consumed %d distinct, ack failures %d; at the stop %d confirmed were not yet consumed; Azurite exited %v after SIGTERM, listened again %v after it",
-		sent, len(confirmed), len(consumed), ackFailures, backlog, exited.Round(100*time.Millisecond), down.Round(100*time.Millisecond))
-	t.Logf("FAULT ROW | Azurite (queue service, --location on disk) stopped with SIGTERM under a running confirmed producer and Consume, restarted on the same port and folder; down %.1f s (SIGTERM to listening again) | azurequeues | %d | %d | %d | %d | %d | %.2f s | pass",
-		down.Seconds(), sent, len(confirmed), lost, dups, recovered, recover.Seconds())
+		tl.Sent, tl.Confirmed, tl.Consumed, ackFailures.Load(), backlog, exited.Round(100*time.Millisecond), down.Round(100*time.Millisecond))
+	tl.LogRow(t, fmt.Sprintf("Azurite (queue service, --location on disk) stopped with SIGTERM under a running confirmed producer and Consume, restarted on the same port and folder; down %.1f s (SIGTERM to listening again)", down.Seconds()),
+		"azurequeues", fmt.Sprintf("%.2f s", recover.Seconds()), true)
 }
 
 // waitFor polls until cond holds or the time is up.

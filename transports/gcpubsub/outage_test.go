@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/kombu-go/kombu/internal/brokertest"
 	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/runtime/transport/transporttest"
 )
@@ -31,9 +31,7 @@ func TestOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	var mu sync.Mutex
-	consumed := map[string]int{}
-	consumedAt := map[string]time.Time{}
+	l := brokertest.NewLedger() // by body
 	sub, err := c.Consume(ctx, transport.ConsumeSpec{Queues: []string{"outage"}, Prefetch: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -42,19 +40,11 @@ func TestOutage(t *testing.T) {
 	go func() {
 		defer close(consumerDone)
 		for d := range sub.Deliveries() {
-			mu.Lock()
-			consumed[string(d.Body)]++
-			if _, ok := consumedAt[string(d.Body)]; !ok {
-				consumedAt[string(d.Body)] = time.Now()
-			}
-			mu.Unlock()
+			l.Consumed(string(d.Body))
 			_ = d.Acknowledger.Ack(d.Tag, false) // a lost ack: the message comes back, counted as a duplicate
 		}
 	}()
 
-	var sent int
-	confirmed := map[string]bool{}
-	publishedAt := map[string]time.Time{}
 	stopProducing := make(chan struct{})
 	producerDone := make(chan struct{})
 	go func() {
@@ -66,17 +56,13 @@ func TestOutage(t *testing.T) {
 			default:
 			}
 			body := fmt.Sprintf("m%d", i)
-			start := time.Now()
+			l.Sent(body)
 			pctx, pcancel := context.WithTimeout(ctx, time.Second)
 			err := c.Publish(pctx, &transport.Publishing{RoutingKey: "outage", Body: []byte(body), Confirm: true})
 			pcancel()
-			mu.Lock()
-			sent++
-			publishedAt[body] = start
 			if err == nil {
-				confirmed[body] = true
+				l.Confirmed(body)
 			}
-			mu.Unlock()
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
@@ -98,19 +84,12 @@ func TestOutage(t *testing.T) {
 	close(stopProducing)
 	<-producerDone
 
-	mu.Lock()
-	want := len(confirmed)
-	mu.Unlock()
-	waitFor(t, 60*time.Second, "every confirmed message consumed", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for body := range confirmed {
-			if consumed[body] == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	const wait = 60 * time.Second
+	wctx, wcancel := context.WithTimeout(ctx, wait)
+	defer wcancel()
+	if l.WaitConsumed(wctx) != 0 {
+		t.Fatalf("timed out after %v waiting for every confirmed message consumed", wait)
+	}
 	// Let a duplicate whose ack was lost come back before counting.
 	time.Sleep(time.Second)
 	if err := sub.Cancel(ctx); err != nil {
@@ -118,38 +97,20 @@ func TestOutage(t *testing.T) {
 	}
 	<-consumerDone
 
-	mu.Lock()
-	defer mu.Unlock()
-	lost, dup, recovered := 0, 0, 0
-	for body := range confirmed {
-		if consumed[body] == 0 {
-			lost++
-		}
-	}
-	for body, n := range consumed {
-		dup += n - 1
-		if !confirmed[body] {
-			recovered++
-		}
-	}
+	tl := l.Tally()
 	// Time to recover: the service back -> the first message published
 	// after it consumed.
-	var first string
-	for body, at := range publishedAt {
-		if at.After(restarted) && confirmed[body] && (first == "" || at.Before(publishedAt[first])) {
-			first = body
-		}
+	_, _, firstConsumed, ok := l.FirstConfirmedSentAfter(restarted)
+	if !ok {
+		t.Fatalf("no message published after the restart was confirmed (sent %d, confirmed %d)", tl.Sent, tl.Confirmed)
 	}
-	if first == "" {
-		t.Fatalf("no message published after the restart was confirmed (sent %d, confirmed %d)", sent, want)
+	recover := firstConsumed.Sub(restarted)
+	if tl.Lost > 0 {
+		t.Errorf("%d confirmed messages lost", tl.Lost)
 	}
-	recover := consumedAt[first].Sub(restarted)
-	if lost > 0 {
-		t.Errorf("%d confirmed messages lost", lost)
+	if tl.Sent == tl.Confirmed {
+		t.Errorf("every one of %d publishes was confirmed: the outage did not reach the producer", tl.Sent)
 	}
-	if sent == want {
-		t.Errorf("every one of %d publishes was confirmed: the outage did not reach the producer", sent)
-	}
-	t.Logf("FAULT ROW | pstest's gRPC listener closed (every connection cut) and reopened on the same address, state kept, for %v | gcpubsub | %d | %d | %d | %d | %d | %v | pass",
-		restarted.Sub(stopped).Round(100*time.Millisecond), sent, want, lost, dup, recovered, recover.Round(10*time.Millisecond))
+	tl.LogRow(t, fmt.Sprintf("pstest's gRPC listener closed (every connection cut) and reopened on the same address, state kept, for %v", restarted.Sub(stopped).Round(100*time.Millisecond)),
+		"gcpubsub", recover.Round(10*time.Millisecond).String(), true)
 }

@@ -2,9 +2,9 @@ package mongodb_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,30 +57,17 @@ func restartUnderLoad(t *testing.T, signame string, sig os.Signal) {
 	defer func() { _ = sub.Cancel(context.Background()) }()
 
 	const down = time.Second
-	var (
-		mu        sync.Mutex
-		startedAt = map[int]time.Time{} // publish start, by message number
-		confirmed = map[int]bool{}
-		consumed  = map[int]int{} // deliveries per message
-		restarted time.Time       // when the server listened again
-		recovery  time.Duration   // restarted -> first message published after it consumed
-	)
+	l := brokertest.NewLedger() // by body, the message number
 	// Consumer: counts and acks every delivery.
 	consumerDone := make(chan struct{})
 	go func() {
 		defer close(consumerDone)
 		for d := range sub.Deliveries() {
-			n, err := strconv.Atoi(string(d.Body))
-			if err != nil {
+			if _, err := strconv.Atoi(string(d.Body)); err != nil {
 				t.Errorf("foreign body %q", d.Body)
 				continue
 			}
-			mu.Lock()
-			consumed[n]++
-			if !restarted.IsZero() && recovery == 0 && !startedAt[n].Before(restarted) {
-				recovery = time.Since(restarted)
-			}
-			mu.Unlock()
+			l.Consumed(string(d.Body))
 			_ = d.Acknowledger.Ack(d.Tag, false)
 		}
 	}()
@@ -96,17 +83,14 @@ func restartUnderLoad(t *testing.T, signame string, sig os.Signal) {
 				return
 			default:
 			}
-			mu.Lock()
-			startedAt[i] = time.Now()
-			mu.Unlock()
+			id := strconv.Itoa(i)
+			l.Sent(id)
 			cx, cancel := context.WithTimeout(context.Background(), time.Second)
-			err := pub.Publish(cx, &transport.Publishing{RoutingKey: q, Body: []byte(strconv.Itoa(i)), Confirm: true})
+			err := pub.Publish(cx, &transport.Publishing{RoutingKey: q, Body: []byte(id), Confirm: true})
 			cancel()
 			sent++
 			if err == nil {
-				mu.Lock()
-				confirmed[i] = true
-				mu.Unlock()
+				l.Confirmed(id)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -121,25 +105,19 @@ func restartUnderLoad(t *testing.T, signame string, sig os.Signal) {
 		}
 	}
 	time.Sleep(1500 * time.Millisecond)
-	mu.Lock()
-	sentBefore := len(startedAt)
-	mu.Unlock()
+	sentBefore := l.Tally().Sent
 	stopped := time.Now()
 	if err := f.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	exited := time.Now()
-	mu.Lock()
-	sentShutdown := len(startedAt) - sentBefore
-	mu.Unlock()
+	sentShutdown := l.Tally().Sent - sentBefore
 	time.Sleep(down)
 	if err := f.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	restarted = time.Now()
-	sentDown := len(startedAt) - sentBefore - sentShutdown
-	mu.Unlock()
+	restarted := time.Now() // the server listens again
+	sentDown := l.Tally().Sent - sentBefore - sentShutdown
 	time.Sleep(2500 * time.Millisecond)
 	close(stopPub)
 	sent := <-pubDone
@@ -148,24 +126,9 @@ func restartUnderLoad(t *testing.T, signame string, sig os.Signal) {
 
 	// Every confirmed message must come: within the lease (3 s) of a lost
 	// ack or take, and the consumer's back-off, at most.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		missing := 0
-		for n := range confirmed {
-			if consumed[n] == 0 {
-				missing++
-			}
-		}
-		mu.Unlock()
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	l.WaitConsumed(wctx)
+	wcancel()
 	// Let duplicates (a lease running out) show up before counting them.
 	time.Sleep(4 * time.Second)
 	_ = sub.Cancel(context.Background())
@@ -178,31 +141,23 @@ func restartUnderLoad(t *testing.T, signame string, sig os.Signal) {
 		_ = d.Acknowledger.Ack(d.Tag, false)
 	}
 
-	mu.Lock()
-	defer mu.Unlock()
-	var lost, duplicated, recovered int
-	for n := range sent {
-		switch {
-		case confirmed[n] && consumed[n] == 0:
-			lost++
-			t.Errorf("message %d was confirmed and never consumed", n)
-		case !confirmed[n] && consumed[n] > 0:
-			recovered++
-		}
-		if consumed[n] > 1 {
-			duplicated += consumed[n] - 1
-		}
+	tl := l.Tally()
+	for _, n := range tl.LostIDs {
+		t.Errorf("message %s was confirmed and never consumed", n)
 	}
-	if len(confirmed) == sent {
+	if tl.Confirmed == sent {
 		t.Logf("no publish failed while the server was down")
+	}
+	// Time to recover: restarted -> the first message published after it
+	// consumed.
+	var recovery time.Duration
+	if first, ok := l.FirstConsumedSentAfter(restarted); ok {
+		recovery = first.Sub(restarted)
 	}
 	if recovery == 0 {
 		t.Errorf("no message published after the restart was consumed (sub err %v)", sub.Err())
 	}
-	verdict := "pass"
-	if lost > 0 || recovery == 0 {
-		verdict = "fail"
-	}
-	t.Logf("FAULT ROW | FerretDB (SQLite) child process stopped with %s mid-stream (exited %v after it), down %v, restarted on the same port and files | mongodb | %d | %d | %d | %d | %d | %v | %s",
-		signame, exited.Sub(stopped).Round(100*time.Millisecond), restarted.Sub(exited).Round(100*time.Millisecond), sent, len(confirmed), lost, duplicated, recovered, recovery.Round(time.Millisecond), verdict)
+	tl.LogRow(t, fmt.Sprintf("FerretDB (SQLite) child process stopped with %s mid-stream (exited %v after it), down %v, restarted on the same port and files",
+		signame, exited.Sub(stopped).Round(100*time.Millisecond), restarted.Sub(exited).Round(100*time.Millisecond)),
+		"mongodb", recovery.Round(time.Millisecond).String(), tl.Lost == 0 && recovery != 0)
 }

@@ -3,10 +3,10 @@ package sqs_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/kombu-go/kombu/internal/brokertest"
 	"github.com/kombu-go/kombu/runtime/transport"
 )
 
@@ -32,22 +32,12 @@ func TestEmulatorRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var mu sync.Mutex
-	sentAt := map[string]time.Time{} // body: when its publish began
-	confirmed := map[string]bool{}
-	got := map[string]int{}
-	gotAt := map[string]time.Time{}
+	l := brokertest.NewLedger() // by body
 	consumerDone := make(chan struct{})
 	go func() {
 		defer close(consumerDone)
 		for d := range sub.Deliveries() {
-			mu.Lock()
-			b := string(d.Body)
-			got[b]++
-			if got[b] == 1 {
-				gotAt[b] = time.Now()
-			}
-			mu.Unlock()
+			l.Consumed(string(d.Body))
 			_ = d.Acknowledger.Ack(d.Tag, false)
 		}
 	}()
@@ -64,19 +54,15 @@ func TestEmulatorRestart(t *testing.T) {
 			default:
 			}
 			body := fmt.Sprintf("m-%05d", i)
-			mu.Lock()
-			sentAt[body] = time.Now()
-			mu.Unlock()
+			l.Sent(body)
 			cx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 			err := pub.Publish(cx, &transport.Publishing{RoutingKey: q, Body: []byte(body), Confirm: true})
 			cancel()
-			mu.Lock()
 			if err == nil {
-				confirmed[body] = true
+				l.Confirmed(body)
 			} else {
-				failed++
+				failed++ // read after producerDone closes
 			}
-			mu.Unlock()
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
@@ -93,72 +79,32 @@ func TestEmulatorRestart(t *testing.T) {
 
 	// Every confirmed message consumed; then a visibility timeout and a
 	// little more, for the redeliveries of acks whose deletes failed.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		missing := 0
-		for b := range confirmed {
-			if got[b] == 0 {
-				missing++
-			}
-		}
-		mu.Unlock()
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	l.WaitConsumed(wctx)
+	wcancel()
 	time.Sleep((testVisibility + 2) * time.Second)
 	_ = sub.Cancel(ctx(t))
 
-	mu.Lock()
-	defer mu.Unlock()
-	lost, dup, recovered := 0, 0, 0
-	for b := range confirmed {
-		if got[b] == 0 {
-			lost++
-			t.Errorf("confirmed %s never consumed", b)
-		}
-	}
-	for b, n := range got {
-		dup += n - 1
-		if !confirmed[b] {
-			recovered++
-		}
+	tl := l.Tally()
+	for _, b := range tl.LostIDs {
+		t.Errorf("confirmed %s never consumed", b)
 	}
 	// Time to recover: the fault removed, to the first message whose
 	// publish began after it consumed.
-	var first time.Time
-	for b, at := range sentAt {
-		if at.After(upAt) && got[b] > 0 && (first.IsZero() || gotAt[b].Before(first)) {
-			first = gotAt[b]
-		}
-	}
-	if first.IsZero() {
+	first, ok := l.FirstConsumedSentAfter(upAt)
+	if !ok {
 		t.Fatal("no message published after the restart was consumed")
 	}
-	var firstSent time.Time
-	for b, at := range sentAt {
-		if at.After(upAt) && confirmed[b] && (firstSent.IsZero() || at.Before(firstSent)) {
-			firstSent = at
-		}
-	}
+	_, firstSent, _, _ := l.FirstConfirmedSentAfter(upAt)
 	// The consumer side dominates the recovery: its receives back off up
 	// to 2 s while the emulator is down (package virtual).
 	t.Logf("the first confirmed publish after the restart began %v after it", firstSent.Sub(upAt).Round(time.Millisecond))
 	if failed == 0 {
 		t.Error("no publish failed while the emulator was down: the fault did not happen")
 	}
-	if sub.Err() != nil && len(got) == 0 {
+	if sub.Err() != nil && tl.Consumed == 0 {
 		t.Errorf("subscription: %v", sub.Err())
 	}
-	verdict := "pass"
-	if t.Failed() {
-		verdict = "fail"
-	}
-	t.Logf("FAULT ROW | goaws (in process) listener and connections closed, queues kept, for %v, producer and Consume running | sqs | %d | %d | %d | %d | %d | %v | %s",
-		down, len(sentAt), len(confirmed), lost, dup, recovered, first.Sub(upAt).Round(time.Millisecond), verdict)
+	tl.LogRow(t, fmt.Sprintf("goaws (in process) listener and connections closed, queues kept, for %v, producer and Consume running", down),
+		"sqs", first.Sub(upAt).Round(time.Millisecond).String(), !t.Failed())
 }
