@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/sas"
 
+	"github.com/kombu-go/kombu/internal/brokertest"
 	kombu "github.com/kombu-go/kombu/runtime"
 	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/transports/azurequeues"
@@ -96,7 +96,7 @@ func TestSecretsNeverShown(t *testing.T) {
 			}
 		}
 	}
-	silent := silentListener(t)
+	silent := brokertest.SilentListener(t).Addr
 	for _, c := range []struct {
 		name, url string
 		want      error
@@ -174,43 +174,11 @@ func TestSecretsNeverShown(t *testing.T) {
 	t.Logf("log %d bytes; publish: %v; run: %v", len(buf.String()), pubErr, runErr)
 }
 
-// silentListener accepts connections and never answers them (a host that
-// takes TCP and hangs); it returns its address.
-func silentListener(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var held []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			_ = c.Close()
-		}
-	})
-	return l.Addr().String()
-}
-
 // An endpoint that accepts TCP and never answers: Open returns within its
 // context's deadline, with an error that says the account does not
 // answer and wraps context.DeadlineExceeded.
 func TestEndpointThatNeverAnswers(t *testing.T) {
-	addr := silentListener(t)
+	addr := brokertest.SilentListener(t).Addr
 	u, err := transport.Parse("azurestoragequeues://" + url.QueryEscape(devKey) + "@http://" + addr + "/" + devAccount)
 	if err != nil {
 		t.Fatal(err)

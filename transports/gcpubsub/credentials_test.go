@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kombu-go/kombu/internal/brokertest"
 	kombu "github.com/kombu-go/kombu/runtime"
 	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/transports/gcpubsub"
@@ -187,37 +187,12 @@ func TestURLHasNoSecret(t *testing.T) {
 // answers (no HTTP/2 handshake) fails Open within its context, with a
 // clear error, rather than hanging.
 func TestEndpointSilent(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	held := make(chan net.Conn, 100)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			held <- c // held open, silent
-		}
-	}()
-	defer func() {
-		l.Close()
-		for {
-			select {
-			case c := <-held:
-				c.Close()
-			default:
-				return
-			}
-		}
-	}()
-	u, _ := transport.Parse("gcpubsub://projects/p?emulator_host=" + l.Addr().String())
+	addr := brokertest.SilentListener(t).Addr
+	u, _ := transport.Parse("gcpubsub://projects/p?emulator_host=" + addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	start := time.Now()
-	_, err = gcpubsub.Driver{}.Open(ctx, u, transport.Config{})
+	_, err := gcpubsub.Driver{}.Open(ctx, u, transport.Config{})
 	took := time.Since(start)
 	if err == nil || took > 4*time.Second {
 		t.Fatalf("Open against a silent endpoint: %v after %v", err, took)

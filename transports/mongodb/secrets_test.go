@@ -3,9 +3,7 @@ package mongodb_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -98,33 +96,10 @@ func TestRefusedCredentials(t *testing.T) {
 // returns within its context's deadline, with an error naming the server
 // (password masked) and wrapping the deadline.
 func TestServerThatAcceptsAndStaysSilent(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var held []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c) // held open, silent
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range held {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
+	silent := brokertest.SilentListener(t)
+	addr := silent.Addr
 	logs := &brokertest.LogBuffer{}
-	u, err := transport.Parse("mongodb://kombu:" + secret + "@" + ln.Addr().String() + "/silent")
+	u, err := transport.Parse("mongodb://kombu:" + secret + "@" + addr + "/silent")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,13 +117,10 @@ func TestServerThatAcceptsAndStaysSilent(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("err = %v, want it to wrap context.DeadlineExceeded", err)
 	}
-	if !strings.Contains(err.Error(), ln.Addr().String()) {
+	if !strings.Contains(err.Error(), addr) {
 		t.Errorf("the error does not name the server: %v", err)
 	}
-	mu.Lock()
-	accepted := len(held)
-	mu.Unlock()
-	if accepted == 0 {
+	if silent.Accepted() == 0 {
 		t.Errorf("the driver never connected: the test did not test a silent server")
 	}
 	noSecret(t, "the error", err.Error())

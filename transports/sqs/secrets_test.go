@@ -5,12 +5,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/kombu-go/kombu/internal/brokertest"
 	kombu "github.com/kombu-go/kombu/runtime"
 	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/transports/sqs"
@@ -157,33 +157,9 @@ func TestSecretsNeverLogged(t *testing.T) {
 // An endpoint that accepts the TCP connection but never answers: a
 // request ends with its context's deadline, with an error that says so.
 func TestEndpointAcceptsButNeverAnswers(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var held []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c) // held open, silent
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			_ = c.Close()
-		}
-	}()
+	addr := brokertest.SilentListener(t).Addr
 
-	url := "sqs://AKIDTEST:" + strings.ReplaceAll(secret, "/", "%2F") + "@" + ln.Addr().String() + "?region=us-east-1"
+	url := "sqs://AKIDTEST:" + strings.ReplaceAll(secret, "/", "%2F") + "@" + addr + "?region=us-east-1"
 	c, err := openURL(t, url)
 	if err != nil {
 		t.Fatal(err)
