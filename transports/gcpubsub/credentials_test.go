@@ -71,7 +71,7 @@ func serviceAccount(t *testing.T, tokenURI string, mangle func(map[string]any)) 
 // dialWith opens gcpubsub://projects/kombu-test through the runtime, with
 // the credentials file and a logger writing to a buffer, against the real
 // service's endpoint (no emulator): Open gets a token first.
-func dialWith(t *testing.T, credsFile string) (error, *bytes.Buffer) {
+func dialWith(t *testing.T, credsFile string) (*bytes.Buffer, error) {
 	t.Helper()
 	t.Setenv("PUBSUB_EMULATOR_HOST", "")
 	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", credsFile)
@@ -84,7 +84,7 @@ func dialWith(t *testing.T, credsFile string) (error, *bytes.Buffer) {
 		conn.Close()
 		t.Fatalf("Dial with %s: no error", credsFile)
 	}
-	return err, &logs
+	return &logs, err
 }
 
 // noSecret fails if a secret shows in the error, the logs or the URL.
@@ -114,7 +114,7 @@ func TestCredentials(t *testing.T) {
 
 	t.Run("missing", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "no-such-key.json")
-		err, logs := dialWith(t, path)
+		logs, err := dialWith(t, path)
 		if !errors.Is(err, gcpubsub.ErrCredentials) || !strings.Contains(err.Error(), "no-such-key.json") {
 			t.Fatalf("a missing file: %v, want ErrCredentials naming the file", err)
 		}
@@ -127,7 +127,7 @@ func TestCredentials(t *testing.T) {
 		if err := os.WriteFile(path, b[:len(b)/2], 0o600); err != nil { // cut in the middle of the key
 			t.Fatal(err)
 		}
-		err, logs := dialWith(t, path)
+		logs, err := dialWith(t, path)
 		if !errors.Is(err, gcpubsub.ErrCredentials) {
 			t.Fatalf("a cut file: %v, want ErrCredentials", err)
 		}
@@ -138,7 +138,7 @@ func TestCredentials(t *testing.T) {
 		path, secrets := serviceAccount(t, refusing.URL, func(f map[string]any) {
 			f["private_key"] = strings.Replace(f["private_key"].(string), "BEGIN PRIVATE KEY", "BEGIN NOTHING", 1)
 		})
-		err, logs := dialWith(t, path)
+		logs, err := dialWith(t, path)
 		if !errors.Is(err, gcpubsub.ErrCredentials) || !strings.Contains(err.Error(), "token") {
 			t.Fatalf("a malformed key: %v, want ErrCredentials", err)
 		}
@@ -147,7 +147,7 @@ func TestCredentials(t *testing.T) {
 	})
 	t.Run("refused", func(t *testing.T) {
 		path, secrets := serviceAccount(t, refusing.URL, nil)
-		err, logs := dialWith(t, path)
+		logs, err := dialWith(t, path)
 		if !errors.Is(err, gcpubsub.ErrCredentials) || !errors.Is(err, transport.ErrAccessRefused) || !strings.Contains(err.Error(), "invalid_grant") {
 			t.Fatalf("a refused key: %v, want ErrCredentials and ErrAccessRefused with the service's reason", err)
 		}
