@@ -446,3 +446,27 @@ func TestFolderGoneAndBack(t *testing.T) {
 		t.Fatalf("the consumer did not go on: %v", sub.Err())
 	}
 }
+
+// A folder named like a message file is not a message: it is not counted,
+// not taken (before, each poll renamed it into the taker folder and back,
+// and a listing could miss it meanwhile), and stays where it is.
+func TestFolderNamedLikeAMessage(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, filepathName(1, "q")), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	c := open(t, "filesystem://"+dir+"?polling_interval=0.05")
+	info, err := c.DeclareQueue(ctx(t), transport.Queue{Name: "q"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Messages != 0 {
+		t.Errorf("the queue counts %d messages, want 0", info.Messages)
+	}
+	if _, err := c.Get(ctx(t), "q", true); !errors.Is(err, transport.ErrEmpty) {
+		t.Errorf("Get: %v, want ErrEmpty", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, filepathName(1, "q"))); err != nil || !fi.IsDir() {
+		t.Errorf("the folder: %v", err)
+	}
+}

@@ -191,13 +191,19 @@ func (s *store) list() ([]msgFile, error) {
 		return nil, err
 	}
 	defer d.Close()
-	names, err := d.Readdirnames(-1)
+	// ReadDir, not Readdirnames: the entry's type comes with its name (no
+	// stat), and a folder named like a message is not one: taking it would
+	// rename it away and back at every poll.
+	entries, err := d.ReadDir(-1)
 	if err != nil {
 		return nil, err
 	}
-	files := make([]msgFile, 0, len(names))
-	for _, n := range names {
-		if f, ok := parseName(n); ok {
+	files := make([]msgFile, 0, len(entries))
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		if f, ok := parseName(e.Name()); ok {
 			files = append(files, f)
 		}
 	}
