@@ -1,13 +1,11 @@
 package azurequeues_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,27 +18,8 @@ import (
 	"github.com/kombu-go/kombu/transports/azurequeues"
 )
 
-// syncBuffer is a log buffer the transport's goroutines write to while
-// the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // openLogged opens raw with a debug logger writing to buf.
-func openLogged(raw string, buf *syncBuffer, d time.Duration) (transport.Conn, error) {
+func openLogged(raw string, buf *brokertest.LogBuffer, d time.Duration) (transport.Conn, error) {
 	u, err := transport.Parse(raw)
 	if err != nil {
 		return nil, err
@@ -107,7 +86,7 @@ func TestSecretsNeverShown(t *testing.T) {
 		{"SAS, nothing listens", "azurestoragequeues://" + url.QueryEscape(tok) + "@http://127.0.0.1:1/" + devAccount, nil},
 		{"SAS, silent endpoint", "azurestoragequeues://" + url.QueryEscape(tok) + "@http://" + silent + "/" + devAccount, nil},
 	} {
-		var buf syncBuffer
+		var buf brokertest.LogBuffer
 		conn, err := openLogged(c.url, &buf, 3*time.Second)
 		if err == nil {
 			_ = conn.Close()
@@ -122,7 +101,7 @@ func TestSecretsNeverShown(t *testing.T) {
 
 	// Through the runtime, as an application does: URL(), and a Consumer
 	// on a SAS connection while Azurite stops (its retries log failures).
-	var buf syncBuffer
+	var buf brokertest.LogBuffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -1,12 +1,10 @@
 package sqs_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,24 +13,6 @@ import (
 	"github.com/kombu-go/kombu/runtime/transport"
 	"github.com/kombu-go/kombu/transports/sqs"
 )
-
-// lockedBuffer is a log sink safe for the transport's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // noSecret fails the test if what holds the secret, as written or
 // percent-encoded in the URL.
@@ -54,7 +34,7 @@ func noSecret(t *testing.T, what, s string) {
 // the SDK cannot find.
 func TestSecretsNeverLogged(t *testing.T) {
 	g := startGoaws(t)
-	var logs lockedBuffer
+	var logs brokertest.LogBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	// A refused port, through the runtime.
